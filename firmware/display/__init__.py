@@ -1,0 +1,1 @@
+"""healthgate: firmware/display."""

@@ -1,0 +1,1 @@
+"""healthgate: tflite_models."""
