@@ -10,9 +10,10 @@ import numpy as np
 class Face:
     """One detected face in frame pixel coordinates.
 
-    `box` is (x0, y0, x1, y1); `landmarks` is a (5, 2) float array in the order
-    right eye, left eye (as seen in the image: left-most first), nose tip, mouth right, mouth left
-    -- i.e. the ArcFace 5-point template order; `score` is the detector confidence in [0, 1].
+    `box` is (x0, y0, x1, y1); `landmarks` is a (5, 2) float array of (x, y) in the ArcFace
+    5-point template order, in image coordinates: the eye with the smaller x, the eye with the
+    larger x, the nose tip, the mouth corner with the smaller x, the mouth corner with the larger
+    x. `score` is the detector confidence in [0, 1].
     """
 
     box: tuple[float, float, float, float]
