@@ -1,0 +1,89 @@
+"""Pure codec for signed, hash-chained events: canonical bytes, hash, signature, verification."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+GENESIS_HASH = "0" * 64  # prev_hash of a device's first event
+
+
+def canonical_json(value: Any) -> bytes:
+    """Deterministic JSON bytes: sorted keys, no spaces, UTF-8. Both ends hash exactly these."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Event:
+    """One signed event as stored on the kiosk and sent on the wire."""
+
+    device_id: str
+    seq: int
+    ts: str  # RFC 3339 UTC, e.g. "2026-11-26T08:00:00.123Z"
+    kind: str
+    body: dict[str, Any]
+    prev_hash: str  # hex SHA-256 of the previous event's signed content, GENESIS_HASH first
+    hash: str  # hex SHA-256 of signed_content()
+    sig: str  # base64 Ed25519 signature over signed_content()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id, "seq": self.seq, "ts": self.ts, "kind": self.kind,
+            "body": self.body, "prev_hash": self.prev_hash, "hash": self.hash, "sig": self.sig,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> "Event":
+        """Parse a wire dict; raises ValueError naming the first bad field."""
+        fields = {"device_id": str, "seq": int, "ts": str, "kind": str, "body": dict,
+                  "prev_hash": str, "hash": str, "sig": str}
+        for name, kind in fields.items():
+            value = data.get(name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"event field {name!r} missing or not {kind.__name__}")
+        return cls(**{name: data[name] for name in fields})
+
+
+def signed_content(device_id: str, seq: int, ts: str, kind: str, body: dict[str, Any],
+                   prev_hash: str) -> bytes:
+    """The exact bytes that are hashed and signed for an event."""
+    return canonical_json({"device_id": device_id, "seq": seq, "ts": ts, "kind": kind,
+                           "body": body, "prev_hash": prev_hash})
+
+
+def make_event(key: Ed25519PrivateKey, device_id: str, seq: int, ts: str, kind: str,
+               body: dict[str, Any], prev_hash: str) -> Event:
+    """Sign and hash a new event."""
+    content = signed_content(device_id, seq, ts, kind, body, prev_hash)
+    return Event(device_id=device_id, seq=seq, ts=ts, kind=kind, body=body, prev_hash=prev_hash,
+                 hash=hashlib.sha256(content).hexdigest(),
+                 sig=base64.b64encode(key.sign(content)).decode())
+
+
+def check_event(event: Event, public_key: Ed25519PublicKey) -> str | None:
+    """Check an event's own hash and signature. Returns None when good, else a reason code."""
+    content = signed_content(event.device_id, event.seq, event.ts, event.kind, event.body,
+                             event.prev_hash)
+    if hashlib.sha256(content).hexdigest() != event.hash:
+        return "EVENT_HASH_MISMATCH"
+    try:
+        public_key.verify(base64.b64decode(event.sig, validate=True), content)
+    except (InvalidSignature, ValueError):
+        return "EVENT_BAD_SIGNATURE"
+    return None
+
+
+def check_link(previous: Event, event: Event) -> str | None:
+    """Check that `event` follows `previous` in one device's chain. None when good."""
+    if event.device_id != previous.device_id:
+        return "EVENT_WRONG_DEVICE"
+    if event.seq != previous.seq + 1:
+        return "EVENT_SEQ_GAP"
+    if event.prev_hash != previous.hash:
+        return "EVENT_CHAIN_BROKEN"
+    return None
