@@ -1,0 +1,69 @@
+"""The capture thread: reads the camera with a timeout and posts frames and faults to the inbox."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from firmware.camera.base import CameraError, FrameSource
+from firmware.inbox import Inbox, Message
+
+log = logging.getLogger(__name__)
+
+
+class CaptureThread:
+    """Owns the FrameSource. Posts "frame", "camera_fault" and "end_of_stream" messages.
+
+    After a fault it waits `retry_s`, then reopens the camera; the kiosk recovers when frames
+    flow again. `heartbeat` is the monotonic time of the last successful read, for a watchdog.
+    """
+
+    def __init__(self, source: FrameSource, inbox: Inbox, frame_timeout_s: float,
+                 retry_s: float) -> None:
+        self._source = source
+        self._inbox = inbox
+        self._timeout = frame_timeout_s
+        self._retry_s = retry_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self.heartbeat = time.monotonic()
+        self.frames = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        healthy = False
+        while not self._stop.is_set():
+            if not healthy:
+                try:
+                    self._source.close()
+                    self._source.start()
+                    healthy = True
+                except CameraError as exc:
+                    self._inbox.post(Message("camera_fault", str(exc)))
+                    self._stop.wait(self._retry_s)
+                    continue
+            try:
+                frame = self._source.read(self._timeout)
+            except CameraError as exc:
+                log.warning("camera fault: %s", exc)
+                self._inbox.post(Message("camera_fault", str(exc)))
+                healthy = False
+                self._stop.wait(self._retry_s)
+                continue
+            if frame is None:
+                if getattr(self._source, "exhausted", False):
+                    self._inbox.post(Message("end_of_stream"))
+                    self._stop.wait(self._timeout)
+                    continue
+                self._inbox.post(Message("camera_fault", f"no frame within {self._timeout:g} s"))
+                continue
+            self.heartbeat = time.monotonic()
+            self.frames += 1
+            self._inbox.post(Message("frame", frame))
+        self._source.close()

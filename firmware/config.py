@@ -1,0 +1,138 @@
+"""Kiosk configuration: TOML loaded into typed sections, validated with errors naming the key."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and what is wrong."""
+
+
+@dataclass
+class KioskSection:
+    """Timeouts of the state machine, in seconds."""
+
+    frame_timeout_s: float = 1.0  # no frame for this long -> camera FAULT
+    result_hold_s: float = 3.0  # how long GRANTED / DENIED stay on the display
+    scan_timeout_s: float = 10.0  # SCANNING without a decision falls back to IDLE
+    event_queue_size: int = 2  # capture -> loop queue; the loop keeps only the newest frame
+    fault_retry_s: float = 2.0  # how often a latched FAULT retries its part
+    max_trust_age_h: float = 72.0  # refuse every credential once trust data is older
+    same_code_cooldown_s: float = 5.0  # ignore a code re-read while it is still in view
+    pseudonym_key_rotation_h: float = 24.0  # how often the log pseudonym key rotates
+
+
+@dataclass
+class CameraSection:
+    source: str = "files"  # files | video | fake | picamera2 | v4l2
+    path: str = ""  # image file, folder of images, or video file (files / video)
+    width: int = 1280
+    height: int = 720
+    fps: float = 15.0
+    loop: bool = False
+    device: int = 0  # v4l2 device index
+
+
+@dataclass
+class DisplaySection:
+    port: str = "emulator"  # "emulator" or a serial device such as /dev/ttyUSB0
+    baudrate: int = 115200
+    ack_timeout_s: float = 0.3
+    max_retries: int = 3
+    heartbeat_s: float = 2.0
+
+
+@dataclass
+class FleetSection:
+    url: str = ""  # empty: no uploads (offline kiosk)
+    upload_interval_s: float = 5.0
+    batch_size: int = 200
+    request_timeout_s: float = 5.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+
+
+@dataclass
+class StateSection:
+    dir: str = "state"  # device key, event log, trust cache (restrictive permissions)
+
+
+@dataclass
+class Config:
+    kiosk: KioskSection = field(default_factory=KioskSection)
+    camera: CameraSection = field(default_factory=CameraSection)
+    display: DisplaySection = field(default_factory=DisplaySection)
+    fleet: FleetSection = field(default_factory=FleetSection)
+    state: StateSection = field(default_factory=StateSection)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "camera.source": ("files", "video", "fake", "picamera2", "v4l2"),
+}
+_POSITIVE = {
+    "kiosk.frame_timeout_s", "kiosk.result_hold_s", "kiosk.scan_timeout_s", "kiosk.event_queue_size",
+    "kiosk.fault_retry_s", "kiosk.max_trust_age_h", "camera.width", "camera.height", "camera.fps",
+    "display.baudrate", "display.ack_timeout_s", "display.heartbeat_s", "fleet.upload_interval_s",
+    "fleet.batch_size", "fleet.request_timeout_s", "fleet.backoff_initial_s", "fleet.backoff_max_s",
+    "kiosk.pseudonym_key_rotation_h",
+}
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    if key in _POSITIVE and value <= 0:
+        raise ConfigError(f"{key}: must be greater than 0, got {value!r}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(f"{key}: must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(known))})")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        key, raw, kind = f"{prefix}{f.name}", data[f.name], hints[f.name]
+        if is_dataclass(kind):
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{key}: expected a table [{key}], got {type(raw).__name__}")
+            values[f.name] = _build(kind, raw, key + ".")
+        else:
+            values[f.name] = _coerce(key, raw, kind)
+    return cls(**values)
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Validate a parsed TOML document into a Config; raises ConfigError naming the key."""
+    config: Config = _build(Config, data, "")
+    if config.camera.source in ("files", "video") and not config.camera.path:
+        raise ConfigError(f"camera.path: required when camera.source is {config.camera.source!r}")
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML file; raises ConfigError with the file name and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration ({exc.strerror})") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,287 @@
+"""The kiosk state machine: one loop owns the state; capture and other threads post to its inbox."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from firmware.camera.base import FrameSource
+from firmware.capture import CaptureThread
+from firmware.clock import Clock
+from firmware.codes import scan_frame
+from firmware.config import KioskSection
+from firmware.credentials import TrustStore, Verdict, verify
+from firmware.credentials.reasons import message_for
+from firmware.inbox import Inbox, Message
+from firmware.policy import Decision, decide, trust_problem
+from firmware.pseudonym import Pseudonymiser
+from firmware.states import READY_STATES, RESULT_STATES, State
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.05  # the loop wakes at least this often to run its timers
+
+
+class DisplayPort(Protocol):
+    """What the kiosk needs of the display driver (firmware.display.driver.Display)."""
+
+    def show(self, screen: Any, timeout: float) -> None: ...
+
+    def poll(self) -> None: ...
+
+
+class EventSink(Protocol):
+    """What the kiosk needs of the event log (firmware.eventlog.EventLog)."""
+
+    def append(self, kind: str, body: dict[str, Any]) -> Any: ...
+
+
+@dataclass
+class Summary:
+    """What a run did, for the demo, tests and benchmarks. No personal data."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    transitions: list[tuple[str, str]] = field(default_factory=list)
+    faults: list[tuple[str, str]] = field(default_factory=list)
+    dropped_frames: int = 0
+
+
+class Kiosk:
+    """Owns the state. `run()` loops until `stop()` (or the end of a finite camera source)."""
+
+    def __init__(self, config: KioskSection, camera: FrameSource, display: DisplayPort,
+                 eventlog: EventSink, trust: Callable[[], TrustStore], clock: Clock,
+                 pseudonymiser: Pseudonymiser, screen_for: Callable[..., Any],
+                 display_timeout_s: float = 1.0,
+                 verifier: Callable[..., Verdict] = verify) -> None:
+        self.config = config
+        self.state = State.BOOT
+        self.summary = Summary()
+        self._display = display
+        self._eventlog = eventlog
+        self._trust = trust
+        self._clock = clock
+        self._pseudonymiser = pseudonymiser
+        self._screen_for = screen_for
+        self._display_timeout_s = display_timeout_s
+        self._verifier = verifier
+        self._inbox = Inbox(frame_capacity=max(1, config.event_queue_size - 1))
+        self._capture = CaptureThread(camera, self._inbox, config.frame_timeout_s,
+                                      config.fault_retry_s)
+        self._stop = threading.Event()
+        self._faults: dict[str, str] = {}  # part -> what is wrong; FAULT while non-empty
+        self._unlogged: list[tuple[str, dict[str, Any]]] = []  # events waiting for the disk
+        self._state_since = time.monotonic()
+        self._last_code: tuple[str, float] | None = None  # (text, when) for the cooldown
+        self._last_retry = 0.0
+        self._end_of_stream = False
+
+    # ---- public -----------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def post(self, message: Message) -> None:
+        self._inbox.post(message)
+
+    def run(self, exit_on_end_of_stream: bool = False) -> Summary:
+        self._show(State.BOOT)
+        self._log_event("boot", {})
+        self._capture.start()
+        self._transition(State.IDLE)
+        try:
+            while not self._stop.is_set():
+                message = self._inbox.get(TICK_S)
+                if message is not None:
+                    self._handle(message)
+                self._on_tick()
+                if exit_on_end_of_stream and self._end_of_stream and self.state == State.IDLE:
+                    break
+        finally:
+            self._capture.stop()
+            self.summary.dropped_frames = self._inbox.dropped_frames
+        return self.summary
+
+    # ---- the one transition function ------------------------------------------------
+    def _transition(self, new: State, reason: str | None = None, detail: str | None = None) -> None:
+        old = self.state
+        if old != new:
+            log.info("state from %s to %s%s", old.value, new.value, f" ({reason})" if reason else "")
+            self.summary.transitions.append((old.value, new.value))
+        self.state = new
+        self._state_since = time.monotonic()
+        self._show(new, reason, detail)
+
+    def _show(self, state: State, reason: str | None = None, detail: str | None = None) -> bool:
+        text = message_for(reason) if reason else None
+        if state == State.IDLE and detail is None:
+            detail = self._trust_age_text()
+        try:
+            self._display.show(self._screen_for(state.value, text, detail), self._display_timeout_s)
+        except Exception as exc:  # DisplayError or a broken port: latch, never crash
+            self._latch("display", str(exc) or type(exc).__name__)
+            return False
+        return True
+
+    # ---- faults ---------------------------------------------------------------------------
+    def _latch(self, part: str, problem: str) -> None:
+        if part not in self._faults:
+            log.warning("fault latched: %s: %s", part, problem)
+            self.summary.faults.append((part, problem))
+            self._log_event("fault", {"part": part, "problem": problem[:200]})
+        self._faults[part] = problem
+        if self.state != State.FAULT:
+            old = self.state
+            self.state = State.FAULT
+            self._state_since = time.monotonic()
+            log.info("state from %s to FAULT (%s)", old.value, part)
+            self.summary.transitions.append((old.value, State.FAULT.value))
+        if part != "display":
+            self._show(State.FAULT, None, part)
+
+    def _clear(self, part: str) -> None:
+        if self._faults.pop(part, None) is None:
+            return
+        log.info("fault cleared: %s", part)
+        self._log_event("recovered", {"part": part})
+        if not self._faults:
+            self._transition(State.IDLE)
+        else:
+            self._show(State.FAULT, None, next(iter(self._faults)))
+
+    def _retry_faults(self) -> None:
+        now = time.monotonic()
+        if now - self._last_retry < self.config.fault_retry_s:
+            return
+        self._last_retry = now
+        if "display" in self._faults:
+            try:
+                self._display.poll()
+            except Exception as exc:
+                self._faults["display"] = str(exc) or type(exc).__name__
+            else:
+                self._faults.pop("display")
+                self._log_event("recovered", {"part": "display"})
+                self._show(State.FAULT, None, next(iter(self._faults))) if self._faults \
+                    else self._transition(State.IDLE)
+        if "eventlog" in self._faults:
+            self._flush_unlogged()
+
+    # ---- events ---------------------------------------------------------------------------
+    def _log_event(self, kind: str, body: dict[str, Any]) -> bool:
+        """Append durably; on failure keep the event in memory and latch FAULT(eventlog)."""
+        self._unlogged.append((kind, body))
+        return self._flush_unlogged()
+
+    def _flush_unlogged(self) -> bool:
+        while self._unlogged:
+            kind, body = self._unlogged[0]
+            try:
+                self._eventlog.append(kind, body)
+            except Exception as exc:
+                if "eventlog" not in self._faults:
+                    self._faults["eventlog"] = str(exc) or type(exc).__name__
+                    self.summary.faults.append(("eventlog", self._faults["eventlog"]))
+                    log.error("event log failed: %s", exc)
+                    if self.state != State.FAULT:
+                        self.summary.transitions.append((self.state.value, State.FAULT.value))
+                        self.state = State.FAULT
+                    self._show(State.FAULT, None, "eventlog")
+                return False
+            self._unlogged.pop(0)
+        if "eventlog" in self._faults:
+            self._faults.pop("eventlog")
+            self._eventlog.append("recovered", {"part": "eventlog"})
+            if not self._faults:
+                self._transition(State.IDLE)
+        return True
+
+    # ---- message handling ----------------------------------------------------------------
+    def _handle(self, message: Message) -> None:
+        if message.kind == "frame":
+            self._clear("camera")
+            if self.state in READY_STATES:
+                self._on_frame(message.data)
+        elif message.kind == "camera_fault":
+            self._latch("camera", str(message.data))
+        elif message.kind == "end_of_stream":
+            self._end_of_stream = True
+        elif message.kind == "maintenance":
+            self._transition(State.MAINTENANCE if message.data else State.IDLE)
+        elif message.kind == "stop":
+            self._stop.set()
+
+    def _on_tick(self) -> None:
+        if self._faults:
+            self._retry_faults()
+            return
+        elapsed = time.monotonic() - self._state_since
+        if self.state in RESULT_STATES and elapsed >= self.config.result_hold_s:
+            self._inbox.discard_frames()  # frames taken while the result was shown are stale
+            self._transition(State.IDLE)
+        elif self.state == State.SCANNING and elapsed >= self.config.scan_timeout_s:
+            self._transition(State.IDLE)
+        else:
+            try:
+                self._display.poll()
+            except Exception as exc:
+                self._latch("display", str(exc) or type(exc).__name__)
+
+    def _on_frame(self, frame: Any) -> None:
+        try:
+            reads = scan_frame(frame.image)
+        except Exception as exc:  # a corrupt frame is the camera's fault, not a crash
+            self._latch("camera", f"unreadable frame: {exc}")
+            return
+        texts = [read.text for read in reads if read.text]
+        if not texts:
+            if reads and self.state == State.IDLE:
+                self._transition(State.SCANNING)  # a code is in view but not readable yet
+            return
+        text = texts[0]
+        now = time.monotonic()
+        if self._last_code is not None and self._last_code[0] == text \
+                and now - self._last_code[1] < self.config.same_code_cooldown_s:
+            return  # the same pass is still in front of the camera
+        self._last_code = (text, now)
+        self._transition(State.VERIFYING)
+        decision = self._decide(text)
+        self._record(decision, frame.captured_at)
+
+    def _decide(self, text: str) -> Decision:
+        trust = self._trust()
+        now = self._clock.now()
+        problem = trust_problem(self._clock.trust_problem(), trust.updated_at, now,
+                                self.config.max_trust_age_h)
+        if problem is not None:
+            return Decision(False, problem, "unknown", None, {})
+        verdict = self._verifier(text, trust, now)
+        pseudonym = None
+        if verdict.credential_id:
+            pseudonym = self._pseudonymiser.pseudonym(verdict.credential_id, now.timestamp())
+        return decide(verdict, pseudonym)
+
+    def _record(self, decision: Decision, captured_at: float) -> None:
+        body = {"decision": "granted" if decision.granted else "denied",
+                "reason": decision.reason, "format": decision.format,
+                "pseudonym": decision.pseudonym, "checks": decision.checks}
+        # The event is durable before the display shows what it records.
+        if not self._log_event("decision", body):
+            return
+        state = State.GRANTED if decision.granted else State.DENIED
+        self._transition(state, decision.reason)
+        latency_ms = (time.monotonic() - captured_at) * 1000.0
+        self.summary.decisions.append(Decision(decision.granted, decision.reason, decision.format,
+                                               decision.pseudonym, decision.checks, latency_ms))
+
+    def _trust_age_text(self) -> str | None:
+        try:
+            updated = self._trust().updated_at
+        except Exception:
+            return None
+        if updated is None:
+            return "No trust data"
+        hours = (self._clock.now() - updated).total_seconds() / 3600.0
+        return f"Data {hours:.0f}h old" if hours >= 1 else "Data up to date"
