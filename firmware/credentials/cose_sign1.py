@@ -1,0 +1,153 @@
+"""A small, bounded COSE_Sign1 codec (RFC 8152) with ES256 and EdDSA, shared by NZCP and status codes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+COSE_SIGN1_TAG = 18
+ALG_ES256 = -7
+ALG_EDDSA = -8
+HEADER_ALG = 1
+HEADER_KID = 4
+
+# A QR code holds at most ~3 KB of binary; anything larger is not a scanned credential.
+MAX_COSE_BYTES = 8192
+
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+class CoseError(ValueError):
+    """The bytes are not a well-formed COSE_Sign1 message (`code` names the stage)."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Sign1:
+    """A decoded COSE_Sign1: the raw protected bytes are kept because the signature covers them."""
+
+    protected_raw: bytes
+    protected: dict[Any, Any]
+    unprotected: dict[Any, Any]
+    payload: bytes
+    signature: bytes
+    tagged: bool
+
+    @property
+    def alg(self) -> Any:
+        """`alg` from the protected header (the only place we accept it: it must be signed)."""
+        return self.protected.get(HEADER_ALG)
+
+    @property
+    def kid(self) -> bytes | None:
+        """`kid` from the protected header, falling back to the unprotected one, as bytes."""
+        kid = self.protected.get(HEADER_KID, self.unprotected.get(HEADER_KID))
+        if isinstance(kid, str):
+            return kid.encode("utf-8")
+        if isinstance(kid, bytes):
+            return kid
+        return None
+
+
+def decode_sign1(data: bytes, *, require_tag: bool = False) -> Sign1:
+    """Parse COSE_Sign1 bytes (tag 18 optional unless `require_tag`); raises CoseError."""
+    if len(data) > MAX_COSE_BYTES:
+        raise CoseError("too_large", f"{len(data)} bytes")
+    try:
+        obj = cbor2.loads(data)
+    except Exception as exc:  # cbor2 raises several types (CBORDecodeError, ValueError, ...)
+        raise CoseError("cbor", type(exc).__name__) from None
+    tagged = False
+    if isinstance(obj, cbor2.CBORTag):
+        if obj.tag != COSE_SIGN1_TAG:
+            raise CoseError("tag", f"tag {obj.tag}")
+        obj, tagged = obj.value, True
+    if require_tag and not tagged:
+        raise CoseError("tag", "untagged")
+    if not isinstance(obj, list) or len(obj) != 4:
+        raise CoseError("structure", "not a 4-element array")
+    protected_raw, unprotected, payload, signature = obj
+    if not isinstance(protected_raw, bytes) or not isinstance(payload, bytes):
+        raise CoseError("structure", "protected/payload not bytes")
+    if not isinstance(signature, bytes) or not isinstance(unprotected, dict):
+        raise CoseError("structure", "signature/unprotected wrong type")
+    if protected_raw:
+        try:
+            protected = cbor2.loads(protected_raw)
+        except Exception as exc:
+            raise CoseError("header", type(exc).__name__) from None
+        if not isinstance(protected, dict):
+            raise CoseError("header", "protected header not a map")
+    else:
+        protected = {}
+    return Sign1(protected_raw, dict(protected), dict(unprotected), payload, signature, tagged)
+
+
+def sig_structure(protected_raw: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
+    """The Sig_structure that COSE_Sign1 signs: ["Signature1", protected, aad, payload]."""
+    return cbor2.dumps(["Signature1", protected_raw, external_aad, payload])
+
+
+def verify_signature(msg: Sign1, key: PublicKey) -> bool:
+    """True when `msg` carries a valid signature by `key` for the alg in its protected header."""
+    to_be_signed = sig_structure(msg.protected_raw, msg.payload)
+    try:
+        if msg.alg == ALG_ES256 and isinstance(key, ec.EllipticCurvePublicKey):
+            if not isinstance(key.curve, ec.SECP256R1) or len(msg.signature) != 64:
+                return False
+            r = int.from_bytes(msg.signature[:32], "big")
+            s = int.from_bytes(msg.signature[32:], "big")
+            key.verify(encode_dss_signature(r, s), to_be_signed, ec.ECDSA(hashes.SHA256()))
+            return True
+        if msg.alg == ALG_EDDSA and isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(msg.signature, to_be_signed)
+            return True
+    except (InvalidSignature, ValueError):
+        return False
+    return False
+
+
+def alg_for_key(key: PrivateKey | PublicKey) -> int:
+    """The COSE alg number for a key type (ES256 for P-256, EdDSA for Ed25519)."""
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return ALG_EDDSA
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(
+        key.curve, ec.SECP256R1
+    ):
+        return ALG_ES256
+    raise ValueError("only P-256 and Ed25519 keys are supported")
+
+
+def encode_sign1(
+    payload: bytes,
+    key: PrivateKey,
+    *,
+    kid: bytes | str,
+    tagged: bool = True,
+    extra_protected: dict[Any, Any] | None = None,
+) -> bytes:
+    """Sign `payload` as a COSE_Sign1 (alg from the key type, kid in the protected header)."""
+    alg = alg_for_key(key)
+    header: dict[Any, Any] = {HEADER_ALG: alg, HEADER_KID: kid}
+    header.update(extra_protected or {})
+    protected_raw = cbor2.dumps(header)
+    to_be_signed = sig_structure(protected_raw, payload)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        signature = key.sign(to_be_signed)
+    else:
+        r, s = decode_dss_signature(key.sign(to_be_signed, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    body = [protected_raw, {}, payload, signature]
+    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, body) if tagged else body)

@@ -1,0 +1,189 @@
+"""SMART Health Card (`shc:/`) verification: numeric QR -> JWS ES256 -> DEFLATE -> claims -> CRL."""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from firmware.credentials.shc_codec import (
+    ShcFormatError,
+    b64url_encode,
+    inflate_raw,
+    numeric_to_jws,
+    parse_chunk,
+    parse_compact_jws,
+    verify_es256,
+)
+from firmware.credentials.shc_trust import ShcKey, ShcTrust
+from firmware.credentials.shc_trust import load_trust as _load_trust
+from firmware.credentials.trust import TrustStore
+from firmware.credentials.verdict import Verdict, empty_checks
+
+__all__ = ["verify_shc", "load_trust", "bench_samples", "HEALTH_CARD_TYPE"]
+
+HEALTH_CARD_TYPE = "https://smarthealth.cards#health-card"
+
+
+class _Deny(Exception):
+    """Internal: stop the pipeline with a reason code."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def load_trust(directory: str | Path) -> ShcTrust | None:
+    """SHC trust from a trust cache directory (see shc_trust.load_trust); None without SHC files."""
+    return _load_trust(directory)
+
+
+def verify_shc(text: str, trust: TrustStore, at: datetime) -> Verdict:
+    """Verify one `shc:/` text (a single QR or an already assembled card) at time `at`."""
+    checks = empty_checks()
+    state: dict[str, Any] = {}
+    try:
+        _run(text, trust.shc if isinstance(trust, TrustStore) else None, at, checks, state)
+    except _Deny as deny:
+        return Verdict(False, "shc", deny.code, state.get("payload"), checks,
+                       credential_id=state.get("credential_id"), extras=state.get("extras", {}))
+    return Verdict(True, "shc", None, state["payload"], checks,
+                   credential_id=state["credential_id"], extras=state["extras"])
+
+
+def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None],
+         state: dict[str, Any]) -> None:
+    """The staged pipeline; records each stage in `checks` and raises _Deny on the first failure."""
+    checks["prefix"] = isinstance(text, str) and text[:5].lower() == "shc:/"
+    if not checks["prefix"]:
+        raise _Deny("SHC_PREFIX")
+    try:
+        chunk = parse_chunk(text)
+        if chunk.total > 1:  # one chunk of several: the kiosk assembles them (shc_chunks)
+            checks["base45"] = False
+            raise _Deny("SHC_CHUNKS_INCOMPLETE")
+        jws = numeric_to_jws(chunk.digits)
+    except ShcFormatError as exc:
+        checks["base45"] = False
+        raise _Deny(exc.code) from None
+    checks["base45"] = True
+    state["credential_id"] = "jws-sha256:" + b64url_encode(hashlib.sha256(jws.encode()).digest())
+
+    try:
+        parsed = parse_compact_jws(jws)
+    except ShcFormatError as exc:
+        checks["cose"] = False
+        raise _Deny(exc.code) from None
+    header = parsed.header
+    checks["cose"] = header.get("alg") == "ES256" and header.get("zip") == "DEF"
+    if header.get("alg") != "ES256":
+        raise _Deny("SHC_ALG_UNSUPPORTED")
+    if header.get("zip") != "DEF":
+        raise _Deny("SHC_ZIP_UNSUPPORTED")
+    kid = header.get("kid")
+
+    if not isinstance(shc_trust, ShcTrust):
+        raise _Deny("SHC_ISSUER_UNTRUSTED")
+    candidates: list[ShcKey] = shc_trust.keys_by_kid.get(kid, []) if isinstance(kid, str) else []
+    if not candidates:
+        # Only to name the reason precisely: read the (bounded) payload's iss without trusting it.
+        claims = _decode_claims(parsed.payload_raw, checks, state)
+        iss = claims.get("iss")
+        known = isinstance(iss, str) and shc_trust.knows_issuer(iss)
+        checks["signature"] = False
+        raise _Deny("SHC_KEY_UNKNOWN" if known else "SHC_ISSUER_UNTRUSTED")
+    # Signature before content: the payload of an unsigned card is never interpreted.
+    if not verify_es256(candidates[0].public_key, parsed.signing_input, parsed.signature):
+        checks["signature"] = False
+        raise _Deny("SHC_SIGNATURE_INVALID")
+    checks["signature"] = True
+
+    claims = _decode_claims(parsed.payload_raw, checks, state)
+    iss = claims["iss"]
+    key = next((k for k in candidates if k.iss == iss), None)
+    state["extras"] = {"issuer": iss, "issuer_name": shc_trust.issuer_names.get(iss, iss), "kid": kid}
+    if key is None:  # signed by a key that another issuer published
+        checks["signature"] = False
+        raise _Deny("SHC_ISSUER_MISMATCH")
+
+    now = _epoch(at)
+    nbf, exp = claims["nbf"], claims.get("exp")
+    checks["expiry"] = nbf <= now and (exp is None or now < exp)
+    if nbf > now:
+        raise _Deny("SHC_NOT_YET_VALID")
+    if exp is not None and now >= exp:
+        raise _Deny("SHC_EXPIRED")
+
+    rid = claims["vc"].get("rid")
+    crl = shc_trust.crls.get(key.kid)
+    if key.crl_version is not None and (crl is None or crl.ctr < key.crl_version):
+        checks["revocation"] = False  # the issuer publishes a CRL we do not hold: fail safe
+        raise _Deny("SHC_CRL_UNAVAILABLE")
+    checks["revocation"] = not (crl is not None and rid is not None and crl.revokes(rid, nbf))
+    if not checks["revocation"]:
+        raise _Deny("SHC_REVOKED")
+
+
+def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],
+                   state: dict[str, Any]) -> dict[str, Any]:
+    """Inflate (bounded) and parse the JWT claims, then check the SHC claim structure."""
+    try:
+        inflated = inflate_raw(payload_raw)
+    except ShcFormatError as exc:
+        checks["zlib"] = False
+        raise _Deny(exc.code) from None
+    checks["zlib"] = True
+    try:
+        claims = json.loads(inflated.decode("utf-8"))
+    except (ValueError, RecursionError):
+        checks["cbor"] = False
+        raise _Deny("SHC_PAYLOAD_INVALID") from None
+    checks["cbor"] = isinstance(claims, dict)
+    if not isinstance(claims, dict):
+        raise _Deny("SHC_PAYLOAD_INVALID")
+    state["payload"] = claims
+    problem = _claims_problem(claims)
+    checks["schema"] = problem is None
+    if problem is not None:
+        raise _Deny("SHC_PAYLOAD_INVALID")
+    rid = claims["vc"].get("rid")
+    if rid is not None:
+        state["credential_id"] = "rid:" + rid
+    return claims
+
+
+def _claims_problem(claims: dict[str, Any]) -> str | None:
+    """What is wrong with the claims structure, or None (SHC spec, JWS payload)."""
+    if not isinstance(claims.get("iss"), str):
+        return "iss"
+    for name in ("nbf", "exp"):
+        value = claims.get(name)
+        if (name == "nbf" or value is not None) and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
+            return name
+    vc = claims.get("vc")
+    if not isinstance(vc, dict) or not isinstance(vc.get("type"), list):
+        return "vc"
+    if HEALTH_CARD_TYPE not in vc["type"]:
+        return "vc.type"
+    subject = vc.get("credentialSubject")
+    if not isinstance(subject, dict) or not isinstance(subject.get("fhirBundle"), dict):
+        return "vc.credentialSubject"
+    rid = vc.get("rid")
+    if rid is not None and (not isinstance(rid, str) or not 0 < len(rid) <= 24 or "." in rid):
+        return "vc.rid"
+    return None
+
+
+def _epoch(at: datetime) -> float:
+    """Seconds since the epoch; a naive datetime is taken as UTC."""
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def bench_samples() -> list[tuple[str, TrustStore, datetime]]:
+    """Freshly signed single-QR and assembled cards with their trust, for bench/verify.py."""
+    from firmware.credentials.shc_samples import sample_cards
+
+    return sample_cards()

@@ -1,0 +1,223 @@
+"""SMART Health Card wire codecs: numeric QR mode, chunk headers, base64url, raw DEFLATE, JWK, JWS."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+PREFIX = "shc:/"
+# Ord(c) - 45 for every character of a compact JWS lies in 0..77 ('-' .. 'z').
+_NUMERIC_OFFSET = 45
+_MAX_PAIR = ord("z") - _NUMERIC_OFFSET
+# Bounds: a JWS in one V22 QR is <= 1195 chars; chunked cards are a handful of those.
+MAX_CHUNKS = 16
+MAX_TEXT_CHARS = 2 * 1195 * MAX_CHUNKS + 64
+MAX_JWS_CHARS = 1195 * MAX_CHUNKS
+# FHIR bundles that fit in QR codes inflate to a few KB; 64 KiB is generous and bounded.
+MAX_INFLATED_BYTES = 64 * 1024
+
+_B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
+_CHUNK_RE = re.compile(r"^shc:/(?:(\d{1,3})/(\d{1,3})/)?(\d*)$", re.IGNORECASE)
+
+
+class ShcFormatError(ValueError):
+    """A malformed SHC at one stage; `code` is the reason code to report."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One scanned `shc:/` QR text: its 1-based index, the total count and its numeric body."""
+
+    index: int
+    total: int
+    digits: str
+
+
+def parse_chunk(text: str) -> Chunk:
+    """Split `shc:/[C/N/]digits` into its parts; a single-QR card is chunk 1 of 1."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise ShcFormatError("SHC_TOO_LARGE", f"{len(text)} chars")
+    match = _CHUNK_RE.match(text.strip())
+    if match is None:
+        raise ShcFormatError("SHC_NUMERIC_INVALID", "not shc:/[C/N/]digits")
+    index_s, total_s, digits = match.groups()
+    if index_s is None:
+        return Chunk(1, 1, digits)
+    index, total = int(index_s), int(total_s)
+    if not (1 <= index <= total <= MAX_CHUNKS) or total < 2:
+        raise ShcFormatError("SHC_CHUNK_INVALID", f"chunk {index}/{total}")
+    return Chunk(index, total, digits)
+
+
+def numeric_to_jws(digits: str) -> str:
+    """Decode the numeric QR body: each pair of digits is Ord(c) - 45."""
+    if len(digits) % 2 or not digits.isdigit() or not digits.isascii():
+        raise ShcFormatError("SHC_NUMERIC_INVALID", "odd length or non-digit")
+    out = []
+    for i in range(0, len(digits), 2):
+        value = int(digits[i : i + 2])
+        if value > _MAX_PAIR:
+            raise ShcFormatError("SHC_NUMERIC_INVALID", f"pair {value} out of range")
+        out.append(chr(value + _NUMERIC_OFFSET))
+    return "".join(out)
+
+
+def jws_to_numeric(jws: str) -> str:
+    """Encode a compact JWS in SHC numeric mode (two digits per character)."""
+    return "".join(f"{ord(c) - _NUMERIC_OFFSET:02d}" for c in jws)
+
+
+def jws_to_qr_texts(jws: str, max_chunk_chars: int = 1191) -> list[str]:
+    """The `shc:/` texts for a JWS, split into balanced chunks when it is too long for one QR."""
+    if len(jws) <= 1195:
+        return [PREFIX + jws_to_numeric(jws)]
+    count = -(-len(jws) // max_chunk_chars)
+    size = -(-len(jws) // count)
+    parts = [jws[i : i + size] for i in range(0, len(jws), size)]
+    return [f"{PREFIX}{i}/{len(parts)}/{jws_to_numeric(p)}" for i, p in enumerate(parts, 1)]
+
+
+def b64url_decode(text: str) -> bytes:
+    """Strict unpadded base64url (RFC 4648 section 5) decoding."""
+    if not _B64URL_RE.match(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error as exc:
+        raise ValueError("not base64url") from exc
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def inflate_raw(data: bytes, max_out: int = MAX_INFLATED_BYTES) -> bytes:
+    """Raw DEFLATE (no zlib header) with a hard cap on output: a bomb fails, never allocates."""
+    inflater = zlib.decompressobj(-15)
+    try:
+        out = inflater.decompress(data, max_out)
+    except zlib.error as exc:
+        raise ShcFormatError("SHC_INFLATE_FAILED", str(exc)) from None
+    if inflater.unconsumed_tail:
+        raise ShcFormatError("SHC_PAYLOAD_TOO_LARGE", f"> {max_out} bytes")
+    if not inflater.eof:
+        raise ShcFormatError("SHC_INFLATE_FAILED", "truncated stream")
+    return out
+
+
+def deflate_raw(data: bytes) -> bytes:
+    """Raw DEFLATE, as issuers compress SHC payloads."""
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return deflater.compress(data) + deflater.flush()
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint of an EC public JWK, base64url: the SHC `kid`."""
+    members = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def public_key_from_jwk(jwk: dict[str, Any]) -> ec.EllipticCurvePublicKey:
+    """A P-256 public key from an EC JWK; raises ValueError on anything else (or a private key)."""
+    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or "d" in jwk:
+        raise ValueError("not a public P-256 EC JWK")
+    x, y = b64url_decode(str(jwk.get("x", ""))), b64url_decode(str(jwk.get("y", "")))
+    # RFC 7518 wants full 32-byte coordinates, but some deployed issuers drop a leading zero
+    # byte; the integer value is the same and the point is still validated on the curve.
+    if not (30 <= len(x) <= 32 and 30 <= len(y) <= 32):
+        raise ValueError("bad P-256 coordinate length")
+    numbers = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
+    )
+    return numbers.public_key()  # validates that the point is on the curve
+
+
+def jwk_from_public_key(key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
+    """The SHC-style public JWK of a P-256 key, with kid = its RFC 7638 thumbprint."""
+    numbers = key.public_numbers()
+    jwk: dict[str, Any] = {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64url_encode(numbers.x.to_bytes(32, "big")),
+        "y": b64url_encode(numbers.y.to_bytes(32, "big")),
+    }
+    jwk.update({"kid": jwk_thumbprint(jwk), "use": "sig", "alg": "ES256"})
+    return jwk
+
+
+@dataclass(frozen=True)
+class CompactJws:
+    """The three parts of a compact JWS, with the signing input kept as it was received."""
+
+    header: dict[str, Any]
+    payload_raw: bytes
+    signature: bytes
+    signing_input: bytes
+
+
+def parse_compact_jws(jws: str) -> CompactJws:
+    """Split and decode `header.payload.signature`; raises ShcFormatError(SHC_JWS_MALFORMED)."""
+    if len(jws) > MAX_JWS_CHARS:
+        raise ShcFormatError("SHC_TOO_LARGE", f"{len(jws)} chars")
+    parts = jws.split(".")
+    if len(parts) != 3:
+        raise ShcFormatError("SHC_JWS_MALFORMED", "not three parts")
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+        payload_raw = b64url_decode(parts[1])
+        signature = b64url_decode(parts[2])
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ShcFormatError("SHC_JWS_MALFORMED", "bad base64url or header JSON") from None
+    if not isinstance(header, dict):
+        raise ShcFormatError("SHC_JWS_MALFORMED", "header not an object")
+    signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+    return CompactJws(header, payload_raw, signature, signing_input)
+
+
+def verify_es256(key: ec.EllipticCurvePublicKey, signing_input: bytes, signature: bytes) -> bool:
+    """JWS ES256: a 64-byte r||s signature over SHA-256 of the signing input."""
+    if len(signature) != 64:
+        return False
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    try:
+        key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def sign_compact_jws(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
+    """Issue an SHC JWS: minified JSON, raw DEFLATE, ES256, kid = thumbprint (demo and tests)."""
+    kid = jwk_thumbprint(jwk_from_public_key(key.public_key()))
+    header = {"zip": "DEF", "alg": "ES256", "kid": kid}
+    head = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+    body_json = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    body = b64url_encode(deflate_raw(body_json))
+    r, s = decode_dss_signature(key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{head}.{body}.{b64url_encode(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def derive_rid(secret_key: bytes, kid: str, user_id: str) -> str:
+    """The spec's recommended revocation id: base64url(HMAC-SHA-256(secret || kid, user_id)[:8])."""
+    mac = hmac.new(secret_key + kid.encode("utf-8"), user_id.encode("utf-8"), hashlib.sha256)
+    return b64url_encode(mac.digest()[:8])
