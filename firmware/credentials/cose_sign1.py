@@ -1,6 +1,7 @@
 """A small, bounded COSE_Sign1 codec (RFC 8152) with ES256 and EdDSA, shared by NZCP and status codes."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,19 +77,20 @@ def decode_sign1(data: bytes, *, require_tag: bool = False) -> Sign1:
         obj, tagged = obj.value, True
     if require_tag and not tagged:
         raise CoseError("tag", "untagged")
-    if not isinstance(obj, list) or len(obj) != 4:
+    # cbor2 returns tuples and frozendicts for containers nested in a tag.
+    if not isinstance(obj, (list, tuple)) or len(obj) != 4:
         raise CoseError("structure", "not a 4-element array")
     protected_raw, unprotected, payload, signature = obj
     if not isinstance(protected_raw, bytes) or not isinstance(payload, bytes):
         raise CoseError("structure", "protected/payload not bytes")
-    if not isinstance(signature, bytes) or not isinstance(unprotected, dict):
+    if not isinstance(signature, bytes) or not isinstance(unprotected, Mapping):
         raise CoseError("structure", "signature/unprotected wrong type")
     if protected_raw:
         try:
             protected = cbor2.loads(protected_raw)
         except Exception as exc:
             raise CoseError("header", type(exc).__name__) from None
-        if not isinstance(protected, dict):
+        if not isinstance(protected, Mapping):
             raise CoseError("header", "protected header not a map")
     else:
         protected = {}

@@ -1,0 +1,137 @@
+"""NZ COVID Pass wire codecs: the `NZCP:/1/` text, unpadded base32, CWT claims, cti <-> jti, issuing."""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import cbor2
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from firmware.credentials.cose_sign1 import MAX_COSE_BYTES, encode_sign1
+
+PREFIX = "NZCP:/"
+SUPPORTED_VERSION = 1
+MAX_TEXT_CHARS = len(PREFIX) + 4 + (MAX_COSE_BYTES * 8 + 4) // 5
+
+# CWT claim keys (RFC 8392) used by the pass; `vc` is a text key.
+CLAIM_ISS, CLAIM_EXP, CLAIM_NBF, CLAIM_CTI = 1, 4, 5, 7
+VC_CONTEXT = "https://www.w3.org/2018/credentials/v1"
+PASS_TYPE = "PublicCovidPass"
+
+_BASE32_RE = re.compile(r"^[A-Z2-7]+$")
+_DOB_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class NzcpFormatError(ValueError):
+    """A malformed pass at one stage; `code` is the reason code to report."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+def split_text(text: str) -> tuple[int, str]:
+    """`NZCP:/<version>/<base32>` -> (version, base32 part)."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise NzcpFormatError("NZCP_TOO_LARGE", f"{len(text)} chars")
+    if text[: len(PREFIX)].upper() != PREFIX:
+        raise NzcpFormatError("NZCP_PREFIX")
+    version, sep, body = text[len(PREFIX):].partition("/")
+    if not sep or not version.isdigit() or not version.isascii() or len(version) > 3:
+        raise NzcpFormatError("NZCP_VERSION_UNSUPPORTED", "no version identifier")
+    if int(version) != SUPPORTED_VERSION:
+        raise NzcpFormatError("NZCP_VERSION_UNSUPPORTED", f"version {int(version)}")
+    return int(version), body
+
+
+def base32_decode(body: str) -> bytes:
+    """RFC 4648 base32 sent without padding (the spec says to add it back before decoding)."""
+    if not _BASE32_RE.match(body) or len(body) % 8 in (1, 3, 6):
+        raise NzcpFormatError("NZCP_BASE32_INVALID")
+    try:
+        return base64.b32decode(body + "=" * (-len(body) % 8))
+    except binascii.Error:
+        raise NzcpFormatError("NZCP_BASE32_INVALID") from None
+
+
+def base32_encode(data: bytes) -> str:
+    """Unpadded base32, as the QR carries it."""
+    return base64.b32encode(data).decode("ascii").rstrip("=")
+
+
+def cti_to_jti(cti: Any) -> str:
+    """The spec's CTI -> JTI mapping: 16 bytes -> `urn:uuid:xxxxxxxx-xxxx-...`."""
+    if not isinstance(cti, bytes) or len(cti) != 16:
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "cti is not 16 bytes")
+    return "urn:uuid:" + str(uuid.UUID(bytes=cti))
+
+
+def jti_to_cti(jti: str) -> bytes:
+    """The spec's JTI -> CTI mapping."""
+    if not jti.startswith("urn:uuid:"):
+        raise ValueError("jti must be a urn:uuid: URI")
+    return uuid.UUID(jti[len("urn:uuid:"):]).bytes
+
+
+def decode_claims(payload: bytes) -> dict[Any, Any]:
+    """CBOR-decode the CWT payload into a map (no interpretation yet)."""
+    try:
+        claims = cbor2.loads(payload)
+    except Exception:  # cbor2 raises several exception types on bad input
+        raise NzcpFormatError("NZCP_PAYLOAD_INVALID", "not CBOR") from None
+    if not isinstance(claims, Mapping):
+        raise NzcpFormatError("NZCP_PAYLOAD_INVALID", "not a CBOR map")
+    return dict(claims)
+
+
+def claims_to_json(claims: dict[Any, Any]) -> dict[str, Any]:
+    """Validate the CWT claims (spec, Data Model) and map them to their JWT names."""
+    iss, nbf, exp, vc = (claims.get(k) for k in (CLAIM_ISS, CLAIM_NBF, CLAIM_EXP, "vc"))
+    if not isinstance(iss, str) or not iss.startswith("did:web:"):
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "iss is not a did:web DID")
+    for name, value in (("nbf", nbf), ("exp", exp)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise NzcpFormatError("NZCP_CLAIMS_INVALID", f"{name} is not a NumericDate")
+    jti = cti_to_jti(claims.get(CLAIM_CTI))
+    _check_vc(vc)
+    return {"iss": iss, "nbf": nbf, "exp": exp, "jti": jti, "vc": vc}
+
+
+def _check_vc(vc: Any) -> None:
+    """The `vc` claim structure for a PublicCovidPass, version 1.0.0."""
+    if not isinstance(vc, Mapping):
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "vc is not a map")
+    context, types = vc.get("@context"), vc.get("type")
+    if not isinstance(context, list) or not context or context[0] != VC_CONTEXT:
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "vc.@context")
+    if not all(isinstance(c, str) for c in context):
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "vc.@context")
+    if types != ["VerifiableCredential", PASS_TYPE]:
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "vc.type")
+    if vc.get("version") != "1.0.0":
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "vc.version")
+    subject = vc.get("credentialSubject")
+    if not isinstance(subject, Mapping):
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "vc.credentialSubject")
+    given, family, dob = subject.get("givenName"), subject.get("familyName"), subject.get("dob")
+    if not isinstance(given, str) or not 0 < len(given) <= 100:
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "givenName")
+    if family is not None and (not isinstance(family, str) or len(family) > 100):
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "familyName")
+    if not isinstance(dob, str) or not _DOB_RE.match(dob):
+        raise NzcpFormatError("NZCP_CLAIMS_INVALID", "dob")
+
+
+def issue_pass(key: ec.EllipticCurvePrivateKey, *, iss: str, kid: str, nbf: int, exp: int,
+               jti: str, subject: dict[str, str]) -> str:
+    """Sign a PublicCovidPass and return its `NZCP:/1/...` text (tests, demo, benchmarks)."""
+    vc = {"@context": [VC_CONTEXT, "https://nzcp.covid19.health.nz/contexts/v1"],
+          "version": "1.0.0", "type": ["VerifiableCredential", PASS_TYPE],
+          "credentialSubject": subject}
+    claims = {CLAIM_ISS: iss, CLAIM_NBF: nbf, CLAIM_EXP: exp, "vc": vc, CLAIM_CTI: jti_to_cti(jti)}
+    cose = encode_sign1(cbor2.dumps(claims), key, kid=kid.encode("utf-8"))
+    return f"{PREFIX}{SUPPORTED_VERSION}/{base32_encode(cose)}"
