@@ -1,0 +1,71 @@
+"""Privacy and shape guard for event bodies: no names, birth dates or raw credential identifiers."""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+# Keys are compared after lower-casing and dropping "_", "-" and spaces, so "credential_id",
+# "credentialId" and "Credential-ID" all match. These are the personal fields of the credential
+# formats we read (DCC nam/fn/gn/fnt/gnt/dob, ci/uvci; SHC name/birthDate; NZCP givenName,
+# familyName, dob; JWT/CWT jti) and their plain-English spellings.
+FORBIDDEN_KEYS = frozenset({
+    "nam", "name", "fn", "gn", "fnt", "gnt", "givenname", "familyname", "surname", "forename",
+    "dob", "birth", "birthdate", "dateofbirth",
+    "ci", "uvci", "credentialid", "certificateid", "jti", "cti",
+})
+# Any key containing these fragments is refused too ("first_name", "holder_birth_year").
+FORBIDDEN_FRAGMENTS = ("name", "birth")
+# String values that are, or carry, a raw credential or its identifier.
+FORBIDDEN_VALUE = re.compile(r"(URN:UVCI:|^HC1:|^shc:/|^NZCP:/)", re.IGNORECASE)
+
+KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+MAX_DEPTH = 8
+
+
+class BodyRejected(ValueError):
+    """The body may not be logged; `code` is a stable reason, the message names the key path."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _normal(key: str) -> str:
+    return re.sub(r"[\s_\-]", "", key).lower()
+
+
+def check_kind(kind: object) -> None:
+    if not isinstance(kind, str) or not KIND_PATTERN.match(kind):
+        raise BodyRejected("EVENTLOG_BAD_KIND",
+                           "event kind must be 1-64 chars of a-z, 0-9, '_' or '.', starting a-z")
+
+
+def check_body(body: object, path: str = "body", depth: int = 0) -> None:
+    """Raise BodyRejected for a forbidden key or value, or for values JSON cannot carry exactly.
+
+    Messages name where the problem is, never the offending value (it may be personal data).
+    """
+    if depth > MAX_DEPTH:
+        raise BodyRejected("EVENTLOG_BAD_BODY", f"{path}: nested deeper than {MAX_DEPTH}")
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if not isinstance(key, str):
+                raise BodyRejected("EVENTLOG_BAD_BODY", f"{path}: keys must be strings")
+            normal = _normal(key)
+            if normal in FORBIDDEN_KEYS or any(part in normal for part in FORBIDDEN_FRAGMENTS):
+                raise BodyRejected("EVENTLOG_FORBIDDEN_FIELD",
+                                   f"{path}.{key}: personal data may not be logged")
+            check_body(value, f"{path}.{key}", depth + 1)
+    elif isinstance(body, (list, tuple)):
+        for index, value in enumerate(body):
+            check_body(value, f"{path}[{index}]", depth + 1)
+    elif isinstance(body, str):
+        if FORBIDDEN_VALUE.search(body):
+            raise BodyRejected("EVENTLOG_FORBIDDEN_FIELD",
+                               f"{path}: looks like a raw credential or its identifier")
+    elif isinstance(body, float):
+        if not math.isfinite(body):  # NaN/Infinity are not JSON; the server could not parse them
+            raise BodyRejected("EVENTLOG_BAD_BODY", f"{path}: non-finite number")
+    elif body is not None and not isinstance(body, (bool, int)):
+        raise BodyRejected("EVENTLOG_BAD_BODY", f"{path}: {type(body).__name__} is not JSON")

@@ -1,0 +1,501 @@
+"""The kiosk's durable, append-only, hash-chained and signed event log in SQLite (WAL)."""
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from firmware.eventlog import schema
+from firmware.eventlog.codec import GENESIS_HASH, Event, canonical_json, check_event, make_event
+from firmware.eventlog.guard import BodyRejected, check_body, check_kind
+from firmware.eventlog.verify import VerifyReport, read_meta, row_to_event, verify_connection
+
+DEFAULT_QUOTA_BYTES = 256 * 1024 * 1024  # ~500k decision events at ~500 bytes each
+DEFAULT_RETENTION = timedelta(days=30)  # uploaded events are kept this long for local audit
+MAX_BODY_BYTES = 8 * 1024
+COMPACT_EVERY_APPENDS = 500  # retention sweep cadence; quota pressure compacts immediately
+PRESSURE_COMPACT_ROWS = 256  # uploaded rows freed per step when the quota is hit
+# Appends stop short of the hard quota by this reserve (1/10, at least 8 pages), which is kept
+# for acknowledgements, rejections and compaction bookkeeping.
+QUOTA_RESERVE_DIVISOR = 10
+QUOTA_RESERVE_MIN_PAGES = 8
+Durability = Literal["full", "normal"]
+_SELECT = "SELECT seq, ts, kind, body, prev_hash, hash, sig FROM events"
+
+
+class EventLogError(Exception):
+    """A log operation failed; `code` is a stable reason (EVENTLOG_FULL, EVENTLOG_CORRUPT...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class LogStats:
+    events: int  # rows held (pending + uploaded + rejected)
+    pending: int
+    uploaded: int
+    rejected: int
+    tip_seq: int  # the last appended seq (0 when nothing was ever appended)
+    anchor_seq: int  # compacted through this seq
+    compacted: int  # events removed after upload, in total
+    last_acked: int
+    used_bytes: int  # database pages in use
+    quota_bytes: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def public_key_b64(key: Ed25519PrivateKey) -> str:
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+class EventLog:
+    """Append-only signed event log. Thread-safe: one connection behind one lock.
+
+    Durability: WAL with synchronous=FULL (the default) fsyncs the WAL at every commit, so an
+    event that append() returned survives a power cut, not only a crash of the process. NORMAL
+    in WAL mode survives a process crash but may lose the last commits on power loss; it is
+    offered for bulk seeding and benchmarks, not for the kiosk.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, key: Ed25519PrivateKey,
+                 device_id: str, quota_bytes: int | None, retention: timedelta,
+                 clock: Callable[[], datetime]) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._key = key
+        self._public_key = key.public_key()
+        self._device_id = device_id
+        self._quota_bytes = quota_bytes
+        self._retention = retention
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._appends_since_sweep = 0
+        self._append_pages: int | None = None
+        if quota_bytes is not None:
+            hard = int(conn.execute("PRAGMA max_page_count").fetchone()[0])
+            self._append_pages = hard - max(hard // QUOTA_RESERVE_DIVISOR, QUOTA_RESERVE_MIN_PAGES)
+        meta = read_meta(conn)
+        self._anchor_seq = int(meta.get("anchor_seq", "0"))
+        self._anchor_hash = meta.get("anchor_hash", GENESIS_HASH)
+        self._compacted = int(meta.get("compacted", "0"))
+        self._last_acked = int(meta.get("last_acked", "0"))
+        row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self._tip_seq, self._tip_hash = row if row else (self._anchor_seq, self._anchor_hash)
+
+    # ---- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, key: Ed25519PrivateKey, device_id: str,
+             quota_bytes: int | None = DEFAULT_QUOTA_BYTES,
+             retention: timedelta = DEFAULT_RETENTION,
+             durability: Durability = "full",
+             clock: Callable[[], datetime] = utc_now,
+             integrity_check: bool = True) -> "EventLog":
+        """Open or create the log; migrates the schema (backup first) and checks the tail."""
+        path = Path(path)
+        if not device_id or not isinstance(device_id, str):
+            raise EventLogError("EVENTLOG_BAD_CONFIG", "device_id must be a non-empty string")
+        if quota_bytes is not None and quota_bytes < 64 * 1024:
+            raise EventLogError("EVENTLOG_BAD_CONFIG", "quota_bytes must be at least 64 KiB")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        conn = None
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   timeout=10)
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+                raise EventLogError("EVENTLOG_IO", "the database cannot use WAL mode here")
+            conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+            conn.execute("PRAGMA journal_size_limit=4194304")  # truncate the WAL after checkpoints
+            if integrity_check:
+                result = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if result != "ok":
+                    raise EventLogError("EVENTLOG_CORRUPT", f"integrity check failed: {result}")
+            schema.migrate(conn, path)
+            if quota_bytes is not None:
+                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                # The hard stop: SQLite itself refuses to grow past the quota (SQLITE_FULL),
+                # exactly the error a full disk gives, so both take the same path in append().
+                conn.execute(f"PRAGMA max_page_count={max(quota_bytes // page_size, 16)}")
+            cls._bind_identity(conn, key, device_id)
+            log = cls(conn, path, key, device_id, quota_bytes, retention, clock)
+            log._check_tail()
+            return log
+        except EventLogError:
+            if conn is not None:
+                conn.close()
+            raise
+        except schema.SchemaError as exc:
+            if conn is not None:
+                conn.close()
+            raise EventLogError("EVENTLOG_SCHEMA", str(exc)) from exc
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise _translate(exc, "opening the event log") from exc
+
+    @staticmethod
+    def _bind_identity(conn: sqlite3.Connection, key: Ed25519PrivateKey, device_id: str) -> None:
+        """The first open records the device identity; later opens must present the same one,
+        or the chain would mix two signers."""
+        meta = read_meta(conn)
+        public = public_key_b64(key)
+        if "device_id" not in meta:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                             [("device_id", device_id), ("public_key", public)])
+            conn.execute("COMMIT")
+        elif meta["device_id"] != device_id or meta.get("public_key") != public:
+            raise EventLogError("EVENTLOG_IDENTITY_MISMATCH",
+                                "this log belongs to another device identity")
+
+    def _check_tail(self) -> None:
+        """Check the newest event before extending the chain from it (cheap, every open)."""
+        rows = self._db().execute(_SELECT + " ORDER BY seq DESC LIMIT 2").fetchall()
+        if not rows:
+            return
+        newest = row_to_event(self._device_id, rows[0])
+        expected_prev = (rows[1][5] if len(rows) == 2 and rows[1][0] == newest.seq - 1
+                         else self._anchor_hash if newest.seq == self._anchor_seq + 1 else None)
+        if check_event(newest, self._public_key) or (expected_prev is not None
+                                                     and newest.prev_hash != expected_prev):
+            raise EventLogError("EVENTLOG_CHAIN_BROKEN",
+                                f"the newest event (seq {newest.seq}) does not verify; "
+                                "run `healthgate log verify`")
+
+    # ---- properties ----------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def device_id(self) -> str:
+        return self._device_id
+
+    @property
+    def last_acked(self) -> int:
+        """Highest seq the server has acknowledged (0 when none)."""
+        return self._last_acked
+
+    @property
+    def tip_seq(self) -> int:
+        return self._tip_seq
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise EventLogError("EVENTLOG_CLOSED", "the event log is closed")
+        return self._conn
+
+    # ---- appending -----------------------------------------------------------------------
+    def append(self, kind: str, body: dict[str, Any]) -> Event:
+        """Sign, chain and durably commit one event; returns it only once it is on disk.
+
+        Raises EventLogError (nothing is stored) for a refused body, a full quota or disk
+        (after freeing what the retention policy allows), or a database failure.
+        """
+        try:
+            check_kind(kind)
+            if not isinstance(body, dict):
+                raise BodyRejected("EVENTLOG_BAD_BODY", "body must be a JSON object")
+            check_body(body)
+            text = canonical_json(body).decode()
+        except BodyRejected as exc:
+            raise EventLogError(exc.code, str(exc)) from None
+        if len(text) > MAX_BODY_BYTES:
+            raise EventLogError("EVENTLOG_BAD_BODY", f"body larger than {MAX_BODY_BYTES} bytes")
+        normal_body = json.loads(text)  # what is stored is exactly what is signed and returned
+        with self._lock:
+            conn = self._db()
+            event = make_event(self._key, self._device_id, self._tip_seq + 1,
+                               rfc3339(self._clock()), kind, normal_body, self._tip_hash)
+            try:
+                self._make_room(conn)
+            except sqlite3.Error as exc:
+                raise _translate(exc, "making room for an event") from exc
+            while True:
+                try:
+                    self._insert(conn, event, text)
+                    break
+                except sqlite3.Error as exc:
+                    if not _is_full(exc):
+                        self._reload_tip(conn)
+                        raise _translate(exc, "appending an event") from exc
+                    # Quota or disk full: free uploaded events (oldest first) and retry; when
+                    # nothing uploaded is left, refuse rather than drop anything not uploaded.
+                    if self._compact_locked(pressure=True) == 0:
+                        raise self._full_error(conn) from exc
+            self._tip_seq, self._tip_hash = event.seq, event.hash
+            self._appends_since_sweep += 1
+            if self._appends_since_sweep >= COMPACT_EVERY_APPENDS:
+                self._appends_since_sweep = 0
+                self._sweep_quietly()
+            return event
+
+    def _reload_tip(self, conn: sqlite3.Connection) -> None:
+        """After a failed commit, take the tip from the database: a commit that reported an
+        I/O error may still have reached the disk, and the next seq must follow it."""
+        try:
+            row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        except sqlite3.Error:
+            return
+        if row is not None and row[0] > self._tip_seq:
+            self._tip_seq, self._tip_hash = row
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, event: Event, body_text: str) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("INSERT INTO events(seq, ts, kind, body, prev_hash, hash, sig) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (event.seq, event.ts, event.kind, body_text, event.prev_hash,
+                          event.hash, event.sig))
+            conn.execute("COMMIT")  # with synchronous=FULL this returns after the WAL fsync
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _used_pages(conn: sqlite3.Connection) -> int:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages - conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def _make_room(self, conn: sqlite3.Connection) -> None:
+        """Keep appends under the soft limit, so the reserve above it is always there for
+        recording acknowledgements and compacting: a full log must still be able to drain."""
+        if self._append_pages is None:
+            return
+        while self._used_pages(conn) >= self._append_pages:
+            if self._compact_locked(pressure=True) == 0:
+                raise self._full_error(conn)
+
+    def _full_error(self, conn: sqlite3.Connection) -> EventLogError:
+        if self._append_pages is not None and self._used_pages(conn) >= self._append_pages - 1:
+            return EventLogError("EVENTLOG_FULL", "event log quota reached and every stored "
+                                 "event still awaits upload; refusing new events")
+        return EventLogError("EVENTLOG_DISK_FULL", "the disk is full; refusing new events")
+
+    def _sweep_quietly(self) -> None:
+        try:
+            self._compact_locked(pressure=False)
+        except sqlite3.Error:
+            pass  # retention is housekeeping; the next sweep or quota pressure retries it
+
+    # ---- compaction ----------------------------------------------------------------------
+    def compact(self) -> int:
+        """Apply the retention policy now; returns the number of events removed."""
+        with self._lock:
+            try:
+                return self._compact_locked(pressure=False)
+            except sqlite3.Error as exc:
+                raise _translate(exc, "compacting") from exc
+
+    def _compact_locked(self, pressure: bool) -> int:
+        """Delete the oldest *contiguous* run of uploaded events, so the chain that remains
+        still starts at a recorded anchor (seq, hash) and verifies. Without pressure only
+        events uploaded longer ago than the retention period go; under quota pressure up to
+        PRESSURE_COMPACT_ROWS go regardless of retention. Pending or rejected events never go."""
+        conn = self._db()
+        first_pending = conn.execute(
+            "SELECT MIN(seq) FROM events WHERE uploaded = 0").fetchone()[0]
+        limit = (first_pending - 1) if first_pending is not None else self._tip_seq
+        if pressure:
+            limit = min(limit, self._anchor_seq + PRESSURE_COMPACT_ROWS)
+        else:
+            cutoff = rfc3339(self._clock() - self._retention)
+            recent = conn.execute("SELECT MIN(seq) FROM events WHERE uploaded = 1 AND "
+                                  "uploaded_at > ? AND seq <= ?", (cutoff, limit)).fetchone()[0]
+            if recent is not None:
+                limit = recent - 1
+        if limit <= self._anchor_seq:
+            return 0
+        row = conn.execute("SELECT hash FROM events WHERE seq = ?", (limit,)).fetchone()
+        if row is None:
+            return 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            removed = conn.execute("DELETE FROM events WHERE seq <= ?", (limit,)).rowcount
+            conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                             [("anchor_seq", str(limit)), ("anchor_hash", row[0]),
+                              ("compacted", str(self._compacted + removed))])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._anchor_seq, self._anchor_hash = limit, row[0]
+        self._compacted += removed
+        return removed
+
+    # ---- upload bookkeeping --------------------------------------------------------------
+    def pending(self, limit: int = 500, newest_first: bool = True) -> list[Event]:
+        """Events not yet acknowledged (rejected ones excluded), newest first by default so
+        live decisions overtake a backlog."""
+        order = "DESC" if newest_first else "ASC"
+        with self._lock:
+            try:
+                rows = self._db().execute(
+                    _SELECT + f" WHERE uploaded = 0 AND rejected IS NULL ORDER BY seq {order} "
+                    "LIMIT ?", (max(0, int(limit)),)).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc, "reading pending events") from exc
+        return [row_to_event(self._device_id, row) for row in rows]
+
+    def mark_uploaded(self, seqs: Iterable[int]) -> int:
+        """Record the server's acknowledgement; returns how many events changed state."""
+        wanted = sorted({int(seq) for seq in seqs})
+        if not wanted:
+            return 0
+        stamp = rfc3339(self._clock())
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                changed = 0
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start:start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    changed += conn.execute(
+                        f"UPDATE events SET uploaded = 1, uploaded_at = ?, rejected = NULL "
+                        f"WHERE uploaded = 0 AND seq IN ({marks})", (stamp, *chunk)).rowcount
+                last = max(self._last_acked, min(wanted[-1], self._tip_seq))
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_acked', ?)",
+                             (str(last),))
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise _translate(exc, "recording acknowledgements") from exc
+            self._last_acked = last
+            return changed
+
+    def mark_rejected(self, rejections: dict[int, str]) -> int:
+        """Park events the server refused (kept, never compacted, not re-sent automatically)."""
+        if not rejections:
+            return 0
+        with self._lock:
+            conn = self._db()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                changed = sum(conn.execute(
+                    "UPDATE events SET rejected = ? WHERE uploaded = 0 AND seq = ?",
+                    (str(reason)[:64], int(seq))).rowcount for seq, reason in rejections.items())
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise _translate(exc, "recording rejections") from exc
+            return changed
+
+    def requeue_rejected(self) -> int:
+        """Put rejected events back in the upload queue (after the cause was fixed)."""
+        with self._lock:
+            try:
+                return self._db().execute(
+                    "UPDATE events SET rejected = NULL WHERE rejected IS NOT NULL").rowcount
+            except sqlite3.Error as exc:
+                raise _translate(exc, "requeueing") from exc
+
+    def rejected(self) -> dict[int, str]:
+        with self._lock:
+            rows = self._db().execute(
+                "SELECT seq, rejected FROM events WHERE rejected IS NOT NULL").fetchall()
+        return {seq: reason for seq, reason in rows}
+
+    # ---- inspection ----------------------------------------------------------------------
+    def get(self, seq: int) -> Event | None:
+        with self._lock:
+            row = self._db().execute(_SELECT + " WHERE seq = ?", (seq,)).fetchone()
+        return row_to_event(self._device_id, row) if row else None
+
+    def stats(self) -> LogStats:
+        with self._lock:
+            conn = self._db()
+            try:
+                total, pending, uploaded, rejected = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(uploaded = 0 AND rejected IS NULL), 0), "
+                    "COALESCE(SUM(uploaded), 0), COALESCE(SUM(rejected IS NOT NULL), 0) "
+                    "FROM events").fetchone()
+                pages = conn.execute("PRAGMA page_count").fetchone()[0]
+                free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise _translate(exc, "reading statistics") from exc
+            return LogStats(events=total, pending=pending, uploaded=uploaded, rejected=rejected,
+                            tip_seq=self._tip_seq, anchor_seq=self._anchor_seq,
+                            compacted=self._compacted, last_acked=self._last_acked,
+                            used_bytes=(pages - free) * page_size, quota_bytes=self._quota_bytes)
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return int(self._db().execute(
+                "SELECT COUNT(*) FROM events WHERE uploaded = 0 AND rejected IS NULL"
+            ).fetchone()[0])
+
+    def verify(self) -> VerifyReport:
+        """Check the whole chain and every signature against this device's key. Runs on its
+        own read connection (a WAL snapshot) so appends are not blocked while it works."""
+        if self._conn is None:
+            raise EventLogError("EVENTLOG_CLOSED", "the event log is closed")
+        conn = sqlite3.connect(self._path, isolation_level=None, timeout=10)
+        try:
+            return verify_connection(conn, self._public_key)
+        except sqlite3.Error as exc:
+            raise _translate(exc, "verifying") from exc
+        finally:
+            conn.close()
+
+    # ---- closing -------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass  # the WAL is replayed on the next open anyway
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> "EventLog":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _translate(exc: sqlite3.Error, doing: str) -> EventLogError:
+    """Map SQLite failures onto the log's stable reason codes."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return EventLogError("EVENTLOG_DISK_FULL", f"{doing}: {exc}")
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in str(exc):
+        return EventLogError("EVENTLOG_CORRUPT", f"{doing}: {exc}")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return EventLogError("EVENTLOG_BUSY", f"{doing}: {exc}")
+    return EventLogError("EVENTLOG_IO", f"{doing}: {exc}")
