@@ -5,9 +5,10 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
+if TYPE_CHECKING:  # imported lazily at run time: keeps `import firmware.credentials` light
+    from firmware.credentials.dcc.signer import DccSigner
 
 
 @dataclass
@@ -17,10 +18,12 @@ class TrustStore:
     `dcc_signers` maps a DCC kid (first 8 bytes of the SHA-256 of the certificate DER) to every
     signing certificate with that kid: several certificates may share one kid.
     `shc`, `nzcp` and `status` hold the trust objects of those formats (defined in their modules).
+    `dcc_rules` is a list of CertLogic rule objects, `dcc_valuesets` maps value-set id to its
+    JSON, `dcc_revocation` is a `firmware.credentials.dcc.revocation.RevocationList`.
     `updated_at` is when the trust data was last refreshed, for the max-age policy.
     """
 
-    dcc_signers: dict[bytes, list[x509.Certificate]] = field(default_factory=dict)
+    dcc_signers: dict[bytes, list["DccSigner"]] = field(default_factory=dict)
     shc: Any = None
     nzcp: Any = None
     status: Any = None
@@ -37,11 +40,20 @@ class TrustStore:
             store.add_dcc_signer(der)
         return store
 
-    def add_dcc_signer(self, der: bytes, kid: bytes | None = None) -> None:
-        """Add one DCC signing certificate; `kid` defaults to the certificate's own kid."""
-        cert = x509.load_der_x509_certificate(der)
-        key = kid if kid is not None else dcc_kid(der)
-        self.dcc_signers.setdefault(key, []).append(cert)
+    def add_dcc_signer(self, der: bytes, kid: bytes | None = None, country: str | None = None,
+                       certificate_type: str | None = None) -> None:
+        """Add one DCC signing certificate; `kid` defaults to the certificate's own kid.
+
+        Raises `SignerError` (a ValueError) when the certificate cannot be used.
+        """
+        from firmware.credentials.dcc.signer import DccSigner
+        signer = DccSigner.from_der(der, country=country, certificate_type=certificate_type)
+        key = kid if kid is not None else signer.kid
+        self.dcc_signers.setdefault(key, []).append(signer)
+
+    def dcc_signers_for(self, kid: bytes) -> list["DccSigner"]:
+        """Every signing certificate registered under `kid` (empty when unknown)."""
+        return self.dcc_signers.get(kid, [])
 
 
 def dcc_kid(der: bytes) -> bytes:

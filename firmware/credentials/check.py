@@ -1,0 +1,135 @@
+"""`healthgate check TEXT_OR_IMAGE_FILE`: a technician's view of one verification, stage by stage.
+
+This is the one place allowed to print credential contents (name, birth date, identifier):
+a technician runs it by hand on a credential in front of them.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from firmware.credentials.reasons import message_for
+from firmware.credentials.trust import TrustStore
+from firmware.credentials.verdict import STAGES, Verdict
+
+MAX_INPUT_BYTES = 16 * 1024 * 1024  # an image file from a phone is a few MB at most
+_MARK = {True: "ok", False: "FAIL", None: "-"}
+
+
+def read_image_texts(data: bytes) -> list[str]:
+    """Every code text in an image file's bytes (PNG, JPEG, ...); ValueError if not an image."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"not a readable image: {exc}") from None
+    try:
+        from firmware.codes import read_codes
+    except ImportError:  # the kiosk's reader is not installed: use zxing-cpp directly
+        return _zxing_texts(rgb)
+    texts = read_codes(rgb)
+    if not texts:  # a tight crop without quiet zone: retry on a padded copy
+        padded = np.pad(rgb, ((40, 40), (40, 40), (0, 0)), constant_values=255)
+        texts = read_codes(padded)
+    return texts
+
+
+def _zxing_texts(rgb: Any) -> list[str]:
+    import zxingcpp
+    found = zxingcpp.read_barcodes(rgb, formats=zxingcpp.BarcodeFormat.QRCode | zxingcpp.BarcodeFormat.Aztec)
+    return [b.text for b in found if b.valid]
+
+
+def _inputs(target: str) -> list[str]:
+    """The credential texts named by the argument: an image file, a text file, or the text."""
+    path = Path(target)
+    try:
+        is_file = path.is_file()
+    except OSError:  # e.g. a long credential text is not a valid path name
+        is_file = False
+    if not is_file:
+        return [target]
+    data = path.read_bytes()[:MAX_INPUT_BYTES]
+    try:
+        return read_image_texts(data)
+    except ValueError:
+        return [data.decode("utf-8", errors="replace").strip()]
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="healthgate check",
+                                     description="Verify one credential and show every stage.")
+    parser.add_argument("credential", help="credential text (HC1:..., shc:/..., ...) or an image/text file")
+    parser.add_argument("--trust", metavar="DIR", help="trust data folder (signer list, rules, ...)")
+    parser.add_argument("--at", metavar="ISO", help="validation time, ISO-8601 (default: now)")
+    return parser.parse_args(argv)
+
+
+def _print_verdict(verdict: Verdict, out: TextIO) -> None:
+    state = "VALID" if verdict.valid else "INVALID"
+    out.write(f"format: {verdict.format}\nverdict: {state}\n")
+    if verdict.failure:
+        out.write(f"reason: {verdict.failure} ({message_for(verdict.failure)})\n")
+    details = verdict.extras.get("details", {}) if isinstance(verdict.extras, dict) else {}
+    out.write("stages:\n")
+    for stage in STAGES:
+        outcome = verdict.checks.get(stage)
+        why = details.get(stage, "")
+        out.write(f"  {stage:<11} {_MARK[outcome]:<4} {why}\n".rstrip() + "\n")
+    for stage, outcome in verdict.checks.items():  # stages a format adds beyond the DCC set
+        if stage not in STAGES:
+            out.write(f"  {stage:<11} {_MARK.get(outcome, '?'):<4} {details.get(stage, '')}\n")
+    if verdict.payload is not None:
+        out.write("payload (shown to the technician only):\n")
+        for key, value in verdict.payload.items():
+            out.write(f"  {key}: {value}\n")
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the check; exit status 0 when every credential found is valid, 1 if not, 2 on misuse."""
+    out = out or sys.stdout
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    from firmware.credentials import verify
+    from firmware.credentials.dcc.clock import parse_iso8601
+
+    try:
+        at = parse_iso8601(args.at) if args.at else datetime.now(timezone.utc)
+    except ValueError as exc:
+        out.write(f"error: --at: {exc}\n")
+        return 2
+    trust = TrustStore()
+    if args.trust:
+        from firmware.credentials.store import TrustDataError, load_trust_dir
+        try:
+            trust = load_trust_dir(args.trust)
+        except TrustDataError as exc:
+            out.write(f"error: --trust: {exc}\n")
+            return 2
+    else:
+        out.write("note: no --trust folder given: no issuer is trusted\n")
+    texts = _inputs(args.credential)
+    if not texts:
+        out.write("no code found in the image\n")
+        return 1
+    out.write(f"validation time: {at.isoformat()}\n")
+    if trust.updated_at is not None:
+        out.write(f"trust data updated: {trust.updated_at.isoformat()}\n")
+    all_valid = True
+    for index, text in enumerate(texts):
+        if len(texts) > 1:
+            out.write(f"--- code {index + 1} of {len(texts)} ---\n")
+        verdict = verify(text, trust, at)
+        _print_verdict(verdict, out)
+        all_valid = all_valid and verdict.valid
+    return 0 if all_valid else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

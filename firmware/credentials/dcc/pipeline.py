@@ -1,0 +1,190 @@
+"""The HC1 verification pipeline: prefix, base45, zlib, COSE, CBOR, signature, expiry, key usage,
+schema, rules, revocation. Never raises on bad input; every stage outcome lands in `checks`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from firmware.credentials.dcc import codec, keyusage, revocation, rules, schema
+from firmware.credentials.dcc.base45 import Base45Error, b45decode
+from firmware.credentials.dcc.codec import PREFIX, Claims
+from firmware.credentials.dcc.cose import SUPPORTED_ALGS, CoseError, Sign1, parse_sign1, verify_signature
+from firmware.credentials.dcc.signer import DccSigner
+from firmware.credentials.trust import TrustStore
+from firmware.credentials.verdict import STAGES, Verdict, empty_checks
+
+# A version-40 QR code holds at most 4,296 alphanumeric characters; allow some slack.
+MAX_TEXT_CHARS = 8_192
+
+
+@dataclass
+class _Run:
+    """The state of one verification: stage outcomes, the first failure, and why each failed."""
+
+    checks: dict[str, bool | None] = field(default_factory=empty_checks)
+    failures: dict[str, str] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
+
+    def ok(self, stage: str, detail: str = "") -> None:
+        self.checks[stage] = True
+        if detail:
+            self.details[stage] = detail
+
+    def fail(self, stage: str, code: str, detail: str) -> None:
+        self.checks[stage] = False
+        self.failures[stage] = code
+        self.details[stage] = detail
+
+    def first_failure(self) -> str | None:
+        for stage in STAGES:  # report the earliest stage in pipeline order
+            if stage in self.failures:
+                return self.failures[stage]
+        return None
+
+
+def verify_dcc(text: str, trust: TrustStore, at: datetime) -> Verdict:
+    """Verify one `HC1:` text against `trust` at time `at` (naive datetimes are taken as UTC)."""
+    run = _Run()
+    sign1 = _decode(text, run)
+    if sign1 is None:
+        return _verdict(run)
+    claims = _claims(sign1, run)
+    signer = _signature(sign1, trust, run)
+    if claims is None:
+        return _verdict(run)
+    _expiry(claims, signer, at, run)
+    kind = schema.entry_type(claims.dcc)
+    if signer is not None and kind is not None:  # no single entry type: the schema stage fails
+        problem = keyusage.problem(signer.eku_oids, kind)
+        if problem:
+            run.fail("key_usage", "DCC_KEY_USAGE", problem)
+        else:
+            run.ok("key_usage")
+    _schema(claims, trust, run)
+    rules.run_stage(claims.dcc, claims, trust, at, run)
+    revocation.run_stage(claims.dcc, sign1, trust, run)
+    payload = {"iss": claims.iss, "iat": claims.iat, "exp": claims.exp, "dcc": claims.dcc}
+    return _verdict(run, payload, _uvci(claims.dcc))
+
+
+def _decode(text: Any, run: _Run) -> Sign1 | None:
+    """prefix -> base45 -> zlib -> COSE; None (with the failure recorded) when one breaks."""
+    if not isinstance(text, str) or not text.startswith(PREFIX):
+        run.fail("prefix", "DCC_PREFIX_INVALID", "text does not start with HC1:")
+        return None
+    run.ok("prefix")
+    if len(text) > MAX_TEXT_CHARS:
+        run.fail("base45", "DCC_TOO_LARGE", f"longer than {MAX_TEXT_CHARS} characters")
+        return None
+    try:
+        compressed = b45decode(text[len(PREFIX):])
+    except Base45Error as exc:
+        run.fail("base45", "DCC_BASE45_INVALID", str(exc))
+        return None
+    run.ok("base45")
+    cose_bytes = _inflate(compressed, run)
+    if cose_bytes is None:
+        return None
+    try:
+        sign1 = parse_sign1(cose_bytes)
+    except CoseError as exc:
+        run.fail("cose", "DCC_COSE_INVALID", str(exc))
+        return None
+    run.ok("cose")
+    return sign1
+
+
+def _inflate(compressed: bytes, run: _Run) -> bytes | None:
+    try:
+        out = codec.inflate(compressed)
+    except codec.DecodeError as exc:
+        run.fail("zlib", exc.code, exc.detail)
+        return None
+    run.ok("zlib")
+    return out
+
+
+def _claims(sign1: Sign1, run: _Run) -> Claims | None:
+    try:
+        claims = codec.decode_claims(sign1.payload)
+    except codec.DecodeError as exc:
+        run.fail("cbor", exc.code, exc.detail)
+        return None
+    run.ok("cbor")
+    return claims
+
+
+def _signature(sign1: Sign1, trust: Any, run: _Run) -> DccSigner | None:
+    """The trusted signer whose key verifies the signature (every cert under the kid is tried)."""
+    if sign1.alg not in SUPPORTED_ALGS:
+        run.fail("signature", "DCC_ALG_UNSUPPORTED", f"algorithm {sign1.alg!r} is not ES256/PS256")
+        return None
+    kid = sign1.kid
+    if kid is None:
+        run.fail("signature", "DCC_KID_MISSING", "no key identifier in either header")
+        return None
+    signers = trust.dcc_signers_for(kid) if isinstance(trust, TrustStore) else []
+    if not signers:
+        run.fail("signature", "DCC_KID_UNKNOWN", f"no trusted signer with kid {kid.hex()}")
+        return None
+    for signer in signers:
+        if verify_signature(sign1, signer.public_key):
+            run.ok("signature", f"{SUPPORTED_ALGS[sign1.alg]} by kid {kid.hex()}")
+            return signer
+    run.fail("signature", "DCC_SIGNATURE_INVALID",
+             f"no {SUPPORTED_ALGS[sign1.alg]} signature match among {len(signers)} certificate(s)")
+    return None
+
+
+def _expiry(claims: Claims, signer: DccSigner | None, at: Any, run: _Run) -> None:
+    """iat <= at <= exp, and (with a verified signer) within the signer's validity period."""
+    if not isinstance(at, datetime):
+        run.fail("expiry", "CLOCK_UNTRUSTED", "no validation clock")
+        return
+    now = (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
+    if claims.iat is None or claims.exp is None:
+        run.fail("expiry", "DCC_CLAIMS_MISSING", "issued-at or expiry claim missing")
+        return
+    if now < claims.iat:
+        run.fail("expiry", "DCC_NOT_YET_VALID", "validation time is before the issue time")
+    elif now > claims.exp:
+        run.fail("expiry", "DCC_EXPIRED", "validation time is after the expiry time")
+    elif signer is not None and claims.iat < signer.not_before.timestamp():
+        run.fail("expiry", "DCC_SIGNER_VALIDITY", "issued before the signing certificate's validity")
+    elif signer is not None and claims.exp > signer.not_after.timestamp():
+        run.fail("expiry", "DCC_SIGNER_VALIDITY", "expires after the signing certificate does")
+    else:
+        run.ok("expiry")
+
+
+def _schema(claims: Claims, trust: Any, run: _Run) -> None:
+    problem = schema.schema_problem(claims.dcc)
+    if problem:
+        run.fail("schema", "DCC_SCHEMA_INVALID", problem)
+        return
+    valuesets = getattr(trust, "dcc_valuesets", None)
+    if isinstance(valuesets, dict) and valuesets:
+        problem = schema.valueset_problem(claims.dcc, valuesets)
+        if problem:
+            run.fail("schema", "DCC_VALUESET_UNKNOWN", problem)
+            return
+    run.ok("schema")
+
+
+def _uvci(dcc: Any) -> str | None:
+    kind = schema.entry_type(dcc)
+    if kind is None or not isinstance(dcc[kind], list) or not dcc[kind]:
+        return None
+    entry = dcc[kind][0]
+    ci = entry.get("ci") if isinstance(entry, dict) else None
+    return ci if isinstance(ci, str) else None
+
+
+def _verdict(run: _Run, payload: dict[str, Any] | None = None, uvci: str | None = None) -> Verdict:
+    failure = run.first_failure()
+    if failure is None and not all(run.checks[s] for s in STAGES if s not in ("rules", "revocation")):
+        failure = "INTERNAL_ERROR"  # a stage that must run did not: never accept
+    return Verdict(valid=failure is None, format="dcc", failure=failure, payload=payload,
+                   checks=dict(run.checks), credential_id=uvci,
+                   extras={"details": dict(run.details)})
