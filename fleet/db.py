@@ -1,0 +1,217 @@
+"""Database back ends for the fleet store: SQLite (one site, WAL) and PostgreSQL (a fleet).
+
+Both are driven through one tiny interface: `transaction()` yields a `Tx` whose `execute` takes
+SQL written with `?` placeholders, so the store's SQL is written once for both.
+"""
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence
+from urllib.parse import unquote, urlparse
+
+POOL_WAIT_S = 30.0  # how long a request waits for a free connection before failing
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class Tx(Protocol):
+    """One open transaction."""
+
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def lock_device(self, device_id: str) -> None: ...
+
+
+class Database(Protocol):
+    """A connection pool that hands out transactions."""
+
+    dialect: str
+    description: str
+
+    def transaction(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class _Pool:
+    """A small bounded pool of connections, created on demand."""
+
+    def __init__(self, connect: Any, size: int) -> None:
+        self._connect = connect
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        if not self._slots.acquire(timeout=POOL_WAIT_S):
+            raise TimeoutError("no database connection free")
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+                with self._lock:
+                    self._all.append(conn)
+            broken = False
+            try:
+                yield conn
+            except BaseException:
+                broken = _is_broken(conn)
+                raise
+            finally:
+                if broken or self._closed:
+                    _close_quietly(conn)
+                    with self._lock:
+                        if conn in self._all:
+                            self._all.remove(conn)
+                else:
+                    self._idle.put(conn)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            for conn in self._all:
+                _close_quietly(conn)
+            self._all.clear()
+
+
+def _is_broken(conn: Any) -> bool:
+    return bool(getattr(conn, "closed", False)) or getattr(conn, "broken", False) is True
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing a dead connection may itself fail
+        pass
+
+
+class _SqliteTx:
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def lock_device(self, device_id: str) -> None:
+        """BEGIN IMMEDIATE already serialises every writer in SQLite."""
+
+
+class SqliteDatabase:
+    """SQLite in WAL mode with synchronous=FULL: an acknowledged event survives a power cut."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, pool_size: int = 4) -> None:
+        self.path = path
+        self.description = f"sqlite:///{path}"
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._pool = _Pool(self._connect, pool_size)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                               timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: the WAL is fsynced at each commit, so "acked" means on disk, not in a page cache.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[_SqliteTx]:
+        with self._pool.connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class _PostgresTx:
+    dialect = "postgresql"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(sql.replace("?", "%s"), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql.replace("?", "%s"), rows)
+
+    def lock_device(self, device_id: str) -> None:
+        """Row lock on the device: one ingest per device at a time, so chain checks see a
+        consistent neighbourhood even with many server processes."""
+        self._conn.execute("SELECT 1 FROM devices WHERE device_id = %s FOR UPDATE", (device_id,))
+
+
+class PostgresDatabase:
+    """PostgreSQL through psycopg 3; each transaction on a pooled connection."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, pool_size: int = 8) -> None:
+        import psycopg  # imported here: PostgreSQL support is an optional extra
+
+        self._psycopg = psycopg
+        self.url = url
+        parsed = urlparse(url)
+        self.description = f"postgresql://{parsed.hostname}:{parsed.port or 5432}{parsed.path}"
+        self._pool = _Pool(self._connect, pool_size)
+
+    def _connect(self) -> Any:
+        # autocommit: each `transaction()` block is then exactly one BEGIN ... COMMIT.
+        return self._psycopg.connect(self.url, connect_timeout=10, autocommit=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PostgresTx]:
+        with self._pool.connection() as conn:
+            with conn.transaction():
+                yield _PostgresTx(conn)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
+    """`sqlite:///relative.db`, `sqlite:////abs/path.db`, a plain file path, or
+    `postgresql://user@host:port/db`. Raises ValueError for anything else."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(url)
+    if url.startswith("sqlite://"):
+        parsed = urlparse(url)
+        path = unquote(parsed.path)
+        if parsed.netloc:
+            raise ValueError(f"database URL {url!r}: use sqlite:///relative or sqlite:////abs")
+        path = path[1:] if path.startswith("/") else path
+        if not path:
+            raise ValueError(f"database URL {url!r} names no file")
+        return SqliteDatabase(Path(path))
+    if "://" in url:
+        raise ValueError(f"database URL {url!r}: only sqlite:// and postgresql:// are supported")
+    return SqliteDatabase(Path(url))

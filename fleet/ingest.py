@@ -1,0 +1,114 @@
+"""Event ingest: check each event's signature, hash and chain links; store each exactly once.
+
+Events may arrive in any order (live decisions first, the backlog behind them), so a link is
+checked whenever both of its ends are present: against the stored neighbours and against events
+accepted earlier in the same batch. A different event for an already stored (device, seq) is a
+fork or forgery: rejected and recorded as an incident, never stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from firmware.eventlog.codec import GENESIS_HASH, Event, check_event, check_link
+from fleet.storage import Store, event_row, rfc3339, record_incident, row_to_event, utc_now
+
+MAX_BATCH_EVENTS = 1000  # also bounds the IN (...) lists below well inside SQLite's limits
+
+
+@dataclass
+class IngestResult:
+    acked: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"acked": sorted(self.acked), "duplicates": self.duplicates,
+                "rejected": sorted(self.rejected, key=lambda r: r["seq"])}
+
+
+def ingest(store: Store, device_id: str, public_key: Ed25519PublicKey,
+           events: list[Event]) -> IngestResult:
+    """Verify and store a batch from one device; the result is only returned after commit."""
+    # Signature checks are CPU work: done before taking the device's write lock.
+    own_failure = {id(e): _own_failure(e, device_id, public_key) for e in events}
+    result = IngestResult()
+    received_at = rfc3339(utc_now())
+    with store.transaction() as tx:
+        tx.lock_device(device_id)
+        wanted = sorted({n for e in events for n in (e.seq - 1, e.seq, e.seq + 1) if n >= 0})
+        known: dict[int, Event] = {}
+        for start in range(0, len(wanted), 900):
+            chunk = wanted[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            rows = tx.execute("SELECT device_id, seq, ts, kind, body, prev_hash, hash, sig "
+                              f"FROM events WHERE device_id = ? AND seq IN ({marks})",
+                              (device_id, *chunk)).fetchall()
+            known.update({int(r[1]): row_to_event(r) for r in rows})
+        genesis_row = tx.execute("SELECT MIN(seq) FROM events WHERE device_id = ? AND "
+                                 "prev_hash = ?", (device_id, GENESIS_HASH)).fetchone()
+        genesis_seq = None if genesis_row[0] is None else int(genesis_row[0])
+        lowest_row = tx.execute("SELECT MIN(seq) FROM events WHERE device_id = ?",
+                                (device_id,)).fetchone()
+        lowest_seq = None if lowest_row[0] is None else int(lowest_row[0])
+
+        new_rows = []
+        for event in sorted(events, key=lambda e: e.seq):
+            reason = own_failure[id(event)]
+            stored = known.get(event.seq)
+            if reason is None and stored is not None:
+                if stored.hash == event.hash:
+                    result.duplicates += 1
+                    result.acked.append(event.seq)
+                    continue
+                reason = "EVENT_FORK"
+            if reason is None:
+                reason = _link_failure(event, known, genesis_seq, lowest_seq)
+            if reason is not None:
+                result.rejected.append({"seq": event.seq, "reason": reason})
+                record_incident(tx, device_id, event.seq, reason,
+                                f"hash={event.hash[:16]}", received_at)
+                continue
+            known[event.seq] = event
+            if event.prev_hash == GENESIS_HASH:
+                genesis_seq = event.seq
+            lowest_seq = event.seq if lowest_seq is None else min(lowest_seq, event.seq)
+            new_rows.append(event_row(event, received_at))
+            result.acked.append(event.seq)
+        if new_rows:
+            tx.executemany("INSERT INTO events (device_id, seq, ts, kind, body, prev_hash, hash, "
+                           "sig, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", new_rows)
+    return result
+
+
+def _own_failure(event: Event, device_id: str, public_key: Ed25519PublicKey) -> str | None:
+    """What is wrong with the event on its own, before looking at its neighbours."""
+    if event.device_id != device_id:
+        return "EVENT_WRONG_DEVICE"
+    if event.seq < 0:
+        return "EVENT_BAD_SEQ"
+    if event.seq == 0 and event.prev_hash != GENESIS_HASH:
+        return "EVENT_CHAIN_BROKEN"
+    return check_event(event, public_key)
+
+
+def _link_failure(event: Event, known: dict[int, Event], genesis_seq: int | None,
+                  lowest_seq: int | None) -> str | None:
+    """Check the links to whichever neighbours are present; a chain has one start."""
+    previous = known.get(event.seq - 1)
+    if previous is not None:
+        failure = check_link(previous, event)
+        if failure:
+            return failure
+    following = known.get(event.seq + 1)
+    if following is not None:
+        failure = check_link(event, following)
+        if failure:
+            return failure
+    if event.prev_hash == GENESIS_HASH and lowest_seq is not None and lowest_seq < event.seq:
+        return "EVENT_CHAIN_BROKEN"  # claims to start the chain, but older events exist
+    if genesis_seq is not None and event.seq < genesis_seq:
+        return "EVENT_CHAIN_BROKEN"  # older than the device's first event
+    return None

@@ -1,0 +1,224 @@
+"""The fleet HTTP API (FastAPI): registration, signed event ingest, trust data, time."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fastapi import FastAPI, Path as PathParam, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from firmware.eventlog.codec import Event, canonical_json
+from fleet import models
+from fleet.bodylimit import BodyLimitMiddleware
+from fleet.ingest import MAX_BATCH_EVENTS, ingest
+from fleet.requestauth import DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate
+from fleet.runner import ServerHandle, run_in_thread as _run_in_thread
+from fleet.storage import Store, rfc3339, utc_now
+from fleet.trust import load_signing_key
+
+log = logging.getLogger("healthgate.fleet")
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_SEQ = 2**53  # JSON-safe integers only; also far inside BIGINT
+API_VERSION = "1.0.0"
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": models.ErrorResponse, "description": text} for status, text in {
+        401: "Request not authenticated (AUTH_* reason code)",
+        413: "Body or batch too large",
+        422: "Malformed request",
+    }.items()}
+
+
+class ApiError(Exception):
+    """An answer with a status, a stable code and a human detail."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def error_response(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               skew_window_s: int = DEFAULT_SKEW_WINDOW_S,
+               clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    """Build the app over a store at `db_url`. With `signing_key_path`, `app.state.signing_key`
+    is set so in-process callers (demo, tests) can publish trust data."""
+    store = Store(db_url)
+    app = FastAPI(title="healthgate fleet API", version=API_VERSION,
+                  description="Device registration, signed event ingest and signed trust data "
+                              "for healthgate kiosks. See docs/fleet-api.md.")
+    app.state.store = store
+    app.state.signing_key = load_signing_key(Path(signing_key_path)) if signing_key_path else None
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.router.on_shutdown.append(store.close)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return error_response(422, "MALFORMED_REQUEST", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "HTTP_ERROR")
+        return error_response(error.status_code, code, str(error.detail))
+
+    async def _authenticated(request: Request, body: bytes) -> Caller:
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            return await run_in_threadpool(authenticate, store, request.headers, request.method,
+                                           path, body, clock(), skew_window_s)
+        except AuthError as error:
+            raise ApiError(401, error.code, error.detail) from None
+
+    @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])
+    def healthz() -> dict[str, Any]:
+        """Liveness and schema version."""
+        return {"status": "ok", "schema_version": store.schema_version(),
+                "database": store.dialect}
+
+    @app.get("/v1/time", response_model=models.TimeResponse, tags=["time"])
+    def get_time() -> dict[str, str]:
+        """Server time; the response's Date header carries it too."""
+        return {"now": rfc3339(clock())}
+
+    @app.post("/v1/devices/register", status_code=201, response_model=models.RegisterResponse,
+              tags=["devices"], responses={**ERROR_RESPONSES,
+                                           403: {"model": models.ErrorResponse,
+                                                 "description": "TOKEN_INVALID"},
+                                           409: {"model": models.ErrorResponse,
+                                                 "description": "DEVICE_KEY_CONFLICT"}})
+    def register(request: models.RegisterRequest) -> dict[str, str]:
+        """Register a device's Ed25519 public key with a one-time enrolment token."""
+        try:
+            Ed25519PublicKey.from_public_bytes(base64.b64decode(request.public_key,
+                                                                validate=True))
+        except (binascii.Error, ValueError):
+            raise ApiError(422, "BAD_PUBLIC_KEY", "public_key is not a raw Ed25519 key") from None
+        outcome = store.register(request.token, request.device_id, request.public_key, clock())
+        if outcome == "bad_token":
+            raise ApiError(403, "TOKEN_INVALID", "enrolment token unknown, used or expired")
+        if outcome == "conflict":
+            raise ApiError(409, "DEVICE_KEY_CONFLICT",
+                           "device id already registered with another key")
+        log.info("device registered (%s)", outcome)
+        return {"device_id": request.device_id}
+
+    @app.post("/v1/events", response_model=models.IngestResponse, tags=["events"],
+              responses=ERROR_RESPONSES,
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/EventBatch"}}}},
+                  "parameters": _auth_parameters()})
+    async def post_events(request: Request) -> dict[str, Any]:
+        """Ingest a batch of signed events (any order). Signed request headers required."""
+        body = await request.body()
+        caller = await _authenticated(request, body)
+        events = parse_batch(body)
+        result = await run_in_threadpool(ingest, store, caller.device_id, caller.public_key,
+                                         events)
+        if result.rejected:
+            log.warning("device %s: %d event(s) rejected: %s", caller.device_id,
+                        len(result.rejected), sorted({r["reason"] for r in result.rejected}))
+        return result.as_json()
+
+    @app.get("/v1/trust/{name}", tags=["trust"],
+             responses={**ERROR_RESPONSES,
+                        200: {"model": models.TrustEnvelope, "description": "Signed envelope"},
+                        304: {"description": "Not modified (If-None-Match matched the ETag)"},
+                        404: {"model": models.ErrorResponse,
+                              "description": "TRUST_NOT_PUBLISHED"}},
+             openapi_extra={"parameters": _auth_parameters()})
+    async def get_trust(request: Request,
+                        name: str = PathParam(pattern=models.TRUST_NAME_API_PATTERN)) -> Response:
+        """A signed trust-data envelope, served with an ETag; signed request headers required."""
+        await _authenticated(request, b"")
+        item = await run_in_threadpool(store.trust, name)
+        if item is None:
+            raise ApiError(404, "TRUST_NOT_PUBLISHED", f"nothing published under {name}")
+        headers = {"ETag": item.etag, "Cache-Control": "no-cache"}
+        if item.etag in _etags(request.headers.get("if-none-match", "")):
+            return Response(status_code=304, headers=headers)
+        return Response(item.envelope, media_type="application/json", headers=headers)
+
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The generated document plus the event batch schema (parsed by hand, see above)."""
+        if app.openapi_schema is None:
+            schema = generate_openapi()
+            batch = models.EventBatch.model_json_schema(
+                ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(batch.pop("$defs", {}))
+            components["EventBatch"] = batch
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _auth_parameters() -> list[dict[str, Any]]:
+    described = {"X-Device-Id": "Registered device id",
+                 "X-Timestamp": "RFC 3339 UTC time of signing",
+                 "X-Nonce": "Random, never reused (8-128 of [A-Za-z0-9_-])",
+                 "X-Signature": "Base64 Ed25519 over METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\n"
+                                "hex(sha256(body))"}
+    return [{"name": name, "in": "header", "required": True, "description": text,
+             "schema": {"type": "string"}} for name, text in described.items()]
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def parse_batch(body: bytes) -> list[Event]:
+    """Parse {"events": [...]} into Events; ApiError 422/413 naming the first problem."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError(422, "MALFORMED_JSON", "body is not valid UTF-8 JSON") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+        raise ApiError(422, "MALFORMED_REQUEST", 'body must be {"events": [...]}')
+    if len(payload["events"]) > MAX_BATCH_EVENTS:
+        raise ApiError(413, "BATCH_TOO_LARGE", f"at most {MAX_BATCH_EVENTS} events per batch")
+    events = []
+    for index, item in enumerate(payload["events"]):
+        if not isinstance(item, dict):
+            raise ApiError(422, "MALFORMED_EVENT", f"events[{index}] is not an object")
+        try:
+            event = Event.from_wire(item)
+            text = canonical_json(event.to_wire()).decode()
+        except (ValueError, UnicodeError, RecursionError) as error:
+            raise ApiError(422, "MALFORMED_EVENT", f"events[{index}]: {error}") from None
+        if not 0 <= event.seq < MAX_SEQ:
+            raise ApiError(422, "MALFORMED_EVENT", f"events[{index}]: seq out of range")
+        if "\x00" in text:
+            raise ApiError(422, "MALFORMED_EVENT", f"events[{index}]: NUL character")
+        events.append(event)
+    return events
+
+
+def run_in_thread(db_url: str, host: str = "127.0.0.1", port: int = 0,
+                  signing_key_path: Path | str | None = None, **app_options: Any) -> ServerHandle:
+    """Serve a fresh app with uvicorn in a background thread; returns once it accepts
+    connections. `.url` is the base URL (actual port when port=0), `.stop()` shuts down."""
+    app = create_app(db_url, signing_key_path, **app_options)
+    return _run_in_thread(app, host, port)

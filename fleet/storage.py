@@ -1,0 +1,243 @@
+"""The fleet store: devices, enrolment tokens, events, nonces, incidents and trust envelopes.
+
+One class over `fleet.db` back ends; SQL is written once (portable subset, `?` placeholders).
+Schema changes are numbered migrations recorded in `schema_migrations`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from firmware.eventlog.codec import Event, canonical_json
+from fleet.db import Tx, open_database
+
+# Each migration: (version, statements). `{serial}` becomes the dialect's auto-increment key.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE devices (
+               device_id TEXT PRIMARY KEY,
+               public_key TEXT NOT NULL,
+               registered_at TEXT NOT NULL)""",
+        """CREATE TABLE enrolment_tokens (
+               token_hash TEXT PRIMARY KEY,
+               created_at BIGINT NOT NULL,
+               expires_at BIGINT NOT NULL,
+               used_at BIGINT,
+               used_by TEXT)""",
+        """CREATE TABLE events (
+               device_id TEXT NOT NULL REFERENCES devices(device_id),
+               seq BIGINT NOT NULL,
+               ts TEXT NOT NULL,
+               kind TEXT NOT NULL,
+               body TEXT NOT NULL,
+               prev_hash TEXT NOT NULL,
+               hash TEXT NOT NULL,
+               sig TEXT NOT NULL,
+               received_at TEXT NOT NULL,
+               PRIMARY KEY (device_id, seq))""",
+        """CREATE TABLE nonces (
+               device_id TEXT NOT NULL,
+               nonce TEXT NOT NULL,
+               expires_at BIGINT NOT NULL,
+               PRIMARY KEY (device_id, nonce))""",
+        "CREATE INDEX nonces_expiry ON nonces (expires_at)",
+        """CREATE TABLE incidents (
+               id {serial},
+               device_id TEXT NOT NULL,
+               seq BIGINT,
+               reason TEXT NOT NULL,
+               detail TEXT NOT NULL,
+               at TEXT NOT NULL)""",
+        """CREATE TABLE trust_items (
+               name TEXT PRIMARY KEY,
+               version BIGINT NOT NULL,
+               etag TEXT NOT NULL,
+               envelope TEXT NOT NULL,
+               published_at TEXT NOT NULL)""",
+    ]),
+]
+
+SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+          "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"}
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def token_digest(token: str) -> str:
+    """Tokens are stored hashed: a stolen database does not enrol devices."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    public_key: str  # base64 raw Ed25519
+    registered_at: str
+    event_count: int = 0
+    max_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class TrustItem:
+    name: str
+    version: int
+    etag: str
+    envelope: bytes  # canonical JSON, served byte for byte
+
+
+class Store:
+    """All persistent state of the fleet server."""
+
+    def __init__(self, url: str) -> None:
+        self.db = open_database(url)
+        self.dialect = self.db.dialect
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def transaction(self) -> Any:
+        return self.db.transaction()
+
+    # -- schema -------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self.db.transaction() as tx:
+            if tx.dialect == "postgresql":
+                # Two servers starting together must not both migrate.
+                tx.execute("SELECT pg_advisory_xact_lock(72616)")
+            tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                       "(version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            done = {row[0] for row in tx.execute("SELECT version FROM schema_migrations")}
+            for version, statements in MIGRATIONS:
+                if version in done:
+                    continue
+                for statement in statements:
+                    tx.execute(statement.replace("{serial}", SERIAL[tx.dialect]))
+                tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                           (version, rfc3339(utc_now())))
+
+    def schema_version(self) -> int:
+        with self.db.transaction() as tx:
+            row = tx.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    # -- enrolment ----------------------------------------------------------------------------
+    def add_token(self, token: str, expires_at: datetime) -> None:
+        now = utc_now()
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO enrolment_tokens (token_hash, created_at, expires_at) "
+                       "VALUES (?, ?, ?)",
+                       (token_digest(token), int(now.timestamp()), int(expires_at.timestamp())))
+
+    def register(self, token: str, device_id: str, public_key_b64: str, now: datetime) -> str:
+        """Consume a one-time token and register the device. Returns "created", "exists"
+        (same device and same key again: idempotent retry), "bad_token" or "conflict"."""
+        with self.db.transaction() as tx:
+            existing = tx.execute("SELECT public_key FROM devices WHERE device_id = ?",
+                                  (device_id,)).fetchone()
+            row = tx.execute("SELECT expires_at, used_at, used_by FROM enrolment_tokens "
+                             "WHERE token_hash = ?", (token_digest(token),)).fetchone()
+            if row is not None and row[1] is not None and row[2] == device_id \
+                    and existing is not None and existing[0] == public_key_b64:
+                return "exists"  # a retried registration whose answer was lost on the way
+            if row is None or row[1] is not None or int(row[0]) < int(now.timestamp()):
+                return "bad_token"
+            if existing is not None:
+                # The token is not burned: the technician can retry with the right device id.
+                return "exists" if existing[0] == public_key_b64 else "conflict"
+            tx.execute("UPDATE enrolment_tokens SET used_at = ?, used_by = ? WHERE token_hash = ?",
+                       (int(now.timestamp()), device_id, token_digest(token)))
+            tx.execute("INSERT INTO devices (device_id, public_key, registered_at) "
+                       "VALUES (?, ?, ?)", (device_id, public_key_b64, rfc3339(now)))
+        return "created"
+
+    def device_key(self, device_id: str) -> str | None:
+        with self.db.transaction() as tx:
+            row = tx.execute("SELECT public_key FROM devices WHERE device_id = ?",
+                             (device_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def devices(self) -> list[Device]:
+        with self.db.transaction() as tx:
+            rows = tx.execute(
+                "SELECT d.device_id, d.public_key, d.registered_at, COUNT(e.seq), MAX(e.seq) "
+                "FROM devices d LEFT JOIN events e ON e.device_id = d.device_id "
+                "GROUP BY d.device_id, d.public_key, d.registered_at ORDER BY d.device_id"
+            ).fetchall()
+        return [Device(r[0], r[1], r[2], int(r[3]), None if r[4] is None else int(r[4]))
+                for r in rows]
+
+    # -- replay protection --------------------------------------------------------------------
+    def use_nonce(self, device_id: str, nonce: str, expires_at: int, now: int) -> bool:
+        """Remember a request nonce until `expires_at`; False when it was already used."""
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM nonces WHERE expires_at < ?", (now,))
+            cursor = tx.execute("INSERT INTO nonces (device_id, nonce, expires_at) VALUES "
+                                "(?, ?, ?) ON CONFLICT DO NOTHING", (device_id, nonce, expires_at))
+            return cursor.rowcount == 1
+
+    # -- events -------------------------------------------------------------------------------
+    def events(self, device_id: str) -> list[Event]:
+        """Every stored event of a device, by sequence number."""
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT device_id, seq, ts, kind, body, prev_hash, hash, sig "
+                              "FROM events WHERE device_id = ? ORDER BY seq",
+                              (device_id,)).fetchall()
+        return [row_to_event(r) for r in rows]
+
+    def incidents(self, device_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT device_id, seq, reason, detail, at FROM incidents"
+        params: tuple[Any, ...] = ()
+        if device_id is not None:
+            sql, params = sql + " WHERE device_id = ?", (device_id,)
+        with self.db.transaction() as tx:
+            rows = tx.execute(sql + " ORDER BY id", params).fetchall()
+        return [{"device_id": r[0], "seq": r[1], "reason": r[2], "detail": r[3], "at": r[4]}
+                for r in rows]
+
+    # -- trust data ---------------------------------------------------------------------------
+    def put_trust(self, name: str, version: int, envelope: bytes, now: datetime) -> TrustItem:
+        etag = '"' + hashlib.sha256(envelope).hexdigest()[:32] + '"'
+        with self.db.transaction() as tx:
+            tx.execute("DELETE FROM trust_items WHERE name = ?", (name,))
+            tx.execute("INSERT INTO trust_items (name, version, etag, envelope, published_at) "
+                       "VALUES (?, ?, ?, ?, ?)",
+                       (name, version, etag, envelope.decode(), rfc3339(now)))
+        return TrustItem(name, version, etag, envelope)
+
+    def trust(self, name: str) -> TrustItem | None:
+        with self.db.transaction() as tx:
+            row = tx.execute("SELECT name, version, etag, envelope FROM trust_items "
+                             "WHERE name = ?", (name,)).fetchone()
+        return None if row is None else TrustItem(row[0], int(row[1]), row[2], row[3].encode())
+
+    def trust_items(self) -> Iterator[TrustItem]:
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT name, version, etag, envelope FROM trust_items "
+                              "ORDER BY name").fetchall()
+        return iter([TrustItem(r[0], int(r[1]), r[2], r[3].encode()) for r in rows])
+
+
+def row_to_event(row: Any) -> Event:
+    return Event(device_id=row[0], seq=int(row[1]), ts=row[2], kind=row[3],
+                 body=json.loads(row[4]), prev_hash=row[5], hash=row[6], sig=row[7])
+
+
+def event_row(event: Event, received_at: str) -> tuple[Any, ...]:
+    return (event.device_id, event.seq, event.ts, event.kind, canonical_json(event.body).decode(),
+            event.prev_hash, event.hash, event.sig, received_at)
+
+
+def record_incident(tx: Tx, device_id: str, seq: int | None, reason: str, detail: str,
+                    at: str) -> None:
+    tx.execute("INSERT INTO incidents (device_id, seq, reason, detail, at) VALUES (?, ?, ?, ?, ?)",
+               (device_id, seq, reason, detail, at))

@@ -1,0 +1,74 @@
+"""Fleet signing key and the publishing of signed trust-data envelopes."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from firmware.eventlog.codec import canonical_json
+from firmware.sync.trustsync import TRUST_NAME_PATTERN, envelope_signing_bytes, key_id
+from fleet.storage import Store, TrustItem, rfc3339, utc_now
+
+# The names the kiosk knows; other names matching TRUST_NAME_PATTERN may be published too.
+KNOWN_TRUST_NAMES = ("dcc-signers", "dcc-rules", "dcc-valuesets", "dcc-revocation",
+                     "shc-issuers", "nzcp-issuers", "status-records")
+
+
+def generate_signing_key(path: Path) -> Ed25519PrivateKey:
+    """Create a fleet signing key file (PKCS#8 PEM, mode 0600); refuses to overwrite."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(pem)
+    return key
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def public_key_b64(key: Ed25519PrivateKey) -> str:
+    """The value a kiosk pins at provisioning (base64 of the raw 32-byte public key)."""
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                        serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def build_envelope(key: Ed25519PrivateKey, name: str, version: int, content: Any,
+                   issued_at: datetime) -> bytes:
+    """Signed envelope bytes: {"name","version","issued_at","key_id","content","sig"}."""
+    envelope: dict[str, Any] = {"name": name, "version": version, "issued_at": rfc3339(issued_at),
+                                "key_id": key_id(key.public_key()), "content": content}
+    envelope["sig"] = base64.b64encode(key.sign(envelope_signing_bytes(envelope))).decode()
+    return canonical_json(envelope)
+
+
+def publish(store: Store, key: Ed25519PrivateKey, name: str, content: Any) -> TrustItem:
+    """Sign `content` as the next version of trust item `name` and store it for serving."""
+    if not TRUST_NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"trust item name {name!r} must match {TRUST_NAME_PATTERN.pattern}")
+    canonical_json(content)  # fail here, not at serving time, on content JSON cannot carry
+    current = store.trust(name)
+    version = 1 if current is None else current.version + 1
+    now = utc_now()
+    return store.put_trust(name, version, build_envelope(key, name, version, content, now), now)
+
+
+def load_content_file(path: Path) -> Any:
+    """Read the JSON content an operator publishes; ValueError with the file name if bad."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read JSON from {path}: {error}") from error
