@@ -1,0 +1,233 @@
+"""Status code (`HG1:`) verification: the code's signature, then the subject's cached signed record."""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from firmware.credentials.cose_sign1 import (
+    ALG_EDDSA,
+    ALG_ES256,
+    CoseError,
+    decode_sign1,
+    verify_signature,
+)
+from firmware.credentials.status_code import (
+    CODE_CONTENT_TYPE,
+    StatusFormatError,
+    content_type,
+    decode_code_claims,
+    issue_status_code,
+    split_code,
+)
+from firmware.credentials.status_records import (
+    StatusIssuerKey,
+    StatusRecord,
+    StatusRecordCache,
+    sign_status_record,
+)
+from firmware.credentials.trust import TrustStore
+from firmware.credentials.verdict import Verdict, empty_checks
+
+__all__ = ["StatusTrust", "verify_status", "load_trust", "bench_samples",
+           "issue_status_code", "sign_status_record", "StatusRecord"]
+
+ISSUERS_FILE = "status-issuers.json"
+RECORDS_FILE = "status-records.sqlite"
+DEFAULT_MAX_CACHE_AGE = timedelta(hours=24)
+# A code "issued" further in the future than this is refused (clock skew between server and kiosk).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass
+class StatusTrust:
+    """Keys trusted for status codes and records, the record cache and its maximum age."""
+
+    keys: dict[bytes, StatusIssuerKey] = field(default_factory=dict)
+    cache: StatusRecordCache | None = None
+    max_cache_age: timedelta = DEFAULT_MAX_CACHE_AGE
+    code_max_age: timedelta | None = None
+
+
+def load_trust(directory: str | Path) -> StatusTrust | None:
+    """Read `status-issuers.json` and open `status-records.sqlite`; None without the issuers file.
+
+    status-issuers.json: {"max_cache_age_seconds": 86400, "code_max_age_seconds": null,
+    "keys": [{"issuer": "...", "kid": "<base64url>", "public_key_pem": "-----BEGIN..."}]}
+    """
+    base = Path(directory)
+    path = base / ISSUERS_FILE
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_bytes())
+    except ValueError:
+        raise ValueError(f"{ISSUERS_FILE}: not valid JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise ValueError(f"{ISSUERS_FILE}: expected an object with a keys list")
+    keys: dict[bytes, StatusIssuerKey] = {}
+    for index, entry in enumerate(doc["keys"]):
+        kid, key = _parse_key(entry, index)
+        keys[kid] = key
+    trust = StatusTrust(keys=keys)
+    trust.max_cache_age = timedelta(seconds=_seconds(doc, "max_cache_age_seconds", 86400))
+    code_age = doc.get("code_max_age_seconds")
+    trust.code_max_age = None if code_age is None else timedelta(seconds=_seconds(doc, "code_max_age_seconds", 0))
+    trust.cache = StatusRecordCache(keys, base / RECORDS_FILE)
+    return trust
+
+
+def _seconds(doc: dict[str, Any], name: str, default: int) -> int:
+    value = doc.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{ISSUERS_FILE}: {name} must be a positive integer")
+    return value
+
+
+def _parse_key(entry: Any, index: int) -> tuple[bytes, StatusIssuerKey]:
+    where = f"{ISSUERS_FILE}: keys[{index}]"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be an object")
+    issuer, kid_text, pem = entry.get("issuer"), entry.get("kid"), entry.get("public_key_pem")
+    if not isinstance(issuer, str) or not isinstance(kid_text, str) or not isinstance(pem, str):
+        raise ValueError(f"{where} needs issuer, kid and public_key_pem strings")
+    kid = base64.urlsafe_b64decode(kid_text + "=" * (-len(kid_text) % 4))
+    key = serialization.load_pem_public_key(pem.encode("ascii"))
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return kid, StatusIssuerKey(issuer, key)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return kid, StatusIssuerKey(issuer, key)
+    raise ValueError(f"{where}: only P-256 (ES256) and Ed25519 (EdDSA) keys are supported")
+
+
+class _Deny(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def verify_status(text: str, trust: TrustStore, at: datetime) -> Verdict:
+    """Verify a status code, then decide from the subject's cached record (green and fresh only)."""
+    checks = empty_checks()
+    state: dict[str, Any] = {"extras": {}}
+    status_trust = trust.status if isinstance(trust, TrustStore) else None
+    try:
+        _run(text, status_trust, at, checks, state)
+    except _Deny as deny:
+        return Verdict(False, "status", deny.code, state.get("payload"), checks,
+                       credential_id=state.get("subject"), extras=state["extras"])
+    return Verdict(True, "status", None, state["payload"], checks,
+                   credential_id=state["subject"], extras=state["extras"])
+
+
+def _run(text: str, status_trust: Any, at: datetime, checks: dict[str, bool | None],
+         state: dict[str, Any]) -> None:
+    checks["prefix"] = isinstance(text, str) and text[:4].upper() == "HG1:"
+    try:
+        raw = split_code(text)
+    except StatusFormatError as exc:
+        if exc.code != "STATUS_PREFIX":
+            checks["base45"] = False
+        raise _Deny(exc.code) from None
+    checks["base45"] = True
+
+    try:
+        msg = decode_sign1(raw, require_tag=True)
+    except CoseError:
+        checks["cose"] = False
+        raise _Deny("STATUS_COSE_INVALID") from None
+    checks["cose"] = content_type(msg.protected) == CODE_CONTENT_TYPE
+    if not checks["cose"]:
+        raise _Deny("STATUS_COSE_INVALID")  # e.g. a status record presented as a code
+    if msg.alg not in (ALG_ES256, ALG_EDDSA):
+        checks["cose"] = False
+        raise _Deny("STATUS_ALG_UNSUPPORTED")
+
+    keys = status_trust.keys if isinstance(status_trust, StatusTrust) else {}
+    trusted = keys.get(msg.kid or b"")
+    if trusted is None:
+        checks["signature"] = False
+        raise _Deny("STATUS_KEY_UNKNOWN")
+    checks["signature"] = verify_signature(msg, trusted.public_key)
+    if not checks["signature"]:
+        raise _Deny("STATUS_SIGNATURE_INVALID")
+
+    try:
+        claims = decode_code_claims(msg.payload)
+    except StatusFormatError as exc:
+        checks["cbor"] = exc.code != "STATUS_PAYLOAD_INVALID"
+        checks["schema"] = False
+        raise _Deny(exc.code) from None
+    checks["cbor"] = True
+    state["subject"] = claims.subject.hex()
+    state["payload"] = {"issuer": claims.issuer, "issued_at": claims.issued_at,
+                        "version": claims.version}
+    checks["schema"] = claims.issuer == trusted.issuer
+    if not checks["schema"]:
+        raise _Deny("STATUS_ISSUER_MISMATCH")
+
+    at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    now = at.timestamp()
+    if claims.issued_at > now + CLOCK_SKEW.total_seconds():
+        checks["expiry"] = False
+        raise _Deny("STATUS_CODE_NOT_YET_VALID")
+    if status_trust.code_max_age is not None and (
+        now - claims.issued_at > status_trust.code_max_age.total_seconds()
+    ):
+        checks["expiry"] = False
+        raise _Deny("STATUS_CODE_EXPIRED")
+
+    cache = status_trust.cache
+    if cache is None or cache.synced_at is None or at - cache.synced_at > status_trust.max_cache_age:
+        checks["expiry"] = False
+        raise _Deny("STATUS_CACHE_STALE")
+    record = cache.lookup(claims.issuer, claims.subject)
+    if record is None:
+        checks["revocation"] = False
+        raise _Deny("STATUS_NO_RECORD")
+    _decide(record, claims.issued_at, now, checks, state)
+
+
+def _decide(record: StatusRecord, code_issued_at: int, now: float,
+            checks: dict[str, bool | None], state: dict[str, Any]) -> None:
+    """The record's verdict: superseded code, expired record, then the colour."""
+    state["payload"].update({"colour": record.colour, "valid_until": record.valid_until,
+                             "record_issued_at": record.issued_at})
+    if record.face_template is not None:
+        state["extras"].update({"face_template": record.face_template,
+                                "face_key_id": record.face_key_id})
+    checks["revocation"] = record.codes_not_before is None or code_issued_at >= record.codes_not_before
+    if not checks["revocation"]:
+        raise _Deny("STATUS_CODE_REVOKED")
+    checks["expiry"] = now < record.valid_until
+    if not checks["expiry"]:
+        raise _Deny("STATUS_RECORD_EXPIRED")
+    checks["rules"] = record.colour == "green"
+    if record.colour == "amber":
+        raise _Deny("STATUS_AMBER")
+    if record.colour != "green":
+        raise _Deny("STATUS_RED")
+
+
+def bench_samples() -> list[tuple[str, TrustStore, datetime]]:
+    """An ES256 and an EdDSA code, each with a fresh green record in an in-memory cache."""
+    at = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    now = int(at.timestamp())
+    samples = []
+    for private_key in (ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate()):
+        kid = b"bench-" + (b"es" if isinstance(private_key, ec.EllipticCurvePrivateKey) else b"ed")
+        keys = {kid: StatusIssuerKey("hg-bench", private_key.public_key())}
+        cache = StatusRecordCache(keys)
+        subject = bytes(range(16))
+        record = StatusRecord("hg-bench", subject, "green", issued_at=now - 60, valid_until=now + 3600)
+        cache.apply_sync([sign_status_record(record, private_key, kid=kid)], synced_at=at)
+        text = issue_status_code(private_key, kid=kid, issuer="hg-bench", subject=subject,
+                                 issued_at=now - 86400)
+        samples.append((text, TrustStore(status=StatusTrust(keys=keys, cache=cache)), at))
+    return samples

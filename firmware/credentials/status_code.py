@@ -1,0 +1,138 @@
+"""The product's own status code: `HG1:` + base45(COSE_Sign1) over a small CBOR map; codec and issuing."""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+
+from firmware.credentials.cose_sign1 import PrivateKey, encode_sign1
+
+PREFIX = "HG1:"
+VERSION = 1
+# COSE content type (protected header 3): keeps a status code and a status record apart, so a
+# signature made for one can never be replayed as the other.
+CONTENT_TYPE_HEADER = 3
+CODE_CONTENT_TYPE = "hg1-code"
+RECORD_CONTENT_TYPE = "hg1-record"
+
+# Claim keys of the code payload map.
+KEY_VERSION, KEY_ISSUER, KEY_SUBJECT, KEY_ISSUED_AT = 1, 2, 3, 4
+SUBJECT_BYTES = 16
+MIN_SUBJECT_BYTES, MAX_SUBJECT_BYTES = 8, 32
+MAX_TEXT_CHARS = 1024  # a status code is ~150 characters; anything much longer is not one
+
+_B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+_B45_VALUE = {c: i for i, c in enumerate(_B45)}
+
+
+class StatusFormatError(ValueError):
+    """A malformed status code or record; `code` is the reason code to report."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+def b45encode(data: bytes) -> str:
+    """RFC 9285 base45."""
+    out = []
+    for i in range(0, len(data) - 1, 2):
+        n = data[i] * 256 + data[i + 1]
+        out += [_B45[n % 45], _B45[n // 45 % 45], _B45[n // 2025]]
+    if len(data) % 2:
+        out += [_B45[data[-1] % 45], _B45[data[-1] // 45]]
+    return "".join(out)
+
+
+def b45decode(text: str) -> bytes:
+    """RFC 9285 base45; raises ValueError on a bad length, character or overflowing triple."""
+    if len(text) % 3 == 1:
+        raise ValueError("base45 length")
+    try:
+        values = [_B45_VALUE[c] for c in text]
+    except KeyError:
+        raise ValueError("base45 character") from None
+    out = bytearray()
+    for i in range(0, len(values), 3):
+        group = values[i : i + 3]
+        n = sum(v * 45**k for k, v in enumerate(group))
+        if len(group) == 3:
+            if n > 0xFFFF:
+                raise ValueError("base45 triple overflows")
+            out += n.to_bytes(2, "big")
+        else:
+            if n > 0xFF:
+                raise ValueError("base45 pair overflows")
+            out.append(n)
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class StatusCodeClaims:
+    """What a status code says: who issued it, for which subject pseudonym, and when."""
+
+    issuer: str
+    subject: bytes
+    issued_at: int
+    version: int = VERSION
+
+
+def new_subject_pseudonym() -> bytes:
+    """A random subject pseudonym (the fleet server keeps the mapping to a person, never the kiosk)."""
+    return secrets.token_bytes(SUBJECT_BYTES)
+
+
+def encode_code_claims(claims: StatusCodeClaims) -> bytes:
+    """The CBOR payload of a status code."""
+    return cbor2.dumps({KEY_VERSION: claims.version, KEY_ISSUER: claims.issuer,
+                        KEY_SUBJECT: claims.subject, KEY_ISSUED_AT: claims.issued_at})
+
+
+def decode_code_claims(payload: bytes) -> StatusCodeClaims:
+    """Parse and check the payload map of a status code."""
+    try:
+        doc = cbor2.loads(payload)
+    except Exception:  # cbor2 raises several exception types on bad input
+        raise StatusFormatError("STATUS_PAYLOAD_INVALID", "not CBOR") from None
+    if not isinstance(doc, Mapping):
+        raise StatusFormatError("STATUS_PAYLOAD_INVALID", "not a map")
+    version = doc.get(KEY_VERSION)
+    if version != VERSION or isinstance(version, bool):
+        raise StatusFormatError("STATUS_VERSION_UNSUPPORTED", f"version {version!r}")
+    issuer, subject, issued_at = doc.get(KEY_ISSUER), doc.get(KEY_SUBJECT), doc.get(KEY_ISSUED_AT)
+    if not isinstance(issuer, str) or not 0 < len(issuer) <= 64:
+        raise StatusFormatError("STATUS_PAYLOAD_INVALID", "issuer")
+    if not isinstance(subject, bytes) or not MIN_SUBJECT_BYTES <= len(subject) <= MAX_SUBJECT_BYTES:
+        raise StatusFormatError("STATUS_PAYLOAD_INVALID", "subject")
+    if not isinstance(issued_at, int) or isinstance(issued_at, bool) or not 0 <= issued_at < 2**40:
+        raise StatusFormatError("STATUS_PAYLOAD_INVALID", "issued_at")
+    return StatusCodeClaims(issuer, subject, issued_at, version)
+
+
+def split_code(text: str) -> bytes:
+    """`HG1:<base45>` -> COSE bytes."""
+    if not isinstance(text, str) or text[: len(PREFIX)].upper() != PREFIX:
+        raise StatusFormatError("STATUS_PREFIX")
+    if len(text) > MAX_TEXT_CHARS:
+        raise StatusFormatError("STATUS_BASE45_INVALID", "too long")
+    try:
+        return b45decode(text[len(PREFIX):])
+    except ValueError:
+        raise StatusFormatError("STATUS_BASE45_INVALID") from None
+
+
+def issue_status_code(key: PrivateKey, *, kid: bytes, issuer: str, subject: bytes,
+                      issued_at: int) -> str:
+    """Sign a status code (fleet server, demo, tests): ES256 for a P-256 key, EdDSA for Ed25519."""
+    payload = encode_code_claims(StatusCodeClaims(issuer, subject, issued_at))
+    cose = encode_sign1(payload, key, kid=kid,
+                        extra_protected={CONTENT_TYPE_HEADER: CODE_CONTENT_TYPE})
+    return PREFIX + b45encode(cose)
+
+
+def content_type(protected: Mapping[Any, Any]) -> Any:
+    """The signed content type of a status COSE message."""
+    return protected.get(CONTENT_TYPE_HEADER)
