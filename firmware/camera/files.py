@@ -63,7 +63,7 @@ class ArraySource:
         return not self._loop and self._index >= len(self._images)
 
     def close(self) -> None:
-        self._images = []
+        """Nothing to release; a restarted source resumes where it stopped (like a camera)."""
 
 
 class ImageFilesSource(ArraySource):

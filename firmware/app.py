@@ -1,0 +1,102 @@
+"""Builds the kiosk's object graph from configuration, runs it, and tears it down cleanly."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from firmware.camera import FrameSource, open_camera
+from firmware.clock import Clock
+from firmware.config import Config, ConfigError, load_config
+from firmware.credentials import TrustStore
+from firmware.display import open_display, screen_for
+from firmware.eventlog import EventLog
+from firmware.identity import DeviceIdentity, load_or_create
+from firmware.kiosk import Kiosk
+from firmware.pseudonym import Pseudonymiser
+from firmware.trustprovider import TrustProvider
+
+log = logging.getLogger(__name__)
+
+
+def pseudonym_secret(identity: DeviceIdentity) -> bytes:
+    """A pseudonym secret derived from the device key: never stored, never leaves the kiosk."""
+    raw = identity.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"healthgate pseudonym v1").derive(raw)
+
+
+@dataclass
+class KioskApp:
+    """Everything one running kiosk owns; `close()` releases it in reverse order."""
+
+    kiosk: Kiosk
+    identity: DeviceIdentity
+    eventlog: EventLog
+    display: Any
+    uploader: Any | None
+
+    def close(self) -> None:
+        if self.uploader is not None:
+            self.uploader.stop(timeout=5.0)
+        self.display.close()
+        self.eventlog.close()
+
+
+def build(config: Config, *, camera: FrameSource | None = None,
+          trust: Callable[[], TrustStore] | None = None, clock: Clock | None = None,
+          render_display: bool = False) -> KioskApp:
+    """Assemble a kiosk from configuration; injected parts replace the configured ones."""
+    state = Path(config.state.dir)
+    identity = load_or_create(state)
+    eventlog = EventLog.open(state / "events.db", identity.key, identity.device_id)
+    display = open_display(config.display.port, config.display.baudrate,
+                           config.display.ack_timeout_s, config.display.max_retries,
+                           config.display.heartbeat_s, render=render_display)
+    uploader = None
+    if config.fleet.url:
+        from firmware.sync.uploader import Uploader
+        uploader = Uploader(eventlog, config.fleet.url, identity.device_id, identity.key,
+                            batch_size=config.fleet.batch_size,
+                            backoff_initial_s=config.fleet.backoff_initial_s,
+                            backoff_max_s=config.fleet.backoff_max_s,
+                            timeout_s=config.fleet.request_timeout_s,
+                            poll_interval_s=config.fleet.upload_interval_s)
+    kiosk = Kiosk(config.kiosk, camera or open_camera(config.camera), display, eventlog,
+                  trust or TrustProvider(state / "trust"), clock or Clock(state / "last_seen"),
+                  Pseudonymiser(pseudonym_secret(identity),
+                                config.kiosk.pseudonym_key_rotation_h * 3600.0),
+                  screen_for, display_timeout_s=config.display.ack_timeout_s
+                  * (config.display.max_retries + 1))
+    return KioskApp(kiosk, identity, eventlog, display, uploader)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="healthgate run", description="run the kiosk")
+    parser.add_argument("--config", required=True, help="TOML configuration file")
+    parser.add_argument("--render", action="store_true", help="draw the emulated display here")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}")
+        return 2
+    app = build(config, render_display=args.render)
+    signal.signal(signal.SIGTERM, lambda *_: app.kiosk.stop())
+    if app.uploader is not None:
+        app.uploader.start()
+    try:
+        app.kiosk.run(exit_on_end_of_stream=config.camera.source in ("files", "video")
+                      and not config.camera.loop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.close()
+    return 0

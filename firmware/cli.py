@@ -1,0 +1,39 @@
+"""`healthgate` command line: demo, run, check, log verify, display-emulator."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module, help). Each module has `main(argv) -> int`; imported only when chosen,
+# so `healthgate --help` stays fast and a missing optional part only breaks its own command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("firmware.demo.run", "run the whole kiosk path on demo credentials, offline"),
+    "run": ("firmware.app", "run the kiosk from a TOML configuration"),
+    "check": ("firmware.credentials.check", "verify one credential (text or image) and explain"),
+    "log": ("firmware.eventlog.cli", "event log tools: `healthgate log verify`"),
+    "display-emulator": ("firmware.display.emulator", "emulate the LED display on a pty"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="healthgate", description="healthgate kiosk")
+    parser.add_argument("command", choices=sorted(COMMANDS), help="what to do")
+    if not args or args[0] in ("-h", "--help"):
+        parser.print_help()
+        print("\ncommands:")
+        for name, (_, text) in COMMANDS.items():
+            print(f"  {name:18} {text}")
+        return 0 if args else 2
+    if args[0] not in COMMANDS:
+        parser.error(f"unknown command {args[0]!r}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module = importlib.import_module(COMMANDS[args[0]][0])
+    return int(module.main(args[1:]) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

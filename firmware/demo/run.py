@@ -1,0 +1,145 @@
+"""`healthgate demo`: demo credentials through the real kiosk loop, pty display and fleet server."""
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from firmware.app import build
+from firmware.camera.files import ArraySource
+from firmware.config import Config, parse_config
+from firmware.demo.scenario import Presentation, build_frames, build_presentations, demo_trust
+from firmware.demo.issuer import make_signer
+from firmware.display.screen import Screen
+from firmware.policy import Decision
+
+FPS = 15.0
+
+
+@dataclass
+class DemoResult:
+    """What the demo observed end to end; `ok` when every check held."""
+
+    presentations: list[Presentation]
+    decisions: list[Decision]
+    screens: list[Screen]
+    server_events: list[Any]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def demo_config(state_dir: Path, fleet_url: str) -> Config:
+    return parse_config({
+        "kiosk": {"result_hold_s": 0.6, "scan_timeout_s": 2.0, "same_code_cooldown_s": 3.0},
+        "camera": {"source": "fake", "fps": FPS},
+        "display": {"port": "emulator", "ack_timeout_s": 0.3},
+        "fleet": {"url": fleet_url},
+        "state": {"dir": str(state_dir)},
+    })
+
+
+def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False) -> DemoResult:
+    """Run the whole path once in `workdir` (state, fleet database); returns what happened."""
+    from fleet.runner import run_in_thread
+    from fleet.server import create_app
+    from firmware.sync.trustsync import register_device
+
+    now = datetime.now(timezone.utc)
+    signer = make_signer()
+    presentations = build_presentations(signer, now)
+    frames = build_frames(presentations, gap_frames=int(FPS), code_frames=int(FPS * 0.6))
+    server = run_in_thread(create_app(str(workdir / "fleet.db")))
+    try:
+        token = secrets.token_urlsafe(24)
+        server.store.add_token(token, now + timedelta(hours=1))
+        config = demo_config(workdir / "state", server.url)
+        app = build(config, camera=ArraySource(frames, fps=FPS),
+                    trust=lambda: demo_trust(signer, now), render_display=render)
+        try:
+            register_device(server.url, token, app.identity.device_id, app.identity.key)
+            print(f"kiosk {app.identity.device_id} registered with fleet server {server.url}",
+                  file=out)
+            print(f"display emulator on {app.display.emulator.port}; "
+                  f"{len(presentations)} people in the queue\n", file=out)
+            summary = app.kiosk.run(exit_on_end_of_stream=True)
+            screens = list(app.display.emulator.screens)
+            uploaded = _drain(app.uploader)
+            server_events = [e for e in server.store.events(app.identity.device_id)]
+        finally:
+            app.close()
+    finally:
+        server.stop()
+    result = DemoResult(presentations, summary.decisions, screens, server_events)
+    _check(result, uploaded)
+    _report(result, summary.dropped_frames, out)
+    return result
+
+
+def _drain(uploader: Any, timeout_s: float = 20.0) -> int:
+    """Upload until nothing is pending (the demo's network is loopback and always up)."""
+    total, deadline = 0, time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sent = uploader.upload_once()
+        total += sent
+        if uploader.status().pending == 0:
+            break
+    return total
+
+
+def _check(result: DemoResult, uploaded: int) -> None:
+    if len(result.decisions) != len(result.presentations):
+        result.problems.append(f"expected {len(result.presentations)} decisions, "
+                               f"got {len(result.decisions)}")
+    for item, decision in zip(result.presentations, result.decisions):
+        if decision.granted != item.expect_granted or (
+                item.expect_reason_prefix and not (decision.reason or "").startswith(
+                    item.expect_reason_prefix)):
+            result.problems.append(f"{item.label}: expected "
+                                   f"{'GRANTED' if item.expect_granted else item.expect_reason_prefix}"
+                                   f", got {'GRANTED' if decision.granted else decision.reason}")
+    shown = [s.state for s in result.screens if s.state in ("GRANTED", "DENIED")]
+    wanted = ["GRANTED" if d.granted else "DENIED" for d in result.decisions]
+    if shown != wanted:
+        result.problems.append(f"display showed {shown}, decisions were {wanted}")
+    on_server = [e for e in result.server_events if e.kind == "decision"]
+    if len(on_server) != len(result.decisions):
+        result.problems.append(f"server holds {len(on_server)} decisions, kiosk made "
+                               f"{len(result.decisions)}")
+
+
+def _report(result: DemoResult, dropped: int, out: TextIO) -> None:
+    print("decisions:", file=out)
+    for index, (item, decision) in enumerate(zip(result.presentations, result.decisions), 1):
+        outcome = "GRANTED" if decision.granted else f"DENIED  {decision.reason}"
+        print(f"  {index}. {item.label:42} -> {outcome:36} {decision.latency_ms:6.1f} ms",
+              file=out)
+    granted = sum(d.granted for d in result.decisions)
+    print(f"\nsummary: {len(result.decisions)} decisions ({granted} granted, "
+          f"{len(result.decisions) - granted} denied); {len(result.screens)} screens acknowledged "
+          f"by the display; {len(result.server_events)} signed events on the fleet server; "
+          f"{dropped} stale frames dropped", file=out)
+    for problem in result.problems:
+        print(f"PROBLEM: {problem}", file=out)
+    print("demo OK" if result.ok else "demo FAILED", file=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="healthgate demo", description=__doc__)
+    parser.add_argument("--render", action="store_true", help="draw the emulated LED display")
+    parser.add_argument("--verbose", action="store_true", help="log every state transition")
+    args = parser.parse_args(argv)
+    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="healthgate-demo-") as tmp:
+        result = run_demo(Path(tmp), render=args.render)
+    return 0 if result.ok else 1

@@ -1,0 +1,42 @@
+"""Hands the kiosk the current trust store, reloading the cache directory when sync changes it."""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from firmware.credentials import TrustStore
+
+log = logging.getLogger(__name__)
+
+
+class TrustProvider:
+    """Callable returning the current TrustStore. Reloads when the directory's files change;
+    a cache that fails to load keeps the previous store (and its age keeps growing, so the
+    max-age policy eventually refuses rather than trusting broken data)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._lock = threading.Lock()
+        self._signature: tuple[tuple[str, int, int], ...] | None = None
+        self._store = TrustStore()
+
+    def _current_signature(self) -> tuple[tuple[str, int, int], ...]:
+        try:
+            entries = sorted(self._directory.iterdir())
+        except OSError:
+            return ()
+        return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in entries
+                     if p.is_file())
+
+    def __call__(self) -> TrustStore:
+        with self._lock:
+            signature = self._current_signature()
+            if signature != self._signature:
+                self._signature = signature
+                try:
+                    from firmware.credentials.store import load_trust_dir
+                    self._store = load_trust_dir(self._directory)
+                except Exception as exc:  # keep the last good store; the age policy decides
+                    log.error("trust cache %s failed to load: %s", self._directory, exc)
+            return self._store
