@@ -24,9 +24,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DATE_TIME = re.compile(
     r"(\d{4})(?:-(\d{2})(?:-(\d{2})"
     r"(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:(Z)|([+-])(\d{1,2})(?::?(\d{2}))?)?)?"
-    r")?)?"
+    r")?)?",
+    re.ASCII,  # \d must not match other scripts' digits
 )
-_DATE_OF_BIRTH = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2})?)?")
+_DATE_OF_BIRTH = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2})?)?", re.ASCII)
 
 
 def days_from_civil(year: int, month: int, day: int) -> int:

@@ -31,7 +31,7 @@ ENGINE_VERSION = "1.3.3"
 RULE_TYPES: tuple[str, ...] = ("Acceptance", "Invalidation")
 CERTIFICATE_TYPES: tuple[str, ...] = ("General", "Test", "Vaccination", "Recovery")
 
-_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)", re.ASCII)
 
 
 class Outcome(str, enum.Enum):
