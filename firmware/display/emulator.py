@@ -256,15 +256,15 @@ class DisplayEmulator:
     def _apply(self, seq: int, screen: Screen) -> None:
         with self._lock:
             # A retransmission after a lost ACK repeats seq and screen: show it, record it once.
-            fresh = self._last_applied != (seq, screen)
-            if fresh:
+            changed = self._current != screen  # redraw only when what is lit changes
+            if self._last_applied != (seq, screen):
                 self._screens.append(screen)
                 self._last_applied = (seq, screen)
             self._current = screen
             self._shown_seq = seq
             self._blank = False
             self._lock.notify_all()
-        if self.render and fresh:
+        if self.render and changed:
             stream = self._stream or sys.stdout
             stream.write(render_screen(screen, self.colour) + "\n")
             stream.flush()

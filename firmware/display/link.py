@@ -146,6 +146,7 @@ class SerialLink:
         self.stats.requests += 1
         frame = Frame(type=msg_type, seq=self._next_seq(), payload=payload)
         last_problem = "no reply"
+        answered = False  # a NAK (or a probe's STATUS) proves the display is alive even if it refuses everything
         # Rungs 1 and 2: send, then resend up to max_retries times on timeout or NAK.
         for attempt in range(1 + self.config.max_retries):
             if self._past(deadline):
@@ -155,22 +156,27 @@ class SerialLink:
             reply, last_problem = self._exchange(frame, want, deadline)
             if reply is not None:
                 return reply
+            answered = answered or last_problem.startswith("nak:")
             if last_problem.startswith("nak:") and last_problem not in ("nak:BAD_CRC", "nak:BUSY"):
                 break  # the display understood the frame and refuses it: resending cannot help
-        if msg_type == MsgType.PING:
-            self._declare_dead(f"{self.config.max_retries + 1} PINGs unanswered ({last_problem})")
-        # Rung 3: probe with PINGs to tell a refusing display from a dead link.
-        for _ in range(self.config.probe_pings):
+        # Rung 3: probe with PINGs to tell a refusing display from a dead link (a PING that
+        # just failed needs no probe: the probe would be the same PING again).
+        probes = 0 if msg_type == MsgType.PING else self.config.probe_pings
+        for _ in range(probes):
+            if answered:
+                break
             if self._past(deadline):
                 raise NotAcknowledged("deadline", f"{msg_type.name} seq {frame.seq}: {last_problem}")
             self.stats.probes += 1
             probe = Frame(type=MsgType.PING, seq=self._next_seq())
-            reply, _ = self._exchange(probe, MsgType.STATUS, deadline)
-            if reply is not None:
-                raise NotAcknowledged("not_acknowledged",
-                                      f"{msg_type.name} seq {frame.seq}: {last_problem}; display answers PING")
+            reply, problem = self._exchange(probe, MsgType.STATUS, deadline)
+            answered = reply is not None or problem.startswith("nak:")
+        if answered:
+            raise NotAcknowledged("not_acknowledged",
+                                  f"{msg_type.name} seq {frame.seq}: {last_problem}; the display answers")
         # Rung 4: nothing answers at all.
-        self._declare_dead(f"{msg_type.name} and {self.config.probe_pings} PINGs unanswered")
+        self._declare_dead(f"{msg_type.name} sent {self.config.max_retries + 1} times and "
+                           f"{probes} PINGs, no answer ({last_problem})")
         raise AssertionError("unreachable")
 
     def _exchange(self, frame: Frame, want: MsgType, deadline: float | None) -> tuple[Frame | None, str]:

@@ -1,0 +1,195 @@
+"""The display emulator as a controller on a real pty: raw bytes in and out, faults, rendering."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import serial
+
+from firmware.display import DisplayEmulator, open_display, screen_for
+from firmware.display.codec import (
+    Frame, MsgType, NakReason, Status, StreamDecoder, encode_frame, nak_payload,
+)
+from firmware.display.emulator import main, render_screen
+from firmware.display.screen import Screen
+
+WAIT = 5.0
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def emulator() -> Iterator[DisplayEmulator]:
+    emu = DisplayEmulator()
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def port(emulator: DisplayEmulator) -> Iterator[serial.Serial]:
+    with serial.Serial(emulator.port, 115200, timeout=0.05) as handle:
+        yield handle
+
+
+def exchange(port: serial.Serial, wire: bytes, replies: int = 1) -> list[Frame]:
+    """Write raw bytes and read until `replies` frames came back (bounded by WAIT)."""
+    port.write(wire)
+    decoder = StreamDecoder()
+    frames: list[Frame] = []
+    deadline = time.monotonic() + WAIT
+    while len(frames) < replies and time.monotonic() < deadline:
+        frames += decoder.feed(port.read(max(1, port.in_waiting)))
+    return frames
+
+
+def test_port_is_a_real_pty(emulator: DisplayEmulator) -> None:
+    assert emulator.port.startswith("/dev/pts/")
+    fd = os.open(emulator.port, os.O_RDWR | os.O_NOCTTY)
+    try:
+        assert os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
+def test_ping_gets_the_exact_status_bytes(port: serial.Serial) -> None:
+    port.write(bytes.fromhex("00030205035d0900"))  # PING seq 5, as in docs/display-protocol.md
+    expected = encode_frame(Frame(type=MsgType.STATUS, seq=5, payload=Status().encode()))
+    received = b""
+    deadline = time.monotonic() + WAIT
+    while len(received) < len(expected) and time.monotonic() < deadline:
+        received += port.read(len(expected) - len(received))
+    assert received == expected
+
+
+def test_show_over_raw_bytes(emulator: DisplayEmulator, port: serial.Serial) -> None:
+    screen = screen_for("DENIED", "Signature invalid")
+    replies = exchange(port, encode_frame(Frame(type=MsgType.SHOW, seq=9, payload=screen.encode())))
+    assert replies == [Frame(type=MsgType.ACK, seq=9)]
+    assert emulator.wait_for(lambda s: s.state == "DENIED", WAIT) == screen
+    status = exchange(port, encode_frame(Frame(type=MsgType.PING, seq=10)))
+    assert Status.decode(status[0].payload) == Status(blank=False, shown_seq=9)
+
+
+def test_garbage_is_nakked_and_counted_then_frames_work(emulator: DisplayEmulator, port: serial.Serial) -> None:
+    damaged = bytearray(encode_frame(Frame(type=MsgType.SHOW, seq=3, payload=screen_for("IDLE").encode())))
+    damaged[5] ^= 0x10
+    replies = exchange(port, bytes(damaged), replies=1)
+    assert replies == [Frame(type=MsgType.NAK, seq=0, payload=nak_payload(NakReason.BAD_CRC))]
+    assert emulator.rx_errors == 1 and emulator.screens == []
+    good = Frame(type=MsgType.SHOW, seq=3, payload=screen_for("IDLE").encode())
+    # Line noise before a frame is cut off by the frame's leading 0x00: NAKed, then the frame.
+    assert exchange(port, b"\x13\x37" + encode_frame(good), replies=2) == [
+        Frame(type=MsgType.NAK, seq=0, payload=nak_payload(NakReason.BAD_CRC)), Frame(type=MsgType.ACK, seq=3)]
+    assert emulator.rx_errors == 2
+    assert emulator.wait_for(lambda s: True, WAIT) == screen_for("IDLE")
+
+
+def test_unknown_request_types_are_nakked_and_replies_ignored(port: serial.Serial) -> None:
+    replies = exchange(port, encode_frame(Frame(type=0x7E, seq=1)) + encode_frame(Frame(type=MsgType.ACK, seq=2))
+                       + encode_frame(Frame(type=MsgType.PING, seq=3)), replies=2)
+    assert replies[0] == Frame(type=MsgType.NAK, seq=1, payload=nak_payload(NakReason.UNKNOWN_TYPE))
+    assert replies[1].type == MsgType.STATUS and replies[1].seq == 3  # nothing answered the ACK
+
+
+def test_brightness_and_reset(emulator: DisplayEmulator, port: serial.Serial) -> None:
+    show = Frame(type=MsgType.SHOW, seq=1, payload=screen_for("GRANTED").encode())
+    assert exchange(port, encode_frame(show)) == [Frame(type=MsgType.ACK, seq=1)]
+    assert exchange(port, encode_frame(Frame(type=MsgType.BRIGHTNESS, seq=2, payload=b"\x10"))) == [
+        Frame(type=MsgType.ACK, seq=2)]
+    assert exchange(port, encode_frame(Frame(type=MsgType.BRIGHTNESS, seq=3, payload=b""))) == [
+        Frame(type=MsgType.NAK, seq=3, payload=nak_payload(NakReason.BAD_PAYLOAD))]
+    status = Status.decode(exchange(port, encode_frame(Frame(type=MsgType.PING, seq=4)))[0].payload)
+    assert status.brightness == 0x10 and not status.blank
+    assert exchange(port, encode_frame(Frame(type=MsgType.RESET, seq=5))) == [Frame(type=MsgType.ACK, seq=5)]
+    status = Status.decode(exchange(port, encode_frame(Frame(type=MsgType.PING, seq=6)))[0].payload)
+    assert status.blank and emulator.current.colour == "off"
+
+
+def test_corrupt_and_silent_faults_on_the_wire(emulator: DisplayEmulator, port: serial.Serial) -> None:
+    emulator.script(corrupt_replies=1)
+    decoder = StreamDecoder()
+    port.write(encode_frame(Frame(type=MsgType.PING, seq=1)))
+    deadline = time.monotonic() + WAIT
+    while decoder.stats.errors == 0 and time.monotonic() < deadline:
+        assert decoder.feed(port.read(max(1, port.in_waiting))) == []
+    assert decoder.stats.errors == 1
+    emulator.go_silent()
+    port.write(encode_frame(Frame(type=MsgType.PING, seq=2)))
+    assert port.read(64) == b""  # one read timeout: nothing comes back
+    emulator.go_silent(False)
+    assert exchange(port, encode_frame(Frame(type=MsgType.PING, seq=3)))[0].seq == 3
+
+
+def test_unplug_makes_the_port_fail_and_replug_serves_a_new_pty(tmp_path: Path) -> None:
+    link = tmp_path / "ttyDISPLAY"
+    with DisplayEmulator(link_path=str(link)) as emulator:
+        first = emulator.pts_path
+        handle = serial.Serial(str(link), timeout=0.05)
+        emulator.unplug()
+        with pytest.raises(serial.SerialException):
+            handle.write(encode_frame(Frame(type=MsgType.PING, seq=1)))
+            handle.read(1)
+        handle.close()
+        emulator.replug()
+        assert os.path.realpath(link) == emulator.pts_path and Path(emulator.pts_path).exists()
+        with serial.Serial(str(link), timeout=0.05) as handle:
+            assert exchange(handle, encode_frame(Frame(type=MsgType.PING, seq=2)))[0].seq == 2
+        assert first  # the old pty path was real too
+    assert not link.exists()
+
+
+def test_wait_for_times_out(emulator: DisplayEmulator) -> None:
+    with pytest.raises(TimeoutError):
+        emulator.wait_for(lambda s: True, timeout=0.05)
+
+
+def test_render_box_and_stream() -> None:
+    screen = Screen(state="GRANTED", colour="green", line1="Welcome", line2="Please enter")
+    assert render_screen(screen, colour=False).splitlines() == [
+        "+----------------------+ GREEN GRANTED",
+        "| Welcome              |",
+        "| Please enter         |",
+        "+----------------------+",
+    ]
+    assert "\x1b[42;30m Welcome" in render_screen(screen)
+    out = io.StringIO()
+    with open_display("emulator", render=True, render_stream=out) as display:
+        display.show(screen, timeout=WAIT)
+        display.show(screen, timeout=WAIT)  # the same screen again draws nothing new
+    assert out.getvalue().count("Welcome") == 1
+
+
+def test_main_runs_standalone_and_serves_the_link(tmp_path: Path) -> None:
+    link = tmp_path / "display"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from firmware.display.emulator import main; sys.exit(main(sys.argv[1:]))",
+         "--link", str(link), "--no-colour", "--duration", "60"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first_line = process.stdout.readline()  # printed once the pty is up
+        assert first_line.startswith(f"display emulator on {link} -> /dev/pts/")
+        with open_display(str(link), ack_timeout_s=0.5) as display:
+            display.show(screen_for("FAULT", "camera"), timeout=WAIT)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=WAIT * 2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(WAIT)
+    assert process.returncode == 0, err
+    assert "| Fault: camera        |" in out
+
+
+def test_main_help_returns_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
+    assert "--link" in capsys.readouterr().out
