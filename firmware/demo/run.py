@@ -136,7 +136,8 @@ def _report(result: DemoResult, dropped: int, out: TextIO) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="healthgate demo", description=__doc__)
-    parser.add_argument("--render", action="store_true", help="draw the emulated LED display")
+    parser.add_argument("--no-render", dest="render", action="store_false",
+                        help="do not draw the emulated LED display in the terminal")
     parser.add_argument("--verbose", action="store_true", help="log every state transition")
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)

@@ -1,0 +1,83 @@
+"""A kiosk wired to real parts (pty display emulator, SQLite event log) and a fake camera."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from firmware.camera.fake import FakeCamera
+from firmware.clock import FixedClock
+from firmware.config import KioskSection
+from firmware.credentials import TrustStore
+from firmware.demo.frames import background, frame_with_code
+from firmware.demo.issuer import DemoSigner, issue_dcc, make_signer, vaccination_payload
+from firmware.display import Display, open_display, screen_for
+from firmware.eventlog import EventLog
+from firmware.kiosk import Kiosk
+from firmware.pseudonym import Pseudonymiser
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+@dataclass
+class Rig:
+    kiosk: Kiosk
+    camera: FakeCamera
+    display: Display
+    eventlog: Any
+    signer: DemoSigner
+    trust: TrustStore
+    thread: threading.Thread
+
+    def valid_code(self) -> str:
+        return issue_dcc(self.signer, vaccination_payload(), NOW - timedelta(days=1),
+                         NOW + timedelta(days=100))
+
+    def show_code(self, text: str) -> None:
+        self.camera.set_frames([frame_with_code(text, 320, 240)])
+
+    def show_nothing(self) -> None:
+        self.camera.set_frames([background(320, 240)])
+
+    def wait_state(self, state: str, timeout: float = 10.0, start: int = 0) -> Any:
+        emulator = self.display.emulator
+        assert emulator is not None
+        return emulator.wait_for(lambda s: s.state == state, timeout, start)
+
+    def stop(self) -> None:
+        self.kiosk.stop()
+        self.thread.join(10)
+        self.display.close()
+        self.eventlog.close()
+
+
+def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
+             trust_age: timedelta = timedelta(minutes=5), **kiosk_options: Any) -> Rig:
+    signer = make_signer()
+    trust = TrustStore.from_certificates([signer.certificate_der])
+    trust.updated_at = NOW - trust_age
+    camera = FakeCamera([background(320, 240)], fps=30)
+    display = open_display("emulator", ack_timeout_s=0.1, max_retries=2, heartbeat_s=0.5,
+                           reconnect_interval_s=0.2)
+    key = Ed25519PrivateKey.generate()
+    log = eventlog or EventLog.open(tmp / "events.db", key, "kiosk-test")
+    options = {"result_hold_s": 0.3, "frame_timeout_s": 0.5, "fault_retry_s": 0.2,
+               "same_code_cooldown_s": 30.0}
+    options.update(kiosk_options)
+    kiosk = Kiosk(KioskSection(**options), camera, display, log, lambda: trust,
+                  clock or FixedClock(NOW), Pseudonymiser(b"k" * 32, 86400.0), screen_for,
+                  display_timeout_s=0.5)
+    thread = threading.Thread(target=kiosk.run, daemon=True)
+    thread.start()
+    rig = Rig(kiosk, camera, display, log, signer, trust, thread)
+    rig.wait_state("IDLE")
+    return rig
+
+
+def blank(width: int = 320, height: int = 240) -> np.ndarray:
+    return background(width, height)

@@ -1,0 +1,153 @@
+"""The kiosk state machine on real parts: decisions, faults that latch and recover, policies."""
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware.clock import FixedClock
+from tests.kiosk_harness import NOW, make_rig
+
+
+@pytest.fixture
+def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
+    rig = make_rig(tmp_path)
+    yield rig
+    rig.stop()
+
+
+def _decisions(log: Any) -> list[dict[str, Any]]:
+    return [e.body for e in log.pending(limit=1000, newest_first=False) if e.kind == "decision"]
+
+
+def test_valid_code_is_granted_and_logged_before_display(rig) -> None:  # type: ignore[no-untyped-def]
+    rig.show_code(rig.valid_code())
+    rig.wait_state("GRANTED")
+    # durable before shown: the decision is in the log by the time the display has it
+    bodies = _decisions(rig.eventlog)
+    assert bodies and bodies[-1]["decision"] == "granted"
+    assert bodies[-1]["pseudonym"] and len(bodies[-1]["pseudonym"]) == 32
+    rig.show_nothing()
+    rig.wait_state("IDLE", start=len(rig.display.emulator.screens))
+    assert ("GRANTED", "IDLE") in rig.kiosk.summary.transitions
+
+
+def test_same_code_in_view_is_decided_once(rig) -> None:  # type: ignore[no-untyped-def]
+    rig.show_code(rig.valid_code())
+    rig.wait_state("GRANTED")
+    mark = len(rig.display.emulator.screens)
+    rig.wait_state("IDLE", start=mark)
+    time.sleep(0.5)  # the pass stays in view: frames keep arriving with the same code
+    assert len(_decisions(rig.eventlog)) == 1
+
+
+def test_garbage_code_is_denied_with_reason(rig) -> None:  # type: ignore[no-untyped-def]
+    rig.show_code("HC1:this is not base45 at all!!")
+    screen = rig.wait_state("DENIED")
+    assert screen.colour == "red"
+    assert _decisions(rig.eventlog)[-1]["reason"].startswith("DCC_")
+
+
+def test_camera_disconnect_latches_fault_and_recovers(rig) -> None:  # type: ignore[no-untyped-def]
+    rig.camera.script("disconnect")
+    fault = rig.wait_state("FAULT")
+    assert "camera" in (fault.line2 + fault.line1).lower()
+    time.sleep(0.5)
+    rig.camera.reconnect()
+    rig.wait_state("IDLE", start=len(rig.display.emulator.screens))
+    kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
+    assert "fault" in kinds and "recovered" in kinds
+
+
+def test_corrupt_frame_latches_camera_fault(rig) -> None:  # type: ignore[no-untyped-def]
+    rig.camera.script("corrupt")
+    rig.wait_state("FAULT")
+    rig.wait_state("IDLE", start=len(rig.display.emulator.screens))  # next good frame clears it
+    assert ("camera", ) == tuple(part for part, _ in rig.kiosk.summary.faults)[:1]
+
+
+def test_silent_camera_is_a_fault(rig) -> None:  # type: ignore[no-untyped-def]
+    rig.camera.script(*["silent"] * 3)
+    rig.wait_state("FAULT")
+    rig.wait_state("IDLE", start=len(rig.display.emulator.screens))
+
+
+def test_unplugged_display_latches_and_recovers(rig) -> None:  # type: ignore[no-untyped-def]
+    emulator = rig.display.emulator
+    emulator.unplug()
+    deadline = time.monotonic() + 10
+    while rig.kiosk.state.value != "FAULT" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rig.kiosk.state.value == "FAULT"
+    # no decision can be shown while the display is gone, so none is taken
+    rig.show_code(rig.valid_code())
+    time.sleep(0.5)
+    assert _decisions(rig.eventlog) == []
+    rig.show_nothing()
+    mark = len(emulator.screens)
+    emulator.replug()
+    rig.wait_state("IDLE", start=mark)
+    assert any(part == "display" for part, _ in rig.kiosk.summary.faults)
+
+
+class _BrokenLog:
+    """An event log whose disk is full until `heal()`."""
+
+    def __init__(self) -> None:
+        self.full = False
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def append(self, kind: str, body: dict[str, Any]) -> None:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        self.events.append((kind, body))
+
+    def pending(self, limit: int, newest_first: bool) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_full_disk_never_shows_an_unlogged_grant(tmp_path: Path) -> None:
+    log = _BrokenLog()
+    rig = make_rig(tmp_path, eventlog=log)
+    try:
+        log.full = True
+        rig.show_code(rig.valid_code())
+        rig.wait_state("FAULT")
+        time.sleep(0.3)
+        assert not any(s.state == "GRANTED" for s in rig.display.emulator.screens)
+        log.full = False
+        rig.show_nothing()
+        rig.wait_state("IDLE", start=len(rig.display.emulator.screens))
+        kinds = [kind for kind, _ in log.events]
+        # the decision taken while the disk was full was kept in memory and written on recovery
+        assert "decision" in kinds and kinds[-1] == "recovered"
+        assert [b["decision"] for k, b in log.events if k == "decision"] == ["granted"]
+    finally:
+        rig.stop()
+
+
+def test_stale_trust_data_denies(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, trust_age=timedelta(hours=100))
+    try:
+        rig.show_code(rig.valid_code())
+        screen = rig.wait_state("DENIED")
+        assert "old" in screen.line2.lower()
+        assert _decisions(rig.eventlog)[-1]["reason"] == "TRUST_DATA_STALE"
+    finally:
+        rig.stop()
+
+
+def test_untrusted_clock_denies(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, clock=FixedClock(NOW, trusted=False))
+    try:
+        rig.show_code(rig.valid_code())
+        rig.wait_state("DENIED")
+        assert _decisions(rig.eventlog)[-1]["reason"] == "CLOCK_UNTRUSTED"
+    finally:
+        rig.stop()
