@@ -205,12 +205,13 @@ def parse_batch(body: bytes) -> list[Event]:
             raise ApiError(422, "MALFORMED_EVENT", f"events[{index}] is not an object")
         try:
             event = Event.from_wire(item)
-            text = canonical_json(event.to_wire()).decode()
+            canonical_json(event.to_wire())  # lone surrogates etc. fail here, not later
         except (ValueError, UnicodeError, RecursionError) as error:
             raise ApiError(422, "MALFORMED_EVENT", f"events[{index}]: {error}") from None
         if not 0 <= event.seq < MAX_SEQ:
             raise ApiError(422, "MALFORMED_EVENT", f"events[{index}]: seq out of range")
-        if "\x00" in text:
+        if any("\x00" in value for value in (event.device_id, event.ts, event.kind,
+                                              event.prev_hash, event.hash, event.sig)):
             raise ApiError(422, "MALFORMED_EVENT", f"events[{index}]: NUL character")
         events.append(event)
     return events
