@@ -100,9 +100,14 @@ def b64url_decode(text: str) -> bytes:
     if not _B64URL_RE.match(text) or len(text) % 4 == 1:
         raise ValueError("not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except binascii.Error as exc:
         raise ValueError("not base64url") from exc
+    # Refuse non-canonical encodings (non-zero unused bits): otherwise one signed card would have
+    # several texts, and a JWS-hash credential id could be varied at will.
+    if b64url_encode(data) != text:
+        raise ValueError("non-canonical base64url")
+    return data
 
 
 def b64url_encode(data: bytes) -> str:
@@ -114,10 +119,11 @@ def inflate_raw(data: bytes, max_out: int = MAX_INFLATED_BYTES) -> bytes:
     """Raw DEFLATE (no zlib header) with a hard cap on output: a bomb fails, never allocates."""
     inflater = zlib.decompressobj(-15)
     try:
-        out = inflater.decompress(data, max_out)
+        # Ask for one byte more than allowed: getting it proves the output is too large.
+        out = inflater.decompress(data, max_out + 1)
     except zlib.error as exc:
         raise ShcFormatError("SHC_INFLATE_FAILED", str(exc)) from None
-    if inflater.unconsumed_tail:
+    if len(out) > max_out:
         raise ShcFormatError("SHC_PAYLOAD_TOO_LARGE", f"> {max_out} bytes")
     if not inflater.eof:
         raise ShcFormatError("SHC_INFLATE_FAILED", "truncated stream")

@@ -1,0 +1,118 @@
+"""Property tests for the SHC parsers: round trips, arbitrary input, truncations, bombs, chunk order."""
+from __future__ import annotations
+
+import zlib
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from firmware.credentials import TrustStore, verify
+from firmware.credentials.shc_chunks import COMPLETE, ChunkAssembler
+from firmware.credentials.shc_codec import (
+    MAX_INFLATED_BYTES,
+    ShcFormatError,
+    b64url_decode,
+    b64url_encode,
+    deflate_raw,
+    inflate_raw,
+    jws_to_numeric,
+    numeric_to_jws,
+)
+from firmware.credentials.shc_samples import card_claims, issue_card, new_issuer
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+AT = datetime(2025, 6, 1, tzinfo=timezone.utc)
+NBF = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
+JWS_ALPHABET = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+_ISSUER = new_issuer()
+_STORE = TrustStore(shc=_ISSUER.trust())
+_CARD = issue_card(_ISSUER, card_claims(_ISSUER.iss, NBF, rid="cHJvcGVydHk"))[0]
+
+
+@FAST
+@given(st.text(JWS_ALPHABET, min_size=1, max_size=300))
+def test_numeric_round_trip(jws: str) -> None:
+    assert numeric_to_jws(jws_to_numeric(jws)) == jws
+
+
+@FAST
+@given(st.binary(max_size=200))
+def test_b64url_round_trip(data: bytes) -> None:
+    assert b64url_decode(b64url_encode(data)) == data
+
+
+@FAST
+@given(st.binary(max_size=2000))
+def test_deflate_round_trip_and_arbitrary_inflate(data: bytes) -> None:
+    assert inflate_raw(deflate_raw(data)) == data
+    try:
+        out = inflate_raw(data)  # arbitrary bytes: a clean error or bounded output
+    except ShcFormatError as exc:
+        assert exc.code in ("SHC_INFLATE_FAILED", "SHC_PAYLOAD_TOO_LARGE")
+    else:
+        assert len(out) <= MAX_INFLATED_BYTES
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.integers(min_value=MAX_INFLATED_BYTES + 1, max_value=50 * 1024 * 1024))
+def test_decompression_bombs_are_cut_off(size: int) -> None:
+    bomb = zlib.compressobj(9, zlib.DEFLATED, -15)
+    data = bomb.compress(b"\0" * size) + bomb.flush()
+    with pytest.raises(ShcFormatError) as info:
+        inflate_raw(data)
+    assert info.value.code == "SHC_PAYLOAD_TOO_LARGE"
+
+
+@FAST
+@given(st.text(max_size=400))
+def test_arbitrary_text_never_raises_never_accepts(tail: str) -> None:
+    verdict = verify("shc:/" + tail, _STORE, AT)
+    assert not verdict.valid and verdict.failure
+
+
+@FAST
+@given(st.text(st.sampled_from("0123456789"), max_size=600))
+def test_arbitrary_digits_never_accept(digits: str) -> None:
+    verdict = verify("shc:/" + digits, _STORE, AT)
+    assert not verdict.valid and verdict.failure
+
+
+@FAST
+@given(st.integers(min_value=5, max_value=len(_CARD) - 1))
+def test_truncated_card_is_denied(cut: int) -> None:
+    verdict = verify(_CARD[:cut], _STORE, AT)
+    assert not verdict.valid and verdict.failure
+
+
+@FAST
+@given(st.integers(min_value=5, max_value=len(_CARD) - 1), st.sampled_from("0123456789"))
+def test_any_changed_digit_is_denied(position: int, digit: str) -> None:
+    changed = _CARD[:position] + digit + _CARD[position + 1:]
+    verdict = verify(changed, _STORE, AT)
+    assert verdict.valid == (changed == _CARD)
+
+
+def test_issued_card_verifies() -> None:
+    assert verify(_CARD, _STORE, AT).valid
+
+
+@FAST
+@given(st.data())
+def test_chunks_assemble_in_any_order_with_repeats(data: st.DataObject) -> None:
+    digits = _CARD[len("shc:/"):]
+    pairs = len(digits) // 2
+    count = data.draw(st.integers(min_value=2, max_value=6))
+    cuts = sorted(data.draw(st.lists(st.integers(1, pairs - 1), min_size=count - 1,
+                                     max_size=count - 1, unique=True)))
+    bounds = [0, *cuts, pairs]
+    chunks = [f"shc:/{i + 1}/{count}/{digits[2 * a:2 * b]}" for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    feed = data.draw(st.permutations(chunks))
+    repeats = data.draw(st.lists(st.sampled_from(chunks), max_size=4))
+    assembler = ChunkAssembler(clock=lambda: 0.0)
+    results = [assembler.feed(t) for t in [*repeats, *feed]]
+    complete = [r for r in results if r.status == COMPLETE]
+    assert complete and complete[-1].text == _CARD
+    assert verify(complete[-1].text or "", _STORE, AT).valid
