@@ -193,3 +193,14 @@ def test_main_help_returns_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert caught.value.code == 0
     assert "--link" in capsys.readouterr().out
+
+
+def test_display_blanks_a_stale_decision_when_the_host_goes_quiet() -> None:
+    # A kiosk that crashed must not leave a green "Welcome" lit: the controller falls back.
+    with DisplayEmulator(host_timeout_s=0.2) as emulator:
+        with serial.Serial(emulator.port, timeout=0.05) as handle:
+            granted = Frame(type=MsgType.SHOW, seq=1, payload=screen_for("GRANTED").encode())
+            assert exchange(handle, encode_frame(granted)) == [Frame(type=MsgType.ACK, seq=1)]
+            fallback = emulator.wait_for(lambda s: s.state == "NO_HOST", WAIT)
+        assert fallback.colour == "amber" and emulator.current == fallback
+        assert [s.state for s in emulator.screens] == ["GRANTED", "NO_HOST"]

@@ -292,3 +292,21 @@ def test_nak_reason_is_configurable(emulator: DisplayEmulator) -> None:
             display.show(screen_for("IDLE"), timeout=WAIT)
         assert "UNKNOWN_TYPE" in str(caught.value)
         assert display.link.stats.retransmits == 0
+
+
+def test_heartbeat_repaints_after_the_display_fell_back_to_no_signal(tmp_path: Path) -> None:
+    clock = Clock()
+    with DisplayEmulator(link_path=str(tmp_path / "display"), host_timeout_s=0.1) as emulator:
+        with make_display(emulator, clock=clock, heartbeat_s=5.0) as display:
+            display.show(screen_for("IDLE"), timeout=WAIT)
+            emulator.wait_for(lambda s: s.state == "NO_HOST", WAIT)  # the kiosk was quiet too long
+            clock.offset += 5.0
+            display.poll()
+            assert emulator.current == screen_for("IDLE")
+
+
+def test_sequence_numbers_skip_zero_when_wrapping(emulator: DisplayEmulator) -> None:
+    with make_display(emulator) as display:
+        seqs = [display.link.request(MsgType.BRIGHTNESS, b"\x80") for _ in range(300)]
+        assert 0 not in seqs and set(seqs) == set(range(1, 256))
+        assert all(b == a % 255 + 1 for a, b in zip(seqs, seqs[1:]))

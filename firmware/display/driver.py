@@ -42,6 +42,7 @@ class Display:
         self._closed = False
         self._answering = False  # the last exchange with the display succeeded
         self._wanted: Screen | None = None  # what the kiosk last asked to show
+        self._shown_seq = 0  # seq of the SHOW of _wanted that the display acknowledged
         self._last_connect_attempt = float("-inf")
         self.last_error: DisplayError | None = None
 
@@ -94,9 +95,11 @@ class Display:
             except LinkError as error:
                 raise self._failed(error) from error
             self._answering = True
-            if status.blank and self._wanted is not None:
-                # The controller restarted without the port dropping (brown-out): repaint it.
-                log.info("display reports a blank screen; showing the current screen again")
+            if self._wanted is not None and (status.blank or status.shown_seq != self._shown_seq):
+                # The controller restarted (brown-out) or fell back to its own screen after the
+                # host went quiet: paint the screen the kiosk wants again.
+                log.info("display shows something else (blank=%s); showing the current screen again",
+                         status.blank)
                 self._send_show(self._wanted, None)
 
     def set_brightness(self, level: int, timeout: float | None = None) -> None:
@@ -140,14 +143,16 @@ class Display:
     # -- internals ----------------------------------------------------------------------------
 
     def _send_show(self, screen: Screen, deadline: float | None) -> None:
-        self._request(MsgType.SHOW, screen.encode(), deadline)
+        self._shown_seq = 0  # unknown until acknowledged
+        self._shown_seq = self._request(MsgType.SHOW, screen.encode(), deadline)
 
-    def _request(self, msg_type: MsgType, payload: bytes, deadline: float | None) -> None:
+    def _request(self, msg_type: MsgType, payload: bytes, deadline: float | None) -> int:
         try:
-            self._link.request(msg_type, payload, deadline)
+            seq = self._link.request(msg_type, payload, deadline)
         except LinkError as error:
             raise self._failed(error) from error
         self._answering = True
+        return seq
 
     def _reconnect(self, deadline: float | None, reshow: bool) -> None:
         now = self._clock()

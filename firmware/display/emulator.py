@@ -17,6 +17,9 @@ from firmware.display.codec import (
 )
 from firmware.display.screen import BLANK, COLUMNS, Screen
 
+# What the controller shows by itself when the host has gone quiet (see host_timeout_s).
+NO_HOST_SCREEN = Screen(state="NO_HOST", colour="amber", line1="Out of service", line2="No signal")
+
 _ANSI_BACKGROUND = {"green": "42;30", "red": "41;97", "amber": "43;30", "blue": "44;97",
                     "white": "47;30", "off": "40;90"}
 
@@ -52,8 +55,13 @@ class DisplayEmulator:
     """
 
     def __init__(self, link_path: str | None = None, render: bool = False,
-                 stream: TextIO | None = None, colour: bool = True, poll_s: float = 0.02) -> None:
+                 stream: TextIO | None = None, colour: bool = True, poll_s: float = 0.02,
+                 host_timeout_s: float | None = None) -> None:
         self.link_path = link_path
+        # Fail safe of the controller: with no valid frame from the host for this long, replace
+        # whatever is lit (perhaps a green "Welcome" of a kiosk that crashed) by NO_HOST_SCREEN.
+        self.host_timeout_s = host_timeout_s
+        self._last_host_frame = time.monotonic()
         self.render = render
         self.colour = colour
         self._stream = stream
@@ -192,6 +200,7 @@ class DisplayEmulator:
                 continue
             readable, _, _ = select.select([self._master], [], [], self._poll_s)
             if not readable:
+                self._check_host_timeout()
                 continue
             try:
                 data = os.read(self._master, 4096)
@@ -209,6 +218,7 @@ class DisplayEmulator:
             self._reply(Frame(type=MsgType.NAK, seq=0, payload=nak_payload(reason)))
             return
         self.frames_received += 1
+        self._last_host_frame = time.monotonic()
         if item.type >= 0x80:
             return  # a reply type coming back (echo or loopback): never answer it
         with self._lock:
@@ -252,6 +262,16 @@ class DisplayEmulator:
                 self._reset_display()
             return Frame(type=MsgType.ACK, seq=frame.seq)
         return nak(NakReason.UNKNOWN_TYPE)
+
+    def _check_host_timeout(self) -> None:
+        if self.host_timeout_s is None or self.faults.silent:
+            return
+        if time.monotonic() - self._last_host_frame < self.host_timeout_s:
+            return
+        with self._lock:
+            lit = not self._blank and self._current != NO_HOST_SCREEN
+        if lit:
+            self._apply(0, NO_HOST_SCREEN)
 
     def _apply(self, seq: int, screen: Screen) -> None:
         with self._lock:

@@ -132,10 +132,13 @@ class SerialLink:
             self.last_status = status
             return status
 
-    def request(self, msg_type: MsgType, payload: bytes, deadline: float | None = None) -> None:
-        """Send one request that the display ACKs (SHOW, BRIGHTNESS, RESET), walking the ladder."""
+    def request(self, msg_type: MsgType, payload: bytes, deadline: float | None = None) -> int:
+        """Send one request that the display ACKs (SHOW, BRIGHTNESS, RESET), walking the ladder.
+
+        Returns the seq the display acknowledged.
+        """
         with self._lock:
-            self._request(msg_type, payload, MsgType.ACK, deadline)
+            return self._request(msg_type, payload, MsgType.ACK, deadline).seq
 
     # -- the escalation ladder -------------------------------------------------------------
 
@@ -250,7 +253,8 @@ class SerialLink:
                 pass  # closing a vanished device can fail; it is closed either way
 
     def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) % 256
+        # 1..255 then 1 again: 0 is reserved for "no request" (NAK of a damaged frame, blank).
+        self._seq = self._seq % 255 + 1
         return self._seq
 
     def _past(self, deadline: float | None) -> bool:
