@@ -35,6 +35,11 @@ def test_documented_ping_and_ack_example_bytes() -> None:
     nak = Frame(type=MsgType.NAK, seq=5, payload=nak_payload(NakReason.BAD_CRC))
     assert encode_frame(nak) == bytes.fromhex("0007820501017c7000")
     assert decode_frame(bytes.fromhex("030205035d09")) == Frame(type=MsgType.PING, seq=5)
+    status = Frame(type=MsgType.STATUS, seq=5, payload=Status().encode())
+    assert encode_frame(status) == bytes.fromhex("000683050601010101 04ff921e00".replace(" ", ""))
+    assert encode_frame(Frame(type=MsgType.ACK, seq=0x2A)) == bytes.fromhex("000381 2a0329db00".replace(" ", ""))
+    damaged = Frame(type=MsgType.NAK, seq=0, payload=nak_payload(NakReason.BAD_CRC))
+    assert encode_frame(damaged) == bytes.fromhex("0002820501019780 00".replace(" ", ""))
 
 
 @FAST

@@ -169,7 +169,7 @@ def test_render_box_and_stream() -> None:
 def test_main_runs_standalone_and_serves_the_link(tmp_path: Path) -> None:
     link = tmp_path / "display"
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from firmware.display.emulator import main; sys.exit(main(sys.argv[1:]))",
+        [sys.executable, "-W", "error", "-m", "firmware.display.emulator",
          "--link", str(link), "--no-colour", "--duration", "60"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -285,13 +285,23 @@ def test_config_rejects_bad_values() -> None:
         open_display("emulator", heartbeat_s=-1)
 
 
-def test_nak_reason_is_configurable(emulator: DisplayEmulator) -> None:
+@pytest.mark.parametrize("reason, resent", [
+    (NakReason.BAD_CRC, True), (NakReason.BAD_LENGTH, True), (NakReason.BUSY, True),
+    (NakReason.UNKNOWN_TYPE, False), (NakReason.BAD_PAYLOAD, False),
+])
+def test_nak_reasons_decide_whether_to_resend(emulator: DisplayEmulator, reason: NakReason, resent: bool) -> None:
     with make_display(emulator) as display:
-        emulator.script(nak_frames=1, nak_reason=NakReason.UNKNOWN_TYPE)
-        with pytest.raises(DisplayError) as caught:
+        emulator.script(nak_frames=1, nak_reason=reason)
+        if resent:
             display.show(screen_for("IDLE"), timeout=WAIT)
-        assert "UNKNOWN_TYPE" in str(caught.value)
-        assert display.link.stats.retransmits == 0
+            assert display.link.stats.retransmits == 1
+            assert emulator.screens == [screen_for("IDLE")]
+        else:
+            with pytest.raises(DisplayError) as caught:
+                display.show(screen_for("IDLE"), timeout=WAIT)
+            assert caught.value.reason == "not_acknowledged" and reason.name in str(caught.value)
+            assert display.link.stats.retransmits == 0 and display.link.stats.probes == 0
+
 
 
 def test_heartbeat_repaints_after_the_display_fell_back_to_no_signal(tmp_path: Path) -> None:

@@ -76,6 +76,10 @@ class LinkStats:
     rx: DecoderStats = field(default_factory=DecoderStats)
 
 
+# NAKs that a resend can cure (damage on the line, a busy display); others end the resends.
+RESENDABLE_NAKS = frozenset(f"nak:{reason.name}" for reason in
+                            (NakReason.BAD_CRC, NakReason.BAD_LENGTH, NakReason.BUSY))
+
 PortOpener = Callable[..., Any]  # serial.serial_for_url-compatible factory
 
 
@@ -160,7 +164,7 @@ class SerialLink:
             if reply is not None:
                 return reply
             answered = answered or last_problem.startswith("nak:")
-            if last_problem.startswith("nak:") and last_problem not in ("nak:BAD_CRC", "nak:BUSY"):
+            if last_problem.startswith("nak:") and last_problem not in RESENDABLE_NAKS:
                 break  # the display understood the frame and refuses it: resending cannot help
         # Rung 3: probe with PINGs to tell a refusing display from a dead link (a PING that
         # just failed needs no probe: the probe would be the same PING again).
@@ -202,8 +206,8 @@ class SerialLink:
                     return reply, ""
                 if reply.type == MsgType.NAK:
                     reason = nak_reason(reply.payload)
-                    # BAD_CRC NAKs carry an untrusted seq: with one frame outstanding it is ours.
-                    if reply.seq == frame.seq or reason is NakReason.BAD_CRC:
+                    # A NAK of a damaged frame carries seq 0: with one frame outstanding it is ours.
+                    if reply.seq in (frame.seq, 0):
                         self.stats.naks += 1
                         self.last_exchange = self._clock()  # the display is alive
                         return None, f"nak:{reason.name if reason else 'UNKNOWN'}"
