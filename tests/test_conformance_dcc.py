@@ -41,12 +41,28 @@ STAGE_OF = {
     "EXPECTEDSCHEMAVALIDATION": ("schema", "test_cose_schema"),
     "EXPECTEDVALIDJSON": (None, "test_cbor_json"),
     "EXPECTEDPICTUREDECODE": (None, "test_picture_decode"),
-    "EXPECTEDVALIDOBJECT": (None, "test_validobject"),
+    # JSON-vs-schema, the same check as test_cose_schema on the same content: its notes apply
+    "EXPECTEDVALIDOBJECT": (None, "test_cose_schema"),
     "EXPECTEDENCODE": (None, "test_encode"),
 }
 # Keys the data uses that no harness defines (a misspelling in BG); reported, not guessed at.
 UNDEFINED_KEYS = {"EXPTECTEDEXPIRED"}
 DECODING_STAGES = ("prefix", "base45", "zlib", "cose", "cbor")
+
+# Cases whose expectation we cannot meet for a reason found in the data itself, and which
+# known_issues.csv does not list. Each is xfail(strict) so a change in behaviour shows up.
+_JSON_NOT_PAYLOAD = ("the case's JSON field names a different person than its signed COSE "
+                     "payload (test data error)")
+_NEEDS_VALUESETS = ("schema 1.3.x moved the code lists out of the schema into value sets; with "
+                    "value sets loaded the verifier rejects this case (test_value_sets_catch_*)")
+OUR_FINDINGS: dict[tuple[str, str], str] = {
+    ("PL/1.3.0/2DCode/raw/1.json", "EXPECTEDDECODE"): _JSON_NOT_PAYLOAD,
+    ("PL/1.3.0/2DCode/raw/1.json", "EXPECTEDVALIDJSON"): _JSON_NOT_PAYLOAD,
+    ("PL/1.3.0/2DCode/raw/5.json", "EXPECTEDDECODE"): _JSON_NOT_PAYLOAD,
+    ("PL/1.3.0/2DCode/raw/5.json", "EXPECTEDVALIDJSON"): _JSON_NOT_PAYLOAD,
+    **{(f"PL/{ver}/2DCode/raw/{n}.json", "EXPECTEDSCHEMAVALIDATION"): _NEEDS_VALUESETS
+       for ver in ("1.0.0", "1.2.1", "1.3.0") for n in (7, 8, 9)},
+}
 
 
 def _case_files() -> list[Path]:
@@ -175,6 +191,9 @@ def test_dcc_case(shared_data: Path, path: Path, key: str, request: pytest.Fixtu
     reason = _known_issue(path, key)
     if reason:
         request.applymarker(pytest.mark.xfail(reason=f"known_issues.csv: {reason}", strict=False))
+    finding = OUR_FINDINGS.get((_case_id(path), key))
+    if finding:
+        request.applymarker(pytest.mark.xfail(reason=finding, strict=True))
     if key in UNDEFINED_KEYS:
         pytest.skip(f"{key} is not a key any DCC test harness defines")
     case = _load(path)
@@ -197,7 +216,11 @@ def test_dcc_case(shared_data: Path, path: Path, key: str, request: pytest.Fixtu
         return
     verdict = _verdict(path)
     outcome = verdict.checks[stage]
-    if expected:
+    if expected and stage == "key_usage" and verdict.checks["signature"] is False:
+        # Key usage is only judged for the certificate that verified the signature; the
+        # field-level check above judged TESTCTX.CERTIFICATE against the payload.
+        assert outcome is None
+    elif expected:
         assert outcome is True, f"verify() {stage}: {verdict.failure} {verdict.extras}"
     else:
         assert not verdict.valid

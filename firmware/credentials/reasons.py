@@ -28,6 +28,7 @@ REASONS: dict[str, str] = {
     "DCC_SCHEMA_INVALID": "Certificate content invalid",
     "DCC_VALUESET_UNKNOWN": "Unknown vaccine/test code",
     "DCC_RULES_FAILED": "Entry rules not met",
+    "DCC_RULES_OPEN": "Entry rules undecided",
     "DCC_RULES_UNAVAILABLE": "Entry rules unavailable",
     "DCC_REVOKED": "Certificate revoked",
     "DCC_REVOCATION_UNAVAILABLE": "Revocation list unusable",

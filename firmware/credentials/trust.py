@@ -18,8 +18,8 @@ class TrustStore:
     `dcc_signers` maps a DCC kid (first 8 bytes of the SHA-256 of the certificate DER) to every
     signing certificate with that kid: several certificates may share one kid.
     `shc`, `nzcp` and `status` hold the trust objects of those formats (defined in their modules).
-    `dcc_rules` is a list of CertLogic rule objects, `dcc_valuesets` maps value-set id to its
-    JSON, `dcc_revocation` is a `firmware.credentials.dcc.revocation.RevocationList`.
+    `dcc_rules` is a list of parsed CertLogic rules, `dcc_valuesets` maps value-set id to its
+    JSON document, `dcc_revocation` is a `firmware.credentials.dcc.revocation.RevocationList`.
     `updated_at` is when the trust data was last refreshed, for the max-age policy.
     """
 
@@ -30,6 +30,9 @@ class TrustStore:
     dcc_rules: Any = None
     dcc_valuesets: Any = None
     dcc_revocation: Any = None
+    # Where the kiosk stands: business rules are selected for this country (and region).
+    dcc_country: str | None = None
+    dcc_region: str | None = None
     updated_at: datetime | None = None
 
     @classmethod

@@ -62,10 +62,11 @@ def verify_dcc(text: str, trust: TrustStore, at: datetime) -> Verdict:
         else:
             run.ok("key_usage")
     _schema(claims, trust, run)
-    rules.run_stage(claims.dcc, claims, trust, at, run)
-    revocation.run_stage(claims.dcc, sign1, trust, run)
+    uvci = _uvci(claims.dcc)
+    rules.run_stage(claims, sign1, trust, at, run)
+    revocation.run_stage(claims, sign1, trust, uvci, run)
     payload = {"iss": claims.iss, "iat": claims.iat, "exp": claims.exp, "dcc": claims.dcc}
-    return _verdict(run, payload, _uvci(claims.dcc))
+    return _verdict(run, payload, uvci)
 
 
 def _decode(text: Any, run: _Run) -> Sign1 | None:

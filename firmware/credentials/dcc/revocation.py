@@ -1,11 +1,155 @@
-"""DCC revocation (placeholder until the list structure lands)."""
+"""DCC revocation lists: the three hash types, and a sorted-array lookup that scales to 10^7+ entries.
+
+Hashes (EU DCC revocation scheme): the first 16 bytes of SHA-256 over
+  UCI             the certificate identifier `ci` (UTF-8);
+  COUNTRYCODEUCI  the issuing country (CWT `iss`, else the entry's `co`) followed by `ci`;
+  SIGNATURE       the COSE signature; for ECDSA (ES256) only its `r` half.
+Each type's hashes are held as two sorted uint64 columns (high and low 8 bytes), searched with
+`numpy.searchsorted`: O(log n) per lookup, 16 bytes per entry, and loadable memory-mapped from
+an `.npy` file so a list of tens of millions of entries costs no start-up parse.
+"""
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 
-def run_stage(dcc: Any, sign1: Any, trust: Any, run: Any) -> None:
-    """Leave the stage as not run (None) when no revocation list is loaded."""
-    if getattr(trust, "dcc_revocation", None) is None:
+from firmware.credentials.dcc.cose import ES256, Sign1
+
+HASH_TYPES = ("UCI", "COUNTRYCODEUCI", "SIGNATURE")
+HASH_BYTES = 16
+_DTYPE = np.dtype([("hi", ">u8"), ("lo", ">u8")])
+
+
+def hash_entry(data: bytes) -> bytes:
+    """The revocation entry for `data`: the first 16 bytes of its SHA-256."""
+    return hashlib.sha256(data).digest()[:HASH_BYTES]
+
+
+def dcc_hashes(uvci: str, issuer_country: str, sign1: Sign1) -> dict[str, bytes]:
+    """The three revocation hashes of one DCC."""
+    signature = sign1.signature
+    if sign1.alg == ES256:
+        signature = signature[: len(signature) // 2]  # r only: (r, s') also verifies
+    return {
+        "UCI": hash_entry(uvci.encode("utf-8")),
+        "COUNTRYCODEUCI": hash_entry((issuer_country + uvci).encode("utf-8")),
+        "SIGNATURE": hash_entry(signature),
+    }
+
+
+def _to_array(hashes: Iterable[bytes]) -> np.ndarray:
+    raw = b"".join(h[:HASH_BYTES] for h in hashes if len(h) >= HASH_BYTES)
+    table = np.frombuffer(raw, dtype=_DTYPE).copy()
+    table.sort(order=("hi", "lo"))
+    return table
+
+
+@dataclass
+class RevocationList:
+    """Sorted hash tables per hash type. Build with `from_hashes`, persist with `save`/`load`."""
+
+    tables: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def from_hashes(cls, by_type: dict[str, Iterable[bytes]]) -> "RevocationList":
+        unknown = set(by_type) - set(HASH_TYPES)
+        if unknown:
+            raise ValueError(f"unknown revocation hash types: {sorted(unknown)}")
+        return cls({kind: _to_array(hashes) for kind, hashes in by_type.items()})
+
+    @classmethod
+    def from_json(cls, document: Any) -> "RevocationList":
+        """`{"UCI": [hex or base64 hash, ...], "COUNTRYCODEUCI": [...], "SIGNATURE": [...]}`."""
+        if not isinstance(document, dict):
+            raise ValueError("a revocation list is a JSON object of hash type -> hashes")
+        return cls.from_hashes({kind: [_hash_bytes(h) for h in values]
+                                for kind, values in document.items()})
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.tables.values())
+
+    def contains(self, kind: str, digest: bytes) -> bool:
+        table = self.tables.get(kind)
+        if table is None or len(table) == 0 or len(digest) < HASH_BYTES:
+            return False
+        hi = np.uint64(int.from_bytes(digest[:8], "big"))
+        lo = int.from_bytes(digest[8:HASH_BYTES], "big")
+        his = table["hi"]
+        start = int(np.searchsorted(his, hi, side="left"))
+        end = int(np.searchsorted(his, hi, side="right"))
+        # Equal high halves are rare (2^-64 apart); scan that tiny run for the low half.
+        return any(int(value) == lo for value in table["lo"][start:end])
+
+    def revoked_by(self, hashes: dict[str, bytes]) -> str | None:
+        """The first hash type under which the DCC is listed, or None."""
+        for kind in HASH_TYPES:
+            if kind in hashes and self.contains(kind, hashes[kind]):
+                return kind
+        return None
+
+    def save(self, folder: Path) -> None:
+        """One `<TYPE>.npy` per hash type (written to a temp name, then renamed)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for kind, table in self.tables.items():
+            temporary = folder / f".{kind}.tmp.npy"
+            np.save(temporary, table)
+            temporary.replace(folder / f"{kind}.npy")
+
+    @classmethod
+    def load(cls, folder: Path, mmap: bool = True) -> "RevocationList":
+        """Load a saved list; memory-mapped by default (pages are read only when searched)."""
+        tables = {}
+        for kind in HASH_TYPES:
+            path = folder / f"{kind}.npy"
+            if path.exists():
+                table = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+                if table.dtype != _DTYPE:
+                    raise ValueError(f"{path}: not a revocation hash table")
+                tables[kind] = table
+        return cls(tables)
+
+
+def _hash_bytes(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("revocation hashes are hex or base64 strings")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        import base64
+        raw = base64.b64decode(text, validate=True)
+    if len(raw) < HASH_BYTES:
+        raise ValueError("revocation hash shorter than 16 bytes")
+    return raw[:HASH_BYTES]
+
+
+def run_stage(claims: Any, sign1: Sign1, trust: Any, uvci: str | None, run: Any) -> None:
+    """Revocation stage: not run (None) when no list is loaded; else listed -> DCC_REVOKED."""
+    revocations = getattr(trust, "dcc_revocation", None)
+    if revocations is None:
         return
-    run.fail("revocation", "DCC_REVOCATION_UNAVAILABLE", "revocation data is not usable")
+    if not isinstance(revocations, RevocationList):
+        run.fail("revocation", "DCC_REVOCATION_UNAVAILABLE", "revocation data is not usable")
+        return
+    if uvci is None:
+        run.fail("revocation", "DCC_REVOCATION_UNAVAILABLE", "no certificate identifier to look up")
+        return
+    country = claims.iss or _entry_country(claims.dcc) or ""
+    kind = revocations.revoked_by(dcc_hashes(uvci, country, sign1))
+    if kind:
+        run.fail("revocation", "DCC_REVOKED", f"listed as revoked ({kind} hash)")
+    else:
+        run.ok("revocation", f"not among {len(revocations)} revoked entries")
+
+
+def _entry_country(dcc: Any) -> str | None:
+    for kind in ("v", "t", "r"):
+        entries = dcc.get(kind) if isinstance(dcc, dict) else None
+        if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+            co = entries[0].get("co")
+            return co if isinstance(co, str) else None
+    return None

@@ -1,0 +1,58 @@
+"""Issue HC1 credentials (for the demo, tests and benchmarks): the exact inverse of the verifier."""
+from __future__ import annotations
+
+import zlib
+from datetime import datetime
+from typing import Any
+
+import cbor2
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from firmware.credentials.dcc.base45 import b45encode
+from firmware.credentials.dcc.codec import CLAIM_EXP, CLAIM_HCERT, CLAIM_IAT, CLAIM_ISS, PREFIX
+from firmware.credentials.dcc.cose import COSE_SIGN1_TAG, ES256, HEADER_ALG, HEADER_KID, PS256
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def sign1(payload: bytes, key: PrivateKey, kid: bytes | None, *, kid_unprotected: bool = False,
+          tagged: bool = True) -> bytes:
+    """A COSE_Sign1 over `payload`: ES256 for an EC P-256 key, PS256 for an RSA key."""
+    alg = ES256 if isinstance(key, ec.EllipticCurvePrivateKey) else PS256
+    protected_map: dict[int, Any] = {HEADER_ALG: alg}
+    unprotected: dict[int, Any] = {}
+    if kid is not None:
+        (unprotected if kid_unprotected else protected_map)[HEADER_KID] = kid
+    protected = cbor2.dumps(protected_map)
+    to_sign = cbor2.dumps(["Signature1", protected, b"", payload])
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(key.sign(to_sign, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        signature = key.sign(to_sign, pss, hashes.SHA256())
+    message = [protected, unprotected, payload, signature]
+    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, message) if tagged else message)
+
+
+def cwt_payload(dcc: dict[str, Any], issued: datetime, expires: datetime,
+                issuer: str | None = None) -> bytes:
+    """The CBOR CWT claims carrying `dcc` as claim -260/1."""
+    claims: dict[int, Any] = {CLAIM_IAT: int(issued.timestamp()), CLAIM_EXP: int(expires.timestamp()),
+                              CLAIM_HCERT: {1: dcc}}
+    if issuer is not None:
+        claims[CLAIM_ISS] = issuer
+    return cbor2.dumps(claims)
+
+
+def encode_hc1(cose: bytes) -> str:
+    """COSE bytes -> ZLIB -> base45 -> `HC1:` text, as printed in the QR code."""
+    return PREFIX + b45encode(zlib.compress(cose, 9))
+
+
+def issue_dcc(dcc: dict[str, Any], key: PrivateKey, kid: bytes, issued: datetime,
+              expires: datetime, issuer: str | None = None) -> str:
+    """A complete, signed `HC1:` credential for `dcc`."""
+    return encode_hc1(sign1(cwt_payload(dcc, issued, expires, issuer), key, kid))

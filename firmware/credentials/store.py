@@ -1,0 +1,225 @@
+"""Load a TrustStore from a folder of cached trust files (as the sync client leaves them).
+
+Layout (every file optional; a missing part means "trust none" for that part):
+  dcc-signers.json          gateway-style signer list, with its detached signature in
+  dcc-signers.json.sig      (base64 or raw) by a trust anchor; or a fleet envelope whose content
+                            is {"list": base64 of the list bytes, "signature": base64}
+  dcc-trust-anchors/        certificates / public keys (PEM or DER) that sign signer lists
+  dcc-certs/                signer certificates trusted directly (technician or test setups)
+  dcc-rules.json            CertLogic rules (array; raw or enveloped)
+  dcc-valuesets.json        value sets: {id: document} or [document, ...] (raw or enveloped)
+  dcc-valuesets/            ... or one value-set document per *.json file
+  dcc-revocation/           revocation tables (<TYPE>.npy, see dcc/revocation.py)
+  dcc-revocation.json       ... or {"UCI": [hex...], "COUNTRYCODEUCI": [...], "SIGNATURE": [...]}
+  trust-state.json          the sync client's state: when each item was last confirmed
+Fleet envelopes ({"name", "content", "sig", ...}) are checked against `pinned_keys` when given.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from firmware.credentials.dcc.revocation import RevocationList
+from firmware.credentials.dcc.signer import SignerError
+from firmware.credentials.dcc.trustlist import (
+    TrustListError,
+    decode_signature,
+    ingest_signer_list,
+    load_anchor,
+)
+from firmware.credentials.trust import TrustStore
+
+log = logging.getLogger(__name__)
+CERT_SUFFIXES = {".der", ".pem", ".crt", ".cer"}
+MAX_FILE_BYTES = 64 * 1024 * 1024
+DCC_ITEMS = ("dcc-signers", "dcc-rules", "dcc-valuesets", "dcc-revocation")
+
+
+class TrustDataError(ValueError):
+    """A trust file exists but cannot be used; names the file and the problem."""
+
+
+def _read(path: Path) -> bytes:
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise TrustDataError(f"{path.name}: larger than {MAX_FILE_BYTES} bytes")
+    return path.read_bytes()
+
+
+def _unwrap(path: Path, raw: bytes, pinned_keys: Any) -> Any:
+    """The content of a raw JSON file or of a fleet envelope (checked when keys are pinned)."""
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise TrustDataError(f"{path.name}: not JSON ({exc})") from None
+    if isinstance(document, dict) and {"content", "sig", "name"} <= document.keys():
+        if pinned_keys is not None:
+            from firmware.sync.trustsync import TrustSyncError, verify_envelope
+            try:
+                verify_envelope(raw, list(pinned_keys), expected_name=path.stem)
+            except TrustSyncError as exc:
+                raise TrustDataError(f"{path.name}: fleet envelope rejected ({exc})") from None
+        return document["content"]
+    return document
+
+
+def load_valuesets(folder: Path) -> dict[str, Any]:
+    """Value-set documents from a folder of *.json files: valueSetId -> document."""
+    valuesets: dict[str, Any] = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            document = json.loads(_read(path))
+        except ValueError:
+            continue  # e.g. a licence or index file that is not a value set
+        if isinstance(document, dict) and isinstance(document.get("valueSetId"), str):
+            valuesets[document["valueSetId"]] = document
+    return valuesets
+
+
+def _valuesets_from(content: Any) -> dict[str, Any]:
+    if isinstance(content, dict) and "valueSetId" not in content:
+        return {k: v for k, v in content.items() if isinstance(v, dict)}
+    documents = content if isinstance(content, list) else [content]
+    return {d["valueSetId"]: d for d in documents
+            if isinstance(d, dict) and isinstance(d.get("valueSetId"), str)}
+
+
+def _anchors(folder: Path) -> list[Any]:
+    anchors = []
+    for path in sorted(folder.glob("*")):
+        if path.is_file():
+            try:
+                anchors.append(load_anchor(_read(path)))
+            except TrustListError as exc:
+                raise TrustDataError(f"{path.name}: {exc}") from None
+    return anchors
+
+
+def _signer_list_bytes(root: Path, pinned_keys: Any) -> tuple[bytes, bytes | None]:
+    """(exact list bytes, detached signature): a raw list with its .sig file, or an envelope
+    whose content is {"list": base64 of the list bytes, "signature": base64}."""
+    path = root / "dcc-signers.json"
+    raw = _read(path)
+    content = _unwrap(path, raw, pinned_keys)
+    if isinstance(content, dict) and isinstance(content.get("list"), str):
+        try:
+            listed = base64.b64decode(content["list"], validate=True)
+        except ValueError:
+            raise TrustDataError("dcc-signers.json: envelope list is not base64") from None
+        signature = content.get("signature")
+        return listed, decode_signature(signature) if isinstance(signature, str) else None
+    sig_path = root / "dcc-signers.json.sig"
+    return raw, decode_signature(_read(sig_path)) if sig_path.exists() else None
+
+
+def _load_signers(root: Path, store: TrustStore, anchors: list[Any], pinned_keys: Any) -> None:
+    if (root / "dcc-signers.json").exists():
+        listed, signature = _signer_list_bytes(root, pinned_keys)
+        try:
+            report = ingest_signer_list(store, listed, signature, anchors,
+                                        datetime.now(timezone.utc))
+        except TrustListError as exc:
+            raise TrustDataError(f"dcc-signers.json: {exc}") from None
+        for problem in report.skipped:
+            log.warning("dcc-signers.json: skipped %s", problem)
+    certs = root / "dcc-certs"
+    if not certs.is_dir():
+        return
+    for cert_path in sorted(certs.iterdir()):
+        if cert_path.suffix.lower() not in CERT_SUFFIXES:
+            continue
+        raw = _read(cert_path)
+        try:
+            if raw.lstrip().startswith(b"-----BEGIN"):
+                raw = x509.load_pem_x509_certificate(raw).public_bytes(serialization.Encoding.DER)
+            store.add_dcc_signer(raw)
+        except (ValueError, SignerError) as exc:
+            raise TrustDataError(f"{cert_path.name}: {exc}") from None
+
+
+def _load_rules(path: Path, pinned_keys: Any) -> Any:
+    content = _unwrap(path, _read(path), pinned_keys)
+    from firmware.credentials import certlogic
+    try:
+        return certlogic.parse_rules(content)
+    except certlogic.CertLogicError as exc:
+        raise TrustDataError(f"{path.name}: {exc}") from None
+
+
+def _load_revocation(root: Path, pinned_keys: Any) -> RevocationList | None:
+    folder = root / "dcc-revocation"
+    try:
+        if folder.is_dir():
+            return RevocationList.load(folder)
+        path = root / "dcc-revocation.json"
+        if path.exists():
+            return RevocationList.from_json(_unwrap(path, _read(path), pinned_keys))
+    except ValueError as exc:
+        raise TrustDataError(f"dcc-revocation: {exc}") from None
+    return None
+
+
+def _updated_at(root: Path, present: Iterable[str]) -> datetime | None:
+    """When the oldest loaded DCC item was last confirmed current (conservative for max-age)."""
+    stamps: list[datetime] = []
+    try:
+        state = json.loads((root / "trust-state.json").read_text("utf-8"))
+        items = state.get("items", {}) if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        items = {}
+    for name in present:
+        checked = items.get(name, {}).get("checked_at") if isinstance(items.get(name), dict) else None
+        try:
+            stamps.append(datetime.fromisoformat(checked))
+            continue
+        except (TypeError, ValueError):
+            pass
+        for candidate in (root / f"{name}.json", root / name):
+            if candidate.exists():
+                stamps.append(datetime.fromtimestamp(candidate.stat().st_mtime, timezone.utc))
+                break
+    return min(stamps) if stamps else None
+
+
+def _other_formats(root: Path, store: TrustStore) -> None:
+    """SHC, NZCP and status trust, from their own modules when they provide a loader."""
+    import importlib
+    for attribute in ("shc", "nzcp", "status"):
+        try:
+            module = importlib.import_module(f"firmware.credentials.{attribute}")
+            loader = getattr(module, "load_trust", None)
+            if loader is not None:
+                setattr(store, attribute, loader(root))
+        except Exception as exc:  # another format's data must not stop the DCC trust loading
+            log.warning("trust for %s not loaded: %s", attribute, type(exc).__name__)
+
+
+def load_trust_dir(path: str | Path, *, pinned_keys: Any = None, country: str | None = None,
+                   region: str | None = None) -> TrustStore:
+    """A TrustStore from the cached trust files in `path`; TrustDataError names a bad file."""
+    root = Path(path)
+    if not root.is_dir():
+        raise TrustDataError(f"{root}: not a folder")
+    store = TrustStore(dcc_country=country, dcc_region=region)
+    anchors_dir = root / "dcc-trust-anchors"
+    anchors = _anchors(anchors_dir) if anchors_dir.is_dir() else []
+    _load_signers(root, store, anchors, pinned_keys)
+    present = [name for name in DCC_ITEMS
+               if (root / f"{name}.json").exists() or (root / name).is_dir()]
+    if (root / "dcc-rules.json").exists():
+        store.dcc_rules = _load_rules(root / "dcc-rules.json", pinned_keys)
+    if (root / "dcc-valuesets.json").exists():
+        path = root / "dcc-valuesets.json"
+        store.dcc_valuesets = _valuesets_from(_unwrap(path, _read(path), pinned_keys))
+    elif (root / "dcc-valuesets").is_dir():
+        store.dcc_valuesets = load_valuesets(root / "dcc-valuesets")
+    store.dcc_revocation = _load_revocation(root, pinned_keys)
+    store.updated_at = _updated_at(root, present)
+    _other_formats(root, store)
+    return store
