@@ -1,0 +1,133 @@
+"""Power cut: a writer process is SIGKILLed at random moments; every acknowledged event survives.
+
+SIGKILL ends the process mid-append, mid-commit or mid-compaction, leaving whatever SQLite had
+written in the database and WAL files. (It cannot take the OS page cache with it, so it tests the
+application's part; synchronous=FULL is what covers the OS part, see docs/eventlog.md.)
+"""
+from __future__ import annotations
+
+import os
+import random
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from firmware.eventlog import EventLog
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVICE = "kiosk-powercut"
+READY_TIMEOUT_S = 60.0
+EXIT_TIMEOUT_S = 30.0
+
+# The writer prints "A <seq>" only after append() returned (the kiosk's "shown" moment) and
+# "S <seqs>" for the events a server acknowledged, before it records that with mark_uploaded(). In "compact" mode a tiny quota makes every few
+# appends compact uploaded events, so kills also land inside compaction.
+WRITER = r"""
+import sys
+from pathlib import Path
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from firmware.eventlog import EventLog
+
+db, key_file, device, mode = sys.argv[1:5]
+key = load_pem_private_key(Path(key_file).read_bytes(), password=None)
+quota = 80 * 1024 if mode == "compact" else None
+with EventLog.open(db, key, device, quota_bytes=quota) as log:
+    print("READY", log.tip_seq, flush=True)
+    n = 0
+    while True:
+        n += 1
+        event = log.append("decision", {"decision": "granted" if n % 3 else "denied",
+                                        "reason": None, "format": "dcc", "n": n,
+                                        "pseudonym": "%032x" % n})
+        print("A", event.seq, flush=True)
+        if mode == "compact" and event.seq % 5 == 0:
+            batch = [e.seq for e in log.pending(5, newest_first=False)]
+            print("S", *batch, flush=True)  # the server now holds these (stands in for it)
+            log.mark_uploaded(batch)
+"""
+
+
+def run_writer_and_kill(db: Path, key_file: Path, mode: str, delay_s: float) -> tuple[
+        int, list[int], list[int]]:
+    """Start the writer, SIGKILL it `delay_s` after it is ready; returns (tip at start, acked
+    seqs, uploaded seqs) from the complete lines it printed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(key_file), DEVICE, mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    buffer = b""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while b"\n" not in buffer:
+        if time.monotonic() > deadline or not selector.select(timeout=1.0) and proc.poll():
+            proc.kill()
+            raise AssertionError(f"writer never became ready: {proc.stderr.read()!r}")
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            proc.wait(EXIT_TIMEOUT_S)
+            raise AssertionError(f"writer died before ready: {proc.stderr.read()!r}")
+        buffer += chunk
+    chunks: list[bytes] = [buffer]
+
+    def drain() -> None:
+        while chunk := os.read(proc.stdout.fileno(), 65536):  # type: ignore[union-attr]
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    threading.Event().wait(delay_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(EXIT_TIMEOUT_S)
+    reader.join(EXIT_TIMEOUT_S)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()  # killed, not crashed
+    text = b"".join(chunks).decode()
+    lines = text.split("\n")[:-1]  # the last piece may be a line cut short by the kill
+    start_tip = int(lines[0].split()[1])
+    acked = [int(line.split()[1]) for line in lines[1:] if line.startswith("A ")]
+    uploaded = [int(s) for line in lines[1:] if line.startswith("S ") for s in line.split()[1:]]
+    return start_tip, acked, uploaded
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, kills", [("append", 20), ("compact", 10)])
+def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path, mode: str, kills: int) -> None:
+    key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    db = tmp_path / "events.db"
+    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    acked: set[int] = set()
+    uploaded: set[int] = set()
+    tip = 0
+    for round_no in range(kills):
+        delay = rng.uniform(0.01, 0.35)
+        start_tip, new_acked, new_uploaded = run_writer_and_kill(db, key_file, mode, delay)
+        assert start_tip == tip, f"round {round_no}: restart did not resume at the tip"
+        assert new_acked == list(range(tip + 1, tip + 1 + len(new_acked)))
+        acked.update(new_acked)
+        uploaded.update(new_uploaded)
+        with EventLog.open(db, key, DEVICE, quota_bytes=80 * 1024 if mode == "compact"
+                           else None) as log:
+            report = log.verify()
+            assert report.ok, f"round {round_no} (killed after {delay:.3f}s): {report}"
+            anchor = report.anchor_seq
+            for seq in acked:
+                if seq <= anchor:  # compacted: allowed only after the upload was recorded
+                    assert seq in uploaded, f"seq {seq} compacted but the server never had it"
+                else:
+                    assert log.get(seq) is not None, f"acknowledged seq {seq} lost"
+            tip = log.tip_seq
+            assert tip >= max(acked, default=0)  # at most one unprinted commit beyond
+            assert tip <= max(acked, default=0) + 1
+    assert len(acked) > kills  # the kills really landed among appends
+    if mode == "compact":
+        assert report.anchor_seq > 0  # compaction really ran between kills
