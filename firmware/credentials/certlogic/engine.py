@@ -44,24 +44,10 @@ def evaluate(expr: Any, data: Any, *, reduce_with_data: bool = False) -> Any:
 class _Evaluator:
     """One evaluation; holds the options so the recursive functions stay small."""
 
-    __slots__ = ("reduce_with_data", "_operations")
+    __slots__ = ("reduce_with_data",)
 
     def __init__(self, reduce_with_data: bool) -> None:
         self.reduce_with_data = reduce_with_data
-        self._operations: dict[str, Callable[[list[Any], Any], Any]] = {
-            "if": self._if,
-            "and": self._and,
-            "!": self._not,
-            "===": self._equals,
-            "in": self._in,
-            "+": self._plus,
-            "plusTime": self._plus_time,
-            "dccDateOfBirth": self._dcc_date_of_birth,
-            "reduce": self._reduce,
-            "extractFromUVCI": self._extract_from_uvci,
-        }
-        for operator in COMPARISON_OPERATORS:
-            self._operations[operator] = self._comparison(operator)
 
     def evaluate(self, expr: Any, data: Any) -> Any:
         if isinstance(expr, (str, bool)):
@@ -83,13 +69,13 @@ class _Evaluator:
             return self._var(values, data)
         if not isinstance(values, list):
             raise CertLogicError('operation not of the form { "<operator>": [ <values...> ] }')
-        operation = self._operations.get(operator)
+        operation = _OPERATIONS.get(operator)
         if operation is None:
             raise CertLogicError(f'unrecognised operator: "{operator}"')
         problem = shape_problem(operator, values)
         if problem is not None:
             raise CertLogicError(problem)
-        return operation(values, data)
+        return operation(self, values, data)
 
     # --- data access -------------------------------------------------------------------------
 
@@ -164,28 +150,23 @@ class _Evaluator:
                                  f"a {type_name(left)} and a {type_name(right)}")
         return int(left) + int(right)
 
-    def _comparison(self, operator: str) -> Callable[[list[Any], Any], bool]:
-        wants_dates = operator in ("after", "before", "not-after", "not-before")
+    def _comparison(self, operator: str, values: list[Any], data: Any) -> bool:
+        operands = [self.evaluate(value, data) for value in values]
+        if operator in _DATE_COMPARISONS:
+            if not all(isinstance(operand, DateTime) for operand in operands):
+                raise CertLogicError(
+                    f'all operands of a "{operator}" date-time comparison must be date-times, '
+                    f"but they are: {', '.join(type_name(o) for o in operands)}")
+            keys = [operand.epoch_ms for operand in operands]
+        else:
+            if not all(is_int(operand) for operand in operands):
+                raise CertLogicError(
+                    f'all operands of a "{operator}" comparison must be integers, '
+                    f"but they are: {', '.join(type_name(o) for o in operands)}")
+            keys = [int(operand) for operand in operands]
         compare = _COMPARE[operator]
-
-        def run(values: list[Any], data: Any) -> bool:
-            operands = [self.evaluate(value, data) for value in values]
-            if wants_dates:
-                if not all(isinstance(operand, DateTime) for operand in operands):
-                    raise CertLogicError(
-                        f'all operands of a "{operator}" date-time comparison must be date-times, '
-                        f"but they are: {', '.join(type_name(o) for o in operands)}")
-                keys = [operand.epoch_ms for operand in operands]
-            else:
-                if not all(is_int(operand) for operand in operands):
-                    raise CertLogicError(
-                        f'all operands of a "{operator}" comparison must be integers, '
-                        f"but they are: {', '.join(type_name(o) for o in operands)}")
-                keys = [int(operand) for operand in operands]
-            # Ternary form: (a op b) and (b op c).
-            return all(compare(keys[i], keys[i + 1]) for i in range(len(keys) - 1))
-
-        return run
+        # Ternary form: (a op b) and (b op c).
+        return all(compare(keys[i], keys[i + 1]) for i in range(len(keys) - 1))
 
     # --- custom operations --------------------------------------------------------------------
 
@@ -254,5 +235,29 @@ _COMPARE: dict[str, Callable[[int, int], bool]] = {
     "not-after": lambda a, b: a <= b,
     "not-before": lambda a, b: a >= b,
 }
+
+_DATE_COMPARISONS = frozenset(("after", "before", "not-after", "not-before"))
+
+_Operation = Callable[[_Evaluator, list[Any], Any], Any]
+# Operator -> the method that evaluates it; built once, shared by all evaluations.
+_OPERATIONS: dict[str, _Operation] = {
+    "if": _Evaluator._if,
+    "and": _Evaluator._and,
+    "!": _Evaluator._not,
+    "===": _Evaluator._equals,
+    "in": _Evaluator._in,
+    "+": _Evaluator._plus,
+    "plusTime": _Evaluator._plus_time,
+    "dccDateOfBirth": _Evaluator._dcc_date_of_birth,
+    "reduce": _Evaluator._reduce,
+    "extractFromUVCI": _Evaluator._extract_from_uvci,
+}
+
+
+def _comparison_operation(operator: str) -> _Operation:
+    return lambda evaluator, values, data: evaluator._comparison(operator, values, data)
+
+
+_OPERATIONS.update({operator: _comparison_operation(operator) for operator in COMPARISON_OPERATORS})
 
 __all__ = ["evaluate", "extract_from_uvci"]
