@@ -22,6 +22,7 @@ class KioskSection:
     fault_retry_s: float = 2.0  # how often a latched FAULT retries its part
     max_trust_age_h: float = 72.0  # refuse every credential once trust data is older
     same_code_cooldown_s: float = 5.0  # ignore a code re-read while it is still in view
+    aztec_every_n_frames: int = 3  # Aztec search is costly and Aztec passes rare; 0 = never
     pseudonym_key_rotation_h: float = 24.0  # how often the log pseudonym key rotates
 
 
@@ -72,6 +73,7 @@ class Config:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "camera.source": ("files", "video", "fake", "picamera2", "v4l2"),
 }
+_NON_NEGATIVE = {"kiosk.aztec_every_n_frames", "kiosk.same_code_cooldown_s", "camera.device"}
 _POSITIVE = {
     "kiosk.frame_timeout_s", "kiosk.result_hold_s", "kiosk.scan_timeout_s", "kiosk.event_queue_size",
     "kiosk.fault_retry_s", "kiosk.max_trust_age_h", "camera.width", "camera.height", "camera.fps",
@@ -88,6 +90,8 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
         raise ConfigError(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
     if key in _POSITIVE and value <= 0:
         raise ConfigError(f"{key}: must be greater than 0, got {value!r}")
+    if key in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{key}: must be 0 or more, got {value!r}")
     if key in _CHOICES and value not in _CHOICES[key]:
         raise ConfigError(f"{key}: must be one of {', '.join(_CHOICES[key])}, got {value!r}")
     return value

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from firmware.camera.base import FrameSource
 from firmware.capture import CaptureThread
 from firmware.clock import Clock
-from firmware.codes import scan_frame
+from firmware.codes import FrameScanner
 from firmware.config import KioskSection
 from firmware.credentials import TrustStore, Verdict, verify
 from firmware.credentials.reasons import message_for
@@ -78,6 +78,7 @@ class Kiosk:
         self._last_code: tuple[str, float] | None = None  # (text, when) for the cooldown
         self._last_retry = 0.0
         self._end_of_stream = False
+        self._scanner = FrameScanner(config.aztec_every_n_frames)
 
     # ---- public -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -231,7 +232,7 @@ class Kiosk:
 
     def _on_frame(self, frame: Any) -> None:
         try:
-            reads = scan_frame(frame.image)
+            reads = self._scanner.scan(frame.image)
         except Exception as exc:  # a corrupt frame is the camera's fault, not a crash
             self._latch("camera", f"unreadable frame: {exc}")
             return

@@ -1,0 +1,84 @@
+"""The loop's small parts: the latest-frame inbox, pseudonyms, the clock trust rules, policy."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from firmware.clock import Clock, FixedClock
+from firmware.credentials import Verdict
+from firmware.inbox import Inbox, Message
+from firmware.policy import decide, trust_problem
+from firmware.pseudonym import Pseudonymiser
+
+
+def test_inbox_keeps_latest_frames_and_counts_drops() -> None:
+    inbox = Inbox(frame_capacity=1)
+    for index in range(5):
+        inbox.post(Message("frame", index))
+    inbox.post(Message("camera_fault", "gone"))
+    assert inbox.get(0.01) == Message("camera_fault", "gone")  # control first, never dropped
+    assert inbox.get(0.01) == Message("frame", 4)  # only the newest frame survives
+    assert inbox.dropped_frames == 4
+    assert inbox.get(0.01) is None
+
+
+def test_inbox_get_times_out_and_wakes_on_post() -> None:
+    inbox = Inbox()
+    start = time.monotonic()
+    assert inbox.get(0.05) is None
+    assert time.monotonic() - start >= 0.04
+    threading.Timer(0.05, inbox.post, [Message("stop")]).start()
+    assert inbox.get(5.0) == Message("stop")
+
+
+def test_pseudonyms_are_keyed_and_rotate() -> None:
+    one = Pseudonymiser(b"a" * 32, rotation_s=86400)
+    other = Pseudonymiser(b"b" * 32, rotation_s=86400)
+    day = 1_800_000_000.0 - (1_800_000_000.0 % 86400)
+    p = one.pseudonym("URN:UVCI:01:XX:123", day + 10)
+    assert p == one.pseudonym("URN:UVCI:01:XX:123", day + 80000)  # same epoch: linkable
+    assert p != one.pseudonym("URN:UVCI:01:XX:123", day + 86400 + 10)  # next epoch: not
+    assert p != other.pseudonym("URN:UVCI:01:XX:123", day + 10)  # another kiosk: not
+    assert "UVCI" not in p and len(p) == 32
+    with pytest.raises(ValueError):
+        Pseudonymiser(b"short", 60)
+
+
+def test_clock_refuses_before_build_date_and_going_backwards(tmp_path: Path) -> None:
+    state = tmp_path / "last_seen"
+    clock = Clock(state)
+    assert clock.trust_problem() is None
+    clock.remember()
+    assert state.exists()
+
+    class Behind(Clock):
+        def now(self) -> datetime:
+            return datetime.now(timezone.utc) - timedelta(days=2)
+
+    assert Behind(state).trust_problem() == "CLOCK_UNTRUSTED"  # RTC lost: behind last seen
+
+    class Epoch(Clock):
+        def now(self) -> datetime:
+            return datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+    assert Epoch().trust_problem() == "CLOCK_UNTRUSTED"  # before the firmware was built
+    skewed = Clock()
+    skewed.record_skew(datetime.now(timezone.utc) + timedelta(hours=1))
+    assert skewed.trust_problem() == "CLOCK_UNTRUSTED"
+
+
+def test_policy() -> None:
+    now = datetime(2026, 11, 26, tzinfo=timezone.utc)
+    assert trust_problem(None, now - timedelta(hours=1), now, 72) is None
+    assert trust_problem(None, now - timedelta(hours=73), now, 72) == "TRUST_DATA_STALE"
+    assert trust_problem(None, None, now, 72) == "TRUST_DATA_MISSING"
+    assert trust_problem("CLOCK_UNTRUSTED", now, now, 72) == "CLOCK_UNTRUSTED"
+    good = Verdict(True, "dcc", None, {}, {"signature": True})
+    bad = Verdict(False, "dcc", "DCC_EXPIRED", None, {"expiry": False})
+    assert decide(good, "p").granted and decide(good, "p").reason is None
+    assert decide(bad, None).reason == "DCC_EXPIRED"
+    assert FixedClock(now, trusted=False).trust_problem() == "CLOCK_UNTRUSTED"
