@@ -98,6 +98,16 @@ class TemporaryPostgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def create_schema(self, prefix: str = "t") -> str:
+        """A fresh, empty schema in the default database (much cheaper than CREATE DATABASE);
+        returns a URL whose connections use it as their search path."""
+        import psycopg
+
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self.url()}?options=-csearch_path%3D{name}"
+
     def stop(self) -> None:
         if self._started:
             self._started = False

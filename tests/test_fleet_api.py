@@ -29,7 +29,7 @@ def database_url(kind: str, tmp_path: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path}/fleet.db"
     try:
-        return shared_postgres().create_database()
+        return shared_postgres().create_schema()
     except PostgresUnavailable as error:
         pytest.skip(f"PostgreSQL variant skipped: {error}")
 

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from firmware.eventlog.codec import canonical_json
 from firmware.sync.auth import sign_request
+
+log = logging.getLogger("healthgate.trustsync")
 
 DEFAULT_TRUST_NAMES = ("dcc-signers", "dcc-rules", "dcc-valuesets", "dcc-revocation",
                        "shc-issuers", "nzcp-issuers", "status-records")
@@ -179,6 +182,13 @@ class TrustSync:
     def _save_state(self) -> None:
         write_atomic(self.cache_dir / STATE_FILE, canonical_json(self._state))
 
+    def _save_state_quietly(self) -> None:
+        """A lost state file only costs a refetch (the envelopes are re-verified from disk)."""
+        try:
+            self._save_state()
+        except OSError as error:
+            log.warning("trust sync state not saved: %s", error)
+
     @property
     def clock_skew_s(self) -> float | None:
         """Server time minus local time, seconds, from the last server answer (None: never)."""
@@ -238,7 +248,7 @@ class TrustSync:
                 self._record_skew((server - midpoint).total_seconds(), received)
             except (ValueError, KeyError, TypeError):
                 pass  # the Date header measurement from _get stands
-        self._save_state()
+        self._save_state_quietly()
         skew = self.clock_skew_s
         if skew is None:
             raise TrustSyncError("TIME_UNAVAILABLE", f"HTTP {response.status_code}")
@@ -258,8 +268,10 @@ class TrustSync:
             return self._sync_item(name)
         except TrustSyncError as error:
             return SyncOutcome(name, "error", error.code)
+        except OSError:
+            return SyncOutcome(name, "error", "CACHE_WRITE_FAILED")  # disk full, read-only...
         finally:
-            self._save_state()
+            self._save_state_quietly()
 
     def _sync_item(self, name: str) -> SyncOutcome:
         if not TRUST_NAME_PATTERN.fullmatch(name):
