@@ -193,6 +193,8 @@ def test_claims_and_header_rules() -> None:
     assert verify("NZCP:/1/" + base32_encode(untagged), _STORE, AT).failure == "NZCP_COSE_INVALID"
     not_map = encode_sign1(cbor2.dumps([1, 2]), _KEY, kid=b"k1")
     assert verify("NZCP:/1/" + base32_encode(not_map), _STORE, AT).failure == "NZCP_PAYLOAD_INVALID"
+    odd_iss = encode_sign1(cbor2.dumps({1: ["did:web:issuer.test"]}), _KEY, kid=b"k1")
+    assert verify("NZCP:/1/" + base32_encode(odd_iss), _STORE, AT).failure == "NZCP_ISSUER_UNTRUSTED"
     no_kid = encode_sign1(claims, _KEY, kid=b"")
     assert verify("NZCP:/1/" + base32_encode(no_kid), _STORE, AT).failure == "NZCP_HEADER_INVALID"
 

@@ -137,6 +137,17 @@ def test_cache_persists_and_verifies_on_load(signer, tmp_path: Path) -> None:
     assert len(StatusRecordCache(other, path)) == 0
 
 
+def test_damaged_database_is_set_aside(signer, tmp_path: Path) -> None:
+    path = tmp_path / "status-records.sqlite"
+    path.write_bytes(b"this is not an sqlite database" * 100)
+    keys = {KID: StatusIssuerKey(ISSUER, signer.public_key())}
+    cache = StatusRecordCache(keys, path)
+    assert len(cache) == 0 and cache.synced_at is None
+    assert (tmp_path / "status-records.sqlite.corrupt").exists()
+    cache.apply_sync([sign_status_record(record(), signer, kid=KID)], AT)
+    assert StatusRecordCache(keys, path).lookup(ISSUER, SUBJECT) == record()
+
+
 def test_sync_is_verified_monotonic_and_replaceable(signer, tmp_path: Path) -> None:
     keys = {KID: StatusIssuerKey(ISSUER, signer.public_key())}
     cache = StatusRecordCache(keys, tmp_path / "records.sqlite")

@@ -57,10 +57,11 @@ class NzcpTrust:
         asserted = doc.get("assertionMethod")
         asserted = set(a for a in asserted if isinstance(a, str)) if isinstance(asserted, list) else set()
         self.documents.add(did)
-        for method in doc.get("verificationMethod") or []:
-            if not isinstance(method, dict) or method.get("id") not in asserted:
+        methods = doc.get("verificationMethod")
+        for method in methods if isinstance(methods, list) else []:
+            ref = method.get("id") if isinstance(method, dict) else None
+            if not isinstance(ref, str) or ref not in asserted:
                 continue
-            ref = method["id"]
             if not ref.startswith(did + "#"):
                 continue  # a document may only vouch for its own keys
             try:
@@ -171,7 +172,9 @@ def _run(text: str, nzcp_trust: Any, at: datetime, checks: dict[str, bool | None
     state["extras"] = {"issuer": iss if isinstance(iss, str) else None, "kid": kid}
 
     # Trust the issuer before resolving its keys (spec, Issuer Identifier).
-    if not isinstance(nzcp_trust, NzcpTrust) or iss not in nzcp_trust.trusted_issuers:
+    if not isinstance(nzcp_trust, NzcpTrust) or not isinstance(iss, str) or (
+        iss not in nzcp_trust.trusted_issuers
+    ):
         checks["signature"] = False
         raise _Deny("NZCP_ISSUER_UNTRUSTED")
     if iss not in nzcp_trust.documents:

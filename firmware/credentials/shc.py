@@ -88,8 +88,10 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
     candidates: list[ShcKey] = shc_trust.keys_by_kid.get(kid, []) if isinstance(kid, str) else []
     if not candidates:
         # Only to name the reason precisely: read the (bounded) payload's iss without trusting it.
-        claims = _decode_claims(parsed.payload_raw, checks, state)
-        iss = claims.get("iss")
+        try:
+            iss = _decode_claims(parsed.payload_raw, checks, state).get("iss")
+        except _Deny:
+            iss = None  # an unreadable payload under an unknown key: just untrusted
         known = isinstance(iss, str) and shc_trust.knows_issuer(iss)
         checks["signature"] = False
         raise _Deny("SHC_KEY_UNKNOWN" if known else "SHC_ISSUER_UNTRUSTED")

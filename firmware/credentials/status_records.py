@@ -196,9 +196,20 @@ class StatusRecordCache:
         return conn
 
     def _load(self) -> None:
-        with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT blob FROM status_records").fetchall()
-            meta = dict(conn.execute("SELECT name, value FROM status_meta").fetchall())
+        assert self._path is not None
+        try:
+            with closing(self._connect()) as conn:
+                rows = conn.execute("SELECT blob FROM status_records").fetchall()
+                meta = dict(conn.execute("SELECT name, value FROM status_meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            # A damaged file must not stop the kiosk: set it aside and start empty (and so
+            # stale) until the next sync rewrites it.
+            aside = self._path.with_name(self._path.name + ".corrupt")
+            log.error("status cache unreadable (%s); moved to %s", exc, aside.name)
+            self._path.replace(aside)
+            for suffix in ("-wal", "-shm"):  # journal files of the damaged database go too
+                self._path.with_name(self._path.name + suffix).unlink(missing_ok=True)
+            return
         records: dict[tuple[str, bytes], tuple[StatusRecord, bytes]] = {}
         for (blob,) in rows:
             try:
@@ -210,8 +221,10 @@ class StatusRecordCache:
         if self.rejected_on_load:
             log.warning("status cache: %d stored records failed verification", self.rejected_on_load)
         self._records = records
-        synced = meta.get("synced_at")
-        self.synced_at = datetime.fromisoformat(synced) if synced else None
+        try:
+            self.synced_at = datetime.fromisoformat(meta["synced_at"]) if "synced_at" in meta else None
+        except (TypeError, ValueError):
+            self.synced_at = None  # unreadable sync time: the cache counts as stale
 
     def apply_sync(self, blobs: Iterable[bytes], synced_at: datetime, *,
                    replace_all: bool = False) -> SyncReport:
