@@ -1,0 +1,60 @@
+"""Technician tool: identity, registration with a real fleet server, self-test of a kiosk."""
+from __future__ import annotations
+
+import io
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from fleet.runner import run_in_thread
+from fleet.server import create_app
+from fleet.trust import generate_signing_key, public_key_b64
+from provisioning.cli import main, pinned_fleet_key
+from provisioning.selftest import run_selftest
+
+
+def test_init_register_and_pin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    assert main(["init", "--state", str(state), "--device-id", "shop-12-door"]) == 0
+    assert "shop-12-door" in capsys.readouterr().out
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    fleet_key = public_key_b64(generate_signing_key(tmp_path / "fleet.key"))
+    with run_in_thread(create_app(str(tmp_path / "fleet.db"))) as server:
+        server.store.add_token("tok-0123456789abcdef", datetime.now(timezone.utc) + timedelta(hours=1))
+        args = ["register", "--state", str(state), "--fleet", server.url, "--fleet-key", fleet_key]
+        assert main(args + ["--token", "tok-0123456789abcdef"]) == 0
+        assert pinned_fleet_key(state) == fleet_key
+        assert [d.device_id for d in server.store.devices()] == ["shop-12-door"]
+        # a one-time token cannot be used twice
+        assert main(args + ["--token", "tok-0123456789abcdef"]) in (0, 1)
+        assert main(args + ["--token", "never-issued-token-xyz"]) == 1
+        assert "registration refused" in capsys.readouterr().out
+
+
+def test_register_before_init_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["register", "--state", str(tmp_path / "none"), "--fleet", "http://127.0.0.1:9",
+                 "--token", "t", "--fleet-key", "AAAA"]) == 1
+    assert "healthgate-provision init" in capsys.readouterr().out
+
+
+def test_selftest_reports_every_part(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    assert main(["init", "--state", str(state)]) == 0
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f'[camera]\nsource = "fake"\n[state]\ndir = "{state}"\n')
+    out = io.StringIO()
+    code = run_selftest(config, out)
+    report = out.getvalue()
+    assert "ok   identity" in report and "ok   camera" in report and "ok   display" in report
+    assert "FAIL trust data" in report and "no trust data cached" in report  # nothing synced yet
+    assert code == 1
+
+
+def test_selftest_names_config_errors(tmp_path: Path) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text("[camera]\nsource = 'telescope'\n")
+    out = io.StringIO()
+    assert run_selftest(config, out) == 1
+    assert "camera.source" in out.getvalue()
