@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.display.codec import Frame, FrameError, MsgType, crc16_ccitt_false, encode_frame
-from firmware.display.screen import COLOUR_CODES, COLUMNS, KIOSK_STATES, Screen, fold_ascii, screen_for
+from firmware.display.screen import (
+    COLOUR_CODES, COLUMNS, KIOSK_STATES, Screen, fold_ascii, screen_for, wrap_two_lines,
+)
 
 FAST = settings(max_examples=80, deadline=None)
 
@@ -89,7 +91,8 @@ def test_reason_and_detail_lines() -> None:
     assert screen_for("FAULT", "camera").line2 == "Fault: camera"
     assert screen_for("IDLE", detail="Trust data 3h old").line2 == "Trust data 3h old"
     assert screen_for("IDLE").line2 == ""
-    assert screen_for("denied", "Signatur ungültig, bitte Personal").line2 == "Signatur ungultig, b"
+    wrapped = screen_for("denied", "Signatur ungültig, bitte Personal")
+    assert (wrapped.line1, wrapped.line2) == ("Signatur ungultig,", "bitte Personal")
 
 
 def test_enum_members_and_unknown_states() -> None:
@@ -100,3 +103,24 @@ def test_enum_members_and_unknown_states() -> None:
     assert screen_for(KioskState.GRANTED).colour == "green"  # type: ignore[arg-type]
     unknown = screen_for(KioskState.LOCKED)  # type: ignore[arg-type]
     assert (unknown.colour, unknown.line1, unknown.line2) == ("amber", "Out of service", "LOCKED")
+
+
+def test_long_reasons_wrap_instead_of_being_cut() -> None:
+    screen = screen_for("DENIED", "Code damaged (signature block)")
+    assert (screen.colour, screen.line1, screen.line2) == ("red", "Code damaged", "(signature block)")
+    assert screen_for("DENIED", "Certificate expired").line1 == "Entry denied"
+    unbreakable = screen_for("DENIED", "X" * 30)
+    assert (unbreakable.line1, unbreakable.line2) == ("Entry denied", "X" * COLUMNS)
+    assert wrap_two_lines("a" * 20 + " " + "b" * 21) is None
+
+
+def test_every_credential_reason_message_is_shown_whole() -> None:
+    # The kiosk shows message_for(reason code) on DENIED: every word of each must be visible.
+    from firmware.credentials.reasons import REASONS
+
+    for code, message in REASONS.items():
+        screen = screen_for("DENIED", message)
+        if screen.line1 == "Entry denied":
+            assert screen.line2 == fold_ascii(message, 64), code
+        else:
+            assert f"{screen.line1} {screen.line2}" == fold_ascii(message, 64), code

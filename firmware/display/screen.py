@@ -100,6 +100,29 @@ class Screen:
         return screen
 
 
+def wrap_two_lines(text: str, width: int = COLUMNS) -> tuple[str, str] | None:
+    """Word-wrap `text` onto two display lines, or None when it does not fit without cutting."""
+    folded = fold_ascii(text, width * 3)
+    if len(folded) <= width:
+        return folded, ""
+    cut = folded.rfind(" ", 0, width + 1)
+    if cut <= 0:
+        return None
+    first, second = folded[:cut].rstrip(), folded[cut + 1:].strip()
+    return (first, second) if len(second) <= width else None
+
+
+def _headline_and_reason(state: str, colour: str, headline: str, reason: str) -> Screen:
+    """Headline over a short reason; a reason too long for one line takes both lines (the
+    colour still tells the outcome), and only a reason too long for both is cut."""
+    if len(fold_ascii(reason, 4 * COLUMNS)) <= COLUMNS:
+        return Screen(state, colour, headline, reason)
+    wrapped = wrap_two_lines(reason)
+    if wrapped is None:
+        return Screen(state, colour, headline, reason)
+    return Screen(state, colour, wrapped[0], wrapped[1])
+
+
 BLANK = Screen(state="OFF", colour="off", line1="", line2="")
 
 KIOSK_STATES = ("BOOT", "IDLE", "SCANNING", "VERIFYING", "GRANTED", "DENIED", "FAULT", "MAINTENANCE")
@@ -127,10 +150,11 @@ def screen_for(state: str, reason_text: str | None = None, detail: str | None = 
     if name == "GRANTED":
         return Screen(name, "green", "Welcome", reason or note or "Please enter")
     if name == "DENIED":
-        return Screen(name, "red", "Entry denied", reason or note or "Please see staff")
+        return _headline_and_reason(name, "red", "Entry denied", reason or note or "Please see staff")
     if name == "FAULT":
         part = reason or note
-        return Screen(name, "amber", "Out of service", f"Fault: {part}" if part else "Please see staff")
+        return _headline_and_reason(name, "amber", "Out of service",
+                                    f"Fault: {part}" if part else "Please see staff")
     if name == "MAINTENANCE":
         return Screen(name, "amber", "Maintenance", reason or note or "Back soon")
     log.warning("no screen defined for kiosk state %r; showing out of service", name)
