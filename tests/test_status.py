@@ -67,10 +67,30 @@ def test_green_and_fresh_is_valid(signer) -> None:
     assert verdict.payload == {"issuer": ISSUER, "issued_at": NOW - 86400, "version": 1,
                                "colour": "green", "valid_until": NOW + 3600, "record_issued_at": NOW - 60}
     assert verdict.extras == {"face_template": template, "face_key_id": "vision-k1"}
-    assert len(code(signer)) <= 224  # fits a version 7 QR (45x45) at error correction M
+    assert len(code(signer)) <= 221  # fits a version 8 QR (49x49) at error correction M
 
 
 @pytest.mark.parametrize("colour, failure", [("amber", "STATUS_AMBER"), ("red", "STATUS_RED")])
+def test_code_survives_a_real_qr_round_trip(signer) -> None:
+    """Printed as a QR (alphanumeric mode, version 8 at M) and read back with zxing-cpp."""
+    import io
+
+    segno = pytest.importorskip("segno")
+    zxingcpp = pytest.importorskip("zxingcpp")
+    from PIL import Image
+
+    text = code(signer)
+    qr = segno.make(text, error="m", micro=False)
+    assert qr.mode == "alphanumeric" and qr.version <= 8
+    buffer = io.BytesIO()
+    qr.save(buffer, kind="png", scale=4, border=4)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        read = [r.text for r in zxingcpp.read_barcodes(image)]
+    assert read == [text]
+    assert verify(read[0], setup(signer, [record()]), AT).valid
+
+
 def test_amber_and_red_deny(signer, colour: str, failure: str) -> None:
     verdict = verify(code(signer), setup(signer, [record(colour)]), AT)
     assert verdict.failure == failure and verdict.checks["rules"] is False
