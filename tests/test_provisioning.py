@@ -27,8 +27,13 @@ def test_init_register_and_pin(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert main(args + ["--token", "tok-0123456789abcdef"]) == 0
         assert pinned_fleet_key(state) == fleet_key
         assert [d.device_id for d in server.store.devices()] == ["shop-12-door"]
-        # a one-time token cannot be used twice
-        assert main(args + ["--token", "tok-0123456789abcdef"]) in (0, 1)
+        # a retry by the same device (its answer lost on the way) is idempotent...
+        assert main(args + ["--token", "tok-0123456789abcdef"]) == 0
+        # ...but the one-time token cannot register another device
+        other = tmp_path / "other"
+        assert main(["init", "--state", str(other)]) == 0
+        assert main(["register", "--state", str(other), "--fleet", server.url, "--fleet-key",
+                     fleet_key, "--token", "tok-0123456789abcdef"]) == 1
         assert main(args + ["--token", "never-issued-token-xyz"]) == 1
         assert "registration refused" in capsys.readouterr().out
 
