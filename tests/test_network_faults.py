@@ -1,0 +1,231 @@
+"""Network faults between the kiosk uploader and the fleet server: a byte-level TCP proxy on
+loopback drops, delays, resets, answers 5xx and truncates answers at random (seeded); the server
+is also down for a stretch and comes back on the same database. In the end the server holds
+every event exactly once, the chain verifies, and nothing is left pending on the kiosk.
+"""
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from firmware.eventlog.codec import check_event, check_link
+from firmware.eventlog.log import EventLog
+from firmware.sync.trustsync import register_device
+from firmware.sync.uploader import Uploader
+from fleet.pgtemp import PostgresUnavailable, shared_postgres
+from fleet.server import run_in_thread
+
+IO_TIMEOUT_S = 10.0
+SETTLE_DEADLINE_S = 120.0  # a safety net against hangs, not a speed requirement
+FAULTS = ("pass", "drop", "reset", "delay", "503", "500", "truncate", "ack_lost", "stall")
+
+
+class TcpFaultProxy:
+    """Accepts on loopback; each client connection gets one fault drawn from a seeded RNG
+    (or "refuse" while upstream is down): bytes are piped otherwise untouched."""
+
+    def __init__(self, upstream_port: int, seed: int, fault_rate: float) -> None:
+        self.upstream_port = upstream_port
+        self.rng = random.Random(seed)
+        self.fault_rate = fault_rate
+        self.counts: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.closing = threading.Event()
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _draw(self) -> str:
+        with self.lock:
+            mode = (self.rng.choice(FAULTS[1:]) if self.rng.random() < self.fault_rate
+                    else "pass")
+            delay = self.rng.uniform(0.05, 0.4)
+            cut = self.rng.random()  # how much of the answer a truncation keeps
+            self.counts[mode] = self.counts.get(mode, 0) + 1
+            return f"{mode}:{delay}:{cut}"
+
+    def _accept_loop(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(client, self._draw()),
+                             daemon=True).start()
+
+    def _handle(self, client: socket.socket, plan: str) -> None:
+        mode, delay, cut = plan.split(":")
+        client.settimeout(IO_TIMEOUT_S)
+        try:
+            if mode == "drop":
+                return  # close without reading or answering
+            request = _read_http_request(client)
+            if request is None:
+                return
+            if mode == "reset":
+                _abort(client)
+                return
+            if mode in ("500", "503"):
+                client.sendall(_injected_answer(int(mode)))
+                return
+            if mode == "delay":
+                time.sleep(float(delay))
+            if mode == "stall":
+                time.sleep(3.0)  # longer than the uploader's timeout: it gives up first
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port),
+                                                    timeout=IO_TIMEOUT_S)
+            except OSError:
+                _abort(client)  # server down: the client sees a reset
+                return
+            with upstream:
+                upstream.sendall(request)
+                answer = _read_until_close(upstream)
+            if mode == "truncate":
+                client.sendall(answer[:max(1, int(len(answer) * float(cut)))])  # stored; ack cut
+            elif mode == "ack_lost":
+                _abort(client)
+            else:
+                client.sendall(answer)
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        self.closing.set()
+        self.listener.close()
+        self.thread.join(5)
+
+
+def _read_http_request(conn: socket.socket) -> bytes | None:
+    """One whole request (headers + Content-Length body), rewritten to `Connection: close`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    kept = [line for line in lines if not line.lower().startswith(b"connection:")]
+    return b"\r\n".join(kept) + b"\r\nConnection: close\r\n\r\n" + body
+
+
+def _read_until_close(conn: socket.socket) -> bytes:
+    answer = b""
+    while chunk := conn.recv(65536):
+        answer += chunk
+    return answer
+
+
+def _abort(conn: socket.socket) -> None:
+    """Close with a TCP RST (linger 0) instead of a FIN."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _injected_answer(status: int) -> bytes:
+    body = b'{"error":"INJECTED","detail":"fault injected by the test proxy"}'
+    return (f"HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/fleet.db"
+    try:
+        return shared_postgres().create_schema()
+    except PostgresUnavailable as error:
+        pytest.skip(f"PostgreSQL variant skipped: {error}")
+
+
+@pytest.fixture
+def device_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def kiosk_log(tmp_path: Path, device_key: Ed25519PrivateKey) -> Iterator[EventLog]:
+    log = EventLog.open(tmp_path / "kiosk" / "events.db", device_key, "kiosk-net-1")
+    yield log
+    log.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + SETTLE_DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_flaky_network_and_outage_still_deliver_each_event_once(
+        db_url: str, device_key: Ed25519PrivateKey, kiosk_log: EventLog) -> None:
+    server = run_in_thread(db_url)
+    proxy = TcpFaultProxy(server.port, seed=20261126, fault_rate=0.5)
+    uploader = Uploader(kiosk_log, proxy.url, "kiosk-net-1", device_key, batch_size=15,
+                        backoff_initial_s=0.02, backoff_max_s=0.3, timeout_s=1.5,
+                        poll_interval_s=0.05, rng=random.Random(7))
+    try:
+        server.store.add_token("net-fault-token-0001",
+                               datetime.now(timezone.utc) + timedelta(hours=1))
+        register_device(server.url, "net-fault-token-0001", "kiosk-net-1", device_key)
+        uploader.start()
+        for index in range(120):  # decisions keep coming while the network misbehaves
+            kiosk_log.append("decision", {"outcome": "granted" if index % 4 else "denied",
+                                          "format": "dcc"})
+            uploader.notify()
+            if index % 10 == 0:
+                time.sleep(0.02)
+        # A long outage: the server goes away while the kiosk keeps deciding.
+        server.stop()
+        for _ in range(80):
+            kiosk_log.append("decision", {"outcome": "granted", "format": "dcc"})
+        wait_until(lambda: uploader.status().consecutive_failures >= 3, "failures to pile up")
+        assert uploader.status().pending > 0
+        server = run_in_thread(db_url)  # back, on the same database, at a new port
+        proxy.upstream_port = server.port
+        wait_until(lambda: kiosk_log.pending_count() == 0, "the backlog to drain")
+    finally:
+        assert uploader.stop(timeout=15)
+        proxy.close()
+    try:
+        stored = server.store.events("kiosk-net-1")
+        incidents = server.store.incidents()
+    finally:
+        server.stop()
+    assert [event.seq for event in stored] == list(range(1, 201))  # each exactly once
+    assert all(check_event(event, device_key.public_key()) is None for event in stored)
+    assert all(check_link(a, b) is None for a, b in zip(stored, stored[1:]))
+    assert stored == [kiosk_log.get(seq) for seq in range(1, 201)]
+    assert incidents == [] and kiosk_log.rejected() == {}
+    faults = {mode for mode, count in proxy.counts.items() if count and mode != "pass"}
+    assert {"drop", "reset", "truncate", "ack_lost", "503"} <= faults  # the faults did happen
