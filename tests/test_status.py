@@ -70,7 +70,6 @@ def test_green_and_fresh_is_valid(signer) -> None:
     assert len(code(signer)) <= 221  # fits a version 8 QR (49x49) at error correction M
 
 
-@pytest.mark.parametrize("colour, failure", [("amber", "STATUS_AMBER"), ("red", "STATUS_RED")])
 def test_code_survives_a_real_qr_round_trip(signer) -> None:
     """Printed as a QR (alphanumeric mode, version 8 at M) and read back with zxing-cpp."""
     import io
@@ -91,6 +90,7 @@ def test_code_survives_a_real_qr_round_trip(signer) -> None:
     assert verify(read[0], setup(signer, [record()]), AT).valid
 
 
+@pytest.mark.parametrize("colour, failure", [("amber", "STATUS_AMBER"), ("red", "STATUS_RED")])
 def test_amber_and_red_deny(signer, colour: str, failure: str) -> None:
     verdict = verify(code(signer), setup(signer, [record(colour)]), AT)
     assert verdict.failure == failure and verdict.checks["rules"] is False
