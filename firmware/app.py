@@ -42,8 +42,18 @@ class KioskApp:
     eventlog: EventLog
     display: Any
     uploader: Any | None
+    trust_worker: Any | None = None
+
+    def start_background(self) -> None:
+        """Start uploads and trust sync (the kiosk loop itself runs in the caller's thread)."""
+        if self.uploader is not None:
+            self.uploader.start()
+        if self.trust_worker is not None:
+            self.trust_worker.start()
 
     def close(self) -> None:
+        if self.trust_worker is not None:
+            self.trust_worker.stop()
         if self.uploader is not None:
             self.uploader.stop(timeout=5.0)
         self.display.close()
@@ -60,7 +70,8 @@ def build(config: Config, *, camera: FrameSource | None = None,
     display = open_display(config.display.port, config.display.baudrate,
                            config.display.ack_timeout_s, config.display.max_retries,
                            config.display.heartbeat_s, render=render_display)
-    uploader = None
+    clock = clock or Clock(state / "last_seen")
+    uploader, trust_worker = None, None
     if config.fleet.url:
         from firmware.sync.uploader import Uploader
         uploader = Uploader(eventlog, config.fleet.url, identity.device_id, identity.key,
@@ -69,13 +80,31 @@ def build(config: Config, *, camera: FrameSource | None = None,
                             backoff_max_s=config.fleet.backoff_max_s,
                             timeout_s=config.fleet.request_timeout_s,
                             poll_interval_s=config.fleet.upload_interval_s)
+        trust_worker = _trust_worker(config, state, identity, clock)
     kiosk = Kiosk(config.kiosk, camera or open_camera(config.camera), display, eventlog,
-                  trust or TrustProvider(state / "trust"), clock or Clock(state / "last_seen"),
+                  trust or TrustProvider(state / "trust"), clock,
                   Pseudonymiser(pseudonym_secret(identity),
                                 config.kiosk.pseudonym_key_rotation_h * 3600.0),
                   screen_for, display_timeout_s=config.display.ack_timeout_s
                   * (config.display.max_retries + 1))
-    return KioskApp(kiosk, identity, eventlog, display, uploader)
+    return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
+
+
+def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,
+                  clock: Clock) -> Any | None:
+    """A trust-sync worker when the kiosk was provisioned with a pinned fleet key."""
+    from provisioning.cli import pinned_fleet_key
+
+    pinned = pinned_fleet_key(state)
+    if pinned is None:
+        log.warning("no pinned fleet key in %s: trust data will not be synced", state)
+        return None
+    from firmware.sync.trustsync import TrustSync, public_key_from_b64
+    from firmware.syncworker import TrustSyncWorker
+
+    sync = TrustSync(config.fleet.url, state / "trust", [public_key_from_b64(pinned)],
+                     identity.device_id, identity.key, timeout_s=config.fleet.request_timeout_s)
+    return TrustSyncWorker(sync, clock, config.fleet.trust_sync_interval_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,8 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     app = build(config, render_display=args.render)
     signal.signal(signal.SIGTERM, lambda *_: app.kiosk.stop())
-    if app.uploader is not None:
-        app.uploader.start()
+    app.start_background()
     try:
         app.kiosk.run(exit_on_end_of_stream=config.camera.source in ("files", "video")
                       and not config.camera.loop)

@@ -50,6 +50,7 @@ class DisplaySection:
 class FleetSection:
     url: str = ""  # empty: no uploads (offline kiosk)
     upload_interval_s: float = 5.0
+    trust_sync_interval_s: float = 900.0  # how often signed trust data is pulled
     batch_size: int = 200
     request_timeout_s: float = 5.0
     backoff_initial_s: float = 1.0
@@ -77,7 +78,7 @@ _NON_NEGATIVE = {"kiosk.aztec_every_n_frames", "kiosk.same_code_cooldown_s", "ca
 _POSITIVE = {
     "kiosk.frame_timeout_s", "kiosk.result_hold_s", "kiosk.scan_timeout_s", "kiosk.event_queue_size",
     "kiosk.fault_retry_s", "kiosk.max_trust_age_h", "camera.width", "camera.height", "camera.fps",
-    "display.baudrate", "display.ack_timeout_s", "display.heartbeat_s", "fleet.upload_interval_s",
+    "display.baudrate", "display.ack_timeout_s", "display.heartbeat_s", "fleet.upload_interval_s", "fleet.trust_sync_interval_s",
     "fleet.batch_size", "fleet.request_timeout_s", "fleet.backoff_initial_s", "fleet.backoff_max_s",
     "kiosk.pseudonym_key_rotation_h",
 }
