@@ -137,6 +137,7 @@ def test_unplug_makes_the_port_fail_and_replug_serves_a_new_pty(tmp_path: Path) 
             handle.write(encode_frame(Frame(type=MsgType.PING, seq=1)))
             handle.read(1)
         handle.close()
+        assert not link.exists() and not link.is_symlink()  # gone, as udev removes it
         emulator.replug()
         assert os.path.realpath(link) == emulator.pts_path and Path(emulator.pts_path).exists()
         with serial.Serial(str(link), timeout=0.05) as handle:

@@ -105,8 +105,6 @@ class DisplayEmulator:
             self._thread.join(timeout)
             self._thread = None
         self._close_pty()
-        if self.link_path and os.path.islink(self.link_path):
-            os.unlink(self.link_path)
 
     def __enter__(self) -> DisplayEmulator:
         self.start()
@@ -198,9 +196,9 @@ class DisplayEmulator:
             if self._master is None:
                 self._stop.wait(self._poll_s)
                 continue
+            self._check_host_timeout()
             readable, _, _ = select.select([self._master], [], [], self._poll_s)
             if not readable:
-                self._check_host_timeout()
                 continue
             try:
                 data = os.read(self._master, 4096)
@@ -358,6 +356,8 @@ class DisplayEmulator:
                 except OSError:
                     pass
         self._master = self._slave = None
+        if self.link_path and os.path.islink(self.link_path):
+            os.unlink(self.link_path)  # as udev removes /dev/serial/by-id/... on unplug
         with self._lock:
             self._plugged = False
 
