@@ -14,6 +14,7 @@ from firmware.credentials.certlogic import (
     Outcome,
     RuleFormatError,
     build_external,
+    certificate_type_of,
     load_value_sets,
     overall,
     parse_rules,
@@ -248,6 +249,11 @@ def test_non_boolean_results_are_open(value_sets: dict[str, list[str]]) -> None:
     assert "string" in results[0].reason and VACCINATION["dob"] not in results[0].reason
 
 
+def test_rules_and_results_are_hashable(rules: list[Any]) -> None:
+    assert len(set(rules)) == len(rules)
+    assert len({r.identifier for r in set(run_rules(rules[:3], VACCINATION, {}))}) == 3
+
+
 def test_logic_as_json_string_and_single_rule_object() -> None:
     rule = _rule("VR-AT-0001", "Vaccination", json.dumps({"var": "payload.v.0"}))
     (parsed,) = parse_rules(json.dumps(rule).encode())
@@ -313,8 +319,10 @@ def test_rule_set_on_every_dcc_testdata_payload(shared_data: Path, rules: list[A
     for name, payload, clock_text in cases:
         clock = parse_date_time(clock_text).to_datetime()   # every VALIDATIONCLOCK shape parses
         sections = [key for key in ("v", "t", "r") if isinstance(payload.get(key), list) and payload[key]]
-        cert_type = {"v": "Vaccination", "t": "Test", "r": "Recovery"}.get(sections[0]) \
-            if sections else "Vaccination"
+        cert_type = certificate_type_of(payload)
+        assert cert_type == ({"v": "Vaccination", "t": "Test", "r": "Recovery"}[sections[0]]
+                             if len(sections) == 1 else None), name
+        cert_type = cert_type or "Vaccination"
         # Rules as selected at CLOCK; each payload is judged at its own validation clock.
         selected = select_rules(rules, "NL", cert_type, CLOCK, issuer_country="DE")
         results = {r.identifier: r for r in run_rules(selected, payload, _external(value_sets, clock))}

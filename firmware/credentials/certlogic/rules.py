@@ -73,6 +73,10 @@ class Rule:
     # Set by `select_rules` when this engine cannot run the rule (it then gives OPEN).
     open_reason: str | None = None
 
+    def __hash__(self) -> int:
+        # Logic and descriptions are dicts: hash the identity of the rule version instead.
+        return hash((self.identifier, self.type, self.country, self.region, self.version))
+
     @property
     def version_key(self) -> tuple[int, int, int]:
         return parse_version(self.version)
@@ -203,6 +207,19 @@ def _instant(at: datetime | DateTime | str) -> DateTime:
     if isinstance(at, str):
         return parse_date_time(at)
     raise CertLogicError(f"validation clock must be a datetime, got a {type(at).__name__}")
+
+
+_SECTIONS = {"v": "Vaccination", "t": "Test", "r": "Recovery"}
+
+
+def certificate_type_of(payload: Any) -> str | None:
+    """"Vaccination", "Test" or "Recovery" for a DCC payload with exactly one non-empty
+    `v` / `t` / `r` array; None otherwise (no event, or several kinds: not a valid DCC)."""
+    if not isinstance(payload, Mapping):
+        return None
+    kinds = [kind for key, kind in _SECTIONS.items()
+             if isinstance(payload.get(key), list) and payload[key]]
+    return kinds[0] if len(kinds) == 1 else None
 
 
 def _certificate_type(cert_type: str) -> str:

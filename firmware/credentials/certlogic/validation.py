@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from firmware.credentials.certlogic.datetimes import TIME_UNITS
 from firmware.credentials.certlogic.values import is_int, js_string
 
 COMPARISON_OPERATORS: tuple[str, ...] = (
     "<", ">", "<=", ">=", "after", "before", "not-after", "not-before")
 _BINARY_OPERATORS: tuple[str, ...] = ("===", "in", "+")
-TIME_UNITS: tuple[str, ...] = ("year", "month", "day", "hour")
 KNOWN_OPERATORS: frozenset[str] = frozenset(
     ("var", "if", "and", "!", "plusTime", "dccDateOfBirth", "reduce", "extractFromUVCI")
     + COMPARISON_OPERATORS + _BINARY_OPERATORS)
