@@ -252,3 +252,16 @@ def test_issue_verify_round_trip(given_name: str, jti: object, nbf: int) -> None
     assert verdict.valid
     assert verdict.credential_id == f"urn:uuid:{jti}"
     assert verdict.payload and verdict.payload["vc"]["credentialSubject"]["givenName"] == given_name
+
+
+def test_trust_file_may_be_a_fleet_envelope(examples: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from fleet.trust import build_envelope
+
+    content = {"trusted_issuers": [EXAMPLE_ISSUER],
+               "did_documents": [json.loads((examples / "valid/did.json").read_text())]}
+    (tmp_path / "nzcp-issuers.json").write_bytes(
+        build_envelope(ed25519.Ed25519PrivateKey.generate(), "nzcp-issuers", 1, content, AT))
+    store = TrustStore(nzcp=load_trust(tmp_path))
+    assert verify((examples / "valid/nzcp.txt").read_text().strip(), store, AT).valid

@@ -317,3 +317,18 @@ def test_nothing_personal_is_logged(shc_dir: Path, example_store: TrustStore,
         assert verdict.credential_id is not None
         for secret in ("Anyperson", "Revoked", "1951-01-20", "1960-04-22", verdict.credential_id):
             assert secret not in caplog.text
+
+
+def test_trust_files_may_be_fleet_envelopes(shc_dir: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from fleet.trust import build_envelope
+
+    jwks = json.loads((shc_dir / "examples/issuer/.well-known/jwks.json").read_text())
+    crl = json.loads(next((shc_dir / "examples/issuer/.well-known/crl").glob("*.json")).read_text())
+    content = {"issuerInfo": [{"issuer": {"iss": EXAMPLE_ISSUER}, "keys": jwks["keys"], "crls": [crl]}]}
+    (tmp_path / "shc-issuers.json").write_bytes(
+        build_envelope(ed25519.Ed25519PrivateKey.generate(), "shc-issuers", 3, content, AT))
+    store = TrustStore(shc=load_trust(tmp_path))
+    assert verify(example_texts(shc_dir, "00")[0], store, AT).valid
+    assert verify(example_texts(shc_dir, "03")[0], store, AT).failure == "SHC_REVOKED"

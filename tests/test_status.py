@@ -247,3 +247,34 @@ def test_nothing_identifying_is_logged(signer, caplog: pytest.LogCaptureFixture)
     for text in (code(signer), code(signer, kid=b"x"), "HG1:%%%"):
         verify(text, store, AT)
     assert SUBJECT.hex() not in caplog.text
+
+
+def test_records_arrive_as_a_fleet_envelope(tmp_path: Path) -> None:
+    """The sync client writes `status-records.json` (a signed fleet envelope) and trust-state.json;
+    loading the trust folds the records into the verified SQLite cache with the sync time."""
+    from fleet.trust import build_envelope
+    from firmware.credentials.status_records import records_content
+
+    signer = ec.generate_private_key(ec.SECP256R1())
+    fleet_key = ed25519.Ed25519PrivateKey.generate()
+    pem = signer.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    issuers = {"keys": [{"issuer": ISSUER, "kid": base64.urlsafe_b64encode(KID).decode().rstrip("="),
+                         "public_key_pem": pem}], "max_cache_age_seconds": 3600}
+    (tmp_path / "status-issuers.json").write_bytes(
+        build_envelope(fleet_key, "status-issuers", 1, issuers, AT - timedelta(days=1)))
+    blobs = [sign_status_record(record("amber"), signer, kid=KID), b"forged record"]
+    (tmp_path / "status-records.json").write_bytes(
+        build_envelope(fleet_key, "status-records", 7, records_content(blobs), AT - timedelta(hours=2)))
+    # Without trust-state.json the envelope's issue time counts: two hours old, max age one hour.
+    store = TrustStore(status=load_trust(tmp_path))
+    assert verify(code(signer), store, AT).failure == "STATUS_CACHE_STALE"
+    (tmp_path / "trust-state.json").write_text(json.dumps(
+        {"items": {"status-records": {"checked_at": (AT - timedelta(minutes=5)).isoformat()}}}))
+    store = TrustStore(status=load_trust(tmp_path))
+    assert verify(code(signer), store, AT).failure == "STATUS_AMBER"
+    assert (tmp_path / "status-records.sqlite").exists()
+    # A damaged sync file leaves the verified cache in place.
+    (tmp_path / "status-records.json").write_text("{not json")
+    store = TrustStore(status=load_trust(tmp_path))
+    assert verify(code(signer), store, AT).failure == "STATUS_AMBER"

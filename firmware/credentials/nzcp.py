@@ -1,7 +1,6 @@
 """NZ COVID Pass (`NZCP:/1/`) verification against trusted issuers and cached did:web documents."""
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from firmware.credentials.nzcp_codec import (
 )
 from firmware.credentials.shc_codec import public_key_from_jwk
 from firmware.credentials.trust import TrustStore
+from firmware.credentials.trust_json import read_trust_json
 from firmware.credentials.verdict import Verdict, empty_checks
 
 __all__ = ["NzcpTrust", "verify_nzcp", "load_trust", "did_web_url", "bench_samples"]
@@ -95,10 +95,9 @@ def load_trust(directory: str | Path) -> NzcpTrust | None:
     path = Path(directory) / ISSUERS_FILE
     if not path.is_file():
         return None
-    try:
-        doc = json.loads(path.read_bytes())
-    except ValueError:
-        raise ValueError(f"{ISSUERS_FILE}: not valid JSON") from None
+    doc = read_trust_json(path)  # raw JSON or a fleet envelope's content
+    if not isinstance(doc, dict):
+        raise ValueError(f"{ISSUERS_FILE}: expected an object")
     issuers, documents = doc.get("trusted_issuers"), doc.get("did_documents")
     if not isinstance(issuers, list) or not all(isinstance(i, str) for i in issuers):
         raise ValueError(f"{ISSUERS_FILE}: trusted_issuers must be a list of DIDs")

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.credentials.shc_codec import jwk_thumbprint, public_key_from_jwk
+from firmware.credentials.trust_json import TrustFileError, read_trust_json
 
 log = logging.getLogger(__name__)
 
@@ -255,10 +256,11 @@ def load_trust(directory: str | Path, pins: frozenset[str] = VCI_SNAPSHOT_CERT_P
 
 
 def _read_json(path: Path) -> Any:
+    """Raw JSON or the content of a fleet envelope (names shc-issuers / shc-crl)."""
     try:
-        return json.loads(path.read_bytes())
-    except ValueError:
-        raise ShcTrustError(f"{path.name}: not valid JSON") from None
+        return read_trust_json(path)
+    except TrustFileError as exc:
+        raise ShcTrustError(str(exc)) from None
 
 
 def _parse_time(value: Any) -> datetime | None:

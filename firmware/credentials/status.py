@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import base64
-import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,13 +33,17 @@ from firmware.credentials.status_records import (
     sign_status_record,
 )
 from firmware.credentials.trust import TrustStore
+from firmware.credentials.trust_json import read_trust_json, synced_at
 from firmware.credentials.verdict import Verdict, empty_checks
+
+log = logging.getLogger(__name__)
 
 __all__ = ["StatusTrust", "verify_status", "load_trust", "bench_samples",
            "issue_status_code", "sign_status_record", "StatusRecord"]
 
 ISSUERS_FILE = "status-issuers.json"
 RECORDS_FILE = "status-records.sqlite"
+RECORDS_SYNC_FILE = "status-records.json"
 DEFAULT_MAX_CACHE_AGE = timedelta(hours=24)
 # A code "issued" further in the future than this is refused (clock skew between server and kiosk).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -65,10 +69,7 @@ def load_trust(directory: str | Path) -> StatusTrust | None:
     path = base / ISSUERS_FILE
     if not path.is_file():
         return None
-    try:
-        doc = json.loads(path.read_bytes())
-    except ValueError:
-        raise ValueError(f"{ISSUERS_FILE}: not valid JSON") from None
+    doc = read_trust_json(path)  # raw JSON or a fleet envelope's content
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise ValueError(f"{ISSUERS_FILE}: expected an object with a keys list")
     keys: dict[bytes, StatusIssuerKey] = {}
@@ -80,7 +81,46 @@ def load_trust(directory: str | Path) -> StatusTrust | None:
     code_age = doc.get("code_max_age_seconds")
     trust.code_max_age = None if code_age is None else timedelta(seconds=_seconds(doc, "code_max_age_seconds", 0))
     trust.cache = StatusRecordCache(keys, base / RECORDS_FILE)
+    _apply_synced_records(base, trust.cache)
     return trust
+
+
+def _apply_synced_records(base: Path, cache: StatusRecordCache) -> None:
+    """Fold the synced `status-records.json` (fleet item "status-records") into the cache.
+
+    Its content is {"records": [base64 COSE record, ...], "complete": true|false}; every record
+    is verified by the cache. The sync time is when the fleet last confirmed the item.
+    """
+    path = base / RECORDS_SYNC_FILE
+    if not path.is_file():
+        return
+    try:
+        content = read_trust_json(path)
+    except ValueError:
+        content = None
+    records = content.get("records") if isinstance(content, dict) else None
+    if not isinstance(content, dict) or not isinstance(records, list):
+        # Keep the verified cache as it is (it turns stale by itself); never fail the trust load.
+        log.warning("%s: expected an object with a records list; ignored", RECORDS_SYNC_FILE)
+        return
+    when = synced_at(base, RECORDS_SYNC_FILE.removesuffix(".json"))
+    if when is None or (cache.synced_at is not None and when <= cache.synced_at):
+        return  # nothing newer than what the cache already holds
+    blobs = [_b64(item) for item in records]
+    report = cache.apply_sync([b for b in blobs if b is not None], when,
+                              replace_all=content.get("complete") is True)
+    report.refused += blobs.count(None)
+    if report.refused:
+        log.warning("status records: %d of %d refused", report.refused, len(records))
+
+
+def _b64(item: Any) -> bytes | None:
+    if not isinstance(item, str):
+        return None
+    try:
+        return base64.b64decode(item, validate=True)
+    except ValueError:
+        return None
 
 
 def _seconds(doc: dict[str, Any], name: str, default: int) -> int:

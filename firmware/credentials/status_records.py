@@ -1,6 +1,7 @@
 """Signed status records (subject -> colour, validity, enrolled face template ref) and their local cache."""
 from __future__ import annotations
 
+import base64
 import logging
 import sqlite3
 import threading
@@ -142,6 +143,11 @@ def verify_status_record(blob: bytes, keys: Mapping[bytes, StatusIssuerKey]) -> 
     if record.issuer != trusted.issuer:
         raise StatusFormatError("STATUS_RECORD_SIGNATURE", "record of another issuer")
     return record
+
+
+def records_content(blobs: Iterable[bytes], *, complete: bool = True) -> dict[str, Any]:
+    """The content the fleet server publishes as trust item "status-records"."""
+    return {"records": [base64.b64encode(b).decode("ascii") for b in blobs], "complete": complete}
 
 
 @dataclass

@@ -1,0 +1,72 @@
+"""Reads SHC/NZCP/status trust files: raw JSON or the content of a fleet envelope, and their sync time."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+# Written by firmware.sync.trustsync next to the items: {"items": {name: {"checked_at": ...}}}.
+SYNC_STATE_FILE = "trust-state.json"
+_ENVELOPE_KEYS = {"name", "content", "sig"}
+
+
+class TrustFileError(ValueError):
+    """A trust file that is not JSON (the message names the file)."""
+
+
+def read_document(path: Path) -> Any:
+    """The whole JSON document of a trust file."""
+    try:
+        return json.loads(path.read_bytes())
+    except ValueError:
+        raise TrustFileError(f"{path.name}: not valid JSON") from None
+
+
+def is_envelope(document: Any) -> bool:
+    """Whether a document is a fleet envelope ({"name","version","issued_at","key_id","content","sig"})."""
+    return isinstance(document, dict) and _ENVELOPE_KEYS <= document.keys()
+
+
+def read_trust_json(path: Path) -> Any:
+    """A trust file's content: the file itself, or the `content` of a fleet envelope.
+
+    The sync client checks the envelope signature against the pinned fleet keys before it writes
+    the file atomically; here only the content is taken.
+    """
+    document = read_document(path)
+    return document["content"] if is_envelope(document) else document
+
+
+def synced_at(directory: Path, name: str) -> datetime | None:
+    """When the fleet last confirmed item `name` (trust-state.json), else the envelope's issue time,
+    else the file's modification time; None when there is no such file."""
+    path = directory / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads((directory / SYNC_STATE_FILE).read_bytes())
+        stamp = _parse(state["items"][name]["checked_at"])
+        if stamp is not None:
+            return stamp
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        document = read_document(path)
+    except TrustFileError:
+        document = None
+    if is_envelope(document):
+        stamp = _parse(document.get("issued_at"))
+        if stamp is not None:
+            return stamp
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+
+
+def _parse(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
