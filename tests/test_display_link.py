@@ -320,3 +320,15 @@ def test_sequence_numbers_skip_zero_when_wrapping(emulator: DisplayEmulator) -> 
         seqs = [display.link.request(MsgType.BRIGHTNESS, b"\x80") for _ in range(300)]
         assert 0 not in seqs and set(seqs) == set(range(1, 256))
         assert all(b == a % 255 + 1 for a, b in zip(seqs, seqs[1:]))
+
+
+def test_frozen_display_is_dead_and_its_late_backlog_does_not_confuse_the_host(emulator: DisplayEmulator) -> None:
+    with make_display(emulator, ack_timeout_s=SHORT) as display:
+        emulator.script(frozen=True)  # stops reading: requests pile up in the pty unanswered
+        with pytest.raises(DisplayError) as caught:
+            display.show(screen_for("GRANTED"))
+        assert caught.value.reason == "link_dead"
+        emulator.script(frozen=False)  # thaws and answers the whole backlog, far too late
+        display.poll()
+        display.show(screen_for("IDLE"), timeout=WAIT)
+        assert display.healthy and emulator.current == screen_for("IDLE")

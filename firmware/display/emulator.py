@@ -29,6 +29,7 @@ class FaultScript:
     """Faults the emulator plays; counters count down by one per affected frame."""
 
     silent: bool = False  # read and discard everything, answer nothing (a hung controller)
+    frozen: bool = False  # stop reading: bytes pile up in the pty, handled late on thawing
     nak_frames: int = 0  # refuse the next N requests with `nak_reason`
     nak_reason: NakReason = NakReason.BUSY
     corrupt_replies: int = 0  # flip one bit in each of the next N replies
@@ -197,8 +198,11 @@ class DisplayEmulator:
                 self._stop.wait(self._poll_s)
                 continue
             self._check_host_timeout()
+            if self.faults.frozen:
+                self._stop.wait(self._poll_s)
+                continue
             readable, _, _ = select.select([self._master], [], [], self._poll_s)
-            if not readable:
+            if not readable or self.faults.frozen:  # a freeze set while waiting counts already
                 continue
             try:
                 data = os.read(self._master, 4096)

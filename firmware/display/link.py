@@ -127,7 +127,7 @@ class SerialLink:
             self._close_port()
 
     def ping(self, deadline: float | None = None) -> Status:
-        """Heartbeat: PING until STATUS, then probe; LinkDead if none of them is answered."""
+        """Heartbeat: PING (resent up to max_retries times) until STATUS; LinkDead if unanswered."""
         with self._lock:
             reply = self._request(MsgType.PING, b"", MsgType.STATUS, deadline)
             status = Status.decode(reply.payload) if len(reply.payload) == Status.SIZE else None
@@ -182,8 +182,9 @@ class SerialLink:
             raise NotAcknowledged("not_acknowledged",
                                   f"{msg_type.name} seq {frame.seq}: {last_problem}; the display answers")
         # Rung 4: nothing answers at all.
-        self._declare_dead(f"{msg_type.name} sent {self.config.max_retries + 1} times and "
-                           f"{probes} PINGs, no answer ({last_problem})")
+        probed = f" and {probes} probe PINGs" if probes else ""
+        self._declare_dead(f"{msg_type.name} sent {self.config.max_retries + 1} times{probed}, "
+                           f"no answer ({last_problem})")
         raise AssertionError("unreachable")
 
     def _exchange(self, frame: Frame, want: MsgType, deadline: float | None) -> tuple[Frame | None, str]:
