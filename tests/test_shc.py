@@ -332,3 +332,27 @@ def test_trust_files_may_be_fleet_envelopes(shc_dir: Path, tmp_path: Path) -> No
     store = TrustStore(shc=load_trust(tmp_path))
     assert verify(example_texts(shc_dir, "00")[0], store, AT).valid
     assert verify(example_texts(shc_dir, "03")[0], store, AT).failure == "SHC_REVOKED"
+
+
+def test_rid_derivation_and_issuer_revocation_flow() -> None:
+    """The spec's recommended rid: base64url(HMAC-SHA-256(secret || kid, user_id)[:8])."""
+    import hashlib
+    import hmac
+
+    from firmware.credentials.shc_codec import derive_rid
+
+    issuer = new_issuer()
+    kid, secret = issuer.jwk["kid"], bytes(range(32))
+    rid = derive_rid(secret, kid, "patient-42")
+    expected = hmac.new(secret + kid.encode(), b"patient-42", hashlib.sha256).digest()[:8]
+    assert rid == b64url_encode(expected) and len(rid) == 11
+    assert derive_rid(secret, kid, "patient-43") != rid
+    assert derive_rid(secret[::-1], kid, "patient-42") != rid
+    # The issuer revokes every card of patient-42 issued before a cut-off.
+    early = issue_card(issuer, card_claims(issuer.iss, NBF, rid=rid))[0]
+    late = issue_card(issuer, card_claims(issuer.iss, NBF + 100, rid=rid))[0]
+    trust = issuer.trust(crl_version=1)
+    trust.add_crl({"kid": kid, "method": "rid", "ctr": 1, "rids": [f"{rid}.{int(NBF) + 50}"]})
+    store = TrustStore(shc=trust)
+    assert verify(early, store, LATER).failure == "SHC_REVOKED"
+    assert verify(late, store, LATER).valid
