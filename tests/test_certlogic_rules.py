@@ -254,10 +254,12 @@ def test_rules_and_results_are_hashable(rules: list[Any]) -> None:
     assert len({r.identifier for r in set(run_rules(rules[:3], VACCINATION, {}))}) == 3
 
 
-def test_logic_as_json_string_and_single_rule_object() -> None:
+def test_logic_as_json_string_single_rule_and_wrapped_list() -> None:
     rule = _rule("VR-AT-0001", "Vaccination", json.dumps({"var": "payload.v.0"}))
     (parsed,) = parse_rules(json.dumps(rule).encode())
     assert parsed.logic == {"var": "payload.v.0"} and parsed.country == "AT"
+    assert parse_rules({"rules": [rule, rule]}) == [parsed, parsed]   # fleet wrapper
+    assert parse_rules({"rules": []}) == []
 
 
 @pytest.mark.parametrize(("field", "value"), [

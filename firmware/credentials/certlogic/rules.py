@@ -106,7 +106,7 @@ class RuleFormatError(CertLogicError):
 
 
 def parse_rules(source: str | bytes | Sequence[Any] | Mapping[str, Any]) -> list[Rule]:
-    """Parse one rule or a list of rules (JSON text, or already-decoded JSON).
+    """Parse one rule, a list of rules, or `{"rules": [...]}` (JSON text or decoded JSON).
 
     Raises `RuleFormatError` naming the rule and field when metadata needed to select a rule
     is missing or malformed: dropping such a rule silently could make the kiosk accept what
@@ -118,6 +118,9 @@ def parse_rules(source: str | bytes | Sequence[Any] | Mapping[str, Any]) -> list
             source = json.loads(source)
         except ValueError as exc:
             raise RuleFormatError(f"rule set is not JSON: {exc}") from None
+    if isinstance(source, Mapping) and "Identifier" not in source \
+            and isinstance(source.get("rules"), list):
+        source = source["rules"]   # the fleet server's `{"rules": [...]}` wrapper
     items = [source] if isinstance(source, Mapping) else source
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
         raise RuleFormatError("a rule set is a JSON object or an array of them")
