@@ -165,6 +165,18 @@ def test_render_box_and_stream() -> None:
         display.show(screen, timeout=WAIT)
         display.show(screen, timeout=WAIT)  # the same screen again draws nothing new
     assert out.getvalue().count("Welcome") == 1
+    assert "\x1b[4F" not in out.getvalue()
+
+
+def test_in_place_rendering_redraws_over_the_previous_box(tmp_path: Path) -> None:
+    out = io.StringIO()
+    with DisplayEmulator(render=True, stream=out, colour=False, in_place=True) as emulator:
+        with serial.Serial(emulator.port, timeout=0.05) as handle:
+            for seq, state in enumerate(["IDLE", "GRANTED"], start=1):
+                show = Frame(type=MsgType.SHOW, seq=seq, payload=screen_for(state).encode())
+                assert exchange(handle, encode_frame(show)) == [Frame(type=MsgType.ACK, seq=seq)]
+    first, second = out.getvalue().split("\x1b[4F\x1b[J")
+    assert "Scan your pass" in first and "Welcome" in second and len(first.splitlines()) == 4
 
 
 def test_main_runs_standalone_and_serves_the_link(tmp_path: Path) -> None:

@@ -57,8 +57,10 @@ class DisplayEmulator:
 
     def __init__(self, link_path: str | None = None, render: bool = False,
                  stream: TextIO | None = None, colour: bool = True, poll_s: float = 0.02,
-                 host_timeout_s: float | None = None) -> None:
+                 host_timeout_s: float | None = None, in_place: bool = False) -> None:
         self.link_path = link_path
+        self.in_place = in_place  # redraw over the previous box (a terminal of its own)
+        self._drawn = False
         # Fail safe of the controller: with no valid frame from the host for this long, replace
         # whatever is lit (perhaps a green "Welcome" of a kiosk that crashed) by NO_HOST_SCREEN.
         self.host_timeout_s = host_timeout_s
@@ -288,7 +290,9 @@ class DisplayEmulator:
             self._lock.notify_all()
         if self.render and changed:
             stream = self._stream or sys.stdout
-            stream.write(render_screen(screen, self.colour) + "\n")
+            redraw = "\x1b[4F\x1b[J" if self.in_place and self._drawn else ""  # up 4 lines, clear
+            stream.write(redraw + render_screen(screen, self.colour) + "\n")
+            self._drawn = True
             stream.flush()
 
     def _reply(self, frame: Frame) -> None:
@@ -380,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--link", help="also expose the pty as this symlink (stable across replug)")
     parser.add_argument("--no-colour", action="store_true", help="render without ANSI colours")
     parser.add_argument("--quiet", action="store_true", help="do not render screens")
+    parser.add_argument("--scroll", action="store_true",
+                        help="print each screen below the last instead of redrawing in place")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--nak", type=int, default=0, help="NAK the first N requests")
     parser.add_argument("--corrupt", type=int, default=0, help="corrupt the first N replies")
@@ -389,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     link = args.link
     if link is None:
         link = os.path.join(tempfile.gettempdir(), f"healthgate-display-{os.getpid()}")
-    emulator = DisplayEmulator(link_path=link, render=not args.quiet, colour=not args.no_colour)
+    emulator = DisplayEmulator(link_path=link, render=not args.quiet, colour=not args.no_colour,
+                               in_place=not args.scroll and sys.stdout.isatty())
     emulator.script(nak_frames=args.nak, corrupt_replies=args.corrupt, reply_delay_s=args.delay,
                     silent=args.silent)
     port = emulator.start()
