@@ -1,0 +1,211 @@
+"""Face enrolment of opted-in members: images -> one encrypted template; erase on request.
+
+Images are decoded in memory and dropped; only the encrypted gallery file is ever written.
+Failures name the image by its position (never by file name: names often identify people).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from firmware.vision.gallery import GalleryError, GalleryStore, load_key, load_or_create_key
+from firmware.vision.matcher import TemplateError, normalise_template
+from firmware.vision.quality import QualityConfig, assess
+from firmware.vision.types import Face
+
+# Stable reason codes (per image, and for the enrolment as a whole).
+UNREADABLE_IMAGE = "UNREADABLE_IMAGE"
+EMBEDDING_FAILED = "EMBEDDING_FAILED"
+NOT_ENOUGH_IMAGES = "NOT_ENOUGH_IMAGES"
+INCONSISTENT_FACES = "INCONSISTENT_FACES"
+GALLERY_ERROR = "GALLERY_ERROR"
+
+MAX_IMAGE_BYTES = 40 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+class EnrolPipeline(Protocol):
+    """What enrolment needs from `firmware.vision.FacePipeline`."""
+
+    threshold: float
+
+    def detect(self, rgb: np.ndarray) -> list[Face]: ...
+
+    def embed_face(self, rgb: np.ndarray, face: Face) -> np.ndarray: ...
+
+
+@dataclass
+class EnrolResult:
+    member_id: str
+    enrolled: bool
+    reason: str | None
+    used_images: int
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (image position, reason)
+    min_pair_similarity: float | None = None
+
+
+def _load_rgb(item: Any) -> np.ndarray:
+    """An RGB uint8 array from a path or an array, in memory only; ValueError if unusable."""
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
+            raise ValueError("array is not an RGB uint8 image")
+        return item
+    if not isinstance(item, (str, os.PathLike)):
+        raise ValueError("not a path or an image array")
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(item)
+    try:
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise ValueError("image file too large")
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise ValueError("image has too many pixels")
+            return np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot decode image: {type(exc).__name__}") from None
+
+
+def templates_from_images(
+    images: Sequence[Any], pipeline: EnrolPipeline, quality: QualityConfig | None = None
+) -> tuple[list[np.ndarray], list[tuple[int, str]]]:
+    """One unit template per usable image; failures as (position, reason)."""
+    templates: list[np.ndarray] = []
+    failures: list[tuple[int, str]] = []
+    for position, item in enumerate(images):
+        try:
+            rgb = _load_rgb(item)
+        except ValueError:
+            failures.append((position, UNREADABLE_IMAGE))
+            continue
+        try:
+            faces = pipeline.detect(rgb)
+        except ValueError:
+            failures.append((position, UNREADABLE_IMAGE))
+            continue
+        verdict = assess(rgb, faces, quality)
+        if not verdict.ok or verdict.face is None:
+            failures.append((position, verdict.reason or EMBEDDING_FAILED))
+            continue
+        try:
+            templates.append(normalise_template(pipeline.embed_face(rgb, verdict.face)))
+        except (ValueError, TemplateError):
+            failures.append((position, EMBEDDING_FAILED))
+        finally:
+            del rgb  # the image goes as soon as its template exists
+    return templates, failures
+
+
+def mean_template(templates: list[np.ndarray]) -> np.ndarray:
+    """The normalised mean of unit templates (the usual way to pool several shots)."""
+    return normalise_template(np.mean(np.stack(templates), axis=0))
+
+
+def enrol(
+    images: Sequence[Any],
+    member_id: str,
+    gallery_path: str | Path,
+    key: bytes,
+    pipeline: EnrolPipeline,
+    quality: QualityConfig | None = None,
+    min_images: int = 1,
+) -> EnrolResult:
+    """Enrol `member_id` from its images into the encrypted gallery at `gallery_path`.
+
+    Every image passes the kiosk's quality gates; all accepted images must show the same person
+    (each pair at or above the pipeline's threshold), otherwise nothing is stored.
+    """
+    if not isinstance(member_id, str) or not member_id.strip():
+        raise ValueError("member_id must be a non-empty string")
+    templates, failures = templates_from_images(images, pipeline, quality)
+    result = EnrolResult(member_id, False, None, len(templates), failures)
+    if len(templates) < max(min_images, 1):
+        result.reason = NOT_ENOUGH_IMAGES
+        return result
+    if len(templates) > 1:
+        stacked = np.stack(templates)
+        pairs = stacked @ stacked.T
+        result.min_pair_similarity = float(pairs[np.triu_indices(len(templates), 1)].min())
+        if result.min_pair_similarity < pipeline.threshold:
+            result.reason = INCONSISTENT_FACES
+            return result
+    try:
+        GalleryStore(gallery_path, key).put(member_id, mean_template(templates))
+    except (GalleryError, OSError) as exc:
+        result.reason = GALLERY_ERROR
+        print(f"error: gallery not updated: {exc}", file=sys.stderr)
+        return result
+    result.enrolled = True
+    return result
+
+
+def erase(member_id: str, gallery_path: str | Path, key: bytes) -> bool:
+    """Remove a member's template from the encrypted gallery; True if it was there."""
+    return GalleryStore(gallery_path, key).erase(member_id)
+
+
+def _key(args: argparse.Namespace) -> bytes:
+    if args.key_file:
+        return load_key(args.key_file)
+    Path(args.state).mkdir(parents=True, exist_ok=True, mode=0o700)
+    return load_or_create_key(args.state)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="healthgate-provision", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("enrol", "enrol an opted-in member from face images"),
+                       ("erase", "erase a member's template from the gallery")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--member", required=True, help="member id (stored encrypted)")
+        cmd.add_argument("--state", default="state", help="state dir holding gallery.key (default: state)")
+        cmd.add_argument("--key-file", default=None, help="32-byte gallery key file (instead of STATE/gallery.key)")
+        cmd.add_argument("--gallery", default=None, help="encrypted gallery file (default: STATE/gallery.bin)")
+        if name == "enrol":
+            cmd.add_argument("--consent", action="store_true",
+                             help="confirm the member opted in to having their face template stored")
+            cmd.add_argument("--min-images", type=int, default=1)
+            cmd.add_argument("images", nargs="+", help="face photos (read, never copied or kept)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`healthgate-provision enrol|erase ...`; exit 0 on success, 1 on refusal, 2 on usage."""
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    gallery_path = Path(args.gallery) if args.gallery else Path(args.state) / "gallery.bin"
+    try:
+        key = _key(args)
+    except (GalleryError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "erase":
+        try:
+            found = erase(args.member, gallery_path, key)
+        except (GalleryError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print("erased" if found else "no such member; gallery unchanged")
+        return 0 if found else 1
+    if not args.consent:
+        print("error: enrolment needs --consent (the member opted in)", file=sys.stderr)
+        return 2
+    from firmware.vision import FacePipeline
+
+    result = enrol(args.images, args.member, gallery_path, key, FacePipeline(), min_images=args.min_images)
+    for position, reason in result.failures:
+        print(f"image {position + 1}: {reason}")
+    if not result.enrolled:
+        print(f"not enrolled: {result.reason} ({result.used_images} usable image(s))")
+        return 1
+    print(f"enrolled from {result.used_images} image(s) into {gallery_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
