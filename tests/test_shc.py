@@ -356,3 +356,11 @@ def test_rid_derivation_and_issuer_revocation_flow() -> None:
     store = TrustStore(shc=trust)
     assert verify(early, store, LATER).failure == "SHC_REVOKED"
     assert verify(late, store, LATER).valid
+
+
+@pytest.mark.parametrize("nbf, exp", [(float("nan"), None), (NBF, float("nan")), (NBF, float("inf"))])
+def test_non_finite_times_are_refused(nbf: float, exp: float | None) -> None:
+    """Python's json would accept NaN/Infinity, and NaN compares false with every time."""
+    issuer = new_issuer()
+    card = issue_card(issuer, card_claims(issuer.iss, nbf, exp=exp))[0]
+    assert verify(card, TrustStore(shc=issuer.trust()), LATER).failure == "SHC_PAYLOAD_INVALID"

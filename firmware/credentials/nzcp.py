@@ -127,6 +127,9 @@ def verify_nzcp(text: str, trust: TrustStore, at: datetime) -> Verdict:
     except _Deny as deny:
         return Verdict(False, "nzcp", deny.code, state.get("payload"), checks,
                        credential_id=state.get("jti"), extras=state.get("extras", {}))
+    if any(outcome is False for outcome in checks.values()):
+        # Belt and braces: a stage that failed without stopping the pipeline is a bug, never an accept.
+        return Verdict(False, "nzcp", "INTERNAL_ERROR", state.get("payload"), checks)
     return Verdict(True, "nzcp", None, state["payload"], checks,
                    credential_id=state["jti"], extras=state["extras"])
 

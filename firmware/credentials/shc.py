@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ def verify_shc(text: str, trust: TrustStore, at: datetime) -> Verdict:
     except _Deny as deny:
         return Verdict(False, "shc", deny.code, state.get("payload"), checks,
                        credential_id=state.get("credential_id"), extras=state.get("extras", {}))
+    if any(outcome is False for outcome in checks.values()):
+        # Belt and braces: a stage that failed without stopping the pipeline is a bug, never an accept.
+        return Verdict(False, "shc", "INTERNAL_ERROR", state.get("payload"), checks)
     return Verdict(True, "shc", None, state["payload"], checks,
                    credential_id=state["credential_id"], extras=state["extras"])
 
@@ -85,6 +89,7 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
 
     if not isinstance(shc_trust, ShcTrust):
         raise _Deny("SHC_ISSUER_UNTRUSTED")
+    # kid is the key's thumbprint: every candidate holds the same key, listed by several issuers.
     candidates: list[ShcKey] = shc_trust.keys_by_kid.get(kid, []) if isinstance(kid, str) else []
     if not candidates:
         # Only to name the reason precisely: read the (bounded) payload's iss without trusting it.
@@ -95,7 +100,7 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
         known = isinstance(iss, str) and shc_trust.knows_issuer(iss)
         checks["signature"] = False
         raise _Deny("SHC_KEY_UNKNOWN" if known else "SHC_ISSUER_UNTRUSTED")
-    # Signature before content: the payload of an unsigned card is never interpreted.
+    # Signature before content: an unverified payload is at most read to name a deny reason.
     if not verify_es256(candidates[0].public_key, parsed.signing_input, parsed.signature):
         checks["signature"] = False
         raise _Deny("SHC_SIGNATURE_INVALID")
@@ -137,7 +142,8 @@ def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],
         raise _Deny(exc.code) from None
     checks["zlib"] = True
     try:
-        claims = json.loads(inflated.decode("utf-8"))
+        # NaN/Infinity are not JSON (RFC 8259) and would slip through time comparisons.
+        claims = json.loads(inflated.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         checks["cbor"] = False
         raise _Deny("SHC_PAYLOAD_INVALID") from None
@@ -155,6 +161,10 @@ def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],
     return claims
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _claims_problem(claims: dict[str, Any]) -> str | None:
     """What is wrong with the claims structure, or None (SHC spec, JWS payload)."""
     if not isinstance(claims.get("iss"), str):
@@ -162,7 +172,7 @@ def _claims_problem(claims: dict[str, Any]) -> str | None:
     for name in ("nbf", "exp"):
         value = claims.get(name)
         if (name == "nbf" or value is not None) and (
-            isinstance(value, bool) or not isinstance(value, (int, float))
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
         ):
             return name
     vc = claims.get("vc")

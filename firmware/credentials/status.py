@@ -162,6 +162,9 @@ def verify_status(text: str, trust: TrustStore, at: datetime) -> Verdict:
     except _Deny as deny:
         return Verdict(False, "status", deny.code, state.get("payload"), checks,
                        credential_id=state.get("subject"), extras=state["extras"])
+    if any(outcome is False for outcome in checks.values()):
+        # Belt and braces: a stage that failed without stopping the pipeline is a bug, never an accept.
+        return Verdict(False, "status", "INTERNAL_ERROR", state.get("payload"), checks)
     return Verdict(True, "status", None, state["payload"], checks,
                    credential_id=state["subject"], extras=state["extras"])
 
