@@ -41,7 +41,7 @@ class NakReason(IntEnum):
 
 
 class FrameError(ValueError):
-    """A frame that cannot be decoded; `reason` is one of cobs, short, length, crc, overflow."""
+    """A frame or payload that cannot be decoded; `reason`: cobs, short, length, crc, overflow, payload."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import select
 import sys
@@ -16,6 +17,8 @@ from firmware.display.codec import (
     Frame, FrameError, MsgType, NakReason, Status, StreamDecoder, encode_frame, nak_payload,
 )
 from firmware.display.screen import BLANK, COLUMNS, Screen
+
+log = logging.getLogger(__name__)
 
 # What the controller shows by itself when the host has gone quiet (see host_timeout_s).
 NO_HOST_SCREEN = Screen(state="NO_HOST", colour="amber", line1="Out of service", line2="No signal")
@@ -150,7 +153,7 @@ class DisplayEmulator:
         self._set_plugged(True, timeout)
 
     def reboot(self) -> None:
-        """Power-cycle the controller without dropping the port: blank screen, fresh counters."""
+        """Power-cycle the controller without dropping the port: the screen comes up blank."""
         with self._lock:
             self._reset_display()
 
@@ -158,7 +161,8 @@ class DisplayEmulator:
 
     @property
     def screens(self) -> list[Screen]:
-        """Every SHOW the display acted on, in order (a retransmitted duplicate counts once)."""
+        """Every screen lit, in order: each SHOW acted on (a retransmitted duplicate once) and the
+        controller's own NO_HOST_SCREEN fallback."""
         with self._lock:
             return list(self._screens)
 
@@ -214,7 +218,10 @@ class DisplayEmulator:
             if self.faults.silent:
                 continue  # a hung controller: bytes go nowhere
             for item in self._decoder.feed_with_errors(data):
-                self._handle(item)
+                try:
+                    self._handle(item)
+                except Exception:  # a bug here must show up in the log, not as a silent display
+                    log.exception("display emulator failed on %r", item)
 
     def _handle(self, item: Frame | FrameError) -> None:
         if isinstance(item, FrameError):
