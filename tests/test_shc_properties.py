@@ -116,3 +116,23 @@ def test_chunks_assemble_in_any_order_with_repeats(data: st.DataObject) -> None:
     complete = [r for r in results if r.status == COMPLETE]
     assert complete and complete[-1].text == _CARD
     assert verify(complete[-1].text or "", _STORE, AT).valid
+
+
+@FAST
+@given(st.lists(st.floats(min_value=0.0, max_value=8.0), min_size=2, max_size=2))
+def test_chunk_set_completes_only_within_the_timeout(gaps: list[float]) -> None:
+    """Three chunks with random gaps: complete iff the last arrives within 10 s of the first."""
+    digits = _CARD[len("shc:/"):]
+    third = (len(digits) // 2 // 3) * 2
+    chunks = [f"shc:/{i + 1}/3/{digits[a:b]}" for i, (a, b) in
+              enumerate([(0, third), (third, 2 * third), (2 * third, len(digits))])]
+    now = [0.0]
+    assembler = ChunkAssembler(timeout_s=10.0, clock=lambda: now[0])
+    results = [assembler.feed(chunks[0])]
+    for gap, chunk in zip(gaps, chunks[1:]):
+        now[0] += gap
+        results.append(assembler.feed(chunk))
+    completed = results[-1].status == COMPLETE
+    assert completed == (sum(gaps) <= 10.0)
+    if completed:
+        assert results[-1].text == _CARD
