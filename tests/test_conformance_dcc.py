@@ -50,7 +50,7 @@ UNDEFINED_KEYS = {"EXPTECTEDEXPIRED"}
 DECODING_STAGES = ("prefix", "base45", "zlib", "cose", "cbor")
 
 # Cases whose expectation we cannot meet for a reason found in the data itself, and which
-# known_issues.csv does not list. Each is xfail(strict) so a change in behaviour shows up.
+# known_issues.csv does not list. Each must keep failing, so a change in behaviour shows up.
 _JSON_NOT_PAYLOAD = ("the case's JSON field names a different person than its signed COSE "
                      "payload (test data error)")
 _NEEDS_VALUESETS = ("schema 1.3.x moved the code lists out of the schema into value sets; with "
@@ -76,12 +76,7 @@ def _case_id(path: Path) -> str:
 
 
 def _params() -> list[Any]:
-    params = []
-    for path in _case_files():
-        case = json.loads(path.read_text("utf-8"))
-        for key in case.get("EXPECTEDRESULTS", {}):
-            params.append(pytest.param(path, key, id=f"{_case_id(path)}:{key}"))
-    return params
+    return [pytest.param(path, id=_case_id(path)) for path in _case_files()]
 
 
 @lru_cache(maxsize=1)
@@ -186,47 +181,59 @@ def _picture(case: dict[str, Any]) -> bool:
     return case["PREFIX"] in texts
 
 
-@pytest.mark.parametrize(("path", "key"), _params())
-def test_dcc_case(shared_data: Path, path: Path, key: str, request: pytest.FixtureRequest) -> None:
-    reason = _known_issue(path, key)
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=f"known_issues.csv: {reason}", strict=False))
-    finding = OUR_FINDINGS.get((_case_id(path), key))
-    if finding:
-        request.applymarker(pytest.mark.xfail(reason=finding, strict=True))
+def check_expectation(path: Path, key: str) -> str | None:
+    """None when our verifier meets the case's expectation `key`; else what went wrong."""
     if key in UNDEFINED_KEYS:
-        pytest.skip(f"{key} is not a key any DCC test harness defines")
+        return None
     case = _load(path)
     expected = case["EXPECTEDRESULTS"][key]
     stage = STAGE_OF[key][0]
-
     if key == "EXPECTEDPICTUREDECODE":
-        if "2DCODE" not in case:
-            pytest.skip("case has no 2DCODE image")
-        assert _picture(case) is expected
-        return
-
+        if "2DCODE" in case and _picture(case) is not expected:
+            return f"picture decode gave {not expected}"
+        return None
     field = _field_level(case, key)
-    if field is not None:
-        assert field is expected, f"{key} on the case's own fields"
-
+    if field is not None and field is not expected:
+        return f"on the case's own fields: {field}"
     if stage is None or "PREFIX" not in case:
-        if field is None:
-            pytest.skip(f"case lacks the fields {key} needs")
-        return
+        return None
     verdict = _verdict(path)
     outcome = verdict.checks[stage]
     if expected and stage == "key_usage" and verdict.checks["signature"] is False:
         # Key usage is only judged for the certificate that verified the signature; the
         # field-level check above judged TESTCTX.CERTIFICATE against the payload.
-        assert outcome is None
-    elif expected:
-        assert outcome is True, f"verify() {stage}: {verdict.failure} {verdict.extras}"
-    else:
-        assert not verdict.valid
-        earlier_broke = any(verdict.checks[s] is False for s in DECODING_STAGES)
-        assert outcome is False or (outcome is None and earlier_broke), (
-            f"verify() {stage} should fail, got {outcome} ({verdict.failure})")
+        return None if outcome is None else f"verify() key_usage {outcome} without a signer"
+    if expected:
+        return None if outcome is True else f"verify() {stage} {outcome} ({verdict.failure})"
+    earlier_broke = any(verdict.checks[s] is False for s in DECODING_STAGES)
+    if verdict.valid or not (outcome is False or (outcome is None and earlier_broke)):
+        return f"verify() {stage} should fail, got {outcome} ({verdict.failure})"
+    return None
+
+
+def case_outcome(path: Path) -> dict[str, tuple[str | None, str | None]]:
+    """key -> (problem or None, why it is excused: known issue / our finding, or None)."""
+    outcome = {}
+    for key in _load(path).get("EXPECTEDRESULTS", {}):
+        if key in UNDEFINED_KEYS:
+            continue
+        excuse = _known_issue(path, key)
+        excuse = f"known_issues.csv: {excuse}" if excuse else OUR_FINDINGS.get((_case_id(path), key))
+        outcome[key] = (check_expectation(path, key), excuse)
+    return outcome
+
+
+@pytest.mark.parametrize("path", _params())
+def test_dcc_case(shared_data: Path, path: Path) -> None:
+    """Every expectation of one case; known issues may fail (xfail), our findings must fail."""
+    outcome = case_outcome(path)
+    unexpected = {k: p for k, (p, excuse) in outcome.items() if p and not excuse}
+    assert not unexpected, unexpected
+    stale = [k for k, (p, _) in outcome.items() if not p and (_case_id(path), k) in OUR_FINDINGS]
+    assert not stale, f"OUR_FINDINGS entries no longer fail, remove them: {stale}"
+    excused = {k: excuse for k, (p, excuse) in outcome.items() if p}
+    if excused:
+        pytest.xfail("; ".join(f"{k}: {why}" for k, why in sorted(excused.items())))
 
 
 def test_every_folder_is_collected(shared_data: Path) -> None:

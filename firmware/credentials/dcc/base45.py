@@ -1,8 +1,11 @@
 """Base45 (RFC 9285) codec: the alphanumeric-QR-friendly encoding of the compressed DCC."""
 from __future__ import annotations
 
+import numpy as np
+
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
-_VALUE = {ch: i for i, ch in enumerate(ALPHABET)}
+_TABLE = np.full(256, 255, dtype=np.uint8)
+_TABLE[np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)] = np.arange(45, dtype=np.uint8)
 
 
 class Base45Error(ValueError):
@@ -15,23 +18,24 @@ def b45decode(text: str) -> bytes:
         raise Base45Error("base45 input must be text")
     if len(text) % 3 == 1:
         raise Base45Error("base45 length leaves a dangling character")
-    try:
-        values = [_VALUE[ch] for ch in text]
-    except KeyError:
-        raise Base45Error("character outside the base45 alphabet") from None
-    out = bytearray()
+    if not text.isascii():
+        raise Base45Error("character outside the base45 alphabet")
+    # Vectorised: map characters to values with a 256-entry table (255 = not in the alphabet).
+    values = _TABLE[np.frombuffer(text.encode("ascii"), dtype=np.uint8)].astype(np.uint32)
+    if values.size and int(values.max()) >= 45:
+        raise Base45Error("character outside the base45 alphabet")
     full = len(values) - len(values) % 3
-    for i in range(0, full, 3):
-        n = values[i] + values[i + 1] * 45 + values[i + 2] * 2025
-        if n > 0xFFFF:  # three characters encode at most two bytes
-            raise Base45Error("base45 triple out of range")
-        out += n.to_bytes(2, "big")
+    triples = values[:full].reshape(-1, 3)
+    numbers = triples[:, 0] + triples[:, 1] * 45 + triples[:, 2] * 2025
+    if numbers.size and int(numbers.max()) > 0xFFFF:  # three characters encode two bytes at most
+        raise Base45Error("base45 triple out of range")
+    out = numbers.astype(">u2").tobytes()
     if full != len(values):
-        n = values[full] + values[full + 1] * 45
+        n = int(values[full]) + int(values[full + 1]) * 45
         if n > 0xFF:
             raise Base45Error("base45 pair out of range")
-        out.append(n)
-    return bytes(out)
+        out += bytes((n,))
+    return out
 
 
 def b45encode(data: bytes) -> str:
