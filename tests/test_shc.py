@@ -137,6 +137,12 @@ def test_assembler_timeout_duplicates_and_new_card(shc_dir: Path) -> None:
     assert expired is not None and expired.status == EXPIRED
     assert expired.failure == "SHC_CHUNKS_INCOMPLETE" and (expired.received, expired.total) == (2, 3)
     assert assembler.pending == (0, 0)
+    # A timeout noticed by feed() itself is reported on the result it returns.
+    assembler.feed(texts[0])
+    now[0] += 11.0
+    late = assembler.feed(texts[1])
+    assert late.dropped_incomplete and late.status == PENDING and late.received == 1
+    assembler.reset()
     # A chunk of a different card (different content at the same index) starts over.
     assembler.feed(texts[0])
     other = "shc:/1/3/" + "56" * 10

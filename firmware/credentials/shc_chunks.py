@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from firmware.credentials.shc_codec import PREFIX, ShcFormatError, parse_chunk
 
@@ -25,6 +25,8 @@ class AssemblyResult:
     received: int = 0
     total: int = 0
     failure: str | None = None
+    # True when this feed had to drop an earlier, timed-out partial set (SHC_CHUNKS_INCOMPLETE).
+    dropped_incomplete: bool = False
 
 
 class ChunkAssembler:
@@ -64,9 +66,13 @@ class ChunkAssembler:
 
     def feed(self, text: str) -> AssemblyResult:
         """Take one scanned text. Non-SHC and single-chunk texts pass straight through."""
-        expired = self.check_timeout()
+        dropped = self.check_timeout() is not None
+        result = self._feed(text)
+        return replace(result, dropped_incomplete=True) if dropped else result
+
+    def _feed(self, text: str) -> AssemblyResult:
         if not isinstance(text, str) or not text[: len(PREFIX)].lower() == PREFIX:
-            return expired or AssemblyResult(COMPLETE, text=text)
+            return AssemblyResult(COMPLETE, text=text)
         try:
             chunk = parse_chunk(text)
         except ShcFormatError as exc:
