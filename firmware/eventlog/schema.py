@@ -67,16 +67,17 @@ def migrate(conn: sqlite3.Connection, db_path: Path | None,
             upto: int = SCHEMA_VERSION) -> list[Path]:
     """Apply pending migrations up to `upto`; returns the backups made.
 
-    A database with data gets a backup before each migration; a brand-new (version 0) database
-    has nothing to lose and gets none. Each migration commits atomically with its version bump.
+    An existing database gets a backup before each migration; a brand-new (version 0) one has
+    nothing to lose and gets none. Each migration commits atomically with its version bump.
     """
     version = current_version(conn)
     if version > SCHEMA_VERSION:
         raise SchemaError(f"database schema v{version} is newer than this software "
                           f"(v{SCHEMA_VERSION}); refusing to touch it")
     backups: list[Path] = []
+    fresh = version == 0  # a brand-new file: nothing to lose, so no backups
     while version < upto:
-        if version > 0 and db_path is not None:
+        if not fresh and db_path is not None:
             target = backup_path(db_path, version)
             backup(conn, target)
             backups.append(target)
