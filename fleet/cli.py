@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("name", help="e.g. dcc-signers, dcc-rules, status-records")
     publish.add_argument("file", type=Path, help="JSON file with the content")
 
+    commands.add_parser("openapi", help="print the OpenAPI document of the API (JSON)")
+
     commands.add_parser("keygen", parents=[keyed],
                         help="create the fleet signing key; prints the public key to pin")
     return parser
@@ -76,6 +78,11 @@ def _run(args: argparse.Namespace) -> int:
         key = generate_signing_key(args.key)
         print(f"wrote {args.key}")
         print(f"public key (pin this on kiosks): {public_key_b64(key)}")
+        return 0
+    if args.command == "openapi":
+        from fleet.server import openapi_document
+
+        print(openapi_document())
         return 0
     if args.command == "serve":
         import uvicorn

@@ -30,12 +30,14 @@ log = logging.getLogger("healthgate.fleet")
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_SEQ = 2**53  # JSON-safe integers only; also far inside BIGINT
 API_VERSION = "1.0.0"
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+BASIC_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": models.ErrorResponse, "description": text} for status, text in {
-        401: "Request not authenticated (AUTH_* reason code)",
-        413: "Body or batch too large",
-        422: "Malformed request",
+        413: "Body or batch too large (BODY_TOO_LARGE, BATCH_TOO_LARGE)",
+        422: "Malformed request (MALFORMED_JSON, MALFORMED_REQUEST, MALFORMED_EVENT, ...)",
     }.items()}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **BASIC_ERRORS, 401: {"model": models.ErrorResponse,
+                          "description": "Request not authenticated (AUTH_* reason code)"}}
 
 
 class ApiError(Exception):
@@ -77,8 +79,12 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI's "error parsing the body": same as /v1/events
+            return error_response(422, "MALFORMED_JSON", "body is not valid UTF-8 JSON")
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "HTTP_ERROR")
-        return error_response(error.status_code, code, str(error.detail))
+        response = error_response(error.status_code, code, str(error.detail))
+        response.headers.update(error.headers or {})  # e.g. Allow on 405 (RFC 9110)
+        return response
 
     async def _authenticated(request: Request, body: bytes) -> Caller:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -100,7 +106,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
         return {"now": rfc3339(clock())}
 
     @app.post("/v1/devices/register", status_code=201, response_model=models.RegisterResponse,
-              tags=["devices"], responses={**ERROR_RESPONSES,
+              tags=["devices"], responses={**BASIC_ERRORS,
                                            403: {"model": models.ErrorResponse,
                                                  "description": "TOKEN_INVALID"},
                                            409: {"model": models.ErrorResponse,
@@ -153,7 +159,8 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
         if item is None:
             raise ApiError(404, "TRUST_NOT_PUBLISHED", f"nothing published under {name}")
         headers = {"ETag": item.etag, "Cache-Control": "no-cache"}
-        if item.etag in _etags(request.headers.get("if-none-match", "")):
+        wanted = _etags(request.headers.get("if-none-match", ""))
+        if item.etag in wanted or "*" in wanted:
             return Response(status_code=304, headers=headers)
         return Response(item.envelope, media_type="application/json", headers=headers)
 
@@ -215,6 +222,19 @@ def parse_batch(body: bytes) -> list[Event]:
             raise ApiError(422, "MALFORMED_EVENT", f"events[{index}]: NUL character")
         events.append(event)
     return events
+
+
+def openapi_document() -> str:
+    """The API's OpenAPI document as stable, pretty JSON (docs/fleet-openapi.json is this)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="healthgate-openapi-") as folder:
+        app = create_app(f"sqlite:///{folder}/schema-only.db")
+        try:
+            document = app.openapi()
+        finally:
+            app.state.store.close()
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def run_in_thread(db_url: str, host: str = "127.0.0.1", port: int = 0,
