@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from firmware.credentials.certlogic import CertLogicError, DateTime, evaluate
+from firmware.credentials.certlogic import CertLogicError, DateTime, evaluate, validate_issues
 
 CERTLOGIC_JS = os.environ.get("CERTLOGIC_JS", "")
 
@@ -35,6 +35,28 @@ for (const line of lines) {
   process.stdout.write(JSON.stringify(out) + "\\n");
 }
 """
+
+
+_VALIDATION_RUNNER = """
+const { validate } = require(require("path").join(process.argv[1], "dist", "validation"));
+const lines = require("fs").readFileSync(0, "utf8").split("\\n").filter(Boolean);
+for (const line of lines) {
+  const issues = validate(JSON.parse(line)).map((issue) => [issue.expr, issue.message]);
+  process.stdout.write(JSON.stringify(issues) + "\\n");
+}
+"""
+
+_NEEDS_JS = pytest.mark.skipif(
+    not (CERTLOGIC_JS and Path(CERTLOGIC_JS).is_dir() and shutil.which("node")),
+    reason="set CERTLOGIC_JS to an installed certlogic-js and put node on PATH")
+
+
+def _node(script: str, lines: list[Any]) -> list[Any]:
+    completed = subprocess.run(
+        ["node", "-e", script, str(Path(CERTLOGIC_JS).resolve())],
+        input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True, text=True, timeout=120, check=True)
+    return [json.loads(line) for line in completed.stdout.splitlines()]
 
 
 class _Generator:
@@ -101,6 +123,26 @@ class _Generator:
         return {"reduce": [{"var": "arr"}, {"+": [{"var": "accumulator"}, {"var": "current"}]},
                            rng.randint(-2, 2)]}
 
+    def anything(self, depth: int = 0) -> Any:
+        """Mostly invalid expressions: unknown operators, wrong arities, bad literals."""
+        rng = self.rng
+        leaves = [None, True, False, 0, 3, -2, 1.5, "", "x", "day", "week", "a.b", "x.", ".x",
+                  [], {}, 1e21, 1.5e-7]
+        if depth > 3 or rng.random() < 0.3:
+            return rng.choice(leaves)
+        if rng.random() < 0.15:
+            return [self.anything(depth + 1) for _ in range(rng.randint(0, 3))]
+        operator = rng.choice(["if", "and", "!", "===", "in", "+", "<", ">=", "after",
+                               "not-before", "plusTime", "dccDateOfBirth", "reduce",
+                               "extractFromUVCI", "var", "bogus"])
+        if operator == "var":
+            return {"var": rng.choice(["", "x", "a.0.b", "x.", 0, None])}
+        if rng.random() < 0.1:
+            return {operator: rng.choice(leaves)}
+        if rng.random() < 0.05:
+            return {operator: [self.anything(depth + 1)], "other": 1}
+        return {operator: [self.anything(depth + 1) for _ in range(rng.randint(0, 4))]}
+
     def data(self) -> dict[str, Any]:
         rng = self.rng
         return {"a": rng.randint(-2, 2), "b": rng.choice([0, 1, None, "", True]),
@@ -119,19 +161,26 @@ def _ours(expr: Any, data: Any) -> dict[str, Any]:
         return {"ok": False}
 
 
-@pytest.mark.skipif(not (CERTLOGIC_JS and Path(CERTLOGIC_JS).is_dir() and shutil.which("node")),
-                    reason="set CERTLOGIC_JS to an installed certlogic-js and put node on PATH")
-def test_agrees_with_certlogic_js() -> None:
+@_NEEDS_JS
+def test_evaluation_agrees_with_certlogic_js() -> None:
     generator = _Generator(seed=20211001)
     # A third of the cases return date-times themselves, so results compare to the millisecond.
     cases = [([generator.date_time(), generator.date_time()] if n % 3 == 0
               else generator.expression(), generator.data()) for n in range(3000)]
-    completed = subprocess.run(
-        ["node", "-e", _RUNNER, str(Path(CERTLOGIC_JS).resolve())],
-        input="".join(json.dumps({"expr": e, "data": d}) + "\n" for e, d in cases),
-        capture_output=True, text=True, timeout=120, check=True)
-    theirs = [json.loads(line) for line in completed.stdout.splitlines()]
+    theirs = _node(_RUNNER, [{"expr": expr, "data": data} for expr, data in cases])
     assert len(theirs) == len(cases)
     disagreements = [(expr, data, _ours(expr, data), js) for (expr, data), js in zip(cases, theirs)
                      if _ours(expr, data) != js]
+    assert not disagreements, json.dumps(disagreements[:3])[:2000]
+
+
+@_NEEDS_JS
+def test_validation_agrees_with_certlogic_js() -> None:
+    """Same issues, same sub-expressions, same messages, same order."""
+    generator = _Generator(seed=7)
+    cases = [generator.anything() for _ in range(3000)]
+    theirs = _node(_VALIDATION_RUNNER, cases)
+    assert len(theirs) == len(cases)
+    disagreements = [(expr, ours, js) for expr, js in zip(cases, theirs)
+                     if (ours := [[i.expr, i.message] for i in validate_issues(expr)]) != js]
     assert not disagreements, json.dumps(disagreements[:3])[:2000]

@@ -65,7 +65,8 @@ def shape_problem(operator: str, values: list[Any]) -> str | None:
                     f"but it has {count}")
     elif operator == "dccDateOfBirth":
         if count != 1:
-            return f'a "dccDateOfBirth"-operation must have exactly 1 operand, but it has {count}'
+            return (f'a "dccDateOfBirth"-operation must have exactly 1 value/operand, '
+                    f"but it has {count}")
     elif operator == "reduce":
         if count != 3:
             return f'a "reduce"-operation must have exactly 3 values/operands, but it has {count}'
@@ -150,14 +151,21 @@ def _collect(expr: Any, issues: list[ValidationIssue], depth: int) -> None:
     if operator not in KNOWN_OPERATORS:
         issues.append(ValidationIssue(expr, f'unrecognised operator: "{operator}"'))
         return
-    if operator == "plusTime":
-        own = _plus_time_problems(values)
-    elif operator == "extractFromUVCI":
-        own = _extract_problems(values)
-    else:
-        problem = shape_problem(operator, values)
-        own = [problem] if problem is not None else []
-    issues.extend(ValidationIssue(expr, message) for message in own)
+    if operator in ("plusTime", "extractFromUVCI"):
+        # As the reference validator: the arity, then the first operand's own problems, then
+        # those of the literal operands (amount and unit, or index).
+        own = (_plus_time_problems if operator == "plusTime" else _extract_problems)(values)
+        arity = [message for message in own if "values/operands" in message]
+        issues.extend(ValidationIssue(expr, message) for message in arity)
+        if values:
+            _collect(values[0], issues, depth + 1)
+        issues.extend(ValidationIssue(expr, message) for message in own if message not in arity)
+        return
+    problem = shape_problem(operator, values)
+    if problem is not None:
+        issues.append(ValidationIssue(expr, problem))
+        if operator == "!":
+            return  # the reference validator does not look inside a malformed negation
     # `and` takes any number of expression operands; the others a fixed number.
     limit = len(values) if operator == "and" else _EXPRESSION_OPERANDS[operator]
     for operand in values[:limit]:

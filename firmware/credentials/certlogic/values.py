@@ -1,7 +1,6 @@
 """CertLogic values: the error type, date-time values, and the spec's truthy/falsy notions."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -97,7 +96,8 @@ def type_name(value: Any) -> str:
 
 
 def js_string(value: Any) -> str:
-    """Render a value of an *expression* (not of data) the way the reference JS messages do."""
+    """Render a value of an *expression* (never of data) as JavaScript's String(value) does,
+    so that validation messages read exactly like those of the reference JS validator."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -109,13 +109,19 @@ def js_string(value: Any) -> str:
             return "NaN"
         if math.isinf(value):
             return "Infinity" if value > 0 else "-Infinity"
-        return str(int(value)) if value.is_integer() and abs(value) < 1e21 else repr(value)
+        if value.is_integer() and abs(value) < 1e21:
+            return str(int(value))
+        mantissa, _, exponent = repr(value).partition("e")
+        return mantissa if not exponent else f"{mantissa}e{'-' if exponent[0] == '-' else '+'}" \
+            f"{exponent.lstrip('+-').lstrip('0') or '0'}"
     if isinstance(value, int):
         return str(value)
-    try:
-        return json.dumps(value, separators=(",", ":"), default=str)
-    except (TypeError, ValueError):
-        return type_name(value)
+    if isinstance(value, list):
+        # Array.prototype.toString: items joined by commas, null as the empty string.
+        return ",".join("" if item is None else js_string(item) for item in value)
+    if isinstance(value, dict):
+        return "[object Object]"
+    return type_name(value)
 
 
 _COMPOSITES = (list, dict, DateTime)
