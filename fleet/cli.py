@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "openapi":
         from fleet.server import openapi_document
 
-        print(openapi_document())
+        sys.stdout.write(openapi_document())
         return 0
     if args.command == "serve":
         import uvicorn

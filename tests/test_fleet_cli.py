@@ -1,0 +1,125 @@
+"""`healthgate-fleet` commands and the shipped OpenAPI document."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from firmware.sync.trustsync import (TrustSync, public_key_from_b64, register_device,
+                                     verify_envelope)
+from fleet.cli import main
+from fleet.devclient import make_chain, upload
+from fleet.server import openapi_document, run_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC_OPENAPI = ROOT / "docs" / "fleet-openapi.json"
+START_DEADLINE_S = 30.0
+
+
+def test_static_openapi_document_matches_the_generated_one() -> None:
+    assert STATIC_OPENAPI.read_text(encoding="utf-8") == openapi_document(), (
+        "docs/fleet-openapi.json is stale: regenerate it with "
+        "`healthgate-fleet openapi > docs/fleet-openapi.json`")
+
+
+def test_live_server_serves_the_same_document(tmp_path: Path) -> None:
+    with run_in_thread(f"sqlite:///{tmp_path}/f.db") as server:
+        served = requests.get(server.url + "/openapi.json", timeout=10).json()
+    assert served == json.loads(STATIC_OPENAPI.read_text(encoding="utf-8"))
+    assert set(served["paths"]) >= {"/v1/devices/register", "/v1/events", "/v1/time",
+                                    "/v1/trust/{name}"}
+
+
+def test_keygen_token_publish_and_devices_list(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path}/fleet.db"
+    key_path = tmp_path / "keys" / "fleet.key"
+    assert main(["keygen", "--key", str(key_path)]) == 0
+    pinned = capsys.readouterr().out.strip().rsplit(" ", 1)[-1]
+    assert oct(key_path.stat().st_mode & 0o777) == "0o600"
+    assert main(["keygen", "--key", str(key_path)]) == 2  # never replaces a fleet key
+    assert "refusing" in capsys.readouterr().err
+
+    assert main(["token", "create", "--db", db]) == 0
+    token = capsys.readouterr().out.strip()
+    content = tmp_path / "signers.json"
+    content.write_text(json.dumps({"certificates": ["MIIB"]}))
+    assert main(["publish", "dcc-signers", str(content), "--db", db, "--key", str(key_path)]) == 0
+    assert "version 1" in capsys.readouterr().out
+
+    device = Ed25519PrivateKey.generate()
+    with run_in_thread(db) as server:
+        register_device(server.url, token, "kiosk-cli-1", device)
+        with requests.Session() as http:
+            upload(http, server.url, device, "kiosk-cli-1", make_chain(device, "kiosk-cli-1", 3))
+        sync = TrustSync(server.url, tmp_path / "cache", [public_key_from_b64(pinned)],
+                         "kiosk-cli-1", device)
+        assert {o.name: o.status for o in sync.sync()}["dcc-signers"] == "updated"
+        assert sync.content("dcc-signers") == {"certificates": ["MIIB"]}
+        envelope = verify_envelope((tmp_path / "cache" / "dcc-signers.json").read_bytes(),
+                                   [public_key_from_b64(pinned)], "dcc-signers")
+        assert envelope["version"] == 1
+
+    assert main(["devices", "list", "--db", db]) == 0
+    listing = capsys.readouterr().out
+    assert "kiosk-cli-1" in listing and " 3 " in listing
+    assert main(["incidents", "--db", db]) == 0
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path}/fleet.db"
+    key_path = tmp_path / "fleet.key"
+    main(["keygen", "--key", str(key_path)])
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{nope")
+    assert main(["publish", "dcc-rules", str(bad_json), "--db", db, "--key", str(key_path)]) == 2
+    assert "cannot read JSON" in capsys.readouterr().err
+    assert main(["publish", "Bad Name", str(bad_json), "--db", db, "--key", str(key_path)]) == 2
+    assert main(["devices", "list", "--db", "mysql://nope"]) == 2
+    assert "only sqlite:// and postgresql://" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_runs_the_production_server(tmp_path: Path) -> None:
+    port = _free_port()
+    db = f"sqlite:///{tmp_path}/fleet.db"
+    main(["token", "create", "--db", db, "--ttl-hours", "1"])
+    process = subprocess.Popen([sys.executable, "-m", "fleet.cli", "serve", "--host",
+                                "127.0.0.1", "--port", str(port), "--db", db],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while True:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None, process.stdout.read().decode()  # type: ignore
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.1)
+        assert health.json() == {"status": "ok", "schema_version": 1, "database": "sqlite"}
+        now = requests.get(f"http://127.0.0.1:{port}/v1/time", timeout=5)
+        assert datetime.fromisoformat(now.json()["now"]) - datetime.now(timezone.utc) \
+            < timedelta(seconds=5)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=20)[0].decode()
+    assert process.returncode == 0
+    assert "Application startup complete" in output
