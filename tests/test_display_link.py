@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from firmware.display import Display, DisplayEmulator, DisplayError, open_display, screen_for
 from firmware.display.codec import MsgType, NakReason
+from firmware.display.emulator import FaultScript
 from firmware.display.link import LinkConfig, LinkDead, NotAcknowledged, SerialLink
+from firmware.display.screen import KIOSK_STATES
 
 # Tests assert what happened, never how long it took. Where a reply is expected the ACK timeout
 # is generous (a loaded machine must not turn into a retransmit); tests whose point is waiting
@@ -332,3 +336,18 @@ def test_frozen_display_is_dead_and_its_late_backlog_does_not_confuse_the_host(e
         display.poll()
         display.show(screen_for("IDLE"), timeout=WAIT)
         assert display.healthy and emulator.current == screen_for("IDLE")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["nak", "corrupt", "drop"]), max_size=3), st.sampled_from(KIOSK_STATES))
+def test_any_mix_of_faults_within_the_retry_budget_is_survived(
+        emulator: DisplayEmulator, faults: list[str], state: str) -> None:
+    with make_display(emulator, ack_timeout_s=SHORT, max_retries=6) as display:
+        emulator.script(nak_frames=faults.count("nak"), corrupt_replies=faults.count("corrupt"),
+                        drop_replies=faults.count("drop"))
+        display.show(screen_for(state, "Pass expired"), timeout=WAIT)
+        assert emulator.current == screen_for(state, "Pass expired")
+        # A NAK reply can itself be corrupted or dropped, so faults may share one retransmit.
+        nak, damaged = faults.count("nak"), faults.count("corrupt") + faults.count("drop")
+        assert display.link.stats.retransmits >= max(nak, damaged)
+        assert emulator.faults == FaultScript()  # every scripted fault was played
