@@ -22,6 +22,7 @@ class KioskSection:
     fault_retry_s: float = 2.0  # how often a latched FAULT retries its part
     max_trust_age_h: float = 72.0  # refuse every credential once trust data is older
     same_code_cooldown_s: float = 5.0  # ignore a code re-read while it is still in view
+    multi_code_timeout_s: float = 20.0  # all parts of a multi-code SHC must be read within this
     aztec_every_n_frames: int = 3  # Aztec search is costly and Aztec passes rare; 0 = never
     pseudonym_key_rotation_h: float = 24.0  # how often the log pseudonym key rotates
 
@@ -58,6 +59,19 @@ class FleetSection:
 
 
 @dataclass
+class FaceSection:
+    """Binding the person to the credential (see docs/faces.md)."""
+
+    enabled: bool = True  # check the face of every verified credential
+    timeout_s: float = 5.0  # how long to wait for a usable face after a valid code
+    liveness: str = "advisory"  # off | advisory (logged) | required (deny without it)
+    anti_sharing_window_s: float = 600.0  # one credential, two faces within this: denied
+    threads: int = 2  # inference threads
+    model_dir: str = ""  # empty: the shipped int8 models
+    threshold: float = 0.0  # 0: the calibrated threshold of the shipped model
+
+
+@dataclass
 class StateSection:
     dir: str = "state"  # device key, event log, trust cache (restrictive permissions)
 
@@ -68,19 +82,22 @@ class Config:
     camera: CameraSection = field(default_factory=CameraSection)
     display: DisplaySection = field(default_factory=DisplaySection)
     fleet: FleetSection = field(default_factory=FleetSection)
+    face: FaceSection = field(default_factory=FaceSection)
     state: StateSection = field(default_factory=StateSection)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "camera.source": ("files", "video", "fake", "picamera2", "v4l2"),
+    "face.liveness": ("off", "advisory", "required"),
 }
-_NON_NEGATIVE = {"kiosk.aztec_every_n_frames", "kiosk.same_code_cooldown_s", "camera.device"}
+_NON_NEGATIVE = {"kiosk.aztec_every_n_frames", "kiosk.same_code_cooldown_s", "camera.device",
+                 "face.threshold"}
 _POSITIVE = {
     "kiosk.frame_timeout_s", "kiosk.result_hold_s", "kiosk.scan_timeout_s", "kiosk.event_queue_size",
     "kiosk.fault_retry_s", "kiosk.max_trust_age_h", "camera.width", "camera.height", "camera.fps",
     "display.baudrate", "display.ack_timeout_s", "display.heartbeat_s", "fleet.upload_interval_s", "fleet.trust_sync_interval_s",
     "fleet.batch_size", "fleet.request_timeout_s", "fleet.backoff_initial_s", "fleet.backoff_max_s",
-    "kiosk.pseudonym_key_rotation_h",
+    "kiosk.pseudonym_key_rotation_h", "kiosk.multi_code_timeout_s", "face.timeout_s", "face.anti_sharing_window_s", "face.threads",
 }
 
 

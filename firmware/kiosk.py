@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from firmware.camera.base import FrameSource
@@ -13,8 +13,10 @@ from firmware.capture import CaptureThread
 from firmware.clock import Clock
 from firmware.codes import FrameScanner
 from firmware.config import KioskSection
-from firmware.credentials import TrustStore, Verdict, verify
+from firmware.credentials import TrustStore, Verdict, detect_format, verify
 from firmware.credentials.reasons import message_for
+from firmware.credentials.shc_chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOMPLETE, INVALID, \
+    PENDING, ChunkAssembler
 from firmware.inbox import Inbox, Message
 from firmware.policy import Decision, decide, trust_problem
 from firmware.pseudonym import Pseudonymiser
@@ -40,6 +42,17 @@ class EventSink(Protocol):
 
 
 @dataclass
+class _Pending:
+    """A verified credential waiting for its face (VERIFYING)."""
+
+    verdict: Verdict
+    pseudonym: str | None
+    captured_at: float
+    deadline: float
+    hint: str | None = None  # the quality hint on the display now
+
+
+@dataclass
 class Summary:
     """What a run did, for the demo, tests and benchmarks. No personal data."""
 
@@ -56,7 +69,9 @@ class Kiosk:
                  eventlog: EventSink, trust: Callable[[], TrustStore], clock: Clock,
                  pseudonymiser: Pseudonymiser, screen_for: Callable[..., Any],
                  display_timeout_s: float = 1.0,
-                 verifier: Callable[..., Verdict] = verify) -> None:
+                 verifier: Callable[..., Verdict] = verify,
+                 face: Any = None, face_timeout_s: float = 5.0,
+                 open_template: Callable[[bytes, str | None], Any] | None = None) -> None:
         self.config = config
         self.state = State.BOOT
         self.summary = Summary()
@@ -79,6 +94,12 @@ class Kiosk:
         self._last_retry = 0.0
         self._end_of_stream = False
         self._scanner = FrameScanner(config.aztec_every_n_frames)
+        self._face = face  # a FaceCheck, or None when faces are not checked
+        self._face_timeout_s = face_timeout_s
+        self._open_template = open_template
+        self._pending: _Pending | None = None
+        self._chunks = ChunkAssembler(config.multi_code_timeout_s, time.monotonic)
+        self._chunks_shown = 0
 
     # ---- public -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -203,7 +224,9 @@ class Kiosk:
     def _handle(self, message: Message) -> None:
         if message.kind == "frame":
             self._clear("camera")
-            if self.state in READY_STATES:
+            if self._pending is not None and self.state == State.VERIFYING:
+                self._on_face_frame(message.data)
+            elif self.state in READY_STATES:
                 self._on_frame(message.data)
         elif message.kind == "camera_fault":
             self._latch("camera", str(message.data))
@@ -216,7 +239,16 @@ class Kiosk:
 
     def _on_tick(self) -> None:
         if self._faults:
+            self._pending = None  # a fault interrupts the person's check: they start again
             self._retry_faults()
+            return
+        if self._pending is not None and time.monotonic() >= self._pending.deadline:
+            self._finish_face()
+            return
+        if self._chunks.check_timeout() is not None:  # half a multi-code card, then nothing
+            self._chunks_shown = 0
+            self._transition(State.VERIFYING)
+            self._record(Decision(False, CHUNKS_INCOMPLETE, "shc", None, {}), time.monotonic())
             return
         elapsed = time.monotonic() - self._state_since
         if self.state in RESULT_STATES and elapsed >= self.config.result_hold_s:
@@ -241,41 +273,110 @@ class Kiosk:
             if reads and self.state == State.IDLE:
                 self._transition(State.SCANNING)  # a code is in view but not readable yet
             return
-        text = texts[0]
+        text = self._assemble(texts)
+        if text is None:
+            return  # part of a multi-code card: wait for the rest
         now = time.monotonic()
         if self._last_code is not None and self._last_code[0] == text \
                 and now - self._last_code[1] < self.config.same_code_cooldown_s:
             return  # the same pass is still in front of the camera
         self._last_code = (text, now)
         self._transition(State.VERIFYING)
-        decision = self._decide(text)
-        self._record(decision, frame.captured_at)
+        verdict = self._verify(text)
+        if not verdict.valid or self._face is None:
+            self._record(decide(verdict, self._pseudonym(verdict)), frame.captured_at)
+            return
+        # A valid credential: now the face in front of the camera must belong with it.
+        pseudonym = self._pseudonym(verdict)
+        self._face.reset()
+        self._pending = _Pending(verdict, pseudonym, frame.captured_at,
+                                 time.monotonic() + self._face_timeout_s)
+        self._on_face_frame(frame)
 
-    def _decide(self, text: str) -> Decision:
+    def _assemble(self, texts: list[str]) -> str | None:
+        """The whole credential text, assembling multi-code SMART Health Cards across frames
+        (their chunks may stand side by side in one frame or come one after another)."""
+        result = None
+        for text in texts:
+            result = self._chunks.feed(text)
+            if result.status == COMPLETE or result.status == INVALID:
+                return result.text if result.text is not None else text
+        if result is not None and result.status == PENDING:
+            if self.state != State.SCANNING or result.received > self._chunks_shown:
+                self._chunks_shown = result.received
+                self._transition(State.SCANNING, None, f"Part {result.received} of {result.total} read")
+        return None
+
+    def _verify(self, text: str) -> Verdict:
+        """The credential's verdict; a refusal without looking when trust data or the clock
+        forbid any check."""
         trust = self._trust()
         now = self._clock.now()
         problem = trust_problem(self._clock.trust_problem(), trust.updated_at, now,
                                 self.config.max_trust_age_h)
         if problem is not None:
-            return Decision(False, problem, "unknown", None, {})
-        verdict = self._verifier(text, trust, now)
-        pseudonym = None
-        if verdict.credential_id:
-            pseudonym = self._pseudonymiser.pseudonym(verdict.credential_id, now.timestamp())
-        return decide(verdict, pseudonym)
+            return Verdict(False, detect_format(text), problem, None, {})
+        return self._verifier(text, trust, now)
+
+    def _pseudonym(self, verdict: Verdict) -> str | None:
+        if not verdict.credential_id:
+            return None
+        return self._pseudonymiser.pseudonym(verdict.credential_id, self._clock.now().timestamp())
+
+    # ---- the face half of a decision -------------------------------------------------------
+    def _on_face_frame(self, frame: Any) -> None:
+        pending = self._pending
+        if pending is None or self._face is None:
+            return
+        try:
+            quality = self._face.observe(frame.image)
+        except Exception as exc:  # a vision failure denies this person; it is not a crash
+            log.exception("face check failed")
+            self._finish_face(error="FACE_CHECK_ERROR")
+            return
+        if self._face.ready():
+            self._finish_face()
+        elif quality.reason != pending.hint:
+            pending.hint = quality.reason
+            self._show(State.VERIFYING, quality.reason)  # "Step closer", "Face the camera", ...
+
+    def _finish_face(self, error: str | None = None) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None or self._face is None:
+            return
+        verdict = pending.verdict
+        enrolled = None
+        blob = verdict.extras.get("face_template") if verdict.extras else None
+        if blob is not None:
+            enrolled = self._open_template(blob, verdict.extras.get("face_key_id")) \
+                if self._open_template else None
+            if enrolled is None:  # a record with a template we cannot open: never skip 1:1
+                error = "FACE_TEMPLATE_UNAVAILABLE"
+        if error is not None:
+            self._face.reset()
+            self._record(Decision(False, error, verdict.format, pending.pseudonym,
+                                  dict(verdict.checks)), pending.captured_at)
+            return
+        outcome = self._face.conclude(verdict.credential_id, enrolled)
+        base = decide(verdict, pending.pseudonym)
+        decision = Decision(outcome.ok, None if outcome.ok else outcome.reason, base.format,
+                            base.pseudonym, base.checks, face=outcome.as_event())
+        self._face.reset()  # templates of this person leave memory (but the sharing window)
+        self._record(decision, pending.captured_at)
 
     def _record(self, decision: Decision, captured_at: float) -> None:
         body = {"decision": "granted" if decision.granted else "denied",
                 "reason": decision.reason, "format": decision.format,
                 "pseudonym": decision.pseudonym, "checks": decision.checks}
+        if decision.face is not None:
+            body["face"] = decision.face
         # The event is durable before the display shows what it records.
         if not self._log_event("decision", body):
             return
         state = State.GRANTED if decision.granted else State.DENIED
         self._transition(state, decision.reason)
         latency_ms = (time.monotonic() - captured_at) * 1000.0
-        self.summary.decisions.append(Decision(decision.granted, decision.reason, decision.format,
-                                               decision.pseudonym, decision.checks, latency_ms))
+        self.summary.decisions.append(replace(decision, latency_ms=latency_ms))
 
     def _trust_age_text(self) -> str | None:
         try:

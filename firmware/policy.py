@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from firmware.credentials import Verdict
 
@@ -17,6 +18,7 @@ class Decision:
     pseudonym: str | None
     checks: dict[str, bool | None]
     latency_ms: float = 0.0  # frame captured -> decision shown (filled in by the loop)
+    face: dict[str, Any] | None = None  # FaceOutcome.as_event(): scores and codes only
 
 
 def trust_problem(clock_problem: str | None, trust_updated_at: datetime | None, now: datetime,

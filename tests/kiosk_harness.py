@@ -38,8 +38,8 @@ class Rig:
         return issue_dcc(self.signer, vaccination_payload(), NOW - timedelta(days=1),
                          NOW + timedelta(days=100))
 
-    def show_code(self, text: str) -> None:
-        self.camera.set_frames([frame_with_code(text, 320, 240)])
+    def show_code(self, text: str, width: int = 320, height: int = 240) -> None:
+        self.camera.set_frames([frame_with_code(text, width, height)])
 
     def show_nothing(self) -> None:
         self.camera.set_frames([background(320, 240)])

@@ -151,3 +151,37 @@ def test_untrusted_clock_denies(tmp_path: Path) -> None:
         assert _decisions(rig.eventlog)[-1]["reason"] == "CLOCK_UNTRUSTED"
     finally:
         rig.stop()
+
+
+def _two_chunk_card(rig) -> list[str]:  # type: ignore[no-untyped-def]
+    from firmware.credentials.shc_samples import card_claims, issue_card, new_issuer
+
+    issuer = new_issuer()
+    rig.trust.shc = issuer.trust()
+    texts = issue_card(issuer, card_claims(issuer.iss, NOW.timestamp() - 86400, doses=60))
+    assert len(texts) == 2
+    return texts
+
+
+def test_multi_code_shc_is_assembled_across_frames_in_any_order(rig) -> None:  # type: ignore[no-untyped-def]
+    first, second = _two_chunk_card(rig)
+    rig.show_code(second, 800, 800)
+    scanning = rig.wait_state("SCANNING")
+    assert "1 of 2" in scanning.line2
+    rig.show_code(first, 800, 800)
+    rig.wait_state("GRANTED")
+    body = _decisions(rig.eventlog)[-1]
+    assert body["format"] == "shc" and body["decision"] == "granted"
+
+
+def test_half_a_multi_code_card_times_out(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, multi_code_timeout_s=0.5)
+    try:
+        first, _ = _two_chunk_card(rig)
+        rig.show_code(first, 800, 800)
+        rig.wait_state("SCANNING")
+        rig.show_nothing()
+        rig.wait_state("DENIED")
+        assert _decisions(rig.eventlog)[-1]["reason"] == "SHC_CHUNKS_INCOMPLETE"
+    finally:
+        rig.stop()

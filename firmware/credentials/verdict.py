@@ -19,7 +19,7 @@ class Verdict:
     valid: bool
     format: str  # "dcc", "shc", "nzcp", "status" or "unknown"
     failure: str | None
-    payload: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = field(default=None, repr=False)  # personal data: never logged
     checks: dict[str, bool | None] = field(default_factory=dict)
     # Raw credential identifier (UVCI, SHC jti/rid source, NZCP jti, status subject). Only the
     # kiosk uses it, to derive a keyed pseudonym; it must never be logged or stored as is.

@@ -1,0 +1,129 @@
+"""Binds a person to a credential: presence, quality, liveness, 1:1 match, anti-sharing.
+
+The kiosk feeds frames while a verified credential waits for its face; `conclude` turns what
+was seen into one outcome with a stable reason code. Templates and face crops live in memory
+only: in this object (until `reset`) and in the anti-sharing window.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from firmware.vision.antisharing import AntiSharing
+from firmware.vision.liveness import LivenessChecker, LivenessConfig
+from firmware.vision.matcher import match_1to1
+from firmware.vision.quality import QualityConfig, QualityResult, assess
+
+log = logging.getLogger(__name__)
+
+LIVENESS_MODES = ("off", "advisory", "required")
+
+
+@dataclass(frozen=True)
+class FaceOutcome:
+    """The face side of a decision. Only scores and codes: no template, no image."""
+
+    ok: bool
+    reason: str | None
+    similarity: float | None = None  # to the enrolled template, for 1:1
+    live: bool | None = None
+    frames: int = 0
+
+    def as_event(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reason": self.reason,
+                "similarity": None if self.similarity is None else round(self.similarity, 3),
+                "live": self.live, "frames": self.frames}
+
+
+class FaceCheck:
+    """One person at a time: `reset()`, then `observe(frame)` until `ready()` or a timeout, then
+    `conclude(...)`. `pipeline` is a FacePipeline (or anything with detect/embed_face/threshold).
+    """
+
+    def __init__(self, pipeline: Any, liveness: str = "advisory",
+                 anti_sharing_window_s: float = 600.0,
+                 quality: QualityConfig | None = None,
+                 liveness_config: LivenessConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if liveness not in LIVENESS_MODES:
+            raise ValueError(f"liveness must be one of {LIVENESS_MODES}")
+        self._pipeline = pipeline
+        self._liveness_mode = liveness
+        self._quality = quality or QualityConfig()
+        self._liveness = LivenessChecker(liveness_config)
+        self._sharing = AntiSharing(anti_sharing_window_s, pipeline.threshold, clock)
+        # anti-sharing keys: keyed per boot so even memory holds no credential identifier
+        self._sharing_key = secrets.token_bytes(32)
+        self._template: np.ndarray | None = None
+        self._last_quality: QualityResult | None = None
+        self._frames = 0
+
+    @property
+    def threshold(self) -> float:
+        return float(self._pipeline.threshold)
+
+    def reset(self) -> None:
+        self._template = None
+        self._last_quality = None
+        self._frames = 0
+        self._liveness.reset()
+
+    def observe(self, rgb: np.ndarray) -> QualityResult:
+        """Detect and judge the face in one frame; keeps the template of a usable face."""
+        faces = self._pipeline.detect(rgb)
+        quality = assess(rgb, faces, self._quality)
+        self._last_quality = quality
+        if not quality.ok or quality.face is None:
+            return quality
+        self._frames += 1
+        if self._liveness_mode != "off":
+            self._liveness.add_frame(rgb, quality.face)
+        try:
+            self._template = self._pipeline.embed_face(rgb, quality.face)
+        except ValueError as exc:  # degenerate landmarks: treat as no usable face this frame
+            log.debug("embedding failed: %s", exc)
+        return quality
+
+    def ready(self) -> bool:
+        """A usable face was seen (and, where liveness counts, enough frames of it)."""
+        if self._template is None:
+            return False
+        if self._liveness_mode == "off":
+            return True
+        return len(self._liveness) >= self._liveness.config.min_frames
+
+    def conclude(self, credential_id: str | None, enrolled: np.ndarray | None) -> FaceOutcome:
+        """The outcome for the face seen so far, against an optional enrolled template."""
+        if self._template is None:
+            reason = self._last_quality.reason if self._last_quality else None
+            return FaceOutcome(False, reason or "NO_FACE", frames=self._frames)
+        live: bool | None = None
+        if self._liveness_mode != "off":
+            result = self._liveness.assess()
+            live = result.live
+            if self._liveness_mode == "required" and not result.live:
+                return FaceOutcome(False, result.reason or "LIVENESS_NOT_SHOWN", live=False,
+                                   frames=self._frames)
+        similarity = None
+        if enrolled is not None:
+            match = match_1to1(self._template, enrolled, self.threshold)
+            if match.reason is not None:  # the enrolled template itself is unusable
+                return FaceOutcome(False, "FACE_TEMPLATE_INVALID", live=live, frames=self._frames)
+            similarity = match.score
+            if not match.match:
+                return FaceOutcome(False, "FACE_MISMATCH", similarity, live, self._frames)
+        if credential_id:
+            key = hmac.new(self._sharing_key, credential_id.encode(), hashlib.sha256).hexdigest()
+            sharing = self._sharing.observe(key, self._template)
+            if sharing.flagged:
+                return FaceOutcome(False, "SHARED_CREDENTIAL", similarity, live,
+                                   self._frames)
+        return FaceOutcome(True, None, similarity, live, self._frames)
