@@ -191,7 +191,7 @@ def test_main_runs_standalone_and_serves_the_link(tmp_path: Path) -> None:
         assert first_line.startswith(f"display emulator on {link} -> /dev/pts/")
         with open_display(str(link), ack_timeout_s=0.5) as display:
             display.show(screen_for("FAULT", "camera"), timeout=WAIT)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=WAIT * 2)
     finally:
         if process.poll() is None:
@@ -199,6 +199,7 @@ def test_main_runs_standalone_and_serves_the_link(tmp_path: Path) -> None:
             process.wait(WAIT)
     assert process.returncode == 0, err
     assert "| Fault: camera        |" in out
+    assert not link.exists() and not link.is_symlink()  # cleaned up on SIGTERM
 
 
 def test_main_help_returns_cleanly(capsys: pytest.CaptureFixture[str]) -> None:

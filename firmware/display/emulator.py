@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import select
+import signal
 import sys
 import tempfile
 import threading
@@ -406,6 +407,11 @@ def main(argv: list[str] | None = None) -> int:
                                in_place=not args.scroll and sys.stdout.isatty())
     emulator.script(nak_frames=args.nak, corrupt_replies=args.corrupt, reply_delay_s=args.delay,
                     silent=args.silent)
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # closing the terminal or `kill` also removes the link path
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
     port = emulator.start()
     print(f"display emulator on {port} -> {emulator.pts_path}", flush=True)
     try:
