@@ -15,6 +15,7 @@ from firmware.credentials.certlogic.values import (
     boolsiness,
     is_int,
     strict_equals,
+    described,
     type_name,
 )
 from firmware.credentials.certlogic.validation import (
@@ -106,7 +107,7 @@ class _Evaluator:
         truth = boolsiness(guard)
         if truth is None:
             raise CertLogicError(
-                f"if-guard evaluates to something neither truthy, nor falsy (a {type_name(guard)})")
+                f"if-guard evaluates to something neither truthy, nor falsy ({described(guard)})")
         return self.evaluate(values[1] if truth else values[2], data)
 
     def _and(self, values: list[Any], data: Any) -> Any:
@@ -116,7 +117,7 @@ class _Evaluator:
             truth = boolsiness(result)
             if truth is None:
                 raise CertLogicError('all operands of an "and" operation must be either truthy or '
-                                     f"falsy, but one is a {type_name(result)}")
+                                     f"falsy, but one is {described(result)}")
             if not truth:
                 return result
         return result
@@ -126,7 +127,7 @@ class _Evaluator:
         truth = boolsiness(operand)
         if truth is None:
             raise CertLogicError("operand of ! evaluates to something neither truthy, nor falsy "
-                                 f"(a {type_name(operand)})")
+                                 f"({described(operand)})")
         return not truth
 
     # --- infix operators ----------------------------------------------------------------------
@@ -139,7 +140,7 @@ class _Evaluator:
         haystack = self.evaluate(values[1], data)
         if not isinstance(haystack, list):
             raise CertLogicError('right-hand side of an "in" operation must be an array, '
-                                 f"but it is a {type_name(haystack)}")
+                                 f"but it is {described(haystack)}")
         return any(strict_equals(needle, item) for item in haystack)
 
     def _plus(self, values: list[Any], data: Any) -> int:
@@ -147,7 +148,7 @@ class _Evaluator:
         right = self.evaluate(values[1], data)
         if not (is_int(left) and is_int(right)):
             raise CertLogicError('operands of a "+" operation must both be integers, but they are '
-                                 f"a {type_name(left)} and a {type_name(right)}")
+                                 f"{described(left)} and {described(right)}")
         return int(left) + int(right)
 
     def _comparison(self, operator: str, values: list[Any], data: Any) -> bool:
@@ -176,14 +177,14 @@ class _Evaluator:
         text = self.evaluate(values[0], data)
         if not isinstance(text, str):
             raise CertLogicError('date argument of "plusTime" must be a string, '
-                                 f"but it evaluated to a {type_name(text)}")
+                                 f"but it evaluated to {described(text)}")
         return datetimes.plus_time(text, amount, unit)
 
     def _dcc_date_of_birth(self, values: list[Any], data: Any) -> DateTime:
         text = self.evaluate(values[0], data)
         if not isinstance(text, str):
             raise CertLogicError('operand of "dccDateOfBirth" must be a string, '
-                                 f"but it evaluated to a {type_name(text)}")
+                                 f"but it evaluated to {described(text)}")
         return datetimes.dcc_date_of_birth(text)
 
     def _reduce(self, values: list[Any], data: Any) -> Any:
@@ -192,7 +193,7 @@ class _Evaluator:
             return self.evaluate(values[2], data)
         if not isinstance(operand, list):
             raise CertLogicError("operand of reduce evaluated to a non-null non-array "
-                                 f"(a {type_name(operand)})")
+                                 f"({described(operand)})")
         lambda_expr = values[1]
         accumulator = self.evaluate(values[2], data)
         for current in operand:
@@ -206,7 +207,7 @@ class _Evaluator:
         uvci = self.evaluate(values[0], data)
         if uvci is not None and not isinstance(uvci, str):
             raise CertLogicError('"UVCI" argument (#1) of "extractFromUVCI" must be either a '
-                                 f"string or null, but it is a {type_name(uvci)}")
+                                 f"string or null, but it is {described(uvci)}")
         return extract_from_uvci(uvci, int(values[1]))
 
 

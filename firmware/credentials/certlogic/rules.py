@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from firmware.credentials.certlogic.datetimes import from_datetime, parse_date_time
 from firmware.credentials.certlogic.engine import evaluate
 from firmware.credentials.certlogic.validation import validate
-from firmware.credentials.certlogic.values import CertLogicError, DateTime, type_name
+from firmware.credentials.certlogic.values import CertLogicError, DateTime, described
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ def _run_one(rule: Rule, data: dict[str, Any], engine_version: str,
         return RuleResult(rule, Outcome.PASS)
     if value is False:
         return RuleResult(rule, Outcome.FAIL)
-    return RuleResult(rule, Outcome.OPEN, f"rule evaluated to a {type_name(value)}, not a boolean")
+    return RuleResult(rule, Outcome.OPEN, f"rule evaluated to {described(value)}, not a boolean")
 
 
 def overall(results: Iterable[RuleResult]) -> Outcome:

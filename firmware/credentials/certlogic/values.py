@@ -95,6 +95,14 @@ def type_name(value: Any) -> str:
     return f"non-JSON value ({type(value).__name__})"
 
 
+def described(value: Any) -> str:
+    """The type of `value` with its article, for messages: "an array", "null", ..."""
+    name = type_name(value)
+    if name == "null":
+        return name
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
 def js_string(value: Any) -> str:
     """Render a value of an *expression* (never of data) as JavaScript's String(value) does,
     so that validation messages read exactly like those of the reference JS validator."""
@@ -138,7 +146,7 @@ def strict_equals(left: Any, right: Any) -> bool:
     right_composite = isinstance(right, _COMPOSITES)
     if left_composite and right_composite:
         raise CertLogicError(
-            f"=== / in cannot compare a {type_name(left)} with a {type_name(right)}: "
+            f"=== / in cannot compare {described(left)} with {described(right)}: "
             "only strings, integers, booleans and null compare reliably"
         )
     if left_composite or right_composite:
