@@ -81,13 +81,34 @@ def build(config: Config, *, camera: FrameSource | None = None,
                             timeout_s=config.fleet.request_timeout_s,
                             poll_interval_s=config.fleet.upload_interval_s)
         trust_worker = _trust_worker(config, state, identity, clock)
+    face = build_face_check(config) if config.face.enabled else None
     kiosk = Kiosk(config.kiosk, camera or open_camera(config.camera), display, eventlog,
                   trust or TrustProvider(state / "trust"), clock,
                   Pseudonymiser(pseudonym_secret(identity),
                                 config.kiosk.pseudonym_key_rotation_h * 3600.0),
-                  screen_for, display_timeout_s=config.display.ack_timeout_s
-                  * (config.display.max_retries + 1))
+                  # the whole escalation ladder: a silent display is then declared dead at once
+                  screen_for, display_timeout_s=display.config.ladder_s,
+                  face=face, face_timeout_s=config.face.timeout_s)
     return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
+
+
+class FaceModelError(RuntimeError):
+    """The face models could not be loaded; the message says which and how to proceed."""
+
+
+def build_face_check(config: Config) -> Any:
+    """Load the face models once and wrap them in the kiosk's FaceCheck."""
+    from firmware.facecheck import FaceCheck
+    from firmware.vision import FacePipeline
+
+    try:
+        pipeline = FacePipeline(config.face.model_dir or None, num_threads=config.face.threads,
+                                threshold=config.face.threshold or None)
+    except Exception as exc:
+        raise FaceModelError(f"face models failed to load ({exc}); fix face.model_dir or set "
+                             "face.enabled = false to run without face checks") from exc
+    return FaceCheck(pipeline, liveness=config.face.liveness,
+                     anti_sharing_window_s=config.face.anti_sharing_window_s)
 
 
 def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,
@@ -117,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}")
         return 2
-    app = build(config, render_display=args.render)
+    try:
+        app = build(config, render_display=args.render)
+    except FaceModelError as exc:
+        print(f"error: {exc}")
+        return 2
     signal.signal(signal.SIGTERM, lambda *_: app.kiosk.stop())
     app.start_background()
     try:

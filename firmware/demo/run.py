@@ -45,6 +45,7 @@ def demo_config(state_dir: Path, fleet_url: str) -> Config:
         "camera": {"source": "fake", "fps": FPS},
         "display": {"port": "emulator", "ack_timeout_s": 0.3},
         "fleet": {"url": fleet_url},
+        "face": {"enabled": False},
         "state": {"dir": str(state_dir)},
     })
 
