@@ -153,3 +153,24 @@ def test_cosine_similarity_symmetric_and_bounded() -> None:
     assert cosine_similarity(a, a) == pytest.approx(1.0)
     assert cosine_similarity(a, -a) == pytest.approx(-1.0)
     assert np.linalg.norm(normalise_template(a * 1000)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_add_many_matches_repeated_add_and_is_all_or_nothing() -> None:
+    rng = np.random.default_rng(11)
+    rows = _unit(rng, 30, 8)
+    one_by_one, bulk = Gallery(dim=8, capacity=2), Gallery(dim=8, capacity=2)
+    items = [(f"m{i % 20}", rows[i]) for i in range(30)]  # ids 0..9 appear twice: later wins
+    one_by_one.add("m3", rows[0])
+    for member_id, row in items:
+        one_by_one.add(member_id, row)
+    bulk.add("m3", rows[0])
+    bulk.add_many(items)
+    assert bulk.member_ids == one_by_one.member_ids
+    np.testing.assert_allclose(bulk.matrix, one_by_one.matrix, atol=1e-6)
+    before = bulk.matrix.copy()
+    with pytest.raises(TemplateError):
+        bulk.add_many([("new", rows[0]), ("bad", np.zeros(8))])
+    with pytest.raises(TemplateError):
+        bulk.add_many([("new", rows[0]), ("short", np.ones(7))])
+    assert "new" not in bulk
+    np.testing.assert_array_equal(bulk.matrix, before)

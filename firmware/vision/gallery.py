@@ -215,11 +215,10 @@ class GalleryStore:
         if dim is None:
             dim = next(iter(records.values())).size if records else 1
         gallery = Gallery(dim=dim, capacity=max(len(records), 1))
-        for member_id, template in records.items():
-            try:
-                gallery.add(member_id, template)
-            except TemplateError as exc:
-                raise GalleryError(f"gallery template does not fit the model: {exc}") from None
+        try:
+            gallery.add_many(records.items())
+        except TemplateError as exc:
+            raise GalleryError(f"gallery template does not fit the model: {exc}") from None
         return gallery
 
     def put(self, member_id: str, template: object) -> None:

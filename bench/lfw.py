@@ -1,0 +1,338 @@
+"""LFW verification benchmark of the shipped face pipeline, with face_recognition (dlib) as peer.
+
+    .venv/bin/python bench/lfw.py [--images DIR] [--pairs FILE] [--limit N] [--no-peer]
+
+Defaults: ../shared/data/lfw-view1 and its pairsDevTest.txt. Prints accuracy (10-fold where the
+pairs file has folds; View 1 has none, so the best-threshold accuracy and the accuracy at the
+pipeline's own threshold, which was calibrated on DevTrain), TAR at FAR 0.1 %, failures to
+detect, per-image latency, and the same for the peer, run on the same pairs in the same run.
+A pair with an image where no face was found counts as "different" (a false reject when the
+pair is the same person). The ROC/DET plot goes to bench/out/ when matplotlib is installed.
+The last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lfw-view1"
+DEFAULT_PEER_VENV = ROOT.parent / "peervenv"  # a separate venv with face_recognition + dlib
+PEER_SCRIPT = Path(__file__).resolve().parent / "lfw_peer.py"
+PEER_TOLERANCE = 0.6  # face_recognition's documented default distance threshold
+FAILED = -np.inf  # score of a pair with an undetected face: always "different"
+
+Pair = tuple[str, int, str, int, bool]
+
+
+# ---- pairs and metrics (pure) ------------------------------------------------------------
+
+def parse_pairs(text: str) -> tuple[list[Pair], list[list[int]] | None]:
+    """LFW pairs file -> pairs and, for the View 2 format ("10 300" header), the folds.
+
+    Lines: `name i j` (same person) or `name1 i name2 j` (different), image numbers 1-based.
+    """
+    lines = [line.split() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("empty pairs file")
+    header = [int(x) for x in lines[0]]
+    pairs: list[Pair] = []
+    for fields in lines[1:]:
+        if len(fields) == 3:
+            pairs.append((fields[0], int(fields[1]), fields[0], int(fields[2]), True))
+        elif len(fields) == 4:
+            pairs.append((fields[0], int(fields[1]), fields[2], int(fields[3]), False))
+        else:
+            raise ValueError(f"bad pairs line: {' '.join(fields)}")
+    folds = None
+    if len(header) == 2:  # View 2: n_folds x (n same + n different), fold after fold
+        n_folds, per_kind = header
+        size = 2 * per_kind
+        if n_folds * size != len(pairs):
+            raise ValueError("pairs file header does not match its number of lines")
+        folds = [list(range(k * size, (k + 1) * size)) for k in range(n_folds)]
+    elif len(header) == 1 and 2 * header[0] != len(pairs):
+        raise ValueError("pairs file header does not match its number of lines")
+    return pairs, folds
+
+
+def accepts(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Pairs judged "same": a finite score at or above the threshold (a failed pair never is)."""
+    return np.isfinite(scores) & (scores >= threshold)
+
+
+def accuracy_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    return float(np.mean(accepts(scores, threshold) == labels))
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(accuracy, threshold) maximising accuracy; thresholds midway between sorted scores."""
+    finite = np.unique(scores[np.isfinite(scores)])
+    if finite.size == 0:
+        return accuracy_at(scores, labels, np.inf), float("inf")
+    candidates = np.concatenate([[finite[0] - 1.0], (finite[1:] + finite[:-1]) / 2, [finite[-1] + 1.0]])
+    accs = np.array([accuracy_at(scores, labels, t) for t in candidates])
+    best = int(np.argmax(accs))
+    return float(accs[best]), float(candidates[best])
+
+
+def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: list[list[int]]) -> tuple[float, float]:
+    """Standard LFW protocol: threshold from the other folds, accuracy on the held-out one."""
+    accs = []
+    for k, test in enumerate(folds):
+        train = np.concatenate([folds[j] for j in range(len(folds)) if j != k])
+        _, threshold = best_threshold(scores[train], labels[train])
+        accs.append(accuracy_at(scores[test], labels[test], threshold))
+    return float(np.mean(accs)), float(np.std(accs))
+
+
+def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> tuple[float, float]:
+    """(TAR, threshold) at the lowest threshold whose false-accept rate is <= far."""
+    impostor = np.sort(scores[~labels])[::-1]
+    allowed = int(np.floor(far * impostor.size))  # number of impostor scores allowed above
+    if impostor.size == 0:
+        return float("nan"), float("nan")
+    if allowed >= impostor.size:
+        threshold = -np.inf
+    else:
+        # accept strictly above the (allowed+1)-th highest impostor score
+        threshold = float(np.nextafter(impostor[allowed], np.inf)) if np.isfinite(impostor[allowed]) else -np.inf
+    return float(np.mean(accepts(scores[labels], threshold))), float(threshold)
+
+
+def roc(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FAR, TAR) over all thresholds."""
+    thresholds = np.unique(scores[np.isfinite(scores)])[::-1]
+    genuine, impostor = scores[labels], scores[~labels]
+    far = np.array([np.mean(accepts(impostor, t)) for t in thresholds])
+    tar = np.array([np.mean(accepts(genuine, t)) for t in thresholds])
+    return far, tar
+
+
+def pair_scores(pairs: list[Pair], templates: dict[str, np.ndarray | None],
+                key: Callable[[str, int], str], score: Callable[[np.ndarray, np.ndarray], float]) -> np.ndarray:
+    out = np.empty(len(pairs))
+    for k, (name_a, i, name_b, j, _) in enumerate(pairs):
+        a, b = templates.get(key(name_a, i)), templates.get(key(name_b, j))
+        out[k] = FAILED if a is None or b is None else score(a, b)
+    return out
+
+
+def summarise(scores: np.ndarray, labels: np.ndarray, folds: list[list[int]] | None,
+              threshold: float | None) -> dict[str, float]:
+    best_acc, best_thr = best_threshold(scores, labels)
+    tar, tar_thr = tar_at_far(scores, labels, 0.001)
+    result = {"best_threshold_accuracy": best_acc, "best_threshold": best_thr,
+              "tar_at_far_0.1pct": tar, "threshold_at_far_0.1pct": tar_thr}
+    if folds:
+        result["kfold_accuracy"], result["kfold_std"] = kfold_accuracy(scores, labels, folds)
+    if threshold is not None:
+        result["accuracy_at_threshold"] = accuracy_at(scores, labels, threshold)
+        result["far_at_threshold"] = float(np.mean(accepts(scores[~labels], threshold)))
+        result["tar_at_threshold"] = float(np.mean(accepts(scores[labels], threshold)))
+    result["accuracy"] = result.get("kfold_accuracy", best_acc)
+    return result
+
+
+# ---- running the two pipelines -------------------------------------------------------------
+
+def image_file(images: Path, name: str, number: int) -> str:
+    return str(images / name / f"{name}_{number:04d}.jpg")
+
+
+def run_ours(files: list[str]) -> tuple[dict[str, np.ndarray | None], list[float], float]:
+    """Templates of our pipeline (detect + align + embed timed; decoding not), and its threshold."""
+    from PIL import Image
+
+    from firmware.vision import FacePipeline
+
+    pipeline = FacePipeline()
+    templates: dict[str, np.ndarray | None] = {}
+    times: list[float] = []
+    for n, path in enumerate(files):
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"))
+        start = time.perf_counter()
+        templates[path] = pipeline.embed(rgb)
+        times.append((time.perf_counter() - start) * 1000.0)
+        if n % 500 == 0:
+            print(f"  ours: {n}/{len(files)} images", file=sys.stderr, flush=True)
+    return templates, times, float(pipeline.threshold)
+
+
+def find_peer_python(explicit: str | None) -> str | None:
+    candidates = [explicit, os.environ.get("HEALTHGATE_PEER_PYTHON"), sys.executable,
+                  str(DEFAULT_PEER_VENV / "bin" / "python")]
+    for candidate in candidates:
+        if not candidate or not (shutil.which(candidate) or Path(candidate).is_file()):
+            continue
+        probe = subprocess.run([candidate, "-c", "import face_recognition"], capture_output=True, timeout=120)
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+def run_peer(python: str, files: list[str]) -> tuple[dict[str, np.ndarray | None], list[float]]:
+    """Encodings from bench/lfw_peer.py in the peer's interpreter (bounded by a timeout)."""
+    timeout_s = 120.0 + 3.0 * len(files)  # dlib HOG + ResNet is ~0.1-0.5 s an image on 2 cores
+    proc = subprocess.run([python, str(PEER_SCRIPT)], input=json.dumps(files), capture_output=True,
+                          text=True, timeout=timeout_s)
+    templates: dict[str, np.ndarray | None] = {}
+    times: list[float] = []
+    for line in proc.stdout.splitlines():
+        item = json.loads(line)
+        if "error" in item:
+            raise RuntimeError(item["error"])
+        path = files[item["i"]]
+        templates[path] = None if item["enc"] is None else np.asarray(item["enc"], dtype=np.float64)
+        times.append(float(item["ms"]))
+    if proc.returncode != 0 or len(templates) != len(files):
+        raise RuntimeError(f"peer stopped early (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return templates, times
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def negative_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return -float(np.linalg.norm(a - b))  # face_recognition compares Euclidean distances
+
+
+def plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig, (ax_roc, ax_det) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name, (far, tar) in curves.items():
+        ax_roc.semilogx(np.clip(far, 1e-4, 1), tar, label=name)
+        ax_det.loglog(np.clip(far, 1e-4, 1), np.clip(1 - tar, 1e-4, 1), label=name)
+    ax_roc.set(xlabel="false accept rate", ylabel="true accept rate", title="ROC, LFW pairs")
+    ax_det.set(xlabel="false accept rate", ylabel="false reject rate", title="DET, LFW pairs")
+    for ax in (ax_roc, ax_det):
+        ax.axvline(1e-3, color="grey", linestyle=":", linewidth=1)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return str(out)
+
+
+def _report(name: str, stats: dict[str, float], times: list[float], failures: int, n_images: int) -> None:
+    line = (f"{name}: accuracy {stats['accuracy']:.4f}"
+            f"{' (10-fold, std %.4f)' % stats['kfold_std'] if 'kfold_std' in stats else ' (best threshold %.3f)' % stats['best_threshold']}"
+            f", TAR {stats['tar_at_far_0.1pct']:.4f} at FAR 0.001")
+    if "accuracy_at_threshold" in stats:
+        line += (f", at its threshold: accuracy {stats['accuracy_at_threshold']:.4f} "
+                 f"(TAR {stats['tar_at_threshold']:.4f}, FAR {stats['far_at_threshold']:.4f})")
+    print(line)
+    print(f"{name}: no face found in {failures}/{n_images} images; "
+          f"{np.mean(times):.2f} ms per image (p50 {np.percentile(times, 50):.2f}, p95 {np.percentile(times, 95):.2f})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, default=DEFAULT_DATA, help="LFW folder (or its images/ folder)")
+    parser.add_argument("--pairs", type=Path, default=None, help="pairs file (default: IMAGES/pairsDevTest.txt)")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N same and N different pairs")
+    parser.add_argument("--no-peer", action="store_true", help="skip face_recognition")
+    parser.add_argument("--peer-python", default=None,
+                        help="interpreter with face_recognition (default: this one, $HEALTHGATE_PEER_PYTHON, ../peervenv)")
+    parser.add_argument("--plot", type=Path, default=ROOT / "bench" / "out" / "lfw_roc_det.png")
+    args = parser.parse_args(argv)
+
+    data_dir = args.images
+    images = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
+    pairs_file = args.pairs or (data_dir / "pairsDevTest.txt")
+    if not images.is_dir() or not pairs_file.is_file():
+        print(f"LFW not found: images {images}, pairs {pairs_file} (see ../shared/data/README.md)")
+        return 2
+    pairs, folds = parse_pairs(pairs_file.read_text())
+    if args.limit:
+        same = [p for p in pairs if p[4]][: args.limit]
+        diff = [p for p in pairs if not p[4]][: args.limit]
+        pairs, folds = same + diff, None
+    labels = np.array([p[4] for p in pairs])
+    files = sorted({image_file(images, n, i) for a, i, b, j, _ in pairs for n, i in ((a, i), (b, j))})
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"pairs: {pairs_file.name}, {labels.sum()} same + {(~labels).sum()} different, {len(files)} images"
+          f"{', %d folds' % len(folds) if folds else ', no folds (View 1)'}")
+
+    key = lambda name, number: image_file(images, name, number)  # noqa: E731
+    summary: dict[str, Any] = {"accuracy": None, "tar_at_far_0.1pct": None, "ms_per_image": None,
+                               "peer_accuracy": None, "peer_ms_per_image": None}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    our_stats: dict[str, float] | None = None
+    our_times: list[float] = []
+    try:
+        ours, our_times, threshold = run_ours(files)
+    except Exception as exc:  # models not built, runtime missing: still run the peer
+        print(f"healthgate: pipeline unavailable ({type(exc).__name__}: {exc}); skipped")
+    else:
+        our_scores = pair_scores(pairs, ours, key, cosine)
+        our_stats = summarise(our_scores, labels, folds, threshold)
+        our_failures = sum(t is None for t in ours.values())
+        _report("healthgate", our_stats, our_times, our_failures, len(files))
+        curves["healthgate int8"] = roc(our_scores, labels)
+        summary.update({
+            "accuracy": round(our_stats["accuracy"], 4),
+            "tar_at_far_0.1pct": round(our_stats["tar_at_far_0.1pct"], 4),
+            "ms_per_image": round(float(np.mean(our_times)), 2),
+            "accuracy_at_threshold": round(our_stats["accuracy_at_threshold"], 4),
+            "threshold": round(threshold, 4),
+            "failures_to_detect": our_failures,
+        })
+    summary.update(images=len(files), pairs=len(pairs))
+    peer_python = None if args.no_peer else find_peer_python(args.peer_python)
+    if args.no_peer:
+        print("peer: skipped (--no-peer)")
+    elif peer_python is None:
+        print("peer: face_recognition is not installed here; skipped. Install it in a venv "
+              "(pip install dlib-bin numpy pillow 'setuptools<81' click; pip install --no-deps "
+              "face_recognition face_recognition_models) and pass --peer-python, or see docs/faces.md")
+    else:
+        print(f"peer: face_recognition via {peer_python}", flush=True)
+        peer, peer_times = run_peer(peer_python, files)
+        peer_scores = pair_scores(pairs, peer, key, negative_distance)
+        peer_stats = summarise(peer_scores, labels, folds, -PEER_TOLERANCE)
+        peer_failures = sum(t is None for t in peer.values())
+        _report("face_recognition", peer_stats, peer_times, peer_failures, len(files))
+        curves["face_recognition (dlib)"] = roc(peer_scores, labels)
+        if our_stats is not None:
+            speedup = float(np.mean(peer_times) / np.mean(our_times))
+            print(f"ratios healthgate/face_recognition: accuracy {our_stats['accuracy'] / peer_stats['accuracy']:.4f}, "
+                  f"TAR@FAR0.1% {our_stats['tar_at_far_0.1pct'] / max(peer_stats['tar_at_far_0.1pct'], 1e-9):.4f}, "
+                  f"time per image {1 / speedup:.4f} ({speedup:.1f}x faster)")
+            summary["speedup_vs_peer"] = round(speedup, 1)
+        summary.update(
+            peer_accuracy=round(peer_stats["accuracy"], 4),
+            peer_ms_per_image=round(float(np.mean(peer_times)), 2),
+            **{"peer_tar_at_far_0.1pct": round(peer_stats["tar_at_far_0.1pct"], 4)},
+            peer_failures_to_detect=peer_failures,
+        )
+    written = plot(curves, args.plot)
+    print(f"plot: {written}" if written else "plot: skipped (matplotlib not installed)")
+    # Keep the four figures the issue names first, as the last printed line.
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""Metrics of bench/lfw.py: pairs parsing, best threshold, k-fold, TAR at FAR; failed pairs never accept."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.lfw import (
+    FAILED,
+    accuracy_at,
+    best_threshold,
+    kfold_accuracy,
+    pair_scores,
+    parse_pairs,
+    roc,
+    summarise,
+    tar_at_far,
+)
+
+
+def test_parse_view1_file(shared_data: Path) -> None:
+    pairs, folds = parse_pairs((shared_data / "lfw-view1" / "pairsDevTest.txt").read_text())
+    assert folds is None and len(pairs) == 1000
+    assert sum(p[4] for p in pairs) == 500
+    name_a, i, name_b, j, same = pairs[0]
+    assert same and name_a == name_b and i != j
+
+
+def test_parse_view2_folds_and_errors() -> None:
+    lines = ["2\t1"] + ["A\t1\t2", "B\t1\tC\t1"] * 2
+    pairs, folds = parse_pairs("\n".join(lines))
+    assert folds == [[0, 1], [2, 3]] and [p[4] for p in pairs] == [True, False, True, False]
+    with pytest.raises(ValueError):
+        parse_pairs("3\nA\t1\t2\n")
+    with pytest.raises(ValueError):
+        parse_pairs("1\nA\t1\n")
+    with pytest.raises(ValueError):
+        parse_pairs("")
+
+
+def test_best_threshold_and_accuracy() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.4, 0.3, 0.75])
+    labels = np.array([True, True, True, False, False, False])
+    acc, thr = best_threshold(scores, labels)
+    assert acc == pytest.approx(5 / 6) and accuracy_at(scores, labels, thr) == acc
+    assert accuracy_at(scores, labels, 0.5) == pytest.approx(5 / 6)
+    assert accuracy_at(scores, labels, 0.76) == pytest.approx(5 / 6)
+
+
+def test_tar_at_far_uses_only_allowed_impostors() -> None:
+    rng = np.random.default_rng(0)
+    genuine = rng.normal(0.7, 0.1, 3000)
+    impostor = rng.normal(0.1, 0.1, 3000)
+    scores = np.concatenate([genuine, impostor])
+    labels = np.concatenate([np.ones(3000, bool), np.zeros(3000, bool)])
+    tar, thr = tar_at_far(scores, labels, 0.001)
+    assert np.sum(impostor >= thr) <= 3  # 0.1 % of 3000
+    assert tar == pytest.approx(np.mean(genuine >= thr))
+    # with 500 impostors, FAR 0.1 % allows none: threshold above the highest impostor
+    tar, thr = tar_at_far(scores[2500:3500], labels[2500:3500], 0.001)
+    assert thr > impostor[:500].max()
+
+
+def test_failed_pairs_are_never_accepted() -> None:
+    scores = np.array([FAILED, FAILED, 0.9, 0.1])
+    labels = np.array([True, False, True, False])
+    # accept everything finite: the failed same-pair is still a miss, the failed different-pair a hit
+    assert accuracy_at(scores, labels, -np.inf) == pytest.approx(0.5)
+    assert accuracy_at(scores, labels, 0.5) == pytest.approx(0.75)
+    assert tar_at_far(scores, labels, 0.5)[0] == pytest.approx(0.5)
+    stats = summarise(scores, labels, None, 0.5)
+    assert stats["tar_at_threshold"] == 0.5 and stats["far_at_threshold"] == 0.0
+    far, tar = roc(scores, labels)
+    assert tar.max() == 0.5
+
+
+def test_pair_scores_mark_missing_templates() -> None:
+    templates = {"a1": np.array([1.0, 0.0]), "a2": np.array([1.0, 0.1]), "b1": None}
+    pairs = [("a", 1, "a", 2, True), ("a", 1, "b", 1, False)]
+    scores = pair_scores(pairs, templates, lambda n, i: f"{n}{i}", lambda x, y: float(x @ y))
+    assert scores[0] == pytest.approx(1.0) and scores[1] == FAILED
+
+
+def test_kfold_accuracy_on_separable_folds() -> None:
+    scores = np.array([0.9, 0.1] * 10)
+    labels = np.array([True, False] * 10)
+    folds = [list(range(k * 2, k * 2 + 2)) for k in range(10)]
+    mean, std = kfold_accuracy(scores, labels, folds)
+    assert mean == 1.0 and std == 0.0
