@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +46,31 @@ class KioskApp:
     trust_worker: Any | None = None
 
     def start_background(self) -> None:
-        """Start uploads and trust sync (the kiosk loop itself runs in the caller's thread)."""
+        """One bounded trust-sync round first (so a freshly provisioned kiosk has trust data
+        before its first customer), then uploads and periodic sync in their own threads."""
+        if self.trust_worker is not None:
+            try:
+                self.trust_worker.run_once()
+            except Exception as exc:  # offline at boot is normal: the cache decides
+                log.warning("initial trust sync failed: %s", exc)
+            self.trust_worker.start()
         if self.uploader is not None:
             self.uploader.start()
-        if self.trust_worker is not None:
-            self.trust_worker.start()
+
+    def flush_uploads(self, timeout_s: float = 10.0) -> int:
+        """Upload what is pending, within `timeout_s` (when a replay run ends)."""
+        if self.uploader is None:
+            return 0
+        self.uploader.stop(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        sent = 0
+        while time.monotonic() < deadline and self.uploader.status().pending > 0:
+            try:
+                sent += self.uploader.upload_once()
+            except Exception as exc:  # the events stay queued for the next run
+                log.warning("final upload failed: %s", exc)
+                break
+        return sent
 
     def close(self) -> None:
         if self.trust_worker is not None:
@@ -88,7 +109,8 @@ def build(config: Config, *, camera: FrameSource | None = None,
                                 config.kiosk.pseudonym_key_rotation_h * 3600.0),
                   # the whole escalation ladder: a silent display is then declared dead at once
                   screen_for, display_timeout_s=display.config.ladder_s,
-                  face=face, face_timeout_s=config.face.timeout_s)
+                  face=face, face_timeout_s=config.face.timeout_s,
+                  after_append=uploader.notify if uploader is not None else None)
     return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
 
 
@@ -145,9 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, lambda *_: app.kiosk.stop())
     app.start_background()
+    replay = config.camera.source in ("files", "video") and not config.camera.loop
     try:
-        app.kiosk.run(exit_on_end_of_stream=config.camera.source in ("files", "video")
-                      and not config.camera.loop)
+        summary = app.kiosk.run(exit_on_end_of_stream=replay)
+        if replay:
+            app.flush_uploads()
+            granted = sum(d.granted for d in summary.decisions)
+            print(f"{len(summary.decisions)} decisions ({granted} granted); "
+                  f"{summary.dropped_frames} stale frames dropped")
     except KeyboardInterrupt:
         pass
     finally:

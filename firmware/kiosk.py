@@ -71,7 +71,8 @@ class Kiosk:
                  display_timeout_s: float = 1.0,
                  verifier: Callable[..., Verdict] = verify,
                  face: Any = None, face_timeout_s: float = 5.0,
-                 open_template: Callable[[bytes, str | None], Any] | None = None) -> None:
+                 open_template: Callable[[bytes, str | None], Any] | None = None,
+                 after_append: Callable[[], None] | None = None) -> None:
         self.config = config
         self.state = State.BOOT
         self.summary = Summary()
@@ -98,6 +99,7 @@ class Kiosk:
         self._face_timeout_s = face_timeout_s
         self._open_template = open_template
         self._pending: _Pending | None = None
+        self._after_append = after_append  # e.g. wake the uploader: live decisions go first
         self._chunks = ChunkAssembler(config.multi_code_timeout_s, time.monotonic)
         self._chunks_shown = 0
 
@@ -213,6 +215,8 @@ class Kiosk:
                     self._show(State.FAULT, None, "eventlog")
                 return False
             self._unlogged.pop(0)
+            if self._after_append is not None:
+                self._after_append()
         if "eventlog" in self._faults:
             self._faults.pop("eventlog")
             self._eventlog.append("recovered", {"part": "eventlog"})
