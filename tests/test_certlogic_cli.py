@@ -48,7 +48,7 @@ def test_evaluate_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_run_prints_outcomes_but_no_payload_values(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    payload = {"dob": "1961-07-19", "nam": {"fn": "Sample"},
+    payload = {"ver": "1.3.0", "dob": "1961-07-19", "nam": {"fn": "Sample"},
                "v": [{"dn": 1, "sd": 2, "dt": "2021-06-01", "ci": "URN:UVCI:01:NL:SECRET42#1"}]}
     code = main(["run", _write(tmp_path, "r.json", RULES), _write(tmp_path, "p.json", payload),
                  "--country", "nl", "--at", "2021-10-01T12:00:00+02:00"])

@@ -35,7 +35,7 @@ def _rule(identifier: str, cert_type: str, logic: Any, *, version: str = "1.0.0"
         "Type": rule_type,
         "Country": country or identifier.split("-")[1],
         "Version": version,
-        "SchemaVersion": "1.3.0",
+        "SchemaVersion": "1.0.0",
         "Engine": "CERTLOGIC",
         "EngineVersion": engine_version,
         "CertificateType": cert_type,
@@ -241,6 +241,22 @@ def test_test_certificate_clock_window(rules: list[Any], value_sets: dict[str, l
         assert results["TR-NL-0001"] is results["TR-NL-0004"] is Outcome.PASS
 
 
+def test_rules_judge_only_certificates_of_a_compatible_schema_version(
+        value_sets: dict[str, list[str]]) -> None:
+    rule = _rule("VR-NL-0200", "Vaccination", True)
+    rule["SchemaVersion"] = "1.3.0"
+    (parsed,) = parse_rules([rule])
+    for ver, expected in [("1.3.0", Outcome.PASS), ("1.3.2", Outcome.PASS), ("1.2.1", Outcome.OPEN),
+                          ("2.0.0", Outcome.OPEN), (None, Outcome.OPEN), ("1.3", Outcome.OPEN)]:
+        payload = dict(VACCINATION, ver=ver) if ver else {k: v for k, v in VACCINATION.items() if k != "ver"}
+        (result,) = run_rules([parsed], payload, _external(value_sets))
+        assert result.outcome is expected, ver
+        assert expected is Outcome.PASS or "schema" in (result.reason or "")
+    rule.pop("SchemaVersion")
+    (lenient,) = parse_rules([rule])
+    assert run_rules([lenient], {}, {})[0].outcome is Outcome.PASS
+
+
 def test_non_boolean_results_are_open(value_sets: dict[str, list[str]]) -> None:
     rules = parse_rules([_rule("GR-NL-0100", "General", {"var": "payload.dob"}),
                          _rule("GR-NL-0101", "General", {"if": [True, 1, 0]})])
@@ -266,7 +282,7 @@ def test_logic_as_json_string_single_rule_and_wrapped_list() -> None:
     ("Identifier", ""), ("Type", "Whatever"), ("Country", None), ("Version", "one"),
     ("EngineVersion", "1.0"), ("CertificateType", "Passport"), ("ValidFrom", "yesterday"),
     ("ValidTo", 20300101), ("AffectedFields", "v"), ("Description", [{"lang": "en"}]),
-    ("Engine", None),
+    ("Engine", None), ("SchemaVersion", "latest"),
 ])
 def test_malformed_metadata_rejects_the_rule_set(field: str, value: Any) -> None:
     rule = _rule("VR-NL-0001", "Vaccination", True)

@@ -100,6 +100,27 @@ class Rule:
                     f"this engine is {engine_version}")
         return None
 
+    def schema_problem(self, payload: Any) -> str | None:
+        """Why this rule cannot judge a DCC of the payload's schema version (`ver`), or None.
+
+        As the reference verifier engine: the certificate's schema must have the rule's major
+        version and be at least the rule's SchemaVersion (a rule written for fields of schema
+        1.3.0 cannot judge a 1.0.0 certificate). A rule without SchemaVersion applies to all.
+        """
+        if not self.schema_version:
+            return None
+        version = payload.get("ver") if isinstance(payload, Mapping) else None
+        try:
+            theirs = parse_version(version) if isinstance(version, str) else None
+        except CertLogicError:
+            theirs = None
+        if theirs is None:
+            return "certificate has no schema version (ver)"
+        ours = parse_version(self.schema_version)
+        if theirs[0] != ours[0] or theirs < ours:
+            return f"rule needs DCC schema {self.schema_version}; certificate has {version}"
+        return None
+
 
 class RuleFormatError(CertLogicError):
     """A rule (set) that is not in the gateway's rule format."""
@@ -177,7 +198,7 @@ def _parse_rule(item: Any, index: int) -> Rule:
         country=text("Country").upper(),
         region=text("Region", "").strip().upper(),
         version=version("Version"),
-        schema_version=text("SchemaVersion", ""),
+        schema_version=version("SchemaVersion") if item.get("SchemaVersion") else "",
         engine=text("Engine"),
         engine_version=version("EngineVersion"),
         certificate_type=one_of("CertificateType", CERTIFICATE_TYPES),
@@ -294,8 +315,8 @@ def run_rules(rules: Iterable[Rule], payload: Any, external: Mapping[str, Any], 
               reduce_with_data: bool = False) -> list[RuleResult]:
     """Evaluate each rule on `{"payload": payload, "external": external}`; never raises.
 
-    true -> PASS, false -> FAIL; a CertLogic error, a non-boolean result, invalid logic or an
-    incompatible engine -> OPEN with a reason. `payload` must be JSON-shaped (dicts, lists,
+    true -> PASS, false -> FAIL; a CertLogic error, a non-boolean result, invalid logic, an
+    incompatible engine or DCC schema version (`Rule.schema_problem`) -> OPEN with a reason. `payload` must be JSON-shaped (dicts, lists,
     strings, numbers), e.g. the DCC's hcert claim as decoded from CBOR.
     """
     data = {"payload": payload, "external": dict(external)}
@@ -311,6 +332,8 @@ def _run_one(rule: Rule, data: dict[str, Any], engine_version: str,
         reason = rule.open_reason or rule.engine_problem(engine_version)
     except CertLogicError as exc:
         reason = str(exc)
+    if reason is None:
+        reason = rule.schema_problem(data["payload"])
     if reason is None and rule.logic_problems:
         reason = f"invalid CertLogic: {rule.logic_problems[0]}"
     if reason is not None:
