@@ -24,6 +24,7 @@ from firmware.identity import DeviceIdentity, load_or_create
 from firmware.kiosk import Kiosk
 from firmware.pseudonym import Pseudonymiser
 from firmware.trustprovider import TrustProvider
+from firmware.vision.record_template import TemplateKeyring
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ def build(config: Config, *, camera: FrameSource | None = None,
                   # the whole escalation ladder: a silent display is then declared dead at once
                   screen_for, display_timeout_s=display.config.ladder_s,
                   face=face, face_timeout_s=config.face.timeout_s,
+                  open_template=TemplateKeyring(state / "template-keys").open,
                   after_append=uploader.notify if uploader is not None else None)
     return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
 

@@ -50,6 +50,27 @@ def _register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _template_key(args: argparse.Namespace) -> int:
+    import os
+
+    from firmware.vision.record_template import TemplateKeyring
+
+    if args.generate == (args.import_b64 is not None):
+        print("error: give exactly one of --generate or --import-b64")
+        return 2
+    try:
+        key = os.urandom(32) if args.generate else base64.b64decode(args.import_b64, validate=True)
+        path = TemplateKeyring(Path(args.state) / "template-keys").install(args.id, key)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"template key {args.id!r} installed in {path} (mode 0600)")
+    if args.generate:
+        # shown once, for the fleet's sealing tool and the site's other kiosks
+        print(f"key (base64): {base64.b64encode(key).decode()}")
+    return 0
+
+
 def _selftest(args: argparse.Namespace) -> int:
     from provisioning.selftest import run_selftest
 
@@ -77,12 +98,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     register.add_argument("--token", required=True, help="one-time enrolment token")
     register.add_argument("--fleet-key", required=True,
                           help="the fleet's trust-signing public key (healthgate-fleet keygen)")
+    template_key = sub.add_parser("template-key",
+                                  help="install the site key that opens enrolled templates")
+    template_key.add_argument("--state", default="state")
+    template_key.add_argument("--id", required=True, help="key id, as records name it")
+    template_key.add_argument("--generate", action="store_true", help="create a new site key")
+    template_key.add_argument("--import-b64", default=None, help="install a given key")
     selftest = sub.add_parser("selftest", help="check camera, display, clock, trust data, fleet")
     selftest.add_argument("--config", required=True)
     sub.add_parser("enrol", help="enrol an opted-in member's face (see --help of enrol)")
     sub.add_parser("erase", help="erase an enrolled member")
     args = parser.parse_args(args_list)
-    handlers = {"init": _init, "register": _register, "selftest": _selftest}
+    handlers = {"init": _init, "register": _register, "selftest": _selftest,
+                "template-key": _template_key}
     return handlers[args.command](args)
 
 

@@ -63,3 +63,25 @@ def test_selftest_names_config_errors(tmp_path: Path) -> None:
     out = io.StringIO()
     assert run_selftest(config, out) == 1
     assert "camera.source" in out.getvalue()
+
+
+def test_template_key_generate_and_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from firmware.vision.record_template import TemplateKeyring, seal_template
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main(["template-key", "--state", str(first), "--id", "site-1", "--generate"]) == 0
+    printed = capsys.readouterr().out.split("key (base64): ")[1].strip()
+    assert main(["template-key", "--state", str(second), "--id", "site-1",
+                 "--import-b64", printed]) == 0
+    assert stat.S_IMODE((second / "template-keys" / "site-1.key").stat().st_mode) == 0o600
+    import base64
+
+    blob = seal_template(np.ones(128), base64.b64decode(printed), "site-1")
+    opened = TemplateKeyring(second / "template-keys").open(blob, "site-1")
+    assert opened is not None and abs(float(opened @ np.ones(128) / np.sqrt(128)) - 1) < 1e-5
+    assert TemplateKeyring(second / "template-keys").open(blob, "site-2") is None
+    assert TemplateKeyring(second / "template-keys").open(blob[:-1] + b"\0", "site-1") is None
+    assert main(["template-key", "--state", str(first), "--id", "bad id!", "--generate"]) == 1
+    assert main(["template-key", "--state", str(first), "--id", "x"]) == 2
