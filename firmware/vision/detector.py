@@ -1,0 +1,228 @@
+"""BlazeFace (front, 128x128) face detector: letterbox, TFLite inference, anchor decoding, NMS."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from firmware.vision.runtime import TFLiteModel
+from firmware.vision.types import Face
+
+INPUT_SIZE = 128
+# The model's outputs are scaled into [-1, 1] so that int8 keeps its precision (see
+# tflite_models/blazeface.py): regressors in units of 128 input pixels, logits in units of 12.
+REGRESSOR_UNIT = 128.0
+LOGIT_UNIT = 12.0
+# The refinement crop is this many face-box widths wide (the face then fills ~45 % of it).
+REFINE_CONTEXT = 2.2
+# Ratio of mouth width to inter-eye distance in the ArcFace 5-point template (29.2 / 35.2 px);
+# BlazeFace gives only the mouth centre, so the corners are placed along the eye axis.
+MOUTH_WIDTH_PER_EYE_DISTANCE = 0.83
+
+
+def blazeface_front_anchors() -> np.ndarray:
+    """Anchor centres (896, 2) in [0, 1] for the 128x128 front model.
+
+    MediaPipe's SSD anchor options for this model: strides 8, 16, 16, 16; anchor offset 0.5;
+    fixed anchor size; two anchors per cell per layer, so layers of equal stride merge into
+    16x16x2 + 8x8x6 = 896 anchors.
+    """
+    centres: list[tuple[float, float]] = []
+    for grid, per_cell in ((INPUT_SIZE // 8, 2), (INPUT_SIZE // 16, 6)):
+        for y in range(grid):
+            for x in range(grid):
+                for _ in range(per_cell):
+                    centres.append(((x + 0.5) / grid, (y + 0.5) / grid))
+    return np.asarray(centres, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Detection settings: score threshold (after sigmoid), NMS overlap, maximum faces."""
+
+    min_score: float = 0.6
+    iou_threshold: float = 0.3
+    max_faces: int = 10
+    refine: bool = True  # second pass on a crop around each face for finer keypoints
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def weighted_nms(
+    boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """MediaPipe-style weighted NMS: overlapping candidates are averaged by score.
+
+    Averaging (rather than keeping the single best box) steadies the keypoints, which matter
+    more to us than the box because they drive the alignment.
+    """
+    order = np.argsort(-scores)
+    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+    remaining = np.ones(len(scores), dtype=bool)
+    results: list[tuple[np.ndarray, np.ndarray, float]] = []
+    for i in range(len(scores)):
+        if not remaining[i]:
+            continue
+        members = (_iou(boxes[i], boxes) >= iou_threshold) & remaining
+        members[i] = True  # a degenerate (zero-area) box still stands for itself
+        remaining &= ~members
+        weights = scores[members][:, None]
+        box = (boxes[members] * weights).sum(0) / weights.sum()
+        kps = (keypoints[members].reshape(-1, 12) * weights).sum(0) / weights.sum()
+        results.append((box, kps.reshape(6, 2), float(scores[i])))
+        if len(results) >= limit:
+            break
+    return results
+
+
+def five_points_from_blazeface(kps: np.ndarray) -> np.ndarray:
+    """Map BlazeFace's 6 keypoints to the 5-point order of `Face.landmarks`.
+
+    BlazeFace gives both eye centres, nose tip, mouth centre and the two ear tragions. Mouth
+    corners are estimated from the mouth centre along the eye axis (see module constant); the
+    alignment uses their mean, which is the measured mouth centre exactly.
+    """
+    eyes = kps[0:2]
+    left_eye, right_eye = (eyes[0], eyes[1]) if eyes[0, 0] <= eyes[1, 0] else (eyes[1], eyes[0])
+    half_mouth = 0.5 * MOUTH_WIDTH_PER_EYE_DISTANCE * (right_eye - left_eye)
+    mouth = kps[3]
+    return np.stack([left_eye, right_eye, kps[2], mouth - half_mouth, mouth + half_mouth]).astype(
+        np.float32
+    )
+
+
+class BlazeFaceDetector:
+    """Detects faces in an RGB uint8 image with the BlazeFace front model (int8 TFLite).
+
+    The whole frame is letterboxed (padded to a square, aspect kept) into 128x128, so one pass
+    covers the frame; the front model is meant for faces within a couple of metres of the
+    camera, which is the kiosk's case.
+    """
+
+    def __init__(
+        self, model_path: str | Path, num_threads: int = 2, config: DetectorConfig | None = None
+    ) -> None:
+        self.model = TFLiteModel(model_path, num_threads=num_threads)
+        if self.model.input_shape != (1, INPUT_SIZE, INPUT_SIZE, 3):
+            raise ValueError(f"unexpected detector input shape {self.model.input_shape}")
+        self.config = config or DetectorConfig()
+        self.anchors = blazeface_front_anchors()
+
+    @staticmethod
+    def letterbox(rgb: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+        """Resize into a 128x128 square with zero padding; return (image, scale, pad_x, pad_y).
+
+        A frame pixel (x, y) maps to (x * scale + pad_x, y * scale + pad_y) in the square.
+        """
+        import cv2  # local import: cv2 is heavy and only needed on the inference path
+
+        h, w = rgb.shape[:2]
+        scale = INPUT_SIZE / max(h, w)
+        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+        resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        square = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
+        pad_x, pad_y = (INPUT_SIZE - new_w) // 2, (INPUT_SIZE - new_h) // 2
+        square[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
+        return square, scale, float(pad_x), float(pad_y)
+
+    def raw_outputs(self, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the model on a 128x128 RGB uint8 square; return (regressors, logits)."""
+        outputs = self.model.run(square[None].astype(np.float32))
+        regressors = next(o for o in outputs if o.shape[-1] == 16).reshape(-1, 16) * REGRESSOR_UNIT
+        logits = next(o for o in outputs if o.shape[-1] == 1).reshape(-1) * LOGIT_UNIT
+        return regressors, logits
+
+    def decode(
+        self, regressors: np.ndarray, logits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Decode anchors: boxes (N, 4) and keypoints (N, 6, 2) in square pixels, scores (N,)."""
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
+        keep = scores >= self.config.min_score
+        reg, anchors, scores = regressors[keep], self.anchors[keep], scores[keep]
+        centres = reg[:, 0:2] + anchors * INPUT_SIZE
+        half = reg[:, 2:4] / 2.0
+        boxes = np.concatenate([centres - half, centres + half], axis=1)
+        keypoints = reg[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :] * INPUT_SIZE
+        return boxes, keypoints, scores
+
+    @staticmethod
+    def crop_square(rgb: np.ndarray, cx: float, cy: float, side: float) -> tuple[np.ndarray, float, float, float]:
+        """Square crop of `side` frame pixels centred on (cx, cy), zero outside the frame,
+        resized to 128x128; returns (image, scale, pad_x, pad_y) like `letterbox`."""
+        import cv2
+
+        h, w = rgb.shape[:2]
+        side_px = max(8, int(round(side)))
+        x0, y0 = int(round(cx - side_px / 2)), int(round(cy - side_px / 2))
+        crop = np.zeros((side_px, side_px, 3), dtype=np.uint8)
+        sx0, sy0 = max(0, x0), max(0, y0)
+        sx1, sy1 = min(w, x0 + side_px), min(h, y0 + side_px)
+        if sx1 > sx0 and sy1 > sy0:
+            crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+        interpolation = cv2.INTER_AREA if side_px > INPUT_SIZE else cv2.INTER_LINEAR
+        square = cv2.resize(crop, (INPUT_SIZE, INPUT_SIZE), interpolation=interpolation)
+        scale = INPUT_SIZE / side_px
+        return square, scale, -x0 * scale, -y0 * scale
+
+    def _detect_square(
+        self, square: np.ndarray, scale: float, pad_x: float, pad_y: float
+    ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """(box corners, 6 keypoints, score) per face, mapped to frame pixels."""
+        boxes, keypoints, scores = self.decode(*self.raw_outputs(square))
+        if len(scores) == 0:
+            return []
+        offset = np.array([pad_x, pad_y], dtype=np.float32)
+        found = []
+        for box, kps, score in weighted_nms(
+            boxes, keypoints, scores, self.config.iou_threshold, self.config.max_faces
+        ):
+            found.append(((box.reshape(2, 2) - offset) / scale, (kps - offset) / scale, score))
+        return found
+
+    def _refine(self, rgb: np.ndarray, corners: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        """Second pass on a crop around one face, where it fills ~45 % of the input (as in the
+        detector's training crops): keypoints then come from 2-5x more pixels, which both
+        halves the int8 keypoint error and helps faces that are small in the frame."""
+        size = float(np.max(corners[1] - corners[0]))
+        centre = corners.mean(axis=0)
+        found = self._detect_square(
+            *self.crop_square(rgb, centre[0], centre[1], size * REFINE_CONTEXT)
+        )
+        if not found:
+            return kps
+        # The refined face is the one whose centre is nearest the first-pass centre.
+        best = min(found, key=lambda f: float(np.linalg.norm(f[0].mean(axis=0) - centre)))
+        if np.linalg.norm(best[0].mean(axis=0) - centre) > 0.25 * size:
+            return kps
+        return best[1]
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """Faces in an RGB uint8 (H, W, 3) image, highest score first, in frame coordinates."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError("detect() needs an RGB uint8 array shaped (H, W, 3)")
+        if min(rgb.shape[:2]) < 8:
+            return []
+        h, w = rgb.shape[:2]
+        faces = []
+        for corners, kps, score in self._detect_square(*self.letterbox(rgb)):
+            if self.config.refine:
+                kps = self._refine(rgb, corners, kps)
+            corners = np.clip(corners, 0, [w, h])
+            faces.append(
+                Face(
+                    box=tuple(float(v) for v in corners.reshape(-1)),  # type: ignore[arg-type]
+                    landmarks=five_points_from_blazeface(kps),
+                    score=score,
+                )
+            )
+        return faces

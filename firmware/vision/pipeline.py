@@ -1,0 +1,128 @@
+"""FacePipeline: detect -> align -> embed -> compare, with the shipped int8 models."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware.vision.align import AlignmentError, align_face
+from firmware.vision.detector import BlazeFaceDetector, DetectorConfig
+from firmware.vision.embedder import Embedder
+from firmware.vision.types import Face
+
+MANIFEST_NAME = "face_models.json"
+
+
+def default_model_dir() -> Path:
+    """Folder of the shipped models (the `tflite_models` package, installed or in the tree)."""
+    import tflite_models
+
+    return Path(tflite_models.__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    """What the build wrote about the shipped models (tflite_models/face_models.json)."""
+
+    detector_file: str
+    embedder_file: str
+    chip_size: int
+    template: np.ndarray  # (4, 2): eyes, nose, mouth centre in chip pixels
+    threshold: float
+    embedder_name: str
+
+    @classmethod
+    def load(cls, folder: Path) -> "ModelManifest":
+        data: dict[str, Any] = json.loads((folder / MANIFEST_NAME).read_text())
+        template = np.asarray(data["alignment_template"], dtype=np.float64)
+        if template.shape != (4, 2):
+            raise ValueError(f"{MANIFEST_NAME}: alignment_template must be 4x2")
+        return cls(
+            detector_file=str(data["detector"]["file"]),
+            embedder_file=str(data["embedder"]["file"]),
+            chip_size=int(data["embedder"]["chip_size"]),
+            template=template,
+            threshold=float(data["embedder"]["threshold"]),
+            embedder_name=str(data["embedder"]["name"]),
+        )
+
+
+class FacePipeline:
+    """The face stack used by the kiosk, enrolment and benchmarks.
+
+    `FacePipeline()` loads the shipped int8 models once. Templates are L2-normalised float32
+    vectors; `similarity` is their cosine; two templates belong to the same person when
+    `similarity(a, b) >= threshold` (calibrated on LFW View 1 at FAR 0.1 %, see docs/models.md).
+    Nothing is written to disk.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        num_threads: int = 2,
+        detector_config: DetectorConfig | None = None,
+        threshold: float | None = None,
+        min_face_px: float = 24.0,
+    ) -> None:
+        folder = Path(model_dir) if model_dir is not None else default_model_dir()
+        self.manifest = ModelManifest.load(folder)
+        self.detector = BlazeFaceDetector(
+            folder / self.manifest.detector_file, num_threads=num_threads, config=detector_config
+        )
+        self.embedder = Embedder(folder / self.manifest.embedder_file, num_threads=num_threads)
+        if self.embedder.chip_size != self.manifest.chip_size:
+            raise ValueError("embedder input size disagrees with face_models.json")
+        self.threshold: float = float(threshold if threshold is not None else self.manifest.threshold)
+        # Faces narrower than this (in frame pixels) are not embedded: too little detail.
+        self.min_face_px = float(min_face_px)
+
+    @staticmethod
+    def _check_image(rgb: np.ndarray) -> None:
+        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError("expected an RGB image shaped (H, W, 3)")
+        if rgb.dtype != np.uint8:
+            raise ValueError(f"expected uint8 pixels, got {rgb.dtype}")
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """All faces in the image, highest detector score first."""
+        self._check_image(rgb)
+        return self.detector.detect(rgb)
+
+    def align(self, rgb: np.ndarray, face: Face) -> np.ndarray:
+        """The aligned chip (chip_size x chip_size RGB uint8) that the embedder sees; in memory."""
+        self._check_image(rgb)
+        return align_face(rgb, face.landmarks, self.manifest.template, self.manifest.chip_size)
+
+    def embed_face(self, rgb: np.ndarray, face: Face) -> np.ndarray:
+        """Template of a given detected face (raises AlignmentError on degenerate landmarks)."""
+        return self.embedder.embed_chip(self.align(rgb, face))
+
+    def embed(self, rgb: np.ndarray) -> np.ndarray | None:
+        """Template of the largest face in the image, or None if there is no usable face."""
+        faces = [f for f in self.detect(rgb) if f.width >= self.min_face_px]
+        if not faces:
+            return None
+        largest = max(faces, key=lambda f: f.width * f.height)
+        try:
+            return self.embed_face(rgb, largest)
+        except (AlignmentError, ValueError):
+            return None
+
+    @staticmethod
+    def similarity(a: np.ndarray, b: np.ndarray) -> float:
+        """Cosine similarity of two templates (they need not be normalised)."""
+        va = np.asarray(a, dtype=np.float32).reshape(-1)
+        vb = np.asarray(b, dtype=np.float32).reshape(-1)
+        if va.shape != vb.shape:
+            raise ValueError(f"template sizes differ: {va.shape} vs {vb.shape}")
+        denom = float(np.linalg.norm(va) * np.linalg.norm(vb))
+        if not np.isfinite(denom) or denom < 1e-12:
+            raise ValueError("zero or non-finite template")
+        return float(np.dot(va, vb) / denom)
+
+    def is_match(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """True when the two templates are judged the same person."""
+        return self.similarity(a, b) >= self.threshold

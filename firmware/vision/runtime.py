@@ -1,0 +1,134 @@
+"""TFLite model wrapper: one interpreter per model, loaded once, with int8 (de)quantisation."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+class ModelLoadError(RuntimeError):
+    """A model file is missing, unreadable or not a usable TFLite flatbuffer."""
+
+
+def _interpreter_class() -> Callable[..., Any]:
+    """Return the first available Interpreter class.
+
+    LiteRT (ai-edge-litert) is preferred; tflite-runtime is the fallback for older Pi OS images;
+    full TensorFlow is last, only so that the build venv (which has TF but not LiteRT) can run
+    the same code.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        return Interpreter  # type: ignore[no-any-return]
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        return Interpreter  # type: ignore[no-any-return]
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # type: ignore[import-not-found]
+
+        return tf.lite.Interpreter  # type: ignore[no-any-return]
+    except ImportError as exc:
+        raise ModelLoadError(
+            "no TFLite interpreter: install ai-edge-litert (or tflite-runtime on armv7)"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape, dtype and affine quantisation (scale, zero point) of one model tensor."""
+
+    index: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+
+    @property
+    def quantised(self) -> bool:
+        return self.dtype in (np.dtype(np.int8), np.dtype(np.uint8)) and self.scale > 0
+
+
+class TFLiteModel:
+    """A loaded TFLite model that takes one float input and returns float outputs.
+
+    Quantisation is handled here so that callers always see float32 arrays: inputs are
+    quantised with the input tensor's (scale, zero point), outputs are dequantised. The
+    interpreter is not thread-safe, so calls are serialised with a lock.
+    """
+
+    def __init__(self, path: str | Path, num_threads: int = 2) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file not found: {self.path}")
+        try:
+            model_bytes = self.path.read_bytes()
+            interpreter_cls = _interpreter_class()
+            # model_content keeps the interpreter independent of the file after load.
+            self._interpreter = interpreter_cls(
+                model_content=model_bytes, num_threads=max(1, int(num_threads))
+            )
+            self._interpreter.allocate_tensors()
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # the interpreters raise ValueError/RuntimeError variously
+            raise ModelLoadError(f"cannot load TFLite model {self.path.name}: {exc}") from exc
+        self.inputs = [self._spec(d) for d in self._interpreter.get_input_details()]
+        self.outputs = [self._spec(d) for d in self._interpreter.get_output_details()]
+        if len(self.inputs) != 1:
+            raise ModelLoadError(f"{self.path.name}: expected one input, got {len(self.inputs)}")
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _spec(detail: dict[str, Any]) -> TensorSpec:
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        return TensorSpec(
+            index=int(detail["index"]),
+            shape=tuple(int(s) for s in detail["shape"]),
+            dtype=np.dtype(detail["dtype"]),
+            scale=float(scale),
+            zero_point=int(zero_point),
+        )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.inputs[0].shape
+
+    @property
+    def is_int8(self) -> bool:
+        return self.inputs[0].quantised
+
+    def _quantise(self, values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+        if not spec.quantised:
+            return values.astype(spec.dtype, copy=False)
+        info = np.iinfo(spec.dtype)
+        q = np.round(values / spec.scale) + spec.zero_point
+        return np.clip(q, info.min, info.max).astype(spec.dtype)
+
+    @staticmethod
+    def _dequantise(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+        if not spec.quantised:
+            return values.astype(np.float32, copy=False)
+        return ((values.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run one inference on a float batch shaped like the input; return float outputs."""
+        spec = self.inputs[0]
+        if tuple(batch.shape) != spec.shape:
+            raise ValueError(f"{self.path.name}: input shape {batch.shape} != {spec.shape}")
+        with self._lock:
+            self._interpreter.set_tensor(spec.index, self._quantise(batch, spec))
+            self._interpreter.invoke()
+            # Copy out: the interpreter reuses its buffers on the next invoke.
+            return [
+                self._dequantise(np.array(self._interpreter.get_tensor(o.index)), o)
+                for o in self.outputs
+            ]

@@ -1,0 +1,123 @@
+"""BlazeFace detector: anchors, decoding, NMS, keypoint mapping, and real int8 inference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from firmware.vision.detector import (
+    INPUT_SIZE,
+    BlazeFaceDetector,
+    DetectorConfig,
+    blazeface_front_anchors,
+    five_points_from_blazeface,
+    weighted_nms,
+)
+from firmware.vision.pipeline import ModelManifest, default_model_dir
+
+
+def test_anchor_layout_matches_the_model_heads():
+    anchors = blazeface_front_anchors()
+    assert anchors.shape == (896, 2)
+    # 16x16 grid, two anchors per cell, then 8x8 with six per cell.
+    assert np.allclose(anchors[0], [0.5 / 16, 0.5 / 16]) and np.allclose(anchors[1], anchors[0])
+    assert np.allclose(anchors[511], [15.5 / 16, 15.5 / 16])
+    assert np.allclose(anchors[512], [0.5 / 8, 0.5 / 8]) and np.allclose(anchors[517], anchors[512])
+    assert np.allclose(anchors[-1], [7.5 / 8, 7.5 / 8])
+
+
+def test_weighted_nms_merges_overlaps_and_keeps_separate_faces():
+    boxes = np.array([[10, 10, 50, 50], [12, 11, 52, 51], [80, 80, 120, 120]], dtype=np.float32)
+    kps = np.stack([np.full((6, 2), v, dtype=np.float32) for v in (0.0, 10.0, 100.0)])
+    scores = np.array([0.9, 0.6, 0.8], dtype=np.float32)
+    out = weighted_nms(boxes, kps, scores, iou_threshold=0.3, limit=10)
+    assert len(out) == 2
+    (box0, kps0, s0), (box1, _, s1) = out
+    assert s0 == pytest.approx(0.9) and s1 == pytest.approx(0.8)
+    # Score-weighted mean of the two overlapping candidates.
+    assert np.allclose(kps0, 10.0 * 0.6 / 1.5)
+    assert np.allclose(box1, [80, 80, 120, 120])
+
+
+def test_weighted_nms_survives_a_zero_area_box():
+    boxes = np.array([[5, 5, 5, 5]], dtype=np.float32)
+    out = weighted_nms(boxes, np.zeros((1, 6, 2), np.float32), np.array([0.7]), 0.3, 5)
+    assert len(out) == 1 and np.all(np.isfinite(out[0][0]))
+
+
+def test_five_points_orders_eyes_by_x_and_places_mouth_corners_on_the_eye_axis():
+    kps = np.array([[70, 50], [30, 50], [50, 70], [50, 90], [10, 55], [90, 55]], dtype=np.float32)
+    five = five_points_from_blazeface(kps)
+    assert np.allclose(five[0], [30, 50]) and np.allclose(five[1], [70, 50])
+    assert np.allclose(five[2], [50, 70])
+    assert np.allclose((five[3] + five[4]) / 2, [50, 90])
+    assert five[3, 0] < five[4, 0] and np.allclose(five[3, 1], five[4, 1])
+
+
+def test_letterbox_maps_frame_points_into_the_square():
+    frame = np.zeros((480, 640, 3), dtype=np.uint8)
+    frame[240, 320] = 255
+    square, scale, pad_x, pad_y = BlazeFaceDetector.letterbox(frame)
+    assert square.shape == (INPUT_SIZE, INPUT_SIZE, 3)
+    assert scale == pytest.approx(0.2) and pad_x == 0 and pad_y == 16
+    assert np.allclose(np.array([320, 240]) * scale + [pad_x, pad_y], [64, 64])
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    """Eileen Collins, NASA portrait shipped by scikit-image (public domain)."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def detector() -> BlazeFaceDetector:
+    folder = default_model_dir()
+    return BlazeFaceDetector(folder / ModelManifest.load(folder).detector_file)
+
+
+def test_shipped_detector_is_full_integer(detector):
+    assert detector.model.is_int8
+    assert all(o.quantised for o in detector.model.outputs)
+
+
+def test_detects_the_astronaut_face_with_plausible_landmarks(detector, astronaut):
+    faces = detector.detect(astronaut)
+    assert len(faces) == 1
+    face = faces[0]
+    x0, y0, x1, y1 = face.box
+    # The face of Eileen Collins in skimage's 512x512 portrait is around x 160-260, y 60-180.
+    assert 130 < x0 < 200 and 220 < x1 < 300 and 30 < y0 < 110 and 150 < y1 < 220
+    left_eye, right_eye, nose, mouth_l, mouth_r = face.landmarks
+    assert left_eye[0] < nose[0] < right_eye[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < (mouth_l[1] + mouth_r[1]) / 2
+    assert face.score > 0.7
+
+
+def test_no_face_in_a_texture_or_a_blank_frame(detector):
+    from skimage import data
+
+    bricks = np.repeat(data.brick()[..., None], 3, axis=2)
+    assert detector.detect(bricks) == []
+    assert detector.detect(np.zeros((240, 320, 3), dtype=np.uint8)) == []
+
+
+def test_refinement_can_be_disabled_and_agrees_roughly(astronaut):
+    folder = default_model_dir()
+    path = folder / ModelManifest.load(folder).detector_file
+    one_pass = BlazeFaceDetector(path, config=DetectorConfig(refine=False)).detect(astronaut)[0]
+    two_pass = BlazeFaceDetector(path).detect(astronaut)[0]
+    eye_distance = np.linalg.norm(two_pass.landmarks[1] - two_pass.landmarks[0])
+    assert np.abs(one_pass.landmarks - two_pass.landmarks).max() < 0.3 * eye_distance
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((10, 10, 4), np.uint8)]
+)
+def test_bad_images_are_rejected_with_value_error(detector, bad):
+    with pytest.raises(ValueError):
+        detector.detect(bad)
+
+
+def test_tiny_image_gives_no_face(detector):
+    assert detector.detect(np.zeros((4, 4, 3), np.uint8)) == []

@@ -1,0 +1,51 @@
+"""TFLite runtime wrapper: loading errors, int8 input quantisation, real inference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from firmware.vision.pipeline import ModelManifest, default_model_dir
+from firmware.vision.runtime import ModelLoadError, TFLiteModel
+
+
+@pytest.fixture(scope="module")
+def embedder_model() -> TFLiteModel:
+    folder = default_model_dir()
+    return TFLiteModel(folder / ModelManifest.load(folder).embedder_file, num_threads=1)
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        TFLiteModel(tmp_path / "absent.tflite")
+
+
+def test_corrupt_model_file_is_a_clear_error(tmp_path):
+    bogus = tmp_path / "bogus.tflite"
+    bogus.write_bytes(b"this is not a flatbuffer" * 10)
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        TFLiteModel(bogus)
+
+
+def test_embedder_takes_raw_pixels_with_exact_int8_input(embedder_model):
+    spec = embedder_model.inputs[0]
+    assert spec.dtype == np.int8
+    # Pixels 0..255 map one-to-one onto int8: no information lost at the input.
+    assert spec.scale == pytest.approx(1.0) and spec.zero_point == -128
+    pixels = np.arange(256, dtype=np.float32)
+    q = embedder_model._quantise(pixels, spec)
+    assert np.array_equal(q.astype(np.int32) + 128, np.arange(256))
+
+
+def test_wrong_input_shape_is_rejected(embedder_model):
+    with pytest.raises(ValueError, match="input shape"):
+        embedder_model.run(np.zeros((1, 10, 10, 3), np.float32))
+
+
+def test_inference_is_deterministic_and_depends_on_the_input(embedder_model):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, embedder_model.input_shape).astype(np.float32)
+    b = rng.integers(0, 256, embedder_model.input_shape).astype(np.float32)
+    (out_a1,), (out_a2,), (out_b,) = embedder_model.run(a), embedder_model.run(a), embedder_model.run(b)
+    assert out_a1.dtype == np.float32 and out_a1.shape == (1, 128)
+    assert np.array_equal(out_a1, out_a2)
+    assert not np.array_equal(out_a1, out_b)
