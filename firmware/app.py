@@ -23,6 +23,7 @@ from firmware.eventlog import EventLog
 from firmware.identity import DeviceIdentity, load_or_create
 from firmware.kiosk import Kiosk
 from firmware.pseudonym import Pseudonymiser
+from firmware.sdnotify import notify, watchdog_pinger
 from firmware.trustprovider import TrustProvider
 from firmware.vision.record_template import TemplateKeyring
 
@@ -112,7 +113,8 @@ def build(config: Config, *, camera: FrameSource | None = None,
                   screen_for, display_timeout_s=display.config.ladder_s,
                   face=face, face_timeout_s=config.face.timeout_s,
                   open_template=TemplateKeyring(state / "template-keys").open,
-                  after_append=uploader.notify if uploader is not None else None)
+                  after_append=uploader.notify if uploader is not None else None,
+                  watchdog=watchdog_pinger())
     return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
 
 

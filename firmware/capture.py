@@ -26,7 +26,8 @@ class CaptureThread:
         self._retry_s = retry_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
-        self.heartbeat = time.monotonic()
+        self.heartbeat = time.monotonic()  # last good frame
+        self.alive_at = time.monotonic()  # last time the thread was not stuck in a driver call
         self.frames = 0
 
     def start(self) -> None:
@@ -36,9 +37,16 @@ class CaptureThread:
         self._stop.set()
         self._thread.join(timeout)
 
+    def stalled(self, now: float) -> bool:
+        """True when the thread has been inside one driver call far longer than its timeout
+        (a hung camera driver); the kiosk then restarts capture."""
+        limit = 3 * self._timeout + self._retry_s
+        return self._thread.is_alive() and now - self.alive_at > limit
+
     def _run(self) -> None:
         healthy = False
         while not self._stop.is_set():
+            self.alive_at = time.monotonic()
             if not healthy:
                 try:
                     self._source.close()
@@ -48,6 +56,7 @@ class CaptureThread:
                     self._inbox.post(Message("camera_fault", str(exc)))
                     self._stop.wait(self._retry_s)
                     continue
+            self.alive_at = time.monotonic()
             try:
                 frame = self._source.read(self._timeout)
             except CameraError as exc:

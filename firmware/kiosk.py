@@ -25,6 +25,8 @@ from firmware.states import READY_STATES, RESULT_STATES, State
 log = logging.getLogger(__name__)
 
 TICK_S = 0.05  # the loop wakes at least this often to run its timers
+RESTART_BUDGET = 5  # capture restarts allowed per window before the fault just stays latched
+RESTART_WINDOW_S = 600.0
 
 
 class DisplayPort(Protocol):
@@ -72,7 +74,8 @@ class Kiosk:
                  verifier: Callable[..., Verdict] = verify,
                  face: Any = None, face_timeout_s: float = 5.0,
                  open_template: Callable[[bytes, str | None], Any] | None = None,
-                 after_append: Callable[[], None] | None = None) -> None:
+                 after_append: Callable[[], None] | None = None,
+                 watchdog: Callable[[], None] | None = None) -> None:
         self.config = config
         self.state = State.BOOT
         self.summary = Summary()
@@ -85,8 +88,11 @@ class Kiosk:
         self._display_timeout_s = display_timeout_s
         self._verifier = verifier
         self._inbox = Inbox(frame_capacity=max(1, config.event_queue_size - 1))
+        self._camera = camera
         self._capture = CaptureThread(camera, self._inbox, config.frame_timeout_s,
                                       config.fault_retry_s)
+        self._capture_restarts: list[float] = []  # monotonic times, for the restart budget
+        self._watchdog = watchdog
         self._stop = threading.Event()
         self._faults: dict[str, str] = {}  # part -> what is wrong; FAULT while non-empty
         self._unlogged: list[tuple[str, dict[str, Any]]] = []  # events waiting for the disk
@@ -241,7 +247,28 @@ class Kiosk:
         elif message.kind == "stop":
             self._stop.set()
 
+    def _supervise(self) -> None:
+        """Watch the capture thread from outside: a thread stuck in a driver call is replaced,
+        at most RESTART_BUDGET times per RESTART_WINDOW_S (then FAULT stays latched)."""
+        now = time.monotonic()
+        if not self._capture.stalled(now):
+            return
+        self._latch("camera", "capture stalled in the camera driver")
+        self._capture_restarts = [t for t in self._capture_restarts if now - t < RESTART_WINDOW_S]
+        if len(self._capture_restarts) >= RESTART_BUDGET:
+            return
+        self._capture_restarts.append(now)
+        log.warning("restarting capture (%d in the last %.0f s)", len(self._capture_restarts),
+                    RESTART_WINDOW_S)
+        self._capture.stop(timeout=0.1)  # the stuck thread is abandoned (daemon) if it hangs on
+        self._capture = CaptureThread(self._camera, self._inbox, self.config.frame_timeout_s,
+                                      self.config.fault_retry_s)
+        self._capture.start()
+
     def _on_tick(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog()  # the loop is alive: tell the service manager
+        self._supervise()
         if self._faults:
             self._pending = None  # a fault interrupts the person's check: they start again
             self._retry_faults()

@@ -57,11 +57,12 @@ class Rig:
 
 
 def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
-             trust_age: timedelta = timedelta(minutes=5), **kiosk_options: Any) -> Rig:
+             trust_age: timedelta = timedelta(minutes=5), camera_class: type = FakeCamera,
+             **kiosk_options: Any) -> Rig:
     signer = make_signer()
     trust = TrustStore.from_certificates([signer.certificate_der])
     trust.updated_at = NOW - trust_age
-    camera = FakeCamera([background(320, 240)], fps=30)
+    camera = camera_class([background(320, 240)], fps=30)
     display = open_display("emulator", ack_timeout_s=0.1, max_retries=2, heartbeat_s=0.5,
                            reconnect_interval_s=0.2)
     key = Ed25519PrivateKey.generate()

@@ -185,3 +185,19 @@ def test_half_a_multi_code_card_times_out(tmp_path: Path) -> None:
         assert _decisions(rig.eventlog)[-1]["reason"] == "SHC_CHUNKS_INCOMPLETE"
     finally:
         rig.stop()
+
+
+def test_hung_camera_driver_is_detected_and_capture_restarted(tmp_path: Path) -> None:
+    from firmware.camera.fake import HangingCamera
+    from tests.kiosk_harness import make_rig
+
+    rig = make_rig(tmp_path, camera_class=HangingCamera)
+    try:
+        rig.camera.hang()
+        fault = rig.wait_state("FAULT")
+        assert "camera" in (fault.line1 + fault.line2).lower()
+        rig.camera.release()
+        rig.wait_state("IDLE", start=len(rig.display.emulator.screens))
+        assert any("stalled" in problem for _, problem in rig.kiosk.summary.faults)
+    finally:
+        rig.stop()

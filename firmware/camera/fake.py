@@ -74,3 +74,25 @@ class FakeCamera:
     def close(self) -> None:
         with self._lock:
             self._started = False
+
+
+class HangingCamera(FakeCamera):
+    """A fake whose driver call hangs (as a wedged camera driver does) until `release()`."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._released = threading.Event()
+        self._hang = threading.Event()
+
+    def hang(self) -> None:
+        self._released.clear()
+        self._hang.set()
+
+    def release(self) -> None:
+        self._hang.clear()
+        self._released.set()
+
+    def read(self, timeout: float) -> Frame | None:
+        if self._hang.is_set():
+            self._released.wait(60.0)  # bounded even in a test gone wrong
+        return super().read(timeout)
