@@ -35,7 +35,7 @@ class Database(Protocol):
     dialect: str
     description: str
 
-    def transaction(self) -> Any: ...
+    def transaction(self, readonly: bool = False) -> Any: ...
 
     def close(self) -> None: ...
 
@@ -137,9 +137,11 @@ class SqliteDatabase:
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[_SqliteTx]:
+    def transaction(self, readonly: bool = False) -> Iterator[_SqliteTx]:
+        """Writers take the write lock up front (IMMEDIATE) so they never deadlock on an
+        upgrade; readers use a deferred transaction and run alongside them (WAL)."""
         with self._pool.connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
             try:
                 yield _SqliteTx(conn)
             except BaseException:
@@ -189,9 +191,11 @@ class PostgresDatabase:
         return self._psycopg.connect(self.url, connect_timeout=10, autocommit=True)
 
     @contextmanager
-    def transaction(self) -> Iterator[_PostgresTx]:
+    def transaction(self, readonly: bool = False) -> Iterator[_PostgresTx]:
         with self._pool.connection() as conn:
             with conn.transaction():
+                if readonly:
+                    conn.execute("SET TRANSACTION READ ONLY")
                 yield _PostgresTx(conn)
 
     def close(self) -> None:

@@ -126,7 +126,7 @@ class Store:
                            (version, rfc3339(utc_now())))
 
     def schema_version(self) -> int:
-        with self.db.transaction() as tx:
+        with self.db.transaction(readonly=True) as tx:
             row = tx.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
         return int(row[0] or 0)
 
@@ -161,13 +161,13 @@ class Store:
         return "created"
 
     def device_key(self, device_id: str) -> str | None:
-        with self.db.transaction() as tx:
+        with self.db.transaction(readonly=True) as tx:
             row = tx.execute("SELECT public_key FROM devices WHERE device_id = ?",
                              (device_id,)).fetchone()
         return None if row is None else str(row[0])
 
     def devices(self) -> list[Device]:
-        with self.db.transaction() as tx:
+        with self.db.transaction(readonly=True) as tx:
             rows = tx.execute(
                 "SELECT d.device_id, d.public_key, d.registered_at, COUNT(e.seq), MAX(e.seq) "
                 "FROM devices d LEFT JOIN events e ON e.device_id = d.device_id "
@@ -188,7 +188,7 @@ class Store:
     # -- events -------------------------------------------------------------------------------
     def events(self, device_id: str) -> list[Event]:
         """Every stored event of a device, by sequence number."""
-        with self.db.transaction() as tx:
+        with self.db.transaction(readonly=True) as tx:
             rows = tx.execute("SELECT device_id, seq, ts, kind, body, prev_hash, hash, sig "
                               "FROM events WHERE device_id = ? ORDER BY seq",
                               (device_id,)).fetchall()
@@ -199,7 +199,7 @@ class Store:
         params: tuple[Any, ...] = ()
         if device_id is not None:
             sql, params = sql + " WHERE device_id = ?", (device_id,)
-        with self.db.transaction() as tx:
+        with self.db.transaction(readonly=True) as tx:
             rows = tx.execute(sql + " ORDER BY id", params).fetchall()
         return [{"device_id": r[0], "seq": r[1], "reason": r[2], "detail": r[3], "at": r[4]}
                 for r in rows]
@@ -215,13 +215,13 @@ class Store:
         return TrustItem(name, version, etag, envelope)
 
     def trust(self, name: str) -> TrustItem | None:
-        with self.db.transaction() as tx:
+        with self.db.transaction(readonly=True) as tx:
             row = tx.execute("SELECT name, version, etag, envelope FROM trust_items "
                              "WHERE name = ?", (name,)).fetchone()
         return None if row is None else TrustItem(row[0], int(row[1]), row[2], row[3].encode())
 
     def trust_items(self) -> Iterator[TrustItem]:
-        with self.db.transaction() as tx:
+        with self.db.transaction(readonly=True) as tx:
             rows = tx.execute("SELECT name, version, etag, envelope FROM trust_items "
                               "ORDER BY name").fetchall()
         return iter([TrustItem(r[0], int(r[1]), r[2], r[3].encode()) for r in rows])
