@@ -1,0 +1,77 @@
+"""Privacy: no personal data in logs, events or files; no image is ever written during a run."""
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware.demo.run import run_demo
+
+# The demo holder's personal data, as the demo issuer puts it into every credential.
+PERSONAL = ("Muster", "MUSTER", "1990-01-01", "URN:UVCI")
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF", b"P6\n", b"II*\x00", b"MM\x00*")
+
+
+@pytest.fixture
+def no_image_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make every image-writing call we know of fail loudly, and record attempts."""
+    attempts: list[str] = []
+
+    def refuse(name: str) -> Any:
+        def writer(*args: Any, **kwargs: Any) -> None:
+            attempts.append(name)
+            raise AssertionError(f"{name} called: images must never be written")
+        return writer
+
+    from PIL import Image
+    monkeypatch.setattr(Image.Image, "save", refuse("PIL.Image.save"))
+    try:
+        import cv2
+        monkeypatch.setattr(cv2, "imwrite", refuse("cv2.imwrite"))
+    except ImportError:
+        pass
+    return attempts
+
+
+def test_whole_demo_path_keeps_personal_data_out_of_logs_and_files(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, no_image_writes: list[str]) -> None:
+    caplog.set_level(logging.DEBUG)
+    out = io.StringIO()
+    result = run_demo(tmp_path, out=out)
+    assert result.ok, out.getvalue()
+    assert no_image_writes == []
+    text = caplog.text + out.getvalue()
+    assert len(caplog.records) > 5  # the run did log: state changes, registration, ...
+    for needle in PERSONAL:
+        assert needle not in text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not data.startswith(IMAGE_MAGIC), f"image-like file written: {path}"
+            for needle in PERSONAL:
+                assert needle.encode() not in data, f"{needle} in {path}"
+
+
+def test_events_refuse_personal_fields(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware.eventlog import EventLog, EventLogError
+
+    with EventLog.open(tmp_path / "e.db", Ed25519PrivateKey.generate(), "kiosk-1") as log:
+        for body in ({"nam": {"fn": "X"}}, {"dob": "1990-01-01"}, {"ci": "URN:UVCI:1"},
+                     {"face": {"name": "X"}}):
+            with pytest.raises(EventLogError):
+                log.append("decision", body)
+        log.append("decision", {"decision": "granted", "pseudonym": "ab" * 16})
+
+
+def test_verdict_repr_hides_payload_and_identifier() -> None:
+    from firmware.credentials import Verdict
+
+    verdict = Verdict(True, "dcc", None, {"nam": {"fn": "Muster"}, "dob": "1990-01-01"},
+                      {"signature": True}, credential_id="URN:UVCI:01:XX:SECRET")
+    shown = repr(verdict) + str(verdict)
+    assert "Muster" not in shown and "1990" not in shown and "SECRET" not in shown
