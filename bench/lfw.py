@@ -170,6 +170,22 @@ def run_ours(files: list[str]) -> tuple[dict[str, np.ndarray | None], list[float
     return templates, times, float(pipeline.threshold)
 
 
+def quality_reasons(files: list[str]) -> dict[str, str | None]:
+    """The kiosk's quality verdict per image (untimed): how many LFW photos the gates refuse."""
+    from PIL import Image
+
+    from firmware.vision import FacePipeline
+    from firmware.vision.quality import assess
+
+    pipeline = FacePipeline()
+    reasons: dict[str, str | None] = {}
+    for path in files:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"))
+        reasons[path] = assess(rgb, pipeline.detect(rgb)).reason
+    return reasons
+
+
 def find_peer_python(explicit: str | None) -> str | None:
     candidates = [explicit, os.environ.get("HEALTHGATE_PEER_PYTHON"), sys.executable,
                   str(DEFAULT_PEER_VENV / "bin" / "python")]
@@ -252,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=Path, default=None, help="pairs file (default: IMAGES/pairsDevTest.txt)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N same and N different pairs")
     parser.add_argument("--no-peer", action="store_true", help="skip face_recognition")
+    parser.add_argument("--quality", action="store_true", help="also run the quality gates on every image")
     parser.add_argument("--peer-python", default=None,
                         help="interpreter with face_recognition (default: this one, $HEALTHGATE_PEER_PYTHON, ../peervenv)")
     parser.add_argument("--plot", type=Path, default=ROOT / "bench" / "out" / "lfw_roc_det.png")
@@ -291,6 +308,18 @@ def main(argv: list[str] | None = None) -> int:
         our_failures = sum(t is None for t in ours.values())
         _report("healthgate", our_stats, our_times, our_failures, len(files))
         curves["healthgate int8"] = roc(our_scores, labels)
+        if args.quality:
+            from collections import Counter
+
+            verdicts = quality_reasons(files)
+            counts = Counter(verdicts.values())
+            passed = np.array([verdicts[key(a, i)] is None and verdicts[key(b, j)] is None for a, i, b, j, _ in pairs])
+            gated = summarise(our_scores[passed], labels[passed], None, threshold)
+            print(f"healthgate: quality gates pass {counts[None]}/{len(files)} images "
+                  f"({', '.join(f'{r}: {c}' for r, c in counts.most_common() if r)}); on the {passed.sum()} pairs "
+                  f"where both pass: accuracy {gated['accuracy']:.4f}, at threshold {gated['accuracy_at_threshold']:.4f}")
+            summary["quality_pass_rate"] = round(counts[None] / len(files), 4)
+            summary["accuracy_quality_gated"] = round(gated["accuracy"], 4)
         summary.update({
             "accuracy": round(our_stats["accuracy"], 4),
             "tar_at_far_0.1pct": round(our_stats["tar_at_far_0.1pct"], 4),
