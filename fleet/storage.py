@@ -77,6 +77,14 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class _Refused(Exception):
+    """Roll back a registration half done; `outcome` is the answer to give."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
 @dataclass(frozen=True)
 class Device:
     device_id: str
@@ -141,23 +149,38 @@ class Store:
     def register(self, token: str, device_id: str, public_key_b64: str, now: datetime) -> str:
         """Consume a one-time token and register the device. Returns "created", "exists"
         (same device and same key again: idempotent retry), "bad_token" or "conflict"."""
-        with self.db.transaction() as tx:
-            existing = tx.execute("SELECT public_key FROM devices WHERE device_id = ?",
-                                  (device_id,)).fetchone()
-            row = tx.execute("SELECT expires_at, used_at, used_by FROM enrolment_tokens "
-                             "WHERE token_hash = ?", (token_digest(token),)).fetchone()
-            if row is not None and row[1] is not None and row[2] == device_id \
-                    and existing is not None and existing[0] == public_key_b64:
-                return "exists"  # a retried registration whose answer was lost on the way
-            if row is None or row[1] is not None or int(row[0]) < int(now.timestamp()):
-                return "bad_token"
-            if existing is not None:
-                # The token is not burned: the technician can retry with the right device id.
-                return "exists" if existing[0] == public_key_b64 else "conflict"
-            tx.execute("UPDATE enrolment_tokens SET used_at = ?, used_by = ? WHERE token_hash = ?",
-                       (int(now.timestamp()), device_id, token_digest(token)))
-            tx.execute("INSERT INTO devices (device_id, public_key, registered_at) "
-                       "VALUES (?, ?, ?)", (device_id, public_key_b64, rfc3339(now)))
+        try:
+            with self.db.transaction() as tx:
+                return self._register(tx, token_digest(token), device_id, public_key_b64, now)
+        except _Refused as refused:  # raised after a write: the transaction rolled back
+            return refused.outcome
+
+    @staticmethod
+    def _register(tx: Tx, digest: str, device_id: str, public_key_b64: str,
+                  now: datetime) -> str:
+        existing = tx.execute("SELECT public_key FROM devices WHERE device_id = ?",
+                              (device_id,)).fetchone()
+        row = tx.execute("SELECT expires_at, used_at, used_by FROM enrolment_tokens "
+                         "WHERE token_hash = ?", (digest,)).fetchone()
+        if row is not None and row[1] is not None and row[2] == device_id \
+                and existing is not None and existing[0] == public_key_b64:
+            return "exists"  # a retried registration whose answer was lost on the way
+        if row is None or row[1] is not None or int(row[0]) < int(now.timestamp()):
+            return "bad_token"
+        if existing is not None:
+            # The token is not burned: the technician can retry with the right device id.
+            return "exists" if existing[0] == public_key_b64 else "conflict"
+        inserted = tx.execute("INSERT INTO devices (device_id, public_key, registered_at) "
+                              "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                              (device_id, public_key_b64, rfc3339(now))).rowcount
+        if inserted != 1:
+            raise _Refused("conflict")  # a concurrent registration of this id got there first
+        # Conditional, so two concurrent registrations can never both spend one token.
+        spent = tx.execute("UPDATE enrolment_tokens SET used_at = ?, used_by = ? "
+                           "WHERE token_hash = ? AND used_at IS NULL",
+                           (int(now.timestamp()), device_id, digest)).rowcount
+        if spent != 1:
+            raise _Refused("bad_token")
         return "created"
 
     def device_key(self, device_id: str) -> str | None:
@@ -206,12 +229,19 @@ class Store:
 
     # -- trust data ---------------------------------------------------------------------------
     def put_trust(self, name: str, version: int, envelope: bytes, now: datetime) -> TrustItem:
+        """Store a signed envelope. A version that is not newer than the stored one is refused
+        (ValueError), so two concurrent publishes cannot both win."""
         etag = '"' + hashlib.sha256(envelope).hexdigest()[:32] + '"'
         with self.db.transaction() as tx:
-            tx.execute("DELETE FROM trust_items WHERE name = ?", (name,))
-            tx.execute("INSERT INTO trust_items (name, version, etag, envelope, published_at) "
-                       "VALUES (?, ?, ?, ?, ?)",
-                       (name, version, etag, envelope.decode(), rfc3339(now)))
+            stored = tx.execute(
+                "INSERT INTO trust_items (name, version, etag, envelope, published_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "version = excluded.version, etag = excluded.etag, "
+                "envelope = excluded.envelope, published_at = excluded.published_at "
+                "WHERE trust_items.version < excluded.version",
+                (name, version, etag, envelope.decode(), rfc3339(now))).rowcount
+        if stored != 1:
+            raise ValueError(f"{name}: version {version} is not newer than the published one")
         return TrustItem(name, version, etag, envelope)
 
     def trust(self, name: str) -> TrustItem | None:

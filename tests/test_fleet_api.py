@@ -98,6 +98,27 @@ def test_registration_conflict_with_another_key(server: ServerHandle) -> None:
     assert (conflict.value.status, conflict.value.code) == (409, "DEVICE_KEY_CONFLICT")
 
 
+def test_concurrent_registrations_spend_a_token_once(server: ServerHandle) -> None:
+    token = new_token(server)
+    outcomes: list[str] = []
+
+    def enrol(index: int) -> None:
+        try:
+            register_device(server.url, token, f"kiosk-race-{index}",
+                            Ed25519PrivateKey.generate())
+            outcomes.append("created")
+        except RegistrationError as error:
+            outcomes.append(error.code)
+
+    threads = [threading.Thread(target=enrol, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["TOKEN_INVALID"] * 7 + ["created"]
+    assert len(server.store.devices()) == 1
+
+
 @pytest.mark.parametrize("payload", [
     {}, {"token": "x" * 20, "device_id": "k", "public_key": "short"},
     {"token": "x" * 20, "device_id": "bad id with spaces", "public_key": "A" * 43 + "="},

@@ -104,3 +104,17 @@ def test_published_bytes_are_served_unchanged(server: ServerHandle,
     response = signed_get(server, device, "/v1/trust/status-records")
     assert response.content == item.envelope
     assert json.loads(response.content)["content"] == content
+
+
+def test_an_older_or_equal_version_cannot_replace_the_published_one(
+        server: ServerHandle, fleet_key: tuple[Path, Ed25519PrivateKey]) -> None:
+    from datetime import datetime, timezone
+
+    from fleet.trust import build_envelope
+
+    current = server.publish("dcc-rules", {"rules": ["v1"]})
+    stale = build_envelope(fleet_key[1], "dcc-rules", current.version, {"rules": ["old"]},
+                           datetime.now(timezone.utc))
+    with pytest.raises(ValueError, match="not newer"):
+        server.store.put_trust("dcc-rules", current.version, stale, datetime.now(timezone.utc))
+    assert server.store.trust("dcc-rules") == current
