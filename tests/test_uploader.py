@@ -176,6 +176,23 @@ def test_a_refused_batch_is_split_until_the_poison_event_is_parked(
     assert uploader.status().batch_size == 8
 
 
+def test_a_proxy_refusing_everything_parks_nothing(fleet: Fleet, proxy: FaultProxy,
+                                                   log: EventLog, key: Ed25519PrivateKey) -> None:
+    seqs = fill(log, 4)
+    uploader = make_uploader(log, proxy.url, key, batch_size=4)
+    proxy.inject(*["413"] * 6)
+    codes = []
+    for _ in range(6):
+        with pytest.raises(UploadError) as caught:
+            uploader.upload_once()
+        codes.append((caught.value.code, caught.value.retry_now))
+    assert codes[:2] == [("UPLOAD_HTTP_413", True)] * 2  # 4 -> 2 -> 1
+    assert codes[2:] == [("UPLOAD_HTTP_413", False)] * 4  # then backoff, not parking
+    assert log.rejected() == {} and uploader.status().consecutive_failures == 4
+    drain(uploader)  # the refusals stop: everything goes through
+    assert_exact_chain(fleet.stored(DEVICE), key, seqs)
+
+
 def test_server_rejections_are_parked_not_retried(fleet: Fleet, log: EventLog,
                                                   key: Ed25519PrivateKey, tmp_path: Path) -> None:
     fill(log, 6)

@@ -93,6 +93,7 @@ class Uploader:
         self._key = key
         self._max_batch = batch_size
         self._batch = batch_size  # shrinks on 413/422 to isolate a poison event, then regrows
+        self._isolation_accepted = False  # the server took other events during an isolation
         self._backoff = BackoffPolicy(initial_s=backoff_initial_s, max_s=backoff_max_s,
                                       jitter=jitter)
         self._timeout_s = timeout_s
@@ -188,16 +189,24 @@ class Uploader:
         if refusals:
             log.warning("server rejected %d event(s): %s", len(refusals),
                         sorted(set(refusals.values())))
+        self._isolation_accepted = True
         self._batch = min(self._max_batch, self._batch * 2)  # regrow after an isolation
         return len(acked_seqs)
 
     def _isolate(self, status: int, sent: set[int]) -> int:
         """413/422: halve the batch until the offending event travels alone, then park it as
-        rejected, so one poison event never blocks the queue behind it."""
+        rejected, so one poison event never blocks the queue behind it. An event is parked only
+        when the server accepted other events meanwhile: a proxy that refuses everything must
+        not get the whole queue parked, it gets backoff."""
         if len(sent) > 1:
+            if self._batch == self._max_batch:
+                self._isolation_accepted = False  # a new isolation starts
             self._batch = max(1, len(sent) // 2)
             raise UploadError(f"UPLOAD_HTTP_{status}",
                               f"batch refused; retrying with {self._batch}", retry_now=True)
+        if not self._isolation_accepted:
+            raise UploadError(f"UPLOAD_HTTP_{status}",
+                              "the server refuses even single events; backing off")
         (seq,) = sent
         reason = "SERVER_TOO_LARGE" if status == 413 else "SERVER_MALFORMED"
         try:
