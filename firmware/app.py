@@ -103,7 +103,8 @@ def build(config: Config, *, camera: FrameSource | None = None,
                             backoff_max_s=config.fleet.backoff_max_s,
                             timeout_s=config.fleet.request_timeout_s,
                             poll_interval_s=config.fleet.upload_interval_s)
-        trust_worker = _trust_worker(config, state, identity, clock)
+        if trust is None:  # injected trust data (demo, tests) is not synced
+            trust_worker = _trust_worker(config, state, identity, clock)
     face = build_face_check(config) if config.face.enabled else None
     kiosk = Kiosk(config.kiosk, camera or open_camera(config.camera), display, eventlog,
                   trust or TrustProvider(state / "trust"), clock,

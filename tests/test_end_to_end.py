@@ -2,21 +2,33 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.demo.run import run_demo
 from firmware.eventlog.codec import GENESIS_HASH, check_event, check_link
+from tests.test_privacy import IMAGE_MAGIC, no_image_writes  # noqa: F401 - fixture
 
 # What the demo's fictional holder carries; none of it may leave the verifier.
 PERSONAL = [b"Muster", b"MUSTER", b"1990-01-01", b"URN:UVCI"]
 
 
-def test_demo_path_end_to_end(tmp_path: Path) -> None:
+def test_demo_path_end_to_end(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                              no_image_writes: list[str]) -> None:
+    caplog.set_level(logging.DEBUG)
     out = io.StringIO()
     result = run_demo(tmp_path, out=out)
     assert result.ok, out.getvalue()
+    assert "face checks on" in out.getvalue()  # the dev install has the demo portrait
+    assert any(not p.face_in_view for p in result.presentations)  # NO_FACE is exercised
+    # the green status code was granted by a real 1:1 match against its record's sealed template
+    matched = [d for p, d in zip(result.presentations, result.decisions)
+               if p.text.startswith("HG1:") and d.granted]
+    assert len(matched) == 1 and matched[0].face is not None
+    assert matched[0].face["similarity"] is not None and matched[0].face["similarity"] >= 0.9
 
     # The kiosk decided exactly as the presentations require.
     assert [d.granted for d in result.decisions] == [p.expect_granted for p in result.presentations]
@@ -42,14 +54,18 @@ def test_demo_path_end_to_end(tmp_path: Path) -> None:
     for previous, event in zip(events, events[1:]):
         assert check_link(previous, event) is None
 
-    # Privacy: no name, birth date or certificate identifier anywhere on disk or on stdout.
+    # Privacy: no name, birth date or certificate identifier anywhere on disk, in any log
+    # record or on stdout; no image (or face crop) written anywhere, by any call.
+    assert no_image_writes == []
+    assert len(caplog.records) > 5
     for path in tmp_path.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
+            assert not data.startswith(IMAGE_MAGIC), f"image-like file written: {path}"
             for needle in PERSONAL:
                 assert needle not in data, f"{needle!r} found in {path}"
     for needle in PERSONAL:
-        assert needle.decode() not in out.getvalue()
+        assert needle.decode() not in out.getvalue() + caplog.text
 
 
 def _public_key(workdir: Path) -> bytes:

@@ -23,13 +23,27 @@ def background(width: int = 640, height: int = 480, seed: int = 0) -> np.ndarray
     return np.clip(base + noise, 0, 255).astype(np.uint8).repeat(3, axis=2)
 
 
-def frame_with_code(text: str, width: int = 640, height: int = 480, seed: int = 0) -> np.ndarray:
-    """A camera frame with the QR code for `text` near the centre."""
+def frame_with_code(text: str, width: int = 640, height: int = 480, seed: int = 0,
+                    face: np.ndarray | None = None) -> np.ndarray:
+    """A camera frame with the QR code for `text`: centred, or on the right with `face` (an RGB
+    portrait) on the left, as a person holding up a phone looks to the kiosk."""
     frame = background(width, height, seed)
     code = qr_image(text, scale=max(2, min(width, height) // 110))
-    if code.shape[0] > height or code.shape[1] > width:
+    if code.shape[0] > height or code.shape[1] > width // (2 if face is not None else 1):
         code = qr_image(text, scale=2)
     top = (height - code.shape[0]) // 2
     left = (width - code.shape[1]) // 2
+    if face is not None:
+        portrait = _fit(face, height, width // 2)
+        frame[:portrait.shape[0], :portrait.shape[1]] = portrait
+        left = width // 2 + (width // 2 - code.shape[1]) // 2
     frame[top:top + code.shape[0], left:left + code.shape[1]] = code
     return frame
+
+
+def _fit(image: np.ndarray, max_height: int, max_width: int) -> np.ndarray:
+    """`image` scaled (nearest neighbour, no extra dependency) to fit the box."""
+    scale = min(max_height / image.shape[0], max_width / image.shape[1])
+    rows = (np.arange(int(image.shape[0] * scale)) / scale).astype(int)
+    cols = (np.arange(int(image.shape[1] * scale)) / scale).astype(int)
+    return image[rows][:, cols]

@@ -16,12 +16,15 @@ from typing import Any, TextIO
 from firmware.app import build
 from firmware.camera.files import ArraySource
 from firmware.config import Config, parse_config
-from firmware.demo.scenario import Presentation, build_frames, build_presentations, demo_trust
-from firmware.demo.issuer import make_signer
+from firmware.demo.scenario import TEMPLATE_KEY_ID, Presentation, build_cast, build_frames, demo_face
 from firmware.display.screen import Screen
 from firmware.policy import Decision
 
 FPS = 15.0
+FACE_TIMEOUT_S = 1.5
+# Between two people the scene stays empty long enough for a face timeout plus the result
+# on screen, so each person's frames reach the kiosk while it is ready for them.
+GAP_S = FACE_TIMEOUT_S + 0.8
 
 
 @dataclass
@@ -39,40 +42,60 @@ class DemoResult:
         return not self.problems
 
 
-def demo_config(state_dir: Path, fleet_url: str) -> Config:
+def demo_config(state_dir: Path, fleet_url: str, faces: bool) -> Config:
     return parse_config({
         "kiosk": {"result_hold_s": 0.6, "scan_timeout_s": 2.0, "same_code_cooldown_s": 3.0},
         "camera": {"source": "fake", "fps": FPS},
         "display": {"port": "emulator", "ack_timeout_s": 0.3},
         "fleet": {"url": fleet_url},
-        "face": {"enabled": False},
+        "face": {"enabled": faces, "timeout_s": FACE_TIMEOUT_S, "liveness": "advisory"},
         "state": {"dir": str(state_dir)},
     })
 
 
-def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False) -> DemoResult:
+def _enrol(face: Any) -> Any:
+    """The demo holder's template, as an enrolment station would compute it (memory only)."""
+    from firmware.vision import FacePipeline
+
+    template = FacePipeline().embed(face)
+    if template is None:
+        raise RuntimeError("the demo portrait has no usable face")
+    return template
+
+
+def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
+             faces: bool = True) -> DemoResult:
     """Run the whole path once in `workdir` (state, fleet database); returns what happened."""
     from fleet.runner import run_in_thread
     from fleet.server import create_app
     from firmware.sync.trustsync import register_device
+    from firmware.vision.record_template import TemplateKeyring
 
     now = datetime.now(timezone.utc)
-    signer = make_signer()
-    presentations = build_presentations(signer, now)
-    frames = build_frames(presentations, gap_frames=int(FPS), code_frames=int(FPS * 0.6))
+    face = demo_face() if faces else None
+    if faces and face is None:
+        print("note: scikit-image is not installed (pip install 'healthgate[demo]'), so the "
+              "demo runs without a face in view and without face checks", file=out)
+    cast = build_cast(now, _enrol(face) if face is not None else None)
+    presentations = cast.presentations
+    frames = build_frames(presentations, face, gap_frames=int(FPS * GAP_S), code_frames=int(FPS))
+    state = workdir / "state"
+    if face is not None:
+        TemplateKeyring(state / "template-keys").install(TEMPLATE_KEY_ID, cast.template_key)
     server = run_in_thread(create_app(str(workdir / "fleet.db")))
     try:
         token = secrets.token_urlsafe(24)
         server.store.add_token(token, now + timedelta(hours=1))
-        config = demo_config(workdir / "state", server.url)
-        app = build(config, camera=ArraySource(frames, fps=FPS),
-                    trust=lambda: demo_trust(signer, now), render_display=render)
+        config = demo_config(state, server.url, faces=face is not None)
+        app = build(config, camera=ArraySource(frames, fps=FPS), trust=lambda: cast.trust,
+                    render_display=render)
         try:
             register_device(server.url, token, app.identity.device_id, app.identity.key)
             print(f"kiosk {app.identity.device_id} registered with fleet server {server.url}",
                   file=out)
             print(f"display emulator on {app.display.emulator.port}; "
-                  f"{len(presentations)} people in the queue\n", file=out)
+                  f"{len(presentations)} people in the queue; face checks "
+                  f"{'on' if face is not None else 'off'}\n", file=out)
             summary = app.kiosk.run(exit_on_end_of_stream=True)
             screens = list(app.display.emulator.screens)
             uploaded = _drain(app.uploader)
@@ -123,7 +146,7 @@ def _report(result: DemoResult, dropped: int, out: TextIO) -> None:
     print("decisions:", file=out)
     for index, (item, decision) in enumerate(zip(result.presentations, result.decisions), 1):
         outcome = "GRANTED" if decision.granted else f"DENIED  {decision.reason}"
-        print(f"  {index}. {item.label:42} -> {outcome:36} {decision.latency_ms:6.1f} ms",
+        print(f"  {index}. {item.label:48} -> {outcome:30} {decision.latency_ms:7.1f} ms",
               file=out)
     granted = sum(d.granted for d in result.decisions)
     print(f"\nsummary: {len(result.decisions)} decisions ({granted} granted, "
@@ -140,8 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-render", dest="render", action="store_false",
                         help="do not draw the emulated LED display in the terminal")
     parser.add_argument("--verbose", action="store_true", help="log every state transition")
+    parser.add_argument("--no-faces", dest="faces", action="store_false",
+                        help="credentials only: no face in view, no face checks")
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="healthgate-demo-") as tmp:
-        result = run_demo(Path(tmp), render=args.render)
+        result = run_demo(Path(tmp), render=args.render, faces=args.faces)
     return 0 if result.ok else 1
