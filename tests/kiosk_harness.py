@@ -38,8 +38,9 @@ class Rig:
         return issue_dcc(self.signer, vaccination_payload(), NOW - timedelta(days=1),
                          NOW + timedelta(days=100))
 
-    def show_code(self, text: str, width: int = 320, height: int = 240) -> None:
-        self.camera.set_frames([frame_with_code(text, width, height)])
+    def show_code(self, text: str, width: int = 320, height: int = 240,
+                  face: np.ndarray | None = None) -> None:
+        self.camera.set_frames([frame_with_code(text, width, height, face=face)])
 
     def show_nothing(self) -> None:
         self.camera.set_frames([background(320, 240)])
@@ -58,7 +59,8 @@ class Rig:
 
 def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
              trust_age: timedelta = timedelta(minutes=5), camera_class: type = FakeCamera,
-             **kiosk_options: Any) -> Rig:
+             face: Any = None, face_timeout_s: float = 2.0,
+             open_template: Any = None, **kiosk_options: Any) -> Rig:
     signer = make_signer()
     trust = TrustStore.from_certificates([signer.certificate_der])
     trust.updated_at = NOW - trust_age
@@ -72,7 +74,8 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
     options.update(kiosk_options)
     kiosk = Kiosk(KioskSection(**options), camera, display, log, lambda: trust,
                   clock or FixedClock(NOW), Pseudonymiser(b"k" * 32, 86400.0), screen_for,
-                  display_timeout_s=0.5)
+                  display_timeout_s=0.5, face=face, face_timeout_s=face_timeout_s,
+                  open_template=open_template)
     thread = threading.Thread(target=kiosk.run, daemon=True)
     thread.start()
     rig = Rig(kiosk, camera, display, log, signer, trust, thread)

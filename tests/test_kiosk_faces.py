@@ -1,0 +1,136 @@
+"""The kiosk's face half on real TFLite inference and real LFW faces: 1:1, sharing, absence."""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from firmware.camera.files import load_rgb
+from firmware.credentials.status import StatusTrust
+from firmware.credentials.status_code import issue_status_code, new_subject_pseudonym
+from firmware.credentials.status_records import (
+    StatusIssuerKey,
+    StatusRecord,
+    StatusRecordCache,
+    sign_status_record,
+)
+from firmware.facecheck import FaceCheck
+from firmware.vision.record_template import TemplateKeyring, seal_template
+from tests.kiosk_harness import NOW, make_rig
+
+W, H = 960, 540
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Any:
+    from firmware.vision import FacePipeline
+
+    return FacePipeline()
+
+
+@pytest.fixture(scope="module")
+def people(shared_data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two photos of one person and one of another, from LFW View 1."""
+    images = shared_data / "lfw-view1" / "images"
+    same = images / "Colin_Powell"
+    other = images / "Serena_Williams"
+    if not same.is_dir() or not other.is_dir():
+        pytest.skip("LFW people used by this test are missing")
+    first, second = sorted(same.glob("*.jpg"))[:2]
+    return load_rgb(first), load_rgb(second), load_rgb(sorted(other.glob("*.jpg"))[0])
+
+
+def _decisions(log: Any) -> list[dict[str, Any]]:
+    return [e.body for e in log.pending(limit=1000, newest_first=False) if e.kind == "decision"]
+
+
+def test_valid_pass_needs_a_face_and_one_pass_cannot_serve_two_faces(
+        tmp_path: Path, pipeline: Any, people: tuple[np.ndarray, ...]) -> None:
+    person, _, stranger = people
+    rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"), same_code_cooldown_s=0.2,
+                   result_hold_s=0.2)
+    try:
+        text = rig.valid_code()
+        rig.show_code(text, W, H)  # nobody in view
+        assert rig.wait_state("DENIED").state == "DENIED"
+        assert _decisions(rig.eventlog)[-1]["reason"] == "NO_FACE"
+        rig.show_nothing()
+        rig.wait_state("IDLE", start=len(rig.display.emulator.screens))
+        rig.show_code(text, W, H, face=person)
+        rig.wait_state("GRANTED")
+        granted = _decisions(rig.eventlog)[-1]
+        assert granted["face"]["ok"] and granted["face"]["frames"] >= 1
+        rig.show_nothing()
+        rig.wait_state("IDLE", start=len(rig.display.emulator.screens))
+        rig.show_code(text, W, H, face=stranger)  # the same pass, another face, in the window
+        mark = len(rig.display.emulator.screens)
+        rig.wait_state("DENIED", start=mark)
+        assert _decisions(rig.eventlog)[-1]["reason"] == "SHARED_CREDENTIAL"
+    finally:
+        rig.stop()
+
+
+def test_status_code_is_matched_one_to_one_against_its_records_template(
+        tmp_path: Path, pipeline: Any, people: tuple[np.ndarray, ...]) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    person, same_person_again, stranger = people
+    enrolled = pipeline.embed(person)
+    assert enrolled is not None
+    site_key = os.urandom(32)
+    keyring = TemplateKeyring(tmp_path / "template-keys")
+    keyring.install("site", site_key)
+    issuer_key = ec.generate_private_key(ec.SECP256R1())
+    keys = {b"k1": StatusIssuerKey("shop", issuer_key.public_key())}
+    cache = StatusRecordCache(keys)
+    subject, stamp = new_subject_pseudonym(), int(NOW.timestamp())
+    record = StatusRecord("shop", subject, "green", stamp - 60, stamp + 3600, face_key_id="site",
+                          face_template=seal_template(enrolled, site_key, "site"))
+    cache.apply_sync([sign_status_record(record, issuer_key, kid=b"k1")], synced_at=NOW)
+    code = issue_status_code(issuer_key, kid=b"k1", issuer="shop", subject=subject,
+                             issued_at=stamp - 10)
+    rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"), open_template=keyring.open,
+                   same_code_cooldown_s=0.2, result_hold_s=0.2)
+    rig.trust.status = StatusTrust(keys=keys, cache=cache, max_cache_age=timedelta(hours=1))
+    try:
+        rig.show_code(code, W, H, face=stranger)
+        rig.wait_state("DENIED")
+        denied = _decisions(rig.eventlog)[-1]
+        assert denied["reason"] == "FACE_MISMATCH" and denied["face"]["similarity"] < pipeline.threshold
+        rig.show_nothing()
+        rig.wait_state("IDLE", start=len(rig.display.emulator.screens))
+        rig.show_code(code, W, H, face=same_person_again)  # another photo of the enrolled person
+        rig.wait_state("GRANTED", start=len(rig.display.emulator.screens))
+        granted = _decisions(rig.eventlog)[-1]
+        assert granted["format"] == "status" and granted["face"]["similarity"] >= pipeline.threshold
+    finally:
+        rig.stop()
+
+
+def test_record_template_that_cannot_be_opened_denies(tmp_path: Path, pipeline: Any,
+                                                      people: tuple[np.ndarray, ...]) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    person = people[0]
+    issuer_key = ec.generate_private_key(ec.SECP256R1())
+    keys = {b"k1": StatusIssuerKey("shop", issuer_key.public_key())}
+    cache = StatusRecordCache(keys)
+    subject, stamp = new_subject_pseudonym(), int(NOW.timestamp())
+    sealed = seal_template(np.ones(128), os.urandom(32), "missing-key")
+    record = StatusRecord("shop", subject, "green", stamp - 60, stamp + 3600,
+                          face_key_id="missing-key", face_template=sealed)
+    cache.apply_sync([sign_status_record(record, issuer_key, kid=b"k1")], synced_at=NOW)
+    rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"),
+                   open_template=TemplateKeyring(tmp_path / "none").open)
+    rig.trust.status = StatusTrust(keys=keys, cache=cache, max_cache_age=timedelta(hours=1))
+    try:
+        rig.show_code(issue_status_code(issuer_key, kid=b"k1", issuer="shop", subject=subject,
+                                        issued_at=stamp - 10), W, H, face=person)
+        rig.wait_state("DENIED")
+        assert _decisions(rig.eventlog)[-1]["reason"] == "FACE_TEMPLATE_UNAVAILABLE"
+    finally:
+        rig.stop()
