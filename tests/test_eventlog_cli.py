@@ -73,3 +73,14 @@ def test_stats(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     figures = json.loads(capsys.readouterr().out)
     assert (figures["events"], figures["pending"], figures["uploaded"]) == (12, 9, 3)
     assert figures["device_id"] == "kiosk-cli-1" and figures["last_acked"] == 3
+
+
+def test_state_dir_from_the_kiosk_configuration(state: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f'[camera]\nsource = "fake"\n\n[state]\ndir = "{state}"\n')
+    assert main(["verify", "--config", str(config)]) == 0
+    assert f"device key in {state}" in capsys.readouterr().out
+    config.write_text('[state]\ndri = "typo"\n')
+    assert main(["verify", "--config", str(config)]) == 2
+    assert "state.dri" in capsys.readouterr().err

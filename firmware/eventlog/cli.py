@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                          default=Path(os.environ.get("HEALTHGATE_STATE_DIR", DEFAULT_STATE_DIR)),
                          help="state directory holding the device key and events.db "
                               "(default $HEALTHGATE_STATE_DIR or %(default)s)")
+        cmd.add_argument("--config", type=Path,
+                         help="kiosk TOML configuration; its [state] dir replaces --state-dir")
         cmd.add_argument("--db", type=Path, help="event log database (default STATE_DIR/events.db)")
         cmd.add_argument("--json", action="store_true", help="print one JSON object")
         if name == "verify":
@@ -68,6 +70,14 @@ def _stats(db: Path) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.config is not None:
+        from firmware.config import ConfigError, load_config
+
+        try:
+            args.state_dir = Path(load_config(args.config).state.dir)
+        except (ConfigError, OSError) as exc:
+            print(f"healthgate log {args.command}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
     db = args.db or args.state_dir / DB_NAME
     try:
         if args.command == "stats":
