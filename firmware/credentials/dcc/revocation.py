@@ -4,9 +4,10 @@ Hashes (EU DCC revocation scheme): the first 16 bytes of SHA-256 over
   UCI             the certificate identifier `ci` (UTF-8);
   COUNTRYCODEUCI  the issuing country (CWT `iss`, else the entry's `co`) followed by `ci`;
   SIGNATURE       the COSE signature; for ECDSA (ES256) only its `r` half.
-Each type's hashes are held as two sorted uint64 columns (high and low 8 bytes), searched with
-`numpy.searchsorted`: O(log n) per lookup, 16 bytes per entry, and loadable memory-mapped from
-an `.npy` file so a list of tens of millions of entries costs no start-up parse.
+Each type's hashes are held as a (2, N) uint64 table, sorted: row 0 the high 8 bytes, row 1 the
+low 8 bytes, each row contiguous. `numpy.searchsorted` on row 0 is O(log n) per lookup at 16
+bytes per entry, and the `.npy` file loads memory-mapped, so a list of tens of millions of
+entries costs no start-up parse and only the pages a search touches.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from firmware.credentials.dcc.cose import ES256, Sign1
 
 HASH_TYPES = ("UCI", "COUNTRYCODEUCI", "SIGNATURE")
 HASH_BYTES = 16
-_DTYPE = np.dtype([("hi", ">u8"), ("lo", ">u8")])
+_BIG_ENDIAN_HALVES = np.dtype(">u8")
 
 
 def hash_entry(data: bytes) -> bytes:
@@ -42,11 +43,20 @@ def dcc_hashes(uvci: str, issuer_country: str, sign1: Sign1) -> dict[str, bytes]
     }
 
 
+def _table(raw: np.ndarray) -> np.ndarray:
+    """A (2, N) native uint64 table, row 0 the high halves and row 1 the low halves, sorted.
+
+    Each row is contiguous, so `searchsorted` works in place (also on a memory map).
+    """
+    halves = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1, HASH_BYTES)
+    halves = halves.view(_BIG_ENDIAN_HALVES).astype(np.uint64)  # (N, 2) native
+    order = np.lexsort((halves[:, 1], halves[:, 0]))
+    return np.ascontiguousarray(halves[order].T)
+
+
 def _to_array(hashes: Iterable[bytes]) -> np.ndarray:
     raw = b"".join(h[:HASH_BYTES] for h in hashes if len(h) >= HASH_BYTES)
-    table = np.frombuffer(raw, dtype=_DTYPE).copy()
-    table.sort(order=("hi", "lo"))
-    return table
+    return _table(np.frombuffer(raw, dtype=np.uint8))
 
 
 @dataclass
@@ -63,6 +73,18 @@ class RevocationList:
         return cls({kind: _to_array(hashes) for kind, hashes in by_type.items()})
 
     @classmethod
+    def from_arrays(cls, by_type: dict[str, np.ndarray]) -> "RevocationList":
+        """From (N, 16) uint8 arrays of hashes (the fast path for lists of millions)."""
+        tables = {}
+        for kind, array in by_type.items():
+            if kind not in HASH_TYPES:
+                raise ValueError(f"unknown revocation hash type: {kind}")
+            if array.ndim != 2 or array.shape[1] != HASH_BYTES:
+                raise ValueError("revocation hashes must be an (N, 16) byte array")
+            tables[kind] = _table(array)
+        return cls(tables)
+
+    @classmethod
     def from_json(cls, document: Any) -> "RevocationList":
         """`{"UCI": [hex or base64 hash, ...], "COUNTRYCODEUCI": [...], "SIGNATURE": [...]}`."""
         if not isinstance(document, dict):
@@ -71,19 +93,21 @@ class RevocationList:
                                 for kind, values in document.items()})
 
     def __len__(self) -> int:
-        return sum(len(t) for t in self.tables.values())
+        return sum(t.shape[1] for t in self.tables.values())
 
     def contains(self, kind: str, digest: bytes) -> bool:
         table = self.tables.get(kind)
-        if table is None or len(table) == 0 or len(digest) < HASH_BYTES:
+        if table is None or table.shape[1] == 0 or len(digest) < HASH_BYTES:
             return False
         hi = np.uint64(int.from_bytes(digest[:8], "big"))
         lo = int.from_bytes(digest[8:HASH_BYTES], "big")
-        his = table["hi"]
+        his = table[0]
         start = int(np.searchsorted(his, hi, side="left"))
+        if start == his.shape[0] or int(his[start]) != int(hi):
+            return False
         end = int(np.searchsorted(his, hi, side="right"))
         # Equal high halves are rare (2^-64 apart); scan that tiny run for the low half.
-        return any(int(value) == lo for value in table["lo"][start:end])
+        return any(int(value) == lo for value in table[1][start:end])
 
     def revoked_by(self, hashes: dict[str, bytes]) -> str | None:
         """The first hash type under which the DCC is listed, or None."""
@@ -108,7 +132,7 @@ class RevocationList:
             path = folder / f"{kind}.npy"
             if path.exists():
                 table = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-                if table.dtype != _DTYPE:
+                if table.dtype != np.uint64 or table.ndim != 2 or table.shape[0] != 2:
                     raise ValueError(f"{path}: not a revocation hash table")
                 tables[kind] = table
         return cls(tables)
