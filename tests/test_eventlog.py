@@ -61,6 +61,8 @@ def test_append_signs_chains_and_survives_reopen(db: Path, key: Ed25519PrivateKe
 def test_database_uses_wal_and_full_sync(db: Path, key: Ed25519PrivateKey) -> None:
     with EventLog.open(db, key, DEVICE) as log:
         log.append("decision", KIOSK_BODY)
+        for name in (db.name, db.name + "-wal", db.name + "-shm"):
+            assert (db.parent / name).stat().st_mode & 0o077 == 0  # owner only
         conn = log._db()  # the connection that commits appends
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -321,7 +323,6 @@ def test_compaction_never_skips_over_a_pending_event(db: Path, key: Ed25519Priva
     with EventLog.open(db, key, DEVICE, quota_bytes=64 * 1024) as log:
         acked, _ = fill_until_full(log)
         log.mark_uploaded(s for s in acked if s != 3)  # seq 3 still waits for the server
-        log.mark_rejected({})
         assert log.compact() == 0  # within retention anyway
         _, error = fill_until_full(log)
         assert log.stats().anchor_seq == 2 and error.code == "EVENTLOG_FULL"

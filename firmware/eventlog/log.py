@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -124,6 +125,8 @@ class EventLog:
         if quota_bytes is not None and quota_bytes < 64 * 1024:
             raise EventLogError("EVENTLOG_BAD_CONFIG", "quota_bytes must be at least 64 KiB")
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():  # owner-only; SQLite gives the -wal and -shm files the same mode
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = None
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
