@@ -49,7 +49,7 @@ class LivenessConfig:
     # 0.002-0.003, a flat photo with blinking eyes ~0.014, a head turning 16 degrees 0.04-0.08.
     depth_min_residual: float = 0.020
     # Eye-region change beyond the change of the rest of the face (normalised units).
-    blink_min_score: float = 0.35
+    blink_min_score: float = 0.25  # synthetic: no blink <= 0.02, painted blink >= 0.43
     # Spectral peak over its ring's median in the face (>= this: a periodic pattern).
     screen_min_peak_ratio: float = 12.0
     screen_min_fraction: float = 0.5  # share of frames showing the pattern
@@ -200,7 +200,7 @@ class LivenessChecker:
         moved, good = self._lk(first, second, points - shift)
         return moved + shift, good
 
-    def _parallax(self, ref: _Frame, other: _Frame, start: np.ndarray, end: np.ndarray) -> float | None:
+    def _parallax(self, ref: _Frame, other: _Frame, start: np.ndarray, homography: np.ndarray) -> float | None:
         """Residual motion (pixels, 90th percentile) once the best homography is taken out.
 
         Plane + parallax: warp `other` back onto `ref` with the homography fitted to the tracks,
@@ -209,9 +209,6 @@ class LivenessChecker:
         """
         import cv2
 
-        homography, _ = cv2.findHomography(start, end, 0)  # least squares: every point counts
-        if homography is None or not np.all(np.isfinite(homography)):
-            return None
         first, second, shift = self._canvases(ref, other)
         to_canvas = np.array([[1, 0, -shift[0]], [0, 1, -shift[1]], [0, 0, 1]], dtype=np.float64)
         canvas_h = to_canvas @ homography @ np.linalg.inv(to_canvas)
@@ -230,15 +227,18 @@ class LivenessChecker:
         # while tracking noise is spread evenly over all of them.
         return float(np.percentile(np.linalg.norm(projected - dst, axis=1), 90))
 
-    def _planarity(self) -> dict[str, float]:
-        """Max motion and max plane-compensated residual (per eye distance) from frame 0 on.
+    def _planarity(self) -> tuple[dict[str, float], list[np.ndarray | None]]:
+        """Max motion and max plane-compensated residual (per eye distance) from frame 0 on,
+        and each frame's homography from frame 0 (None where tracking failed).
 
         Points are tracked frame to frame (small steps track accurately) and each frame's
         positions are compared with their start in frame 0.
         """
         import cv2
 
-        ref = self._frames[0]
+        frames = list(self._frames)
+        homographies: list[np.ndarray | None] = [np.eye(3)] + [None] * (len(frames) - 1)
+        ref = frames[0]
         dist = ref.eye_distance
         x0, y0, x1, y1 = ref.box
         mask = np.zeros_like(ref.grey)
@@ -249,28 +249,53 @@ class LivenessChecker:
         )
         out = {"tracked_points": 0.0, "motion": 0.0, "residual": 0.0, "pairs": 0.0}
         if corners is None or dist < 4:
-            return out
+            return out, homographies
         start = corners.reshape(-1, 2) + np.asarray(ref.origin, dtype=np.float32)
         current = start.copy()
         out["tracked_points"] = float(len(start))
-        frames = list(self._frames)
-        for previous, other in zip(frames, frames[1:]):
-            moved, good = self._track(previous, other, current)
+        for index in range(1, len(frames)):
+            moved, good = self._track(frames[index - 1], frames[index], current)
             start, current = start[good], moved[good]
             if len(start) < self.config.min_tracked_points:
                 break
-            residual = self._parallax(ref, other, start, current)
+            homography, _ = cv2.findHomography(start, current, 0)  # least squares: every point counts
+            if homography is None or not np.all(np.isfinite(homography)):
+                continue
+            homographies[index] = homography
+            residual = self._parallax(ref, frames[index], start, homography)
             if residual is None:
                 continue
             motion = float(np.median(np.linalg.norm(current - start, axis=1))) / dist
             out["pairs"] += 1
             out["motion"] = max(out["motion"], motion)
             out["residual"] = max(out["residual"], residual / dist)
-        return out
+        return out, homographies
 
-    def _blink_score(self) -> float:
-        """Largest transient eye-region change beyond the change of the reference region."""
-        patches = [p for p in (_eye_and_reference_patches(f) for f in self._frames) if p is not None]
+    def _blink_score(self, homographies: list[np.ndarray | None]) -> float:
+        """Largest transient eye-region change beyond the change of the reference region.
+
+        The eye regions are placed by frame 0's landmarks carried along by the tracked motion,
+        not by each frame's detection: detectors move the eye points when the eyes close, which
+        would hide the very change we look for.
+        """
+        import cv2
+
+        # Frame 0's landmarks as the median of every frame's detection mapped back into frame 0:
+        # one detection can be off by a few pixels, the median of the window is not.
+        mapped_back = [
+            cv2.perspectiveTransform(f.landmarks.reshape(-1, 1, 2).astype(np.float64), np.linalg.inv(h))
+            for f, h in zip(self._frames, homographies)
+            if h is not None and abs(np.linalg.det(h)) > 1e-9
+        ]
+        reference_landmarks = np.median(np.stack(mapped_back), axis=0)
+        patches = []
+        for frame, homography in zip(self._frames, homographies):
+            if homography is not None:
+                carried = cv2.perspectiveTransform(reference_landmarks, homography).reshape(-1, 2)
+                frame = _Frame(frame.grey, frame.origin, carried.astype(np.float32), frame.box)
+            patch = _eye_and_reference_patches(frame)
+            if patch is not None:
+                patches.append(patch)
         if len(patches) < 3:
             return 0.0
         eyes = np.stack([_normalised(e) for e, _ in patches])
@@ -302,8 +327,8 @@ class LivenessChecker:
                         screen_fraction=round(screen_fraction, 2))
         if screen_fraction >= cfg.screen_min_fraction:
             return LivenessResult(False, SCREEN_PATTERN, measures)
-        planar = self._planarity()
-        blink = self._blink_score()
+        planar, homographies = self._planarity()
+        blink = self._blink_score(homographies)
         measures.update({k: round(v, 4) for k, v in planar.items()}, blink_score=round(blink, 3))
         has_depth = planar["residual"] >= cfg.depth_min_residual
         if planar["motion"] >= cfg.planar_min_motion and not has_depth:
