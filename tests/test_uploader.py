@@ -291,3 +291,24 @@ def test_register_reports_a_used_token(fleet: Fleet, key: Ed25519PrivateKey) -> 
     with pytest.raises(UploadError) as caught:
         register(fleet.url, token, "kiosk-up-3", public_key_b64(other))
     assert caught.value.code == "REGISTER_HTTP_403"
+
+
+def test_backoff_is_not_cut_short_by_notify_but_stop_ends_it(fleet: Fleet, log: EventLog,
+                                                              key: Ed25519PrivateKey) -> None:
+    fleet.stop()
+    fill(log, 2)
+    uploader = make_uploader(log, fleet.url, key, backoff_initial_s=600.0, backoff_max_s=600.0,
+                             jitter=0.0, poll_interval_s=0.05)
+    uploader.start()
+    try:
+        wait_for(lambda: uploader.status().next_attempt_in_s is not None)
+        status = uploader.status()
+        assert status.consecutive_failures == 1 and status.next_attempt_in_s > 500
+        assert status.last_error.startswith("UPLOAD_NETWORK")
+        for _ in range(5):
+            uploader.notify()  # new decisions do not hammer a server that is down
+        threading.Event().wait(0.3)
+        assert uploader.status().consecutive_failures == 1
+    finally:
+        assert uploader.stop(timeout=15)  # stop wakes the 600 s backoff at once
+    assert log.pending_count() == 2
