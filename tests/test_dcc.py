@@ -234,3 +234,13 @@ def test_base45_known_vectors() -> None:
 def test_clock_shapes(text: str) -> None:
     stamp = parse_iso8601(text)
     assert stamp.tzinfo is not None and stamp.year == 2021
+
+
+def test_reason_table_in_docs_lists_every_code() -> None:
+    """docs/credentials.md documents every reason code with the message the display shows."""
+    text = (Path(__file__).parent.parent / "docs" / "credentials.md").read_text("utf-8")
+    # Enforced for the DCC and generic codes; other formats' authors keep their own rows current.
+    ours = [c for c in REASONS if c.startswith("DCC_") or c in
+            ("UNKNOWN_FORMAT", "INTERNAL_ERROR", "CLOCK_UNTRUSTED", "TRUST_DATA_STALE")]
+    missing = [code for code in ours if f"| `{code}` | {REASONS[code]} |" not in text]
+    assert not missing, f"add these rows to the reason table in docs/credentials.md: {missing}"
