@@ -244,3 +244,22 @@ def test_reason_table_in_docs_lists_every_code() -> None:
             ("UNKNOWN_FORMAT", "INTERNAL_ERROR", "CLOCK_UNTRUSTED", "TRUST_DATA_STALE")]
     missing = [code for code in ours if f"| `{code}` | {REASONS[code]} |" not in text]
     assert not missing, f"add these rows to the reason table in docs/credentials.md: {missing}"
+
+
+@pytest.mark.parametrize("mutation", ["long_signature", "short_kid", "long_kid", "rsa_alg_on_ec"])
+def test_basic_list_co24_to_co27(ec_signer: tuple[object, bytes], mutation: str) -> None:
+    """BasicDgcTestsList CO24-CO27: odd signature length, kid length, wrong alg: invalid."""
+    key, der = ec_signer
+    kid = dcc_kid(der)
+    payload = cwt_payload(vaccination(), ISSUED, EXPIRES)
+    message = cbor2.loads(sign1(payload, key, kid))
+    protected, unprotected, body, signature = message.value
+    if mutation == "long_signature":
+        signature = b"\x30\x46" + signature + b"\x00\x00\x00\x00\x00\x00"
+    elif mutation in ("short_kid", "long_kid"):
+        protected = cbor2.dumps({1: -7, 4: kid[:5] if mutation == "short_kid" else kid + b"\x00"})
+    else:
+        protected = cbor2.dumps({1: -37, 4: kid})
+    forged = cbor2.dumps(cbor2.CBORTag(18, [protected, dict(unprotected), body, signature]))
+    verdict = verify(encode_hc1(forged), TrustStore.from_certificates([der]), AT)
+    assert not verdict.valid and verdict.checks["signature"] is False

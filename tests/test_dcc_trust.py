@@ -206,3 +206,23 @@ def test_load_trust_dir_refuses_unsigned_lists_and_names_bad_files(tmp_path: Pat
     assert dcc_kid(der) in load_trust_dir(tmp_path).dcc_signers
     with pytest.raises(TrustDataError):
         load_trust_dir(tmp_path / "missing")
+
+
+def test_enveloped_signer_list_and_sync_state(tmp_path: Path) -> None:
+    """The fleet-envelope form of dcc-signers.json, and updated_at from the sync state."""
+    anchor, key = make_key("ec"), make_key("ec")
+    der = make_cert(key)
+    data, signature = _signed({"certificates": [_entry(der)]}, anchor)
+    envelope = {"name": "dcc-signers", "version": 3, "issued_at": "2021-06-01T00:00:00+00:00",
+                "key_id": "k", "sig": "unchecked-here",
+                "content": {"list": base64.b64encode(data).decode(),
+                            "signature": base64.b64encode(signature).decode()}}
+    (tmp_path / "dcc-signers.json").write_text(json.dumps(envelope))
+    (tmp_path / "dcc-trust-anchors").mkdir()
+    (tmp_path / "dcc-trust-anchors" / "a.der").write_bytes(anchor.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "trust-state.json").write_text(json.dumps(
+        {"items": {"dcc-signers": {"checked_at": "2021-06-05T12:00:00+00:00"}}}))
+    trust = load_trust_dir(tmp_path)
+    assert trust.updated_at.isoformat() == "2021-06-05T12:00:00+00:00"
+    assert verify(_issue(key, der), trust, AT).valid
