@@ -1,23 +1,22 @@
 """The kiosk's durable, append-only, hash-chained and signed event log in SQLite (WAL)."""
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from firmware.eventlog import schema
 from firmware.eventlog.codec import GENESIS_HASH, Event, canonical_json, check_event, make_event
+from firmware.eventlog.common import (EventLogError, LogStats, is_full, public_key_b64, rfc3339,
+                                      translate, utc_now)
 from firmware.eventlog.guard import BodyRejected, check_body, check_kind
 from firmware.eventlog.verify import VerifyReport, read_meta, row_to_event, verify_connection
 
@@ -31,49 +30,9 @@ PRESSURE_COMPACT_ROWS = 256  # uploaded rows freed per step when the quota is hi
 QUOTA_RESERVE_DIVISOR = 10
 QUOTA_RESERVE_MIN_PAGES = 8
 Durability = Literal["full", "normal"]
+__all__ = ["EventLog", "EventLogError", "LogStats", "Durability", "public_key_b64",
+           "rfc3339", "utc_now"]
 _SELECT = "SELECT seq, ts, kind, body, prev_hash, hash, sig FROM events"
-
-
-class EventLogError(Exception):
-    """A log operation failed; `code` is a stable reason (EVENTLOG_FULL, EVENTLOG_CORRUPT...)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-
-
-@dataclass(frozen=True)
-class LogStats:
-    events: int  # rows held (pending + uploaded + rejected)
-    pending: int
-    uploaded: int
-    rejected: int
-    tip_seq: int  # the last appended seq (0 when nothing was ever appended)
-    anchor_seq: int  # compacted through this seq
-    compacted: int  # events removed after upload, in total
-    last_acked: int
-    used_bytes: int  # database pages in use
-    quota_bytes: int | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def public_key_b64(key: Ed25519PrivateKey) -> str:
-    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
-
-
-def _is_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 class EventLog:
@@ -160,7 +119,7 @@ class EventLog:
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
-            raise _translate(exc, "opening the event log") from exc
+            raise translate(exc, "opening the event log") from exc
 
     @staticmethod
     def _bind_identity(conn: sqlite3.Connection, key: Ed25519PrivateKey, device_id: str) -> None:
@@ -239,15 +198,15 @@ class EventLog:
             try:
                 self._make_room(conn)
             except sqlite3.Error as exc:
-                raise _translate(exc, "making room for an event") from exc
+                raise translate(exc, "making room for an event") from exc
             while True:
                 try:
                     self._insert(conn, event, text)
                     break
                 except sqlite3.Error as exc:
-                    if not _is_full(exc):
+                    if not is_full(exc):
                         self._reload_tip(conn)
-                        raise _translate(exc, "appending an event") from exc
+                        raise translate(exc, "appending an event") from exc
                     # Quota or disk full: free uploaded events (oldest first) and retry; when
                     # nothing uploaded is left, refuse rather than drop anything not uploaded.
                     if self._compact_locked(pressure=True) == 0:
@@ -316,7 +275,7 @@ class EventLog:
             try:
                 return self._compact_locked(pressure=False)
             except sqlite3.Error as exc:
-                raise _translate(exc, "compacting") from exc
+                raise translate(exc, "compacting") from exc
 
     def _compact_locked(self, pressure: bool) -> int:
         """Delete the oldest *contiguous* run of uploaded events, so the chain that remains
@@ -366,7 +325,7 @@ class EventLog:
                     _SELECT + f" WHERE uploaded = 0 AND rejected IS NULL ORDER BY seq {order} "
                     "LIMIT ?", (max(0, int(limit)),)).fetchall()
             except sqlite3.Error as exc:
-                raise _translate(exc, "reading pending events") from exc
+                raise translate(exc, "reading pending events") from exc
         return [row_to_event(self._device_id, row) for row in rows]
 
     def mark_uploaded(self, seqs: Iterable[int]) -> int:
@@ -393,7 +352,7 @@ class EventLog:
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise _translate(exc, "recording acknowledgements") from exc
+                raise translate(exc, "recording acknowledgements") from exc
             self._last_acked = last
             return changed
 
@@ -412,7 +371,7 @@ class EventLog:
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise _translate(exc, "recording rejections") from exc
+                raise translate(exc, "recording rejections") from exc
             return changed
 
     def requeue_rejected(self) -> int:
@@ -422,7 +381,7 @@ class EventLog:
                 return self._db().execute(
                     "UPDATE events SET rejected = NULL WHERE rejected IS NOT NULL").rowcount
             except sqlite3.Error as exc:
-                raise _translate(exc, "requeueing") from exc
+                raise translate(exc, "requeueing") from exc
 
     def rejected(self) -> dict[int, str]:
         with self._lock:
@@ -448,7 +407,7 @@ class EventLog:
                 free = conn.execute("PRAGMA freelist_count").fetchone()[0]
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             except sqlite3.Error as exc:
-                raise _translate(exc, "reading statistics") from exc
+                raise translate(exc, "reading statistics") from exc
             return LogStats(events=total, pending=pending, uploaded=uploaded, rejected=rejected,
                             tip_seq=self._tip_seq, anchor_seq=self._anchor_seq,
                             compacted=self._compacted, last_acked=self._last_acked,
@@ -469,7 +428,7 @@ class EventLog:
         try:
             return verify_connection(conn, self._public_key)
         except sqlite3.Error as exc:
-            raise _translate(exc, "verifying") from exc
+            raise translate(exc, "verifying") from exc
         finally:
             conn.close()
 
@@ -490,15 +449,3 @@ class EventLog:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-
-def _translate(exc: sqlite3.Error, doing: str) -> EventLogError:
-    """Map SQLite failures onto the log's stable reason codes."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code == sqlite3.SQLITE_FULL:
-        return EventLogError("EVENTLOG_DISK_FULL", f"{doing}: {exc}")
-    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in str(exc):
-        return EventLogError("EVENTLOG_CORRUPT", f"{doing}: {exc}")
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return EventLogError("EVENTLOG_BUSY", f"{doing}: {exc}")
-    return EventLogError("EVENTLOG_IO", f"{doing}: {exc}")

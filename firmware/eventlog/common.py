@@ -1,0 +1,65 @@
+"""Shared pieces of the event log: its error type and reason codes, statistics, time format."""
+from __future__ import annotations
+
+import base64
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+
+class EventLogError(Exception):
+    """A log operation failed; `code` is a stable reason (EVENTLOG_FULL, EVENTLOG_CORRUPT...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class LogStats:
+    events: int  # rows held (pending + uploaded + rejected)
+    pending: int
+    uploaded: int
+    rejected: int
+    tip_seq: int  # the last appended seq (0 when nothing was ever appended)
+    anchor_seq: int  # compacted through this seq
+    compacted: int  # events removed after upload, in total
+    last_acked: int
+    used_bytes: int  # database pages in use
+    quota_bytes: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def public_key_b64(key: Ed25519PrivateKey) -> str:
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def translate(exc: sqlite3.Error, doing: str) -> EventLogError:
+    """Map SQLite failures onto the log's stable reason codes."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return EventLogError("EVENTLOG_DISK_FULL", f"{doing}: {exc}")
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in str(exc):
+        return EventLogError("EVENTLOG_CORRUPT", f"{doing}: {exc}")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return EventLogError("EVENTLOG_BUSY", f"{doing}: {exc}")
+    return EventLogError("EVENTLOG_IO", f"{doing}: {exc}")
