@@ -172,11 +172,13 @@ def test_not_enough_frames_and_bad_input(faces: list[np.ndarray]) -> None:
     assert not checker.add_frame(faces[0], Face(BOX, np.full((5, 2), np.nan, np.float32), 0.9))
     assert not checker.add_frame(faces[0], Face((0.0, 0.0, 2.0, 2.0), LM.copy(), 0.9))
     assert not checker.add_frame(faces[0], "face")  # type: ignore[arg-type]
+    assert not checker.add_frame(faces[0], Face((float("nan"), 0.0, 50.0, 50.0), LM.copy(), 0.9))
+    assert not checker.add_frame(faces[0], Face((100.0, 100.0, 50.0, 50.0), LM.copy(), 0.9))
     for _ in range(5):
         assert checker.add_frame(faces[0], face)
     result = checker.assess()
     assert not result.live and result.reason == liveness.NOT_ENOUGH_FRAMES
-    assert result.measures["rejected_frames"] == 4
+    assert result.measures["rejected_frames"] == 6
     checker.reset()
     assert len(checker) == 0
 
@@ -186,3 +188,13 @@ def test_window_keeps_only_the_latest_frames(faces: list[np.ndarray]) -> None:
     for _ in range(10):
         checker.add_frame(faces[0], Face(BOX, LM.copy(), 0.9))
     assert len(checker) == 6
+
+
+def test_featureless_and_changing_frames_do_not_crash() -> None:
+    checker = LivenessChecker()
+    face = Face(BOX, LM.copy(), 0.9)
+    for size in (250, 250, 240, 260, 250, 250, 250):
+        checker.add_frame(np.full((size, size, 3), 128, np.uint8), face)
+    result = checker.assess()
+    assert not result.live and result.reason == liveness.NO_LIVENESS_CUES
+    assert result.measures["tracked_points"] == 0

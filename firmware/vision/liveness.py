@@ -152,8 +152,12 @@ class LivenessChecker:
         if lm.shape != (5, 2) or not np.all(np.isfinite(lm)):
             self._rejected += 1
             return False
+        box = np.asarray(getattr(face, "box", None), dtype=np.float64)
+        if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
+            self._rejected += 1
+            return False
         height, width = rgb.shape[:2]
-        x0, y0, x1, y1 = face.box
+        x0, y0, x1, y1 = (float(v) for v in box)
         pad_x, pad_y = 0.5 * (x1 - x0), 0.5 * (y1 - y0)  # room for the face to move
         ix0, iy0 = max(int(x0 - pad_x), 0), max(int(y0 - pad_y), 0)
         ix1, iy1 = min(int(x1 + pad_x) + 1, width), min(int(y1 + pad_y) + 1, height)
@@ -161,7 +165,7 @@ class LivenessChecker:
             self._rejected += 1
             return False
         grey = cv2.cvtColor(np.ascontiguousarray(rgb[iy0:iy1, ix0:ix1]), cv2.COLOR_RGB2GRAY)
-        self._frames.append(_Frame(grey, (ix0, iy0), lm.copy(), tuple(map(float, face.box))))
+        self._frames.append(_Frame(grey, (ix0, iy0), lm.copy(), (x0, y0, x1, y1)))
         return True
 
     # -- cues -------------------------------------------------------------------------------
@@ -327,8 +331,14 @@ class LivenessChecker:
                         screen_fraction=round(screen_fraction, 2))
         if screen_fraction >= cfg.screen_min_fraction:
             return LivenessResult(False, SCREEN_PATTERN, measures)
-        planar, homographies = self._planarity()
-        blink = self._blink_score(homographies)
+        import cv2
+
+        try:
+            planar, homographies = self._planarity()
+            blink = self._blink_score(homographies)
+        except (cv2.error, np.linalg.LinAlgError, ValueError) as exc:  # degenerate frames: no verdict
+            measures["error"] = type(exc).__name__
+            return LivenessResult(False, INVALID_INPUT, measures)
         measures.update({k: round(v, 4) for k, v in planar.items()}, blink_score=round(blink, 3))
         has_depth = planar["residual"] >= cfg.depth_min_residual
         if planar["motion"] >= cfg.planar_min_motion and not has_depth:
