@@ -205,6 +205,12 @@ def test_uncompressed_cose_is_refused(ec_signer: tuple[object, bytes]) -> None:
     ("HC1:" + b45encode(zlib.compress(cbor2.dumps([b"", {}, cwt_payload(vaccination(), ISSUED, EXPIRES), b""]))),
      "DCC_ALG_UNSUPPORTED"),
     ("HC1:" + b45encode(zlib.compress(cbor2.dumps(cbor2.CBORTag(98, [])))), "DCC_COSE_INVALID"),
+    ("HC1:" + b45encode(zlib.compress(cbor2.dumps([cbor2.dumps({1: [1, 2], 4: {"k": 1}}), {},
+                                                   cwt_payload(vaccination(), ISSUED, EXPIRES), b""]))),
+     "DCC_ALG_UNSUPPORTED"),
+    ("HC1:" + b45encode(zlib.compress(cbor2.dumps([cbor2.dumps({1: -7, 4: [1]}), {},
+                                                   cwt_payload(vaccination(), ISSUED, EXPIRES), b""]))),
+     "DCC_KID_MISSING"),
 ])
 def test_broken_inputs_have_reasons(text: str, code: str) -> None:
     verdict = verify(text, TrustStore(), AT)

@@ -30,6 +30,7 @@ VALID = issue_dcc(vaccination(), _KEY, dcc_kid(_DER), T0, T0 + timedelta(days=36
 def _never_valid(text: str) -> None:
     verdict = verify(text, TRUST, AT)
     assert not verdict.valid and verdict.failure
+    assert verdict.failure != "INTERNAL_ERROR"  # a reasoned refusal, not a caught crash
 
 
 def test_the_reference_credential_is_valid() -> None:
@@ -140,3 +141,20 @@ def test_clock_parser(text: str) -> None:
         parse_iso8601(text)
     except ValueError:
         pass
+
+
+_CBOR_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.binary(max_size=12)
+                            | st.text(max_size=8) | st.floats(allow_nan=False),
+                            lambda inner: st.lists(inner, max_size=3), max_leaves=8)
+
+
+@FAST
+@given(st.dictionaries(st.integers(-5, 5), _CBOR_VALUES, max_size=4),
+       st.dictionaries(st.integers(-5, 5), _CBOR_VALUES, max_size=4), st.binary(max_size=80))
+def test_arbitrary_cose_headers(protected: dict, unprotected: dict, signature: bytes) -> None:
+    """Any header values (alg as a list, kid as text, ...) give a reasoned refusal."""
+    from firmware.credentials.dcc.issue import cwt_payload
+    payload = cwt_payload(vaccination(), T0, T0 + timedelta(days=365))
+    cose = cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps(protected), unprotected, payload, signature]))
+    verdict = verify("HC1:" + b45encode(zlib.compress(cose)), TRUST, AT)
+    assert not verdict.valid and verdict.failure != "INTERNAL_ERROR"

@@ -118,7 +118,7 @@ def _claims(sign1: Sign1, run: _Run) -> Claims | None:
 
 def _signature(sign1: Sign1, trust: Any, run: _Run) -> DccSigner | None:
     """The trusted signer whose key verifies the signature (every cert under the kid is tried)."""
-    if sign1.alg not in SUPPORTED_ALGS:
+    if not isinstance(sign1.alg, int) or sign1.alg not in SUPPORTED_ALGS:  # may be any CBOR
         run.fail("signature", "DCC_ALG_UNSUPPORTED", f"algorithm {sign1.alg!r} is not ES256/PS256")
         return None
     kid = sign1.kid
