@@ -122,6 +122,9 @@ def test_no_face_and_bad_input(lfw_images: list[np.ndarray]) -> None:
     bad_lm = Face(LFW_BOX, np.full((5, 2), np.nan, dtype=np.float32), 0.9)
     assert assess(rgb, [bad_lm]).reason == quality.NO_FACE
     assert assess(rgb, ["not a face"]).reason == quality.NO_FACE  # type: ignore[list-item]
+    assert assess(rgb, 42).reason == quality.NO_FACE  # type: ignore[arg-type]
+    junk_face = Face(LFW_BOX, np.array([["a", "b"]] * 5), 0.9)  # type: ignore[arg-type]
+    assert assess(rgb, [junk_face]).reason == quality.NO_FACE
     for junk in (None, "x", np.zeros((10, 10), np.uint8), rgb.astype(np.float32), np.zeros((4, 4, 3), np.uint8)):
         result = assess(junk, [lfw_face()])  # type: ignore[arg-type]
         assert not result.ok and result.reason == quality.INVALID_IMAGE

@@ -160,8 +160,12 @@ def _valid_image(rgb: object) -> bool:
 def _valid_face(face: object) -> bool:
     if not isinstance(face, Face):
         return False
-    lm = np.asarray(face.landmarks)
-    box = np.asarray(face.box, dtype=np.float64)
+    try:
+        lm = np.asarray(face.landmarks, dtype=np.float64)
+        box = np.asarray(face.box, dtype=np.float64)
+        score = float(face.score)
+    except (TypeError, ValueError):
+        return False
     return (
         lm.shape == (5, 2)
         and bool(np.all(np.isfinite(lm)))
@@ -169,7 +173,7 @@ def _valid_face(face: object) -> bool:
         and bool(np.all(np.isfinite(box)))
         and face.width > 0
         and face.height > 0
-        and bool(np.isfinite(face.score))
+        and bool(np.isfinite(score))
     )
 
 
@@ -185,7 +189,11 @@ def assess(rgb: np.ndarray, faces: Sequence[Face], config: QualityConfig | None 
     if not _valid_image(rgb):
         return QualityResult(False, INVALID_IMAGE)
     height, width = rgb.shape[:2]
-    usable = [f for f in (faces or []) if _valid_face(f) and f.score >= cfg.min_detector_score]
+    try:
+        candidates = list(faces or [])
+    except TypeError:  # not a sequence of faces
+        candidates = []
+    usable = [f for f in candidates if _valid_face(f) and f.score >= cfg.min_detector_score]
     measures: dict[str, Any] = {"faces": len(usable)}
     if not usable:
         return QualityResult(False, NO_FACE, measures)
