@@ -269,3 +269,20 @@ def test_basic_list_co24_to_co27(ec_signer: tuple[object, bytes], mutation: str)
     forged = cbor2.dumps(cbor2.CBORTag(18, [protected, dict(unprotected), body, signature]))
     verdict = verify(encode_hc1(forged), TrustStore.from_certificates([der]), AT)
     assert not verdict.valid and verdict.checks["signature"] is False
+
+
+def test_no_personal_data_in_logs_or_stdout(ec_signer: tuple[object, bytes], caplog: pytest.LogCaptureFixture,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+    key, der = ec_signer
+    caplog.set_level(logging.DEBUG)
+    trust = TrustStore.from_certificates([der])
+    texts = [_issue(key, der), _issue(make_key("ec"), der), _issue(key, der)[:-7]]
+    for at in (AT, EXPIRES + timedelta(days=1)):
+        for text in texts:
+            verdict = verify(text, trust, at)
+            assert verdict.format == "dcc"
+    captured = capsys.readouterr()
+    seen = caplog.text + captured.out + captured.err
+    for secret in ("Muster", "MUSTER", "Erika", "1980-01-02", "TESTCASE0001"):
+        assert secret not in seen

@@ -73,3 +73,11 @@ def test_console_entry_point(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "firmware.credentials.check", "HC2:XYZ"],
                             capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
     assert result.returncode == 1 and "UNKNOWN_FORMAT" in result.stdout
+
+
+def test_image_reader_falls_back_to_zxing(shared_data: Path, monkeypatch) -> None:
+    """Without the kiosk's reader module the check still reads codes with zxing-cpp directly."""
+    from firmware.credentials import check
+    case = json.loads((shared_data / "dcc-testdata/common/2DCode/raw/CO28.json").read_text("utf-8"))
+    monkeypatch.setitem(sys.modules, "firmware.codes", None)  # import now raises ImportError
+    assert check.read_image_texts(base64.b64decode(case["2DCODE"])) == [case["PREFIX"]]

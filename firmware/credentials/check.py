@@ -43,7 +43,7 @@ def read_image_texts(data: bytes) -> list[str]:
 
 def _zxing_texts(rgb: Any) -> list[str]:
     import zxingcpp
-    found = zxingcpp.read_barcodes(rgb, formats=zxingcpp.BarcodeFormat.QRCode | zxingcpp.BarcodeFormat.Aztec)
+    found = zxingcpp.read_barcodes(rgb, formats=(zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.Aztec))
     return [b.text for b in found if b.valid]
 
 
