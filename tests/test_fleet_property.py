@@ -3,6 +3,7 @@ endpoint, generated requests over real HTTP) and hypothesis over signed event ba
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 from datetime import datetime, timedelta, timezone
@@ -30,6 +31,7 @@ from schemathesis.core import NotSet  # noqa: E402 - after the importorskip abov
 OPENAPI = Path(__file__).resolve().parent.parent / "docs" / "fleet-openapi.json"
 SCHEMA = schemathesis.openapi.from_path(str(OPENAPI))
 DEVICE = "kiosk-prop-1"
+ORDER_DEVICES = itertools.count(1)
 CI_SETTINGS = settings(max_examples=20, deadline=None, derandomize=True,
                        suppress_health_check=list(HealthCheck))
 
@@ -98,42 +100,41 @@ def forge(event: Event, how: str) -> dict:
 
 
 @given(data=st.data())
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_ingest_is_order_independent_and_exactly_once(data: st.DataObject,
-                                                      tmp_path_factory: pytest.TempPathFactory
-                                                      ) -> None:
+                                                      server: ServerHandle) -> None:
     """Any permutation of a genuine chain, cut into any batches, with duplicates and forged
     copies mixed in, ends with exactly the genuine chain stored and every forgery refused."""
     count = data.draw(st.integers(1, 25), label="events")
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
     rng = random.Random(seed)
     key = Ed25519PrivateKey.generate()
-    chain = make_chain(key, DEVICE, count)
+    device_id = f"kiosk-order-{next(ORDER_DEVICES)}"  # a fresh device on the shared server
+    chain = make_chain(key, device_id, count)
     wires = [e.to_wire() for e in chain]
     wires += [e.to_wire() for e in rng.sample(chain, rng.randint(0, count))]  # duplicates
-    forged = [forge(e, rng.choice(["body", "sig"])) for e in rng.sample(chain, rng.randint(0, 3)
-                                                                        if count else 0)]
+    forged = [forge(e, rng.choice(["body", "sig"]))
+              for e in rng.sample(chain, rng.randint(0, min(3, count)))]
     wires += forged
     rng.shuffle(wires)
-    folder = tmp_path_factory.mktemp("fleet-order")
-    with run_in_thread(f"sqlite:///{folder}/fleet.db") as server, requests.Session() as http:
-        server.store.add_token("order-token-0000001", datetime.now(timezone.utc) + timedelta(1))
-        register_device(server.url, "order-token-0000001", DEVICE, key)
-        acked, refused = set(), []
-        position = 0
+    token = f"order-token-{device_id}"
+    server.store.add_token(token, datetime.now(timezone.utc) + timedelta(1))
+    register_device(server.url, token, device_id, key)
+    acked, refused = set(), []
+    position = 0
+    with requests.Session() as http:
         while position < len(wires):
             size = rng.randint(1, 8)
             part = wires[position:position + size]
             position += size
             body = json.dumps({"events": part}).encode()
-            response = signed_post(http, server.url, key, DEVICE, body)
+            response = signed_post(http, server.url, key, device_id, body)
             assert response.status_code == 200, response.text
             answer = response.json()
             assert len(answer["acked"]) + len(answer["rejected"]) == len(part)
             acked.update(answer["acked"])
             refused += [r["reason"] for r in answer["rejected"]]
-        stored = server.store.events(DEVICE)
-    assert stored == chain
+    assert server.store.events(device_id) == chain
     assert acked == set(range(1, count + 1))
     # A forged copy is refused whether it arrives before or after its genuine twin.
     assert len(refused) == len(forged)
