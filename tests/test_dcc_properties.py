@@ -158,3 +158,31 @@ def test_arbitrary_cose_headers(protected: dict, unprotected: dict, signature: b
     cose = cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps(protected), unprotected, payload, signature]))
     verdict = verify("HC1:" + b45encode(zlib.compress(cose)), TRUST, AT)
     assert not verdict.valid and verdict.failure != "INTERNAL_ERROR"
+
+
+_ANCHOR = make_key("ec")
+
+
+@FAST
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                        st.sampled_from(["certificates", "kid", "rawData", "thumbprint",
+                                         "certificateType", "country", "x"]), inner, max_size=5),
+                    max_leaves=20))
+def test_signed_but_malformed_signer_lists(document: object) -> None:
+    """A correctly signed list with any content: refused as a whole or entry by entry."""
+    import json
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from firmware.credentials.dcc.trustlist import TrustListError, ingest_signer_list
+    data = json.dumps(document).encode()
+    signature = _ANCHOR.sign(data, ec.ECDSA(hashes.SHA256()))
+    trust = TrustStore()
+    try:
+        report = ingest_signer_list(trust, data, signature, [_ANCHOR.public_key()], AT)
+    except TrustListError:
+        assert trust.dcc_signers == {}
+        return
+    assert report.accepted == 0 and trust.dcc_signers == {}

@@ -226,3 +226,19 @@ def test_enveloped_signer_list_and_sync_state(tmp_path: Path) -> None:
     trust = load_trust_dir(tmp_path)
     assert trust.updated_at.isoformat() == "2021-06-05T12:00:00+00:00"
     assert verify(_issue(key, der), trust, AT).valid
+
+
+def test_revocation_json_is_cached_as_memory_mapped_tables(tmp_path: Path) -> None:
+    listed = hash_entry(b"revoked uvci")
+    (tmp_path / "dcc-revocation.json").write_text(json.dumps({"UCI": [listed.hex()]}))
+    first = load_trust_dir(tmp_path).dcc_revocation
+    assert first.contains("UCI", listed)
+    caches = list((tmp_path / ".dcc-revocation-cache").iterdir())
+    assert len(caches) == 1 and (caches[0] / "UCI.npy").exists()
+    second = load_trust_dir(tmp_path).dcc_revocation
+    assert isinstance(second.tables["UCI"], np.memmap) and second.contains("UCI", listed)
+    other = hash_entry(b"another")
+    (tmp_path / "dcc-revocation.json").write_text(json.dumps({"UCI": [other.hex()]}))
+    third = load_trust_dir(tmp_path).dcc_revocation
+    assert third.contains("UCI", other) and not third.contains("UCI", listed)
+    assert len(list((tmp_path / ".dcc-revocation-cache").iterdir())) == 1

@@ -11,14 +11,18 @@ Layout (every file optional; a missing part means "trust none" for that part):
   dcc-valuesets/            ... or one value-set document per *.json file
   dcc-revocation/           revocation tables (<TYPE>.npy, see dcc/revocation.py)
   dcc-revocation.json       ... or {"UCI": [hex...], "COUNTRYCODEUCI": [...], "SIGNATURE": [...]}
+                            (parsed once; its sorted tables are cached in .dcc-revocation-cache/)
   trust-state.json          the sync client's state: when each item was last confirmed
 Fleet envelopes ({"name", "content", "sig", ...}) are checked against `pinned_keys` when given.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
+import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 CERT_SUFFIXES = {".der", ".pem", ".crt", ".cer"}
 MAX_FILE_BYTES = 64 * 1024 * 1024
 DCC_ITEMS = ("dcc-signers", "dcc-rules", "dcc-valuesets", "dcc-revocation")
+REVOCATION_CACHE = ".dcc-revocation-cache"  # sorted tables built from dcc-revocation.json
 
 
 class TrustDataError(ValueError):
@@ -159,10 +164,34 @@ def _load_revocation(root: Path, pinned_keys: Any) -> RevocationList | None:
             return RevocationList.load(folder)
         path = root / "dcc-revocation.json"
         if path.exists():
-            return RevocationList.from_json(_unwrap(path, _read(path), pinned_keys))
+            return _revocation_from_json(root, path, pinned_keys)
     except ValueError as exc:
         raise TrustDataError(f"dcc-revocation: {exc}") from None
     return None
+
+
+def _revocation_from_json(root: Path, path: Path, pinned_keys: Any) -> RevocationList:
+    """Parse the JSON list once; later loads memory-map the sorted tables cached beside it."""
+    raw = _read(path)
+    cache_root = root / REVOCATION_CACHE
+    cache = cache_root / hashlib.sha256(raw).hexdigest()[:32]
+    if cache.is_dir():
+        try:
+            return RevocationList.load(cache)
+        except (OSError, ValueError):
+            pass  # a damaged cache is rebuilt below
+    revocations = RevocationList.from_json(_unwrap(path, raw, pinned_keys))
+    try:
+        building = cache_root / f".building-{os.getpid()}"
+        shutil.rmtree(building, ignore_errors=True)
+        revocations.save(building)
+        for old in cache_root.iterdir():  # only the current list's cache is kept
+            if old.name != building.name:
+                shutil.rmtree(old, ignore_errors=True)
+        building.rename(cache)
+    except OSError as exc:  # read-only trust folder: use the in-memory list
+        log.info("revocation cache not written: %s", type(exc).__name__)
+    return revocations
 
 
 def _updated_at(root: Path, present: Iterable[str]) -> datetime | None:
