@@ -101,13 +101,14 @@ class RevocationList:
             return False
         hi = np.uint64(int.from_bytes(digest[:8], "big"))
         lo = int.from_bytes(digest[8:HASH_BYTES], "big")
-        his = table[0]
-        start = int(np.searchsorted(his, hi, side="left"))
-        if start == his.shape[0] or int(his[start]) != int(hi):
-            return False
-        end = int(np.searchsorted(his, hi, side="right"))
-        # Equal high halves are rare (2^-64 apart); scan that tiny run for the low half.
-        return any(int(value) == lo for value in table[1][start:end])
+        his, los = table[0], table[1]
+        index = int(his.searchsorted(hi))
+        # One binary search, then walk the (almost always length 0 or 1) run of equal high halves.
+        while index < his.shape[0] and int(his[index]) == int(hi):
+            if int(los[index]) == lo:
+                return True
+            index += 1
+        return False
 
     def revoked_by(self, hashes: dict[str, bytes]) -> str | None:
         """The first hash type under which the DCC is listed, or None."""
