@@ -15,6 +15,8 @@ from urllib.parse import unquote, urlparse
 
 POOL_WAIT_S = 30.0  # how long a request waits for a free connection before failing
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_STATEMENT_TIMEOUT_MS = 30_000
+PG_LOCK_TIMEOUT_MS = 10_000
 
 
 class Tx(Protocol):
@@ -188,7 +190,11 @@ class PostgresDatabase:
 
     def _connect(self) -> Any:
         # autocommit: each `transaction()` block is then exactly one BEGIN ... COMMIT.
-        return self._psycopg.connect(self.url, connect_timeout=10, autocommit=True)
+        conn = self._psycopg.connect(self.url, connect_timeout=10, autocommit=True)
+        # Every wait has a bound: a stuck lock or statement fails the request, not the server.
+        conn.execute(f"SET statement_timeout = {PG_STATEMENT_TIMEOUT_MS}")
+        conn.execute(f"SET lock_timeout = {PG_LOCK_TIMEOUT_MS}")
+        return conn
 
     @contextmanager
     def transaction(self, readonly: bool = False) -> Iterator[_PostgresTx]:

@@ -5,6 +5,7 @@ import base64
 import binascii
 import json
 import logging
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +35,7 @@ BASIC_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": models.ErrorResponse, "description": text} for status, text in {
         413: "Body or batch too large (BODY_TOO_LARGE, BATCH_TOO_LARGE)",
         422: "Malformed request (MALFORMED_JSON, MALFORMED_REQUEST, MALFORMED_EVENT, ...)",
+        503: "STORE_UNAVAILABLE: database down or busy; retry after Retry-After seconds",
     }.items()}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     **BASIC_ERRORS, 401: {"model": models.ErrorResponse,
@@ -85,6 +87,17 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
         response = error_response(error.status_code, code, str(error.detail))
         response.headers.update(error.headers or {})  # e.g. Allow on 405 (RFC 9110)
         return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        if is_store_unavailable(error):
+            log.error("store unavailable: %s", type(error).__name__)
+            response = error_response(503, "STORE_UNAVAILABLE",
+                                      "the database is unavailable or busy; retry later")
+            response.headers["Retry-After"] = "5"
+            return response
+        log.exception("unexpected error")
+        return error_response(500, "INTERNAL_ERROR", "unexpected server error")
 
     async def _authenticated(request: Request, body: bytes) -> Caller:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -190,6 +203,18 @@ def _auth_parameters() -> list[dict[str, Any]]:
                                 "hex(sha256(body))"}
     return [{"name": name, "in": "header", "required": True, "description": text,
              "schema": {"type": "string"}} for name, text in described.items()]
+
+
+def is_store_unavailable(error: Exception) -> bool:
+    """Database down, locked past its timeout, or no pooled connection free: worth a retry."""
+    if isinstance(error, (TimeoutError, sqlite3.OperationalError)):
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(error, (psycopg.OperationalError, psycopg.errors.QueryCanceled,
+                              psycopg.errors.LockNotAvailable))
 
 
 def _etags(header: str) -> set[str]:

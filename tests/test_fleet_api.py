@@ -365,3 +365,20 @@ def test_store_and_nonces_survive_a_restart(db_url: str) -> None:
         assert second.store.events(DEVICE) == events
         assert second.store.schema_version() == 1
         assert raw_public(key) == second.store.device_key(DEVICE)
+
+
+def test_store_failure_is_a_json_503_and_nothing_is_acknowledged(
+        server: ServerHandle, device: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    def locked(*_: object) -> bool:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(server.store, "use_nonce", locked)
+    with requests.Session() as http:
+        response = signed_post(http, server.url, device, DEVICE,
+                               batch_body(make_chain(device, DEVICE, 2)))
+    assert (response.status_code, response.json()["error"]) == (503, "STORE_UNAVAILABLE")
+    assert response.headers["Retry-After"] == "5"
+    monkeypatch.undo()
+    assert server.store.events(DEVICE) == []
