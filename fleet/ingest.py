@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.eventlog.codec import GENESIS_HASH, Event, check_event, check_link
+from firmware.eventlog.guard import BodyRejected, check_body
 from fleet.storage import Store, event_row, rfc3339, record_incident, row_to_event, utc_now
 
 MAX_BATCH_EVENTS = 1000  # also bounds the IN (...) lists below well inside SQLite's limits
@@ -91,7 +92,20 @@ def _own_failure(event: Event, device_id: str, public_key: Ed25519PublicKey) -> 
         return "EVENT_BAD_SEQ"
     if event.seq == 0 and event.prev_hash != GENESIS_HASH:
         return "EVENT_CHAIN_BROKEN"
-    return check_event(event, public_key)
+    failure = check_event(event, public_key)
+    if failure is None and _carries_personal_data(event):
+        # Defence in depth: the kiosk's guard refuses these on append; the fleet's long-term
+        # store must never hold names, birth dates or credential identifiers either.
+        return "EVENT_PERSONAL_DATA"
+    return failure
+
+
+def _carries_personal_data(event: Event) -> bool:
+    try:
+        check_body(event.body)
+    except BodyRejected as rejected:
+        return rejected.code == "EVENTLOG_FORBIDDEN_FIELD"
+    return False
 
 
 def _link_failure(event: Event, known: dict[int, Event], genesis_seq: int | None,

@@ -49,7 +49,7 @@ class Rejection(BaseModel):
     seq: int
     reason: str = Field(description="EVENT_BAD_SIGNATURE, EVENT_HASH_MISMATCH, EVENT_FORK, "
                                     "EVENT_CHAIN_BROKEN, EVENT_SEQ_GAP, EVENT_WRONG_DEVICE, "
-                                    "EVENT_BAD_SEQ")
+                                    "EVENT_BAD_SEQ, EVENT_PERSONAL_DATA")
 
 
 class IngestResponse(BaseModel):

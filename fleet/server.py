@@ -221,10 +221,14 @@ def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN / Infinity: Python accepts them, JSON does not
+
+
 def parse_batch(body: bytes) -> list[Event]:
     """Parse {"events": [...]} into Events; ApiError 422/413 naming the first problem."""
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise ApiError(422, "MALFORMED_JSON", "body is not valid UTF-8 JSON") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):

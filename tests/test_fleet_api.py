@@ -220,6 +220,21 @@ def test_broken_chain_is_rejected_from_either_side(server: ServerHandle,
     assert server.store.events(DEVICE) == events
 
 
+def test_signed_event_with_personal_data_is_refused(server: ServerHandle,
+                                                    device: Ed25519PrivateKey) -> None:
+    events = make_chain(device, DEVICE, 2)
+    leaky = make_event(device, DEVICE, 3, events[1].ts, "decision",
+                       {"outcome": "granted", "holder": {"familyName": "Musterfrau"}},
+                       events[1].hash)
+    with requests.Session() as http:
+        answer = upload(http, server.url, device, DEVICE, events + [leaky])
+    assert answer["rejected"] == [{"seq": 3, "reason": "EVENT_PERSONAL_DATA"}]
+    assert server.store.events(DEVICE) == events
+    incidents = server.store.incidents(DEVICE)
+    assert [i["reason"] for i in incidents] == ["EVENT_PERSONAL_DATA"]
+    assert "Musterfrau" not in json.dumps(incidents)
+
+
 def test_event_of_another_device_is_rejected(server: ServerHandle,
                                              device: Ed25519PrivateKey) -> None:
     foreign = make_chain(device, "kiosk-9999", 1)
@@ -302,6 +317,7 @@ def test_wrong_request_signature_is_refused(server: ServerHandle,
     (b'[]', "MALFORMED_REQUEST"),
     (b'{"events": [1]}', "MALFORMED_EVENT"),
     (b'{"events": [{"seq": 1}]}', "MALFORMED_EVENT"),
+    (b'{"events": [], "x": NaN}', "MALFORMED_JSON"),
 ])
 def test_malformed_bodies_get_422(server: ServerHandle, device: Ed25519PrivateKey, body: bytes,
                                   code: str) -> None:
