@@ -54,6 +54,11 @@ class LivenessConfig:
     screen_min_peak_ratio: float = 12.0
     screen_min_fraction: float = 0.5  # share of frames showing the pattern
     forward_backward_max_px: float = 0.7
+    # Cost bounds: track through at most this many frames of the window (evenly spaced, first
+    # and last included) and measure parallax on at most `parallax_frames` of them.
+    track_frames: int = 20
+    parallax_frames: int = 4
+    screen_frames: int = 8  # frames whose spectrum is examined
 
 
 @dataclass(frozen=True)
@@ -86,10 +91,16 @@ def spectral_peak_ratio(grey: np.ndarray) -> float:
     spectrum = np.abs(np.fft.fftshift(np.fft.fft2(g * window)))
     yy, xx = np.mgrid[-(height // 2) : height - height // 2, -(width // 2) : width - width // 2]
     radius = np.hypot(yy / height, xx / width)  # cycles per pixel
-    rings = np.minimum((radius * 64).astype(int), 63)
+    rings = np.minimum((radius * 64).astype(np.int64), 63).ravel()
+    values = spectrum.ravel()
+    # Median of every ring at once: sort by (ring, value) and pick each ring's middle element.
+    order = np.lexsort((values, rings))
+    counts = np.bincount(rings, minlength=64)
+    starts = np.cumsum(counts) - counts
     medians = np.zeros(64, dtype=np.float64)
-    for ring in np.unique(rings):
-        medians[ring] = np.median(spectrum[rings == ring])
+    present = counts > 0
+    medians[present] = values[order[starts[present] + (counts[present] - 1) // 2]]
+    rings = rings.reshape(spectrum.shape)
     # Skin detail lives at low frequencies; screen grids and halftone dots sit above 0.12 c/px.
     band = (radius > 0.12) & (radius < 0.5)
     ratio = spectrum / (medians[rings] + 1e-6)
@@ -115,6 +126,13 @@ def _eye_and_reference_patches(frame: _Frame) -> tuple[np.ndarray, np.ndarray] |
     eyes = np.concatenate([canvas[2:14, 0:16], canvas[2:14, 32:48]], axis=1)
     reference = canvas[18:34, 8:40]  # below the eyes: nose bridge and cheeks
     return eyes, reference
+
+
+def _evenly_spaced(count: int, most: int) -> list[int]:
+    """Up to `most` indices of range(count), evenly spaced, first and last included."""
+    if count <= most:
+        return list(range(count))
+    return sorted({int(round(x)) for x in np.linspace(0, count - 1, max(most, 2))})
 
 
 def _normalised(patch: np.ndarray) -> np.ndarray:
@@ -185,12 +203,12 @@ class LivenessChecker:
             canvases.append(canvas)
         return canvases[0], canvases[1], np.array([x0, y0], dtype=np.float32)
 
-    def _lk(self, first: np.ndarray, second: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _lk(self, first: np.ndarray, second: np.ndarray, points: np.ndarray, levels: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """Lucas-Kanade from `first` to `second` (canvas coords) with a forward-backward check."""
         import cv2
 
         start = points.reshape(-1, 1, 2).astype(np.float32)
-        params = dict(winSize=(15, 15), maxLevel=3,
+        params = dict(winSize=(15, 15), maxLevel=levels,
                       criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 0.005))
         moved, status, _ = cv2.calcOpticalFlowPyrLK(first, second, start, None, **params)
         back, status_back, _ = cv2.calcOpticalFlowPyrLK(second, first, moved, None, **params)
@@ -219,7 +237,7 @@ class LivenessChecker:
         height, width = first.shape
         unwarped = cv2.warpPerspective(second, canvas_h, (width, height), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR)
         points = start - shift
-        moved, good = self._lk(first, unwarped, points)
+        moved, good = self._lk(first, unwarped, points, levels=1)  # what is left is small
         if good.sum() < self.config.min_tracked_points:
             return None
         src, dst = points[good], moved[good]
@@ -240,8 +258,11 @@ class LivenessChecker:
         """
         import cv2
 
-        frames = list(self._frames)
-        homographies: list[np.ndarray | None] = [np.eye(3)] + [None] * (len(frames) - 1)
+        all_frames = list(self._frames)
+        homographies: list[np.ndarray | None] = [np.eye(3)] + [None] * (len(all_frames) - 1)
+        picks = _evenly_spaced(len(all_frames), self.config.track_frames)
+        frames = [all_frames[i] for i in picks]
+        parallax_at = {picks[i] for i in _evenly_spaced(len(picks), self.config.parallax_frames + 1)[1:]}
         ref = frames[0]
         dist = ref.eye_distance
         x0, y0, x1, y1 = ref.box
@@ -265,7 +286,9 @@ class LivenessChecker:
             homography, _ = cv2.findHomography(start, current, 0)  # least squares: every point counts
             if homography is None or not np.all(np.isfinite(homography)):
                 continue
-            homographies[index] = homography
+            homographies[picks[index]] = homography
+            if picks[index] not in parallax_at:
+                continue
             residual = self._parallax(ref, frames[index], start, homography)
             if residual is None:
                 continue
@@ -312,7 +335,8 @@ class LivenessChecker:
 
     def _screen_scores(self) -> list[float]:
         scores = []
-        for frame in self._frames:
+        frames = list(self._frames)
+        for frame in (frames[i] for i in _evenly_spaced(len(frames), self.config.screen_frames)):
             x0, y0, x1, y1 = frame.box
             ox, oy = frame.origin
             crop = frame.grey[max(int(y0) - oy, 0) : max(int(y1) - oy, 0), max(int(x0) - ox, 0) : max(int(x1) - ox, 0)]
