@@ -14,7 +14,13 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from firmware.vision.gallery import GalleryError, GalleryStore, load_key, load_or_create_key
+from firmware.vision.gallery import (
+    GALLERY_FILE_NAME,
+    GalleryError,
+    GalleryStore,
+    load_key,
+    load_or_create_key,
+)
 from firmware.vision.matcher import TemplateError, normalise_template
 from firmware.vision.quality import QualityConfig, assess
 from firmware.vision.types import Face
@@ -166,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--member", required=True, help="member id (stored encrypted)")
         cmd.add_argument("--state", default="state", help="state dir holding gallery.key (default: state)")
         cmd.add_argument("--key-file", default=None, help="32-byte gallery key file (instead of STATE/gallery.key)")
-        cmd.add_argument("--gallery", default=None, help="encrypted gallery file (default: STATE/gallery.bin)")
+        cmd.add_argument("--gallery", default=None, help=f"encrypted gallery file (default: STATE/{GALLERY_FILE_NAME})")
         if name == "enrol":
             cmd.add_argument("--consent", action="store_true",
                              help="confirm the member opted in to having their face template stored")
@@ -178,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """`healthgate-provision enrol|erase ...`; exit 0 on success, 1 on refusal, 2 on usage."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    gallery_path = Path(args.gallery) if args.gallery else Path(args.state) / "gallery.bin"
+    gallery_path = Path(args.gallery) if args.gallery else Path(args.state) / GALLERY_FILE_NAME
     try:
         key = _key(args)
     except (GalleryError, OSError) as exc:

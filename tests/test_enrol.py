@@ -119,7 +119,7 @@ def test_erase(tmp_path: Path, lfw: dict[str, list[Path]]) -> None:
 
 def test_cli_erase_and_refusals(tmp_path: Path, lfw: dict[str, list[Path]], capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "state"
-    gallery = state / "gallery.bin"
+    gallery = state / "gallery.hgg"  # the default name the kiosk loads
     state.mkdir(mode=0o700)
     from firmware.vision.gallery import load_or_create_key
 
@@ -156,12 +156,12 @@ def test_cli_enrol_with_the_real_pipeline(tmp_path: Path, lfw: dict[str, list[Pa
     code = main(["enrol", "--member", "m-1", "--state", str(state), "--consent", *images])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert sorted(p.name for p in state.iterdir()) == ["gallery.bin", "gallery.key"]
+    assert sorted(p.name for p in state.iterdir()) == ["gallery.hgg", "gallery.key"]
     from firmware.vision import FacePipeline
     from firmware.vision.gallery import load_key
 
     pipeline = FacePipeline()
-    gallery = GalleryStore(state / "gallery.bin", load_key(state / "gallery.key")).load_gallery()
+    gallery = GalleryStore(state / "gallery.hgg", load_key(state / "gallery.key")).load_gallery()
     probe = pipeline.embed(_read(lfw["A"][0]))
     other = pipeline.embed(_read(lfw["B"][0]))
     assert gallery.best_match(probe, pipeline.threshold)[0] == "m-1"

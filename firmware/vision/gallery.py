@@ -32,6 +32,7 @@ SALT_BYTES = 16
 NONCE_BYTES = 12
 KEY_BYTES = 32
 KEY_FILE_NAME = "gallery.key"
+GALLERY_FILE_NAME = "gallery.hgg"  # default name in the state dir (kiosk and enrolment agree)
 MAX_FILE_BYTES = 512 * 1024 * 1024  # refuse absurd files before reading them into memory
 MAX_MEMBER_ID_CHARS = 256
 
