@@ -25,7 +25,7 @@ VALUESET_FIELDS: dict[str, dict[str, str]] = {
 
 @lru_cache(maxsize=1)
 def _schema() -> dict[str, Any]:
-    text = resources.files(__package__).joinpath("schema", SCHEMA_FILE).read_text("utf-8")
+    text = resources.files(__package__).joinpath("schema_data", SCHEMA_FILE).read_text("utf-8")
     return json.loads(text)
 
 
