@@ -106,6 +106,8 @@ def build(config: Config, *, camera: FrameSource | None = None,
         if trust is None:  # injected trust data (demo, tests) is not synced
             trust_worker = _trust_worker(config, state, identity, clock)
     face = build_face_check(config) if config.face.enabled else None
+    gallery = load_member_gallery(config, state) if face is not None and config.face.face_pass \
+        else None
     kiosk = Kiosk(config.kiosk, camera or open_camera(config.camera), display, eventlog,
                   trust or TrustProvider(state / "trust"), clock,
                   Pseudonymiser(pseudonym_secret(identity),
@@ -115,7 +117,7 @@ def build(config: Config, *, camera: FrameSource | None = None,
                   face=face, face_timeout_s=config.face.timeout_s,
                   open_template=TemplateKeyring(state / "template-keys").open,
                   after_append=uploader.notify if uploader is not None else None,
-                  watchdog=watchdog_pinger())
+                  watchdog=watchdog_pinger(), gallery=gallery)
     return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
 
 
@@ -136,6 +138,16 @@ def build_face_check(config: Config) -> Any:
                              "face.enabled = false to run without face checks") from exc
     return FaceCheck(pipeline, liveness=config.face.liveness,
                      anti_sharing_window_s=config.face.anti_sharing_window_s)
+
+
+def load_member_gallery(config: Config, state: Path) -> Any:
+    """The opted-in members' templates, decrypted into memory for 1:N (face pass)."""
+    from firmware.vision.gallery import GalleryStore, load_or_create_key
+
+    path = Path(config.face.gallery) if config.face.gallery else state / "gallery.hgg"
+    gallery = GalleryStore(path, load_or_create_key(state)).load_gallery()
+    log.info("face pass: %d opted-in members loaded", len(gallery))
+    return gallery
 
 
 def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,

@@ -69,6 +69,8 @@ class FaceSection:
     threads: int = 2  # inference threads
     model_dir: str = ""  # empty: the shipped int8 models
     threshold: float = 0.0  # 0: the calibrated threshold of the shipped model
+    face_pass: bool = False  # 1:N among opted-in members, who may then enter without a code
+    gallery: str = ""  # encrypted gallery of opted-in members; empty: <state.dir>/gallery.hgg
 
 
 @dataclass

@@ -63,6 +63,7 @@ class FaceCheck:
         # anti-sharing keys: keyed per boot so even memory holds no credential identifier
         self._sharing_key = secrets.token_bytes(32)
         self._template: np.ndarray | None = None
+        self.face_pass = False  # set when 1:N is on: liveness frames are then always gathered
         self._last_quality: QualityResult | None = None
         self._frames = 0
 
@@ -84,7 +85,7 @@ class FaceCheck:
         if not quality.ok or quality.face is None:
             return quality
         self._frames += 1
-        if self._liveness_mode != "off":
+        if self._liveness_mode != "off" or self.face_pass:
             self._liveness.add_frame(rgb, quality.face)
         try:
             self._template = self._pipeline.embed_face(rgb, quality.face)
@@ -99,6 +100,11 @@ class FaceCheck:
         if self._liveness_mode == "off":
             return True
         return len(self._liveness) >= self._liveness.config.min_frames
+
+    def ready_for_identify(self) -> bool:
+        """Enough frames of one usable face to identify it and judge its liveness."""
+        return self._template is not None and \
+            len(self._liveness) >= self._liveness.config.min_frames
 
     def conclude(self, credential_id: str | None, enrolled: np.ndarray | None) -> FaceOutcome:
         """The outcome for the face seen so far, against an optional enrolled template."""
@@ -127,3 +133,18 @@ class FaceCheck:
                 return FaceOutcome(False, "SHARED_CREDENTIAL", similarity, live,
                                    self._frames)
         return FaceOutcome(True, None, similarity, live, self._frames)
+
+    def identify(self, gallery: Any) -> tuple[str | None, FaceOutcome]:
+        """1:N among opted-in members ("face pass"). Liveness is always judged here: with no
+        credential in hand, a face is the only factor, so a photo must not pass for it."""
+        if self._template is None or len(gallery) == 0:
+            return None, FaceOutcome(False, "NO_FACE", frames=self._frames)
+        best = gallery.best_match(self._template, self.threshold)
+        if best is None:
+            return None, FaceOutcome(False, "NOT_ENROLLED", frames=self._frames)
+        member, score = best
+        result = self._liveness.assess()
+        if not result.live:
+            return member, FaceOutcome(False, result.reason or "NO_LIVENESS_CUES", score, False,
+                                       self._frames)
+        return member, FaceOutcome(True, None, score, True, self._frames)

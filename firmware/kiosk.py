@@ -75,7 +75,8 @@ class Kiosk:
                  face: Any = None, face_timeout_s: float = 5.0,
                  open_template: Callable[[bytes, str | None], Any] | None = None,
                  after_append: Callable[[], None] | None = None,
-                 watchdog: Callable[[], None] | None = None) -> None:
+                 watchdog: Callable[[], None] | None = None,
+                 gallery: Any = None) -> None:
         self.config = config
         self.state = State.BOOT
         self.summary = Summary()
@@ -105,6 +106,10 @@ class Kiosk:
         self._face_timeout_s = face_timeout_s
         self._open_template = open_template
         self._pending: _Pending | None = None
+        self._gallery = gallery if face is not None and gallery is not None and len(gallery) else None
+        if self._gallery is not None:
+            face.face_pass = True
+        self._face_pass_frames = 0
         self._after_append = after_append  # e.g. wake the uploader: live decisions go first
         self._chunks = ChunkAssembler(config.multi_code_timeout_s, time.monotonic)
         self._chunks_shown = 0
@@ -303,7 +308,12 @@ class Kiosk:
         if not texts:
             if reads and self.state == State.IDLE:
                 self._transition(State.SCANNING)  # a code is in view but not readable yet
+            elif not reads and self._gallery is not None:
+                self._face_pass_frame(frame)
             return
+        if self._face_pass_frames:  # a code wins over a face pass in progress
+            self._face_pass_frames = 0
+            self._face.reset()
         text = self._assemble(texts)
         if text is None:
             return  # part of a multi-code card: wait for the rest
@@ -353,6 +363,57 @@ class Kiosk:
         if not verdict.credential_id:
             return None
         return self._pseudonymiser.pseudonym(verdict.credential_id, self._clock.now().timestamp())
+
+    # ---- face pass: an opted-in member recognised 1:N, no code shown ----------------------
+    def _face_pass_frame(self, frame: Any) -> None:
+        try:
+            quality = self._face.observe(frame.image)
+        except Exception:
+            log.exception("face pass observation failed")
+            return
+        if quality.reason == "NO_FACE":
+            if self._face_pass_frames:  # the person left: forget what was gathered
+                self._face.reset()
+                self._face_pass_frames = 0
+            return
+        self._face_pass_frames += 1
+        if not self._face.ready_for_identify():
+            return
+        member, outcome = self._face.identify(self._gallery)
+        self._face.reset()
+        self._face_pass_frames = 0
+        if member is None:
+            return  # not an enrolled member: no decision, nothing recorded
+        now = time.monotonic()
+        key = "face-pass:" + member
+        if self._last_code is not None and self._last_code[0] == key \
+                and now - self._last_code[1] < self.config.same_code_cooldown_s:
+            return  # the member is still standing there
+        self._last_code = (key, now)
+        self._transition(State.VERIFYING)
+        verdict = self._verify_member(member)
+        base = decide(verdict, self._pseudonym(verdict))
+        granted = base.granted and outcome.ok
+        reason = base.reason if not base.granted else (None if outcome.ok else outcome.reason)
+        self._record(Decision(granted, reason, "face_pass", base.pseudonym, base.checks,
+                              face=outcome.as_event()), frame.captured_at)
+
+    def _verify_member(self, member: str) -> Verdict:
+        """The member's cached status record decides (member ids are "<issuer>/<subject hex>")."""
+        from firmware.credentials.status import verify_member
+
+        issuer, _, subject_hex = member.rpartition("/")
+        try:
+            subject = bytes.fromhex(subject_hex)
+        except ValueError:
+            return Verdict(False, "status", "FACE_PASS_MEMBER_INVALID", None, {})
+        trust = self._trust()
+        now = self._clock.now()
+        problem = trust_problem(self._clock.trust_problem(), trust.updated_at, now,
+                                self.config.max_trust_age_h)
+        if problem is not None or not issuer:
+            return Verdict(False, "status", problem or "FACE_PASS_MEMBER_INVALID", None, {})
+        return verify_member(issuer, subject, trust, now)
 
     # ---- the face half of a decision -------------------------------------------------------
     def _on_face_frame(self, frame: Any) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,6 +34,7 @@ class Rig:
     signer: DemoSigner
     trust: TrustStore
     thread: threading.Thread
+    cursor: int = 0  # index after the screen the last wait_state matched
 
     def valid_code(self) -> str:
         return issue_dcc(self.signer, vaccination_payload(), NOW - timedelta(days=1),
@@ -45,10 +47,22 @@ class Rig:
     def show_nothing(self) -> None:
         self.camera.set_frames([background(320, 240)])
 
-    def wait_state(self, state: str, timeout: float = 10.0, start: int = 0) -> Any:
+    def wait_state(self, state: str, timeout: float = 10.0) -> Any:
+        """The next screen in `state` after the one the previous wait matched: waits are
+        sequential, so a screen shown before the test thread looked is never missed."""
         emulator = self.display.emulator
         assert emulator is not None
-        return emulator.wait_for(lambda s: s.state == state, timeout, start)
+        deadline = time.monotonic() + timeout
+        while True:
+            screens = emulator.screens
+            for index in range(self.cursor, len(screens)):
+                if screens[index].state == state:
+                    self.cursor = index + 1
+                    return screens[index]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {state} screen within {timeout} s after screen "
+                                   f"{self.cursor}; shown: {screens[self.cursor:]}")
+            time.sleep(0.01)
 
     def stop(self) -> None:
         self.kiosk.stop()
@@ -60,7 +74,7 @@ class Rig:
 def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
              trust_age: timedelta = timedelta(minutes=5), camera_class: type = FakeCamera,
              face: Any = None, face_timeout_s: float = 2.0,
-             open_template: Any = None, **kiosk_options: Any) -> Rig:
+             open_template: Any = None, gallery: Any = None, **kiosk_options: Any) -> Rig:
     signer = make_signer()
     trust = TrustStore.from_certificates([signer.certificate_der])
     trust.updated_at = NOW - trust_age
@@ -75,7 +89,7 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
     kiosk = Kiosk(KioskSection(**options), camera, display, log, lambda: trust,
                   clock or FixedClock(NOW), Pseudonymiser(b"k" * 32, 86400.0), screen_for,
                   display_timeout_s=0.5, face=face, face_timeout_s=face_timeout_s,
-                  open_template=open_template)
+                  open_template=open_template, gallery=gallery)
     thread = threading.Thread(target=kiosk.run, daemon=True)
     thread.start()
     rig = Rig(kiosk, camera, display, log, signer, trust, thread)

@@ -29,6 +29,8 @@ REASONS: dict[str, str] = {
     "PLANAR_MOTION": "Photo detected",
     "SCREEN_PATTERN": "Screen detected",
     "INVALID_INPUT": "Face check failed - see staff",
+    "NOT_ENROLLED": "Not enrolled for face pass",
+    "FACE_PASS_MEMBER_INVALID": "Enrolment invalid - see staff",
     # --- kiosk ---
     "TRUST_DATA_MISSING": "No trust data - see staff",
     # --- dcc ---

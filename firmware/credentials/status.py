@@ -38,7 +38,7 @@ from firmware.credentials.verdict import Verdict, empty_checks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StatusTrust", "verify_status", "load_trust", "bench_samples",
+__all__ = ["StatusTrust", "verify_status", "verify_member", "load_trust", "bench_samples",
            "issue_status_code", "sign_status_record", "StatusRecord"]
 
 ISSUERS_FILE = "status-issuers.json"
@@ -167,6 +167,34 @@ def verify_status(text: str, trust: TrustStore, at: datetime) -> Verdict:
         return Verdict(False, "status", "INTERNAL_ERROR", state.get("payload"), checks)
     return Verdict(True, "status", None, state["payload"], checks,
                    credential_id=state["subject"], extras=state["extras"])
+
+
+def verify_member(issuer: str, subject: bytes, trust: TrustStore, at: datetime) -> Verdict:
+    """The verdict of an enrolled member recognised by face (1:N "face pass", no code shown):
+    the member's cached record decides exactly as it does for their status code."""
+    checks = empty_checks()
+    state: dict[str, Any] = {"extras": {}, "payload": {"issuer": issuer}}
+    status_trust = trust.status if isinstance(trust, TrustStore) else None
+    at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    try:
+        if not isinstance(status_trust, StatusTrust):
+            raise _Deny("STATUS_CACHE_STALE")
+        cache = status_trust.cache
+        if cache is None or cache.synced_at is None or at - cache.synced_at > status_trust.max_cache_age:
+            checks["expiry"] = False
+            raise _Deny("STATUS_CACHE_STALE")
+        record = cache.lookup(issuer, subject)
+        if record is None:
+            checks["revocation"] = False
+            raise _Deny("STATUS_NO_RECORD")
+        now = at.timestamp()
+        # no code was shown, so no code can be superseded: only the record's own state counts
+        _decide(record, record.codes_not_before or 0, now, checks, state)
+    except _Deny as deny:
+        return Verdict(False, "status", deny.code, state["payload"], checks,
+                       credential_id=subject.hex(), extras=state["extras"])
+    return Verdict(True, "status", None, state["payload"], checks, credential_id=subject.hex(),
+                   extras=state["extras"])
 
 
 def _run(text: str, status_trust: Any, at: datetime, checks: dict[str, bool | None],

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import segno
+from PIL import Image
 
 
 def qr_image(text: str, scale: int = 4, border: int = 4) -> np.ndarray:
@@ -41,9 +42,18 @@ def frame_with_code(text: str, width: int = 640, height: int = 480, seed: int = 
     return frame
 
 
+def frame_with_face(face: np.ndarray, width: int = 640, height: int = 480,
+                    seed: int = 0) -> np.ndarray:
+    """A camera frame with only a person in it (on the left half), no code."""
+    frame = background(width, height, seed)
+    portrait = _fit(face, height, width // 2)
+    frame[:portrait.shape[0], :portrait.shape[1]] = portrait
+    return frame
+
+
 def _fit(image: np.ndarray, max_height: int, max_width: int) -> np.ndarray:
-    """`image` scaled (nearest neighbour, no extra dependency) to fit the box."""
+    """`image` scaled smoothly to fit the box (nearest-neighbour scaling would leave a pixel
+    grid that the liveness check rightly takes for a screen)."""
     scale = min(max_height / image.shape[0], max_width / image.shape[1])
-    rows = (np.arange(int(image.shape[0] * scale)) / scale).astype(int)
-    cols = (np.arange(int(image.shape[1] * scale)) / scale).astype(int)
-    return image[rows][:, cols]
+    size = (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))

@@ -112,10 +112,15 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
 
 def _drain(uploader: Any, timeout_s: float = 20.0) -> int:
     """Upload until nothing is pending (the demo's network is loopback and always up)."""
+    from firmware.sync.uploader import UploadError
+
     total, deadline = 0, time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        sent = uploader.upload_once()
-        total += sent
+        try:
+            total += uploader.upload_once()
+        except UploadError:  # a transient failure: try again until the deadline
+            time.sleep(0.2)
+            continue
         if uploader.status().pending == 0:
             break
     return total
