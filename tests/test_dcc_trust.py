@@ -242,3 +242,22 @@ def test_revocation_json_is_cached_as_memory_mapped_tables(tmp_path: Path) -> No
     third = load_trust_dir(tmp_path).dcc_revocation
     assert third.contains("UCI", other) and not third.contains("UCI", listed)
     assert len(list((tmp_path / ".dcc-revocation-cache").iterdir())) == 1
+
+
+def test_undecidable_rule_denies() -> None:
+    from firmware.credentials import certlogic
+    key = make_key("ec")
+    der = make_cert(key)
+    trust = TrustStore.from_certificates([der])
+    trust.dcc_country = "AT"
+    rule = {"Identifier": "GR-AT-0001", "Type": "Acceptance", "Country": "AT", "Version": "1.0.0",
+            "SchemaVersion": "1.3.0", "Engine": "CERTLOGIC", "EngineVersion": "1.0.0",
+            "CertificateType": "General", "Description": [{"lang": "en", "desc": "odd"}],
+            "ValidFrom": "2021-01-01T00:00:00Z", "ValidTo": "2030-01-01T00:00:00Z",
+            "AffectedFields": [], "Logic": {"var": "payload.v.0.dn"}}  # a number, not a boolean
+    trust.dcc_rules = certlogic.parse_rules([rule])
+    verdict = verify(_issue(key, der), trust, AT)
+    assert verdict.failure == "DCC_RULES_OPEN" and verdict.checks["rules"] is False
+    trust.dcc_country = "DE"  # no rule of the kiosk's country applies: the stage passes
+    verdict = verify(_issue(key, der), trust, AT)
+    assert verdict.valid and verdict.checks["rules"] is True
