@@ -236,6 +236,9 @@ def plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> str | N
     out.parent.mkdir(parents=True, exist_ok=True)
     fig, (ax_roc, ax_det) = plt.subplots(1, 2, figsize=(11, 4.5))
     for name, (far, tar) in curves.items():
+        if np.any(far == 0):  # at FAR 0 keep only the best TAR: one point, drawn at the axis floor
+            keep = (far > 0) | (tar == tar[far == 0].max())
+            far, tar = far[keep], tar[keep]
         ax_roc.semilogx(np.clip(far, 1e-4, 1), tar, label=name)
         ax_det.loglog(np.clip(far, 1e-4, 1), np.clip(1 - tar, 1e-4, 1), label=name)
     ax_roc.set(xlabel="false accept rate", ylabel="true accept rate", title="ROC, LFW pairs")
