@@ -20,11 +20,14 @@ from firmware.config import Config, ConfigError, load_config
 from firmware.credentials import TrustStore
 from firmware.display import open_display, screen_for
 from firmware.eventlog import EventLog
+from firmware.facestage import FaceStage
 from firmware.identity import DeviceIdentity, load_or_create
 from firmware.kiosk import Kiosk
 from firmware.pseudonym import Pseudonymiser
 from firmware.sdnotify import notify, watchdog_pinger
+from firmware.sync.trustsync import public_key_from_b64
 from firmware.trustprovider import TrustProvider
+from provisioning.cli import pinned_fleet_key
 from firmware.vision.record_template import TemplateKeyring
 
 log = logging.getLogger(__name__)
@@ -86,14 +89,16 @@ class KioskApp:
 def build(config: Config, *, camera: FrameSource | None = None,
           trust: Callable[[], TrustStore] | None = None, clock: Clock | None = None,
           render_display: bool = False) -> KioskApp:
-    """Assemble a kiosk from configuration; injected parts replace the configured ones."""
+    """Assemble a kiosk from configuration; injected parts replace the configured ones
+    (injected trust data, as the demo and tests use, is not synced)."""
     state = Path(config.state.dir)
     identity = load_or_create(state)
+    clock = clock or Clock(state / "last_seen")
+    faces = build_face_stage(config, state) if config.face.enabled else None
     eventlog = EventLog.open(state / "events.db", identity.key, identity.device_id)
     display = open_display(config.display.port, config.display.baudrate,
                            config.display.ack_timeout_s, config.display.max_retries,
                            config.display.heartbeat_s, render=render_display)
-    clock = clock or Clock(state / "last_seen")
     uploader, trust_worker = None, None
     if config.fleet.url:
         from firmware.sync.uploader import Uploader
@@ -103,21 +108,20 @@ def build(config: Config, *, camera: FrameSource | None = None,
                             backoff_max_s=config.fleet.backoff_max_s,
                             timeout_s=config.fleet.request_timeout_s,
                             poll_interval_s=config.fleet.upload_interval_s)
-        if trust is None:  # injected trust data (demo, tests) is not synced
+        if trust is None:
             trust_worker = _trust_worker(config, state, identity, clock)
-    face = build_face_check(config) if config.face.enabled else None
-    gallery = load_member_gallery(config, state) if face is not None and config.face.face_pass \
-        else None
+    if trust is None:
+        pinned = pinned_fleet_key(state)
+        trust = TrustProvider(state / "trust", config.kiosk.country, config.kiosk.region,
+                              [public_key_from_b64(pinned)] if pinned else None)
     kiosk = Kiosk(config.kiosk, camera or open_camera(config.camera), display, eventlog,
-                  trust or TrustProvider(state / "trust"), clock,
+                  trust, clock,
                   Pseudonymiser(pseudonym_secret(identity),
                                 config.kiosk.pseudonym_key_rotation_h * 3600.0),
                   # the whole escalation ladder: a silent display is then declared dead at once
-                  screen_for, display_timeout_s=display.config.ladder_s,
-                  face=face, face_timeout_s=config.face.timeout_s,
-                  open_template=TemplateKeyring(state / "template-keys").open,
+                  screen_for, display_timeout_s=display.config.ladder_s, faces=faces,
                   after_append=uploader.notify if uploader is not None else None,
-                  watchdog=watchdog_pinger(), gallery=gallery)
+                  watchdog=watchdog_pinger())
     return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
 
 
@@ -125,8 +129,8 @@ class FaceModelError(RuntimeError):
     """The face models could not be loaded; the message says which and how to proceed."""
 
 
-def build_face_check(config: Config) -> Any:
-    """Load the face models once and wrap them in the kiosk's FaceCheck."""
+def build_face_stage(config: Config, state: Path) -> FaceStage:
+    """Load the face models once; with face pass on, decrypt the member gallery into memory."""
     from firmware.facecheck import FaceCheck
     from firmware.vision import FacePipeline
 
@@ -136,8 +140,11 @@ def build_face_check(config: Config) -> Any:
     except Exception as exc:
         raise FaceModelError(f"face models failed to load ({exc}); fix face.model_dir or set "
                              "face.enabled = false to run without face checks") from exc
-    return FaceCheck(pipeline, liveness=config.face.liveness,
-                     anti_sharing_window_s=config.face.anti_sharing_window_s)
+    check = FaceCheck(pipeline, liveness=config.face.liveness,
+                      anti_sharing_window_s=config.face.anti_sharing_window_s)
+    gallery = load_member_gallery(config, state) if config.face.face_pass else None
+    return FaceStage(check, config.face.timeout_s,
+                     open_template=TemplateKeyring(state / "template-keys").open, gallery=gallery)
 
 
 def load_member_gallery(config: Config, state: Path) -> Any:
@@ -153,13 +160,11 @@ def load_member_gallery(config: Config, state: Path) -> Any:
 def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,
                   clock: Clock) -> Any | None:
     """A trust-sync worker when the kiosk was provisioned with a pinned fleet key."""
-    from provisioning.cli import pinned_fleet_key
-
     pinned = pinned_fleet_key(state)
     if pinned is None:
         log.warning("no pinned fleet key in %s: trust data will not be synced", state)
         return None
-    from firmware.sync.trustsync import TrustSync, public_key_from_b64
+    from firmware.sync.trustsync import TrustSync
     from firmware.syncworker import TrustSyncWorker
 
     sync = TrustSync(config.fleet.url, state / "trust", [public_key_from_b64(pinned)],

@@ -13,7 +13,10 @@ class ConfigError(ValueError):
 
 @dataclass
 class KioskSection:
-    """Timeouts of the state machine, in seconds."""
+    """Where the kiosk stands and the timeouts of its state machine, in seconds."""
+
+    country: str = ""  # ISO 3166 alpha-2 of the site: selects the DCC business rules
+    region: str = ""  # optional sub-national region for DCC rules
 
     frame_timeout_s: float = 1.0  # no frame for this long -> camera FAULT
     result_hold_s: float = 3.0  # how long GRANTED / DENIED stay on the display
@@ -140,6 +143,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 def parse_config(data: dict[str, Any]) -> Config:
     """Validate a parsed TOML document into a Config; raises ConfigError naming the key."""
     config: Config = _build(Config, data, "")
+    country = config.kiosk.country
+    if country and not (len(country) == 2 and country.isascii() and country.isupper()):
+        raise ConfigError(f"kiosk.country: expected an ISO 3166 alpha-2 code such as 'DE', "
+                          f"got {country!r}")
     if config.camera.source in ("files", "video") and not config.camera.path:
         raise ConfigError(f"camera.path: required when camera.source is {config.camera.source!r}")
     return config

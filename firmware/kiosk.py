@@ -15,6 +15,7 @@ from firmware.codes import FrameScanner
 from firmware.config import KioskSection
 from firmware.credentials import TrustStore, Verdict, detect_format, verify
 from firmware.credentials.reasons import message_for
+from firmware.facestage import FaceStage, FaceStep
 from firmware.credentials.shc_chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOMPLETE, INVALID, \
     PENDING, ChunkAssembler
 from firmware.inbox import Inbox, Message
@@ -44,17 +45,6 @@ class EventSink(Protocol):
 
 
 @dataclass
-class _Pending:
-    """A verified credential waiting for its face (VERIFYING)."""
-
-    verdict: Verdict
-    pseudonym: str | None
-    captured_at: float
-    deadline: float
-    hint: str | None = None  # the quality hint on the display now
-
-
-@dataclass
 class Summary:
     """What a run did, for the demo, tests and benchmarks. No personal data."""
 
@@ -72,11 +62,9 @@ class Kiosk:
                  pseudonymiser: Pseudonymiser, screen_for: Callable[..., Any],
                  display_timeout_s: float = 1.0,
                  verifier: Callable[..., Verdict] = verify,
-                 face: Any = None, face_timeout_s: float = 5.0,
-                 open_template: Callable[[bytes, str | None], Any] | None = None,
+                 faces: FaceStage | None = None,
                  after_append: Callable[[], None] | None = None,
-                 watchdog: Callable[[], None] | None = None,
-                 gallery: Any = None) -> None:
+                 watchdog: Callable[[], None] | None = None) -> None:
         self.config = config
         self.state = State.BOOT
         self.summary = Summary()
@@ -102,14 +90,7 @@ class Kiosk:
         self._last_retry = 0.0
         self._end_of_stream = False
         self._scanner = FrameScanner(config.aztec_every_n_frames)
-        self._face = face  # a FaceCheck, or None when faces are not checked
-        self._face_timeout_s = face_timeout_s
-        self._open_template = open_template
-        self._pending: _Pending | None = None
-        self._gallery = gallery if face is not None and gallery is not None and len(gallery) else None
-        if self._gallery is not None:
-            face.face_pass = True
-        self._face_pass_frames = 0
+        self._faces = faces  # None when faces are not checked
         self._after_append = after_append  # e.g. wake the uploader: live decisions go first
         self._chunks = ChunkAssembler(config.multi_code_timeout_s, time.monotonic)
         self._chunks_shown = 0
@@ -239,8 +220,8 @@ class Kiosk:
     def _handle(self, message: Message) -> None:
         if message.kind == "frame":
             self._clear("camera")
-            if self._pending is not None and self.state == State.VERIFYING:
-                self._on_face_frame(message.data)
+            if self._faces is not None and self._faces.waiting and self.state == State.VERIFYING:
+                self._face_step(self._faces.on_frame(message.data.image))
             elif self.state in READY_STATES:
                 self._on_frame(message.data)
         elif message.kind == "camera_fault":
@@ -275,11 +256,12 @@ class Kiosk:
             self._watchdog()  # the loop is alive: tell the service manager
         self._supervise()
         if self._faults:
-            self._pending = None  # a fault interrupts the person's check: they start again
+            if self._faces is not None and self._faces.waiting:
+                self._faces.cancel()  # a fault interrupts the person's check
             self._retry_faults()
             return
-        if self._pending is not None and time.monotonic() >= self._pending.deadline:
-            self._finish_face()
+        if self._faces is not None and self._faces.waiting:
+            self._face_step(self._faces.expire_if_due())
             return
         if self._chunks.check_timeout() is not None:  # half a multi-code card, then nothing
             self._chunks_shown = 0
@@ -308,12 +290,9 @@ class Kiosk:
         if not texts:
             if reads and self.state == State.IDLE:
                 self._transition(State.SCANNING)  # a code is in view but not readable yet
-            elif not reads and self._gallery is not None:
-                self._face_pass_frame(frame)
+            elif not reads and self._faces is not None and self._faces.face_pass:
+                self._face_pass(frame)
             return
-        if self._face_pass_frames:  # a code wins over a face pass in progress
-            self._face_pass_frames = 0
-            self._face.reset()
         text = self._assemble(texts)
         if text is None:
             return  # part of a multi-code card: wait for the rest
@@ -324,15 +303,12 @@ class Kiosk:
         self._last_code = (text, now)
         self._transition(State.VERIFYING)
         verdict = self._verify(text)
-        if not verdict.valid or self._face is None:
+        if not verdict.valid or self._faces is None:
             self._record(decide(verdict, self._pseudonym(verdict)), frame.captured_at)
             return
         # A valid credential: now the face in front of the camera must belong with it.
-        pseudonym = self._pseudonym(verdict)
-        self._face.reset()
-        self._pending = _Pending(verdict, pseudonym, frame.captured_at,
-                                 time.monotonic() + self._face_timeout_s)
-        self._on_face_frame(frame)
+        self._faces.begin(verdict, self._pseudonym(verdict), frame.captured_at)
+        self._face_step(self._faces.on_frame(frame.image))
 
     def _assemble(self, texts: list[str]) -> str | None:
         """The whole credential text, assembling multi-code SMART Health Cards across frames
@@ -364,26 +340,20 @@ class Kiosk:
             return None
         return self._pseudonymiser.pseudonym(verdict.credential_id, self._clock.now().timestamp())
 
-    # ---- face pass: an opted-in member recognised 1:N, no code shown ----------------------
-    def _face_pass_frame(self, frame: Any) -> None:
-        try:
-            quality = self._face.observe(frame.image)
-        except Exception:
-            log.exception("face pass observation failed")
-            return
-        if quality.reason == "NO_FACE":
-            if self._face_pass_frames:  # the person left: forget what was gathered
-                self._face.reset()
-                self._face_pass_frames = 0
-            return
-        self._face_pass_frames += 1
-        if not self._face.ready_for_identify():
-            return
-        member, outcome = self._face.identify(self._gallery)
-        self._face.reset()
-        self._face_pass_frames = 0
-        if member is None:
-            return  # not an enrolled member: no decision, nothing recorded
+    # ---- faces ----------------------------------------------------------------------------
+    def _face_step(self, step: FaceStep) -> None:
+        if step.decision is not None:
+            self._record(step.decision, step.captured_at)
+        elif step.hint is not None:
+            self._show(State.VERIFYING, step.hint)  # "Please step closer", "Face the camera"...
+
+    def _face_pass(self, frame: Any) -> None:
+        """An opted-in member recognised 1:N without a code: their cached record decides."""
+        assert self._faces is not None
+        found = self._faces.on_idle_frame(frame.image)
+        if found is None:
+            return  # gathering frames, or a stranger: no decision, nothing recorded
+        member, outcome = found
         now = time.monotonic()
         key = "face-pass:" + member
         if self._last_code is not None and self._last_code[0] == key \
@@ -414,47 +384,6 @@ class Kiosk:
         if problem is not None or not issuer:
             return Verdict(False, "status", problem or "FACE_PASS_MEMBER_INVALID", None, {})
         return verify_member(issuer, subject, trust, now)
-
-    # ---- the face half of a decision -------------------------------------------------------
-    def _on_face_frame(self, frame: Any) -> None:
-        pending = self._pending
-        if pending is None or self._face is None:
-            return
-        try:
-            quality = self._face.observe(frame.image)
-        except Exception as exc:  # a vision failure denies this person; it is not a crash
-            log.exception("face check failed")
-            self._finish_face(error="FACE_CHECK_ERROR")
-            return
-        if self._face.ready():
-            self._finish_face()
-        elif quality.reason != pending.hint:
-            pending.hint = quality.reason
-            self._show(State.VERIFYING, quality.reason)  # "Step closer", "Face the camera", ...
-
-    def _finish_face(self, error: str | None = None) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None or self._face is None:
-            return
-        verdict = pending.verdict
-        enrolled = None
-        blob = verdict.extras.get("face_template") if verdict.extras else None
-        if blob is not None:
-            enrolled = self._open_template(blob, verdict.extras.get("face_key_id")) \
-                if self._open_template else None
-            if enrolled is None:  # a record with a template we cannot open: never skip 1:1
-                error = "FACE_TEMPLATE_UNAVAILABLE"
-        if error is not None:
-            self._face.reset()
-            self._record(Decision(False, error, verdict.format, pending.pseudonym,
-                                  dict(verdict.checks)), pending.captured_at)
-            return
-        outcome = self._face.conclude(verdict.credential_id, enrolled)
-        base = decide(verdict, pending.pseudonym)
-        decision = Decision(outcome.ok, None if outcome.ok else outcome.reason, base.format,
-                            base.pseudonym, base.checks, face=outcome.as_event())
-        self._face.reset()  # templates of this person leave memory (but the sharing window)
-        self._record(decision, pending.captured_at)
 
     def _record(self, decision: Decision, captured_at: float) -> None:
         body = {"decision": "granted" if decision.granted else "denied",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from firmware.credentials import TrustStore
 
@@ -15,8 +16,12 @@ class TrustProvider:
     a cache that fails to load keeps the previous store (and its age keeps growing, so the
     max-age policy eventually refuses rather than trusting broken data)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, country: str | None = None, region: str | None = None,
+                 pinned_keys: Any = None) -> None:
         self._directory = directory
+        # DCC business rules are the rules of the country the kiosk stands in
+        self._options = {"country": country or None, "region": region or None,
+                         "pinned_keys": pinned_keys}
         self._lock = threading.Lock()
         self._signature: tuple[tuple[str, int, int], ...] | None = None
         self._store = TrustStore()
@@ -36,7 +41,7 @@ class TrustProvider:
                 self._signature = signature
                 try:
                     from firmware.credentials.store import load_trust_dir
-                    self._store = load_trust_dir(self._directory)
+                    self._store = load_trust_dir(self._directory, **self._options)
                 except Exception as exc:  # keep the last good store; the age policy decides
                     log.error("trust cache %s failed to load: %s", self._directory, exc)
             return self._store

@@ -19,6 +19,7 @@ from firmware.demo.frames import background, frame_with_code
 from firmware.demo.issuer import DemoSigner, issue_dcc, make_signer, vaccination_payload
 from firmware.display import Display, open_display, screen_for
 from firmware.eventlog import EventLog
+from firmware.facestage import FaceStage
 from firmware.kiosk import Kiosk
 from firmware.pseudonym import Pseudonymiser
 
@@ -88,8 +89,8 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
     options.update(kiosk_options)
     kiosk = Kiosk(KioskSection(**options), camera, display, log, lambda: trust,
                   clock or FixedClock(NOW), Pseudonymiser(b"k" * 32, 86400.0), screen_for,
-                  display_timeout_s=0.5, face=face, face_timeout_s=face_timeout_s,
-                  open_template=open_template, gallery=gallery)
+                  display_timeout_s=0.5,
+                  faces=FaceStage(face, face_timeout_s, open_template, gallery) if face else None)
     thread = threading.Thread(target=kiosk.run, daemon=True)
     thread.start()
     rig = Rig(kiosk, camera, display, log, signer, trust, thread)

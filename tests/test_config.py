@@ -28,6 +28,8 @@ def test_defaults_and_example_file_validate() -> None:
     ({"kiosk": 5}, "kiosk: expected a table"),
     ({"kiosk": {"aztec_every_n_frames": -1}}, "kiosk.aztec_every_n_frames: must be 0 or more"),
     ({"nonsense": {}}, "nonsense: unknown key"),
+    ({"kiosk": {"country": "Germany"}}, "kiosk.country: expected an ISO 3166 alpha-2 code"),
+    ({"face": {"liveness": "maybe"}}, "face.liveness: must be one of off, advisory, required"),
 ])
 def test_errors_name_the_key(data: dict, message: str) -> None:
     data.setdefault("camera", {"source": "fake"}) if "camera" not in data else None
