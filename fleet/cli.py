@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (ingest is CPU-bound: about one per core)")
     serve.add_argument("--skew-window", type=int, default=300,
                        help="seconds a signed request's timestamp may differ from server time")
 
@@ -89,6 +91,19 @@ def _run(args: argparse.Namespace) -> int:
 
         from fleet.server import create_app
 
+        if args.workers > 1:
+            # Ingest is CPU-bound (signature checks): worker processes share the store; the
+            # per-device row lock (PostgreSQL) or the write lock (SQLite) keeps chains consistent.
+            from fleet import server
+
+            Store(args.db).close()  # migrate once, before the workers start
+            os.environ.update({server.ENV_DB: args.db,
+                               server.ENV_MAX_BODY: str(args.max_body_bytes),
+                               server.ENV_SKEW_WINDOW: str(args.skew_window)})
+            uvicorn.run("fleet.server:app_from_environment", factory=True, workers=args.workers,
+                        host=args.host, port=args.port, log_level="info",
+                        timeout_graceful_shutdown=10)
+            return 0
         app = create_app(args.db, max_body_bytes=args.max_body_bytes,
                          skew_window_s=args.skew_window)
         uvicorn.run(app, host=args.host, port=args.port, log_level="info",

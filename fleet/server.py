@@ -5,6 +5,7 @@ import base64
 import binascii
 import json
 import logging
+import os
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -251,6 +252,19 @@ def parse_batch(body: bytes) -> list[Event]:
             raise ApiError(422, "MALFORMED_EVENT", f"events[{index}]: NUL character")
         events.append(event)
     return events
+
+
+ENV_DB = "HEALTHGATE_FLEET_DB"
+ENV_MAX_BODY = "HEALTHGATE_FLEET_MAX_BODY_BYTES"
+ENV_SKEW_WINDOW = "HEALTHGATE_FLEET_SKEW_WINDOW_S"
+
+
+def app_from_environment() -> FastAPI:
+    """App factory for uvicorn worker processes (`serve --workers N`), configured by the
+    environment the CLI sets: each worker opens its own connection pool on the same store."""
+    return create_app(os.environ[ENV_DB],
+                      max_body_bytes=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
+                      skew_window_s=int(os.environ.get(ENV_SKEW_WINDOW, DEFAULT_SKEW_WINDOW_S)))
 
 
 def openapi_document() -> str:

@@ -96,30 +96,46 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_serve_runs_the_production_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_runs_the_production_server(tmp_path: Path, workers: int,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     port = _free_port()
     db = f"sqlite:///{tmp_path}/fleet.db"
     main(["token", "create", "--db", db, "--ttl-hours", "1"])
+    token = capsys.readouterr().out.strip()
     process = subprocess.Popen([sys.executable, "-m", "fleet.cli", "serve", "--host",
-                                "127.0.0.1", "--port", str(port), "--db", db],
+                                "127.0.0.1", "--port", str(port), "--db", db,
+                                "--workers", str(workers)],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_DEADLINE_S
         while True:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                health = requests.get(url + "/healthz", timeout=2)
                 break
             except requests.ConnectionError:
                 assert process.poll() is None, process.stdout.read().decode()  # type: ignore
                 assert time.monotonic() < deadline, "server did not come up"
                 time.sleep(0.1)
         assert health.json() == {"status": "ok", "schema_version": 1, "database": "sqlite"}
-        now = requests.get(f"http://127.0.0.1:{port}/v1/time", timeout=5)
-        assert datetime.fromisoformat(now.json()["now"]) - datetime.now(timezone.utc) \
+        now = requests.get(url + "/v1/time", timeout=5)
+        assert abs(datetime.fromisoformat(now.json()["now"]) - datetime.now(timezone.utc)) \
             < timedelta(seconds=5)
+        key = Ed25519PrivateKey.generate()
+        register_device(url, token, "kiosk-serve-1", key)
+        chain = make_chain(key, "kiosk-serve-1", 60)
+        with requests.Session() as http:  # new connections too, so both workers get some
+            answers = [upload(requests.Session(), url, key, "kiosk-serve-1", chain[i:i + 10])
+                       for i in range(0, 60, 10)]
+            again = upload(http, url, key, "kiosk-serve-1", chain)
+        assert all(a["rejected"] == [] for a in answers)
+        assert again["duplicates"] == 60
     finally:
         process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=20)[0].decode()
-    assert process.returncode == 0
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
     assert "Application startup complete" in output
+    assert main(["devices", "list", "--db", db]) == 0
+    assert " 60 " in capsys.readouterr().out
