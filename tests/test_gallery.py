@@ -162,3 +162,27 @@ def test_key_file_created_private_and_reused(tmp_path: Path) -> None:
         load_key(key_path)
     with pytest.raises(GalleryError):
         load_key(tmp_path / "missing.key")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    ids=st.lists(st.text(min_size=1, max_size=40), max_size=8, unique=True),
+    dim=st.integers(1, 64),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_codec_round_trip_property(ids: list[str], dim: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    records = {}
+    for member_id in ids:
+        vec = rng.standard_normal(dim).astype(np.float32)
+        if np.linalg.norm(vec) < 1e-3:
+            vec[0] = 1.0
+        records[member_id] = vec / np.linalg.norm(vec)
+    decoded = decode_gallery(encode_gallery(records, KEY), KEY)
+    assert list(decoded) == ids
+    for member_id in ids:
+        np.testing.assert_allclose(decoded[member_id], records[member_id], atol=1e-6)

@@ -88,3 +88,20 @@ def test_kfold_accuracy_on_separable_folds() -> None:
     folds = [list(range(k * 2, k * 2 + 2)) for k in range(10)]
     mean, std = kfold_accuracy(scores, labels, folds)
     assert mean == 1.0 and std == 0.0
+
+
+def test_all_pairs_operating_points() -> None:
+    from bench.lfw import all_pairs_operating_points
+
+    rng = np.random.default_rng(2)
+    people = rng.standard_normal((40, 16))
+    templates: dict[str, np.ndarray | None] = {}
+    for p in range(40):
+        for k in range(3):
+            templates[f"/x/p{p}/p{p}_{k}.jpg"] = people[p] + 0.3 * rng.standard_normal(16)
+    templates["/x/p0/missing.jpg"] = None
+    points = all_pairs_operating_points(templates, lambda path: path.split("/")[2], fars=(1e-2, 1e-3, 1e-6))
+    assert [p[0] for p in points] == [1e-2, 1e-3]  # 7020 impostor pairs cannot measure 1e-6
+    (far1, thr1, tar1, n), (far2, thr2, tar2, _) = points
+    assert n == 120 * 119 // 2 - 40 * 3
+    assert thr2 >= thr1 and tar2 <= tar1 and 0.5 < tar1 <= 1.0
