@@ -174,11 +174,12 @@ def test_not_enough_frames_and_bad_input(faces: list[np.ndarray]) -> None:
     assert not checker.add_frame(faces[0], "face")  # type: ignore[arg-type]
     assert not checker.add_frame(faces[0], Face((float("nan"), 0.0, 50.0, 50.0), LM.copy(), 0.9))
     assert not checker.add_frame(faces[0], Face((100.0, 100.0, 50.0, 50.0), LM.copy(), 0.9))
+    assert not checker.add_frame(faces[0], Face(BOX, np.array([["a", "b"]] * 5), 0.9))  # type: ignore[arg-type]
     for _ in range(5):
         assert checker.add_frame(faces[0], face)
     result = checker.assess()
     assert not result.live and result.reason == liveness.NOT_ENOUGH_FRAMES
-    assert result.measures["rejected_frames"] == 6
+    assert result.measures["rejected_frames"] == 7
     checker.reset()
     assert len(checker) == 0
 

@@ -166,11 +166,15 @@ class LivenessChecker:
         if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3):
             self._rejected += 1
             return False
-        lm = np.asarray(getattr(face, "landmarks", None), dtype=np.float32)
+        try:
+            lm = np.asarray(getattr(face, "landmarks", None), dtype=np.float32)
+            box = np.asarray(getattr(face, "box", None), dtype=np.float64)
+        except (TypeError, ValueError):
+            self._rejected += 1
+            return False
         if lm.shape != (5, 2) or not np.all(np.isfinite(lm)):
             self._rejected += 1
             return False
-        box = np.asarray(getattr(face, "box", None), dtype=np.float64)
         if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
             self._rejected += 1
             return False
