@@ -14,11 +14,10 @@ import time
 
 def main() -> int:
     try:
-        import face_recognition  # noqa: F401  (heavy import, outside the timing)
+        import face_recognition as fr  # heavy import, outside the timing
     except Exception as exc:  # ImportError, or dlib failing to load its models
         print(json.dumps({"error": f"face_recognition unavailable: {exc}"}), flush=True)
         return 3
-    import face_recognition as fr
 
     paths = json.load(sys.stdin)
     for index, path in enumerate(paths):

@@ -27,7 +27,6 @@ REASONS = (
 # Mean 3-D face in units of the distance between the eye centres (x right, y down, z towards
 # the camera), from the generic head model used for PnP pose and consistent with the ArcFace
 # 2-D template (nose 0.57, mouth 1.12 eye-distances below the eyes).
-_MODEL_EYES_Y = 0.0
 _MODEL_NOSE = np.array([0.0, 0.57, 0.42])
 _MODEL_MOUTH = np.array([0.0, 1.12, 0.03])
 
