@@ -153,3 +153,14 @@ def test_lfw_same_person_pairs_score_above_different_person_pairs(pipeline, shar
     assert accepted_impostor <= 1 / 30
     # dlib descriptors share a cone: impostor cosines sit near 0.83, genuine ones near 0.95.
     assert np.median(genuine_ok) > np.median(impostor_ok) + 0.05
+
+
+def test_mirror_average_mode_needs_its_own_threshold(pipeline, astronaut):
+    other = not pipeline.mirror_average
+    with pytest.raises(ValueError, match="threshold"):
+        FacePipeline(mirror_average=other)
+    switched = FacePipeline(mirror_average=other, threshold=pipeline.threshold)
+    a, b = pipeline.embed(astronaut), switched.embed(astronaut)
+    assert np.linalg.norm(b) == pytest.approx(1.0, abs=1e-5)
+    # Averaging with the mirror image moves the template only a little.
+    assert 0.97 < pipeline.similarity(a, b) < 1.0

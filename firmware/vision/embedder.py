@@ -32,9 +32,18 @@ class Embedder:
         self.chip_size = shape[1]
         self.dimension = int(np.prod(self.model.outputs[0].shape[1:]))
 
-    def embed_chip(self, chip: np.ndarray) -> np.ndarray:
-        """L2-normalised embedding of one aligned chip."""
+    def embed_chip(self, chip: np.ndarray, mirror_average: bool = False) -> np.ndarray:
+        """L2-normalised embedding of one aligned chip.
+
+        With `mirror_average`, the mirrored chip is embedded too and the two unit vectors are
+        averaged: a face and its mirror image are the same person, and averaging removes part
+        of the alignment noise (costs a second inference).
+        """
         if chip.shape != (self.chip_size, self.chip_size, 3):
             raise ValueError(f"chip must be {self.chip_size}x{self.chip_size}x3, got {chip.shape}")
         (raw,) = self.model.run(chip[None].astype(np.float32))
-        return l2_normalise(raw)
+        template = l2_normalise(raw)
+        if mirror_average:
+            (mirrored,) = self.model.run(chip[None, :, ::-1].astype(np.float32))
+            template = l2_normalise(template + l2_normalise(mirrored))
+        return template

@@ -33,6 +33,7 @@ class ModelManifest:
     template: np.ndarray  # (4, 2): eyes, nose, mouth centre in chip pixels
     threshold: float
     embedder_name: str
+    mirror_average: bool
 
     @classmethod
     def load(cls, folder: Path) -> "ModelManifest":
@@ -47,6 +48,7 @@ class ModelManifest:
             template=template,
             threshold=float(data["embedder"]["threshold"]),
             embedder_name=str(data["embedder"]["name"]),
+            mirror_average=bool(data["embedder"].get("mirror_average", False)),
         )
 
 
@@ -66,6 +68,7 @@ class FacePipeline:
         detector_config: DetectorConfig | None = None,
         threshold: float | None = None,
         min_face_px: float = 24.0,
+        mirror_average: bool | None = None,
     ) -> None:
         folder = Path(model_dir) if model_dir is not None else default_model_dir()
         self.manifest = ModelManifest.load(folder)
@@ -75,6 +78,10 @@ class FacePipeline:
         self.embedder = Embedder(folder / self.manifest.embedder_file, num_threads=num_threads)
         if self.embedder.chip_size != self.manifest.chip_size:
             raise ValueError("embedder input size disagrees with face_models.json")
+        # The threshold in the manifest was calibrated for the manifest's mirror_average mode.
+        self.mirror_average = self.manifest.mirror_average if mirror_average is None else mirror_average
+        if threshold is None and self.mirror_average != self.manifest.mirror_average:
+            raise ValueError("a non-default mirror_average needs an explicit threshold")
         self.threshold: float = float(threshold if threshold is not None else self.manifest.threshold)
         # Faces narrower than this (in frame pixels) are not embedded: too little detail.
         self.min_face_px = float(min_face_px)
@@ -98,7 +105,7 @@ class FacePipeline:
 
     def embed_face(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         """Template of a given detected face (raises AlignmentError on degenerate landmarks)."""
-        return self.embedder.embed_chip(self.align(rgb, face))
+        return self.embedder.embed_chip(self.align(rgb, face), mirror_average=self.mirror_average)
 
     def embed(self, rgb: np.ndarray) -> np.ndarray | None:
         """Template of the largest face in the image, or None if there is no usable face."""
