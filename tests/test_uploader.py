@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import EventLog
 from firmware.sync.auth import HEADER_NONCE
-from firmware.sync.uploader import Uploader, UploadError, register
+from firmware.sync.uploader import Uploader, UploadError
 from tests.test_uploader_support import FaultProxy, Fleet, assert_exact_chain
 
 pytest.importorskip("fleet.server", reason="the fleet server package is needed for these tests")
@@ -278,19 +278,6 @@ def wait_for(condition: object, deadline_s: float = WAIT_S) -> None:
             return
         done.wait(0.02)
     raise AssertionError("condition not reached before the deadline")
-
-
-def test_register_reports_a_used_token(fleet: Fleet, key: Ed25519PrivateKey) -> None:
-    token = "one-time-token-1234"
-    fleet.handle.store.add_token(token, datetime.now(timezone.utc) + timedelta(hours=1))
-    other = Ed25519PrivateKey.generate()
-    from firmware.eventlog.log import public_key_b64
-
-    assert register(fleet.url, token, "kiosk-up-2", public_key_b64(other)) == {
-        "device_id": "kiosk-up-2"}
-    with pytest.raises(UploadError) as caught:
-        register(fleet.url, token, "kiosk-up-3", public_key_b64(other))
-    assert caught.value.code == "REGISTER_HTTP_403"
 
 
 def test_backoff_is_not_cut_short_by_notify_but_stop_ends_it(fleet: Fleet, log: EventLog,

@@ -16,8 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog.codec import check_event, check_link
-from firmware.eventlog.log import public_key_b64
-from firmware.sync.uploader import register
+from firmware.sync.trustsync import register_device
 
 IO_TIMEOUT_S = 10.0
 # Proxy fault modes, one per request, consumed in order ("pass" once the script is empty):
@@ -167,7 +166,7 @@ class Fleet:
     def enrol(self, key: Ed25519PrivateKey, device_id: str) -> None:
         token = secrets.token_urlsafe(16)
         self.handle.store.add_token(token, datetime.now(timezone.utc) + timedelta(hours=1))
-        register(self.url, token, device_id, public_key_b64(key))
+        register_device(self.url, token, device_id, key)
 
     def stored(self, device_id: str) -> list[Any]:
         from fleet.storage import Store

@@ -23,7 +23,6 @@ from firmware.sync.backoff import BackoffPolicy
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/v1/events"
-REGISTER_PATH = "/v1/devices/register"
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_POLL_INTERVAL_S = 5.0  # idle re-check of the queue when nobody calls notify()
@@ -322,22 +321,3 @@ class Uploader:
                 offline_since=self._offline_since, next_attempt_in_s=next_in,
                 clock_skew_s=self._skew_s, batch_size=self._batch,
                 uploaded_this_run=self._uploaded)
-
-
-def register(base_url: str, token: str, device_id: str, public_key_b64: str,
-             timeout_s: float = DEFAULT_TIMEOUT_S,
-             session: requests.Session | None = None) -> dict[str, Any]:
-    """Enrol this device's public key with a one-time token (POST /v1/devices/register)."""
-    http = session or requests.Session()
-    try:
-        response = http.post(base_url.rstrip("/") + REGISTER_PATH, timeout=timeout_s,
-                             json={"token": token, "device_id": device_id,
-                                   "public_key": public_key_b64})
-    except requests.RequestException as exc:
-        raise UploadError("REGISTER_NETWORK", f"{type(exc).__name__}: {exc}") from exc
-    if response.status_code != 201:
-        raise UploadError(f"REGISTER_HTTP_{response.status_code}", response.text[:200])
-    try:
-        return dict(response.json())
-    except ValueError as exc:
-        raise UploadError("REGISTER_BAD_RESPONSE", str(exc)) from exc
