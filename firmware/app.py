@@ -22,6 +22,7 @@ from firmware.display import open_display, screen_for
 from firmware.eventlog import EventLog
 from firmware.facestage import FaceStage
 from firmware.identity import DeviceIdentity, load_or_create
+from firmware.inbox import Message
 from firmware.kiosk import Kiosk
 from firmware.pseudonym import Pseudonymiser
 from firmware.sdnotify import notify, watchdog_pinger
@@ -188,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}")
         return 2
     signal.signal(signal.SIGTERM, lambda *_: app.kiosk.stop())
+    # technician mode from the service manager: `systemctl kill -s USR1 healthgate` (USR2 leaves)
+    signal.signal(signal.SIGUSR1, lambda *_: app.kiosk.post(Message("maintenance", True)))
+    signal.signal(signal.SIGUSR2, lambda *_: app.kiosk.post(Message("maintenance", False)))
     app.start_background()
     replay = config.camera.source in ("files", "video") and not config.camera.loop
     try:

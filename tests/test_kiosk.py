@@ -199,3 +199,16 @@ def test_hung_camera_driver_is_detected_and_capture_restarted(tmp_path: Path) ->
         assert any("stalled" in problem for _, problem in rig.kiosk.summary.faults)
     finally:
         rig.stop()
+
+
+def test_maintenance_mode_takes_no_decisions(rig) -> None:  # type: ignore[no-untyped-def]
+    from firmware.inbox import Message
+
+    rig.kiosk.post(Message("maintenance", True))
+    rig.wait_state("MAINTENANCE")
+    rig.show_code(rig.valid_code())
+    time.sleep(0.5)
+    assert _decisions(rig.eventlog) == []
+    rig.kiosk.post(Message("maintenance", False))
+    rig.wait_state("IDLE")
+    rig.wait_state("GRANTED")  # the pass still held up is decided once the kiosk is back
