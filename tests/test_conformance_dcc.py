@@ -20,10 +20,11 @@ import cbor2
 import pytest
 
 from firmware.credentials import TrustStore, verify
+from firmware.credentials.cose_sign1 import CoseError
 from firmware.credentials.dcc import codec, keyusage, schema
 from firmware.credentials.dcc.base45 import Base45Error, b45decode
 from firmware.credentials.dcc.clock import parse_iso8601
-from firmware.credentials.dcc.cose import CoseError, parse_sign1
+from firmware.credentials.dcc.pipeline import decode_dcc_sign1
 from firmware.credentials.dcc.signer import DccSigner
 from firmware.credentials.verdict import Verdict
 
@@ -146,7 +147,7 @@ def _field_level(case: dict[str, Any], key: str) -> bool | None:
             return False
     if key == "EXPECTEDDECODE" and "JSON" in case and ("COSE" in case or "PREFIX" in case):
         try:
-            claims = codec.decode_claims(parse_sign1(_cose_bytes(case)).payload)
+            claims = codec.decode_claims(decode_dcc_sign1(_cose_bytes(case)).payload)
         except (CoseError, codec.DecodeError, Base45Error):
             return False
         return _ordered(claims.dcc) == _ordered(case["JSON"])
@@ -165,7 +166,7 @@ def _field_level(case: dict[str, Any], key: str) -> bool | None:
         return _ordered(ours) == _ordered(codec.to_json(theirs))
     if key == "EXPECTEDKEYUSAGE" and "CERTIFICATE" in case.get("TESTCTX", {}):
         signer = DccSigner.from_der(base64.b64decode(case["TESTCTX"]["CERTIFICATE"]))
-        claims = codec.decode_claims(parse_sign1(_cose_bytes(case)).payload)
+        claims = codec.decode_claims(decode_dcc_sign1(_cose_bytes(case)).payload)
         kind = schema.entry_type(claims.dcc)
         return kind is not None and keyusage.problem(signer.eku_oids, kind) is None
     return None

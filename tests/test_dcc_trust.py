@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from firmware.credentials import TrustStore, verify
 from firmware.credentials.dcc import codec
 from firmware.credentials.dcc.base45 import b45decode
-from firmware.credentials.dcc.cose import parse_sign1
 from firmware.credentials.dcc.issue import issue_dcc
+from firmware.credentials.dcc.pipeline import decode_dcc_sign1
 from firmware.credentials.dcc.revocation import RevocationList, dcc_hashes, hash_entry
 from firmware.credentials.dcc.trustlist import TrustListError, ingest_signer_list
 from firmware.credentials.store import TrustDataError, load_trust_dir
@@ -36,7 +36,7 @@ def test_revocation_hashes_match_the_sample_data(shared_data: Path) -> None:
     samples = json.loads((shared_data / "dcc-spec/RevocationCalculationSampleData.json").read_text())
     assert len(samples) == 3
     for sample in samples:
-        sign1 = parse_sign1(codec.inflate(b45decode(sample["barcodeData"][4:])))
+        sign1 = decode_dcc_sign1(codec.inflate(b45decode(sample["barcodeData"][4:])))
         claims = codec.decode_claims(sign1.payload)
         entry = next(claims.dcc[k][0] for k in "vtr" if k in claims.dcc)
         hashes_ = dcc_hashes(entry["ci"], claims.iss, sign1)
@@ -53,7 +53,7 @@ def test_revoked_dcc_is_refused_by_each_hash_type(kind: str) -> None:
     trust = TrustStore.from_certificates([der])
     verdict = verify(text, trust, AT)
     assert verdict.valid
-    sign1 = parse_sign1(codec.inflate(b45decode(text[4:])))
+    sign1 = decode_dcc_sign1(codec.inflate(b45decode(text[4:])))
     digest = dcc_hashes(verdict.credential_id, "AT", sign1)[kind]
     noise = [hash_entry(os.urandom(8)) for _ in range(1000)]
     trust.dcc_revocation = RevocationList.from_hashes({kind: noise + [digest]})

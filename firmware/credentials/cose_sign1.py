@@ -1,4 +1,4 @@
-"""A small, bounded COSE_Sign1 codec (RFC 8152) with ES256 and EdDSA, shared by NZCP and status codes."""
+"""The one COSE_Sign1 codec (RFC 8152): bounded decode, encode, ES256/PS256/EdDSA; for DCC, NZCP and status."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -8,23 +8,27 @@ from typing import Any
 import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
 
 COSE_SIGN1_TAG = 18
+CWT_TAG = 61
 ALG_ES256 = -7
 ALG_EDDSA = -8
+ALG_PS256 = -37
+ALG_NAMES = {ALG_ES256: "ES256", ALG_EDDSA: "EdDSA", ALG_PS256: "PS256"}
 HEADER_ALG = 1
 HEADER_KID = 4
 
 # A QR code holds at most ~3 KB of binary; anything larger is not a scanned credential.
 MAX_COSE_BYTES = 8192
+PSS_SALT_BYTES = 32  # what we sign with; verification accepts any salt length (PSS.AUTO)
 
-PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 
 
 class CoseError(ValueError):
@@ -45,31 +49,44 @@ class Sign1:
     payload: bytes
     signature: bytes
     tagged: bool
+    # Set only by decode_sign1(unprotected_alg=True), for the DCC (see there).
+    unprotected_alg: bool = False
+
+    def header(self, label: Any) -> Any:
+        """A header value from the protected header, falling back to the unprotected one."""
+        if label in self.protected:
+            return self.protected[label]
+        return self.unprotected.get(label)
 
     @property
     def alg(self) -> Any:
-        """`alg` from the protected header (the only place we accept it: it must be signed)."""
-        return self.protected.get(HEADER_ALG)
+        """`alg` from the protected header (it must be signed), unless decoded leniently."""
+        return self.header(HEADER_ALG) if self.unprotected_alg else self.protected.get(HEADER_ALG)
 
     @property
     def kid(self) -> bytes | None:
-        """`kid` from the protected header, falling back to the unprotected one, as bytes."""
-        kid = self.protected.get(HEADER_KID, self.unprotected.get(HEADER_KID))
-        if isinstance(kid, str):
-            return kid.encode("utf-8")
-        if isinstance(kid, bytes):
-            return kid
-        return None
+        """`kid` (a byte string, RFC 8152) from the protected header, else the unprotected one."""
+        kid = self.header(HEADER_KID)
+        return kid if isinstance(kid, bytes) else None
 
 
-def decode_sign1(data: bytes, *, require_tag: bool = False) -> Sign1:
-    """Parse COSE_Sign1 bytes (tag 18 optional unless `require_tag`); raises CoseError."""
+def decode_sign1(data: bytes, *, require_tag: bool = False, allow_cwt_tag: bool = False,
+                 unprotected_alg: bool = False) -> Sign1:
+    """Parse COSE_Sign1 bytes; raises CoseError.
+
+    Tag 18 is optional unless `require_tag`. `allow_cwt_tag` also accepts the CWT tag 61 around
+    the message (RFC 8392; some DCC issuers send both). `unprotected_alg` lets `alg` come from
+    the unprotected header when the protected one has none: the EU DCC test data expects such a
+    message to verify (common CO20); the signature still decides.
+    """
     if len(data) > MAX_COSE_BYTES:
         raise CoseError("too_large", f"{len(data)} bytes")
     try:
         obj = cbor2.loads(data)
     except Exception as exc:  # cbor2 raises several types (CBORDecodeError, ValueError, ...)
         raise CoseError("cbor", type(exc).__name__) from None
+    if allow_cwt_tag and isinstance(obj, cbor2.CBORTag) and obj.tag == CWT_TAG:
+        obj = obj.value
     tagged = False
     if isinstance(obj, cbor2.CBORTag):
         if obj.tag != COSE_SIGN1_TAG:
@@ -94,7 +111,8 @@ def decode_sign1(data: bytes, *, require_tag: bool = False) -> Sign1:
             raise CoseError("header", "protected header not a map")
     else:
         protected = {}
-    return Sign1(protected_raw, dict(protected), dict(unprotected), payload, signature, tagged)
+    return Sign1(protected_raw, dict(protected), dict(unprotected), payload, signature, tagged,
+                 unprotected_alg)
 
 
 def sig_structure(protected_raw: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
@@ -103,7 +121,11 @@ def sig_structure(protected_raw: bytes, payload: bytes, external_aad: bytes = b"
 
 
 def verify_signature(msg: Sign1, key: PublicKey) -> bool:
-    """True when `msg` carries a valid signature by `key` for the alg in its protected header."""
+    """True when `msg` carries a valid signature by `key` under `msg.alg`.
+
+    The key type must match the algorithm: an RSA key never verifies an ES256 message. Callers
+    still refuse the algorithms their format does not allow before calling this.
+    """
     to_be_signed = sig_structure(msg.protected_raw, msg.payload)
     try:
         if msg.alg == ALG_ES256 and isinstance(key, ec.EllipticCurvePublicKey):
@@ -116,40 +138,55 @@ def verify_signature(msg: Sign1, key: PublicKey) -> bool:
         if msg.alg == ALG_EDDSA and isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(msg.signature, to_be_signed)
             return True
+        if msg.alg == ALG_PS256 and isinstance(key, rsa.RSAPublicKey):
+            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+            key.verify(msg.signature, to_be_signed, pss, hashes.SHA256())
+            return True
     except (InvalidSignature, ValueError):
         return False
     return False
 
 
 def alg_for_key(key: PrivateKey | PublicKey) -> int:
-    """The COSE alg number for a key type (ES256 for P-256, EdDSA for Ed25519)."""
+    """The COSE alg number for a key type (ES256 for P-256, EdDSA for Ed25519, PS256 for RSA)."""
     if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
         return ALG_EDDSA
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return ALG_PS256
     if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(
         key.curve, ec.SECP256R1
     ):
         return ALG_ES256
-    raise ValueError("only P-256 and Ed25519 keys are supported")
+    raise ValueError("only P-256, Ed25519 and RSA keys are supported")
 
 
 def encode_sign1(
     payload: bytes,
     key: PrivateKey,
     *,
-    kid: bytes | str,
+    kid: bytes | str | None,
     tagged: bool = True,
+    kid_unprotected: bool = False,
     extra_protected: dict[Any, Any] | None = None,
 ) -> bytes:
-    """Sign `payload` as a COSE_Sign1 (alg from the key type, kid in the protected header)."""
+    """Sign `payload` as a COSE_Sign1 (alg from the key type; kid in the protected header unless
+    `kid_unprotected`, left out when None; a text kid is written as its UTF-8 bytes)."""
     alg = alg_for_key(key)
-    header: dict[Any, Any] = {HEADER_ALG: alg, HEADER_KID: kid}
+    header: dict[Any, Any] = {HEADER_ALG: alg}
+    unprotected: dict[Any, Any] = {}
+    if kid is not None:
+        kid_bytes = kid.encode("utf-8") if isinstance(kid, str) else kid
+        (unprotected if kid_unprotected else header)[HEADER_KID] = kid_bytes
     header.update(extra_protected or {})
     protected_raw = cbor2.dumps(header)
     to_be_signed = sig_structure(protected_raw, payload)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         signature = key.sign(to_be_signed)
+    elif isinstance(key, rsa.RSAPrivateKey):
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_BYTES)
+        signature = key.sign(to_be_signed, pss, hashes.SHA256())
     else:
         r, s = decode_dss_signature(key.sign(to_be_signed, ec.ECDSA(hashes.SHA256())))
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    body = [protected_raw, {}, payload, signature]
+    body = [protected_raw, unprotected, payload, signature]
     return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, body) if tagged else body)

@@ -6,13 +6,11 @@ from datetime import datetime
 from typing import Any
 
 import cbor2
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from firmware.credentials.cose_sign1 import encode_sign1
 from firmware.credentials.dcc.base45 import b45encode
 from firmware.credentials.dcc.codec import CLAIM_EXP, CLAIM_HCERT, CLAIM_IAT, CLAIM_ISS, PREFIX
-from firmware.credentials.dcc.cose import COSE_SIGN1_TAG, ES256, HEADER_ALG, HEADER_KID, PS256
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -20,21 +18,7 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 def sign1(payload: bytes, key: PrivateKey, kid: bytes | None, *, kid_unprotected: bool = False,
           tagged: bool = True) -> bytes:
     """A COSE_Sign1 over `payload`: ES256 for an EC P-256 key, PS256 for an RSA key."""
-    alg = ES256 if isinstance(key, ec.EllipticCurvePrivateKey) else PS256
-    protected_map: dict[int, Any] = {HEADER_ALG: alg}
-    unprotected: dict[int, Any] = {}
-    if kid is not None:
-        (unprotected if kid_unprotected else protected_map)[HEADER_KID] = kid
-    protected = cbor2.dumps(protected_map)
-    to_sign = cbor2.dumps(["Signature1", protected, b"", payload])
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        r, s = decode_dss_signature(key.sign(to_sign, ec.ECDSA(hashes.SHA256())))
-        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    else:
-        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-        signature = key.sign(to_sign, pss, hashes.SHA256())
-    message = [protected, unprotected, payload, signature]
-    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, message) if tagged else message)
+    return encode_sign1(payload, key, kid=kid, kid_unprotected=kid_unprotected, tagged=tagged)
 
 
 def cwt_payload(dcc: dict[str, Any], issued: datetime, expires: datetime,

@@ -6,16 +6,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from firmware.credentials.cose_sign1 import (
+    ALG_ES256,
+    ALG_NAMES,
+    ALG_PS256,
+    CoseError,
+    Sign1,
+    decode_sign1,
+    verify_signature,
+)
 from firmware.credentials.dcc import codec, keyusage, revocation, rules, schema
 from firmware.credentials.dcc.base45 import Base45Error, b45decode
 from firmware.credentials.dcc.codec import PREFIX, Claims
-from firmware.credentials.dcc.cose import SUPPORTED_ALGS, CoseError, Sign1, parse_sign1, verify_signature
 from firmware.credentials.dcc.signer import DccSigner
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.verdict import STAGES, Verdict, empty_checks
 
 # A version-40 QR code holds at most 4,296 alphanumeric characters; allow some slack.
 MAX_TEXT_CHARS = 8_192
+SUPPORTED_ALGS = {alg: ALG_NAMES[alg] for alg in (ALG_ES256, ALG_PS256)}
 
 
 @dataclass
@@ -88,12 +97,18 @@ def _decode(text: Any, run: _Run) -> Sign1 | None:
     if cose_bytes is None:
         return None
     try:
-        sign1 = parse_sign1(cose_bytes)
+        sign1 = decode_dcc_sign1(cose_bytes)
     except CoseError as exc:
         run.fail("cose", "DCC_COSE_INVALID", str(exc))
         return None
     run.ok("cose")
     return sign1
+
+
+def decode_dcc_sign1(cose_bytes: bytes) -> Sign1:
+    """The DCC's COSE_Sign1: tagged 18 or untagged, optionally inside the CWT tag 61, with `alg`
+    allowed in the unprotected header (both occur in the EU DCC test data); raises CoseError."""
+    return decode_sign1(cose_bytes, allow_cwt_tag=True, unprotected_alg=True)
 
 
 def _inflate(compressed: bytes, run: _Run) -> bytes | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware.credentials.dcc.cose import ES256, Sign1
+from firmware.credentials.cose_sign1 import ALG_ES256, Sign1
 
 HASH_TYPES = ("UCI", "COUNTRYCODEUCI", "SIGNATURE")
 HASH_BYTES = 16
@@ -34,7 +34,7 @@ def hash_entry(data: bytes) -> bytes:
 def dcc_hashes(uvci: str, issuer_country: str, sign1: Sign1) -> dict[str, bytes]:
     """The three revocation hashes of one DCC."""
     signature = sign1.signature
-    if sign1.alg == ES256:
+    if sign1.alg == ALG_ES256:
         signature = signature[: len(signature) // 2]  # r only: (r, s') also verifies
     return {
         "UCI": hash_entry(uvci.encode("utf-8")),
