@@ -110,9 +110,13 @@ class Kiosk:
         try:
             while not self._stop.is_set():
                 message = self._inbox.get(TICK_S)
-                if message is not None:
-                    self._handle(message)
-                self._on_tick()
+                try:
+                    if message is not None:
+                        self._handle(message)
+                    self._on_tick()
+                except Exception:  # a bug must cost one person a decision, never the kiosk
+                    log.exception("kiosk loop error (state %s)", self.state.value)
+                    self._after_bug()
                 if exit_on_end_of_stream and self._end_of_stream and self.state == State.IDLE:
                     break
         finally:
@@ -121,14 +125,17 @@ class Kiosk:
         return self.summary
 
     # ---- the one transition function ------------------------------------------------
-    def _transition(self, new: State, reason: str | None = None, detail: str | None = None) -> None:
+    def _transition(self, new: State, reason: str | None = None, detail: str | None = None,
+                    show: bool = True) -> None:
         old = self.state
         if old != new:
-            log.info("state from %s to %s%s", old.value, new.value, f" ({reason})" if reason else "")
+            why = reason or detail
+            log.info("state from %s to %s%s", old.value, new.value, f" ({why})" if why else "")
             self.summary.transitions.append((old.value, new.value))
+            self._state_since = time.monotonic()
         self.state = new
-        self._state_since = time.monotonic()
-        self._show(new, reason, detail)
+        if show:
+            self._show(new, reason, detail)
 
     def _show(self, state: State, reason: str | None = None, detail: str | None = None) -> bool:
         text = message_for(reason) if reason else None
@@ -141,21 +148,29 @@ class Kiosk:
             return False
         return True
 
+    def _after_bug(self) -> None:
+        """A person caught mid-check by a software error is denied (never left hanging, never
+        accepted); the kiosk goes on."""
+        if self._faces is not None:
+            self._faces.cancel()
+        if self.state not in (State.VERIFYING, State.SCANNING):
+            return
+        try:
+            self._record(Decision(False, "INTERNAL_ERROR", "unknown", None, {}), time.monotonic())
+        except Exception:
+            log.exception("could not record the error decision")
+            self._transition(State.IDLE, show=False)
+
     # ---- faults ---------------------------------------------------------------------------
     def _latch(self, part: str, problem: str) -> None:
-        if part not in self._faults:
+        new = part not in self._faults
+        self._faults[part] = problem  # set first: logging the fault may itself fail (eventlog)
+        if new:
             log.warning("fault latched: %s: %s", part, problem)
             self.summary.faults.append((part, problem))
             self._log_event("fault", {"part": part, "problem": problem[:200]})
-        self._faults[part] = problem
-        if self.state != State.FAULT:
-            old = self.state
-            self.state = State.FAULT
-            self._state_since = time.monotonic()
-            log.info("state from %s to FAULT (%s)", old.value, part)
-            self.summary.transitions.append((old.value, State.FAULT.value))
-        if part != "display":
-            self._show(State.FAULT, None, part)
+        # a broken display cannot show its own fault; the log and the state still record it
+        self._transition(State.FAULT, None, part, show=part != "display")
 
     def _clear(self, part: str) -> None:
         if self._faults.pop(part, None) is None:
@@ -178,10 +193,7 @@ class Kiosk:
             except Exception as exc:
                 self._faults["display"] = str(exc) or type(exc).__name__
             else:
-                self._faults.pop("display")
-                self._log_event("recovered", {"part": "display"})
-                self._show(State.FAULT, None, next(iter(self._faults))) if self._faults \
-                    else self._transition(State.IDLE)
+                self._clear("display")
         if "eventlog" in self._faults:
             self._flush_unlogged()
 
@@ -192,28 +204,20 @@ class Kiosk:
         return self._flush_unlogged()
 
     def _flush_unlogged(self) -> bool:
+        """Write the queued events in order; True when none is left (the log works)."""
         while self._unlogged:
             kind, body = self._unlogged[0]
             try:
                 self._eventlog.append(kind, body)
-            except Exception as exc:
+            except Exception as exc:  # disk full, quota, I/O: never silent, never a crash
                 if "eventlog" not in self._faults:
-                    self._faults["eventlog"] = str(exc) or type(exc).__name__
-                    self.summary.faults.append(("eventlog", self._faults["eventlog"]))
                     log.error("event log failed: %s", exc)
-                    if self.state != State.FAULT:
-                        self.summary.transitions.append((self.state.value, State.FAULT.value))
-                        self.state = State.FAULT
-                    self._show(State.FAULT, None, "eventlog")
+                self._latch("eventlog", str(exc) or type(exc).__name__)
                 return False
             self._unlogged.pop(0)
             if self._after_append is not None:
                 self._after_append()
-        if "eventlog" in self._faults:
-            self._faults.pop("eventlog")
-            self._eventlog.append("recovered", {"part": "eventlog"})
-            if not self._faults:
-                self._transition(State.IDLE)
+        self._clear("eventlog")
         return True
 
     # ---- message handling ----------------------------------------------------------------

@@ -75,7 +75,8 @@ class Rig:
 def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
              trust_age: timedelta = timedelta(minutes=5), camera_class: type = FakeCamera,
              face: Any = None, face_timeout_s: float = 2.0,
-             open_template: Any = None, gallery: Any = None, **kiosk_options: Any) -> Rig:
+             open_template: Any = None, gallery: Any = None, verifier: Any = None,
+             **kiosk_options: Any) -> Rig:
     signer = make_signer()
     trust = TrustStore.from_certificates([signer.certificate_der])
     trust.updated_at = NOW - trust_age
@@ -89,7 +90,7 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
     options.update(kiosk_options)
     kiosk = Kiosk(KioskSection(**options), camera, display, log, lambda: trust,
                   clock or FixedClock(NOW), Pseudonymiser(b"k" * 32, 86400.0), screen_for,
-                  display_timeout_s=0.5,
+                  display_timeout_s=0.5, **({"verifier": verifier} if verifier else {}),
                   faces=FaceStage(face, face_timeout_s, open_template, gallery) if face else None)
     thread = threading.Thread(target=kiosk.run, daemon=True)
     thread.start()

@@ -212,3 +212,27 @@ def test_maintenance_mode_takes_no_decisions(rig) -> None:  # type: ignore[no-un
     rig.kiosk.post(Message("maintenance", False))
     rig.wait_state("IDLE")
     rig.wait_state("GRANTED")  # the pass still held up is decided once the kiosk is back
+
+
+def test_a_verifier_bug_denies_that_person_and_the_kiosk_goes_on(tmp_path: Path) -> None:
+    from firmware.credentials import verify
+
+    calls = {"n": 0}
+
+    def flaky_verifier(text, trust, at):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in a verifier")
+        return verify(text, trust, at)
+
+    rig = make_rig(tmp_path, verifier=flaky_verifier, same_code_cooldown_s=0.2)
+    try:
+        rig.show_code(rig.valid_code())
+        rig.wait_state("DENIED")
+        assert _decisions(rig.eventlog)[-1]["reason"] == "INTERNAL_ERROR"
+        rig.show_nothing()
+        rig.wait_state("IDLE")
+        rig.show_code(rig.valid_code())
+        rig.wait_state("GRANTED")
+    finally:
+        rig.stop()
