@@ -199,3 +199,36 @@ def test_featureless_and_changing_frames_do_not_crash() -> None:
     result = checker.assess()
     assert not result.live and result.reason == liveness.NO_LIVENESS_CUES
     assert result.measures["tracked_points"] == 0
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    size=st.integers(40, 160),
+    frames=st.integers(6, 9),
+    jitter=st.floats(0, 6),
+    pads=st.lists(st.tuples(*[st.floats(0, 30)] * 4), min_size=9, max_size=9),
+    corrupt=st.integers(-1, 8),
+    seed=st.integers(0, 1000),
+)
+def test_static_scene_is_never_live(size: int, frames: int, jitter: float, pads: list, corrupt: int, seed: int) -> None:
+    """A still random scene with sensor noise and a jittery detector (boxes and landmarks moving
+    by several pixels, one box possibly NaN): a verdict, never an exception, and never "live"."""
+    rng = np.random.default_rng(seed)
+    checker = LivenessChecker()
+    base = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    for index in range(frames):
+        image = np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
+        lm = (LM * size / 250 + rng.normal(0, jitter, LM.shape)).astype(np.float32)
+        left, top, right, bottom = pads[index]
+        box = (float(lm[:, 0].min() - left), float(lm[:, 1].min() - top), float(lm[:, 0].max() + right), float(lm[:, 1].max() + bottom))
+        if index == corrupt:
+            box = (float("nan"),) + box[1:]
+        checker.add_frame(image, Face(box, lm, 0.9))
+    result = checker.assess()
+    assert result.reason in (liveness.NOT_ENOUGH_FRAMES, liveness.NO_LIVENESS_CUES, liveness.SCREEN_PATTERN,
+                             liveness.INVALID_INPUT), result.measures
+    assert not result.live

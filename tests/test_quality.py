@@ -191,3 +191,26 @@ def test_degenerate_landmarks_are_turned_not_a_crash() -> None:
     face = Face((50.0, 50.0, 150.0, 150.0), lm, 0.9)
     result = assess(rgb, [face], QualityConfig(min_eye_distance_px=0.0))
     assert not result.ok and result.reason == quality.FACE_TURNED
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_coord = st.one_of(st.floats(-1e6, 1e6), st.sampled_from([float("nan"), float("inf"), -float("inf")]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    height=st.integers(1, 120),
+    width=st.integers(1, 120),
+    boxes=st.lists(st.tuples(_coord, _coord, _coord, _coord), max_size=3),
+    points=st.lists(st.tuples(_coord, _coord), min_size=10, max_size=10),
+    score=st.floats(-1, 2),
+    seed=st.integers(0, 1000),
+)
+def test_assess_never_raises(height: int, width: int, boxes: list, points: list, score: float, seed: int) -> None:
+    rgb = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    faces = [Face(box, np.asarray(points[:5], dtype=np.float32), score) for box in boxes]
+    result = assess(rgb, faces)
+    assert result.reason is None or result.reason in quality.REASONS
+    assert result.ok == (result.reason is None)

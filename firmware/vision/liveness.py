@@ -122,6 +122,11 @@ def _eye_and_reference_patches(frame: _Frame) -> tuple[np.ndarray, np.ndarray] |
     cos, sin = scale * np.cos(-angle), scale * np.sin(-angle)
     matrix = np.array([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=np.float32)
     matrix[:, 2] = np.array([8.0, 8.0]) - matrix[:, :2] @ lm[0]
+    back = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0], [48, 0], [0, 40], [48, 40]], dtype=np.float32) @ back[:, :2].T + back[:, 2]
+    height, width = frame.grey.shape
+    if corners.min() < 0 or np.any(corners[:, 0] > width) or np.any(corners[:, 1] > height):
+        return None  # the eye region leaves the stored crop: no honest measurement
     canvas = cv2.warpAffine(frame.grey, matrix, (48, 40), flags=cv2.INTER_LINEAR).astype(np.float32)
     eyes = np.concatenate([canvas[2:14, 0:16], canvas[2:14, 32:48]], axis=1)
     reference = canvas[18:34, 8:40]  # below the eyes: nose bridge and cheeks
@@ -183,7 +188,8 @@ class LivenessChecker:
         pad_x, pad_y = 0.5 * (x1 - x0), 0.5 * (y1 - y0)  # room for the face to move
         ix0, iy0 = max(int(x0 - pad_x), 0), max(int(y0 - pad_y), 0)
         ix1, iy1 = min(int(x1 + pad_x) + 1, width), min(int(y1 + pad_y) + 1, height)
-        if ix1 - ix0 < 16 or iy1 - iy0 < 16:
+        inside = (lm[:, 0] >= ix0) & (lm[:, 0] < ix1) & (lm[:, 1] >= iy0) & (lm[:, 1] < iy1)
+        if ix1 - ix0 < 16 or iy1 - iy0 < 16 or not inside.all():  # landmarks must sit on the face
             self._rejected += 1
             return False
         grey = cv2.cvtColor(np.ascontiguousarray(rgb[iy0:iy1, ix0:ix1]), cv2.COLOR_RGB2GRAY)
@@ -318,13 +324,15 @@ class LivenessChecker:
             for f, h in zip(self._frames, homographies)
             if h is not None and abs(np.linalg.det(h)) > 1e-9
         ]
+        if len(mapped_back) < 3:
+            return 0.0
         reference_landmarks = np.median(np.stack(mapped_back), axis=0)
         patches = []
         for frame, homography in zip(self._frames, homographies):
-            if homography is not None:
-                carried = cv2.perspectiveTransform(reference_landmarks, homography).reshape(-1, 2)
-                frame = _Frame(frame.grey, frame.origin, carried.astype(np.float32), frame.box)
-            patch = _eye_and_reference_patches(frame)
+            if homography is None:
+                continue  # untracked frame: no trustworthy eye position (fail closed)
+            carried = cv2.perspectiveTransform(reference_landmarks, homography).reshape(-1, 2)
+            patch = _eye_and_reference_patches(_Frame(frame.grey, frame.origin, carried.astype(np.float32), frame.box))
             if patch is not None:
                 patches.append(patch)
         if len(patches) < 3:
