@@ -20,9 +20,9 @@ import cbor2
 import pytest
 
 from firmware.credentials import TrustStore, verify
+from firmware.credentials.base45 import Base45Error, b45decode
 from firmware.credentials.cose_sign1 import CoseError
 from firmware.credentials.dcc import codec, keyusage, schema
-from firmware.credentials.dcc.base45 import Base45Error, b45decode
 from firmware.credentials.dcc.clock import parse_iso8601
 from firmware.credentials.dcc.pipeline import decode_dcc_sign1
 from firmware.credentials.dcc.signer import DccSigner

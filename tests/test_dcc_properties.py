@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware.credentials import TrustStore, verify
-from firmware.credentials.dcc.base45 import ALPHABET, Base45Error, b45decode, b45encode
+from firmware.credentials.base45 import ALPHABET, Base45Error, b45decode, b45encode
 from firmware.credentials.dcc.clock import parse_iso8601
 from firmware.credentials.dcc.der import DerError, parse_certificate
 from firmware.credentials.dcc.issue import issue_dcc

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.credentials import TrustStore, verify
+from firmware.credentials.base45 import b45decode
 from firmware.credentials.dcc import codec
-from firmware.credentials.dcc.base45 import b45decode
 from firmware.credentials.dcc.issue import issue_dcc
 from firmware.credentials.dcc.pipeline import decode_dcc_sign1
 from firmware.credentials.dcc.revocation import RevocationList, dcc_hashes, hash_entry

@@ -13,9 +13,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from firmware.credentials import TrustStore, verify
+from firmware.credentials.base45 import b45encode
 from firmware.credentials.reasons import REASONS
 from firmware.credentials.status import StatusTrust, bench_samples, load_trust
-from firmware.credentials.status_code import b45encode, issue_status_code, split_code
+from firmware.credentials.status_code import issue_status_code, split_code
 from firmware.credentials.status_records import (
     StatusIssuerKey,
     StatusRecord,

@@ -8,14 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.credentials import TrustStore, verify
+from firmware.credentials.base45 import b45decode, b45encode
 from firmware.credentials.status import StatusTrust
-from firmware.credentials.status_code import (
-    StatusFormatError,
-    b45decode,
-    b45encode,
-    decode_code_claims,
-    issue_status_code,
-)
+from firmware.credentials.status_code import StatusFormatError, decode_code_claims, issue_status_code
 from firmware.credentials.status_records import (
     COLOURS,
     StatusIssuerKey,

@@ -8,6 +8,7 @@ from typing import Any
 
 import cbor2
 
+from firmware.credentials.base45 import Base45Error, b45decode, b45encode
 from firmware.credentials.cose_sign1 import PrivateKey, encode_sign1
 
 PREFIX = "HG1:"
@@ -24,9 +25,6 @@ SUBJECT_BYTES = 16
 MIN_SUBJECT_BYTES, MAX_SUBJECT_BYTES = 8, 32
 MAX_TEXT_CHARS = 1024  # a status code is ~150 characters; anything much longer is not one
 
-_B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
-_B45_VALUE = {c: i for i, c in enumerate(_B45)}
-
 
 class StatusFormatError(ValueError):
     """A malformed status code or record; `code` is the reason code to report."""
@@ -34,40 +32,6 @@ class StatusFormatError(ValueError):
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
-
-
-def b45encode(data: bytes) -> str:
-    """RFC 9285 base45."""
-    out = []
-    for i in range(0, len(data) - 1, 2):
-        n = data[i] * 256 + data[i + 1]
-        out += [_B45[n % 45], _B45[n // 45 % 45], _B45[n // 2025]]
-    if len(data) % 2:
-        out += [_B45[data[-1] % 45], _B45[data[-1] // 45]]
-    return "".join(out)
-
-
-def b45decode(text: str) -> bytes:
-    """RFC 9285 base45; raises ValueError on a bad length, character or overflowing triple."""
-    if len(text) % 3 == 1:
-        raise ValueError("base45 length")
-    try:
-        values = [_B45_VALUE[c] for c in text]
-    except KeyError:
-        raise ValueError("base45 character") from None
-    out = bytearray()
-    for i in range(0, len(values), 3):
-        group = values[i : i + 3]
-        n = sum(v * 45**k for k, v in enumerate(group))
-        if len(group) == 3:
-            if n > 0xFFFF:
-                raise ValueError("base45 triple overflows")
-            out += n.to_bytes(2, "big")
-        else:
-            if n > 0xFF:
-                raise ValueError("base45 pair overflows")
-            out.append(n)
-    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -120,7 +84,7 @@ def split_code(text: str) -> bytes:
         raise StatusFormatError("STATUS_BASE45_INVALID", "too long")
     try:
         return b45decode(text[len(PREFIX):])
-    except ValueError:
+    except Base45Error:
         raise StatusFormatError("STATUS_BASE45_INVALID") from None
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from firmware.credentials.base45 import b45encode
 from firmware.credentials.cose_sign1 import encode_sign1
-from firmware.credentials.dcc.base45 import b45encode
 from firmware.credentials.dcc.codec import CLAIM_EXP, CLAIM_HCERT, CLAIM_IAT, CLAIM_ISS, PREFIX
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey

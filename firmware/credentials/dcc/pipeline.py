@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from firmware.credentials.base45 import Base45Error, b45decode
 from firmware.credentials.cose_sign1 import (
     ALG_ES256,
     ALG_NAMES,
@@ -16,7 +17,6 @@ from firmware.credentials.cose_sign1 import (
     verify_signature,
 )
 from firmware.credentials.dcc import codec, keyusage, revocation, rules, schema
-from firmware.credentials.dcc.base45 import Base45Error, b45decode
 from firmware.credentials.dcc.codec import PREFIX, Claims
 from firmware.credentials.dcc.signer import DccSigner
 from firmware.credentials.trust import TrustStore
