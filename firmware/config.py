@@ -106,7 +106,7 @@ _POSITIVE = {
 }
 
 
-def _coerce(key: str, value: Any, kind: type) -> Any:
+def _coerce(key: str, value: Any, kind: Any) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):
@@ -120,7 +120,7 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
     return value
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for key in data:

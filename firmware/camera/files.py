@@ -89,7 +89,7 @@ class VideoFileSource:
     def __init__(self, path: str | Path, loop: bool = False) -> None:
         self._path = Path(path)
         self._loop = loop
-        self._capture = None
+        self._capture: Any = None
         self._seq = 0
 
     def start(self) -> None:

@@ -1,6 +1,7 @@
 """Raspberry Pi camera through picamera2 (imported only when this back end is chosen)."""
 from __future__ import annotations
 
+import importlib
 import time
 from typing import Any
 
@@ -20,7 +21,7 @@ class Picamera2Source:
         module = self._module
         if module is None:
             try:
-                import picamera2 as module  # noqa: PLC0415 - only on the board
+                module = importlib.import_module("picamera2")  # only on the board
             except ImportError as exc:
                 raise CameraError("picamera2 is not installed: pip install 'healthgate[pi]'") from exc
         try:

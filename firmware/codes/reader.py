@@ -10,8 +10,8 @@ import zxingcpp
 # Restricting the search keeps the per-frame cost down and avoids false positives from
 # product barcodes at a shop entrance. Aztec search costs as much as QR search, and Aztec
 # credentials are rare, so the kiosk's scanner looks for Aztec only on every n-th frame.
-_QR = (zxingcpp.BarcodeFormat.QRCode,)
-_QR_AND_AZTEC = (zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.Aztec)
+_QR = zxingcpp.barcode_formats_from_str("QRCode")
+_QR_AND_AZTEC = zxingcpp.barcode_formats_from_str("QRCode,Aztec")
 MAX_TEXT_CHARS = 8192  # larger than any credential QR (a version 40 QR holds 4,296 chars)
 
 
