@@ -345,15 +345,21 @@ class LivenessChecker:
         ref_change = np.abs(refs - ref_median).mean(axis=(1, 2))
         return float((eye_change - ref_change).max())
 
-    def _screen_scores(self) -> list[float]:
+    def _screen_scores(self) -> tuple[list[float], float]:
+        """Spectral peak ratio per examined frame, and the largest share of clipped (>= 250)
+        face pixels: glare off a screen or glossy print. The glare share is reported only: with
+        no attack data to set a threshold, it does not decide anything."""
         scores = []
+        glare = 0.0
         frames = list(self._frames)
         for frame in (frames[i] for i in _evenly_spaced(len(frames), self.config.screen_frames)):
             x0, y0, x1, y1 = frame.box
             ox, oy = frame.origin
             crop = frame.grey[max(int(y0) - oy, 0) : max(int(y1) - oy, 0), max(int(x0) - ox, 0) : max(int(x1) - ox, 0)]
             scores.append(spectral_peak_ratio(crop))
-        return scores
+            if crop.size:
+                glare = max(glare, float((crop >= 250).mean()))
+        return scores, glare
 
     def assess(self) -> LivenessResult:
         """Judge the frames collected so far. `live` only on positive evidence of a real face."""
@@ -361,7 +367,8 @@ class LivenessChecker:
         measures: dict[str, Any] = {"frames": len(self._frames), "rejected_frames": self._rejected}
         if len(self._frames) < cfg.min_frames:
             return LivenessResult(False, NOT_ENOUGH_FRAMES, measures)
-        screen = self._screen_scores()
+        screen, glare = self._screen_scores()
+        measures["glare_fraction"] = round(glare, 4)
         screen_fraction = float(np.mean([s >= cfg.screen_min_peak_ratio for s in screen]))
         measures.update(screen_peak_median=round(float(np.median(screen)), 2),
                         screen_fraction=round(screen_fraction, 2))
