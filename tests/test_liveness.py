@@ -232,3 +232,11 @@ def test_static_scene_is_never_live(size: int, frames: int, jitter: float, pads:
     assert result.reason in (liveness.NOT_ENOUGH_FRAMES, liveness.NO_LIVENESS_CUES, liveness.SCREEN_PATTERN,
                              liveness.INVALID_INPUT), result.measures
     assert not result.live
+
+
+def test_glare_is_measured(faces: list[np.ndarray]) -> None:
+    glared = faces[0].copy()
+    glared[100:140, 90:130] = 255  # a specular patch on the face
+    clean = run([(faces[0], LM.copy()) for _ in range(6)])
+    shiny = run([(glared, LM.copy()) for _ in range(6)])
+    assert clean.measures["glare_fraction"] < 0.01 < shiny.measures["glare_fraction"]
