@@ -90,6 +90,7 @@ def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> No
         ax.plot(np.maximum(far, 1e-4), tar, label=label)
     ax.set_xscale("log")
     ax.set_xlim(1e-3 / 2, 1)
+    ax.set_ylim(0.85, 1.002)
     ax.axvline(FAR, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("false accept rate")
     ax.set_ylabel("true accept rate")

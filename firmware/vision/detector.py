@@ -46,6 +46,8 @@ class DetectorConfig:
     max_faces: int = 10
     refine: bool = True  # second pass on a crop around each face for finer keypoints
     refine_flip: bool = True  # also run the mirrored crop and average the keypoints
+    # Crop widths (in face-box widths) of the refinement passes; keypoints are averaged.
+    refine_contexts: tuple[float, ...] = (REFINE_CONTEXT,)
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -198,10 +200,11 @@ class BlazeFaceDetector:
         keypoint bias and halves the variance of its rounding noise."""
         size = float(np.max(corners[1] - corners[0]))
         centre = corners.mean(axis=0)
-        square, scale, pad_x, pad_y = self.crop_square(rgb, centre[0], centre[1], size * REFINE_CONTEXT)
         estimates = []
-        variants = [False, True] if self.config.refine_flip else [False]
-        for mirrored in variants:
+        mirror_modes = [False, True] if self.config.refine_flip else [False]
+        variants = [(c, m) for c in self.config.refine_contexts for m in mirror_modes]
+        for context, mirrored in variants:
+            square, scale, pad_x, pad_y = self.crop_square(rgb, centre[0], centre[1], size * context)
             image = np.ascontiguousarray(square[:, ::-1]) if mirrored else square
             found = self._detect_square(image, 1.0, 0.0, 0.0)
             if not found:
