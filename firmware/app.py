@@ -145,15 +145,22 @@ def build_face_stage(config: Config, state: Path) -> FaceStage:
                       anti_sharing_window_s=config.face.anti_sharing_window_s)
     gallery = load_member_gallery(config, state) if config.face.face_pass else None
     return FaceStage(check, config.face.timeout_s,
-                     open_template=TemplateKeyring(state / "template-keys").open, gallery=gallery)
+                     open_template=TemplateKeyring(state / "template-keys").open, gallery=gallery,
+                     face_pass_threshold=config.face.face_pass_threshold)
 
 
 def load_member_gallery(config: Config, state: Path) -> Any:
-    """The opted-in members' templates, decrypted into memory for 1:N (face pass)."""
-    from firmware.vision.gallery import GalleryStore, load_or_create_key
+    """The opted-in members' templates, decrypted into memory for 1:N (face pass). A gallery
+    that cannot be read (tampered, wrong key) switches face pass off, loudly: members can
+    still show their code, and nobody is admitted on a template that did not authenticate."""
+    from firmware.vision.gallery import GalleryError, GalleryStore, load_or_create_key
 
     path = Path(config.face.gallery) if config.face.gallery else state / "gallery.hgg"
-    gallery = GalleryStore(path, load_or_create_key(state)).load_gallery()
+    try:
+        gallery = GalleryStore(path, load_or_create_key(state)).load_gallery()
+    except GalleryError as exc:
+        log.error("face pass OFF: member gallery %s unusable: %s", path, exc)
+        return None
     log.info("face pass: %d opted-in members loaded", len(gallery))
     return gallery
 

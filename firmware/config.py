@@ -73,6 +73,7 @@ class FaceSection:
     model_dir: str = ""  # empty: the shipped int8 models
     threshold: float = 0.0  # 0: the calibrated threshold of the shipped model
     face_pass: bool = False  # 1:N among opted-in members, who may then enter without a code
+    face_pass_threshold: float = 0.9507  # 1:N needs a stricter bar than 1:1 (FAR 1e-5 per pair)
     gallery: str = ""  # encrypted gallery of opted-in members; empty: <state.dir>/gallery.hgg
 
 
@@ -96,7 +97,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "face.liveness": ("off", "advisory", "required"),
 }
 _NON_NEGATIVE = {"kiosk.aztec_every_n_frames", "kiosk.same_code_cooldown_s", "camera.device",
-                 "face.threshold"}
+                 "face.threshold", "face.face_pass_threshold"}
 _POSITIVE = {
     "kiosk.frame_timeout_s", "kiosk.result_hold_s", "kiosk.scan_timeout_s", "kiosk.event_queue_size",
     "kiosk.fault_retry_s", "kiosk.max_trust_age_h", "camera.width", "camera.height", "camera.fps",

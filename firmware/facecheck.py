@@ -134,12 +134,14 @@ class FaceCheck:
                                    self._frames)
         return FaceOutcome(True, None, similarity, live, self._frames)
 
-    def identify(self, gallery: Any) -> tuple[str | None, FaceOutcome]:
+    def identify(self, gallery: Any, threshold: float) -> tuple[str | None, FaceOutcome]:
         """1:N among opted-in members ("face pass"). Liveness is always judged here: with no
-        credential in hand, a face is the only factor, so a photo must not pass for it."""
+        credential in hand, a face is the only factor, so a photo must not pass for it.
+        `threshold` must be stricter than the 1:1 one: a stranger meets every member at once,
+        so the false-match rate grows with the gallery (about N x FAR)."""
         if self._template is None or len(gallery) == 0:
             return None, FaceOutcome(False, "NO_FACE", frames=self._frames)
-        best = gallery.best_match(self._template, self.threshold)
+        best = gallery.best_match(self._template, max(threshold, self.threshold))
         if best is None:
             return None, FaceOutcome(False, "NOT_ENROLLED", frames=self._frames)
         member, score = best

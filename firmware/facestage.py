@@ -46,6 +46,7 @@ class FaceStage:
     timeout_s: float
     open_template: Callable[[bytes, str | None], np.ndarray | None] | None = None
     gallery: Any = None
+    face_pass_threshold: float = 0.9507  # LFW View 1 DevTest, all impostor pairs: FAR 1e-5
     clock: Callable[[], float] = time.monotonic
     _pending: _Pending | None = field(default=None, init=False)
     _face_pass_frames: int = field(default=0, init=False)
@@ -136,7 +137,7 @@ class FaceStage:
         self._face_pass_frames += 1
         if not self.check.ready_for_identify():
             return None
-        member, outcome = self.check.identify(self.gallery)
+        member, outcome = self.check.identify(self.gallery, self.face_pass_threshold)
         self.forget()
         return None if member is None else (member, outcome)
 
