@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding, NoEncryption, PrivateFormat, PublicFormat, load_pem_private_key)
 
+from firmware.fsutil import write_atomic
+
 KEY_FILE = "device_key.pem"
 ID_FILE = "device_id"
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
@@ -53,24 +55,6 @@ def _secure_dir(state_dir: Path) -> None:
         os.chmod(state_dir, 0o700)  # our own directory: tighten rather than refuse
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Create `path` with mode 0600 atomically: never visible half-written or world-readable."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself must survive a power cut
-    finally:
-        os.close(dir_fd)
-
-
 def _read_private(path: Path) -> bytes:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
@@ -100,8 +84,8 @@ def load_or_create(state_dir: str | Path, device_id: str | None = None) -> Devic
             raise IdentityError("DEVICE_KEY_UNREADABLE", f"{key_path} is not an Ed25519 key")
     else:
         key = Ed25519PrivateKey.generate()
-        _write_private(key_path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
-                                                   NoEncryption()))
+        write_atomic(key_path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                 NoEncryption()))
     if id_path.exists():
         stored = id_path.read_text().strip()
         if device_id is not None and stored != device_id:
@@ -110,7 +94,7 @@ def load_or_create(state_dir: str | Path, device_id: str | None = None) -> Devic
         device_id = stored
     else:
         device_id = device_id or derive_device_id(key)
-        _write_private(id_path, (device_id + "\n").encode())
+        write_atomic(id_path, (device_id + "\n").encode())
     return DeviceIdentity(device_id=device_id, key=key)
 
 

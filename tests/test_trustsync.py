@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import firmware.sync.trustsync as trustsync
+import firmware.fsutil as fsutil
 from firmware.eventlog.codec import canonical_json
 from firmware.sync.trustsync import (RegistrationError, TrustSync, register_device,
                                      verify_envelope)
@@ -135,7 +135,7 @@ def test_swap_is_atomic_for_readers_and_on_a_failed_write(
     def failing_replace(*_: object) -> None:
         raise OSError("power cut")
 
-    monkeypatch.setattr(trustsync.os, "replace", failing_replace)
+    monkeypatch.setattr(fsutil.os, "replace", failing_replace)
     outcome = sync.sync_item("dcc-signers")
     monkeypatch.undo()
     assert (outcome.status, outcome.reason) == ("error", "CACHE_WRITE_FAILED")

@@ -13,7 +13,6 @@ import binascii
 import hashlib
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware.eventlog.codec import canonical_json
+from firmware.fsutil import write_atomic
 from firmware.sync.auth import sign_request
 
 log = logging.getLogger("healthgate.trustsync")
@@ -105,27 +105,6 @@ def verify_envelope(raw: bytes, pinned: Sequence[Ed25519PublicKey],
     if expected_name is not None and envelope["name"] != expected_name:
         raise TrustSyncError("TRUST_WRONG_NAME", f"asked for {expected_name}")
     return envelope
-
-
-# -- atomic files ------------------------------------------------------------------------------
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write temp file, fsync, rename over `path`, fsync the folder: old or new, never half."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 # -- the client --------------------------------------------------------------------------------

@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import cbor2
 import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from firmware.fsutil import write_atomic
 
 from .matcher import Gallery, TemplateError, normalise_template
 
@@ -156,30 +157,6 @@ def decode_gallery(data: bytes, key: bytes) -> dict[str, np.ndarray]:
     return out
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: write a sibling temporary file, fsync, rename, fsync folder."""
-    folder = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
-
-
 class GalleryStore:
     """The encrypted gallery file of one kiosk: load, add a member, erase a member.
 
@@ -208,7 +185,7 @@ class GalleryStore:
         return decode_gallery(data, self._key)
 
     def write_records(self, records: dict[str, np.ndarray]) -> None:
-        _write_atomically(self.path, encode_gallery(records, self._key))
+        write_atomic(self.path, encode_gallery(records, self._key))
 
     def load_gallery(self, dim: int | None = None) -> Gallery:
         """The in-memory Gallery for 1:N search (dim taken from the records when not given)."""

@@ -17,6 +17,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from firmware.fsutil import write_atomic
 from firmware.vision.gallery import GalleryError, load_key
 from firmware.vision.matcher import TemplateError, normalise_template
 
@@ -65,12 +66,7 @@ class TemplateKeyring:
             raise ValueError("a template key needs an id of [A-Za-z0-9._-] and 32 bytes")
         self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self._directory / f"{key_id}.key"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, key)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomic(path, key)  # a re-installed key replaces the old one whole, mode 0600
         return path
 
     def open(self, blob: bytes, key_id: str | None) -> np.ndarray | None:
