@@ -19,9 +19,10 @@ from firmware.credentials.nzcp_codec import (
     split_text,
 )
 from firmware.credentials.shc_codec import public_key_from_jwk
+from firmware.credentials.staged import Deny, run_stages
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.trust_json import read_trust_json
-from firmware.credentials.verdict import Verdict, empty_checks
+from firmware.credentials.verdict import Verdict
 
 __all__ = ["NzcpTrust", "verify_nzcp", "load_trust", "did_web_url", "bench_samples"]
 
@@ -111,64 +112,47 @@ def load_trust(directory: str | Path) -> NzcpTrust | None:
     return trust
 
 
-class _Deny(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
-
-
 def verify_nzcp(text: str, trust: TrustStore, at: datetime) -> Verdict:
     """Verify one `NZCP:/1/...` text at time `at` (spec, Steps to verify a New Zealand COVID Pass)."""
-    checks = empty_checks()
-    state: dict[str, Any] = {}
     nzcp_trust = trust.nzcp if isinstance(trust, TrustStore) else None
-    try:
-        _run(text, nzcp_trust, at, checks, state)
-    except _Deny as deny:
-        return Verdict(False, "nzcp", deny.code, state.get("payload"), checks,
-                       credential_id=state.get("jti"), extras=state.get("extras", {}))
-    if any(outcome is False for outcome in checks.values()):
-        # Belt and braces: a stage that failed without stopping the pipeline is a bug, never an accept.
-        return Verdict(False, "nzcp", "INTERNAL_ERROR", state.get("payload"), checks)
-    return Verdict(True, "nzcp", None, state["payload"], checks,
-                   credential_id=state["jti"], extras=state["extras"])
+    return run_stages("nzcp", lambda checks, state: _run(text, nzcp_trust, at, checks, state))
 
 
 def _run(text: str, nzcp_trust: Any, at: datetime, checks: dict[str, bool | None],
          state: dict[str, Any]) -> None:
     checks["prefix"] = isinstance(text, str) and text[:6].upper() == "NZCP:/"
     if not checks["prefix"]:
-        raise _Deny("NZCP_PREFIX")
+        raise Deny("NZCP_PREFIX")
     try:
         _, body = split_text(text)
     except NzcpFormatError as exc:
         checks["prefix"] = False
-        raise _Deny(exc.code) from None
+        raise Deny(exc.code) from None
     try:
         raw = base32_decode(body)
     except NzcpFormatError as exc:
         checks["base45"] = False
-        raise _Deny(exc.code) from None
+        raise Deny(exc.code) from None
     checks["base45"] = True
 
     try:
         msg = decode_sign1(raw, require_tag=True)
     except CoseError:
         checks["cose"] = False
-        raise _Deny("NZCP_COSE_INVALID") from None
+        raise Deny("NZCP_COSE_INVALID") from None
     kid = msg.protected.get(4)
     kid = kid.decode("utf-8", "replace") if isinstance(kid, bytes) else kid
     checks["cose"] = isinstance(kid, str) and bool(kid) and msg.protected.get(1) is not None
     if not checks["cose"]:
-        raise _Deny("NZCP_HEADER_INVALID")  # kid and alg MUST be in the protected header
+        raise Deny("NZCP_HEADER_INVALID")  # kid and alg MUST be in the protected header
     if msg.alg != ALG_ES256:
-        raise _Deny("NZCP_ALG_UNSUPPORTED")
+        raise Deny("NZCP_ALG_UNSUPPORTED")
 
     try:
         claims = decode_claims(msg.payload)
     except NzcpFormatError as exc:
         checks["cbor"] = False
-        raise _Deny(exc.code) from None
+        raise Deny(exc.code) from None
     checks["cbor"] = True
     iss = claims.get(CLAIM_ISS)
     state["extras"] = {"issuer": iss if isinstance(iss, str) else None, "kid": kid}
@@ -178,33 +162,33 @@ def _run(text: str, nzcp_trust: Any, at: datetime, checks: dict[str, bool | None
         iss not in nzcp_trust.trusted_issuers
     ):
         checks["signature"] = False
-        raise _Deny("NZCP_ISSUER_UNTRUSTED")
+        raise Deny("NZCP_ISSUER_UNTRUSTED")
     if iss not in nzcp_trust.documents:
         checks["signature"] = False
-        raise _Deny("NZCP_DID_UNAVAILABLE")
+        raise Deny("NZCP_DID_UNAVAILABLE")
     ref = f"{iss}#{kid}"
     key = nzcp_trust.keys.get(ref)
     if key is None:
         checks["signature"] = False
-        raise _Deny("NZCP_KEY_INVALID" if ref in nzcp_trust.invalid_keys else "NZCP_KEY_NOT_FOUND")
+        raise Deny("NZCP_KEY_INVALID" if ref in nzcp_trust.invalid_keys else "NZCP_KEY_NOT_FOUND")
     checks["signature"] = verify_signature(msg, key)
     if not checks["signature"]:
-        raise _Deny("NZCP_SIGNATURE_INVALID")
+        raise Deny("NZCP_SIGNATURE_INVALID")
 
     try:
         payload = claims_to_json(claims)
     except NzcpFormatError as exc:
         checks["schema"] = False
-        raise _Deny(exc.code) from None
+        raise Deny(exc.code) from None
     checks["schema"] = True
-    state["payload"], state["jti"] = payload, payload["jti"]
+    state["payload"], state["credential_id"] = payload, payload["jti"]
 
     now = (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
     checks["expiry"] = payload["nbf"] <= now < payload["exp"]
     if now < payload["nbf"]:
-        raise _Deny("NZCP_NOT_ACTIVE")
+        raise Deny("NZCP_NOT_ACTIVE")
     if now >= payload["exp"]:
-        raise _Deny("NZCP_EXPIRED")
+        raise Deny("NZCP_EXPIRED")
 
 
 def bench_samples() -> list[tuple[str, TrustStore, datetime]]:

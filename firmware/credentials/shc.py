@@ -19,20 +19,13 @@ from firmware.credentials.shc_codec import (
 )
 from firmware.credentials.shc_trust import ShcKey, ShcTrust
 from firmware.credentials.shc_trust import load_trust as _load_trust
+from firmware.credentials.staged import Deny, run_stages
 from firmware.credentials.trust import TrustStore
-from firmware.credentials.verdict import Verdict, empty_checks
+from firmware.credentials.verdict import Verdict
 
 __all__ = ["verify_shc", "load_trust", "bench_samples", "HEALTH_CARD_TYPE"]
 
 HEALTH_CARD_TYPE = "https://smarthealth.cards#health-card"
-
-
-class _Deny(Exception):
-    """Internal: stop the pipeline with a reason code."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 def load_trust(directory: str | Path) -> ShcTrust | None:
@@ -42,35 +35,25 @@ def load_trust(directory: str | Path) -> ShcTrust | None:
 
 def verify_shc(text: str, trust: TrustStore, at: datetime) -> Verdict:
     """Verify one `shc:/` text (a single QR or an already assembled card) at time `at`."""
-    checks = empty_checks()
-    state: dict[str, Any] = {}
-    try:
-        _run(text, trust.shc if isinstance(trust, TrustStore) else None, at, checks, state)
-    except _Deny as deny:
-        return Verdict(False, "shc", deny.code, state.get("payload"), checks,
-                       credential_id=state.get("credential_id"), extras=state.get("extras", {}))
-    if any(outcome is False for outcome in checks.values()):
-        # Belt and braces: a stage that failed without stopping the pipeline is a bug, never an accept.
-        return Verdict(False, "shc", "INTERNAL_ERROR", state.get("payload"), checks)
-    return Verdict(True, "shc", None, state["payload"], checks,
-                   credential_id=state["credential_id"], extras=state["extras"])
+    shc_trust = trust.shc if isinstance(trust, TrustStore) else None
+    return run_stages("shc", lambda checks, state: _run(text, shc_trust, at, checks, state))
 
 
 def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None],
          state: dict[str, Any]) -> None:
-    """The staged pipeline; records each stage in `checks` and raises _Deny on the first failure."""
+    """The staged pipeline; records each stage in `checks` and raises Deny on the first failure."""
     checks["prefix"] = isinstance(text, str) and text[:5].lower() == "shc:/"
     if not checks["prefix"]:
-        raise _Deny("SHC_PREFIX")
+        raise Deny("SHC_PREFIX")
     try:
         chunk = parse_chunk(text)
         if chunk.total > 1:  # one chunk of several: the kiosk assembles them (shc_chunks)
             checks["base45"] = False
-            raise _Deny("SHC_CHUNKS_INCOMPLETE")
+            raise Deny("SHC_CHUNKS_INCOMPLETE")
         jws = numeric_to_jws(chunk.digits)
     except ShcFormatError as exc:
         checks["base45"] = False
-        raise _Deny(exc.code) from None
+        raise Deny(exc.code) from None
     checks["base45"] = True
     state["credential_id"] = "jws-sha256:" + b64url_encode(hashlib.sha256(jws.encode()).digest())
 
@@ -78,32 +61,32 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
         parsed = parse_compact_jws(jws)
     except ShcFormatError as exc:
         checks["cose"] = False
-        raise _Deny(exc.code) from None
+        raise Deny(exc.code) from None
     header = parsed.header
     checks["cose"] = header.get("alg") == "ES256" and header.get("zip") == "DEF"
     if header.get("alg") != "ES256":
-        raise _Deny("SHC_ALG_UNSUPPORTED")
+        raise Deny("SHC_ALG_UNSUPPORTED")
     if header.get("zip") != "DEF":
-        raise _Deny("SHC_ZIP_UNSUPPORTED")
+        raise Deny("SHC_ZIP_UNSUPPORTED")
     kid = header.get("kid")
 
     if not isinstance(shc_trust, ShcTrust):
-        raise _Deny("SHC_ISSUER_UNTRUSTED")
+        raise Deny("SHC_ISSUER_UNTRUSTED")
     # kid is the key's thumbprint: every candidate holds the same key, listed by several issuers.
     candidates: list[ShcKey] = shc_trust.keys_by_kid.get(kid, []) if isinstance(kid, str) else []
     if not candidates:
         # Only to name the reason precisely: read the (bounded) payload's iss without trusting it.
         try:
             iss = _decode_claims(parsed.payload_raw, checks, state).get("iss")
-        except _Deny:
+        except Deny:
             iss = None  # an unreadable payload under an unknown key: just untrusted
         known = isinstance(iss, str) and shc_trust.knows_issuer(iss)
         checks["signature"] = False
-        raise _Deny("SHC_KEY_UNKNOWN" if known else "SHC_ISSUER_UNTRUSTED")
+        raise Deny("SHC_KEY_UNKNOWN" if known else "SHC_ISSUER_UNTRUSTED")
     # Signature before content: an unverified payload is at most read to name a deny reason.
     if not verify_es256(candidates[0].public_key, parsed.signing_input, parsed.signature):
         checks["signature"] = False
-        raise _Deny("SHC_SIGNATURE_INVALID")
+        raise Deny("SHC_SIGNATURE_INVALID")
     checks["signature"] = True
 
     claims = _decode_claims(parsed.payload_raw, checks, state)
@@ -112,24 +95,24 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
     state["extras"] = {"issuer": iss, "issuer_name": shc_trust.issuer_names.get(iss, iss), "kid": kid}
     if key is None:  # signed by a key that another issuer published
         checks["signature"] = False
-        raise _Deny("SHC_ISSUER_MISMATCH")
+        raise Deny("SHC_ISSUER_MISMATCH")
 
     now = _epoch(at)
     nbf, exp = claims["nbf"], claims.get("exp")
     checks["expiry"] = nbf <= now and (exp is None or now < exp)
     if nbf > now:
-        raise _Deny("SHC_NOT_YET_VALID")
+        raise Deny("SHC_NOT_YET_VALID")
     if exp is not None and now >= exp:
-        raise _Deny("SHC_EXPIRED")
+        raise Deny("SHC_EXPIRED")
 
     rid = claims["vc"].get("rid")
     crl = shc_trust.crls.get(key.kid)
     if key.crl_version is not None and (crl is None or crl.ctr < key.crl_version):
         checks["revocation"] = False  # the issuer publishes a CRL we do not hold: fail safe
-        raise _Deny("SHC_CRL_UNAVAILABLE")
+        raise Deny("SHC_CRL_UNAVAILABLE")
     checks["revocation"] = not (crl is not None and rid is not None and crl.revokes(rid, nbf))
     if not checks["revocation"]:
-        raise _Deny("SHC_REVOKED")
+        raise Deny("SHC_REVOKED")
 
 
 def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],
@@ -139,22 +122,22 @@ def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],
         inflated = inflate_raw(payload_raw)
     except ShcFormatError as exc:
         checks["zlib"] = False
-        raise _Deny(exc.code) from None
+        raise Deny(exc.code) from None
     checks["zlib"] = True
     try:
         # NaN/Infinity are not JSON (RFC 8259) and would slip through time comparisons.
         claims = json.loads(inflated.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         checks["cbor"] = False
-        raise _Deny("SHC_PAYLOAD_INVALID") from None
+        raise Deny("SHC_PAYLOAD_INVALID") from None
     checks["cbor"] = isinstance(claims, dict)
     if not isinstance(claims, dict):
-        raise _Deny("SHC_PAYLOAD_INVALID")
+        raise Deny("SHC_PAYLOAD_INVALID")
     state["payload"] = claims
     problem = _claims_problem(claims)
     checks["schema"] = problem is None
     if problem is not None:
-        raise _Deny("SHC_PAYLOAD_INVALID")
+        raise Deny("SHC_PAYLOAD_INVALID")
     rid = claims["vc"].get("rid")
     if rid is not None:
         state["credential_id"] = "rid:" + rid

@@ -18,6 +18,7 @@ from firmware.credentials.cose_sign1 import (
     decode_sign1,
     verify_signature,
 )
+from firmware.credentials.staged import Checks, Deny, run_stages
 from firmware.credentials.status_code import (
     CODE_CONTENT_TYPE,
     StatusFormatError,
@@ -34,7 +35,7 @@ from firmware.credentials.status_records import (
 )
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.trust_json import read_trust_json, synced_at
-from firmware.credentials.verdict import Verdict, empty_checks
+from firmware.credentials.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -146,55 +147,34 @@ def _parse_key(entry: Any, index: int) -> tuple[bytes, StatusIssuerKey]:
     raise ValueError(f"{where}: only P-256 (ES256) and Ed25519 (EdDSA) keys are supported")
 
 
-class _Deny(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
-
-
 def verify_status(text: str, trust: TrustStore, at: datetime) -> Verdict:
     """Verify a status code, then decide from the subject's cached record (green and fresh only)."""
-    checks = empty_checks()
-    state: dict[str, Any] = {"extras": {}}
     status_trust = trust.status if isinstance(trust, TrustStore) else None
-    try:
-        _run(text, status_trust, at, checks, state)
-    except _Deny as deny:
-        return Verdict(False, "status", deny.code, state.get("payload"), checks,
-                       credential_id=state.get("subject"), extras=state["extras"])
-    if any(outcome is False for outcome in checks.values()):
-        # Belt and braces: a stage that failed without stopping the pipeline is a bug, never an accept.
-        return Verdict(False, "status", "INTERNAL_ERROR", state.get("payload"), checks)
-    return Verdict(True, "status", None, state["payload"], checks,
-                   credential_id=state["subject"], extras=state["extras"])
+    return run_stages("status", lambda checks, state: _run(text, status_trust, at, checks, state))
 
 
 def verify_member(issuer: str, subject: bytes, trust: TrustStore, at: datetime) -> Verdict:
     """The verdict of an enrolled member recognised by face (1:N "face pass", no code shown):
     the member's cached record decides exactly as it does for their status code."""
-    checks = empty_checks()
-    state: dict[str, Any] = {"extras": {}, "payload": {"issuer": issuer}}
     status_trust = trust.status if isinstance(trust, TrustStore) else None
     at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-    try:
+
+    def stages(checks: Checks, state: dict[str, Any]) -> None:
+        state["payload"], state["credential_id"] = {"issuer": issuer}, subject.hex()
         if not isinstance(status_trust, StatusTrust):
-            raise _Deny("STATUS_CACHE_STALE")
+            raise Deny("STATUS_CACHE_STALE")
         cache = status_trust.cache
         if cache is None or cache.synced_at is None or at - cache.synced_at > status_trust.max_cache_age:
             checks["expiry"] = False
-            raise _Deny("STATUS_CACHE_STALE")
+            raise Deny("STATUS_CACHE_STALE")
         record = cache.lookup(issuer, subject)
         if record is None:
             checks["revocation"] = False
-            raise _Deny("STATUS_NO_RECORD")
-        now = at.timestamp()
+            raise Deny("STATUS_NO_RECORD")
         # no code was shown, so no code can be superseded: only the record's own state counts
-        _decide(record, record.codes_not_before or 0, now, checks, state)
-    except _Deny as deny:
-        return Verdict(False, "status", deny.code, state["payload"], checks,
-                       credential_id=subject.hex(), extras=state["extras"])
-    return Verdict(True, "status", None, state["payload"], checks, credential_id=subject.hex(),
-                   extras=state["extras"])
+        _decide(record, record.codes_not_before or 0, at.timestamp(), checks, state)
+
+    return run_stages("status", stages)
 
 
 def _run(text: str, status_trust: Any, at: datetime, checks: dict[str, bool | None],
@@ -205,63 +185,63 @@ def _run(text: str, status_trust: Any, at: datetime, checks: dict[str, bool | No
     except StatusFormatError as exc:
         if exc.code != "STATUS_PREFIX":
             checks["base45"] = False
-        raise _Deny(exc.code) from None
+        raise Deny(exc.code) from None
     checks["base45"] = True
 
     try:
         msg = decode_sign1(raw, require_tag=True)
     except CoseError:
         checks["cose"] = False
-        raise _Deny("STATUS_COSE_INVALID") from None
+        raise Deny("STATUS_COSE_INVALID") from None
     checks["cose"] = content_type(msg.protected) == CODE_CONTENT_TYPE
     if not checks["cose"]:
-        raise _Deny("STATUS_COSE_INVALID")  # e.g. a status record presented as a code
+        raise Deny("STATUS_COSE_INVALID")  # e.g. a status record presented as a code
     if msg.alg not in (ALG_ES256, ALG_EDDSA):
         checks["cose"] = False
-        raise _Deny("STATUS_ALG_UNSUPPORTED")
+        raise Deny("STATUS_ALG_UNSUPPORTED")
 
     keys = status_trust.keys if isinstance(status_trust, StatusTrust) else {}
     trusted = keys.get(msg.kid or b"")
     if trusted is None:
         checks["signature"] = False
-        raise _Deny("STATUS_KEY_UNKNOWN")
+        raise Deny("STATUS_KEY_UNKNOWN")
     checks["signature"] = verify_signature(msg, trusted.public_key)
     if not checks["signature"]:
-        raise _Deny("STATUS_SIGNATURE_INVALID")
+        raise Deny("STATUS_SIGNATURE_INVALID")
 
     try:
         claims = decode_code_claims(msg.payload)
     except StatusFormatError as exc:
         checks["cbor"] = exc.code != "STATUS_PAYLOAD_INVALID"
         checks["schema"] = False
-        raise _Deny(exc.code) from None
+        raise Deny(exc.code) from None
     checks["cbor"] = True
-    state["subject"] = claims.subject.hex()
+    state["credential_id"] = claims.subject.hex()
     state["payload"] = {"issuer": claims.issuer, "issued_at": claims.issued_at,
                         "version": claims.version}
     checks["schema"] = claims.issuer == trusted.issuer
     if not checks["schema"]:
-        raise _Deny("STATUS_ISSUER_MISMATCH")
+        raise Deny("STATUS_ISSUER_MISMATCH")
 
     at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
     now = at.timestamp()
     if claims.issued_at > now + CLOCK_SKEW.total_seconds():
         checks["expiry"] = False
-        raise _Deny("STATUS_CODE_NOT_YET_VALID")
+        raise Deny("STATUS_CODE_NOT_YET_VALID")
     if status_trust.code_max_age is not None and (
         now - claims.issued_at > status_trust.code_max_age.total_seconds()
     ):
         checks["expiry"] = False
-        raise _Deny("STATUS_CODE_EXPIRED")
+        raise Deny("STATUS_CODE_EXPIRED")
 
     cache = status_trust.cache
     if cache is None or cache.synced_at is None or at - cache.synced_at > status_trust.max_cache_age:
         checks["expiry"] = False
-        raise _Deny("STATUS_CACHE_STALE")
+        raise Deny("STATUS_CACHE_STALE")
     record = cache.lookup(claims.issuer, claims.subject)
     if record is None:
         checks["revocation"] = False
-        raise _Deny("STATUS_NO_RECORD")
+        raise Deny("STATUS_NO_RECORD")
     _decide(record, claims.issued_at, now, checks, state)
 
 
@@ -275,15 +255,15 @@ def _decide(record: StatusRecord, code_issued_at: int, now: float,
                                 "face_key_id": record.face_key_id})
     checks["revocation"] = record.codes_not_before is None or code_issued_at >= record.codes_not_before
     if not checks["revocation"]:
-        raise _Deny("STATUS_CODE_REVOKED")
+        raise Deny("STATUS_CODE_REVOKED")
     checks["expiry"] = now < record.valid_until
     if not checks["expiry"]:
-        raise _Deny("STATUS_RECORD_EXPIRED")
+        raise Deny("STATUS_RECORD_EXPIRED")
     checks["rules"] = record.colour == "green"
     if record.colour == "amber":
-        raise _Deny("STATUS_AMBER")
+        raise Deny("STATUS_AMBER")
     if record.colour != "green":
-        raise _Deny("STATUS_RED")
+        raise Deny("STATUS_RED")
 
 
 def bench_samples() -> list[tuple[str, TrustStore, datetime]]:

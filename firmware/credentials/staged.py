@@ -1,0 +1,39 @@
+"""The frame of the staged verifiers (NZCP, SHC, status): stop at the first Deny, never accept a failed stage."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from firmware.credentials.verdict import Verdict, empty_checks
+
+Checks = dict[str, bool | None]
+Stages = Callable[[Checks, dict[str, Any]], None]
+
+
+class Deny(Exception):
+    """Stops a staged verification; `code` is the reason code of the failing stage."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def run_stages(fmt: str, stages: Stages) -> Verdict:
+    """Run `stages(checks, state)` and turn what it left into the Verdict of format `fmt`.
+
+    The stages record each outcome in `checks` and fill `state`: "payload", "credential_id" and
+    "extras" (a dict from the start). A Deny is a refusal with its code, carrying what `state`
+    holds so far; a stage recorded False without a Deny is a bug, reported as INTERNAL_ERROR.
+    """
+    checks = empty_checks()
+    state: dict[str, Any] = {"extras": {}}
+    try:
+        stages(checks, state)
+    except Deny as deny:
+        return Verdict(False, fmt, deny.code, state.get("payload"), checks,
+                       credential_id=state.get("credential_id"), extras=state["extras"])
+    if any(outcome is False for outcome in checks.values()):
+        # Belt and braces: a stage that failed without stopping the pipeline is never an accept.
+        return Verdict(False, fmt, "INTERNAL_ERROR", state.get("payload"), checks)
+    return Verdict(True, fmt, None, state["payload"], checks,
+                   credential_id=state["credential_id"], extras=state["extras"])
