@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import cbor2
 import pytest
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from firmware.credentials.cose_sign1 import (
     ALG_EDDSA,
@@ -20,6 +18,7 @@ from firmware.credentials.cose_sign1 import (
     sig_structure,
     verify_signature,
 )
+from firmware.credentials.es256 import es256_sign, es256_verify
 
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 ED_KEY = ed25519.Ed25519PrivateKey.generate()
@@ -52,8 +51,7 @@ def test_non_p256_ec_keys_are_refused_for_signing() -> None:
 def _alg_unprotected_message() -> bytes:
     """Empty protected header, alg and kid unprotected (as the EU DCC test case CO20)."""
     payload = b"claims"
-    r, s = decode_dss_signature(EC_KEY.sign(sig_structure(b"", payload), ec.ECDSA(hashes.SHA256())))
-    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    signature = es256_sign(EC_KEY, sig_structure(b"", payload))
     return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [b"", {1: ALG_ES256, 4: b"k"}, payload, signature]))
 
 
@@ -103,3 +101,11 @@ def test_kid_is_a_byte_string_and_may_sit_in_the_unprotected_header() -> None:
     text_kid = cbor2.dumps([cbor2.dumps({1: ALG_ES256, 4: "text"}), {}, b"", b""])
     assert decode_sign1(text_kid).kid is None
     assert decode_sign1(encode_sign1(b"x", EC_KEY, kid=None)).kid is None
+
+
+def test_raw_es256_needs_p256_and_64_bytes() -> None:
+    signature = es256_sign(EC_KEY, b"data")
+    assert len(signature) == 64 and es256_verify(EC_KEY.public_key(), b"data", signature)
+    assert not es256_verify(EC_KEY.public_key(), b"data", signature[:-1])
+    assert not es256_verify(EC_KEY.public_key(), b"datA", signature)
+    assert not es256_verify(ec.generate_private_key(ec.SECP384R1()).public_key(), b"data", signature)

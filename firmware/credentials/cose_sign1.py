@@ -9,10 +9,8 @@ import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+
+from firmware.credentials.es256 import es256_sign, es256_verify
 
 COSE_SIGN1_TAG = 18
 CWT_TAG = 61
@@ -129,12 +127,7 @@ def verify_signature(msg: Sign1, key: PublicKey) -> bool:
     to_be_signed = sig_structure(msg.protected_raw, msg.payload)
     try:
         if msg.alg == ALG_ES256 and isinstance(key, ec.EllipticCurvePublicKey):
-            if not isinstance(key.curve, ec.SECP256R1) or len(msg.signature) != 64:
-                return False
-            r = int.from_bytes(msg.signature[:32], "big")
-            s = int.from_bytes(msg.signature[32:], "big")
-            key.verify(encode_dss_signature(r, s), to_be_signed, ec.ECDSA(hashes.SHA256()))
-            return True
+            return es256_verify(key, to_be_signed, msg.signature)
         if msg.alg == ALG_EDDSA and isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(msg.signature, to_be_signed)
             return True
@@ -186,7 +179,6 @@ def encode_sign1(
         pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_BYTES)
         signature = key.sign(to_be_signed, pss, hashes.SHA256())
     else:
-        r, s = decode_dss_signature(key.sign(to_be_signed, ec.ECDSA(hashes.SHA256())))
-        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        signature = es256_sign(key, to_be_signed)
     body = [protected_raw, unprotected, payload, signature]
     return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, body) if tagged else body)

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from firmware.credentials.es256 import es256_verify
 from firmware.credentials.shc_codec import (
     ShcFormatError,
     b64url_encode,
@@ -15,7 +16,6 @@ from firmware.credentials.shc_codec import (
     numeric_to_jws,
     parse_chunk,
     parse_compact_jws,
-    verify_es256,
 )
 from firmware.credentials.shc_trust import ShcKey, ShcTrust
 from firmware.credentials.shc_trust import load_trust as _load_trust
@@ -84,7 +84,7 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
         checks["signature"] = False
         raise Deny("SHC_KEY_UNKNOWN" if known else "SHC_ISSUER_UNTRUSTED")
     # Signature before content: an unverified payload is at most read to name a deny reason.
-    if not verify_es256(candidates[0].public_key, parsed.signing_input, parsed.signature):
+    if not es256_verify(candidates[0].public_key, parsed.signing_input, parsed.signature):
         checks["signature"] = False
         raise Deny("SHC_SIGNATURE_INVALID")
     checks["signature"] = True

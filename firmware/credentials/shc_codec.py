@@ -11,13 +11,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+
+from firmware.credentials.es256 import es256_sign
 
 PREFIX = "shc:/"
 # Ord(c) - 45 for every character of a compact JWS lies in 0..77 ('-' .. 'z').
@@ -200,18 +196,6 @@ def parse_compact_jws(jws: str) -> CompactJws:
     return CompactJws(header, payload_raw, signature, signing_input)
 
 
-def verify_es256(key: ec.EllipticCurvePublicKey, signing_input: bytes, signature: bytes) -> bool:
-    """JWS ES256: a 64-byte r||s signature over SHA-256 of the signing input."""
-    if len(signature) != 64:
-        return False
-    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    try:
-        key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 def sign_compact_jws(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
     """Issue an SHC JWS: minified JSON, raw DEFLATE, ES256, kid = thumbprint (demo and tests)."""
     kid = jwk_thumbprint(jwk_from_public_key(key.public_key()))
@@ -219,8 +203,8 @@ def sign_compact_jws(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey) -
     head = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
     body_json = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     body = b64url_encode(deflate_raw(body_json))
-    r, s = decode_dss_signature(key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256())))
-    return f"{head}.{body}.{b64url_encode(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+    signing_input = f"{head}.{body}".encode()
+    return f"{head}.{body}.{b64url_encode(es256_sign(key, signing_input))}"
 
 
 def derive_rid(secret_key: bytes, kid: str, user_id: str) -> str:
