@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from firmware.credentials import TrustStore, verify
+from firmware.credentials.es256 import es256_sign
 from firmware.credentials.shc import load_trust
 from firmware.credentials.shc_chunks import COMPLETE, EXPIRED, INVALID, PENDING, ChunkAssembler
 from firmware.credentials.shc_codec import (
@@ -288,12 +289,8 @@ def test_signed_decompression_bomb_is_bounded() -> None:
     store = TrustStore(shc=issuer.trust())
     bomb = deflate_raw(b"[" + b" " * (8 * 1024 * 1024) + b"]")
     header = {"alg": "ES256", "zip": "DEF", "kid": issuer.jwk["kid"]}
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
     signing_input = b64url_encode(json.dumps(header).encode()) + "." + b64url_encode(bomb)
-    r, s = decode_dss_signature(issuer.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-    jws = signing_input + "." + b64url_encode(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    jws = signing_input + "." + b64url_encode(es256_sign(issuer.key, signing_input.encode()))
     texts = jws_to_qr_texts(jws)
     verdict = verify(assemble(texts) if len(texts) > 1 else texts[0], store, LATER)
     assert verdict.failure == "SHC_PAYLOAD_TOO_LARGE"
