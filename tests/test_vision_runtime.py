@@ -49,3 +49,48 @@ def test_inference_is_deterministic_and_depends_on_the_input(embedder_model):
     assert out_a1.dtype == np.float32 and out_a1.shape == (1, 128)
     assert np.array_equal(out_a1, out_a2)
     assert not np.array_equal(out_a1, out_b)
+
+
+def _fake_module(name: str, **attrs):
+    import types
+
+    module = types.ModuleType(name)
+    module.__dict__.update(attrs)
+    return module
+
+
+def test_falls_back_to_tflite_runtime_when_litert_is_missing(monkeypatch, embedder_model):
+    """Older Pi OS images have only tflite-runtime: the wrapper must pick it up."""
+    import sys
+
+    from ai_edge_litert.interpreter import Interpreter as RealInterpreter
+
+    used = []
+
+    class RecordingInterpreter(RealInterpreter):  # stands in for tflite_runtime's class
+        def __init__(self, *args, **kwargs):
+            used.append(kwargs.get("num_threads"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", _fake_module("tflite_runtime"))
+    monkeypatch.setitem(
+        sys.modules,
+        "tflite_runtime.interpreter",
+        _fake_module("tflite_runtime.interpreter", Interpreter=RecordingInterpreter),
+    )
+    model = TFLiteModel(embedder_model.path, num_threads=3)
+    assert used == [3]
+    (out,) = model.run(np.zeros(model.input_shape, np.float32))
+    assert out.shape == (1, 128)
+
+
+def test_no_interpreter_at_all_is_a_clear_error(monkeypatch, embedder_model):
+    import sys
+
+    for name in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime",
+                 "tflite_runtime.interpreter", "tensorflow"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ModelLoadError, match="no TFLite interpreter"):
+        TFLiteModel(embedder_model.path)

@@ -1,7 +1,7 @@
 """Build-time: where BlazeFace's keypoints fall on dlib's 150x150 face chips (our alignment template).
 
-dlib's network was trained on chips from `get_face_chip(img, shape, 150, padding=0.25)`, which
-align dlib's 68 landmarks to a mean face. Our detector gives different points (eye centres,
+dlib's network expects chips from `get_face_chip(img, shape, 150, padding=0.25)`, which align
+dlib's 5 landmarks (eye corners, nose base) to a mean face. Our detector gives different points (eye centres,
 nose tip, mouth centre), so instead of guessing we measure: cut dlib chips with a wide margin
 (padding 1.0, so BlazeFace sees a natural face in context), detect keypoints on them, map the
 keypoints into the padding-0.25 chip frame and take the median over many LFW faces.
@@ -39,7 +39,10 @@ def derive_template(detector_model: Path, images: list[Path], count: int) -> tup
     from firmware.vision.detector import BlazeFaceDetector
 
     hog = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    # The 5-point predictor (public domain, dlib's own annotations) is the one dlib's face
+    # recognition example pairs with this network; the 68-point one is trained on iBUG 300-W,
+    # whose terms restrict commercial use, so it is not used.
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
     detector = BlazeFaceDetector(detector_model)
     points = []
     for path in images[:count]:
