@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 from firmware.credentials import TrustStore, verify  # noqa: E402
-from firmware.credentials.dcc.base45 import b45decode  # noqa: E402
+from firmware.credentials.base45 import b45decode  # noqa: E402
 from firmware.credentials.dcc.issue import issue_dcc  # noqa: E402
 from firmware.credentials.trust import dcc_kid  # noqa: E402
 

@@ -2,23 +2,17 @@
 from __future__ import annotations
 
 import uuid
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import cbor2
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from firmware.credentials.cose_sign1 import encode_sign1
-from firmware.credentials.dcc.base45 import b45encode
+from firmware.credentials.dcc import issue as dcc_issue
 from firmware.credentials.trust import dcc_kid
-
-# CWT claim keys (RFC 8392) and the hcert claim (hcert spec, section 3.3).
-CWT_ISS, CWT_EXP, CWT_IAT, CWT_HCERT = 1, 4, 6, -260
 
 
 @dataclass(frozen=True)
@@ -66,7 +60,5 @@ def issue_dcc(signer: DemoSigner, dcc: dict[str, Any], issued_at: datetime, expi
 
     `signing_key` lets the demo forge: sign with another key under the genuine kid.
     """
-    claims = {CWT_ISS: country, CWT_IAT: int(issued_at.timestamp()),
-              CWT_EXP: int(expires_at.timestamp()), CWT_HCERT: {1: dcc}}
-    cose = encode_sign1(cbor2.dumps(claims), signing_key or signer.key, kid=signer.kid)
-    return "HC1:" + b45encode(zlib.compress(cose, 9))
+    return dcc_issue.issue_dcc(dcc, signing_key or signer.key, signer.kid, issued_at, expires_at,
+                               issuer=country)
