@@ -101,6 +101,11 @@ class FaceCheck:
             return True
         return len(self._liveness) >= self._liveness.config.min_frames
 
+    @property
+    def liveness_window_full(self) -> bool:
+        """As many frames of this face as liveness ever looks at."""
+        return len(self._liveness) >= self._liveness.config.max_frames
+
     def ready_for_identify(self) -> bool:
         """Enough frames of one usable face to identify it and judge its liveness."""
         return self._template is not None and \

@@ -16,6 +16,10 @@ from firmware.policy import Decision, decide
 
 log = logging.getLogger(__name__)
 
+# Liveness outcomes that mean "no evidence yet", unlike a photo's flat motion or a screen's
+# pattern, which are evidence of an attack and are decided at once.
+NO_EVIDENCE_YET = frozenset({"NO_LIVENESS_CUES", "NOT_ENOUGH_FRAMES"})
+
 
 @dataclass
 class _Pending:
@@ -138,6 +142,9 @@ class FaceStage:
         if not self.check.ready_for_identify():
             return None
         member, outcome = self.check.identify(self.gallery, self.face_pass_threshold)
+        if member is not None and outcome.reason in NO_EVIDENCE_YET \
+                and not self.check.liveness_window_full:
+            return None  # a live person blinks or moves soon: keep watching, up to the window
         self.forget()
         return None if member is None else (member, outcome)
 
