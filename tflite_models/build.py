@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         from tflite_models.evaluate import evaluate
 
         report.update(evaluate(work, template, train_pairs, test_pairs, aligned_chips, embed_all, pair_scores,
-                               mirror_average=not args.no_mirror_average))
+                               out=args.out, mirror_average=not args.no_mirror_average))
     report_path.write_text(json.dumps(report, indent=2))
     log(json.dumps(report, indent=2))
     return 0
