@@ -1,10 +1,11 @@
 """Wall-clock trust: a kiosk may boot without an RTC, so time-dependent checks ask first."""
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from firmware.fsutil import write_atomic
 
 # No genuine clock reads earlier than the day this firmware was built.
 BUILD_DATE = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -53,9 +54,7 @@ class Clock:
             return
         self._last_seen = max(now, self._last_seen or 0.0)
         if self._state_file is not None:
-            tmp = self._state_file.with_suffix(".tmp")
-            tmp.write_text(f"{self._last_seen:.3f}\n")
-            os.replace(tmp, self._state_file)
+            write_atomic(self._state_file, f"{self._last_seen:.3f}\n".encode())
 
     def _load_last_seen(self) -> float | None:
         if self._state_file is None:

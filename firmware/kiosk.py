@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.05  # the loop wakes at least this often to run its timers
 RESTART_BUDGET = 5  # capture restarts allowed per window before the fault just stays latched
 RESTART_WINDOW_S = 600.0
+CLOCK_REMEMBER_S = 60.0  # how often the last trusted time is persisted
 
 
 class DisplayPort(Protocol):
@@ -88,6 +89,7 @@ class Kiosk:
         self._state_since = time.monotonic()
         self._last_code: tuple[str, float] | None = None  # (text, when) for the cooldown
         self._last_retry = 0.0
+        self._last_remembered = -CLOCK_REMEMBER_S  # persist once at start
         self._end_of_stream = False
         self._scanner = FrameScanner(config.aztec_every_n_frames)
         self._faces = faces  # None when faces are not checked
@@ -237,6 +239,17 @@ class Kiosk:
         elif message.kind == "stop":
             self._stop.set()
 
+    def _remember_time(self) -> None:
+        """Persist the time seen now and then, so a reboot with a lost clock is caught."""
+        now = time.monotonic()
+        if now - self._last_remembered < CLOCK_REMEMBER_S:
+            return
+        self._last_remembered = now
+        try:
+            self._clock.remember()
+        except OSError as exc:  # a full disk shows up in the event log fault; this is advisory
+            log.warning("could not persist the last seen time: %s", exc)
+
     def _supervise(self) -> None:
         """Watch the capture thread from outside: a thread stuck in a driver call is replaced,
         at most RESTART_BUDGET times per RESTART_WINDOW_S (then FAULT stays latched)."""
@@ -259,6 +272,7 @@ class Kiosk:
         if self._watchdog is not None:
             self._watchdog()  # the loop is alive: tell the service manager
         self._supervise()
+        self._remember_time()
         if self._faults:
             if self._faces is not None and self._faces.waiting:
                 self._faces.cancel()  # a fault interrupts the person's check

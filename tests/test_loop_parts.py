@@ -82,3 +82,17 @@ def test_policy() -> None:
     assert decide(good, "p").granted and decide(good, "p").reason is None
     assert decide(bad, None).reason == "DCC_EXPIRED"
     assert FixedClock(now, trusted=False).trust_problem() == "CLOCK_UNTRUSTED"
+
+
+def test_kiosk_persists_the_last_seen_time(tmp_path: Path) -> None:
+    from tests.kiosk_harness import make_rig
+
+    state = tmp_path / "last_seen"
+    rig = make_rig(tmp_path, clock=Clock(state))
+    try:
+        deadline = time.monotonic() + 5
+        while not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert abs(float(state.read_text()) - datetime.now(timezone.utc).timestamp()) < 60
+    finally:
+        rig.stop()
