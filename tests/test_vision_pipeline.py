@@ -155,12 +155,31 @@ def test_lfw_same_person_pairs_score_above_different_person_pairs(pipeline, shar
     assert np.median(genuine_ok) > np.median(impostor_ok) + 0.05
 
 
-def test_mirror_average_mode_needs_its_own_threshold(pipeline, astronaut):
+def test_each_embedding_mode_uses_its_own_calibrated_threshold(pipeline, astronaut):
     other = not pipeline.mirror_average
-    with pytest.raises(ValueError, match="threshold"):
-        FacePipeline(mirror_average=other)
-    switched = FacePipeline(mirror_average=other, threshold=pipeline.threshold)
+    switched = FacePipeline(mirror_average=other)
+    assert switched.threshold == switched.manifest.threshold_by_mode[other]
+    assert FacePipeline(mirror_average=other, threshold=0.5).threshold == 0.5
     a, b = pipeline.embed(astronaut), switched.embed(astronaut)
     assert np.linalg.norm(b) == pytest.approx(1.0, abs=1e-5)
     # Averaging with the mirror image moves the template only a little.
     assert 0.97 < pipeline.similarity(a, b) < 1.0
+
+
+def test_manifest_without_a_threshold_for_the_mode_refuses(tmp_path, astronaut):
+    import json
+    import shutil
+
+    from firmware.vision.pipeline import default_model_dir
+
+    source = default_model_dir()
+    manifest = json.loads((source / "face_models.json").read_text())
+    for name in (manifest["detector"]["file"], manifest["embedder"]["file"]):
+        shutil.copyfile(source / name, tmp_path / name)
+    mode = manifest["embedder"]["mirror_average"]
+    manifest["embedder"].pop("threshold_single")
+    manifest["embedder"].pop("threshold_mirror_average")
+    (tmp_path / "face_models.json").write_text(json.dumps(manifest))
+    assert FacePipeline(model_dir=tmp_path).threshold == manifest["embedder"]["threshold"]
+    with pytest.raises(ValueError, match="threshold"):
+        FacePipeline(model_dir=tmp_path, mirror_average=not mode)

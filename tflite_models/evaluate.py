@@ -170,6 +170,9 @@ def write_outputs(
             "chip_size": 150,
             "mirror_average": mirror_average,
             "threshold": round(report[shipped]["threshold_far_0.1pct_devtrain"], 6),
+            # The same calibration for the other embedding mode, so either can be chosen.
+            "threshold_mirror_average": round(report["int8_mirror_average"]["threshold_far_0.1pct_devtrain"], 6),
+            "threshold_single": round(report["int8"]["threshold_far_0.1pct_devtrain"], 6),
             "threshold_basis": "LFW View 1 pairsDevTrain, FAR 0.1 %",
         },
         "alignment_template": [[round(v, 3) for v in row] for row in np.asarray(template).tolist()],

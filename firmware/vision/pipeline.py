@@ -34,6 +34,7 @@ class ModelManifest:
     threshold: float
     embedder_name: str
     mirror_average: bool
+    threshold_by_mode: dict[bool, float]  # mirror_average -> threshold, where the build gave both
 
     @classmethod
     def load(cls, folder: Path) -> "ModelManifest":
@@ -49,6 +50,11 @@ class ModelManifest:
             threshold=float(data["embedder"]["threshold"]),
             embedder_name=str(data["embedder"]["name"]),
             mirror_average=bool(data["embedder"].get("mirror_average", False)),
+            threshold_by_mode={
+                mode: float(data["embedder"][key])
+                for mode, key in ((True, "threshold_mirror_average"), (False, "threshold_single"))
+                if key in data["embedder"]
+            },
         )
 
 
@@ -78,11 +84,18 @@ class FacePipeline:
         self.embedder = Embedder(folder / self.manifest.embedder_file, num_threads=num_threads)
         if self.embedder.chip_size != self.manifest.chip_size:
             raise ValueError("embedder input size disagrees with face_models.json")
-        # The threshold in the manifest was calibrated for the manifest's mirror_average mode.
+        # Each embedding mode has its own calibrated threshold: `threshold` in the manifest goes
+        # with the manifest's default mode, `threshold_single` / `_mirror_average` with each.
         self.mirror_average = self.manifest.mirror_average if mirror_average is None else mirror_average
-        if threshold is None and self.mirror_average != self.manifest.mirror_average:
-            raise ValueError("a non-default mirror_average needs an explicit threshold")
-        self.threshold: float = float(threshold if threshold is not None else self.manifest.threshold)
+        if self.mirror_average == self.manifest.mirror_average:
+            calibrated: float | None = self.manifest.threshold
+        else:
+            calibrated = self.manifest.threshold_by_mode.get(self.mirror_average)
+        if threshold is not None:
+            calibrated = float(threshold)
+        if calibrated is None:
+            raise ValueError("no calibrated threshold for this mirror_average mode: pass threshold=")
+        self.threshold: float = calibrated
         # Faces narrower than this (in frame pixels) are not embedded: too little detail.
         self.min_face_px = float(min_face_px)
 
