@@ -6,7 +6,8 @@ Run in the build venv (tflite_models/requirements-build.txt), from the repositor
         --face-api /tmp/npmpk/fa/package --lfw ../shared/data/lfw-view1
 
 Steps: BlazeFace-front (TF.js graph) -> float + int8 TFLite; derive the 150x150 alignment
-template of dlib's network from BlazeFace keypoints on dlib's own chips; dlib ResNet (face-api
+template of dlib's network from BlazeFace keypoints on dlib's own chips; check the rebuilt
+network against dlib itself (fails below mean cosine 0.999); dlib ResNet (face-api
 weights) -> float + int8 TFLite calibrated on aligned LFW DevTrain chips; fail if int8 drifts
 from float; calibrate the threshold on pairsDevTrain at FAR 0.1 %, check on pairsDevTest;
 write face_models.json and build_report.json. Intermediates go to --work (not committed).
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector-calibration", type=int, default=300)
     parser.add_argument("--embedder-calibration", type=int, default=500)
     parser.add_argument("--template-images", type=int, default=400)
-    parser.add_argument("--stages", default="detector,template,embedder,evaluate")
+    parser.add_argument("--stages", default="detector,template,reference,embedder,evaluate")
     parser.add_argument("--no-mirror-average", action="store_true",
                         help="ship single-inference embedding (default: average with the mirrored chip)")
     args = parser.parse_args(argv)
@@ -186,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         report["template_spread_px"] = spread
         log(f"template: {template.round(2).tolist()} spread {spread}")
     template = np.asarray(report["alignment_template"])
+    if "reference" in stages:
+        from tflite_models.dlib_resnet import check_against_dlib
+
+        manifest = args.face_api / "model" / "face_recognition_model-weights_manifest.json"
+        report["dlib_reference_check"] = check_against_dlib(manifest, test_images[:60])
+        log(f"reference check against dlib: {report['dlib_reference_check']}")
     if "embedder" in stages:
         rng = random.Random(1)
         chips = aligned_chips(work, template, rng.sample(train_images, args.embedder_calibration))

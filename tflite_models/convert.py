@@ -43,9 +43,6 @@ def to_int8(module: Any, calibration: Iterable[np.ndarray]) -> bytes:
 
 def op_names(model: bytes) -> list[str]:
     """Names of the ops in a TFLite model (to check that no float op slipped in)."""
-    import tensorflow as tf
-
-    ops = tf.lite.experimental.Analyzer  # noqa: F841  (presence check only)
     from tensorflow.lite.python import schema_py_generated as schema  # type: ignore
 
     m = schema.Model.GetRootAsModel(model, 0)

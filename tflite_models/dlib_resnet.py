@@ -94,3 +94,39 @@ def make_module(manifest_json: Path, divisor: float = DLIB_DIVISOR) -> Any:
             return forward(pixels)
 
     return DlibResNet()
+
+
+def check_against_dlib(manifest_json: Path, images: list[Path], minimum: float = 0.999) -> dict[str, float]:
+    """Compare the rebuilt float network with dlib itself on dlib's own chips of real faces.
+
+    Needs the build-only `dlib-bin` and `face_recognition_models` packages. Fails the build if
+    the mean cosine between the two descriptors is below `minimum`.
+    """
+    import dlib  # type: ignore[import-not-found]
+    import face_recognition_models  # type: ignore[import-not-found]
+    import tensorflow as tf
+
+    from tflite_models.lfw_data import load_rgb
+
+    hog = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+    reference = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
+    from tflite_models.tfjs_weights import load_layers_weights
+
+    forward = make_forward(load_layers_weights(manifest_json))
+    cosines, norm_ratio = [], []
+    for path in images:
+        rgb = load_rgb(path)
+        boxes = hog(rgb, 1)
+        if len(boxes) != 1:
+            continue
+        chip = np.ascontiguousarray(dlib.get_face_chip(rgb, predictor(rgb, boxes[0]), size=CHIP_SIZE, padding=0.25))
+        ours = forward(tf.constant(chip[None].astype(np.float32))).numpy()[0]
+        theirs = np.asarray(reference.compute_face_descriptor(chip))
+        cosines.append(float(ours @ theirs / np.linalg.norm(ours) / np.linalg.norm(theirs)))
+        norm_ratio.append(float(np.linalg.norm(ours) / np.linalg.norm(theirs)))
+    result = {"faces": len(cosines), "mean_cosine": float(np.mean(cosines)), "min_cosine": float(np.min(cosines)),
+              "mean_norm_ratio": float(np.mean(norm_ratio))}
+    if not cosines or result["mean_cosine"] < minimum:
+        raise SystemExit(f"rebuilt network disagrees with dlib: {result}")
+    return result
