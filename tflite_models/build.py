@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
 
         report.update(evaluate(work, template, train_pairs, test_pairs, aligned_chips, embed_all, pair_scores,
                                out=args.out, mirror_average=not args.no_mirror_average))
+        # The committed metrics carry every check of this build, not only the evaluation.
+        (args.out / "build_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     report_path.write_text(json.dumps(report, indent=2))
     log(json.dumps(report, indent=2))
     if "shipped_mode" in report:
