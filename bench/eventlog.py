@@ -23,8 +23,9 @@ import requests  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 from firmware.eventlog import EventLog  # noqa: E402
-from firmware.eventlog.log import Durability, public_key_b64  # noqa: E402
-from firmware.sync.uploader import DEFAULT_BATCH_SIZE, Uploader, register  # noqa: E402
+from firmware.eventlog.log import Durability  # noqa: E402
+from firmware.sync.trustsync import register_device  # noqa: E402
+from firmware.sync.uploader import DEFAULT_BATCH_SIZE, Uploader  # noqa: E402
 
 DEVICE = "kiosk-bench"
 # What the kiosk appends for one decision (pseudonym and face scores, no personal data).
@@ -99,7 +100,7 @@ def drain(db_url: str, folder: Path, count: int, batch_size: int) -> dict[str, f
     try:
         token = secrets.token_urlsafe(16)
         server.store.add_token(token, datetime.now(timezone.utc) + timedelta(hours=1))
-        register(server.url, token, DEVICE, public_key_b64(key))
+        register_device(server.url, token, DEVICE, key)
         session = TimedSession()
         uploader = Uploader(log, server.url, DEVICE, key, batch_size=batch_size, timeout_s=60,
                             session=session)
