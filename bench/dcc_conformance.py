@@ -6,6 +6,7 @@ own findings excuse) and, as its last line, one JSON object with the totals.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections import defaultdict
@@ -17,6 +18,8 @@ from tests.test_conformance_dcc import _case_files, _case_id, case_outcome  # no
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     if not _case_files():
         print("dcc-testdata not found", file=sys.stderr)
         return 1
