@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib
 import importlib.util
 import json
 import sys
@@ -65,10 +66,22 @@ def _dcc_sample(kind: str) -> Callable[[], Sample]:
     return make
 
 
+def _from_module(module: str, index: int) -> Callable[[], Sample]:
+    """The `index`-th sample of a format module's `bench_samples()`."""
+    def make() -> Sample:
+        return importlib.import_module(f"firmware.credentials.{module}").bench_samples()[index]
+    return make
+
+
 # format name -> sample maker. Other formats add their own entry here.
 SAMPLES: dict[str, Callable[[], Sample]] = {
     "dcc_es256": _dcc_sample("ec"),
     "dcc_ps256": _dcc_sample("rsa"),
+    "shc": _from_module("shc", 0),
+    "shc_2chunk": _from_module("shc", 1),
+    "nzcp": _from_module("nzcp", 0),
+    "status_es256": _from_module("status", 0),
+    "status_eddsa": _from_module("status", 1),
 }
 
 
