@@ -18,25 +18,10 @@ from firmware.eventlog.codec import GENESIS_HASH, check_event, check_link, make_
 from firmware.sync.auth import sign_request
 from firmware.sync.trustsync import RegistrationError, register_device
 from fleet.devclient import batch_body, make_chain, signed_post, upload
-from fleet.pgtemp import PostgresUnavailable, shared_postgres
 from fleet.server import run_in_thread
 from fleet.runner import ServerHandle
 
 DEVICE = "kiosk-0001"
-
-
-def database_url(kind: str, tmp_path: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path}/fleet.db"
-    try:
-        return shared_postgres().create_schema()
-    except PostgresUnavailable as error:
-        pytest.skip(f"PostgreSQL variant skipped: {error}")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return database_url(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from firmware.eventlog.codec import check_event, check_link
 from firmware.sync.trustsync import register_device
 from fleet.devclient import make_chain, upload
-from fleet.pgtemp import PostgresUnavailable, shared_postgres
 from fleet.storage import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,16 +28,6 @@ DEVICE = "kiosk-crash-1"
 KILLS = 2
 START_DEADLINE_S = 60.0  # safety nets against hangs, not speed requirements
 UPLOAD_DEADLINE_S = 120.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/fleet.db"
-    try:
-        return shared_postgres().create_schema()
-    except PostgresUnavailable as error:
-        pytest.skip(f"PostgreSQL variant skipped: {error}")
 
 
 def free_port() -> int:

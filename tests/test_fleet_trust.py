@@ -12,22 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.sync.auth import sign_request
 from firmware.sync.trustsync import TrustSyncError, register_device, verify_envelope
-from fleet.pgtemp import PostgresUnavailable, shared_postgres
 from fleet.runner import ServerHandle
 from fleet.server import run_in_thread
 from fleet.trust import generate_signing_key
 
 DEVICE = "kiosk-trust-1"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/fleet.db"
-    try:
-        return shared_postgres().create_schema()
-    except PostgresUnavailable as error:
-        pytest.skip(f"PostgreSQL variant skipped: {error}")
 
 
 @pytest.fixture

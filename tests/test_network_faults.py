@@ -21,7 +21,6 @@ from firmware.eventlog.codec import check_event, check_link
 from firmware.eventlog.log import EventLog
 from firmware.sync.trustsync import register_device
 from firmware.sync.uploader import Uploader
-from fleet.pgtemp import PostgresUnavailable, shared_postgres
 from fleet.server import run_in_thread
 
 IO_TIMEOUT_S = 10.0
@@ -161,16 +160,6 @@ def _injected_answer(status: int) -> bytes:
     body = b'{"error":"INJECTED","detail":"fault injected by the test proxy"}'
     return (f"HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/fleet.db"
-    try:
-        return shared_postgres().create_schema()
-    except PostgresUnavailable as error:
-        pytest.skip(f"PostgreSQL variant skipped: {error}")
 
 
 @pytest.fixture
