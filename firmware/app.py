@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGUSR1, lambda *_: app.kiosk.post(Message("maintenance", True)))
     signal.signal(signal.SIGUSR2, lambda *_: app.kiosk.post(Message("maintenance", False)))
     app.start_background()
+    notify("READY=1")  # the unit is Type=notify: systemd waits for this, then watches the loop
     replay = config.camera.source in ("files", "video") and not config.camera.loop
     try:
         summary = app.kiosk.run(exit_on_end_of_stream=replay)
