@@ -171,6 +171,8 @@ class Kiosk:
             log.warning("fault latched: %s: %s", part, problem)
             self.summary.faults.append((part, problem))
             self._log_event("fault", {"part": part, "problem": problem[:200]})
+            if part not in self._faults:  # logging it retried the event log, which came back
+                return
         # a broken display cannot show its own fault; the log and the state still record it
         self._transition(State.FAULT, None, part, show=part != "display")
 
@@ -215,7 +217,7 @@ class Kiosk:
                 if "eventlog" not in self._faults:
                     log.error("event log failed: %s", exc)
                 self._latch("eventlog", str(exc) or type(exc).__name__)
-                return False
+                return not self._unlogged  # latching retried the queue: it may all be written
             self._unlogged.pop(0)
             if self._after_append is not None:
                 self._after_append()

@@ -236,3 +236,36 @@ def test_a_verifier_bug_denies_that_person_and_the_kiosk_goes_on(tmp_path: Path)
         rig.wait_state("GRANTED")
     finally:
         rig.stop()
+
+
+class _FlakyLog(_BrokenLog):
+    """An event log whose next `failures` appends fail, then work again (a disk freed by the
+    uploader's compaction, a lock released): the retry can succeed within the same tick."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    def append(self, kind: str, body: dict[str, Any]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        self.events.append((kind, body))
+
+
+def test_an_eventlog_fault_that_clears_at_once_does_not_leave_fault_latched(tmp_path: Path) -> None:
+    log = _FlakyLog()
+    rig = make_rig(tmp_path, eventlog=log, same_code_cooldown_s=0.2)
+    try:
+        log.failures = 1
+        rig.show_code(rig.valid_code())
+        # the decision was written on the retry, so it is durable and may be shown
+        rig.wait_state("GRANTED")
+        rig.show_nothing()
+        rig.wait_state("IDLE")
+        rig.show_code(rig.valid_code())  # and the kiosk goes on deciding
+        rig.wait_state("GRANTED")
+        kinds = [kind for kind, _ in log.events]
+        assert kinds.count("decision") == 2 and "recovered" in kinds
+    finally:
+        rig.stop()
