@@ -52,16 +52,16 @@ class CaptureThread:
                     self._source.close()
                     self._source.start()
                     healthy = True
-                except CameraError as exc:
-                    self._inbox.post(Message("camera_fault", str(exc)))
+                except Exception as exc:  # any driver error (not only CameraError) is a fault
+                    self._inbox.post(Message("camera_fault", _describe(exc)))
                     self._stop.wait(self._retry_s)
                     continue
             self.alive_at = time.monotonic()
             try:
                 frame = self._source.read(self._timeout)
-            except CameraError as exc:
-                log.warning("camera fault: %s", exc)
-                self._inbox.post(Message("camera_fault", str(exc)))
+            except Exception as exc:  # an escaping error would end capture with no FAULT shown
+                log.warning("camera fault: %s", _describe(exc))
+                self._inbox.post(Message("camera_fault", _describe(exc)))
                 healthy = False
                 self._stop.wait(self._retry_s)
                 continue
@@ -76,3 +76,10 @@ class CaptureThread:
             self.frames += 1
             self._inbox.post(Message("frame", frame))
         self._source.close()
+
+
+def _describe(exc: Exception) -> str:
+    """The fault text: a CameraError's message; for any other error its type too."""
+    if isinstance(exc, CameraError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from firmware.camera.fake import FakeCamera
 from firmware.clock import FixedClock
 from tests.kiosk_harness import NOW, make_rig
 
@@ -267,5 +268,31 @@ def test_an_eventlog_fault_that_clears_at_once_does_not_leave_fault_latched(tmp_
         rig.wait_state("GRANTED")
         kinds = [kind for kind, _ in log.events]
         assert kinds.count("decision") == 2 and "recovered" in kinds
+    finally:
+        rig.stop()
+
+
+class _ErrnoCamera(FakeCamera):
+    """A driver that fails with an error other than CameraError (an errno from a USB camera,
+    a library's own exception) while `broken` is set."""
+
+    broken = False
+
+    def read(self, timeout: float) -> Any:
+        if self.broken:
+            raise OSError(19, "No such device")
+        return super().read(timeout)
+
+
+def test_a_driver_error_of_any_kind_latches_camera_fault_and_recovers(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, camera_class=_ErrnoCamera)
+    try:
+        rig.camera.broken = True
+        fault = rig.wait_state("FAULT")  # not a silently dead capture thread
+        assert "camera" in (fault.line1 + fault.line2).lower()
+        rig.camera.broken = False
+        rig.wait_state("IDLE")
+        rig.show_code(rig.valid_code())
+        rig.wait_state("GRANTED")
     finally:
         rig.stop()
