@@ -91,6 +91,7 @@ class Kiosk:
         self._last_retry = 0.0
         self._last_remembered = -CLOCK_REMEMBER_S  # persist once at start
         self._end_of_stream = False
+        self._maintenance = False  # technician mode: entered on request, left only on request
         self._scanner = FrameScanner(config.aztec_every_n_frames)
         self._faces = faces  # None when faces are not checked
         self._after_append = after_append  # e.g. wake the uploader: live decisions go first
@@ -182,7 +183,7 @@ class Kiosk:
         log.info("fault cleared: %s", part)
         self._log_event("recovered", {"part": part})
         if not self._faults:
-            self._transition(State.IDLE)
+            self._transition(State.MAINTENANCE if self._maintenance else State.IDLE)
         else:
             self._show(State.FAULT, None, next(iter(self._faults)))
 
@@ -237,9 +238,24 @@ class Kiosk:
         elif message.kind == "end_of_stream":
             self._end_of_stream = True
         elif message.kind == "maintenance":
-            self._transition(State.MAINTENANCE if message.data else State.IDLE)
+            self._set_maintenance(bool(message.data))
         elif message.kind == "stop":
             self._stop.set()
+
+    def _set_maintenance(self, on: bool) -> None:
+        """Technician mode lasts until it is left: no check runs on inside it (the person being
+        checked starts again), a fault that clears returns to it, and leaving it while a fault
+        is latched keeps FAULT (no decision is taken while a part is broken)."""
+        was, self._maintenance = self._maintenance, on
+        if not on and not was:
+            return  # not in technician mode: nothing to leave
+        if on:
+            if self._faces is not None:
+                self._faces.cancel()
+            self._chunks.reset()
+            self._chunks_shown = 0
+        if not self._faults:
+            self._transition(State.MAINTENANCE if on else State.IDLE)
 
     def _remember_time(self) -> None:
         """Persist the time seen now and then, so a reboot with a lost clock is caught."""

@@ -296,3 +296,22 @@ def test_a_driver_error_of_any_kind_latches_camera_fault_and_recovers(tmp_path: 
         rig.wait_state("GRANTED")
     finally:
         rig.stop()
+
+
+def test_maintenance_outlasts_a_fault_and_no_decision_is_taken_in_it(rig) -> None:  # type: ignore[no-untyped-def]
+    from firmware.inbox import Message
+
+    rig.camera.script("disconnect")
+    rig.wait_state("FAULT")
+    time.sleep(0.5)  # the camera stays away: its fault is latched
+    assert rig.kiosk.state.value == "FAULT"
+    rig.kiosk.post(Message("maintenance", True))  # the technician comes to fix the camera
+    time.sleep(0.3)
+    rig.show_code(rig.valid_code())
+    rig.camera.reconnect()
+    time.sleep(0.8)  # frames flow again, the camera fault has cleared: still the technician's
+    assert rig.kiosk.state.value == "MAINTENANCE"
+    assert _decisions(rig.eventlog) == []
+    rig.kiosk.post(Message("maintenance", False))
+    rig.wait_state("IDLE")
+    rig.wait_state("GRANTED")
