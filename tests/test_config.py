@@ -14,7 +14,7 @@ def test_defaults_and_example_file_validate() -> None:
     config = parse_config({"camera": {"source": "fake"}})
     assert config.display.port == "emulator"
     example = load_config(ROOT / "examples" / "kiosk.toml")
-    assert example.camera.source == "files"
+    assert example.camera.source == "picamera2"
     assert example.kiosk.max_trust_age_h == 72.0
 
 
