@@ -97,33 +97,40 @@ def build(config: Config, *, camera: FrameSource | None = None,
     clock = clock or Clock(state / "last_seen")
     faces = build_face_stage(config, state) if config.face.enabled else None
     eventlog = EventLog.open(state / "events.db", identity.key, identity.device_id)
-    display = open_display(config.display.port, config.display.baudrate,
-                           config.display.ack_timeout_s, config.display.max_retries,
-                           config.display.heartbeat_s, render=render_display)
-    uploader, trust_worker = None, None
-    if config.fleet.url:
-        from firmware.sync.uploader import Uploader
-        uploader = Uploader(eventlog, config.fleet.url, identity.device_id, identity.key,
-                            batch_size=config.fleet.batch_size,
-                            backoff_initial_s=config.fleet.backoff_initial_s,
-                            backoff_max_s=config.fleet.backoff_max_s,
-                            timeout_s=config.fleet.request_timeout_s,
-                            poll_interval_s=config.fleet.upload_interval_s)
+    display = None
+    try:  # a part that fails to open must not leave the ones before it open
+        display = open_display(config.display.port, config.display.baudrate,
+                               config.display.ack_timeout_s, config.display.max_retries,
+                               config.display.heartbeat_s, render=render_display)
+        uploader, trust_worker = None, None
+        if config.fleet.url:
+            from firmware.sync.uploader import Uploader
+            uploader = Uploader(eventlog, config.fleet.url, identity.device_id, identity.key,
+                                batch_size=config.fleet.batch_size,
+                                backoff_initial_s=config.fleet.backoff_initial_s,
+                                backoff_max_s=config.fleet.backoff_max_s,
+                                timeout_s=config.fleet.request_timeout_s,
+                                poll_interval_s=config.fleet.upload_interval_s)
+            if trust is None:
+                trust_worker = _trust_worker(config, state, identity, clock)
         if trust is None:
-            trust_worker = _trust_worker(config, state, identity, clock)
-    if trust is None:
-        pinned = pinned_fleet_key(state)
-        trust = TrustProvider(state / "trust", config.kiosk.country, config.kiosk.region,
-                              [public_key_from_b64(pinned)] if pinned else None)
-    kiosk = Kiosk(config.kiosk, camera or open_camera(config.camera), display, eventlog,
-                  trust, clock,
-                  Pseudonymiser(pseudonym_secret(identity),
-                                config.kiosk.pseudonym_key_rotation_h * 3600.0),
-                  # the whole escalation ladder: a silent display is then declared dead at once
-                  screen_for, display_timeout_s=display.config.ladder_s, faces=faces,
-                  after_append=uploader.notify if uploader is not None else None,
-                  watchdog=watchdog_pinger())
-    return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
+            pinned = pinned_fleet_key(state)
+            trust = TrustProvider(state / "trust", config.kiosk.country, config.kiosk.region,
+                                  [public_key_from_b64(pinned)] if pinned else None)
+        kiosk = Kiosk(config.kiosk, camera or open_camera(config.camera), display, eventlog,
+                      trust, clock,
+                      Pseudonymiser(pseudonym_secret(identity),
+                                    config.kiosk.pseudonym_key_rotation_h * 3600.0),
+                      # the whole escalation ladder: a silent display is then declared dead at once
+                      screen_for, display_timeout_s=display.config.ladder_s, faces=faces,
+                      after_append=uploader.notify if uploader is not None else None,
+                      watchdog=watchdog_pinger())
+        return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
+    except BaseException:
+        if display is not None:
+            display.close()
+        eventlog.close()
+        raise
 
 
 class FaceModelError(RuntimeError):
@@ -194,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = build(config, render_display=args.render)
     except FaceModelError as exc:
         print(f"error: {exc}")
+        return 2
+    except Exception as exc:  # e.g. a damaged pinned fleet key: say what, not a traceback
+        print(f"error: the kiosk could not start: {type(exc).__name__}: {exc}")
         return 2
     signal.signal(signal.SIGTERM, lambda *_: app.kiosk.stop())
     # technician mode from the service manager: `systemctl kill -s USR1 healthgate` (USR2 leaves)

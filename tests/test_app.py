@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from firmware.app import load_member_gallery
-from firmware.config import parse_config
+from firmware.config import load_config, parse_config
 
 
 def test_tampered_gallery_switches_face_pass_off_loudly(tmp_path: Path,
@@ -74,3 +75,40 @@ def test_run_tells_systemd_it_is_ready(tmp_path: Path, monkeypatch: pytest.Monke
         except socket.timeout:
             pass
     assert b"READY=1" in received
+
+
+def test_build_that_fails_closes_what_it_opened(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A damaged pinned fleet key (base64, but not a key) stops the start after the event log
+    and the display are open: both are closed again, and `run` says why instead of a traceback."""
+    import base64
+
+    import firmware.app as app_module
+    from firmware.display import DisplayError
+    from firmware.eventlog import EventLog, EventLogError
+
+    opened: dict[str, Any] = {}
+    real_display = app_module.open_display
+
+    def spy_log(*args: Any, **kwargs: Any) -> EventLog:
+        opened["log"] = EventLog.open(*args, **kwargs)
+        return opened["log"]
+
+    def spy_display(*args: Any, **kwargs: Any) -> Any:
+        opened["display"] = real_display(*args, **kwargs)
+        return opened["display"]
+
+    monkeypatch.setattr(app_module, "EventLog", type("Spy", (), {"open": staticmethod(spy_log)}))
+    monkeypatch.setattr(app_module, "open_display", spy_display)
+    config = _replay_config(tmp_path, '[fleet]\nurl = "http://127.0.0.1:9"')
+    (tmp_path / "state").mkdir(mode=0o700)
+    (tmp_path / "state" / "fleet_key.pub").write_text(base64.b64encode(b"short").decode() + "\n")
+    with pytest.raises(ValueError):
+        app_module.build(load_config(config))
+    with pytest.raises(EventLogError):
+        opened["log"].append("boot", {})
+    with pytest.raises(DisplayError):
+        opened["display"].show(app_module.screen_for("IDLE", None, None), timeout=0.5)
+    assert app_module.main(["--config", str(config)]) == 2
+    assert "fleet public key" in capsys.readouterr().out
