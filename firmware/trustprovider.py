@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,15 @@ class TrustProvider:
             entries = sorted(self._directory.iterdir())
         except OSError:
             return ()
-        return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in entries
-                     if p.is_file())
+        signature = []
+        for path in entries:
+            try:
+                info = path.stat()
+            except OSError:  # gone since listed: the sync thread renamed its temporary file
+                continue
+            if stat.S_ISREG(info.st_mode):
+                signature.append((path.name, info.st_mtime_ns, info.st_size))
+        return tuple(signature)
 
     def __call__(self) -> TrustStore:
         with self._lock:

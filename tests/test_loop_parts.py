@@ -1,6 +1,7 @@
 """The loop's small parts: the latest-frame inbox, pseudonyms, the clock trust rules, policy."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -96,3 +97,25 @@ def test_kiosk_persists_the_last_seen_time(tmp_path: Path) -> None:
         assert abs(float(state.read_text()) - datetime.now(timezone.utc).timestamp()) < 60
     finally:
         rig.stop()
+
+
+def test_trust_provider_survives_a_file_renamed_while_it_looks(tmp_path: Path) -> None:
+    """The trust-sync thread writes `.<name>.<random>.tmp` and renames it; the loop thread may
+    list the folder just before the rename and stat the file just after."""
+    from firmware.trustprovider import TrustProvider
+
+    class Renamed(type(tmp_path)):  # type: ignore[misc]
+        def is_file(self) -> bool:
+            return True  # it was a file when listed
+
+        def stat(self, *args: object, **kwargs: object) -> os.stat_result:
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+
+    class Folder(type(tmp_path)):  # type: ignore[misc]
+        def iterdir(self):  # type: ignore[no-untyped-def]
+            yield from super().iterdir()
+            yield Renamed(self, ".dcc-signers.json.x1y2.tmp")
+
+    (tmp_path / "trust-state.json").write_text("{}")
+    provider = TrustProvider(Folder(tmp_path))
+    assert provider().updated_at is None  # an (empty) store, not an exception
