@@ -234,6 +234,9 @@ class Kiosk:
             elif self.state in READY_STATES:
                 self._on_frame(message.data)
         elif message.kind == "camera_fault":
+            # frames still queued were read before the fault (control messages come first):
+            # they must not clear it
+            self._inbox.discard_frames()
             self._latch("camera", str(message.data))
         elif message.kind == "end_of_stream":
             self._end_of_stream = True

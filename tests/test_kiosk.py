@@ -315,3 +315,16 @@ def test_maintenance_outlasts_a_fault_and_no_decision_is_taken_in_it(rig) -> Non
     rig.kiosk.post(Message("maintenance", False))
     rig.wait_state("IDLE")
     rig.wait_state("GRANTED")
+
+
+def test_a_frame_taken_before_a_camera_fault_does_not_clear_it(rig) -> None:  # type: ignore[no-untyped-def]
+    # The inbox hands control messages first, so the frame read just before the disconnect
+    # used to be handled after the fault and "recover" a camera that was gone.
+    rig.camera.script("disconnect")
+    rig.wait_state("FAULT")
+    time.sleep(0.5)
+    kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
+    assert "fault" in kinds and "recovered" not in kinds
+    assert ("FAULT", "IDLE") not in rig.kiosk.summary.transitions
+    rig.camera.reconnect()
+    rig.wait_state("IDLE")
