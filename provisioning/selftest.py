@@ -49,9 +49,19 @@ def _identity(config: Config) -> str:
 
 
 def _trust(config: Config) -> str:
-    from firmware.trustprovider import TrustProvider
+    from firmware.credentials.store import load_trust_dir
+    from firmware.sync.trustsync import public_key_from_b64
+    from provisioning.cli import pinned_fleet_key
 
-    store = TrustProvider(Path(config.state.dir) / "trust")()
+    state = Path(config.state.dir)
+    folder = state / "trust"
+    if not folder.is_dir():
+        raise RuntimeError("no trust data cached yet: connect to the fleet and sync")
+    pinned = pinned_fleet_key(state)
+    # loaded as the kiosk loads it: fleet envelopes must verify against the pinned fleet key
+    store = load_trust_dir(folder, pinned_keys=[public_key_from_b64(pinned)] if pinned else None,
+                           country=config.kiosk.country or None,
+                           region=config.kiosk.region or None)
     if store.updated_at is None:
         raise RuntimeError("no trust data cached yet: connect to the fleet and sync")
     hours = (datetime.now(timezone.utc) - store.updated_at).total_seconds() / 3600

@@ -85,3 +85,27 @@ def test_template_key_generate_and_import(tmp_path: Path, capsys: pytest.Capture
     assert TemplateKeyring(second / "template-keys").open(blob[:-1] + b"\0", "site-1") is None
     assert main(["template-key", "--state", str(first), "--id", "bad id!", "--generate"]) == 1
     assert main(["template-key", "--state", str(first), "--id", "x"]) == 2
+
+
+def test_selftest_checks_trust_data_against_the_pinned_fleet_key(tmp_path: Path) -> None:
+    """The kiosk refuses trust items not signed by its pinned fleet key; so must the self-test,
+    or it reports "ok" for a kiosk that denies everyone with TRUST_DATA_MISSING."""
+    from datetime import datetime, timezone
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from fleet.trust import build_envelope, public_key_b64
+
+    state = tmp_path / "state"
+    assert main(["init", "--state", str(state)]) == 0
+    fleet, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    (state / "fleet_key.pub").write_text(public_key_b64(fleet) + "\n")
+    (state / "trust").mkdir()
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f'[camera]\nsource = "fake"\n[state]\ndir = "{state}"\n')
+    for signer, verdict in ((stranger, "FAIL trust data"), (fleet, "ok   trust data")):
+        (state / "trust" / "dcc-rules.json").write_bytes(
+            build_envelope(signer, "dcc-rules", 1, [], datetime.now(timezone.utc)))
+        out = io.StringIO()
+        run_selftest(config, out)
+        assert verdict in out.getvalue(), out.getvalue()
