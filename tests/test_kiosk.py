@@ -309,7 +309,8 @@ def test_maintenance_outlasts_a_fault_and_no_decision_is_taken_in_it(rig) -> Non
     time.sleep(0.3)
     rig.show_code(rig.valid_code())
     rig.camera.reconnect()
-    time.sleep(0.8)  # frames flow again, the camera fault has cleared: still the technician's
+    rig.wait_state("MAINTENANCE")  # the camera fault has cleared: back to the technician
+    time.sleep(0.5)  # frames with the pass keep flowing
     assert rig.kiosk.state.value == "MAINTENANCE"
     assert _decisions(rig.eventlog) == []
     rig.kiosk.post(Message("maintenance", False))

@@ -209,13 +209,13 @@ def test_maintenance_ends_the_wait_for_a_face_without_a_decision(tmp_path: Path,
 
     from firmware.inbox import Message
 
-    rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"), face_timeout_s=1.0)
+    rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"), face_timeout_s=2.0)
     try:
         rig.show_code(rig.valid_code(), W, H)  # nobody in view: the kiosk waits for a face
         rig.wait_state("VERIFYING")
         rig.kiosk.post(Message("maintenance", True))
         rig.wait_state("MAINTENANCE")
-        time.sleep(1.5)  # past face.timeout_s
+        time.sleep(2.5)  # past face.timeout_s
         assert rig.kiosk.state.value == "MAINTENANCE"
         assert _decisions(rig.eventlog) == []
     finally:
