@@ -301,6 +301,8 @@ class Kiosk:
             return
         if self._faces is not None and self._faces.waiting:
             self._face_step(self._faces.expire_if_due())
+            if self._faces.waiting:
+                self._poll_display()  # the heartbeat goes on while a face is awaited
             return
         if self._chunks.check_timeout() is not None:  # half a multi-code card, then nothing
             self._chunks_shown = 0
@@ -314,10 +316,13 @@ class Kiosk:
         elif self.state == State.SCANNING and elapsed >= self.config.scan_timeout_s:
             self._transition(State.IDLE)
         else:
-            try:
-                self._display.poll()
-            except Exception as exc:
-                self._latch("display", str(exc) or type(exc).__name__)
+            self._poll_display()
+
+    def _poll_display(self) -> None:
+        try:
+            self._display.poll()
+        except Exception as exc:
+            self._latch("display", str(exc) or type(exc).__name__)
 
     def _on_frame(self, frame: Any) -> None:
         try:

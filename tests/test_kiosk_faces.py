@@ -220,3 +220,21 @@ def test_maintenance_ends_the_wait_for_a_face_without_a_decision(tmp_path: Path,
         assert _decisions(rig.eventlog) == []
     finally:
         rig.stop()
+
+
+def test_a_display_lost_while_a_face_is_awaited_is_a_fault_and_no_decision(
+        tmp_path: Path, pipeline: Any) -> None:
+    import time
+
+    rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"), face_timeout_s=2.0)
+    try:
+        rig.show_code(rig.valid_code(), W, H)  # nobody in view: the kiosk waits for a face
+        rig.wait_state("VERIFYING")
+        rig.wait_state("VERIFYING")  # and its hint: nothing more is shown until the timeout
+        rig.display.emulator.unplug()
+        time.sleep(3.0)  # past face.timeout_s: the heartbeat found the display gone first
+        assert rig.kiosk.state.value == "FAULT"
+        assert _decisions(rig.eventlog) == []  # nothing decided that could not be shown
+    finally:
+        rig.display.emulator.replug()
+        rig.stop()
