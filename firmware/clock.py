@@ -38,9 +38,11 @@ class Clock:
         now = self.now()
         if now < self._build_date:
             return "CLOCK_UNTRUSTED"
+        if self.skew_s is not None:
+            # the fleet server's time is the better witness: it also clears a `last_seen`
+            # that a clock once running fast left in the future
+            return None if abs(self.skew_s) <= self._tolerance_s else "CLOCK_UNTRUSTED"
         if self._last_seen is not None and now.timestamp() < self._last_seen - self._tolerance_s:
-            return "CLOCK_UNTRUSTED"
-        if self.skew_s is not None and abs(self.skew_s) > self._tolerance_s:
             return "CLOCK_UNTRUSTED"
         return None
 
@@ -52,7 +54,8 @@ class Clock:
         now = self.now().timestamp()
         if self.trust_problem() is not None:
             return
-        self._last_seen = max(now, self._last_seen or 0.0)
+        confirmed = self.skew_s is not None  # then time may be set back to what the server says
+        self._last_seen = now if confirmed else max(now, self._last_seen or 0.0)
         if self._state_file is not None:
             write_atomic(self._state_file, f"{self._last_seen:.3f}\n".encode())
 

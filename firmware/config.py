@@ -21,7 +21,6 @@ class KioskSection:
     frame_timeout_s: float = 1.0  # no frame for this long -> camera FAULT
     result_hold_s: float = 3.0  # how long GRANTED / DENIED stay on the display
     scan_timeout_s: float = 10.0  # SCANNING without a decision falls back to IDLE
-    event_queue_size: int = 2  # capture -> loop queue; the loop keeps only the newest frame
     fault_retry_s: float = 2.0  # how often a latched FAULT retries its part
     max_trust_age_h: float = 72.0  # refuse every credential once trust data is older
     same_code_cooldown_s: float = 5.0  # ignore a code re-read while it is still in view
@@ -99,7 +98,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _NON_NEGATIVE = {"kiosk.aztec_every_n_frames", "kiosk.same_code_cooldown_s", "camera.device",
                  "face.threshold", "face.face_pass_threshold"}
 _POSITIVE = {
-    "kiosk.frame_timeout_s", "kiosk.result_hold_s", "kiosk.scan_timeout_s", "kiosk.event_queue_size",
+    "kiosk.frame_timeout_s", "kiosk.result_hold_s", "kiosk.scan_timeout_s",
     "kiosk.fault_retry_s", "kiosk.max_trust_age_h", "camera.width", "camera.height", "camera.fps",
     "display.baudrate", "display.ack_timeout_s", "display.heartbeat_s", "fleet.upload_interval_s", "fleet.trust_sync_interval_s",
     "fleet.batch_size", "fleet.request_timeout_s", "fleet.backoff_initial_s", "fleet.backoff_max_s",

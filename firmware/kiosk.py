@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 TICK_S = 0.05  # the loop wakes at least this often to run its timers
 RESTART_BUDGET = 5  # capture restarts allowed per window before the fault just stays latched
 RESTART_WINDOW_S = 600.0
-CLOCK_REMEMBER_S = 60.0  # how often the last trusted time is persisted
+CLOCK_REMEMBER_S = 60.0
+# event-log refusals that no retry can cure (the event itself is wrong, not the disk)
+REFUSED_FOR_GOOD = frozenset({"EVENTLOG_BAD_BODY", "EVENTLOG_FORBIDDEN_FIELD", "EVENTLOG_BAD_KIND"})  # how often the last trusted time is persisted
 
 
 class DisplayPort(Protocol):
@@ -77,7 +80,7 @@ class Kiosk:
         self._screen_for = screen_for
         self._display_timeout_s = display_timeout_s
         self._verifier = verifier
-        self._inbox = Inbox(frame_capacity=max(1, config.event_queue_size - 1))
+        self._inbox = Inbox(frame_capacity=1)  # only the newest frame: a stale one is worthless
         self._camera = camera
         self._capture = CaptureThread(camera, self._inbox, config.frame_timeout_s,
                                       config.fault_retry_s)
@@ -117,10 +120,13 @@ class Kiosk:
                     if message is not None:
                         self._handle(message)
                     self._on_tick()
-                except Exception:  # a bug must cost one person a decision, never the kiosk
-                    log.exception("kiosk loop error (state %s)", self.state.value)
+                except Exception as exc:  # a bug costs one person a decision, never the kiosk
+                    # type and place only: an exception's message may carry credential data
+                    where = traceback.extract_tb(exc.__traceback__)[-1]
+                    log.error("kiosk loop error %s at %s:%d (state %s)", type(exc).__name__,
+                              where.filename, where.lineno, self.state.value)
                     self._after_bug()
-                if exit_on_end_of_stream and self._end_of_stream and self.state == State.IDLE:
+                if exit_on_end_of_stream and self._replay_done():
                     break
         finally:
             self._capture.stop()
@@ -149,6 +155,16 @@ class Kiosk:
         except Exception as exc:  # DisplayError or a broken port: latch, never crash
             self._latch("display", str(exc) or type(exc).__name__)
             return False
+        return True
+
+    def _replay_done(self) -> bool:
+        """A finite input has ended and nobody is mid-check. A fault latched at the end (say, an
+        absent display) must not keep a replay running for ever; what it could not write is
+        reported, since nothing will retry it after exit."""
+        if not self._end_of_stream or self.state not in (State.IDLE, State.FAULT):
+            return False
+        if self._unlogged:
+            log.error("replay ends with %d event(s) the log could not take", len(self._unlogged))
         return True
 
     def _after_bug(self) -> None:
@@ -215,6 +231,12 @@ class Kiosk:
             try:
                 self._eventlog.append(kind, body)
             except Exception as exc:  # disk full, quota, I/O: never silent, never a crash
+                if getattr(exc, "code", None) in REFUSED_FOR_GOOD:
+                    # refused for good (a field the log must never hold): retrying cannot help,
+                    # so record that it was refused instead of blocking every later event
+                    log.error("event %s refused by the log: %s", kind, exc)
+                    self._unlogged[0] = ("event_refused", {"kind": kind, "reason": exc.code})
+                    continue
                 if "eventlog" not in self._faults:
                     log.error("event log failed: %s", exc)
                 self._latch("eventlog", str(exc) or type(exc).__name__)

@@ -329,3 +329,45 @@ def test_a_frame_taken_before_a_camera_fault_does_not_clear_it(rig) -> None:  # 
     assert ("FAULT", "IDLE") not in rig.kiosk.summary.transitions
     rig.camera.reconnect()
     rig.wait_state("IDLE")
+
+
+def test_an_event_the_log_refuses_for_good_does_not_block_the_queue(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    try:
+        rig.kiosk._log_event("decision", {"decision": "granted", "dob": "1990-01-01"})
+        rig.show_code(rig.valid_code())
+        rig.wait_state("GRANTED")  # later events are written and shown
+        kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
+        assert "event_refused" in kinds and kinds[-1] == "decision"
+        assert rig.kiosk.state.value != "FAULT"
+    finally:
+        rig.stop()
+
+
+def test_replay_ends_even_with_a_fault_latched(tmp_path: Path) -> None:
+    import threading
+
+    from firmware.camera.files import ArraySource
+    from firmware.clock import FixedClock
+    from firmware.config import KioskSection
+    from firmware.credentials import TrustStore
+    from firmware.display import open_display, screen_for
+    from firmware.kiosk import Kiosk
+    from firmware.pseudonym import Pseudonymiser
+    from tests.kiosk_harness import blank
+
+    display = open_display("emulator", ack_timeout_s=0.05, max_retries=1, heartbeat_s=0.2)
+    display.emulator.unplug()  # the display is absent for the whole replay
+    log = _BrokenLog()
+    kiosk = Kiosk(KioskSection(fault_retry_s=0.1), ArraySource([blank()] * 5, fps=50), display,
+                  log, TrustStore, FixedClock(NOW), Pseudonymiser(b"k" * 32, 86400.0), screen_for,
+                  display_timeout_s=0.2)
+    done = threading.Event()
+    threading.Thread(target=lambda: (kiosk.run(exit_on_end_of_stream=True), done.set()),
+                     daemon=True).start()
+    try:
+        assert done.wait(20), "the replay never ended"
+        assert kiosk.state.value == "FAULT"
+    finally:
+        kiosk.stop()
+        display.close()

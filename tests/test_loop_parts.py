@@ -119,3 +119,16 @@ def test_trust_provider_survives_a_file_renamed_while_it_looks(tmp_path: Path) -
     (tmp_path / "trust-state.json").write_text("{}")
     provider = TrustProvider(Folder(tmp_path))
     assert provider().updated_at is None  # an (empty) store, not an exception
+
+
+def test_server_time_clears_a_last_seen_left_in_the_future(tmp_path: Path) -> None:
+    state = tmp_path / "last_seen"
+    ahead = datetime.now(timezone.utc) + timedelta(days=3)  # a clock that once ran fast
+    state.write_text(f"{ahead.timestamp():.3f}\n")
+    clock = Clock(state)
+    assert clock.trust_problem() == "CLOCK_UNTRUSTED"  # alone, the kiosk cannot tell who is right
+    clock.record_skew(datetime.now(timezone.utc))  # the fleet server agrees with the clock now
+    assert clock.trust_problem() is None
+    clock.remember()
+    assert float(state.read_text()) < ahead.timestamp()
+    assert Clock(state).trust_problem() is None  # and the correction survives a reboot
