@@ -59,7 +59,7 @@ class KioskApp:
                 self.trust_worker.run_once()
             except Exception as exc:  # offline at boot is normal: the cache decides
                 log.warning("initial trust sync failed: %s", exc)
-            self.trust_worker.start()
+            self.trust_worker.start(first_round_done=True)
         if self.uploader is not None:
             self.uploader.start()
 
@@ -79,12 +79,17 @@ class KioskApp:
         return sent
 
     def close(self) -> None:
-        if self.trust_worker is not None:
-            self.trust_worker.stop()
-        if self.uploader is not None:
-            self.uploader.stop(timeout=5.0)
-        self.display.close()
-        self.eventlog.close()
+        """Stop and release every part, even when one of them fails to close."""
+        steps = [self.trust_worker.stop if self.trust_worker is not None else None,
+                 (lambda: self.uploader.stop(timeout=5.0)) if self.uploader is not None else None,
+                 self.display.close, self.eventlog.close]
+        for step in steps:
+            if step is None:
+                continue
+            try:
+                step()
+            except Exception:  # the event log must still be closed after a display error
+                log.exception("closing a part failed")
 
 
 def build(config: Config, *, camera: FrameSource | None = None,

@@ -190,8 +190,10 @@ class Kiosk:
             self._log_event("fault", {"part": part, "problem": problem[:200]})
             if part not in self._faults:  # logging it retried the event log, which came back
                 return
-        # a broken display cannot show its own fault; the log and the state still record it
-        self._transition(State.FAULT, None, part, show=part != "display")
+        # a broken display cannot show its own fault; the log and the state still record it.
+        # A fault that is already latched and shown is not re-sent on every tick.
+        shown_already = not new and self.state == State.FAULT
+        self._transition(State.FAULT, None, part, show=part != "display" and not shown_already)
 
     def _clear(self, part: str) -> None:
         if self._faults.pop(part, None) is None:

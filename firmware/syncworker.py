@@ -26,9 +26,13 @@ class TrustSyncWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trust-sync", daemon=True)
         self.rounds = 0
+        self._skip_first = False
         self.last_errors: list[str] = []
 
-    def start(self) -> None:
+    def start(self, first_round_done: bool = False) -> None:
+        """Run in the background; `first_round_done` skips the immediate round (the caller
+        has just run one)."""
+        self._skip_first = first_round_done
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -49,6 +53,8 @@ class TrustSyncWorker:
 
     def _run(self) -> None:
         delay = self._backoff_initial_s
+        if self._skip_first:
+            self._stop.wait(self._interval_s * (0.8 + 0.4 * self._rng.random()))
         while not self._stop.is_set():
             try:
                 ok = self.run_once()

@@ -13,8 +13,8 @@ def _camera(config: Config) -> str:
     from firmware.camera import open_camera
 
     camera = open_camera(config.camera)
-    camera.start()
     try:
+        camera.start()
         frame = camera.read(max(2.0, config.kiosk.frame_timeout_s))
     finally:
         camera.close()

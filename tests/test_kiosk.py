@@ -371,3 +371,15 @@ def test_replay_ends_even_with_a_fault_latched(tmp_path: Path) -> None:
     finally:
         kiosk.stop()
         display.close()
+
+
+def test_a_latched_fault_is_shown_once_not_on_every_repeat(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, frame_timeout_s=0.05)
+    try:
+        rig.camera.script(*["silent"] * 12)  # twelve "no frame" reports in a row
+        rig.wait_state("FAULT")
+        rig.wait_state("IDLE")
+        faults = [s for s in rig.display.emulator.screens if s.state == "FAULT"]
+        assert len(faults) == 1
+    finally:
+        rig.stop()

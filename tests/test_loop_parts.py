@@ -6,6 +6,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,3 +133,47 @@ def test_server_time_clears_a_last_seen_left_in_the_future(tmp_path: Path) -> No
     clock.remember()
     assert float(state.read_text()) < ahead.timestamp()
     assert Clock(state).trust_problem() is None  # and the correction survives a reboot
+
+
+class _CountingSync:
+    clock_skew_s = None
+
+    def __init__(self) -> None:
+        self.rounds = 0
+
+    def sync(self) -> list[Any]:
+        self.rounds += 1
+        return []
+
+
+def test_trust_sync_worker_does_not_repeat_the_boot_round() -> None:
+    from firmware.syncworker import TrustSyncWorker
+
+    after_boot, fresh = _CountingSync(), _CountingSync()
+    workers = [TrustSyncWorker(after_boot, Clock(), interval_s=60),
+               TrustSyncWorker(fresh, Clock(), interval_s=60)]
+    workers[0].start(first_round_done=True)
+    workers[1].start()
+    time.sleep(0.3)
+    for worker in workers:
+        worker.stop()
+    assert after_boot.rounds == 0 and fresh.rounds == 1
+
+
+def test_app_close_releases_the_event_log_even_when_the_display_fails() -> None:
+    from firmware.app import KioskApp
+
+    closed: list[str] = []
+
+    class Part:
+        def __init__(self, name: str, fail: bool = False) -> None:
+            self.name, self.fail = name, fail
+
+        def close(self) -> None:
+            if self.fail:
+                raise OSError("port vanished")
+            closed.append(self.name)
+
+    KioskApp(kiosk=None, identity=None, eventlog=Part("eventlog"),  # type: ignore[arg-type]
+             display=Part("display", fail=True), uploader=None).close()
+    assert closed == ["eventlog"]
