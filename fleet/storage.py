@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterator
 
+from firmware.eventlog.common import rfc3339, utc_now  # noqa: F401 - re-exported
 from firmware.eventlog.codec import Event, canonical_json
 from fleet.db import Tx, open_database
 
@@ -62,14 +63,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 
 SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
           "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"}
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def token_digest(token: str) -> str:

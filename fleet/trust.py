@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog.codec import canonical_json
+from firmware.eventlog.common import public_key_b64  # noqa: F401 - what operators pin
 from firmware.sync.trustsync import TRUST_NAME_PATTERN, envelope_signing_bytes, key_id
 from fleet.storage import Store, TrustItem, rfc3339, utc_now
 
@@ -37,13 +38,6 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 private key")
     return key
-
-
-def public_key_b64(key: Ed25519PrivateKey) -> str:
-    """The value a kiosk pins at provisioning (base64 of the raw 32-byte public key)."""
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                        serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
 
 
 def build_envelope(key: Ed25519PrivateKey, name: str, version: int, content: Any,

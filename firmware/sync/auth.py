@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from firmware.eventlog.common import rfc3339
+
 HEADER_DEVICE = "X-Device-Id"
 HEADER_TIME = "X-Timestamp"
 HEADER_NONCE = "X-Nonce"
@@ -24,8 +26,7 @@ def request_message(method: str, path: str, timestamp: str, nonce: str, body: by
 def sign_request(key: Ed25519PrivateKey, device_id: str, method: str, path: str, body: bytes,
                  now: datetime | None = None) -> dict[str, str]:
     """Headers that authenticate one request from a device."""
-    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    timestamp = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    timestamp = rfc3339(now or datetime.now(timezone.utc))
     nonce = secrets.token_hex(16)
     signature = key.sign(request_message(method, path, timestamp, nonce, body))
     return {HEADER_DEVICE: device_id, HEADER_TIME: timestamp, HEADER_NONCE: nonce,

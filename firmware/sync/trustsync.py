@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from firmware.eventlog.common import public_key_b64
 from firmware.eventlog.codec import canonical_json
 from firmware.fsutil import write_atomic
 from firmware.sync.auth import sign_request
@@ -326,10 +327,7 @@ def register_device(base_url: str, token: str, device_id: str, key: Ed25519Priva
                     timeout_s: float = HTTP_TIMEOUT_S) -> str:
     """Register the device's public key with a one-time enrolment token; returns the device id.
     Raises RegistrationError (code from the server, e.g. TOKEN_INVALID, DEVICE_KEY_CONFLICT)."""
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                        serialization.PublicFormat.Raw)
-    payload = {"token": token, "device_id": device_id,
-               "public_key": base64.b64encode(raw).decode()}
+    payload = {"token": token, "device_id": device_id, "public_key": public_key_b64(key)}
     http = session or requests.Session()
     try:
         response = http.post(base_url.rstrip("/") + "/v1/devices/register", json=payload,
