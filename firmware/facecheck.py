@@ -63,6 +63,7 @@ class FaceCheck:
         # anti-sharing keys: keyed per boot so even memory holds no credential identifier
         self._sharing_key = secrets.token_bytes(32)
         self._template: np.ndarray | None = None
+        self._unembedded: tuple[np.ndarray, Any] | None = None  # latest usable face, not embedded
         self.face_pass = False  # set when 1:N is on: liveness frames are then always gathered
         self._last_quality: QualityResult | None = None
         self._frames = 0
@@ -73,6 +74,7 @@ class FaceCheck:
 
     def reset(self) -> None:
         self._template = None
+        self._unembedded = None
         self._last_quality = None
         self._frames = 0
         self._liveness.reset()
@@ -87,19 +89,30 @@ class FaceCheck:
         self._frames += 1
         if self._liveness_mode != "off" or self.face_pass:
             self._liveness.add_frame(rgb, quality.face)
-        try:
-            self._template = self._pipeline.embed_face(rgb, quality.face)
-        except ValueError as exc:  # degenerate landmarks: treat as no usable face this frame
-            log.debug("embedding failed: %s", exc)
+        # Embedding is the costly step and only the latest usable face counts, so it runs when
+        # a template is asked for, not on every frame gathered for liveness.
+        self._unembedded = (rgb, quality.face)
         return quality
+
+    def _current_template(self) -> np.ndarray | None:
+        """The template of the latest usable face that embeds (memory only)."""
+        if self._unembedded is not None:
+            rgb, face = self._unembedded
+            self._unembedded = None
+            try:
+                self._template = self._pipeline.embed_face(rgb, face)
+            except ValueError as exc:  # degenerate landmarks: the previous template stands
+                log.debug("embedding failed: %s", exc)
+        return self._template
+
+    def _enough_liveness_frames(self) -> bool:
+        return len(self._liveness) >= self._liveness.config.min_frames
 
     def ready(self) -> bool:
         """A usable face was seen (and, where liveness counts, enough frames of it)."""
-        if self._template is None:
+        if self._liveness_mode != "off" and not self._enough_liveness_frames():
             return False
-        if self._liveness_mode == "off":
-            return True
-        return len(self._liveness) >= self._liveness.config.min_frames
+        return self._current_template() is not None
 
     @property
     def liveness_window_full(self) -> bool:
@@ -108,12 +121,12 @@ class FaceCheck:
 
     def ready_for_identify(self) -> bool:
         """Enough frames of one usable face to identify it and judge its liveness."""
-        return self._template is not None and \
-            len(self._liveness) >= self._liveness.config.min_frames
+        return self._enough_liveness_frames() and self._current_template() is not None
 
     def conclude(self, credential_id: str | None, enrolled: np.ndarray | None) -> FaceOutcome:
         """The outcome for the face seen so far, against an optional enrolled template."""
-        if self._template is None:
+        template = self._current_template()
+        if template is None:
             reason = self._last_quality.reason if self._last_quality else None
             return FaceOutcome(False, reason or "NO_FACE", frames=self._frames)
         live: bool | None = None
@@ -125,7 +138,7 @@ class FaceCheck:
                                    frames=self._frames)
         similarity = None
         if enrolled is not None:
-            match = match_1to1(self._template, enrolled, self.threshold)
+            match = match_1to1(template, enrolled, self.threshold)
             if match.reason is not None:  # the enrolled template itself is unusable
                 return FaceOutcome(False, "FACE_TEMPLATE_INVALID", live=live, frames=self._frames)
             similarity = match.score
@@ -133,7 +146,7 @@ class FaceCheck:
                 return FaceOutcome(False, "FACE_MISMATCH", similarity, live, self._frames)
         if credential_id:
             key = hmac.new(self._sharing_key, credential_id.encode(), hashlib.sha256).hexdigest()
-            sharing = self._sharing.observe(key, self._template)
+            sharing = self._sharing.observe(key, template)
             if sharing.flagged:
                 return FaceOutcome(False, "SHARED_CREDENTIAL", similarity, live,
                                    self._frames)
@@ -144,9 +157,10 @@ class FaceCheck:
         credential in hand, a face is the only factor, so a photo must not pass for it.
         `threshold` must be stricter than the 1:1 one: a stranger meets every member at once,
         so the false-match rate grows with the gallery (about N x FAR)."""
-        if self._template is None or len(gallery) == 0:
+        template = self._current_template()
+        if template is None or len(gallery) == 0:
             return None, FaceOutcome(False, "NO_FACE", frames=self._frames)
-        best = gallery.best_match(self._template, max(threshold, self.threshold))
+        best = gallery.best_match(template, max(threshold, self.threshold))
         if best is None:
             return None, FaceOutcome(False, "NOT_ENROLLED", frames=self._frames)
         member, score = best
