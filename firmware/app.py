@@ -94,13 +94,14 @@ class KioskApp:
 
 def build(config: Config, *, camera: FrameSource | None = None,
           trust: Callable[[], TrustStore] | None = None, clock: Clock | None = None,
-          render_display: bool = False) -> KioskApp:
+          render_display: bool = False, face_pipeline: Any = None) -> KioskApp:
     """Assemble a kiosk from configuration; injected parts replace the configured ones
-    (injected trust data, as the demo and tests use, is not synced)."""
+    (injected trust data, as the demo and tests use, is not synced; an injected face pipeline
+    saves loading the models a second time)."""
     state = Path(config.state.dir)
     identity = load_or_create(state)
     clock = clock or Clock(state / "last_seen")
-    faces = build_face_stage(config, state) if config.face.enabled else None
+    faces = build_face_stage(config, state, face_pipeline) if config.face.enabled else None
     eventlog = EventLog.open(state / "events.db", identity.key, identity.device_id)
     display = None
     try:  # a part that fails to open must not leave the ones before it open
@@ -142,18 +143,23 @@ class FaceModelError(RuntimeError):
     """The face models could not be loaded; the message says which and how to proceed."""
 
 
-def build_face_stage(config: Config, state: Path) -> FaceStage:
-    """Load the face models once; with face pass on, decrypt the member gallery into memory."""
-    from firmware.facecheck import FaceCheck
+def load_face_pipeline(config: Config) -> Any:
+    """Load the face models (once per process) as the configuration asks."""
     from firmware.vision import FacePipeline
 
     try:
-        pipeline = FacePipeline(config.face.model_dir or None, num_threads=config.face.threads,
-                                threshold=config.face.threshold or None)
+        return FacePipeline(config.face.model_dir or None, num_threads=config.face.threads,
+                            threshold=config.face.threshold or None)
     except Exception as exc:
         raise FaceModelError(f"face models failed to load ({exc}); fix face.model_dir or set "
                              "face.enabled = false to run without face checks") from exc
-    check = FaceCheck(pipeline, liveness=config.face.liveness,
+
+
+def build_face_stage(config: Config, state: Path, pipeline: Any = None) -> FaceStage:
+    """The kiosk's face stage; with face pass on, the member gallery is decrypted into memory."""
+    from firmware.facecheck import FaceCheck
+
+    check = FaceCheck(pipeline or load_face_pipeline(config), liveness=config.face.liveness,
                       anti_sharing_window_s=config.face.anti_sharing_window_s)
     gallery = load_member_gallery(config, state) if config.face.face_pass else None
     return FaceStage(check, config.face.timeout_s,

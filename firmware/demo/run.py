@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from firmware.app import build
+from firmware.app import build, load_face_pipeline
 from firmware.camera.files import ArraySource
 from firmware.config import Config, parse_config
 from firmware.demo.scenario import TEMPLATE_KEY_ID, Presentation, build_cast, build_frames, demo_face
@@ -53,11 +53,9 @@ def demo_config(state_dir: Path, fleet_url: str, faces: bool) -> Config:
     })
 
 
-def _enrol(face: Any) -> Any:
+def _enrol(face: Any, pipeline: Any) -> Any:
     """The demo holder's template, as an enrolment station would compute it (memory only)."""
-    from firmware.vision import FacePipeline
-
-    template = FacePipeline().embed(face)
+    template = pipeline.embed(face)
     if template is None:
         raise RuntimeError("the demo portrait has no usable face")
     return template
@@ -76,7 +74,10 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
     if faces and face is None:
         print("note: scikit-image is not installed (pip install 'healthgate[demo]'), so the "
               "demo runs without a face in view and without face checks", file=out)
-    cast = build_cast(now, _enrol(face) if face is not None else None)
+    # the face models are loaded once: for the demo's enrolment and then for the kiosk
+    pipeline = load_face_pipeline(demo_config(workdir / "state", "", faces=True)) \
+        if face is not None else None
+    cast = build_cast(now, _enrol(face, pipeline) if face is not None else None)
     presentations = cast.presentations
     frames = build_frames(presentations, face, gap_frames=int(FPS * GAP_S), code_frames=int(FPS))
     state = workdir / "state"
@@ -88,7 +89,7 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
         server.store.add_token(token, now + timedelta(hours=1))
         config = demo_config(state, server.url, faces=face is not None)
         app = build(config, camera=ArraySource(frames, fps=FPS), trust=lambda: cast.trust,
-                    render_display=render)
+                    render_display=render, face_pipeline=pipeline)
         try:
             register_device(server.url, token, app.identity.device_id, app.identity.key)
             print(f"kiosk {app.identity.device_id} registered with fleet server {server.url}",
