@@ -7,6 +7,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Protocol
 
 from firmware.camera.base import FrameSource
@@ -395,13 +396,17 @@ class Kiosk:
     def _verify(self, text: str) -> Verdict:
         """The credential's verdict; a refusal without looking when trust data or the clock
         forbid any check."""
-        trust = self._trust()
-        now = self._clock.now()
-        problem = trust_problem(self._clock.trust_problem(), trust.updated_at, now,
-                                self.config.max_trust_age_h)
+        trust, now, problem = self._trust_now()
         if problem is not None:
             return Verdict(False, detect_format(text), problem, None, {})
         return self._verifier(text, trust, now)
+
+    def _trust_now(self) -> tuple[TrustStore, datetime, str | None]:
+        """The trust data, the time, and a reason to refuse every credential (or None)."""
+        trust = self._trust()
+        now = self._clock.now()
+        return trust, now, trust_problem(self._clock.trust_problem(), trust.updated_at, now,
+                                         self.config.max_trust_age_h)
 
     def _pseudonym(self, verdict: Verdict) -> str | None:
         if not verdict.credential_id:
@@ -445,10 +450,7 @@ class Kiosk:
             subject = bytes.fromhex(subject_hex)
         except ValueError:
             return Verdict(False, "status", "FACE_PASS_MEMBER_INVALID", None, {})
-        trust = self._trust()
-        now = self._clock.now()
-        problem = trust_problem(self._clock.trust_problem(), trust.updated_at, now,
-                                self.config.max_trust_age_h)
+        trust, now, problem = self._trust_now()
         if problem is not None or not issuer:
             return Verdict(False, "status", problem or "FACE_PASS_MEMBER_INVALID", None, {})
         return verify_member(issuer, subject, trust, now)
