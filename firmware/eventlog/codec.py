@@ -5,17 +5,21 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 GENESIS_HASH = "0" * 64  # prev_hash of a device's first event
+# json.dumps with options builds a new encoder per call; one shared encoder gives the same bytes
+# for less work (encoders hold no state between calls, so threads may share it).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_json(value: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, no spaces, UTF-8. Both ends hash exactly these."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,26 @@ def signed_content(device_id: str, seq: int, ts: str, kind: str, body: dict[str,
                            "body": body, "prev_hash": prev_hash})
 
 
+def signed_content_from_text(device_id: str, seq: int, ts: str, kind: str, body_text: str,
+                             prev_hash: str) -> bytes:
+    """signed_content() for a body already in canonical text: the same bytes, built without
+    encoding the body a second time. The keys are written in sorted order, and JSON encodes a
+    nested value exactly as it encodes that value alone, so the result is byte-identical
+    (tests/test_eventlog_codec.py checks it against signed_content on arbitrary bodies)."""
+    if type(seq) is not int:  # bool and int subclasses: let the encoder decide, as before
+        return signed_content(device_id, seq, ts, kind, json.loads(body_text), prev_hash)
+    quote = encode_basestring  # the encoder's own string escaping when ensure_ascii=False
+    return (f'{{"body":{body_text},"device_id":{quote(device_id)},"kind":{quote(kind)},'
+            f'"prev_hash":{quote(prev_hash)},"seq":{int.__repr__(seq)},"ts":{quote(ts)}}}'
+            ).encode()
+
+
 def make_event(key: Ed25519PrivateKey, device_id: str, seq: int, ts: str, kind: str,
-               body: dict[str, Any], prev_hash: str) -> Event:
-    """Sign and hash a new event."""
-    content = signed_content(device_id, seq, ts, kind, body, prev_hash)
+               body: dict[str, Any], prev_hash: str, body_text: str | None = None) -> Event:
+    """Sign and hash a new event. `body_text`, when given, must be canonical_json(body)
+    decoded: then the body is not encoded again."""
+    content = (signed_content(device_id, seq, ts, kind, body, prev_hash) if body_text is None
+               else signed_content_from_text(device_id, seq, ts, kind, body_text, prev_hash))
     return Event(device_id=device_id, seq=seq, ts=ts, kind=kind, body=body, prev_hash=prev_hash,
                  hash=hashlib.sha256(content).hexdigest(),
                  sig=base64.b64encode(key.sign(content)).decode())

@@ -17,6 +17,11 @@ class EventLogError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.detail = message
+
+    def copy(self) -> "EventLogError":
+        """The same error as a new object (for each of several threads that raise it)."""
+        return EventLogError(self.code, self.detail)
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,12 @@ def utc_now() -> datetime:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """UTC with milliseconds (truncated), e.g. "2026-11-26T08:00:00.123Z"."""
+    utc = moment.astimezone(timezone.utc)
+    if utc.year < 1000:  # isoformat pads the year to four digits, strftime does not
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # isoformat is several times cheaper than strftime and gives the same text ("+00:00" off)
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def public_key_b64(key: Ed25519PrivateKey) -> str:

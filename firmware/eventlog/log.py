@@ -5,20 +5,46 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import schema
-from firmware.eventlog.codec import GENESIS_HASH, Event, canonical_json, check_event, make_event
-from firmware.eventlog.common import (EventLogError, LogStats, is_full, public_key_b64, rfc3339,
-                                      translate, utc_now)
-from firmware.eventlog.guard import BodyRejected, check_body, check_kind
-from firmware.eventlog.verify import VerifyReport, read_meta, row_to_event, verify_connection
+from firmware.eventlog.codec import (
+    GENESIS_HASH,
+    Event,
+    canonical_json,
+    check_event,
+    make_event,
+)
+from firmware.eventlog.common import (
+    EventLogError,
+    LogStats,
+    is_full,
+    public_key_b64,
+    rfc3339,
+    translate,
+    utc_now,
+)
+from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
+from firmware.eventlog.guard import (
+    BodyRejected,
+    check_body,
+    check_kind,
+    is_plainly_clean,
+)
+from firmware.eventlog.sqlitefile import Durability, connect, preallocate_wal
+from firmware.eventlog.verify import (
+    VerifyReport,
+    read_meta,
+    row_to_event,
+    verify_connection,
+)
 
 DEFAULT_QUOTA_BYTES = 256 * 1024 * 1024  # ~500k decision events at ~500 bytes each
 DEFAULT_RETENTION = timedelta(days=30)  # uploaded events are kept this long for local audit
@@ -29,10 +55,35 @@ PRESSURE_COMPACT_ROWS = 256  # uploaded rows freed per step when the quota is hi
 # for acknowledgements, rejections and compaction bookkeeping.
 QUOTA_RESERVE_DIVISOR = 10
 QUOTA_RESERVE_MIN_PAGES = 8
-Durability = Literal["full", "normal"]
+# An upper bound on the pages one append can add (a body of 8 Ki characters is at most 32 KiB
+# of UTF-8: 9 overflow pages; a split of the table and of the pending index adds at most two
+# pages per level, five levels deep, plus a new root each). While the soft limit is further
+# away than this times the appends since the last count, appends skip counting pages.
+MAX_PAGES_PER_APPEND = 32
+MAX_BATCH = 64  # events one group commit writes in one transaction
+DEFAULT_COMMIT_TIMEOUT_S = 30.0  # an append waits this long for its turn at the disk
 __all__ = ["EventLog", "EventLogError", "LogStats", "Durability", "public_key_b64",
            "rfc3339", "utc_now"]
 _SELECT = "SELECT seq, ts, kind, body, prev_hash, hash, sig FROM events"
+_INSERT = ("INSERT INTO events(seq, ts, kind, body, prev_hash, hash, sig) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An append that passed the guard: what is signed and stored once its seq is known."""
+
+    kind: str
+    body: dict[str, Any]  # parsed back from `text`: exactly what is signed and returned
+    text: str  # canonical JSON of the body
+
+
+class _RoundFull(Exception):
+    """The quota or the disk filled up inside a round; `fitted` events went in before it."""
+
+    def __init__(self, fitted: int) -> None:
+        super().__init__(fitted)
+        self.fitted = fitted
 
 
 class EventLog:
@@ -41,12 +92,15 @@ class EventLog:
     Durability: WAL with synchronous=FULL (the default) fsyncs the WAL at every commit, so an
     event that append() returned survives a power cut, not only a crash of the process. NORMAL
     in WAL mode survives a process crash but may lose the last commits on power loss; it is
-    offered for bulk seeding and benchmarks, not for the kiosk.
+    offered for bulk seeding and benchmarks, not for the kiosk. Threads that append at the same
+    time share one commit (group commit, see groupcommit.py); each still returns only once its
+    own event is durable.
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, key: Ed25519PrivateKey,
                  device_id: str, quota_bytes: int | None, retention: timedelta,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime],
+                 commit_timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._key = key
@@ -56,7 +110,11 @@ class EventLog:
         self._retention = retention
         self._clock = clock
         self._lock = threading.RLock()
+        self._committer: GroupCommitter[_Prepared, Event] = GroupCommitter(
+            self._lock, self._commit_batch, MAX_BATCH)
+        self._commit_timeout_s = commit_timeout_s
         self._appends_since_sweep = 0
+        self._unchecked_appends = 0  # appends that may skip counting pages (see _below_soft_limit)
         self._append_pages: int | None = None
         if quota_bytes is not None:
             hard = int(conn.execute("PRAGMA max_page_count").fetchone()[0])
@@ -67,7 +125,8 @@ class EventLog:
         self._compacted = int(meta.get("compacted", "0"))
         self._last_acked = int(meta.get("last_acked", "0"))
         row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        self._tip_seq, self._tip_hash = row if row else (self._anchor_seq, self._anchor_hash)
+        self._tip_seq: int = row[0] if row else self._anchor_seq
+        self._tip_hash: str = row[1] if row else self._anchor_hash
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -76,7 +135,8 @@ class EventLog:
              retention: timedelta = DEFAULT_RETENTION,
              durability: Durability = "full",
              clock: Callable[[], datetime] = utc_now,
-             integrity_check: bool = True) -> "EventLog":
+             integrity_check: bool = True,
+             commit_timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S) -> "EventLog":
         """Open or create the log; migrates the schema (backup first) and checks the tail."""
         path = Path(path)
         if not device_id or not isinstance(device_id, str):
@@ -86,14 +146,11 @@ class EventLog:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():  # owner-only; SQLite gives the -wal and -shm files the same mode
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if not commit_timeout_s > 0:
+            raise EventLogError("EVENTLOG_BAD_CONFIG", "commit_timeout_s must be positive")
         conn = None
         try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                   timeout=10)
-            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
-                raise EventLogError("EVENTLOG_IO", "the database cannot use WAL mode here")
-            conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-            conn.execute("PRAGMA journal_size_limit=4194304")  # truncate the WAL after checkpoints
+            conn = connect(path, durability)
             if integrity_check:
                 result = conn.execute("PRAGMA quick_check").fetchone()[0]
                 if result != "ok":
@@ -105,7 +162,9 @@ class EventLog:
                 # exactly the error a full disk gives, so both take the same path in append().
                 conn.execute(f"PRAGMA max_page_count={max(quota_bytes // page_size, 16)}")
             cls._bind_identity(conn, key, device_id)
-            log = cls(conn, path, key, device_id, quota_bytes, retention, clock)
+            preallocate_wal(conn, path)
+            log = cls(conn, path, key, device_id, quota_bytes, retention, clock,
+                      commit_timeout_s)
             log._check_tail()
             return log
         except EventLogError:
@@ -178,45 +237,113 @@ class EventLog:
         """Sign, chain and durably commit one event; returns it only once it is on disk.
 
         Raises EventLogError (nothing is stored) for a refused body, a full quota or disk
-        (after freeing what the retention policy allows), or a database failure.
+        (after freeing what the retention policy allows), or a database failure. Appends from
+        several threads at once are committed together (one fsync), in the order they queued;
+        an append that waits longer than commit_timeout_s for its turn raises EVENTLOG_BUSY.
         """
+        prepared = self._prepare(kind, body)  # outside the lock: overlaps another's fsync
+        try:
+            return self._committer.submit(prepared, self._commit_timeout_s)
+        except CommitTimeout as exc:
+            raise EventLogError("EVENTLOG_BUSY", str(exc)) from None
+
+    @staticmethod
+    def _prepare(kind: str, body: dict[str, Any]) -> _Prepared:
+        """The guard and the body's canonical text: everything that does not need the tip."""
         try:
             check_kind(kind)
             if not isinstance(body, dict):
                 raise BodyRejected("EVENTLOG_BAD_BODY", "body must be a JSON object")
-            check_body(body)
+            if not is_plainly_clean(body):
+                check_body(body)  # the careful walk: refuses with the key path, or accepts
             text = canonical_json(body).decode()
         except BodyRejected as exc:
             raise EventLogError(exc.code, str(exc)) from None
         if len(text) > MAX_BODY_BYTES:
             raise EventLogError("EVENTLOG_BAD_BODY", f"body larger than {MAX_BODY_BYTES} bytes")
-        normal_body = json.loads(text)  # what is stored is exactly what is signed and returned
-        with self._lock:
-            conn = self._db()
-            event = make_event(self._key, self._device_id, self._tip_seq + 1,
-                               rfc3339(self._clock()), kind, normal_body, self._tip_hash)
+        # What is stored is exactly what is signed and returned (tuples become lists etc.).
+        return _Prepared(kind, json.loads(text), text)
+
+    def _commit_batch(self, batch: Sequence[_Prepared]) -> list[Event | EventLogError]:
+        """Commit queued appends (the writer lock is held): as few transactions as the quota
+        allows, normally one. Each append gets its event or its own error."""
+        outcomes: list[Event | EventLogError] = []
+        conn = self._conn
+        cap = len(batch)  # events per round; shrinks only while the quota or disk is full
+        while len(outcomes) < len(batch):
+            waiting = batch[len(outcomes):]
+            if conn is None:
+                return outcomes + [EventLogError("EVENTLOG_CLOSED", "the event log is closed")
+                                   for _ in waiting]
             try:
                 self._make_room(conn)
-            except sqlite3.Error as exc:
-                raise translate(exc, "making room for an event") from exc
-            while True:
+                outcomes += self._write_round(conn, waiting[:cap])
+                cap = len(batch)
+            except EventLogError as exc:  # _make_room: full, nothing left to compact
+                return outcomes + [exc.copy() for _ in waiting]
+            except _RoundFull as full:
                 try:
-                    self._insert(conn, event, text)
-                    break
+                    freed = self._compact_locked(pressure=True)
                 except sqlite3.Error as exc:
-                    if not is_full(exc):
-                        self._reload_tip(conn)
-                        raise translate(exc, "appending an event") from exc
-                    # Quota or disk full: free uploaded events (oldest first) and retry; when
-                    # nothing uploaded is left, refuse rather than drop anything not uploaded.
-                    if self._compact_locked(pressure=True) == 0:
-                        raise self._full_error(conn) from exc
-            self._tip_seq, self._tip_hash = event.seq, event.hash
-            self._appends_since_sweep += 1
-            if self._appends_since_sweep >= COMPACT_EVERY_APPENDS:
-                self._appends_since_sweep = 0
-                self._sweep_quietly()
-            return event
+                    return outcomes + [translate(exc, "making room for an event")
+                                       for _ in waiting]
+                if freed:
+                    continue
+                if min(cap, len(waiting)) == 1:  # this event alone does not fit: refuse it
+                    outcomes.append(self._full_error(conn))
+                    cap = len(batch)
+                else:  # try fewer at once: what went in before the failure, or half
+                    cap = max(1, min(full.fitted, len(waiting) // 2))
+            except sqlite3.Error as exc:
+                self._reload_tip(conn)  # an I/O error fails every append of this round
+                return outcomes + [translate(exc, "appending an event") for _ in waiting]
+        return outcomes
+
+    def _write_round(self, conn: sqlite3.Connection, batch: Sequence[_Prepared]) -> list[Event]:
+        """Sign and chain events from the tip and commit them in one transaction (one fsync
+        with synchronous=FULL). Stops early at the soft quota limit; raises _RoundFull when
+        the hard limit or the disk is reached (then nothing of the round is stored)."""
+        seq, prev_hash = self._tip_seq, self._tip_hash
+        events: list[Event] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in batch:
+                if events and not self._below_soft_limit(conn):
+                    break  # the rest go in the next round, after _make_room
+                event = make_event(self._key, self._device_id, seq + 1, rfc3339(self._clock()),
+                                   item.kind, item.body, prev_hash, item.text)
+                try:
+                    conn.execute(_INSERT, (event.seq, event.ts, event.kind, item.text,
+                                           event.prev_hash, event.hash, event.sig))
+                except sqlite3.Error as exc:
+                    if is_full(exc):
+                        raise _RoundFull(len(events)) from exc
+                    raise
+                events.append(event)
+                seq, prev_hash = event.seq, event.hash
+            try:
+                conn.execute("COMMIT")  # with synchronous=FULL this returns after the fsync
+            except sqlite3.Error as exc:
+                if is_full(exc):
+                    raise _RoundFull(len(events) // 2) from exc
+                raise
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the original failure is the one to report
+            raise
+        self._tip_seq, self._tip_hash = seq, prev_hash
+        self._appends_since_sweep += len(events)
+        if self._appends_since_sweep >= COMPACT_EVERY_APPENDS:
+            self._appends_since_sweep = 0
+            self._sweep_quietly()
+        return events
+
+    def commit_counts(self) -> tuple[int, int]:
+        """(transactions run for appends, appends they decided): the mean group-commit size."""
+        return self._committer.batches, self._committer.items
 
     def _reload_tip(self, conn: sqlite3.Connection) -> None:
         """After a failed commit, take the tip from the database: a commit that reported an
@@ -229,20 +356,6 @@ class EventLog:
             self._tip_seq, self._tip_hash = row
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, event: Event, body_text: str) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("INSERT INTO events(seq, ts, kind, body, prev_hash, hash, sig) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (event.seq, event.ts, event.kind, body_text, event.prev_hash,
-                          event.hash, event.sig))
-            conn.execute("COMMIT")  # with synchronous=FULL this returns after the WAL fsync
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    @staticmethod
     def _used_pages(conn: sqlite3.Connection) -> int:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         return int(pages - conn.execute("PRAGMA freelist_count").fetchone()[0])
@@ -250,11 +363,25 @@ class EventLog:
     def _make_room(self, conn: sqlite3.Connection) -> None:
         """Keep appends under the soft limit, so the reserve above it is always there for
         recording acknowledgements and compacting: a full log must still be able to drain."""
-        if self._append_pages is None:
-            return
-        while self._used_pages(conn) >= self._append_pages:
+        while not self._below_soft_limit(conn):
             if self._compact_locked(pressure=True) == 0:
                 raise self._full_error(conn)
+
+    def _below_soft_limit(self, conn: sqlite3.Connection) -> bool:
+        """Whether one more append may start (pages in use below the soft limit). Counting
+        pages costs two queries, so after a count at U pages the next (limit - U - 1) //
+        MAX_PAGES_PER_APPEND appends skip it: none of them can have reached the limit.
+        Other writes (acknowledgements, rejections) reset that allowance."""
+        if self._append_pages is None:
+            return True
+        if self._unchecked_appends > 0:
+            self._unchecked_appends -= 1
+            return True
+        used = self._used_pages(conn)
+        if used >= self._append_pages:
+            return False
+        self._unchecked_appends = (self._append_pages - used - 1) // MAX_PAGES_PER_APPEND
+        return True
 
     def _full_error(self, conn: sqlite3.Connection) -> EventLogError:
         if self._append_pages is not None and self._used_pages(conn) >= self._append_pages - 1:
@@ -349,6 +476,7 @@ class EventLog:
                 conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_acked', ?)",
                              (str(last),))
                 conn.execute("COMMIT")
+                self._unchecked_appends = 0  # rows grew: count pages again
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -368,6 +496,7 @@ class EventLog:
                     "UPDATE events SET rejected = ? WHERE uploaded = 0 AND seq = ?",
                     (str(reason)[:64], int(seq))).rowcount for seq, reason in rejections.items())
                 conn.execute("COMMIT")
+                self._unchecked_appends = 0  # rows grew: count pages again
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -377,6 +506,7 @@ class EventLog:
     def requeue_rejected(self) -> int:
         """Put rejected events back in the upload queue (after the cause was fixed)."""
         with self._lock:
+            self._unchecked_appends = 0  # rows change: count pages again
             try:
                 return self._db().execute(
                     "UPDATE events SET rejected = NULL WHERE rejected IS NOT NULL").rowcount

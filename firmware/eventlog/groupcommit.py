@@ -1,0 +1,145 @@
+"""Group commit: threads that append at once share one transaction, so one fsync makes all durable."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class CommitTimeout(Exception):
+    """The item's turn (or its batch's commit) did not come within the timeout.
+
+    `in_flight` is False when the item was withdrawn before any transaction held it (nothing of
+    it is stored) and True when a commit holding it was still running: it may yet be stored.
+    """
+
+    def __init__(self, in_flight: bool, message: str) -> None:
+        super().__init__(message)
+        self.in_flight = in_flight
+
+
+class _Ticket(Generic[Item, Result]):
+    """One submitted item and, once its batch is decided, its result or its own exception."""
+
+    __slots__ = ("done", "error", "item", "result")
+
+    def __init__(self, item: Item) -> None:
+        self.item = item
+        self.done = False
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> Result:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+
+class GroupCommitter(Generic[Item, Result]):
+    """Leader/follower group commit over the writer lock of one database connection.
+
+    submit() queues the item, then waits for the writer lock. Whoever gets the lock first is
+    the leader: it takes every queued item (up to max_batch, oldest first) and hands them to
+    `commit_batch` in one call, which writes them in one transaction (one fsync). Threads that
+    queued meanwhile wait on the lock; when the next of them gets it, it finds its item already
+    decided and returns at once, or leads the next batch. So a lone writer commits alone with no
+    waiting, and N writers share the fsync of whoever is at the disk. The leader publishes the
+    results before releasing the lock, and only the lock holder takes items off the queue, so an
+    item not yet decided when its submitter holds the lock is still in the queue.
+
+    Every submit() returns only once its own item's batch has been decided by commit_batch: with
+    the item's result (after that transaction committed) or raising that item's exception.
+    commit_batch answers one outcome per item, in order, and gives every failed item its own
+    exception object (one object raised in several threads at once would garble its traceback).
+    """
+
+    def __init__(self, lock: threading.RLock,
+                 commit_batch: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
+                 max_batch: int) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._lock = lock  # the connection's writer lock, shared with the log's other writers
+        self._commit_batch = commit_batch
+        self._max_batch = max_batch
+        self._queue: list[_Ticket[Item, Result]] = []
+        self._queue_lock = threading.Lock()
+        self._decided = threading.Condition(self._queue_lock)  # wakes withdrawn-too-late waiters
+        self.batches = 0  # transactions committed or failed, for the benchmark's batch size
+        self.items = 0
+
+    def queued(self) -> int:
+        """Items waiting for a leader (not yet in a transaction)."""
+        with self._queue_lock:
+            return len(self._queue)
+
+    def submit(self, item: Item, timeout_s: float) -> Result:
+        """Commit `item` in the next batch; returns its result once that batch committed."""
+        ticket: _Ticket[Item, Result] = _Ticket(item)
+        with self._queue_lock:
+            self._queue.append(ticket)
+        if not self._lock.acquire(timeout=timeout_s):
+            return self._late(ticket, timeout_s)
+        try:
+            while not ticket.done:  # more than max_batch were queued ahead: lead until ours
+                with self._queue_lock:
+                    batch = self._queue[:self._max_batch]
+                    del self._queue[:self._max_batch]
+                if not batch:  # cannot happen (see the class docstring); never spin on it
+                    raise RuntimeError("group commit lost an item")
+                self._run(batch)
+        finally:
+            self._lock.release()
+        return ticket.outcome()
+
+    def _run(self, batch: list[_Ticket[Item, Result]]) -> None:
+        """Decide one batch; every ticket in it is marked done, whatever happens."""
+        try:
+            outcomes = list(self._commit_batch([ticket.item for ticket in batch]))
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"commit_batch answered {len(outcomes)} outcomes "
+                                   f"for {len(batch)} items")
+        except BaseException as exc:  # a bug or an interrupt: nobody may wait for ever
+            outcomes = [_failure(exc) for _ in batch]
+            self._publish(batch, outcomes)
+            raise
+        self._publish(batch, outcomes)
+
+    def _publish(self, batch: list[_Ticket[Item, Result]],
+                 outcomes: Sequence[Result | BaseException]) -> None:
+        with self._decided:
+            for ticket, outcome in zip(batch, outcomes):
+                if isinstance(outcome, BaseException):
+                    ticket.error = outcome
+                else:
+                    ticket.result = outcome
+                ticket.done = True
+            self.batches += 1
+            self.items += len(batch)
+            self._decided.notify_all()
+
+    def _late(self, ticket: _Ticket[Item, Result], timeout_s: float) -> Result:
+        """The lock did not come in time: withdraw the item if no leader has taken it yet,
+        else wait (up to timeout_s more) for the commit that holds it."""
+        deadline = time.monotonic() + timeout_s
+        with self._decided:
+            if not ticket.done and ticket in self._queue:
+                self._queue.remove(ticket)
+                raise CommitTimeout(False, f"no turn to commit within {timeout_s:g} s; "
+                                    "nothing was stored")
+            while not ticket.done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CommitTimeout(True, "the commit holding this item did not finish "
+                                        f"within {timeout_s:g} s; it may still be stored")
+                self._decided.wait(left)
+        return ticket.outcome()
+
+
+def _failure(exc: BaseException) -> BaseException:
+    failure = RuntimeError(f"the group commit failed: {type(exc).__name__}: {exc}")
+    failure.__cause__ = exc
+    return failure

@@ -1,0 +1,68 @@
+"""SQLite setup for the event log: WAL, the synchronous level, and a WAL file reused in place."""
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Literal
+
+Durability = Literal["full", "normal"]
+# The WAL is truncated back to this size after checkpoints (PRAGMA journal_size_limit), and
+# grown to it once at open (see preallocate_wal). SQLite's automatic checkpoint at 1,000 pages
+# (~4.1 MB of 4 KiB frames) keeps it inside this size in normal running.
+WAL_SIZE_BYTES = 4 * 1024 * 1024
+_ZEROS = bytes(256 * 1024)
+
+
+def connect(path: Path, durability: Durability) -> sqlite3.Connection:
+    """One connection in WAL mode with the given synchronous level (FULL for the kiosk)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    try:
+        if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+            raise sqlite3.OperationalError("the database cannot use WAL mode here")
+        conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_BYTES}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def preallocate_wal(conn: sqlite3.Connection, db_path: Path) -> bool:
+    """Grow the WAL file to WAL_SIZE_BYTES with written zeros, once, so that commits overwrite
+    blocks that already exist instead of extending the file. Returns whether it did.
+
+    Why: with synchronous=FULL every commit ends in fdatasync() of the WAL. While the WAL grows,
+    each commit also changes the file size, so the file system must commit its metadata journal
+    as well (a second flush); an overwrite in place needs only the data flush. SQLite deletes
+    the WAL when the last connection closes, so without this every open would grow it again
+    for its first ~500 appends. Safe by construction: the zeros go only past the current end of
+    the file, under the write lock (no other connection can append frames meanwhile), and SQLite
+    treats anything after the last valid frame as garbage (a frame counts only if its salt and
+    running checksum match the WAL header), exactly as it treats stale frames after a restart.
+    Best effort: a disk too full for it gets its space back and the log runs as before.
+    """
+    wal = Path(f"{db_path}-wal")
+    conn.execute("BEGIN IMMEDIATE")  # the writer lock: nobody appends frames while we extend
+    try:
+        try:
+            size = wal.stat().st_size
+        except FileNotFoundError:
+            return False
+        if size >= WAL_SIZE_BYTES:
+            return False
+        fd = os.open(wal, os.O_WRONLY)  # never O_CREAT: the file is SQLite's
+        try:
+            try:
+                offset = size
+                while offset < WAL_SIZE_BYTES:
+                    offset += os.pwrite(fd, _ZEROS[:WAL_SIZE_BYTES - offset], offset)
+                os.fsync(fd)  # the blocks and the new size reach the disk now, once
+            except OSError:
+                os.ftruncate(fd, size)  # only our zeros go; SQLite's frames are below `size`
+                return False
+        finally:
+            os.close(fd)
+        return True
+    finally:
+        conn.execute("ROLLBACK")
