@@ -14,7 +14,8 @@ Three cues, all computed in memory from a short window of frames of one face:
 
 See docs/faces.md for what these do not stop (a video replay on a high-resolution screen held
 still at the right distance, masks, ...). No model is used: no clearly licensed anti-spoofing
-model ships in a registry package (see docs/faces.md).
+model ships in a registry package (docs/faces.md, "Presentation-attack model", lists every
+candidate and its licence evidence).
 """
 from __future__ import annotations
 
