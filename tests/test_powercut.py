@@ -1,7 +1,7 @@
 """Power cut: a writer process is SIGKILLed at random moments; every acknowledged event survives.
 
-SIGKILL ends the process mid-append, mid-commit or mid-compaction, leaving whatever SQLite had
-written in the database and WAL files. (It cannot take the OS page cache with it, so it tests the
+SIGKILL ends the process mid-append, mid-commit (alone, or a group commit of several threads) or
+mid-compaction, leaving whatever SQLite had written in the database and WAL files. (It cannot take the OS page cache with it, so it tests the
 application's part; synchronous=FULL is what covers the OS part, see docs/eventlog.md.)
 """
 from __future__ import annotations
@@ -28,19 +28,32 @@ READY_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 30.0
 
 # The writer prints "A <seq>" only after append() returned (the kiosk's "shown" moment) and
-# "S <seqs>" for the events a server acknowledged, before it records that with mark_uploaded(). In "compact" mode a tiny quota makes every few
-# appends compact uploaded events, so kills also land inside compaction.
+# "S <seqs>" for the events a server acknowledged, before it records that with mark_uploaded().
+# In "compact" mode a tiny quota makes every few appends compact uploaded events, so kills also
+# land inside compaction. In "group" mode GROUP_THREADS threads append at once, so kills land
+# inside group commits; each thread reports its own events (one os.write per line: atomic).
+GROUP_THREADS = 4
 WRITER = r"""
-import sys
+import os, sys, threading
 from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from firmware.eventlog import EventLog
 
-db, key_file, device, mode = sys.argv[1:5]
+db, key_file, device, mode, threads = sys.argv[1:6]
 key = load_pem_private_key(Path(key_file).read_bytes(), password=None)
 quota = 80 * 1024 if mode == "compact" else None
 with EventLog.open(db, key, device, quota_bytes=quota) as log:
     print("READY", log.tip_seq, flush=True)
+    if mode == "group":
+        def appender(name):
+            n = 0
+            while True:
+                n += 1
+                event = log.append("decision", {"decision": "granted", "thread": name, "n": n})
+                os.write(1, b"A %d\n" % event.seq)
+        for name in range(int(threads)):
+            threading.Thread(target=appender, args=(name,), daemon=True).start()
+        threading.Event().wait(600)  # until killed
     n = 0
     while True:
         n += 1
@@ -60,7 +73,8 @@ def run_writer_and_kill(db: Path, key_file: Path, mode: str, delay_s: float) -> 
     """Start the writer, SIGKILL it `delay_s` after it is ready; returns (tip at start, acked
     seqs, uploaded seqs) from the complete lines it printed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(key_file), DEVICE, mode],
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(key_file), DEVICE, mode,
+                             str(GROUP_THREADS)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     assert proc.stdout is not None
     selector = selectors.DefaultSelector()
@@ -98,7 +112,7 @@ def run_writer_and_kill(db: Path, key_file: Path, mode: str, delay_s: float) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode, kills", [("append", 20), ("compact", 10)])
+@pytest.mark.parametrize("mode, kills", [("append", 20), ("compact", 10), ("group", 10)])
 def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path, mode: str, kills: int) -> None:
     key = Ed25519PrivateKey.generate()
     key_file = tmp_path / "key.pem"
@@ -112,7 +126,10 @@ def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path, mode: str, ki
         delay = rng.uniform(0.01, 0.35)
         start_tip, new_acked, new_uploaded = run_writer_and_kill(db, key_file, mode, delay)
         assert start_tip == tip, f"round {round_no}: restart did not resume at the tip"
-        assert new_acked == list(range(tip + 1, tip + 1 + len(new_acked)))
+        if mode == "group":  # threads print in any order, but each seq once, after the tip
+            assert len(set(new_acked)) == len(new_acked) and min(new_acked, default=tip + 1) > tip
+        else:
+            assert new_acked == list(range(tip + 1, tip + 1 + len(new_acked)))
         acked.update(new_acked)
         uploaded.update(new_uploaded)
         with EventLog.open(db, key, DEVICE, quota_bytes=80 * 1024 if mode == "compact"
@@ -126,9 +143,10 @@ def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path, mode: str, ki
                 else:
                     assert log.get(seq) is not None, f"acknowledged seq {seq} lost"
             # At most one commit per round can be unacknowledged: the one the kill cut off
-            # between its commit and its print.
+            # between its commit and its print (one per thread in group mode: each thread
+            # has one append outstanding).
             floor = max(start_tip, max(acked, default=0))
-            assert floor <= log.tip_seq <= floor + 1
+            assert floor <= log.tip_seq <= floor + (GROUP_THREADS if mode == "group" else 1)
             tip = log.tip_seq
     assert len(acked) > kills  # the kills really landed among appends
     if mode == "compact":
