@@ -1,11 +1,13 @@
 """LFW verification benchmark of the shipped face pipeline, with face_recognition (dlib) as peer.
 
     .venv/bin/python bench/lfw.py [--images DIR] [--pairs FILE] [--limit N] [--no-peer]
+        [--threads N] [--refine off|crop|flip] [--refine-below PX] [--embedding mirror|single]
 
 Defaults: ../shared/data/lfw-view1 and its pairsDevTest.txt. Prints accuracy (10-fold where the
 pairs file has folds; View 1 has none, so the best-threshold accuracy and the accuracy at the
 pipeline's own threshold, which was calibrated on DevTrain), TAR at FAR 0.1 %, failures to
-detect, per-image latency, and the same for the peer, run on the same pairs in the same run.
+detect, per-image latency, per-face latency of each stage (detect, align, embed, total: min,
+median, mean), and the same for the peer, run on the same pairs in the same run.
 A pair with an image where no face was found counts as "different" (a false reject when the
 pair is the same person). The ROC/DET plot goes to bench/out/ when matplotlib is installed.
 The last line is one JSON object.
@@ -20,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +34,13 @@ DEFAULT_PEER_VENV = ROOT.parent / "peervenv"  # a separate venv with face_recogn
 PEER_SCRIPT = Path(__file__).resolve().parent / "lfw_peer.py"
 PEER_TOLERANCE = 0.6  # face_recognition's documented default distance threshold
 FAILED = -np.inf  # score of a pair with an undetected face: always "different"
+STAGES = ("detect", "align", "embed", "total")  # FacePipeline.last_timings, per embedded face
+# --refine: which detector passes run (the shipped default is "flip": whole frame + crop + mirror)
+REFINE_MODES: dict[str, dict[str, bool]] = {
+    "off": {"refine": False},
+    "crop": {"refine": True, "refine_flip": False},
+    "flip": {"refine": True, "refine_flip": True},
+}
 
 Pair = tuple[str, int, str, int, bool]
 
@@ -176,24 +186,47 @@ def image_file(images: Path, name: str, number: int) -> str:
     return str(images / name / f"{name}_{number:04d}.jpg")
 
 
-def run_ours(files: list[str]) -> tuple[dict[str, np.ndarray | None], list[float], float]:
-    """Templates of our pipeline (detect + align + embed timed; decoding not), and its threshold."""
+def make_pipeline(args: argparse.Namespace) -> Any:
+    """The pipeline under test: shipped defaults unless the command line changes a setting."""
+    from firmware.vision import FacePipeline
+    from firmware.vision.detector import DetectorConfig
+
+    options: dict[str, Any] = {"num_threads": args.threads}
+    changes: dict[str, Any] = {}
+    if args.refine is not None:
+        changes.update(REFINE_MODES[args.refine])
+    if args.refine_below is not None:
+        changes["refine_below_px"] = args.refine_below
+    if changes:
+        options["detector_config"] = replace(DetectorConfig(), **changes)
+    if args.embedding is not None:
+        options["mirror_average"] = args.embedding == "mirror"
+    return FacePipeline(**options)
+
+
+def run_ours(files: list[str], pipeline: Any) -> tuple[dict[str, np.ndarray | None], list[float],
+                                                       dict[str, list[float]], float]:
+    """Templates of our pipeline (detect + align + embed timed; decoding not), the time per image,
+    the time per stage for each image where a face was embedded, and the pipeline's threshold."""
     from PIL import Image
 
-    from firmware.vision import FacePipeline
-
-    pipeline = FacePipeline()
     templates: dict[str, np.ndarray | None] = {}
     times: list[float] = []
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for n, path in enumerate(files):
         with Image.open(path) as img:
             rgb = np.asarray(img.convert("RGB"))
+        if n == 0:
+            pipeline.embed(rgb)  # warm-up: the first inference allocates the interpreters' buffers
         start = time.perf_counter()
         templates[path] = pipeline.embed(rgb)
         times.append((time.perf_counter() - start) * 1000.0)
+        if templates[path] is not None:
+            for stage in STAGES:
+                stages[stage].append(pipeline.last_timings[stage])
         if n % 500 == 0:
             print(f"  ours: {n}/{len(files)} images", file=sys.stderr, flush=True)
-    return templates, times, float(pipeline.threshold)
+    return templates, times, stages, float(pipeline.threshold)
 
 
 def quality_reasons(files: list[str]) -> dict[str, str | None]:
@@ -301,6 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-python", default=None,
                         help="interpreter with face_recognition (default: this one, $HEALTHGATE_PEER_PYTHON, ../peervenv)")
     parser.add_argument("--plot", type=Path, default=ROOT / "bench" / "out" / "lfw_roc_det.png")
+    parser.add_argument("--threads", type=int, default=2, help="interpreter threads per model (default 2)")
+    parser.add_argument("--refine", choices=sorted(REFINE_MODES), default=None,
+                        help="detector passes: off (whole frame only), crop (+ refinement crop), "
+                             "flip (+ its mirror); default: the shipped DetectorConfig")
+    parser.add_argument("--refine-below", type=float, default=None, metavar="PX",
+                        help="refine only faces narrower than PX pixels of the 128-px detector input")
+    parser.add_argument("--embedding", choices=("mirror", "single"), default=None,
+                        help="mirror-averaged or single embedding (default: the manifest's mode)")
     args = parser.parse_args(argv)
 
     data_dir = args.images
@@ -328,7 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     our_stats: dict[str, float] | None = None
     our_times: list[float] = []
     try:
-        ours, our_times, threshold = run_ours(files)
+        pipeline = make_pipeline(args)
+        config = pipeline.detector.config
+        print(f"healthgate: {args.threads} threads, detector refine={config.refine} "
+              f"refine_flip={config.refine_flip} refine_below_px={config.refine_below_px}, "
+              f"mirror_average={pipeline.mirror_average}, threshold {pipeline.threshold:.6f}")
+        ours, our_times, our_stages, threshold = run_ours(files, pipeline)
     except Exception as exc:  # models not built, runtime missing: still run the peer
         print(f"healthgate: pipeline unavailable ({type(exc).__name__}: {exc}); skipped")
     else:
@@ -336,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         our_stats = summarise(our_scores, labels, folds, threshold)
         our_failures = sum(t is None for t in ours.values())
         _report("healthgate", our_stats, our_times, our_failures, len(files))
+        print(f"healthgate per face ({len(our_stages['total'])} faces embedded), ms min / p50 / mean: "
+              + "; ".join(f"{stage} {min(v):.2f} / {np.percentile(v, 50):.2f} / {np.mean(v):.2f}"
+                          for stage, v in our_stages.items() if v))
         curves["healthgate int8"] = roc(our_scores, labels)
         identity = lambda path: Path(path).parent.name  # noqa: E731
         for far, thr, tar, count in all_pairs_operating_points(ours, identity):
@@ -362,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
             "threshold": round(threshold, 4),
             "failures_to_detect": our_failures,
         })
+        for stage, values in our_stages.items():  # per embedded face: detect + align + embed = total
+            if values:
+                summary.update({f"{stage}_ms_min": round(min(values), 2),
+                                f"{stage}_ms_p50": round(float(np.percentile(values, 50)), 2),
+                                f"{stage}_ms_mean": round(float(np.mean(values)), 2)})
     summary.update(images=len(files), pairs=len(pairs))
     peer_python = None if args.no_peer else find_peer_python(args.peer_python)
     if args.no_peer:

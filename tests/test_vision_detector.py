@@ -121,3 +121,31 @@ def test_bad_images_are_rejected_with_value_error(detector, bad):
 
 def test_tiny_image_gives_no_face(detector):
     assert detector.detect(np.zeros((4, 4, 3), np.uint8)) == []
+
+
+def test_decode_keeps_exactly_the_candidates_at_or_above_the_score(detector):
+    """The logit pre-filter must not change which anchors pass the sigmoid threshold."""
+    rng = np.random.default_rng(3)
+    min_score = detector.config.min_score
+    boundary = float(np.log(min_score / (1 - min_score)))
+    logits = np.concatenate([rng.normal(0, 3, 880), boundary + np.array([-1e-4, -1e-6, 0, 1e-6, 1e-4, 2e-3])] +
+                            [np.full(10, boundary - 0.5)]).astype(np.float32)
+    regressors = rng.normal(0, 10, (logits.size, 16)).astype(np.float32)
+    boxes, keypoints, scores = detector.decode(regressors, logits)
+    expected = (1 / (1 + np.exp(-logits.astype(np.float32)))) >= min_score
+    assert len(scores) == expected.sum()
+    assert np.allclose(np.sort(scores), np.sort(1 / (1 + np.exp(-logits[expected]))))
+
+
+def test_refine_below_px_runs_the_refinement_only_for_small_faces(astronaut):
+    folder = default_model_dir()
+    path = folder / ModelManifest.load(folder).detector_file
+    always = BlazeFaceDetector(path).detect(astronaut)[0]
+    never = BlazeFaceDetector(path, config=DetectorConfig(refine=False)).detect(astronaut)[0]
+    # The astronaut's face is ~25 px wide in the 128-px first pass: below 200 it is refined,
+    # below 5 it is not.
+    below_big = BlazeFaceDetector(path, config=DetectorConfig(refine_below_px=200)).detect(astronaut)[0]
+    below_small = BlazeFaceDetector(path, config=DetectorConfig(refine_below_px=5)).detect(astronaut)[0]
+    assert np.array_equal(below_big.landmarks, always.landmarks)
+    assert np.array_equal(below_small.landmarks, never.landmarks)
+    assert not np.array_equal(always.landmarks, never.landmarks)

@@ -71,6 +71,16 @@ def test_embed_uses_the_largest_face(pipeline, astronaut):
     assert np.array_equal(pipeline.embed(frame), pipeline.embed_face(frame, largest))
 
 
+def test_embed_records_the_time_of_each_stage(pipeline, astronaut):
+    pipeline.embed(astronaut)
+    timings = pipeline.last_timings
+    assert set(timings) == {"detect", "align", "embed", "total"}
+    assert all(v >= 0 for v in timings.values())
+    assert timings["total"] >= timings["detect"] + timings["align"] + timings["embed"] - 1e-6
+    pipeline.embed(np.zeros((120, 160, 3), np.uint8))  # no face: only detection ran
+    assert set(pipeline.last_timings) == {"detect"}
+
+
 def test_no_face_gives_none(pipeline):
     from skimage import data
 

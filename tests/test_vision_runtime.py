@@ -94,3 +94,31 @@ def test_no_interpreter_at_all_is_a_clear_error(monkeypatch, embedder_model):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ModelLoadError, match="no TFLite interpreter"):
         TFLiteModel(embedder_model.path)
+
+
+def test_run_pixels_equals_the_float_path_exactly(embedder_model):
+    """The XOR shortcut (int8 = pixel - 128) must give the same tensor as quantising floats."""
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, embedder_model.input_shape[1:], dtype=np.uint8)
+    (via_float,) = embedder_model.run(pixels[None].astype(np.float32))
+    (via_pixels,) = embedder_model.run_pixels(pixels)
+    (mirrored_view,) = embedder_model.run_pixels(pixels[:, ::-1])  # a non-contiguous view works
+    (mirrored_copy,) = embedder_model.run(np.ascontiguousarray(pixels[None, :, ::-1]).astype(np.float32))
+    assert np.array_equal(via_float, via_pixels)
+    assert np.array_equal(mirrored_view, mirrored_copy)
+
+
+def test_run_pixels_rejects_other_dtypes_and_shapes(embedder_model):
+    with pytest.raises(ValueError, match="uint8"):
+        embedder_model.run_pixels(np.zeros(embedder_model.input_shape, np.float32))
+    with pytest.raises(ValueError, match="input shape"):
+        embedder_model.run_pixels(np.zeros((10, 10, 3), np.uint8))
+
+
+def test_outputs_are_not_overwritten_by_the_next_inference(embedder_model):
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, embedder_model.input_shape[1:], dtype=np.uint8)
+    (first,) = embedder_model.run_pixels(a)
+    kept = first.copy()
+    embedder_model.run_pixels(255 - a)
+    assert np.array_equal(first, kept)

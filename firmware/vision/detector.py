@@ -48,6 +48,9 @@ class DetectorConfig:
     refine_flip: bool = True  # also run the mirrored crop and average the keypoints
     # Crop widths (in face-box widths) of the refinement passes; keypoints are averaged.
     refine_contexts: tuple[float, ...] = (REFINE_CONTEXT,)
+    # Refine only faces narrower than this many pixels of the 128-px first-pass input (None:
+    # every face). A face that already fills the input gains no resolution from a crop.
+    refine_below_px: float | None = None
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -120,6 +123,11 @@ class BlazeFaceDetector:
             raise ValueError(f"unexpected detector input shape {self.model.input_shape}")
         self.config = config or DetectorConfig()
         self.anchors = blazeface_front_anchors()
+        self._anchor_px = self.anchors * INPUT_SIZE
+        heads = [o.shape[-1] for o in self.model.outputs]
+        if sorted(heads) != [1, 16]:
+            raise ValueError(f"unexpected detector output heads {heads}")
+        self._regressor_head, self._logit_head = heads.index(16), heads.index(1)
 
     @staticmethod
     def letterbox(rgb: np.ndarray) -> tuple[np.ndarray, float, float, float]:
@@ -140,22 +148,27 @@ class BlazeFaceDetector:
 
     def raw_outputs(self, square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run the model on a 128x128 RGB uint8 square; return (regressors, logits)."""
-        outputs = self.model.run(square[None].astype(np.float32))
-        regressors = next(o for o in outputs if o.shape[-1] == 16).reshape(-1, 16) * REGRESSOR_UNIT
-        logits = next(o for o in outputs if o.shape[-1] == 1).reshape(-1) * LOGIT_UNIT
+        outputs = self.model.run_pixels(square)
+        regressors = outputs[self._regressor_head].reshape(-1, 16) * REGRESSOR_UNIT
+        logits = outputs[self._logit_head].reshape(-1) * LOGIT_UNIT
         return regressors, logits
 
     def decode(
         self, regressors: np.ndarray, logits: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Decode anchors: boxes (N, 4) and keypoints (N, 6, 2) in square pixels, scores (N,)."""
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
-        keep = scores >= self.config.min_score
-        reg, anchors, scores = regressors[keep], self.anchors[keep], scores[keep]
-        centres = reg[:, 0:2] + anchors * INPUT_SIZE
+        # Pre-filter on the logit (sigmoid is monotonic; the margin covers float rounding), then
+        # take the sigmoid of the few candidates left instead of all 896.
+        min_score = min(max(self.config.min_score, 1e-12), 1.0 - 1e-12)
+        keep = logits >= np.log(min_score / (1.0 - min_score)) - 1e-3
+        reg, anchor_px = regressors[keep], self._anchor_px[keep]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -50.0, 50.0)))
+        keep_sure = scores >= self.config.min_score  # the exact test, as before
+        reg, anchor_px, scores = reg[keep_sure], anchor_px[keep_sure], scores[keep_sure]
+        centres = reg[:, 0:2] + anchor_px
         half = reg[:, 2:4] / 2.0
         boxes = np.concatenate([centres - half, centres + half], axis=1)
-        keypoints = reg[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :] * INPUT_SIZE
+        keypoints = reg[:, 4:16].reshape(-1, 6, 2) + anchor_px[:, None, :]
         return boxes, keypoints, scores
 
     @staticmethod
@@ -198,6 +211,8 @@ class BlazeFaceDetector:
         faces that are small in the frame. With `refine_flip`, the mirrored crop is run too and
         the two keypoint sets are averaged: that cancels the int8 model's left/right-asymmetric
         keypoint bias and halves the variance of its rounding noise."""
+        import cv2
+
         size = float(np.max(corners[1] - corners[0]))
         centre = corners.mean(axis=0)
         estimates = []
@@ -205,7 +220,7 @@ class BlazeFaceDetector:
         variants = [(c, m) for c in self.config.refine_contexts for m in mirror_modes]
         for context, mirrored in variants:
             square, scale, pad_x, pad_y = self.crop_square(rgb, centre[0], centre[1], size * context)
-            image = np.ascontiguousarray(square[:, ::-1]) if mirrored else square
+            image = cv2.flip(square, 1) if mirrored else square  # 10x faster than a numpy copy
             found = self._detect_square(image, 1.0, 0.0, 0.0)
             if not found:
                 continue
@@ -235,8 +250,11 @@ class BlazeFaceDetector:
             return []
         h, w = rgb.shape[:2]
         faces = []
-        for corners, kps, score in self._detect_square(*self.letterbox(rgb)):
-            if self.config.refine:
+        square, scale, pad_x, pad_y = self.letterbox(rgb)
+        limit = self.config.refine_below_px
+        for corners, kps, score in self._detect_square(square, scale, pad_x, pad_y):
+            width_px = float(np.max(corners[1] - corners[0])) * scale  # in first-pass pixels
+            if self.config.refine and (limit is None or width_px < limit):
                 kps = self._refine(rgb, corners, kps)
             corners = np.clip(corners, 0, [w, h])
             faces.append(

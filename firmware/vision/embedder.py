@@ -41,9 +41,14 @@ class Embedder:
         """
         if chip.shape != (self.chip_size, self.chip_size, 3):
             raise ValueError(f"chip must be {self.chip_size}x{self.chip_size}x3, got {chip.shape}")
-        (raw,) = self.model.run(chip[None].astype(np.float32))
-        template = l2_normalise(raw)
+        template = l2_normalise(self._raw(chip))
         if mirror_average:
-            (mirrored,) = self.model.run(chip[None, :, ::-1].astype(np.float32))
-            template = l2_normalise(template + l2_normalise(mirrored))
+            template = l2_normalise(template + l2_normalise(self._raw(chip[:, ::-1])))
         return template
+
+    def _raw(self, chip: np.ndarray) -> np.ndarray:
+        if chip.dtype == np.uint8:  # the aligned chip: straight to int8, no float round trip
+            (raw,) = self.model.run_pixels(chip)
+        else:
+            (raw,) = self.model.run(chip[None].astype(np.float32))
+        return raw

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,9 @@ class FacePipeline:
         self.threshold: float = calibrated
         # Faces narrower than this (in frame pixels) are not embedded: too little detail.
         self.min_face_px = float(min_face_px)
+        # Milliseconds per stage of the latest `embed` call (detect, align, embed, total): what
+        # bench/lfw.py reports per face. Diagnostic only; nothing depends on it.
+        self.last_timings: dict[str, float] = {}
 
     @staticmethod
     def _check_image(rgb: np.ndarray) -> None:
@@ -122,14 +126,24 @@ class FacePipeline:
 
     def embed(self, rgb: np.ndarray) -> np.ndarray | None:
         """Template of the largest face in the image, or None if there is no usable face."""
+        start = time.perf_counter()
         faces = [f for f in self.detect(rgb) if f.width >= self.min_face_px]
+        detected = time.perf_counter()
+        timings = {"detect": (detected - start) * 1000.0}
+        self.last_timings = timings
         if not faces:
             return None
         largest = max(faces, key=lambda f: f.width * f.height)
         try:
-            return self.embed_face(rgb, largest)
+            chip = self.align(rgb, largest)
+            aligned = time.perf_counter()
+            template = self.embedder.embed_chip(chip, mirror_average=self.mirror_average)
         except (AlignmentError, ValueError):
             return None
+        done = time.perf_counter()
+        timings.update(align=(aligned - detected) * 1000.0, embed=(done - aligned) * 1000.0,
+                       total=(done - start) * 1000.0)
+        return template
 
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> float:
