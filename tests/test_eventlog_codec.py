@@ -9,8 +9,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.eventlog.codec import (GENESIS_HASH, canonical_json, check_event, make_event,
-                                     signed_content, signed_content_from_text)
+from firmware.eventlog.codec import (
+    GENESIS_HASH,
+    canonical_json,
+    check_event,
+    make_event,
+    signed_content,
+    signed_content_from_text,
+)
 from firmware.eventlog.common import rfc3339
 from firmware.eventlog.guard import BodyRejected, check_body, is_plainly_clean
 
@@ -26,7 +32,7 @@ json_leaf = (st.none() | st.booleans() | st.integers() | st.text(max_size=12)
 any_json = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
                         | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=10)
 json_bodies = st.dictionaries(st.text(max_size=8), any_json, max_size=4)
-no_surrogates = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+no_surrogates = st.text(st.characters(blacklist_categories=["Cs"]), max_size=30)
 
 
 @settings(max_examples=150, deadline=None)

@@ -6,13 +6,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
 
 from firmware.eventlog import Event, EventLog, EventLogError
 from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
@@ -229,38 +233,57 @@ def test_an_append_that_gets_no_turn_times_out_and_stores_nothing(
         assert log.append("decision", {"n": 2}).seq == 2 and log.verify().ok
 
 
-def test_a_waiter_whose_batch_is_in_flight_waits_for_that_commit() -> None:
+def test_timeouts_withdraw_a_queued_item_and_name_an_in_flight_one() -> None:
     lock = threading.RLock()
     started, finish = threading.Event(), threading.Event()
 
-    def slow_commit(items: list[int]) -> list[int]:
+    def slow_commit(items: Sequence[int]) -> list[int | BaseException]:
         started.set()
         assert finish.wait(JOIN_TIMEOUT_S)
         return [item * 10 for item in items]
 
-    committer: GroupCommitter[int, int] = GroupCommitter(lock, slow_commit, max_batch=1)
+    committer: GroupCommitter[int, int] = GroupCommitter(lock, slow_commit, max_batch=8)
     results: dict[str, object] = {}
 
-    def leader() -> None:
-        results["leader"] = committer.submit(1, timeout_s=JOIN_TIMEOUT_S)
+    def submit(name: str, item: int, timeout_s: float) -> None:
+        try:
+            results[name] = committer.submit(item, timeout_s=timeout_s)
+        except CommitTimeout as exc:
+            results[name] = exc
 
-    thread = threading.Thread(target=leader)
-    thread.start()
-    assert started.wait(JOIN_TIMEOUT_S)
-    with pytest.raises(CommitTimeout) as caught:  # queued behind a commit that does not end
-        committer.submit(2, timeout_s=0.05)
-    assert not caught.value.in_flight and committer.queued() == 0
+    with lock:  # the leader (item 1) waits for the writer lock; item 2 queues behind it
+        leader = threading.Thread(target=submit, args=("leader", 1, JOIN_TIMEOUT_S))
+        leader.start()
+        deadline = time.monotonic() + QUEUE_TIMEOUT_S
+        while committer.queued() < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        follower = threading.Thread(target=submit, args=("in_flight", 2, 0.2))
+        follower.start()
+        while committer.queued() < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+    assert started.wait(JOIN_TIMEOUT_S)  # both are in the commit, which does not end
+    follower.join(JOIN_TIMEOUT_S)
+    in_flight = results["in_flight"]
+    assert isinstance(in_flight, CommitTimeout) and in_flight.in_flight
+    assert "may still be stored" in str(in_flight)
+    submit("queued", 3, 0.05)  # queued behind the running commit: withdrawn, nothing kept
+    queued = results["queued"]
+    assert isinstance(queued, CommitTimeout) and not queued.in_flight
+    assert committer.queued() == 0
     finish.set()
-    thread.join(JOIN_TIMEOUT_S)
+    leader.join(JOIN_TIMEOUT_S)
     assert results["leader"] == 10
-    assert committer.submit(3, timeout_s=JOIN_TIMEOUT_S) == 30
+    assert committer.submit(4, timeout_s=JOIN_TIMEOUT_S) == 40
+    assert (committer.batches, committer.items) == (2, 3)
 
 
 def test_group_commit_larger_than_a_batch_is_split_in_order() -> None:
     lock = threading.RLock()
     seen: list[list[int]] = []
 
-    def commit(items: list[int]) -> list[int | BaseException]:
+    def commit(items: Sequence[int]) -> list[int | BaseException]:
         seen.append(list(items))
         return [ValueError(f"odd {i}") if i % 2 else i for i in items]
 

@@ -40,16 +40,15 @@ class _Ticket(Generic[Item, Result]):
 
 
 class GroupCommitter(Generic[Item, Result]):
-    """Leader/follower group commit over the writer lock of one database connection.
+    """Leader/follower group commit in front of the writer lock of one database connection.
 
-    submit() queues the item, then waits for the writer lock. Whoever gets the lock first is
-    the leader: it takes every queued item (up to max_batch, oldest first) and hands them to
-    `commit_batch` in one call, which writes them in one transaction (one fsync). Threads that
-    queued meanwhile wait on the lock; when the next of them gets it, it finds its item already
-    decided and returns at once, or leads the next batch. So a lone writer commits alone with no
-    waiting, and N writers share the fsync of whoever is at the disk. The leader publishes the
-    results before releasing the lock, and only the lock holder takes items off the queue, so an
-    item not yet decided when its submitter holds the lock is still in the queue.
+    submit() queues the item. If no thread is leading, the submitter becomes the leader: it
+    takes the writer lock, takes every queued item (up to max_batch, oldest first) and hands
+    them to `commit_batch` in one call, which writes them in one transaction (one fsync). The
+    others wait on a condition, not on the lock: when the batch holding their item is decided
+    they are woken and return at once, and when the leader steps down one of those still queued
+    leads the next batch. So a lone writer commits alone with no waiting, and N writers share
+    the fsync of whoever is at the disk. Only the leader takes items off the queue.
 
     Every submit() returns only once its own item's batch has been decided by commit_batch: with
     the item's result (after that transaction committed) or raising that item's exception.
@@ -66,34 +65,55 @@ class GroupCommitter(Generic[Item, Result]):
         self._commit_batch = commit_batch
         self._max_batch = max_batch
         self._queue: list[_Ticket[Item, Result]] = []
-        self._queue_lock = threading.Lock()
-        self._decided = threading.Condition(self._queue_lock)  # wakes withdrawn-too-late waiters
-        self.batches = 0  # transactions committed or failed, for the benchmark's batch size
+        self._leading = False  # a thread is committing (or about to): the others wait
+        self._changed = threading.Condition(threading.Lock())  # guards the three fields here
+        self.batches = 0  # transactions decided, for the benchmark's batch size
         self.items = 0
 
     def queued(self) -> int:
         """Items waiting for a leader (not yet in a transaction)."""
-        with self._queue_lock:
+        with self._changed:
             return len(self._queue)
 
     def submit(self, item: Item, timeout_s: float) -> Result:
         """Commit `item` in the next batch; returns its result once that batch committed."""
         ticket: _Ticket[Item, Result] = _Ticket(item)
-        with self._queue_lock:
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
             self._queue.append(ticket)
-        if not self._lock.acquire(timeout=timeout_s):
-            return self._late(ticket, timeout_s)
+            while not ticket.done and self._leading:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return self._late(ticket, timeout_s)
+                self._changed.wait(left)
+            if ticket.done:
+                return ticket.outcome()
+            self._leading = True
         try:
-            while not ticket.done:  # more than max_batch were queued ahead: lead until ours
-                with self._queue_lock:
+            self._lead(ticket, deadline, timeout_s)
+        finally:
+            with self._changed:
+                self._leading = False
+                self._changed.notify_all()  # a queued follower leads the next batch
+        return ticket.outcome()
+
+    def _lead(self, ticket: _Ticket[Item, Result], deadline: float, timeout_s: float) -> None:
+        """Commit batches until our own item is decided (more than max_batch may be ahead)."""
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            with self._changed:  # nobody else takes items while we lead: it is still queued
+                self._queue.remove(ticket)
+            raise CommitTimeout(False, f"no turn to commit within {timeout_s:g} s; "
+                                "nothing was stored")
+        try:
+            while not ticket.done:
+                with self._changed:
                     batch = self._queue[:self._max_batch]
                     del self._queue[:self._max_batch]
-                if not batch:  # cannot happen (see the class docstring); never spin on it
+                if not batch:  # cannot happen (only the leader takes items); never spin
                     raise RuntimeError("group commit lost an item")
                 self._run(batch)
         finally:
             self._lock.release()
-        return ticket.outcome()
 
     def _run(self, batch: list[_Ticket[Item, Result]]) -> None:
         """Decide one batch; every ticket in it is marked done, whatever happens."""
@@ -103,14 +123,13 @@ class GroupCommitter(Generic[Item, Result]):
                 raise RuntimeError(f"commit_batch answered {len(outcomes)} outcomes "
                                    f"for {len(batch)} items")
         except BaseException as exc:  # a bug or an interrupt: nobody may wait for ever
-            outcomes = [_failure(exc) for _ in batch]
-            self._publish(batch, outcomes)
+            self._publish(batch, [_failure(exc) for _ in batch])
             raise
         self._publish(batch, outcomes)
 
     def _publish(self, batch: list[_Ticket[Item, Result]],
                  outcomes: Sequence[Result | BaseException]) -> None:
-        with self._decided:
+        with self._changed:
             for ticket, outcome in zip(batch, outcomes):
                 if isinstance(outcome, BaseException):
                     ticket.error = outcome
@@ -119,23 +138,23 @@ class GroupCommitter(Generic[Item, Result]):
                 ticket.done = True
             self.batches += 1
             self.items += len(batch)
-            self._decided.notify_all()
+            self._changed.notify_all()  # its followers return now, not after the next commit
 
     def _late(self, ticket: _Ticket[Item, Result], timeout_s: float) -> Result:
-        """The lock did not come in time: withdraw the item if no leader has taken it yet,
-        else wait (up to timeout_s more) for the commit that holds it."""
+        """The deadline passed while another thread led (called holding the condition):
+        withdraw the item if it is still queued, else wait up to timeout_s more for the
+        commit that holds it."""
+        if ticket in self._queue:
+            self._queue.remove(ticket)
+            raise CommitTimeout(False, f"no turn to commit within {timeout_s:g} s; "
+                                "nothing was stored")
         deadline = time.monotonic() + timeout_s
-        with self._decided:
-            if not ticket.done and ticket in self._queue:
-                self._queue.remove(ticket)
-                raise CommitTimeout(False, f"no turn to commit within {timeout_s:g} s; "
-                                    "nothing was stored")
-            while not ticket.done:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise CommitTimeout(True, "the commit holding this item did not finish "
-                                        f"within {timeout_s:g} s; it may still be stored")
-                self._decided.wait(left)
+        while not ticket.done:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CommitTimeout(True, "the commit holding this event did not finish "
+                                    f"within {timeout_s:g} s; it may still be stored")
+            self._changed.wait(left)
         return ticket.outcome()
 
 
