@@ -29,6 +29,7 @@ class CaptureThread:
         self.heartbeat = time.monotonic()  # last good frame
         self.alive_at = time.monotonic()  # last time the thread was not stuck in a driver call
         self.frames = 0
+        self._owns_source = True
 
     def start(self) -> None:
         self._thread.start()
@@ -36,6 +37,13 @@ class CaptureThread:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+
+    def abandon(self) -> None:
+        """Give up on a thread stuck in a driver call, for a new CaptureThread on the same
+        source: should the call ever return, this thread posts nothing and does not close the
+        source, which by then belongs to its successor."""
+        self._owns_source = False
+        self._stop.set()
 
     def stalled(self, now: float) -> bool:
         """True when the thread has been inside one driver call far longer than its timeout
@@ -53,6 +61,8 @@ class CaptureThread:
                     self._source.start()
                     healthy = True
                 except Exception as exc:  # any driver error (not only CameraError) is a fault
+                    if self._stop.is_set():
+                        break
                     self._inbox.post(Message("camera_fault", _describe(exc)))
                     self._stop.wait(self._retry_s)
                     continue
@@ -60,11 +70,15 @@ class CaptureThread:
             try:
                 frame = self._source.read(self._timeout)
             except Exception as exc:  # an escaping error would end capture with no FAULT shown
+                if self._stop.is_set():
+                    break  # abandoned: the successor thread reports the camera's state
                 log.warning("camera fault: %s", _describe(exc))
                 self._inbox.post(Message("camera_fault", _describe(exc)))
                 healthy = False
                 self._stop.wait(self._retry_s)
                 continue
+            if self._stop.is_set():
+                break  # stopped or abandoned while inside read(): nothing of it is ours to post
             if frame is None:
                 if getattr(self._source, "exhausted", False):
                     self._inbox.post(Message("end_of_stream"))
@@ -75,7 +89,8 @@ class CaptureThread:
             self.heartbeat = time.monotonic()
             self.frames += 1
             self._inbox.post(Message("frame", frame))
-        self._source.close()
+        if self._owns_source:
+            self._source.close()
 
 
 def _describe(exc: Exception) -> str:

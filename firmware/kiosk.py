@@ -309,7 +309,7 @@ class Kiosk:
         self._capture_restarts.append(now)
         log.warning("restarting capture (%d in the last %.0f s)", len(self._capture_restarts),
                     RESTART_WINDOW_S)
-        self._capture.stop(timeout=0.1)  # the stuck thread is abandoned (daemon) if it hangs on
+        self._capture.abandon()  # the stuck (daemon) thread must not touch the camera again
         self._capture = CaptureThread(self._camera, self._inbox, self.config.frame_timeout_s,
                                       self.config.fault_retry_s)
         self._capture.start()
