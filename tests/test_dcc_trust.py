@@ -5,13 +5,14 @@ import base64
 import hashlib
 import json
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.credentials import TrustStore, verify
 from firmware.credentials.base45 import b45decode
@@ -22,6 +23,7 @@ from firmware.credentials.dcc.revocation import RevocationList, dcc_hashes, hash
 from firmware.credentials.dcc.trustlist import TrustListError, ingest_signer_list
 from firmware.credentials.store import TrustDataError, load_trust_dir
 from firmware.credentials.trust import dcc_kid
+from fleet.trust import build_envelope
 from tests.dcc_helpers import T0, make_cert, make_key, vaccination
 
 AT = T0 + timedelta(days=10)
@@ -213,19 +215,24 @@ def test_enveloped_signer_list_and_sync_state(tmp_path: Path) -> None:
     anchor, key = make_key("ec"), make_key("ec")
     der = make_cert(key)
     data, signature = _signed({"certificates": [_entry(der)]}, anchor)
-    envelope = {"name": "dcc-signers", "version": 3, "issued_at": "2021-06-01T00:00:00+00:00",
-                "key_id": "k", "sig": "unchecked-here",
-                "content": {"list": base64.b64encode(data).decode(),
-                            "signature": base64.b64encode(signature).decode()}}
-    (tmp_path / "dcc-signers.json").write_text(json.dumps(envelope))
+    fleet_key = Ed25519PrivateKey.generate()
+    content = {"list": base64.b64encode(data).decode(),
+               "signature": base64.b64encode(signature).decode()}
+    (tmp_path / "dcc-signers.json").write_bytes(
+        build_envelope(fleet_key, "dcc-signers", 3, content, datetime(2021, 6, 1, tzinfo=timezone.utc)))
     (tmp_path / "dcc-trust-anchors").mkdir()
     (tmp_path / "dcc-trust-anchors" / "a.der").write_bytes(anchor.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
     (tmp_path / "trust-state.json").write_text(json.dumps(
         {"items": {"dcc-signers": {"checked_at": "2021-06-05T12:00:00+00:00"}}}))
-    trust = load_trust_dir(tmp_path)
+    trust = load_trust_dir(tmp_path, pinned_keys=[fleet_key.public_key()])
     assert trust.updated_at.isoformat() == "2021-06-05T12:00:00+00:00"
     assert verify(_issue(key, der), trust, AT).valid
+    # an envelope means nothing unless its signature is checked: without a pinned key, refused
+    with pytest.raises(TrustDataError, match="no pinned fleet key"):
+        load_trust_dir(tmp_path)
+    with pytest.raises(TrustDataError, match="envelope rejected"):
+        load_trust_dir(tmp_path, pinned_keys=[Ed25519PrivateKey.generate().public_key()])
 
 
 def test_revocation_json_is_cached_as_memory_mapped_tables(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ Layout (every file optional; a missing part means "trust none" for that part):
   dcc-revocation.json       ... or {"UCI": [hex...], "COUNTRYCODEUCI": [...], "SIGNATURE": [...]}
                             (parsed once; its sorted tables are cached in .dcc-revocation-cache/)
   trust-state.json          the sync client's state: when each item was last confirmed
-Fleet envelopes ({"name", "content", "sig", ...}) are checked against `pinned_keys` when given.
+Fleet envelopes ({"name", "content", "sig", ...}) are checked against `pinned_keys`, and refused
+without them; plain files (a kiosk without a fleet) are read as they are.
 """
 from __future__ import annotations
 
@@ -64,12 +65,16 @@ def _unwrap(path: Path, raw: bytes, pinned_keys: Any) -> Any:
     except ValueError as exc:
         raise TrustDataError(f"{path.name}: not JSON ({exc})") from None
     if isinstance(document, dict) and {"content", "sig", "name"} <= document.keys():
-        if pinned_keys is not None:
-            from firmware.sync.trustsync import TrustSyncError, verify_envelope
-            try:
-                verify_envelope(raw, list(pinned_keys), expected_name=path.stem)
-            except TrustSyncError as exc:
-                raise TrustDataError(f"{path.name}: fleet envelope rejected ({exc})") from None
+        # An envelope comes from a fleet and means nothing unless its signature is checked: a
+        # kiosk without a pinned fleet key (its key file lost or removed) must not take one.
+        if not pinned_keys:
+            raise TrustDataError(f"{path.name}: fleet envelope, but no pinned fleet key to check "
+                                 "it against (provision the kiosk's fleet key)")
+        from firmware.sync.trustsync import TrustSyncError, verify_envelope
+        try:
+            verify_envelope(raw, list(pinned_keys), expected_name=path.stem)
+        except TrustSyncError as exc:
+            raise TrustDataError(f"{path.name}: fleet envelope rejected ({exc})") from None
         return document["content"]
     return document
 
