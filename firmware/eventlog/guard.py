@@ -1,10 +1,15 @@
-"""Privacy and shape guard for event bodies: no names, birth dates or raw credential identifiers."""
+"""Privacy and shape guard for event bodies (no names, birth dates, raw credential ids); encoding."""
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from firmware.eventlog.codec import canonical_json
 
 # Keys are compared after lower-casing and dropping "_", "-" and spaces, so "credential_id",
 # "credentialId" and "Credential-ID" all match. These are the personal fields of the credential
@@ -20,6 +25,7 @@ FORBIDDEN_FRAGMENTS = ("name", "birth")
 # String values that are, or carry, a raw credential or its identifier.
 FORBIDDEN_VALUE = re.compile(r"(URN:UVCI:|^HC1:|^shc:/|^NZCP:/)", re.IGNORECASE)
 
+MAX_BODY_BYTES = 8 * 1024  # characters of canonical JSON
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 MAX_DEPTH = 8
 
@@ -116,3 +122,27 @@ def check_body(body: object, path: str = "body", depth: int = 0) -> None:
             raise BodyRejected("EVENTLOG_BAD_BODY", f"{path}: non-finite number")
     elif body is not None and not isinstance(body, (bool, int)):
         raise BodyRejected("EVENTLOG_BAD_BODY", f"{path}: {type(body).__name__} is not JSON")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A body that may be logged, ready to sign and store once its seq is known."""
+
+    kind: str
+    body: dict[str, Any]  # parsed back from `text`: exactly what is signed and returned
+    text: str  # canonical JSON of the body
+
+
+def prepare(kind: object, body: object) -> Prepared:
+    """Check kind and body and encode the body: all of an append that needs no lock.
+    Raises BodyRejected with the reason code."""
+    check_kind(kind)
+    if not isinstance(body, dict):
+        raise BodyRejected("EVENTLOG_BAD_BODY", "body must be a JSON object")
+    if not is_plainly_clean(body):
+        check_body(body)  # the careful walk: refuses naming the key path, or accepts
+    text = canonical_json(body).decode()
+    if len(text) > MAX_BODY_BYTES:
+        raise BodyRejected("EVENTLOG_BAD_BODY", f"body larger than {MAX_BODY_BYTES} bytes")
+    # What is stored is exactly what is signed and returned (tuples become lists etc.).
+    return Prepared(kind, json.loads(text), text)  # type: ignore[arg-type]

@@ -1,12 +1,10 @@
 """The kiosk's durable, append-only, hash-chained and signed event log in SQLite (WAL)."""
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -15,40 +13,17 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import schema
-from firmware.eventlog.codec import (
-    GENESIS_HASH,
-    Event,
-    canonical_json,
-    check_event,
-    make_event,
-)
-from firmware.eventlog.common import (
-    EventLogError,
-    LogStats,
-    is_full,
-    public_key_b64,
-    rfc3339,
-    translate,
-    utc_now,
-)
+from firmware.eventlog.codec import GENESIS_HASH, Event, check_event, make_event
+from firmware.eventlog.common import (EventLogError, LogStats, is_full, public_key_b64, rfc3339,
+                                      translate, utc_now)
 from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
-from firmware.eventlog.guard import (
-    BodyRejected,
-    check_body,
-    check_kind,
-    is_plainly_clean,
-)
-from firmware.eventlog.sqlitefile import Durability, connect, preallocate_wal
-from firmware.eventlog.verify import (
-    VerifyReport,
-    read_meta,
-    row_to_event,
-    verify_connection,
-)
+from firmware.eventlog.guard import MAX_BODY_BYTES, BodyRejected, Prepared, prepare
+from firmware.eventlog.sqlitefile import (Durability, IdentityMismatch, bind_identity, connect,
+                                          preallocate_wal)
+from firmware.eventlog.verify import VerifyReport, read_meta, row_to_event, verify_connection
 
 DEFAULT_QUOTA_BYTES = 256 * 1024 * 1024  # ~500k decision events at ~500 bytes each
 DEFAULT_RETENTION = timedelta(days=30)  # uploaded events are kept this long for local audit
-MAX_BODY_BYTES = 8 * 1024
 COMPACT_EVERY_APPENDS = 500  # retention sweep cadence; quota pressure compacts immediately
 PRESSURE_COMPACT_ROWS = 256  # uploaded rows freed per step when the quota is hit
 # Appends stop short of the hard quota by this reserve (1/10, at least 8 pages), which is kept
@@ -62,20 +37,11 @@ QUOTA_RESERVE_MIN_PAGES = 8
 MAX_PAGES_PER_APPEND = 32
 MAX_BATCH = 64  # events one group commit writes in one transaction
 DEFAULT_COMMIT_TIMEOUT_S = 30.0  # an append waits this long for its turn at the disk
-__all__ = ["EventLog", "EventLogError", "LogStats", "Durability", "public_key_b64",
-           "rfc3339", "utc_now"]
+__all__ = ["EventLog", "EventLogError", "LogStats", "Durability", "MAX_BODY_BYTES",
+           "public_key_b64", "rfc3339", "utc_now"]
 _SELECT = "SELECT seq, ts, kind, body, prev_hash, hash, sig FROM events"
 _INSERT = ("INSERT INTO events(seq, ts, kind, body, prev_hash, hash, sig) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """An append that passed the guard: what is signed and stored once its seq is known."""
-
-    kind: str
-    body: dict[str, Any]  # parsed back from `text`: exactly what is signed and returned
-    text: str  # canonical JSON of the body
 
 
 class _RoundFull(Exception):
@@ -110,7 +76,7 @@ class EventLog:
         self._retention = retention
         self._clock = clock
         self._lock = threading.RLock()
-        self._committer: GroupCommitter[_Prepared, Event] = GroupCommitter(
+        self._committer: GroupCommitter[Prepared, Event] = GroupCommitter(
             self._lock, self._commit_batch, MAX_BATCH)
         self._commit_timeout_s = commit_timeout_s
         self._appends_since_sweep = 0
@@ -161,39 +127,22 @@ class EventLog:
                 # The hard stop: SQLite itself refuses to grow past the quota (SQLITE_FULL),
                 # exactly the error a full disk gives, so both take the same path in append().
                 conn.execute(f"PRAGMA max_page_count={max(quota_bytes // page_size, 16)}")
-            cls._bind_identity(conn, key, device_id)
+            bind_identity(conn, device_id, public_key_b64(key))
             preallocate_wal(conn, path)
             log = cls(conn, path, key, device_id, quota_bytes, retention, clock,
                       commit_timeout_s)
             log._check_tail()
             return log
-        except EventLogError:
+        except (EventLogError, IdentityMismatch, schema.SchemaError, sqlite3.Error) as exc:
             if conn is not None:
                 conn.close()
+            if isinstance(exc, IdentityMismatch):
+                raise EventLogError("EVENTLOG_IDENTITY_MISMATCH", str(exc)) from None
+            if isinstance(exc, schema.SchemaError):
+                raise EventLogError("EVENTLOG_SCHEMA", str(exc)) from exc
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc, "opening the event log") from exc
             raise
-        except schema.SchemaError as exc:
-            if conn is not None:
-                conn.close()
-            raise EventLogError("EVENTLOG_SCHEMA", str(exc)) from exc
-        except sqlite3.Error as exc:
-            if conn is not None:
-                conn.close()
-            raise translate(exc, "opening the event log") from exc
-
-    @staticmethod
-    def _bind_identity(conn: sqlite3.Connection, key: Ed25519PrivateKey, device_id: str) -> None:
-        """The first open records the device identity; later opens must present the same one,
-        or the chain would mix two signers."""
-        meta = read_meta(conn)
-        public = public_key_b64(key)
-        if "device_id" not in meta:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
-                             [("device_id", device_id), ("public_key", public)])
-            conn.execute("COMMIT")
-        elif meta["device_id"] != device_id or meta.get("public_key") != public:
-            raise EventLogError("EVENTLOG_IDENTITY_MISMATCH",
-                                "this log belongs to another device identity")
 
     def _check_tail(self) -> None:
         """Check the newest event before extending the chain from it (cheap, every open)."""
@@ -241,30 +190,16 @@ class EventLog:
         several threads at once are committed together (one fsync), in the order they queued;
         an append that waits longer than commit_timeout_s for its turn raises EVENTLOG_BUSY.
         """
-        prepared = self._prepare(kind, body)  # outside the lock: overlaps another's fsync
+        try:  # the guard and encoding first, outside the lock: they overlap another's fsync
+            prepared = prepare(kind, body)
+        except BodyRejected as exc:
+            raise EventLogError(exc.code, str(exc)) from None
         try:
             return self._committer.submit(prepared, self._commit_timeout_s)
         except CommitTimeout as exc:
             raise EventLogError("EVENTLOG_BUSY", str(exc)) from None
 
-    @staticmethod
-    def _prepare(kind: str, body: dict[str, Any]) -> _Prepared:
-        """The guard and the body's canonical text: everything that does not need the tip."""
-        try:
-            check_kind(kind)
-            if not isinstance(body, dict):
-                raise BodyRejected("EVENTLOG_BAD_BODY", "body must be a JSON object")
-            if not is_plainly_clean(body):
-                check_body(body)  # the careful walk: refuses with the key path, or accepts
-            text = canonical_json(body).decode()
-        except BodyRejected as exc:
-            raise EventLogError(exc.code, str(exc)) from None
-        if len(text) > MAX_BODY_BYTES:
-            raise EventLogError("EVENTLOG_BAD_BODY", f"body larger than {MAX_BODY_BYTES} bytes")
-        # What is stored is exactly what is signed and returned (tuples become lists etc.).
-        return _Prepared(kind, json.loads(text), text)
-
-    def _commit_batch(self, batch: Sequence[_Prepared]) -> list[Event | EventLogError]:
+    def _commit_batch(self, batch: Sequence[Prepared]) -> list[Event | EventLogError]:
         """Commit queued appends (the writer lock is held): as few transactions as the quota
         allows, normally one. Each append gets its event or its own error."""
         outcomes: list[Event | EventLogError] = []
@@ -299,7 +234,7 @@ class EventLog:
                 return outcomes + [translate(exc, "appending an event") for _ in waiting]
         return outcomes
 
-    def _write_round(self, conn: sqlite3.Connection, batch: Sequence[_Prepared]) -> list[Event]:
+    def _write_round(self, conn: sqlite3.Connection, batch: Sequence[Prepared]) -> list[Event]:
         """Sign and chain events from the tip and commit them in one transaction (one fsync
         with synchronous=FULL). Stops early at the soft quota limit; raises _RoundFull when
         the hard limit or the disk is reached (then nothing of the round is stored)."""

@@ -1,4 +1,4 @@
-"""SQLite setup for the event log: WAL, the synchronous level, and a WAL file reused in place."""
+"""SQLite setup for the event log: WAL, the synchronous level, a WAL reused in place, identity."""
 from __future__ import annotations
 
 import os
@@ -66,3 +66,20 @@ def preallocate_wal(conn: sqlite3.Connection, db_path: Path) -> bool:
         return True
     finally:
         conn.execute("ROLLBACK")
+
+
+def bind_identity(conn: sqlite3.Connection, device_id: str, public_key_b64: str) -> None:
+    """The first open records the device identity; later opens must present the same one,
+    or the chain would mix two signers."""
+    meta = {key: value for key, value in conn.execute("SELECT key, value FROM meta")}
+    if "device_id" not in meta:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                         [("device_id", device_id), ("public_key", public_key_b64)])
+        conn.execute("COMMIT")
+    elif meta["device_id"] != device_id or meta.get("public_key") != public_key_b64:
+        raise IdentityMismatch("this log belongs to another device identity")
+
+
+class IdentityMismatch(Exception):
+    """The log was started by another device identity (key or device id)."""
