@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from firmware.eventlog import EventLog, EventLogError
 from firmware.eventlog.codec import GENESIS_HASH, check_event, check_link
+from firmware.eventlog.sqlitefile import WAL_SIZE_BYTES
 
 DEVICE = "kiosk-test-1"
 KIOSK_BODY = {"decision": "granted", "reason": None, "format": "dcc",
@@ -66,6 +67,22 @@ def test_database_uses_wal_and_full_sync(db: Path, key: Ed25519PrivateKey) -> No
         conn = log._db()  # the connection that commits appends
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_wal_is_grown_once_and_then_overwritten_in_place(db: Path,
+                                                         key: Ed25519PrivateKey) -> None:
+    wal = Path(f"{db}-wal")
+    with EventLog.open(db, key, DEVICE, durability="normal") as log:
+        assert wal.stat().st_size == WAL_SIZE_BYTES  # grown at open, before any append
+        for n in range(1200):  # past SQLite's automatic checkpoint: the WAL restarts
+            log.append("decision", {"n": n})
+        assert wal.stat().st_size == WAL_SIZE_BYTES  # reused, never grown or cut
+        with EventLog.open(db, key, DEVICE) as second:  # a WAL in use is left alone
+            assert wal.stat().st_size == WAL_SIZE_BYTES
+            assert second.tip_seq == 1200 and second.verify().ok
+        log.append("decision", {"n": "last"})
+    with EventLog.open(db, key, DEVICE) as log:
+        assert log.tip_seq == 1201 and log.verify().ok
 
 
 @pytest.mark.parametrize("body", [

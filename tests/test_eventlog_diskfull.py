@@ -71,3 +71,40 @@ def test_full_disk_refuses_without_loss_and_recovers(tmp_path: Path) -> None:
         report = log.verify()
         assert report.ok and report.last_seq == acked[-1] and report.checked == acked[-1]
         assert all(log.get(seq) is not None for seq in acked)
+
+
+# A disk without room for the preallocated WAL: the zeros are given back, the log still works.
+SMALL_DISK = r"""
+import os, resource, signal, sys
+from pathlib import Path
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from firmware.eventlog import EventLog
+
+db, key_file, device = sys.argv[1:4]
+key = load_pem_private_key(Path(key_file).read_bytes(), password=None)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, resource.RLIM_INFINITY))
+with EventLog.open(db, key, device, quota_bytes=None) as log:
+    print("WAL", os.path.getsize(db + "-wal"), flush=True)
+    for n in range(20):
+        print("A", log.append("decision", {"n": n}).seq, flush=True)
+"""
+
+
+def test_no_room_for_the_preallocated_wal_leaves_a_working_log(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    db = tmp_path / "events.db"
+    result = subprocess.run(
+        [sys.executable, "-c", SMALL_DISK, str(db), str(key_file), DEVICE],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=ROOT, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # the zeros that fitted (up to the 1 MiB limit) were cut off again: only SQLite's frames
+    # (the schema and identity commits) remain
+    assert lines[0].startswith("WAL ") and int(lines[0].split()[1]) < 1024 * 1024
+    assert lines[1:] == [f"A {seq}" for seq in range(1, 21)]
+    with EventLog.open(db, key, DEVICE) as log:
+        assert log.verify().ok and log.tip_seq == 20
