@@ -81,3 +81,29 @@ def test_image_reader_falls_back_to_zxing(shared_data: Path, monkeypatch) -> Non
     case = json.loads((shared_data / "dcc-testdata/common/2DCode/raw/CO28.json").read_text("utf-8"))
     monkeypatch.setitem(sys.modules, "firmware.codes", None)  # import now raises ImportError
     assert check.read_image_texts(base64.b64decode(case["2DCODE"])) == [case["PREFIX"]]
+
+
+def test_a_synced_cache_needs_the_pinned_fleet_key(tmp_path: Path) -> None:
+    """A kiosk's synced trust folder holds fleet envelopes: checked with --fleet-key, refused
+    without it (an envelope is worth only its signature)."""
+    from datetime import datetime, timezone
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from firmware.eventlog.common import public_key_b64
+    from fleet.trust import build_envelope
+
+    key = make_key("ec")
+    der = make_cert(key)
+    text = issue_dcc(vaccination(), key, dcc_kid(der), T0, T0 + timedelta(days=365))
+    fleet_key = Ed25519PrivateKey.generate()
+    trust = _trust_dir(tmp_path, der)
+    (trust / "dcc-rules.json").write_bytes(
+        build_envelope(fleet_key, "dcc-rules", 1, [], datetime(2021, 6, 1, tzinfo=timezone.utc)))
+    code, out = _run([text, "--trust", str(trust), "--at", AT])
+    assert code == 2 and "no pinned fleet key" in out
+    code, out = _run([text, "--trust", str(trust), "--at", AT,
+                      "--fleet-key", public_key_b64(fleet_key)])
+    assert code == 0 and "verdict: VALID" in out
+    code, out = _run([text, "--trust", str(trust), "--fleet-key", "not base64!"])
+    assert code == 2 and "error: --trust" in out

@@ -261,7 +261,10 @@ def test_trust_file_may_be_a_fleet_envelope(examples: Path, tmp_path: Path) -> N
 
     content = {"trusted_issuers": [EXAMPLE_ISSUER],
                "did_documents": [json.loads((examples / "valid/did.json").read_text())]}
+    fleet_key = ed25519.Ed25519PrivateKey.generate()
     (tmp_path / "nzcp-issuers.json").write_bytes(
-        build_envelope(ed25519.Ed25519PrivateKey.generate(), "nzcp-issuers", 1, content, AT))
-    store = TrustStore(nzcp=load_trust(tmp_path))
+        build_envelope(fleet_key, "nzcp-issuers", 1, content, AT))
+    store = TrustStore(nzcp=load_trust(tmp_path, [fleet_key.public_key()]))
     assert verify((examples / "valid/nzcp.txt").read_text().strip(), store, AT).valid
+    with pytest.raises(ValueError, match="no pinned fleet key"):  # an unchecked envelope: refused
+        load_trust(tmp_path)

@@ -330,9 +330,11 @@ def test_trust_files_may_be_fleet_envelopes(shc_dir: Path, tmp_path: Path) -> No
     jwks = json.loads((shc_dir / "examples/issuer/.well-known/jwks.json").read_text())
     crl = json.loads(next((shc_dir / "examples/issuer/.well-known/crl").glob("*.json")).read_text())
     content = {"issuerInfo": [{"issuer": {"iss": EXAMPLE_ISSUER}, "keys": jwks["keys"], "crls": [crl]}]}
-    (tmp_path / "shc-issuers.json").write_bytes(
-        build_envelope(ed25519.Ed25519PrivateKey.generate(), "shc-issuers", 3, content, AT))
-    store = TrustStore(shc=load_trust(tmp_path))
+    fleet_key = ed25519.Ed25519PrivateKey.generate()
+    (tmp_path / "shc-issuers.json").write_bytes(build_envelope(fleet_key, "shc-issuers", 3, content, AT))
+    with pytest.raises(ValueError, match="no pinned fleet key"):  # an unchecked envelope: refused
+        load_trust(tmp_path)
+    store = TrustStore(shc=load_trust(tmp_path, [fleet_key.public_key()]))
     assert verify(example_texts(shc_dir, "00")[0], store, AT).valid
     assert verify(example_texts(shc_dir, "03")[0], store, AT).failure == "SHC_REVOKED"
 

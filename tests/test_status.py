@@ -267,15 +267,21 @@ def test_records_arrive_as_a_fleet_envelope(tmp_path: Path) -> None:
     blobs = [sign_status_record(record("amber"), signer, kid=KID), b"forged record"]
     (tmp_path / "status-records.json").write_bytes(
         build_envelope(fleet_key, "status-records", 7, records_content(blobs), AT - timedelta(hours=2)))
+    pinned = [fleet_key.public_key()]
     # Without trust-state.json the envelope's issue time counts: two hours old, max age one hour.
-    store = TrustStore(status=load_trust(tmp_path))
+    store = TrustStore(status=load_trust(tmp_path, pinned))
     assert verify(code(signer), store, AT).failure == "STATUS_CACHE_STALE"
     (tmp_path / "trust-state.json").write_text(json.dumps(
         {"items": {"status-records": {"checked_at": (AT - timedelta(minutes=5)).isoformat()}}}))
-    store = TrustStore(status=load_trust(tmp_path))
+    store = TrustStore(status=load_trust(tmp_path, pinned))
     assert verify(code(signer), store, AT).failure == "STATUS_AMBER"
     assert (tmp_path / "status-records.sqlite").exists()
+    # Envelopes are checked on every read: unpinned, or signed by another key, they are refused.
+    with pytest.raises(ValueError, match="no pinned fleet key"):
+        load_trust(tmp_path)
+    with pytest.raises(ValueError, match="envelope rejected"):
+        load_trust(tmp_path, [ed25519.Ed25519PrivateKey.generate().public_key()])
     # A damaged sync file leaves the verified cache in place.
     (tmp_path / "status-records.json").write_text("{not json")
-    store = TrustStore(status=load_trust(tmp_path))
+    store = TrustStore(status=load_trust(tmp_path, pinned))
     assert verify(code(signer), store, AT).failure == "STATUS_AMBER"

@@ -69,6 +69,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("credential", help="credential text (HC1:..., shc:/..., ...) or an image/text file")
     parser.add_argument("--trust", metavar="DIR", help="trust data folder (signer list, rules, ...)")
     parser.add_argument("--at", metavar="ISO", help="validation time, ISO-8601 (default: now)")
+    parser.add_argument("--fleet-key", metavar="B64", help="pinned fleet key (base64 Ed25519) "
+                        "that signed the fleet envelopes in --trust (a kiosk's synced cache)")
     return parser.parse_args(argv)
 
 
@@ -107,9 +109,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     trust = TrustStore()
     if args.trust:
         from firmware.credentials.store import TrustDataError, load_trust_dir
+        from firmware.sync.trustsync import public_key_from_b64
         try:
-            trust = load_trust_dir(args.trust)
-        except TrustDataError as exc:
+            pinned = [public_key_from_b64(args.fleet_key)] if args.fleet_key else None
+            trust = load_trust_dir(args.trust, pinned_keys=pinned)
+        except ValueError as exc:  # TrustDataError, or a --fleet-key that is not a key
             out.write(f"error: --trust: {exc}\n")
             return 2
     else:

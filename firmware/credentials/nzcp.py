@@ -91,12 +91,12 @@ def did_web_url(did: str) -> str:
     return "https://" + "/".join(parts) + "/did.json"
 
 
-def load_trust(directory: str | Path) -> NzcpTrust | None:
+def load_trust(directory: str | Path, pinned_keys: Any = None) -> NzcpTrust | None:
     """Read `nzcp-issuers.json`: {"trusted_issuers": [did, ...], "did_documents": [doc, ...]}."""
     path = Path(directory) / ISSUERS_FILE
     if not path.is_file():
         return None
-    doc = read_trust_json(path)  # raw JSON or a fleet envelope's content
+    doc = read_trust_json(path, pinned_keys)  # raw JSON or a checked fleet envelope's content
     if not isinstance(doc, dict):
         raise ValueError(f"{ISSUERS_FILE}: expected an object")
     issuers, documents = doc.get("trusted_issuers"), doc.get("did_documents")

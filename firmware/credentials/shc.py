@@ -28,9 +28,9 @@ __all__ = ["verify_shc", "load_trust", "bench_samples", "HEALTH_CARD_TYPE"]
 HEALTH_CARD_TYPE = "https://smarthealth.cards#health-card"
 
 
-def load_trust(directory: str | Path) -> ShcTrust | None:
+def load_trust(directory: str | Path, pinned_keys: Any = None) -> ShcTrust | None:
     """SHC trust from a trust cache directory (see shc_trust.load_trust); None without SHC files."""
-    return _load_trust(directory)
+    return _load_trust(directory, pinned_keys=pinned_keys)
 
 
 def verify_shc(text: str, trust: TrustStore, at: datetime) -> Verdict:

@@ -213,7 +213,8 @@ def verify_vci_snapshot(
     return doc
 
 
-def load_trust(directory: str | Path, pins: frozenset[str] = VCI_SNAPSHOT_CERT_PINS) -> ShcTrust | None:
+def load_trust(directory: str | Path, pins: frozenset[str] = VCI_SNAPSHOT_CERT_PINS,
+               pinned_keys: Any = None) -> ShcTrust | None:
     """Load SHC trust from a trust cache directory; None when it holds no SHC files.
 
     Reads `shc-issuers.json` (issuerInfo list, configured by the operator), `shc-crl.json`
@@ -240,13 +241,13 @@ def load_trust(directory: str | Path, pins: frozenset[str] = VCI_SNAPSHOT_CERT_P
             log.warning("VCI snapshot skipped: %s", exc)
             trust.problems.append(f"VCI snapshot skipped: {exc}")
     if issuers_path.is_file():
-        doc = _read_json(issuers_path)
+        doc = _read_json(issuers_path, pinned_keys)
         info = doc.get("issuerInfo") if isinstance(doc, dict) else None
         if not isinstance(info, list):
             raise ShcTrustError(f"{ISSUERS_FILE}: expected an object with an issuerInfo list")
         trust.add_issuer_info(info)
     if crl_path.is_file():
-        doc = _read_json(crl_path)
+        doc = _read_json(crl_path, pinned_keys)
         crls = doc.get("crls") if isinstance(doc, dict) else doc
         if not isinstance(crls, list):
             raise ShcTrustError(f"{CRL_FILE}: expected a list of CRLs")
@@ -255,10 +256,10 @@ def load_trust(directory: str | Path, pins: frozenset[str] = VCI_SNAPSHOT_CERT_P
     return trust
 
 
-def _read_json(path: Path) -> Any:
-    """Raw JSON or the content of a fleet envelope (names shc-issuers / shc-crl)."""
+def _read_json(path: Path, pinned_keys: Any) -> Any:
+    """Raw JSON or the checked content of a fleet envelope (names shc-issuers / shc-crl)."""
     try:
-        return read_trust_json(path)
+        return read_trust_json(path, pinned_keys)
     except TrustFileError as exc:
         raise ShcTrustError(str(exc)) from None
 

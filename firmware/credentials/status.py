@@ -60,7 +60,7 @@ class StatusTrust:
     code_max_age: timedelta | None = None
 
 
-def load_trust(directory: str | Path) -> StatusTrust | None:
+def load_trust(directory: str | Path, pinned_keys: Any = None) -> StatusTrust | None:
     """Read `status-issuers.json` and open `status-records.sqlite`; None without the issuers file.
 
     status-issuers.json: {"max_cache_age_seconds": 86400, "code_max_age_seconds": null,
@@ -70,7 +70,7 @@ def load_trust(directory: str | Path) -> StatusTrust | None:
     path = base / ISSUERS_FILE
     if not path.is_file():
         return None
-    doc = read_trust_json(path)  # raw JSON or a fleet envelope's content
+    doc = read_trust_json(path, pinned_keys)  # raw JSON or a checked fleet envelope's content
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise ValueError(f"{ISSUERS_FILE}: expected an object with a keys list")
     keys: dict[bytes, StatusIssuerKey] = {}
@@ -82,11 +82,11 @@ def load_trust(directory: str | Path) -> StatusTrust | None:
     code_age = doc.get("code_max_age_seconds")
     trust.code_max_age = None if code_age is None else timedelta(seconds=_seconds(doc, "code_max_age_seconds", 0))
     trust.cache = StatusRecordCache(keys, base / RECORDS_FILE)
-    _apply_synced_records(base, trust.cache)
+    _apply_synced_records(base, trust.cache, pinned_keys)
     return trust
 
 
-def _apply_synced_records(base: Path, cache: StatusRecordCache) -> None:
+def _apply_synced_records(base: Path, cache: StatusRecordCache, pinned_keys: Any) -> None:
     """Fold the synced `status-records.json` (fleet item "status-records") into the cache.
 
     Its content is {"records": [base64 COSE record, ...], "complete": true|false}; every record
@@ -96,8 +96,9 @@ def _apply_synced_records(base: Path, cache: StatusRecordCache) -> None:
     if not path.is_file():
         return
     try:
-        content = read_trust_json(path)
-    except ValueError:
+        content = read_trust_json(path, pinned_keys)
+    except ValueError as exc:  # also an envelope that fails its check
+        log.warning("%s", exc)
         content = None
     records = content.get("records") if isinstance(content, dict) else None
     if not isinstance(content, dict) or not isinstance(records, list):

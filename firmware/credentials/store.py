@@ -40,6 +40,7 @@ from firmware.credentials.dcc.trustlist import (
     load_anchor,
 )
 from firmware.credentials.trust import TrustStore
+from firmware.credentials.trust_json import TrustFileError, check_envelope, is_envelope
 
 log = logging.getLogger(__name__)
 CERT_SUFFIXES = {".der", ".pem", ".crt", ".cer"}
@@ -59,22 +60,16 @@ def _read(path: Path) -> bytes:
 
 
 def _unwrap(path: Path, raw: bytes, pinned_keys: Any) -> Any:
-    """The content of a raw JSON file or of a fleet envelope (checked when keys are pinned)."""
+    """The content of a raw JSON file or of a fleet envelope (checked against the pinned keys)."""
     try:
         document = json.loads(raw)
     except ValueError as exc:
         raise TrustDataError(f"{path.name}: not JSON ({exc})") from None
-    if isinstance(document, dict) and {"content", "sig", "name"} <= document.keys():
-        # An envelope comes from a fleet and means nothing unless its signature is checked: a
-        # kiosk without a pinned fleet key (its key file lost or removed) must not take one.
-        if not pinned_keys:
-            raise TrustDataError(f"{path.name}: fleet envelope, but no pinned fleet key to check "
-                                 "it against (provision the kiosk's fleet key)")
-        from firmware.sync.trustsync import TrustSyncError, verify_envelope
+    if is_envelope(document):
         try:
-            verify_envelope(raw, list(pinned_keys), expected_name=path.stem)
-        except TrustSyncError as exc:
-            raise TrustDataError(f"{path.name}: fleet envelope rejected ({exc})") from None
+            check_envelope(path, raw, pinned_keys)
+        except TrustFileError as exc:
+            raise TrustDataError(str(exc)) from None
         return document["content"]
     return document
 
@@ -221,7 +216,7 @@ def _updated_at(root: Path, present: Iterable[str]) -> datetime | None:
     return min(stamps) if stamps else None
 
 
-def _other_formats(root: Path, store: TrustStore) -> None:
+def _other_formats(root: Path, store: TrustStore, pinned_keys: Any) -> None:
     """SHC, NZCP and status trust, from their own modules when they provide a loader."""
     import importlib
     for attribute in ("shc", "nzcp", "status"):
@@ -229,7 +224,7 @@ def _other_formats(root: Path, store: TrustStore) -> None:
             module = importlib.import_module(f"firmware.credentials.{attribute}")
             loader = getattr(module, "load_trust", None)
             if loader is not None:
-                setattr(store, attribute, loader(root))
+                setattr(store, attribute, loader(root, pinned_keys=pinned_keys))
         except Exception as exc:  # another format's data must not stop the DCC trust loading
             log.warning("trust for %s not loaded: %s", attribute, type(exc).__name__)
 
@@ -255,5 +250,5 @@ def load_trust_dir(path: str | Path, *, pinned_keys: Any = None, country: str | 
         store.dcc_valuesets = load_valuesets(root / "dcc-valuesets")
     store.dcc_revocation = _load_revocation(root, pinned_keys)
     store.updated_at = _updated_at(root, present)
-    _other_formats(root, store)
+    _other_formats(root, store, pinned_keys)
     return store

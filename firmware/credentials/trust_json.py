@@ -28,14 +28,41 @@ def is_envelope(document: Any) -> bool:
     return isinstance(document, dict) and _ENVELOPE_KEYS <= document.keys()
 
 
-def read_trust_json(path: Path) -> Any:
+def read_trust_json(path: Path, pinned_keys: Any = None) -> Any:
     """A trust file's content: the file itself, or the `content` of a fleet envelope.
 
-    The sync client checks the envelope signature against the pinned fleet keys before it writes
-    the file atomically; here only the content is taken.
+    An envelope is checked against `pinned_keys` every time it is read (the sync client checked
+    it before writing, but the file may have been swapped since), and refused without them.
     """
-    document = read_document(path)
-    return document["content"] if is_envelope(document) else document
+    raw = _read_bytes(path)
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        raise TrustFileError(f"{path.name}: not valid JSON") from None
+    if not is_envelope(document):
+        return document
+    check_envelope(path, raw, pinned_keys)
+    return document["content"]
+
+
+def check_envelope(path: Path, raw: bytes, pinned_keys: Any) -> None:
+    """Raise TrustFileError unless `raw` is an envelope for item `path.stem` signed by a pinned
+    fleet key. Without pinned keys an envelope means nothing, so it is refused."""
+    if not pinned_keys:
+        raise TrustFileError(f"{path.name}: fleet envelope, but no pinned fleet key to check it "
+                             "against (provision the kiosk's fleet key)")
+    from firmware.sync.trustsync import TrustSyncError, verify_envelope
+    try:
+        verify_envelope(raw, list(pinned_keys), expected_name=path.stem)
+    except TrustSyncError as exc:
+        raise TrustFileError(f"{path.name}: fleet envelope rejected ({exc})") from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise TrustFileError(f"{path.name}: cannot be read ({exc.strerror})") from None
 
 
 def synced_at(directory: Path, name: str) -> datetime | None:
