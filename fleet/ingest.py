@@ -12,7 +12,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from firmware.eventlog.codec import GENESIS_HASH, Event, check_event, check_link
+from firmware.eventlog.codec import GENESIS_HASH, LOG_RESTARTED_KIND, Event, check_event, check_link
 from firmware.eventlog.guard import BodyRejected, check_body
 from fleet.storage import Store, event_row, rfc3339, record_incident, row_to_event, utc_now
 
@@ -73,8 +73,13 @@ def ingest(store: Store, device_id: str, public_key: Ed25519PublicKey,
                                 f"hash={event.hash[:16]}", received_at)
                 continue
             known[event.seq] = event
-            if event.prev_hash == GENESIS_HASH:
+            if event.prev_hash == GENESIS_HASH and genesis_seq is None:
                 genesis_seq = event.seq
+            if _is_restart(event, lowest_seq):
+                # Not an error, but the fleet must see it: events the kiosk had not uploaded
+                # before it lost its log are gone (the gap after the previous chain's end).
+                record_incident(tx, device_id, event.seq, "EVENT_LOG_RESTARTED",
+                                f"hash={event.hash[:16]}", received_at)
             lowest_seq = event.seq if lowest_seq is None else min(lowest_seq, event.seq)
             new_rows.append(event_row(event, received_at))
             result.acked.append(event.seq)
@@ -108,9 +113,18 @@ def _carries_personal_data(event: Event) -> bool:
     return False
 
 
+def _is_restart(event: Event, lowest_seq: int | None) -> bool:
+    """A kiosk that lost its log (its key kept) starts a new chain numbered past everything it
+    may have numbered before, with a signed `log_restarted` event first. Collisions with stored
+    events are still forks, and links to stored neighbours are still checked."""
+    return (event.prev_hash == GENESIS_HASH and event.kind == LOG_RESTARTED_KIND
+            and lowest_seq is not None and lowest_seq < event.seq)
+
+
 def _link_failure(event: Event, known: dict[int, Event], genesis_seq: int | None,
                   lowest_seq: int | None) -> str | None:
-    """Check the links to whichever neighbours are present; a chain has one start."""
+    """Check the links to whichever neighbours are present; a chain has one start, or a later
+    one after a log restart."""
     previous = known.get(event.seq - 1)
     if previous is not None:
         failure = check_link(previous, event)
@@ -121,6 +135,8 @@ def _link_failure(event: Event, known: dict[int, Event], genesis_seq: int | None
         failure = check_link(event, following)
         if failure:
             return failure
+    if _is_restart(event, lowest_seq):
+        return None  # its neighbours' links were checked above
     if event.prev_hash == GENESIS_HASH and lowest_seq is not None and lowest_seq < event.seq:
         return "EVENT_CHAIN_BROKEN"  # claims to start the chain, but older events exist
     if genesis_seq is not None and event.seq < genesis_seq:

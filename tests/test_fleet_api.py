@@ -383,3 +383,35 @@ def test_store_failure_is_a_json_503_and_nothing_is_acknowledged(
     assert response.headers["Retry-After"] == "5"
     monkeypatch.undo()
     assert server.store.events(DEVICE) == []
+
+
+def test_a_kiosk_that_lost_its_log_restarts_its_chain_past_the_old_one(
+        server: ServerHandle, device: Ed25519PrivateKey) -> None:
+    """A new chain may start (genesis prev_hash) only with a signed `log_restarted` event; it is
+    stored beside the old chain, flagged as an incident, and its own links are checked."""
+    from firmware.eventlog.codec import LOG_RESTARTED_KIND
+
+    old = make_chain(device, DEVICE, 4)
+    start = 1_000_000
+    restart = make_event(device, DEVICE, start, old[-1].ts, LOG_RESTARTED_KIND, {}, GENESIS_HASH)
+    after = make_event(device, DEVICE, start + 1, old[-1].ts, "decision", {"outcome": "denied"},
+                       restart.hash)
+    stray = make_event(device, DEVICE, start + 2, old[-1].ts, "decision", {}, "ab" * 32)
+    with requests.Session() as http:
+        upload(http, server.url, device, DEVICE, old)
+        # newest first, as the uploader sends a backlog: the follower arrives before the start
+        assert upload(http, server.url, device, DEVICE, [after])["acked"] == [start + 1]
+        assert upload(http, server.url, device, DEVICE, [restart])["acked"] == [start]
+        answer = upload(http, server.url, device, DEVICE, [stray])
+        assert answer["rejected"] == [{"seq": start + 2, "reason": "EVENT_CHAIN_BROKEN"}]
+        # a plain event claiming a second chain start is still refused
+        bogus = make_event(device, DEVICE, 2 * start, old[-1].ts, "decision", {}, GENESIS_HASH)
+        answer = upload(http, server.url, device, DEVICE, [bogus])
+        assert answer["rejected"] == [{"seq": 2 * start, "reason": "EVENT_CHAIN_BROKEN"}]
+        # a restart that collides with a stored event is a fork
+        clash = make_event(device, DEVICE, 3, old[-1].ts, LOG_RESTARTED_KIND, {}, GENESIS_HASH)
+        answer = upload(http, server.url, device, DEVICE, [clash])
+        assert answer["rejected"] == [{"seq": 3, "reason": "EVENT_FORK"}]
+    assert [e.seq for e in server.store.events(DEVICE)] == [1, 2, 3, 4, start, start + 1]
+    reasons = {(i["seq"], i["reason"]) for i in server.store.incidents(DEVICE)}
+    assert (start, "EVENT_LOG_RESTARTED") in reasons

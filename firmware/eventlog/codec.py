@@ -12,6 +12,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 GENESIS_HASH = "0" * 64  # prev_hash of a device's first event
+# Kind of the first event of a log created anew by a kiosk that kept its key but lost its log:
+# a second chain start that the fleet accepts (see fleet/ingest.py).
+LOG_RESTARTED_KIND = "log_restarted"
 # json.dumps with options builds a new encoder per call; one shared encoder gives the same bytes
 # for less work (encoders hold no state between calls, so threads may share it).
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
