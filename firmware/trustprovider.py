@@ -13,9 +13,16 @@ log = logging.getLogger(__name__)
 
 
 class TrustProvider:
-    """Callable returning the current TrustStore. Reloads when the directory's files change;
-    a cache that fails to load keeps the previous store (and its age keeps growing, so the
-    max-age policy eventually refuses rather than trusting broken data)."""
+    """Callable returning the current TrustStore.
+
+    The first call loads the cache directory (at boot, before any decision). After that, when
+    the directory's files change, the new data is loaded on a background thread and swapped in
+    when ready; meanwhile the loop keeps the previous store. A big revocation list takes about a
+    minute to index the first time (docs/benchmarks.md): in the loop thread that would stop the
+    frame loop and trip the service watchdog. A cache that fails to load keeps the previous
+    store (and its age keeps growing, so the max-age policy eventually refuses rather than
+    trusting broken data).
+    """
 
     def __init__(self, directory: Path, country: str | None = None, region: str | None = None,
                  pinned_keys: Any = None) -> None:
@@ -24,7 +31,8 @@ class TrustProvider:
         self._options = {"country": country or None, "region": region or None,
                          "pinned_keys": pinned_keys}
         self._lock = threading.Lock()
-        self._signature: tuple[tuple[str, int, int], ...] | None = None
+        self._loaded: tuple[tuple[str, int, int], ...] | None = None  # files of the store
+        self._loading: threading.Thread | None = None
         self._store = TrustStore()
 
     def _current_signature(self) -> tuple[tuple[str, int, int], ...]:
@@ -43,13 +51,46 @@ class TrustProvider:
         return tuple(signature)
 
     def __call__(self) -> TrustStore:
+        signature = self._current_signature()
         with self._lock:
-            signature = self._current_signature()
-            if signature != self._signature:
-                self._signature = signature
-                try:
-                    from firmware.credentials.store import load_trust_dir
-                    self._store = load_trust_dir(self._directory, **self._options)
-                except Exception as exc:  # keep the last good store; the age policy decides
-                    log.error("trust cache %s failed to load: %s", self._directory, exc)
+            if self._loaded is None:
+                self._load(signature)  # boot: nothing to fall back on yet
+            elif signature != self._loaded and self._loading is None:
+                self._loading = threading.Thread(target=self._reload, args=(signature,),
+                                                 name="trust-reload", daemon=True)
+                self._loading.start()
             return self._store
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait for a reload in progress (tests, and a clean shutdown); True when none runs."""
+        with self._lock:
+            loading = self._loading
+        if loading is not None:
+            loading.join(timeout_s)
+            return not loading.is_alive()
+        return True
+
+    def _reload(self, signature: tuple[tuple[str, int, int], ...]) -> None:
+        try:
+            store = self._read()
+            with self._lock:
+                if store is not None:
+                    self._store = store
+                self._loaded = signature  # a broken set of files is not retried until it changes
+        finally:
+            with self._lock:
+                self._loading = None
+
+    def _load(self, signature: tuple[tuple[str, int, int], ...]) -> None:
+        store = self._read()
+        if store is not None:
+            self._store = store
+        self._loaded = signature
+
+    def _read(self) -> TrustStore | None:
+        try:
+            from firmware.credentials.store import load_trust_dir
+            return load_trust_dir(self._directory, **self._options)
+        except Exception as exc:  # keep the last good store; the age policy decides
+            log.error("trust cache %s failed to load: %s", self._directory, exc)
+            return None

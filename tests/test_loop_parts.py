@@ -177,3 +177,34 @@ def test_app_close_releases_the_event_log_even_when_the_display_fails() -> None:
     KioskApp(kiosk=None, identity=None, eventlog=Part("eventlog"),  # type: ignore[arg-type]
              display=Part("display", fail=True), uploader=None).close()
     assert closed == ["eventlog"]
+
+
+def test_trust_provider_reloads_changed_files_without_holding_up_the_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After boot, a changed cache is loaded on a background thread (indexing a big revocation
+    list takes a minute): the loop keeps getting the previous store until the new one is ready."""
+    import firmware.credentials.store as store_module
+    from firmware.credentials import TrustStore
+    from firmware.trustprovider import TrustProvider
+
+    release = threading.Event()
+    loads: list[str] = []
+
+    def slow_load(directory: Path, **options: object) -> TrustStore:
+        content = (directory / "dcc-rules.json").read_text()
+        loads.append(content)
+        if len(loads) > 1:
+            assert release.wait(30), "test gone wrong"
+        return TrustStore(dcc_country=content)
+
+    monkeypatch.setattr(store_module, "load_trust_dir", slow_load)
+    (tmp_path / "dcc-rules.json").write_text("first")
+    provider = TrustProvider(tmp_path)
+    assert provider().dcc_country == "first"  # boot: loaded before the first decision
+    (tmp_path / "dcc-rules.json").write_text("second!")
+    assert provider().dcc_country == "first"  # returned at once while the reload is blocked
+    assert provider().dcc_country == "first"  # and only one reload runs at a time
+    release.set()
+    assert provider.wait_idle(10)
+    assert provider().dcc_country == "second!"
+    assert loads == ["first", "second!"]
