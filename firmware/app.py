@@ -53,13 +53,15 @@ class KioskApp:
 
     def start_background(self) -> None:
         """One bounded trust-sync round first (so a freshly provisioned kiosk has trust data
-        before its first customer), then uploads and periodic sync in their own threads."""
+        before its first customer), then uploads and periodic sync in their own threads; the
+        trust store is loaded before the caller declares the service ready."""
         if self.trust_worker is not None:
             try:
                 self.trust_worker.run_once()
             except Exception as exc:  # offline at boot is normal: the cache decides
                 log.warning("initial trust sync failed: %s", exc)
             self.trust_worker.start(first_round_done=True)
+        self.kiosk.warm_up()
         if self.uploader is not None:
             self.uploader.start()
 

@@ -109,6 +109,14 @@ class Kiosk:
     def post(self, message: Message) -> None:
         self._inbox.post(message)
 
+    def warm_up(self) -> None:
+        """Load the trust store now, before the service is declared ready: later reloads run in
+        the background, but the first one has no previous store to fall back on."""
+        try:
+            self._trust()
+        except Exception:  # the loop meets the same error at the first decision and denies
+            log.exception("loading trust data at start-up failed")
+
     def run(self, exit_on_end_of_stream: bool = False) -> Summary:
         self._show(State.BOOT)
         self._log_event("boot", {})

@@ -112,3 +112,24 @@ def test_build_that_fails_closes_what_it_opened(tmp_path: Path,
         opened["display"].show(app_module.screen_for("IDLE", None, None), timeout=0.5)
     assert app_module.main(["--config", str(config)]) == 2
     assert "fleet public key" in capsys.readouterr().out
+
+
+def test_trust_data_is_loaded_before_the_service_is_ready(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first load has nothing to fall back on, so it happens before READY=1 (once systemd
+    watches the loop, a long load there would trip the watchdog); later reloads run in the
+    background (tests/test_loop_parts.py)."""
+    import firmware.app as app_module
+    from firmware.trustprovider import TrustProvider
+
+    events: list[str] = []
+    real_read = TrustProvider._read
+
+    def spy_read(self: TrustProvider) -> Any:
+        events.append("trust loaded")
+        return real_read(self)
+
+    monkeypatch.setattr(TrustProvider, "_read", spy_read)
+    monkeypatch.setattr(app_module, "notify", lambda message: events.append(message))
+    assert app_module.main(["--config", str(_replay_config(tmp_path))]) == 0
+    assert "READY=1" in events and events.index("trust loaded") < events.index("READY=1")
