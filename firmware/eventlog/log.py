@@ -319,7 +319,12 @@ class EventLog:
         return True
 
     def _full_error(self, conn: sqlite3.Connection) -> EventLogError:
-        if self._append_pages is not None and self._used_pages(conn) >= self._append_pages - 1:
+        try:
+            quota_reached = (self._append_pages is not None
+                             and self._used_pages(conn) >= self._append_pages - 1)
+        except sqlite3.Error:  # cannot even count pages: the disk is the likelier culprit
+            quota_reached = False
+        if quota_reached:
             return EventLogError("EVENTLOG_FULL", "event log quota reached and every stored "
                                  "event still awaits upload; refusing new events")
         return EventLogError("EVENTLOG_DISK_FULL", "the disk is full; refusing new events")
