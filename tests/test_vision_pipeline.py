@@ -71,6 +71,24 @@ def test_embed_uses_the_largest_face(pipeline, astronaut):
     assert np.array_equal(pipeline.embed(frame), pipeline.embed_face(frame, largest))
 
 
+def test_detect_largest_only_refines_just_the_face_that_embed_uses(pipeline, astronaut):
+    import cv2
+
+    big = astronaut[20:300, 60:340]
+    frame = np.zeros((280, 500, 3), dtype=np.uint8)
+    frame[:, :280] = big
+    frame[60:, 280:] = cv2.resize(big, (220, 220), interpolation=cv2.INTER_AREA)
+    faces = pipeline.detector.detect(frame)
+    largest = max(faces, key=lambda f: f.width * f.height)
+    smaller = min(faces, key=lambda f: f.width * f.height)
+    (only,) = pipeline.detector.detect(frame, largest_only=True)
+    assert only.box == largest.box and np.array_equal(only.landmarks, largest.landmarks)
+    # A width limit between the two faces keeps the larger; above both, nothing is left.
+    between = (smaller.width + largest.width) / 2
+    assert pipeline.detector.detect(frame, largest_only=True, min_width=between)[0].box == largest.box
+    assert pipeline.detector.detect(frame, largest_only=True, min_width=largest.width + 1) == []
+
+
 def test_embed_records_the_time_of_each_stage(pipeline, astronaut):
     pipeline.embed(astronaut)
     timings = pipeline.last_timings

@@ -242,24 +242,38 @@ class BlazeFaceDetector:
                 estimates.append(best[1])
         return np.mean(estimates, axis=0) if estimates else kps
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
-        """Faces in an RGB uint8 (H, W, 3) image, highest score first, in frame coordinates."""
+    def detect(self, rgb: np.ndarray, largest_only: bool = False, min_width: float = 0.0) -> list[Face]:
+        """Faces in an RGB uint8 (H, W, 3) image, highest score first, in frame coordinates.
+
+        With `largest_only`, only the largest face (by box area) at least `min_width` frame
+        pixels wide is refined and returned: what `FacePipeline.embed` needs, without the
+        refinement passes of faces that it would drop anyway.
+        """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError("detect() needs an RGB uint8 array shaped (H, W, 3)")
         if min(rgb.shape[:2]) < 8:
             return []
         h, w = rgb.shape[:2]
-        faces = []
         square, scale, pad_x, pad_y = self.letterbox(rgb)
+        # (clipped box, unclipped corners, keypoints, score): the box is clipped to the frame
+        # (what Face.box reports) but the refinement crop is centred on the unclipped box.
+        found = [
+            (np.clip(corners, 0, [w, h]), corners, kps, score)
+            for corners, kps, score in self._detect_square(square, scale, pad_x, pad_y)
+        ]
+        if largest_only:  # width and area computed as Face.width / Face.height do
+            sides = [(float(b[1, 0]) - float(b[0, 0]), float(b[1, 1]) - float(b[0, 1])) for b, *_ in found]
+            wide = [(f, wd * ht) for f, (wd, ht) in zip(found, sides) if wd >= min_width]
+            found = [max(wide, key=lambda item: item[1])[0]] if wide else []
         limit = self.config.refine_below_px
-        for corners, kps, score in self._detect_square(square, scale, pad_x, pad_y):
+        faces = []
+        for box, corners, kps, score in found:
             width_px = float(np.max(corners[1] - corners[0])) * scale  # in first-pass pixels
             if self.config.refine and (limit is None or width_px < limit):
                 kps = self._refine(rgb, corners, kps)
-            corners = np.clip(corners, 0, [w, h])
             faces.append(
                 Face(
-                    box=tuple(float(v) for v in corners.reshape(-1)),  # type: ignore[arg-type]
+                    box=tuple(float(v) for v in box.reshape(-1)),  # type: ignore[arg-type]
                     landmarks=five_points_from_blazeface(kps),
                     score=score,
                 )

@@ -127,13 +127,16 @@ class FacePipeline:
     def embed(self, rgb: np.ndarray) -> np.ndarray | None:
         """Template of the largest face in the image, or None if there is no usable face."""
         start = time.perf_counter()
-        faces = [f for f in self.detect(rgb) if f.width >= self.min_face_px]
+        self._check_image(rgb)
+        # Only the face that is embedded gets the refinement passes (same face, same landmarks
+        # as picking the largest from detect(), without refining the others).
+        faces = self.detector.detect(rgb, largest_only=True, min_width=self.min_face_px)
         detected = time.perf_counter()
         timings = {"detect": (detected - start) * 1000.0}
         self.last_timings = timings
         if not faces:
             return None
-        largest = max(faces, key=lambda f: f.width * f.height)
+        largest = faces[0]
         try:
             chip = self.align(rgb, largest)
             aligned = time.perf_counter()
