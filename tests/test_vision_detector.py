@@ -149,3 +149,15 @@ def test_refine_below_px_runs_the_refinement_only_for_small_faces(astronaut):
     assert np.array_equal(below_big.landmarks, always.landmarks)
     assert np.array_equal(below_small.landmarks, never.landmarks)
     assert not np.array_equal(always.landmarks, never.landmarks)
+
+
+@pytest.mark.parametrize("min_score", [0.0, 1.0])
+def test_decode_with_degenerate_score_limits_matches_the_plain_sigmoid_test(detector, min_score):
+    config = DetectorConfig(min_score=min_score)
+    strict = BlazeFaceDetector.__new__(BlazeFaceDetector)
+    strict.__dict__.update(detector.__dict__)
+    strict.config = config
+    logits = np.resize(np.array([-60, -30, 0, 17, 30, 60], dtype=np.float32), 896)
+    _, _, scores = strict.decode(np.zeros((896, 16), np.float32), logits)
+    expected = (1 / (1 + np.exp(-np.clip(logits, -50, 50)))) >= min_score
+    assert len(scores) == expected.sum()

@@ -159,8 +159,11 @@ class BlazeFaceDetector:
         """Decode anchors: boxes (N, 4) and keypoints (N, 6, 2) in square pixels, scores (N,)."""
         # Pre-filter on the logit (sigmoid is monotonic; the margin covers float rounding), then
         # take the sigmoid of the few candidates left instead of all 896.
-        min_score = min(max(self.config.min_score, 1e-12), 1.0 - 1e-12)
-        keep = logits >= np.log(min_score / (1.0 - min_score)) - 1e-3
+        min_score = self.config.min_score
+        if 0.0 < min_score < 1.0:
+            keep = logits >= np.log(min_score / (1.0 - min_score)) - 1e-3
+        else:  # degenerate settings: no pre-filter, only the exact test below
+            keep = np.ones(logits.shape, dtype=bool)
         reg, anchor_px = regressors[keep], self._anchor_px[keep]
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -50.0, 50.0)))
         keep_sure = scores >= self.config.min_score  # the exact test, as before
