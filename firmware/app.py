@@ -20,6 +20,7 @@ from firmware.config import Config, ConfigError, load_config
 from firmware.credentials import TrustStore
 from firmware.display import open_display, screen_for
 from firmware.eventlog import EventLog
+from firmware.eventlog.restart import open_or_restart
 from firmware.facestage import FaceStage
 from firmware.identity import DeviceIdentity, load_or_create
 from firmware.inbox import Message
@@ -104,7 +105,7 @@ def build(config: Config, *, camera: FrameSource | None = None,
     identity = load_or_create(state)
     clock = clock or Clock(state / "last_seen")
     faces = build_face_stage(config, state, face_pipeline) if config.face.enabled else None
-    eventlog = EventLog.open(state / "events.db", identity.key, identity.device_id)
+    eventlog = open_or_restart(state / "events.db", identity.key, identity.device_id, clock.now)
     display = None
     try:  # a part that fails to open must not leave the ones before it open
         display = open_display(config.display.port, config.display.baudrate,

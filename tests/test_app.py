@@ -87,19 +87,20 @@ def test_build_that_fails_closes_what_it_opened(tmp_path: Path,
     import firmware.app as app_module
     from firmware.display import DisplayError
     from firmware.eventlog import EventLog, EventLogError
+    from firmware.eventlog.restart import open_or_restart
 
     opened: dict[str, Any] = {}
     real_display = app_module.open_display
 
     def spy_log(*args: Any, **kwargs: Any) -> EventLog:
-        opened["log"] = EventLog.open(*args, **kwargs)
+        opened["log"] = open_or_restart(*args, **kwargs)
         return opened["log"]
 
     def spy_display(*args: Any, **kwargs: Any) -> Any:
         opened["display"] = real_display(*args, **kwargs)
         return opened["display"]
 
-    monkeypatch.setattr(app_module, "EventLog", type("Spy", (), {"open": staticmethod(spy_log)}))
+    monkeypatch.setattr(app_module, "open_or_restart", spy_log)
     monkeypatch.setattr(app_module, "open_display", spy_display)
     config = _replay_config(tmp_path, '[fleet]\nurl = "http://127.0.0.1:9"')
     (tmp_path / "state").mkdir(mode=0o700)

@@ -102,8 +102,13 @@ class EventLog:
              durability: Durability = "full",
              clock: Callable[[], datetime] = utc_now,
              integrity_check: bool = True,
-             commit_timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S) -> "EventLog":
-        """Open or create the log; migrates the schema (backup first) and checks the tail."""
+             commit_timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S,
+             restart_after: int | None = None) -> "EventLog":
+        """Open or create the log; migrates the schema (backup first) and checks the tail.
+
+        `restart_after`, for a log that holds nothing yet: its chain starts at that seq + 1
+        with the genesis prev_hash (a kiosk that lost its log; see firmware/eventlog/restart.py).
+        """
         path = Path(path)
         if not device_id or not isinstance(device_id, str):
             raise EventLogError("EVENTLOG_BAD_CONFIG", "device_id must be a non-empty string")
@@ -128,6 +133,8 @@ class EventLog:
                 # exactly the error a full disk gives, so both take the same path in append().
                 conn.execute(f"PRAGMA max_page_count={max(quota_bytes // page_size, 16)}")
             bind_identity(conn, device_id, public_key_b64(key))
+            if restart_after is not None:
+                _number_new_chain_after(conn, restart_after)
             preallocate_wal(conn, path)
             log = cls(conn, path, key, device_id, quota_bytes, retention, clock,
                       commit_timeout_s)
@@ -519,3 +526,15 @@ class EventLog:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _number_new_chain_after(conn: sqlite3.Connection, seq: int) -> None:
+    """Make an empty log's first event seq + 1 (with the genesis prev_hash): the same anchor
+    that compaction leaves, with no hash before it."""
+    if seq < 0:
+        raise EventLogError("EVENTLOG_BAD_CONFIG", "restart_after must not be negative")
+    has_events = conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
+    anchored = conn.execute("SELECT 1 FROM meta WHERE key = 'anchor_seq'").fetchone() is not None
+    if has_events or anchored:
+        raise EventLogError("EVENTLOG_BAD_CONFIG", "restart_after is only for a new, empty log")
+    conn.execute("INSERT INTO meta(key, value) VALUES ('anchor_seq', ?)", (str(seq),))
