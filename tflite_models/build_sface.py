@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         report[kind] = figures(scores(train_pairs, emb), s_te)
         curves[f"{kind} ({report[kind]['devtest_accuracy'] * 100:.1f} %)"] = s_te
         log(f"{kind}: {report[kind]}")
-    roc_plot(curves, work / "sface_int8_roc.png")
+    roc_plot(curves, work / "sface_int8_roc.png", title="LFW View 1 pairsDevTest (BlazeFace + SFace vs dlib)")
     sample = test_images[0]
     report["inference_ms_2_threads"] = inference_ms(
         {"sface_int8": int8_file, "sface_float": float_file, "dlib_int8": HERE / EMBEDDER_FILE},

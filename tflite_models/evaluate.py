@@ -76,7 +76,8 @@ def figures(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.nda
     }
 
 
-def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
+             title: str = "LFW View 1 pairsDevTest (BlazeFace + dlib ResNet)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +95,7 @@ def roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> No
     ax.axvline(FAR, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("false accept rate")
     ax.set_ylabel("true accept rate")
-    ax.set_title("LFW View 1 pairsDevTest (BlazeFace + dlib ResNet)")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
