@@ -18,7 +18,8 @@ from firmware.eventlog.common import (EventLogError, LogStats, is_full, public_k
                                       translate, utc_now)
 from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
 from firmware.eventlog.guard import MAX_BODY_BYTES, BodyRejected, Prepared, prepare
-from firmware.eventlog.sqlitefile import (Durability, IdentityMismatch, bind_identity, connect,
+from firmware.eventlog.sqlitefile import (Durability, IdentityMismatch, NewChainRefused,
+                                          bind_identity, connect, number_new_chain_after,
                                           preallocate_wal)
 from firmware.eventlog.verify import VerifyReport, read_meta, row_to_event, verify_connection
 
@@ -134,15 +135,18 @@ class EventLog:
                 conn.execute(f"PRAGMA max_page_count={max(quota_bytes // page_size, 16)}")
             bind_identity(conn, device_id, public_key_b64(key))
             if restart_after is not None:
-                _number_new_chain_after(conn, restart_after)
+                number_new_chain_after(conn, restart_after)
             preallocate_wal(conn, path)
             log = cls(conn, path, key, device_id, quota_bytes, retention, clock,
                       commit_timeout_s)
             log._check_tail()
             return log
-        except (EventLogError, IdentityMismatch, schema.SchemaError, sqlite3.Error) as exc:
+        except (EventLogError, IdentityMismatch, NewChainRefused, schema.SchemaError,
+                sqlite3.Error) as exc:
             if conn is not None:
                 conn.close()
+            if isinstance(exc, NewChainRefused):
+                raise EventLogError("EVENTLOG_BAD_CONFIG", str(exc)) from None
             if isinstance(exc, IdentityMismatch):
                 raise EventLogError("EVENTLOG_IDENTITY_MISMATCH", str(exc)) from None
             if isinstance(exc, schema.SchemaError):
@@ -526,15 +530,3 @@ class EventLog:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-
-def _number_new_chain_after(conn: sqlite3.Connection, seq: int) -> None:
-    """Make an empty log's first event seq + 1 (with the genesis prev_hash): the same anchor
-    that compaction leaves, with no hash before it."""
-    if seq < 0:
-        raise EventLogError("EVENTLOG_BAD_CONFIG", "restart_after must not be negative")
-    has_events = conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
-    anchored = conn.execute("SELECT 1 FROM meta WHERE key = 'anchor_seq'").fetchone() is not None
-    if has_events or anchored:
-        raise EventLogError("EVENTLOG_BAD_CONFIG", "restart_after is only for a new, empty log")
-    conn.execute("INSERT INTO meta(key, value) VALUES ('anchor_seq', ?)", (str(seq),))

@@ -83,3 +83,19 @@ def bind_identity(conn: sqlite3.Connection, device_id: str, public_key_b64: str)
 
 class IdentityMismatch(Exception):
     """The log was started by another device identity (key or device id)."""
+
+
+def number_new_chain_after(conn: sqlite3.Connection, seq: int) -> None:
+    """Make an empty log's first event seq + 1 (with the genesis prev_hash): the same anchor
+    that compaction leaves, with no hash before it."""
+    if seq < 0:
+        raise NewChainRefused("restart_after must not be negative")
+    has_events = conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
+    anchored = conn.execute("SELECT 1 FROM meta WHERE key = 'anchor_seq'").fetchone() is not None
+    if has_events or anchored:
+        raise NewChainRefused("restart_after is only for a new, empty log")
+    conn.execute("INSERT INTO meta(key, value) VALUES ('anchor_seq', ?)", (str(seq),))
+
+
+class NewChainRefused(Exception):
+    """`restart_after` was given for a log that already holds a chain (or a negative seq)."""
