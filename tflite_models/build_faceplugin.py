@@ -5,10 +5,10 @@
 
 It fetches npm `faceplugin-face-recognition-js` 0.0.1 with `npm pack` into --work (default
 /tmp/healthgate-faceplugin-build; `tflite_models/optin/` is git-ignored if you prefer it in the
-tree), converts `fr_feature.onnx` to float and full-integer int8 TFLite (PReLU as max(x, a*x)
-unless --prelu native), calibrates on 500 aligned LFW DevTrain chips, fails on drift from the
-float model, measures LFW View 1 next to the shipped dlib model, and writes a model folder that
-`FacePipeline(model_dir=...)` loads. Never the default: its licence is unclear (docs/models.md).
+tree), converts `fr_feature.onnx` to float and full-integer int8 TFLite (one PRELU op; `--prelu max`
+is faster but drifts on this network and fails the build), calibrates on 500 aligned LFW
+DevTrain chips, fails on drift from the float model, measures LFW View 1 next to the shipped
+dlib model, and writes a model folder that `FacePipeline(model_dir=...)` loads. Never the default: its licence is unclear (docs/models.md).
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lfw", type=Path, required=True, help="LFW View 1 folder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/healthgate-faceplugin-build"))
-    parser.add_argument("--prelu", choices=faceplugin.PRELU_FORMS, default="max")
+    parser.add_argument("--prelu", choices=faceplugin.PRELU_FORMS, default="native")
     parser.add_argument("--calibration", type=int, default=500)
     args = parser.parse_args(argv)
     work = args.work
