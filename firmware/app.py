@@ -167,7 +167,7 @@ def build_face_stage(config: Config, state: Path, pipeline: Any = None) -> FaceS
     gallery = load_member_gallery(config, state) if config.face.face_pass else None
     return FaceStage(check, config.face.timeout_s,
                      open_template=TemplateKeyring(state / "template-keys").open, gallery=gallery,
-                     face_pass_threshold=config.face.face_pass_threshold)
+                     face_pass_threshold=config.face.face_pass_threshold or None)
 
 
 def load_member_gallery(config: Config, state: Path) -> Any:

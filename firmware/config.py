@@ -72,7 +72,7 @@ class FaceSection:
     model_dir: str = ""  # empty: the shipped int8 models
     threshold: float = 0.0  # 0: the calibrated threshold of the shipped model
     face_pass: bool = False  # 1:N among opted-in members, who may then enter without a code
-    face_pass_threshold: float = 0.9507  # 1:N needs a stricter bar than 1:1 (FAR 1e-5 per pair)
+    face_pass_threshold: float = 0.0  # 0: the model's calibrated 1:N bar (FAR 1e-5 per pair)
     gallery: str = ""  # encrypted gallery of opted-in members; empty: <state.dir>/gallery.hgg
 
 

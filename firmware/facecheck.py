@@ -72,6 +72,12 @@ class FaceCheck:
     def threshold(self) -> float:
         return float(self._pipeline.threshold)
 
+    @property
+    def face_pass_threshold(self) -> float | None:
+        """The model's calibrated 1:N threshold (None when the model has none)."""
+        value = getattr(self._pipeline, "face_pass_threshold", None)
+        return None if value is None else float(value)
+
     def reset(self) -> None:
         self._template = None
         self._unembedded = None

@@ -50,14 +50,23 @@ class FaceStage:
     timeout_s: float
     open_template: Callable[[bytes, str | None], np.ndarray | None] | None = None
     gallery: Any = None
-    face_pass_threshold: float = 0.9507  # LFW View 1 DevTest, all impostor pairs: FAR 1e-5
+    # None: the model's own 1:N threshold (face_models.json, FAR 1e-5 per impostor pair)
+    face_pass_threshold: float | None = None
     clock: Callable[[], float] = time.monotonic
     _pending: _Pending | None = field(default=None, init=False)
+    _face_pass_bar: float = field(default=1.0, init=False)
     _face_pass_frames: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.gallery is not None and len(self.gallery) == 0:
             self.gallery = None
+        if self.face_pass_threshold is None:
+            self.face_pass_threshold = self.check.face_pass_threshold
+        if self.gallery is not None:
+            if self.face_pass_threshold is None:
+                raise ValueError("face pass needs a 1:N threshold: the face model has none "
+                                 "calibrated; set face.face_pass_threshold")
+            self._face_pass_bar = float(self.face_pass_threshold)
         self.check.face_pass = self.gallery is not None
 
     @property
@@ -141,7 +150,7 @@ class FaceStage:
         self._face_pass_frames += 1
         if not self.check.ready_for_identify():
             return None
-        member, outcome = self.check.identify(self.gallery, self.face_pass_threshold)
+        member, outcome = self.check.identify(self.gallery, self._face_pass_bar)
         if member is not None and outcome.reason in NO_EVIDENCE_YET \
                 and not self.check.liveness_window_full:
             return None  # a live person blinks or moves soon: keep watching, up to the window

@@ -238,3 +238,28 @@ def test_a_display_lost_while_a_face_is_awaited_is_a_fault_and_no_decision(
     finally:
         rig.display.emulator.replug()
         rig.stop()
+
+
+def test_face_pass_bar_comes_from_the_model_unless_configured(pipeline: Any) -> None:
+    """The 1:N threshold belongs to the model (face_models.json): a number calibrated for one
+    embedder means nothing for another. A mode the manifest did not calibrate has none, and
+    face pass then refuses to start rather than guess."""
+    import json
+
+    from firmware.facestage import FaceStage
+    from firmware.vision import FacePipeline
+    from firmware.vision.matcher import Gallery
+    from firmware.vision.pipeline import default_model_dir
+
+    manifest = json.loads((default_model_dir() / "face_models.json").read_text())["embedder"]
+    assert pipeline.face_pass_threshold == manifest["face_pass_threshold"] > pipeline.threshold
+    members = Gallery(dim=128)
+    members.add("shop/0001", np.ones(128, np.float32))
+    stage = FaceStage(FaceCheck(pipeline), 5.0, gallery=members)
+    assert stage.face_pass_threshold == manifest["face_pass_threshold"]
+    assert FaceStage(FaceCheck(pipeline), 5.0, gallery=members,
+                     face_pass_threshold=0.99).face_pass_threshold == 0.99
+    other_mode = FacePipeline(mirror_average=not pipeline.mirror_average)
+    assert other_mode.face_pass_threshold is None
+    with pytest.raises(ValueError, match="face_pass_threshold"):
+        FaceStage(FaceCheck(other_mode), 5.0, gallery=members)

@@ -36,6 +36,8 @@ class ModelManifest:
     embedder_name: str
     mirror_average: bool
     threshold_by_mode: dict[bool, float]  # mirror_average -> threshold, where the build gave both
+    # the stricter bar for 1:N (face pass): FAR 1e-5 per impostor pair; None if not calibrated
+    face_pass_threshold: float | None = None
 
     @classmethod
     def load(cls, folder: Path) -> "ModelManifest":
@@ -56,6 +58,8 @@ class ModelManifest:
                 for mode, key in ((True, "threshold_mirror_average"), (False, "threshold_single"))
                 if key in data["embedder"]
             },
+            face_pass_threshold=(float(data["embedder"]["face_pass_threshold"])
+                                 if "face_pass_threshold" in data["embedder"] else None),
         )
 
 
@@ -97,6 +101,10 @@ class FacePipeline:
         if calibrated is None:
             raise ValueError("no calibrated threshold for this mirror_average mode: pass threshold=")
         self.threshold: float = calibrated
+        # 1:N only for the manifest's own embedding mode (the only one it was calibrated for)
+        self.face_pass_threshold: float | None = (
+            self.manifest.face_pass_threshold
+            if self.mirror_average == self.manifest.mirror_average else None)
         # Faces narrower than this (in frame pixels) are not embedded: too little detail.
         self.min_face_px = float(min_face_px)
         # Milliseconds per stage of the latest `embed` call (detect, align, embed, total): what
