@@ -10,7 +10,9 @@ template of dlib's network from BlazeFace keypoints on dlib's own chips; check t
 network against dlib itself (fails below mean cosine 0.999); dlib ResNet (face-api
 weights) -> float + int8 TFLite calibrated on aligned LFW DevTrain chips; fail if int8 drifts
 from float; calibrate the threshold on pairsDevTrain at FAR 0.1 %, check on pairsDevTest;
-write face_models.json and build_report.json. Intermediates go to --work (not committed).
+write the detector to tflite_models/ and the dlib model folder (face_models.json,
+build_metrics.json, model, ROC plot) to --out (default tflite_models/dlib/; the shipped default
+embedder is SFace, built by build_sface.py). Intermediates go to --work (not committed).
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ import numpy as np
 from tflite_models import convert, lfw_data
 from tflite_models.evaluate import DETECTOR_FILE, EMBEDDER_FILE
 from tflite_models.template import derive_template
+
+# The detector ships at the top of tflite_models/ (every model folder uses it); the dlib
+# embedder, no longer the default, is its own model folder (tflite_models/dlib/).
 
 HERE = Path(__file__).resolve().parent
 # Drift bounds on real (LFW DevTest) faces. The build fails beyond them (the embedder's bound,
@@ -159,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--face-api", type=Path, required=True, help="unpacked npm @vladmandic/face-api")
     parser.add_argument("--lfw", type=Path, required=True, help="LFW View 1 folder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/healthgate-model-build"))
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--out", type=Path, default=HERE / "dlib",
+                        help="dlib model folder (the detector goes to --detector-out)")
+    parser.add_argument("--detector-out", type=Path, default=HERE)
     parser.add_argument("--detector-calibration", type=int, default=300)
     parser.add_argument("--embedder-calibration", type=int, default=500)
     parser.add_argument("--template-images", type=int, default=400)
@@ -201,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         from tflite_models.evaluate import evaluate
 
         report.update(evaluate(work, template, train_pairs, test_pairs, aligned_chips, embed_all, pair_scores,
-                               out=args.out, mirror_average=not args.no_mirror_average))
+                               out=args.out, mirror_average=not args.no_mirror_average,
+                               detector_out=args.detector_out))
         # The committed metrics carry every check of this build, not only the evaluation.
         (args.out / "build_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     report_path.write_text(json.dumps(report, indent=2))

@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         report[kind] = figures(scores(train_pairs, emb), scores(test_pairs, emb))
         log(f"{kind}: {report[kind]}")
     sample = test_images[0]
-    manifest = json.loads((HERE / "face_models.json").read_text())
+    manifest = json.loads((HERE / "dlib" / "face_models.json").read_text())  # dlib's own template
     dlib_chip = cut({sample: frames[sample]}, np.asarray(manifest["alignment_template"]), 150)[sample]
     report["inference_ms_2_threads"] = inference_ms(
-        {"faceplugin_int8": int8_file, "faceplugin_float": float_file, "dlib_int8": HERE / EMBEDDER_FILE},
+        {"faceplugin_int8": int8_file, "faceplugin_float": float_file, "dlib_int8": HERE / "dlib" / EMBEDDER_FILE},
         {"faceplugin_int8": chips[sample], "faceplugin_float": chips[sample], "dlib_int8": dlib_chip},
     )
     (work / "faceplugin_report.json").write_text(json.dumps(report, indent=2) + "\n")

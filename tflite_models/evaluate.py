@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -111,8 +112,9 @@ def evaluate(
     aligned_chips: Callable[..., dict[Path, np.ndarray]],
     embed_all: Callable[..., dict[Path, np.ndarray]],
     pair_scores: Callable[..., tuple[np.ndarray, np.ndarray, int]],
-    out: Path = HERE,
+    out: Path = HERE / "dlib",
     mirror_average: bool = True,
+    detector_out: Path = HERE,
 ) -> dict[str, Any]:
     train_images, test_images = lfw_data.unique_images(train_pairs), lfw_data.unique_images(test_pairs)
     log(f"evaluate: aligning {len(train_images)} + {len(test_images)} images")
@@ -151,20 +153,25 @@ def evaluate(
     log(json.dumps(report, indent=2))
     if report["int8_vs_float_cosine"]["mean"] < MIN_EMBEDDER_COSINE:
         raise SystemExit(f"int8 embedder drifts from float: {report['int8_vs_float_cosine']}")
-    write_outputs(work, template, report, out, mirror_average)
+    write_outputs(work, template, report, out, mirror_average, detector_out)
     return report
 
 
 def write_outputs(
-    work: Path, template: np.ndarray, report: dict[str, Any], out: Path, mirror_average: bool
+    work: Path, template: np.ndarray, report: dict[str, Any], out: Path, mirror_average: bool,
+    detector_out: Path,
 ) -> None:
-    """Copy the int8 models and the ROC plot next to the code and write face_models.json."""
-    for name in (DETECTOR_FILE, EMBEDDER_FILE, "dlib_resnet128_int8_roc.png"):
+    """Copy the detector to `detector_out`, the dlib model and its ROC plot to the dlib model
+    folder `out`, and write its face_models.json (pointing at the detector) there."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work / DETECTOR_FILE, detector_out / DETECTOR_FILE)
+    for name in (EMBEDDER_FILE, "dlib_resnet128_int8_roc.png"):
         shutil.copyfile(work / name, out / name)
     shipped = "int8_mirror_average" if mirror_average else "int8"
     report["shipped_mode"] = shipped
     manifest = {
-        "detector": {"file": DETECTOR_FILE, "name": "BlazeFace front 128 (MediaPipe), int8"},
+        "detector": {"file": os.path.relpath(detector_out / DETECTOR_FILE, out),
+                     "name": "BlazeFace front 128 (MediaPipe), int8"},
         "embedder": {
             "file": EMBEDDER_FILE,
             "name": "dlib ResNet-29 face descriptor (dlib_face_recognition_resnet_model_v1), int8",
