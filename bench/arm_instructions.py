@@ -13,7 +13,7 @@ milliseconds printed are only an estimate at an assumed instructions-per-cycle a
 Python 3.11, numpy and ai-edge-litert (docs/benchmarks.md says how to make one).
 
 Usage: .venv/bin/python bench/arm_instructions.py --root /work/arm64/root \
-    --model tflite_models/dlib_resnet128_int8.tflite --model /tmp/build/dlib_resnet128_float.tflite
+    --model tflite_models/sface_int8.tflite --model /tmp/healthgate-sface-build/sface_float.tflite
 The last printed line is one JSON object.
 """
 from __future__ import annotations
