@@ -8,7 +8,8 @@ It fetches npm `faceplugin-face-recognition-js` 0.0.1 with `npm pack` into --wor
 tree), converts `fr_feature.onnx` to float and full-integer int8 TFLite (one PRELU op; `--prelu max`
 is faster but drifts on this network and fails the build), calibrates on 500 aligned LFW
 DevTrain chips, fails on drift from the float model, measures LFW View 1 next to the shipped
-dlib model, and writes a model folder that `FacePipeline(model_dir=...)` loads. Never the default: its licence is unclear (docs/models.md).
+dlib model (tflite_models/dlib/), and writes a model folder that `FacePipeline(model_dir=...)`
+loads. Never the default: its licence is unclear (docs/models.md).
 """
 from __future__ import annotations
 
