@@ -62,7 +62,7 @@ class TrustProvider:
             return self._store
 
     def wait_idle(self, timeout_s: float) -> bool:
-        """Wait for a reload in progress (tests, and a clean shutdown); True when none runs."""
+        """Wait for a reload in progress (for tests); True when none is running any more."""
         with self._lock:
             loading = self._loading
         if loading is not None:
