@@ -87,7 +87,9 @@ class FaceCheck:
 
     def observe(self, rgb: np.ndarray) -> QualityResult:
         """Detect and judge the face in one frame; keeps the template of a usable face."""
-        faces = self._pipeline.detect(rgb)
+        # The gates use the landmarks of the largest face only (the others count by size), so
+        # the refinement passes of bystanders' faces are skipped: every frame goes through here.
+        faces = self._pipeline.detect(rgb, refine_all=False)
         quality = assess(rgb, faces, self._quality)
         self._last_quality = quality
         if not quality.ok or quality.face is None:

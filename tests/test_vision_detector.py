@@ -161,3 +161,32 @@ def test_decode_with_degenerate_score_limits_matches_the_plain_sigmoid_test(dete
     _, _, scores = strict.decode(np.zeros((896, 16), np.float32), logits)
     expected = (1 / (1 + np.exp(-np.clip(logits, -50, 50)))) >= min_score
     assert len(scores) == expected.sum()
+
+
+def test_refining_only_the_largest_face_keeps_every_box_and_the_gate_verdict(astronaut):
+    """The kiosk's per-frame path refines the largest face only: bystanders keep their boxes
+    and scores (all the quality gates use of them) and only lose the refinement passes."""
+    import cv2
+
+    from firmware.vision import FacePipeline
+    from firmware.vision.quality import assess
+
+    crop = astronaut[0:300, 80:340]
+    small = cv2.resize(crop, None, fx=0.8, fy=0.8)
+    canvas = np.zeros((300, 280 + small.shape[1], 3), np.uint8)
+    canvas[:, :260] = crop
+    canvas[:small.shape[0], 280:] = small
+    pipeline = FacePipeline()
+    every = pipeline.detect(canvas)
+    largest_only = pipeline.detect(canvas, refine_all=False)
+    assert len(every) == len(largest_only) == 2
+    assert [f.box for f in every] == [f.box for f in largest_only]
+    assert [f.score for f in every] == [f.score for f in largest_only]
+    big = max(range(2), key=lambda i: every[i].width * every[i].height)
+    assert np.array_equal(every[big].landmarks, largest_only[big].landmarks)
+    assert not np.array_equal(every[1 - big].landmarks, largest_only[1 - big].landmarks)
+    assert assess(canvas, every).reason == assess(canvas, largest_only).reason == "SEVERAL_FACES"
+    alone = canvas.copy()
+    alone[:, 270:] = 0  # the bystander leaves: the same face, refined the same way
+    assert np.array_equal(pipeline.detect(alone, refine_all=False)[0].landmarks,
+                          pipeline.detect(alone)[0].landmarks)

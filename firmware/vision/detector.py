@@ -245,12 +245,16 @@ class BlazeFaceDetector:
                 estimates.append(best[1])
         return np.mean(estimates, axis=0) if estimates else kps
 
-    def detect(self, rgb: np.ndarray, largest_only: bool = False, min_width: float = 0.0) -> list[Face]:
+    def detect(self, rgb: np.ndarray, largest_only: bool = False, min_width: float = 0.0,
+               refine_all: bool = True) -> list[Face]:
         """Faces in an RGB uint8 (H, W, 3) image, highest score first, in frame coordinates.
 
         With `largest_only`, only the largest face (by box area) at least `min_width` frame
         pixels wide is refined and returned: what `FacePipeline.embed` needs, without the
-        refinement passes of faces that it would drop anyway.
+        refinement passes of faces that it would drop anyway. With `refine_all=False` every
+        face is returned but only the largest is refined (the others keep their first-pass
+        keypoints; boxes and scores come from the first pass either way): what the quality
+        gates need, which look only at the other faces' sizes.
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError("detect() needs an RGB uint8 array shaped (H, W, 3)")
@@ -269,10 +273,15 @@ class BlazeFaceDetector:
             wide = [(f, wd * ht) for f, (wd, ht) in zip(found, sides) if wd >= min_width]
             found = [max(wide, key=lambda item: item[1])[0]] if wide else []
         limit = self.config.refine_below_px
+        largest = None if refine_all or not found else max(
+            range(len(found)),
+            key=lambda i: (float(found[i][0][1, 0]) - float(found[i][0][0, 0]))
+            * (float(found[i][0][1, 1]) - float(found[i][0][0, 1])))
         faces = []
-        for box, corners, kps, score in found:
+        for index, (box, corners, kps, score) in enumerate(found):
             width_px = float(np.max(corners[1] - corners[0])) * scale  # in first-pass pixels
-            if self.config.refine and (limit is None or width_px < limit):
+            wanted = largest is None or index == largest
+            if wanted and self.config.refine and (limit is None or width_px < limit):
                 kps = self._refine(rgb, corners, kps)
             faces.append(
                 Face(

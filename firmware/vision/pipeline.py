@@ -118,10 +118,11 @@ class FacePipeline:
         if rgb.dtype != np.uint8:
             raise ValueError(f"expected uint8 pixels, got {rgb.dtype}")
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
-        """All faces in the image, highest detector score first."""
+    def detect(self, rgb: np.ndarray, refine_all: bool = True) -> list[Face]:
+        """All faces in the image, highest detector score first. `refine_all=False` refines
+        the keypoints of the largest face only (the others keep first-pass keypoints)."""
         self._check_image(rgb)
-        return self.detector.detect(rgb)
+        return self.detector.detect(rgb, refine_all=refine_all)
 
     def align(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         """The aligned chip (chip_size x chip_size RGB uint8) that the embedder sees; in memory."""
