@@ -76,16 +76,21 @@ def test_lost_log_restarts_past_the_old_chain_and_the_fleet_takes_it(tmp_path: P
         fleet.stop()
 
 
-def test_a_second_restart_in_the_same_millisecond_still_moves_forward(tmp_path: Path) -> None:
+def test_a_restart_with_a_wrong_clock_still_numbers_past_the_old_chain(tmp_path: Path) -> None:
+    """A board without a real-time clock may boot in 1970: the recorded start, not the
+    clock, then keeps the new chain clear of every seq the old one can have used."""
+    from firmware.eventlog.restart import SEQ_GAP
+
     key = Ed25519PrivateKey.generate()
     path = tmp_path / "events.db"
     open_or_restart(path, key, DEVICE, _now).close()
     starts = []
-    for _ in range(2):
+    for clock in (_now, lambda: datetime(1970, 1, 1, 0, 0, 5, tzinfo=timezone.utc)):
         path.unlink()
-        with open_or_restart(path, key, DEVICE, _now) as log:
+        with open_or_restart(path, key, DEVICE, clock) as log:
             starts.append(log.stats().tip_seq)
-    assert starts[1] == starts[0] + 1  # the clock did not move; the recorded start did
+    assert starts[0] == int(NOW.timestamp() * 1000)  # past a chain that started at 1
+    assert starts[1] == starts[0] + SEQ_GAP  # the clock went back; the numbering did not
 
 
 def test_a_corrupt_log_is_moved_aside_not_deleted(tmp_path: Path) -> None:

@@ -3,8 +3,9 @@
 A kiosk that keeps its key but loses its log (a replaced SD card image, a technician deleting a
 damaged file, corruption) would otherwise start again at seq 1: the fleet already holds seq 1
 from the old chain, so it refuses every new event as a fork, for ever. Instead the new log is
-numbered past anything the old one can have used (the time in milliseconds, and never below
-the previous start recorded beside the log) and opens with a signed `log_restarted` event,
+numbered past anything the old one can have used (the time in milliseconds, and at least
+SEQ_GAP past the previous start recorded beside the log, so that a clock that is wrong at that
+moment, say a board without a real-time clock, cannot make it collide) and opens with a signed `log_restarted` event,
 which the fleet accepts as a second chain start (fleet/ingest.py) and reports as an incident:
 decisions the old log had not uploaded are lost, and the fleet should know.
 
@@ -29,6 +30,9 @@ from firmware.fsutil import write_atomic
 log = logging.getLogger(__name__)
 
 START_FILE_SUFFIX = ".start"  # beside the log: the first seq of its chain, one line
+# More events than one chain can hold (a 256 MiB log holds ~0.5 M; a decision a second for 30
+# years is ~1e9 with compaction), and still far below the 2^53 the fleet accepts.
+SEQ_GAP = 10**9
 # Failures at open that mean the file cannot be extended; others (a full disk, a wrong key,
 # bad configuration) are left to the caller, since a new log would not cure them.
 UNUSABLE = frozenset({"EVENTLOG_CORRUPT", "EVENTLOG_CHAIN_BROKEN"})
@@ -61,7 +65,7 @@ def open_or_restart(path: Path, key: Ed25519PrivateKey, device_id: str,
         event_log = EventLog.open(path, key, device_id, **options)
         write_atomic(start_file, b"1\n")
         return event_log
-    start = max(int(now().timestamp() * 1000), (previous_start or 0) + 1)
+    start = max(int(now().timestamp() * 1000), (previous_start or 1) + SEQ_GAP)
     event_log = EventLog.open(path, key, device_id, restart_after=start - 1, **options)
     try:
         event_log.append(LOG_RESTARTED_KIND, {"reason": reason, "previous_start": previous_start})
