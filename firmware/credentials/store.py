@@ -40,7 +40,7 @@ from firmware.credentials.dcc.trustlist import (
     load_anchor,
 )
 from firmware.credentials.trust import TrustStore
-from firmware.credentials.trust_json import TrustFileError, check_envelope, is_envelope
+from firmware.credentials.trust_json import TrustFileError, trust_content
 
 log = logging.getLogger(__name__)
 CERT_SUFFIXES = {".der", ".pem", ".crt", ".cer"}
@@ -62,16 +62,9 @@ def _read(path: Path) -> bytes:
 def _unwrap(path: Path, raw: bytes, pinned_keys: Any) -> Any:
     """The content of a raw JSON file or of a fleet envelope (checked against the pinned keys)."""
     try:
-        document = json.loads(raw)
-    except ValueError as exc:
-        raise TrustDataError(f"{path.name}: not JSON ({exc})") from None
-    if is_envelope(document):
-        try:
-            check_envelope(path, raw, pinned_keys)
-        except TrustFileError as exc:
-            raise TrustDataError(str(exc)) from None
-        return document["content"]
-    return document
+        return trust_content(path, raw, pinned_keys)
+    except TrustFileError as exc:
+        raise TrustDataError(str(exc)) from None
 
 
 def load_valuesets(folder: Path) -> dict[str, Any]:

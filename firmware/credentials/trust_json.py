@@ -17,10 +17,14 @@ class TrustFileError(ValueError):
 
 def read_document(path: Path) -> Any:
     """The whole JSON document of a trust file."""
+    return _parse_json(path, path.read_bytes())
+
+
+def _parse_json(path: Path, raw: bytes) -> Any:
     try:
-        return json.loads(path.read_bytes())
-    except ValueError:
-        raise TrustFileError(f"{path.name}: not valid JSON") from None
+        return json.loads(raw)
+    except ValueError as exc:
+        raise TrustFileError(f"{path.name}: not valid JSON ({exc})") from None
 
 
 def is_envelope(document: Any) -> bool:
@@ -34,11 +38,13 @@ def read_trust_json(path: Path, pinned_keys: Any = None) -> Any:
     An envelope is checked against `pinned_keys` every time it is read (the sync client checked
     it before writing, but the file may have been swapped since), and refused without them.
     """
-    raw = _read_bytes(path)
-    try:
-        document = json.loads(raw)
-    except ValueError:
-        raise TrustFileError(f"{path.name}: not valid JSON") from None
+    return trust_content(path, _read_bytes(path), pinned_keys)
+
+
+def trust_content(path: Path, raw: bytes, pinned_keys: Any) -> Any:
+    """The content of trust file `path` whose bytes are `raw`: the JSON document itself, or the
+    `content` of a fleet envelope once `check_envelope` has passed it."""
+    document = _parse_json(path, raw)
     if not is_envelope(document):
         return document
     check_envelope(path, raw, pinned_keys)
