@@ -268,19 +268,18 @@ class BlazeFaceDetector:
             (np.clip(corners, 0, [w, h]), corners, kps, score)
             for corners, kps, score in self._detect_square(square, scale, pad_x, pad_y)
         ]
-        if largest_only:  # width and area computed as Face.width / Face.height do
-            sides = [(float(b[1, 0]) - float(b[0, 0]), float(b[1, 1]) - float(b[0, 1])) for b, *_ in found]
-            wide = [(f, wd * ht) for f, (wd, ht) in zip(found, sides) if wd >= min_width]
-            found = [max(wide, key=lambda item: item[1])[0]] if wide else []
+        # width and area computed as Face.width / Face.height do, on the clipped box
+        sides = [(float(b[1, 0]) - float(b[0, 0]), float(b[1, 1]) - float(b[0, 1])) for b, *_ in found]
+        wide = [i for i, (width, _) in enumerate(sides) if width >= min_width]
+        largest = max(wide, key=lambda i: sides[i][0] * sides[i][1]) if wide else None
+        if largest_only:
+            found = [found[largest]] if largest is not None else []
+            largest = 0
         limit = self.config.refine_below_px
-        largest = None if refine_all or not found else max(
-            range(len(found)),
-            key=lambda i: (float(found[i][0][1, 0]) - float(found[i][0][0, 0]))
-            * (float(found[i][0][1, 1]) - float(found[i][0][0, 1])))
         faces = []
         for index, (box, corners, kps, score) in enumerate(found):
             width_px = float(np.max(corners[1] - corners[0])) * scale  # in first-pass pixels
-            wanted = largest is None or index == largest
+            wanted = refine_all or index == largest
             if wanted and self.config.refine and (limit is None or width_px < limit):
                 kps = self._refine(rgb, corners, kps)
             faces.append(
