@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -28,7 +27,8 @@ import numpy as np
 from tflite_models import convert, faceplugin, lfw_data
 from tflite_models.build_sface import (ARCFACE_112_4POINT, MIN_ONNX_COSINE, cut, detect_all, embed_both,
                                        inference_ms, scores)
-from tflite_models.evaluate import DETECTOR_FILE, EMBEDDER_FILE, MIN_EMBEDDER_COSINE, figures
+from tflite_models.evaluate import (DETECTOR_FILE, DLIB_DIR, EMBEDDER_FILE, MIN_EMBEDDER_COSINE,
+                                    face_manifest, figures, write_model_folder)
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = "faceplugin-face-recognition-js@0.0.1"
@@ -93,29 +93,21 @@ def main(argv: list[str] | None = None) -> int:
         report[kind] = figures(scores(train_pairs, emb), scores(test_pairs, emb))
         log(f"{kind}: {report[kind]}")
     sample = test_images[0]
-    manifest = json.loads((HERE / "dlib" / "face_models.json").read_text())  # dlib's own template
+    manifest = json.loads((DLIB_DIR / "face_models.json").read_text())  # dlib's own template
     dlib_chip = cut({sample: frames[sample]}, np.asarray(manifest["alignment_template"]), 150)[sample]
     report["inference_ms_2_threads"] = inference_ms(
-        {"faceplugin_int8": int8_file, "faceplugin_float": float_file, "dlib_int8": HERE / "dlib" / EMBEDDER_FILE},
+        {"faceplugin_int8": int8_file, "faceplugin_float": float_file, "dlib_int8": DLIB_DIR / EMBEDDER_FILE},
         {"faceplugin_int8": chips[sample], "faceplugin_float": chips[sample], "dlib_int8": dlib_chip},
     )
     (work / "faceplugin_report.json").write_text(json.dumps(report, indent=2) + "\n")
     if report["int8_vs_float_cosine"]["mean"] < MIN_EMBEDDER_COSINE:
         raise SystemExit(f"int8 faceplugin drifts from float: {report['int8_vs_float_cosine']}")
-    folder = work / "faceplugin_model_dir"
-    folder.mkdir(exist_ok=True)
-    shutil.copyfile(HERE / DETECTOR_FILE, folder / DETECTOR_FILE)
-    shutil.copyfile(int8_file, folder / int8_file.name)
-    threshold = round(report["faceplugin_int8"]["threshold_far_0.1pct_devtrain"], 6)
-    (folder / "face_models.json").write_text(json.dumps({
-        "detector": {"file": DETECTOR_FILE, "name": "BlazeFace front 128 (MediaPipe), int8"},
-        "embedder": {"file": int8_file.name, "name": f"faceplugin fr_feature (opt-in, unclear licence), int8, PReLU {args.prelu}",
-                     "chip_size": 112, "mirror_average": False, "threshold": threshold, "threshold_single": threshold,
-                     "threshold_mirror_average": round(report["faceplugin_int8_mirror_average"]["threshold_far_0.1pct_devtrain"], 6),
-                     "threshold_basis": "LFW View 1 pairsDevTrain, FAR 0.1 %"},
-        "alignment_template": report["template"],
-        "alignment_points": ["eye (smaller x)", "eye (larger x)", "nose tip", "mouth centre"],
-    }, indent=2) + "\n")
+    manifest = face_manifest(
+        detector_file=DETECTOR_FILE, embedder_file=int8_file.name,
+        name=f"faceplugin fr_feature (opt-in, unclear licence), int8, PReLU {args.prelu}",
+        chip_size=112, mirror_average=False, single=report["faceplugin_int8"],
+        mirrored=report["faceplugin_int8_mirror_average"], template=report["template"])
+    write_model_folder(work / "faceplugin_model_dir", int8_file, manifest)
     print(json.dumps({
         "faceplugin_int8_devtest_accuracy": report["faceplugin_int8"]["devtest_accuracy"],
         "faceplugin_int8_tar_at_far_0.1pct": report["faceplugin_int8"]["devtest_tar_at_far_0.1pct_own_threshold"],

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from tflite_models import convert, lfw_data
-from tflite_models.evaluate import DETECTOR_FILE, EMBEDDER_FILE, MIN_EMBEDDER_COSINE, figures, roc_plot
+from tflite_models.evaluate import (DETECTOR_FILE, DLIB_DIR, EMBEDDER_FILE, MIN_EMBEDDER_COSINE,
+                                    face_manifest, figures, roc_plot, write_model_folder)
 
 HERE = Path(__file__).resolve().parent
-DLIB_DIR = HERE / "dlib"  # the previous default, measured beside SFace in the same run
 FACE_PASS_FAR = 1e-5  # per impostor pair: a stranger meets every member of a 1:N gallery
 # ArcFace's 5-point 112x112 template (insightface) with the two mouth corners averaged into a
 # mouth centre, as our alignment uses 4 points. OpenCV's FaceRecognizerSF.alignCrop warps to the
@@ -147,31 +147,15 @@ def inference_ms(models: dict[str, Path], chip_by_model: dict[str, np.ndarray], 
     return {k: {"min_ms": round(min(v), 2), "median_ms": round(float(np.median(v)), 2)} for k, v in times.items()}
 
 
-def write_model_folder(work: Path, template: np.ndarray, report: dict[str, Any]) -> Path:
-    """A folder that FacePipeline(model_dir=...) loads: the shipped detector, SFace int8 and
-    its own face_models.json (threshold at FAR 0.1 % on DevTrain, single inference: the mirror
-    average gains nothing measurable for SFace and doubles its cost). Not the shipped default."""
-    folder = work / "sface_model_dir"
-    folder.mkdir(exist_ok=True)
-    shutil.copyfile(HERE / DETECTOR_FILE, folder / DETECTOR_FILE)
-    shutil.copyfile(work / "sface_int8.tflite", folder / "sface_int8.tflite")
-    manifest = {
-        "detector": {"file": DETECTOR_FILE, "name": "BlazeFace front 128 (MediaPipe), int8"},
-        "embedder": {
-            "file": "sface_int8.tflite",
-            "name": f"SFace 2021dec (OpenCV Zoo), int8, PReLU form {report['prelu']}",
-            "chip_size": 112,
-            "mirror_average": False,
-            "threshold": round(report["sface_int8"]["threshold_far_0.1pct_devtrain"], 6),
-            "threshold_single": round(report["sface_int8"]["threshold_far_0.1pct_devtrain"], 6),
-            "threshold_mirror_average": round(report["sface_int8_mirror_average"]["threshold_far_0.1pct_devtrain"], 6),
-            "threshold_basis": "LFW View 1 pairsDevTrain, FAR 0.1 %",
-        },
-        "alignment_template": [[round(v, 3) for v in row] for row in np.asarray(template).tolist()],
-        "alignment_points": ["eye (smaller x)", "eye (larger x)", "nose tip", "mouth centre"],
-    }
-    (folder / "face_models.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return folder
+def sface_model_folder(work: Path, template: np.ndarray, report: dict[str, Any]) -> Path:
+    """SFace's model folder in the work folder: single inference (the mirror average gains
+    nothing measurable for SFace and doubles its cost), thresholds at FAR 0.1 % on DevTrain."""
+    manifest = face_manifest(
+        detector_file=DETECTOR_FILE, embedder_file="sface_int8.tflite",
+        name=f"SFace 2021dec (OpenCV Zoo), int8, PReLU form {report['prelu']}", chip_size=112,
+        mirror_average=False, single=report["sface_int8"],
+        mirrored=report["sface_int8_mirror_average"], template=template)
+    return write_model_folder(work / "sface_model_dir", work / "sface_int8.tflite", manifest)
 
 
 def face_pass_points(embeddings: dict[Path, np.ndarray], train_images: list[Path],
@@ -279,12 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     report["face_pass_all_pairs"] = face_pass_points(embeddings["sface_int8"], train_images, test_images)
     (work / "sface_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    folder = write_model_folder(work, template, report)
+    log(json.dumps(report, indent=2))
+    if report["int8_vs_float_cosine"]["mean"] < MIN_EMBEDDER_COSINE:  # before anything ships
+        raise SystemExit(f"int8 SFace drifts from float: {report['int8_vs_float_cosine']}")
+    folder = sface_model_folder(work, template, report)
     if args.ship:
         ship(work, folder, report, template)
-    log(json.dumps(report, indent=2))
-    if report["int8_vs_float_cosine"]["mean"] < MIN_EMBEDDER_COSINE:
-        raise SystemExit(f"int8 SFace drifts from float: {report['int8_vs_float_cosine']}")
     print(json.dumps({
         "sface_int8_devtest_accuracy": report["sface_int8"]["devtest_accuracy"],
         "sface_int8_tar_at_far_0.1pct": report["sface_int8"]["devtest_tar_at_far_0.1pct_own_threshold"],

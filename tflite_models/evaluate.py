@@ -17,6 +17,44 @@ HERE = Path(__file__).resolve().parent
 DETECTOR_FILE = "blazeface_front_int8.tflite"
 EMBEDDER_FILE = "dlib_resnet128_int8.tflite"
 MIN_EMBEDDER_COSINE = 0.97  # mean cosine int8 vs float on DevTest chips; below it the build fails
+DLIB_DIR = HERE / "dlib"  # the previous default embedder's model folder
+THRESHOLD_KEY = "threshold_far_0.1pct_devtrain"
+
+
+def face_manifest(*, detector_file: str, embedder_file: str, name: str, chip_size: int,
+                  mirror_average: bool, single: dict[str, Any], mirrored: dict[str, Any],
+                  template: Any) -> dict[str, Any]:
+    """A model folder's face_models.json: the files, the chip, the alignment template and the
+    thresholds (FAR 0.1 % on DevTrain) of both embedding modes, `single` and `mirrored` being
+    the evaluation figures of each; the manifest's own mode picks `threshold`."""
+    thresholds = {mode: round(figures[THRESHOLD_KEY], 6)
+                  for mode, figures in (("single", single), ("mirror_average", mirrored))}
+    return {
+        "detector": {"file": detector_file, "name": "BlazeFace front 128 (MediaPipe), int8"},
+        "embedder": {
+            "file": embedder_file,
+            "name": name,
+            "chip_size": chip_size,
+            "mirror_average": mirror_average,
+            "threshold": thresholds["mirror_average" if mirror_average else "single"],
+            # The same calibration for the other embedding mode, so either can be chosen.
+            "threshold_mirror_average": thresholds["mirror_average"],
+            "threshold_single": thresholds["single"],
+            "threshold_basis": "LFW View 1 pairsDevTrain, FAR 0.1 %",
+        },
+        "alignment_template": [[round(v, 3) for v in row] for row in np.asarray(template).tolist()],
+        "alignment_points": ["eye (smaller x)", "eye (larger x)", "nose tip", "mouth centre"],
+    }
+
+
+def write_model_folder(folder: Path, embedder: Path, manifest: dict[str, Any]) -> Path:
+    """A folder that FacePipeline(model_dir=...) loads: the shipped detector, `embedder` and
+    `manifest` (whose detector and embedder files are these copies)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HERE / DETECTOR_FILE, folder / DETECTOR_FILE)
+    shutil.copyfile(embedder, folder / embedder.name)
+    (folder / "face_models.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return folder
 FAR = 0.001
 
 
@@ -112,7 +150,7 @@ def evaluate(
     aligned_chips: Callable[..., dict[Path, np.ndarray]],
     embed_all: Callable[..., dict[Path, np.ndarray]],
     pair_scores: Callable[..., tuple[np.ndarray, np.ndarray, int]],
-    out: Path = HERE / "dlib",
+    out: Path = DLIB_DIR,
     mirror_average: bool = True,
     detector_out: Path = HERE,
 ) -> dict[str, Any]:
@@ -169,22 +207,10 @@ def write_outputs(
         shutil.copyfile(work / name, out / name)
     shipped = "int8_mirror_average" if mirror_average else "int8"
     report["shipped_mode"] = shipped
-    manifest = {
-        "detector": {"file": os.path.relpath(detector_out / DETECTOR_FILE, out),
-                     "name": "BlazeFace front 128 (MediaPipe), int8"},
-        "embedder": {
-            "file": EMBEDDER_FILE,
-            "name": "dlib ResNet-29 face descriptor (dlib_face_recognition_resnet_model_v1), int8",
-            "chip_size": 150,
-            "mirror_average": mirror_average,
-            "threshold": round(report[shipped]["threshold_far_0.1pct_devtrain"], 6),
-            # The same calibration for the other embedding mode, so either can be chosen.
-            "threshold_mirror_average": round(report["int8_mirror_average"]["threshold_far_0.1pct_devtrain"], 6),
-            "threshold_single": round(report["int8"]["threshold_far_0.1pct_devtrain"], 6),
-            "threshold_basis": "LFW View 1 pairsDevTrain, FAR 0.1 %",
-        },
-        "alignment_template": [[round(v, 3) for v in row] for row in np.asarray(template).tolist()],
-        "alignment_points": ["eye (smaller x)", "eye (larger x)", "nose tip", "mouth centre"],
-    }
+    manifest = face_manifest(
+        detector_file=os.path.relpath(detector_out / DETECTOR_FILE, out), embedder_file=EMBEDDER_FILE,
+        name="dlib ResNet-29 face descriptor (dlib_face_recognition_resnet_model_v1), int8",
+        chip_size=150, mirror_average=mirror_average, single=report["int8"],
+        mirrored=report["int8_mirror_average"], template=template)
     (out / "face_models.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "build_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
