@@ -54,7 +54,7 @@ class TrustProvider:
         signature = self._current_signature()
         with self._lock:
             if self._loaded is None:
-                self._load(signature)  # boot: nothing to fall back on yet
+                self._adopt(signature, self._read())  # boot: nothing to fall back on yet
             elif signature != self._loaded and self._loading is None:
                 self._loading = threading.Thread(target=self._reload, args=(signature,),
                                                  name="trust-reload", daemon=True)
@@ -74,15 +74,14 @@ class TrustProvider:
         try:
             store = self._read()
             with self._lock:
-                if store is not None:
-                    self._store = store
-                self._loaded = signature  # a broken set of files is not retried until it changes
+                self._adopt(signature, store)
         finally:
             with self._lock:
                 self._loading = None
 
-    def _load(self, signature: tuple[tuple[str, int, int], ...]) -> None:
-        store = self._read()
+    def _adopt(self, signature: tuple[tuple[str, int, int], ...], store: TrustStore | None) -> None:
+        """Take a loaded store (under the lock); a set of files that failed to load keeps the
+        previous store and is not retried until the files change again."""
         if store is not None:
             self._store = store
         self._loaded = signature

@@ -1,7 +1,6 @@
 """A kiosk that keeps its key but loses its event log starts a new chain the fleet accepts."""
 from __future__ import annotations
 
-import random
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,28 +11,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from firmware.eventlog import EventLog, EventLogError
 from firmware.eventlog.codec import GENESIS_HASH, LOG_RESTARTED_KIND
 from firmware.eventlog.restart import open_or_restart
-from firmware.sync.uploader import Uploader, UploadError
+from tests.test_uploader import DEVICE, drain, make_uploader
 from tests.test_uploader_support import Fleet
 
-DEVICE = "kiosk-restart-1"
 BODY = {"decision": "denied", "reason": "DCC_EXPIRED", "format": "dcc", "pseudonym": "ab" * 16}
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
 
 def _now() -> datetime:
     return NOW
-
-
-def _drain(log: EventLog, url: str, key: Ed25519PrivateKey) -> Uploader:
-    uploader = Uploader(log, url, DEVICE, key, batch_size=10, backoff_initial_s=0.01,
-                        backoff_max_s=0.05, timeout_s=5.0, rng=random.Random(3))
-    for _ in range(100):
-        try:
-            if uploader.upload_once() == 0 and uploader.status().pending == 0:
-                return uploader
-        except UploadError:
-            continue
-    raise AssertionError("queue did not drain")
 
 
 def test_first_log_starts_at_one_and_reopens_unchanged(tmp_path: Path) -> None:
@@ -55,7 +41,7 @@ def test_lost_log_restarts_past_the_old_chain_and_the_fleet_takes_it(tmp_path: P
         with open_or_restart(path, key, DEVICE, _now) as log:
             for _ in range(5):
                 log.append("decision", BODY)
-            _drain(log, fleet.url, key)
+            drain(make_uploader(log, fleet.url, key))
             log.append("decision", BODY)  # seq 6: never uploaded, lost with the file
         for suffix in ("", "-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
@@ -67,7 +53,8 @@ def test_lost_log_restarts_past_the_old_chain_and_the_fleet_takes_it(tmp_path: P
             after = log.append("decision", BODY)
             assert after.seq == first.seq + 1
             assert log.verify().ok
-            uploader = _drain(log, fleet.url, key)
+            uploader = make_uploader(log, fleet.url, key)
+            drain(uploader)
             assert uploader.status().pending == 0 and log.rejected() == {}
         stored = [e.seq for e in fleet.stored(DEVICE)]
         assert stored == [1, 2, 3, 4, 5, first.seq, first.seq + 1]
