@@ -10,6 +10,7 @@ from firmware.vision.detector import (
     DetectorConfig,
     blazeface_front_anchors,
     five_points_from_blazeface,
+    resize_to,
     weighted_nms,
 )
 from firmware.vision.pipeline import ModelManifest, default_model_dir
@@ -60,6 +61,34 @@ def test_letterbox_maps_frame_points_into_the_square():
     assert square.shape == (INPUT_SIZE, INPUT_SIZE, 3)
     assert scale == pytest.approx(0.2) and pad_x == 0 and pad_y == 16
     assert np.allclose(np.array([320, 240]) * scale + [pad_x, pad_y], [64, 64])
+
+
+@pytest.mark.parametrize("size", [(250, 250), (640, 480), (1920, 1080), (301, 177)])
+def test_resize_to_gives_area_averaged_pixels_at_the_direct_resize_geometry(size):
+    """The detector's resize (2x box halvings, then bilinear) against OpenCV's INTER_AREA: about
+    the same pixels on a fine pattern (plain bilinear aliases it: 16 grey levels off at 1080p),
+    and a bright spot lands where a direct resize puts it."""
+    import cv2
+
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    frame = np.dstack([(127 + 100 * np.sin(xx / 7.0) * np.cos(yy / 5.6)).astype(np.uint8)] * 3)
+    scale = INPUT_SIZE / max(width, height)
+    out_w, out_h = round(width * scale), round(height * scale)
+    ours = resize_to(frame, out_w, out_h).astype(np.float64)
+    area = cv2.resize(frame, (out_w, out_h), interpolation=cv2.INTER_AREA).astype(np.float64)
+    assert ours.shape == area.shape
+    assert np.abs(ours - area).mean() < 3.5
+    spot = np.zeros((height, width, 3), np.uint8)
+    cx, cy = width // 3, height // 2
+    spot[cy - 4:cy + 4, cx - 4:cx + 4] = 255
+    grey = resize_to(spot, out_w, out_h)[..., 0].astype(np.float64)
+    ys, xs = np.mgrid[0:out_h, 0:out_w]
+    centre = np.array([(xs * grey).sum(), (ys * grey).sum()]) / grey.sum()
+    # The spot's centre is at (cx - 0.5, cy - 0.5) in pixel indices; one direct resize maps a
+    # point as (x + 0.5) * ratio - 0.5 per axis.
+    expected = np.array([cx * out_w / width - 0.5, cy * out_h / height - 0.5])
+    assert np.allclose(centre, expected, atol=0.35)
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +178,40 @@ def test_refine_below_px_runs_the_refinement_only_for_small_faces(astronaut):
     assert np.array_equal(below_big.landmarks, always.landmarks)
     assert np.array_equal(below_small.landmarks, never.landmarks)
     assert not np.array_equal(always.landmarks, never.landmarks)
+
+
+def _passes_and_face(detector: BlazeFaceDetector, image: np.ndarray) -> tuple[int, object]:
+    """Detector passes (real inferences) that one detect() runs, and its largest face."""
+    calls = []
+    run = detector.model.run_pixels
+    detector.model.run_pixels = lambda pixels: calls.append(1) or run(pixels)  # type: ignore[method-assign]
+    try:
+        faces = detector.detect(image, largest_only=True)
+    finally:
+        detector.model.run_pixels = run  # type: ignore[method-assign]
+    return len(calls), faces[0]
+
+
+def test_crop_pass_is_skipped_only_where_it_would_not_enlarge_the_face(astronaut):
+    """In the full portrait the face is ~100 of 512 px: the crop pass zooms it 2.3x and runs.
+    Cut tight around the face, the frame already shows it at crop scale: the first pass stands
+    in for the unmirrored crop (two passes, not three), and the keypoints barely move."""
+    folder = default_model_dir()
+    path = folder / ModelManifest.load(folder).detector_file
+    skipping = BlazeFaceDetector(path)
+    always = BlazeFaceDetector(path, config=DetectorConfig(crop_min_zoom=None))
+    assert skipping.config.crop_min_zoom is not None  # the shipped default skips
+    passes, face = _passes_and_face(skipping, astronaut)
+    assert passes == 3
+    assert np.array_equal(face.landmarks, _passes_and_face(always, astronaut)[1].landmarks)
+    tight = np.ascontiguousarray(astronaut[10:250, 110:350])
+    passes, face = _passes_and_face(skipping, tight)
+    passes_always, face_always = _passes_and_face(always, tight)
+    assert (passes, passes_always) == (2, 3)
+    eye_distance = np.linalg.norm(face_always.landmarks[1] - face_always.landmarks[0])
+    assert np.abs(face.landmarks - face_always.landmarks).max() < 0.1 * eye_distance
+    no_flip = BlazeFaceDetector(path, config=DetectorConfig(refine_flip=False))
+    assert _passes_and_face(no_flip, tight)[0] == 2  # without the mirror the crop always runs
 
 
 @pytest.mark.parametrize("min_score", [0.0, 1.0])
