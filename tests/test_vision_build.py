@@ -75,7 +75,10 @@ def test_shipped_manifest_matches_the_shipped_models():
     folder = default_model_dir()
     manifest = ModelManifest.load(folder)
     metrics = json.loads((folder / "build_metrics.json").read_text())
-    shipped = metrics[metrics["shipped_mode"]]
+    # thresholds from the latest calibration of the folder (calibrate.py), else from its build
+    calibration = metrics.get("calibration")
+    shipped = (calibration["mirror_average" if manifest.mirror_average else "single"] if calibration
+               else metrics[metrics["shipped_mode"]])
     assert manifest.threshold == pytest.approx(shipped["threshold_far_0.1pct_devtrain"], abs=1e-6)
     assert np.allclose(manifest.template, metrics["alignment_template"], atol=1e-3)
     assert metrics["int8_vs_float_cosine"]["mean"] >= 0.97
@@ -158,3 +161,34 @@ def test_sface_build_refuses_an_onnx_file_that_is_not_the_opencv_zoo_one(tmp_pat
     fake.write_bytes(b"not the model")
     with pytest.raises(SystemExit, match="not opencv_zoo"):
         load_onnx_weights(fake)
+
+
+def test_calibrate_sets_the_thresholds_that_the_pipeline_then_loads(tmp_path, shared_data):
+    """calibrate.py on a few LFW pairs: the DevTrain threshold at FAR 0.1 % lies above every
+    DevTrain impostor score (fewer than 1,000 impostor pairs), the manifest gets it, and a
+    FacePipeline on the folder uses it; the templates are those the kiosk computes."""
+    import shutil
+
+    from firmware.vision import FacePipeline
+    from firmware.vision.pipeline import default_model_dir
+    from tflite_models import calibrate
+
+    lfw = shared_data / "lfw-view1"
+    train = lfw_data.read_pairs(lfw, "pairsDevTrain.txt")
+    test = lfw_data.read_pairs(lfw, "pairsDevTest.txt")
+    train, test = train[:10] + train[-10:], test[:6] + test[-6:]  # same pairs first, then different
+    folder = tmp_path / "models"
+    shutil.copytree(default_model_dir(), folder, ignore=shutil.ignore_patterns("*.py", "__pycache__", "dlib", "*.png", "*.md"))
+    result = calibrate.calibrate(folder, train, test)
+    calibrate.write(folder, result)
+    pipeline = FacePipeline(model_dir=folder)
+    assert pipeline.threshold == pytest.approx(result["single"]["threshold_far_0.1pct_devtrain"], abs=1e-6)
+    # 190 impostor pairs cannot measure FAR 1e-5: no 1:N threshold, so face pass is refused
+    assert "far_1e-05" not in result["face_pass_all_pairs"]["devtrain"]
+    assert pipeline.face_pass_threshold is None
+    templates = {p: pipeline.embed(lfw_data.load_rgb(p)) for p in lfw_data.unique_images(train)}
+    impostor = [float(templates[p.first] @ templates[p.second]) for p in train if not p.same]
+    assert max(impostor) < pipeline.threshold <= max(impostor) + 1e-3
+    metrics = json.loads((folder / "build_metrics.json").read_text())
+    assert metrics["calibration"]["single"]["failed_to_detect"] == 0
+    assert set(metrics["calibration"]) >= {"single", "mirror_average", "face_pass_all_pairs"}

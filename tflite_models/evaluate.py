@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -21,13 +22,19 @@ DLIB_DIR = HERE / "dlib"  # the previous default embedder's model folder
 THRESHOLD_KEY = "threshold_far_0.1pct_devtrain"
 
 
+def manifest_threshold(value: float) -> float:
+    """A threshold as written to face_models.json: 6 decimals, rounded up, so that rounding can
+    never let in the impostor score that the threshold was set just above."""
+    return math.ceil(float(value) * 1e6) / 1e6
+
+
 def face_manifest(*, detector_file: str, embedder_file: str, name: str, chip_size: int,
                   mirror_average: bool, single: dict[str, Any], mirrored: dict[str, Any],
                   template: Any) -> dict[str, Any]:
     """A model folder's face_models.json: the files, the chip, the alignment template and the
     thresholds (FAR 0.1 % on DevTrain) of both embedding modes, `single` and `mirrored` being
     the evaluation figures of each; the manifest's own mode picks `threshold`."""
-    thresholds = {mode: round(figures[THRESHOLD_KEY], 6)
+    thresholds = {mode: manifest_threshold(figures[THRESHOLD_KEY])
                   for mode, figures in (("single", single), ("mirror_average", mirrored))}
     return {
         "detector": {"file": detector_file, "name": "BlazeFace front 128 (MediaPipe), int8"},
