@@ -46,7 +46,7 @@ class DisplayPort(Protocol):
 class EventSink(Protocol):
     """What the kiosk needs of the event log (firmware.eventlog.EventLog)."""
 
-    def append(self, kind: str, body: dict[str, Any]) -> Any: ...
+    def append(self, kind: str, body: dict[str, Any], retry_of: object = None) -> Any: ...
 
 
 @dataclass
@@ -89,7 +89,8 @@ class Kiosk:
         self._watchdog = watchdog
         self._stop = threading.Event()
         self._faults: dict[str, str] = {}  # part -> what is wrong; FAULT while non-empty
-        self._unlogged: list[tuple[str, dict[str, Any]]] = []  # events waiting for the disk
+        # events waiting for the disk, each with the pending handle of an attempt that may be stored
+        self._unlogged: list[tuple[str, dict[str, Any], object]] = []
         self._state_since = time.monotonic()
         self._last_code: tuple[str, float] | None = None  # (text, when) for the cooldown
         self._last_retry = 0.0
@@ -232,22 +233,26 @@ class Kiosk:
     # ---- events ---------------------------------------------------------------------------
     def _log_event(self, kind: str, body: dict[str, Any]) -> bool:
         """Append durably; on failure keep the event in memory and latch FAULT(eventlog)."""
-        self._unlogged.append((kind, body))
+        self._unlogged.append((kind, body, None))
         return self._flush_unlogged()
 
     def _flush_unlogged(self) -> bool:
         """Write the queued events in order; True when none is left (the log works)."""
         while self._unlogged:
-            kind, body = self._unlogged[0]
+            kind, body, pending = self._unlogged[0]
             try:
-                self._eventlog.append(kind, body)
+                if pending is None:
+                    self._eventlog.append(kind, body)
+                else:  # an earlier attempt may be stored: the log settles it, no duplicate
+                    self._eventlog.append(kind, body, retry_of=pending)
             except Exception as exc:  # disk full, quota, I/O: never silent, never a crash
                 if getattr(exc, "code", None) in REFUSED_FOR_GOOD:
                     # refused for good (a field the log must never hold): retrying cannot help,
                     # so record that it was refused instead of blocking every later event
                     log.error("event %s refused by the log: %s", kind, exc)
-                    self._unlogged[0] = ("event_refused", {"kind": kind, "reason": exc.code})
+                    self._unlogged[0] = ("event_refused", {"kind": kind, "reason": exc.code}, None)
                     continue
+                self._unlogged[0] = (kind, body, getattr(exc, "pending", None) or pending)
                 if "eventlog" not in self._faults:
                     log.error("event log failed: %s", exc)
                 self._latch("eventlog", str(exc) or type(exc).__name__)

@@ -268,13 +268,21 @@ def test_timeouts_withdraw_a_queued_item_and_name_an_in_flight_one() -> None:
     in_flight = results["in_flight"]
     assert isinstance(in_flight, CommitTimeout) and in_flight.in_flight
     assert "may still be stored" in str(in_flight)
+    with pytest.raises(CommitTimeout) as still:  # asked again before the commit ends
+        committer.outcome_of(in_flight.pending, timeout_s=0.05)
+    assert still.value.in_flight and still.value.pending is in_flight.pending
     submit("queued", 3, 0.05)  # queued behind the running commit: withdrawn, nothing kept
     queued = results["queued"]
-    assert isinstance(queued, CommitTimeout) and not queued.in_flight
+    assert isinstance(queued, CommitTimeout) and not queued.in_flight and queued.pending is None
     assert committer.queued() == 0
     finish.set()
     leader.join(JOIN_TIMEOUT_S)
     assert results["leader"] == 10
+    # the item left in flight was committed after all: its outcome is there to be asked for
+    assert committer.outcome_of(in_flight.pending, timeout_s=JOIN_TIMEOUT_S) == 20
+    other: GroupCommitter[int, int] = GroupCommitter(threading.RLock(), slow_commit, max_batch=8)
+    with pytest.raises(ValueError):
+        other.outcome_of(in_flight.pending, timeout_s=0.05)
     assert committer.submit(4, timeout_s=JOIN_TIMEOUT_S) == 40
     assert (committer.batches, committer.items) == (2, 3)
 
@@ -377,3 +385,73 @@ def test_a_batch_that_fills_the_disk_is_retried_smaller(tmp_path: Path,
         assert report.ok and report.last_seq == 4 + len(accepted)
         conn.execute("PRAGMA max_page_count=1073741823")  # space is back: the chain goes on
         assert log.append("decision", {"n": "after"}).seq == 5 + len(accepted)
+
+
+def test_a_retry_of_an_append_left_in_flight_stores_the_event_once(
+        tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    """A commit slower than commit_timeout_s: a follower's append says EVENTLOG_BUSY with the
+    event possibly stored. Retried with retry_of, it is answered by that commit (stored once),
+    or appended afresh where that commit failed."""
+    with EventLog.open(tmp_path / "events.db", key, DEVICE, commit_timeout_s=0.2) as log:
+        log.append("decision", {"n": 0})
+        real_commit = log._committer._commit_batch
+        release, fail_next = threading.Event(), threading.Event()
+
+        def slow_commit(batch: Sequence[object]) -> list[object]:
+            assert release.wait(JOIN_TIMEOUT_S)  # the disk is slow: the follower gives up first
+            if fail_next.is_set():
+                return [EventLogError("EVENTLOG_IO", "disk I/O error") for _ in batch]
+            return real_commit(batch)  # type: ignore[arg-type]
+
+        log._committer._commit_batch = slow_commit  # type: ignore[method-assign]
+
+        def left_in_flight(n: int) -> tuple[EventLogError, threading.Thread]:
+            """A leader's batch that holds our event {"n": n} and has not committed yet."""
+            release.clear()
+            caught: list[EventLogError] = []
+
+            def follow() -> None:
+                with pytest.raises(EventLogError) as raised:
+                    log.append("decision", {"n": n})
+                caught.append(raised.value)
+
+            def lead() -> None:
+                try:
+                    log.append("decision", {"n": f"lead {n}"})
+                except EventLogError:
+                    pass  # the failing round: the leader's own event fails too
+
+            with log._lock:  # the leader waits for the writer lock while the follower queues
+                leader = threading.Thread(target=lead)
+                leader.start()
+                deadline = time.monotonic() + QUEUE_TIMEOUT_S
+                while log._committer.queued() < 1:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.002)
+                follower = threading.Thread(target=follow)
+                follower.start()
+                while log._committer.queued() < 2:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.002)
+            follower.join(JOIN_TIMEOUT_S)
+            assert caught and caught[0].code == "EVENTLOG_BUSY" and caught[0].pending is not None
+            return caught[0], leader
+
+        busy, leader = left_in_flight(1)
+        with pytest.raises(EventLogError) as again:  # still undecided: busy, the same handle
+            log.append("decision", {"n": 1}, retry_of=busy.pending)
+        assert again.value.code == "EVENTLOG_BUSY" and again.value.pending is busy.pending
+        release.set()
+        leader.join(JOIN_TIMEOUT_S)
+        event = log.append("decision", {"n": 1}, retry_of=busy.pending)
+        assert event.seq == 3 and event.body == {"n": 1}  # the leader's event is seq 2
+        assert log.stats().events == 3  # stored once, not twice
+
+        fail_next.set()
+        busy, leader = left_in_flight(2)
+        release.set()  # that commit fails: the retry appends the event afresh
+        leader.join(JOIN_TIMEOUT_S)
+        fail_next.clear()
+        event = log.append("decision", {"n": 2}, retry_of=busy.pending)
+        assert event.seq == 4 and event.body == {"n": 2}
+        assert log.stats().events == 4 and log.verify().ok

@@ -272,6 +272,46 @@ def test_an_eventlog_fault_that_clears_at_once_does_not_leave_fault_latched(tmp_
         rig.stop()
 
 
+class _InFlightLog(_BrokenLog):
+    """An event log whose next append is left in flight (EVENTLOG_BUSY with a pending handle,
+    as the real log says when another thread's slow commit holds the event), and which stores
+    it after all: a retry that passes the handle back gets that event, not a second copy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stall_next = False
+        self.in_flight: dict[object, tuple[str, dict[str, Any]]] = {}
+        self.retries: list[object] = []
+
+    def append(self, kind: str, body: dict[str, Any], retry_of: object = None) -> None:
+        from firmware.eventlog import EventLogError
+
+        if retry_of is not None:
+            self.retries.append(retry_of)
+            return  # the commit that held it finished: stored once, already in self.events
+        self.events.append((kind, body))  # the slow commit will store it...
+        if self.stall_next:
+            self.stall_next = False
+            handle = object()
+            self.in_flight[handle] = (kind, body)
+            raise EventLogError("EVENTLOG_BUSY", "the commit holding this event did not finish "
+                                "within 0.2 s; it may still be stored", handle)
+
+
+def test_a_retry_after_an_in_flight_append_passes_the_handle_and_stores_nothing_twice(
+        tmp_path: Path) -> None:
+    log = _InFlightLog()
+    rig = make_rig(tmp_path, eventlog=log, same_code_cooldown_s=0.2)
+    try:
+        log.stall_next = True
+        rig.show_code(rig.valid_code())
+        rig.wait_state("GRANTED")  # shown once the retry settled it as stored
+        assert log.retries == list(log.in_flight)  # the retry named the attempt in flight
+        assert [kind for kind, _ in log.events].count("decision") == 1
+    finally:
+        rig.stop()
+
+
 class _ErrnoCamera(FakeCamera):
     """A driver that fails with an error other than CameraError (an errno from a USB camera,
     a library's own exception) while `broken` is set."""

@@ -14,14 +14,16 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 class EventLogError(Exception):
     """A log operation failed; `code` is a stable reason (EVENTLOG_FULL, EVENTLOG_CORRUPT...)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, pending: object = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.detail = message
+        # EVENTLOG_BUSY with the event possibly stored: pass it back as append(retry_of=...)
+        self.pending = pending
 
     def copy(self) -> "EventLogError":
         """The same error as a new object (for each of several threads that raise it)."""
-        return EventLogError(self.code, self.detail)
+        return EventLogError(self.code, self.detail, self.pending)
 
 
 @dataclass(frozen=True)

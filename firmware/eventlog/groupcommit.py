@@ -17,18 +17,21 @@ class CommitTimeout(Exception):
     it is stored) and True when a commit holding it was still running: it may yet be stored.
     """
 
-    def __init__(self, in_flight: bool, message: str) -> None:
+    def __init__(self, in_flight: bool, message: str, pending: object = None) -> None:
         super().__init__(message)
         self.in_flight = in_flight
+        # for an in-flight item: a handle whose outcome `GroupCommitter.outcome_of` tells later
+        self.pending = pending
 
 
 class _Ticket(Generic[Item, Result]):
     """One submitted item and, once its batch is decided, its result or its own exception."""
 
-    __slots__ = ("done", "error", "item", "result")
+    __slots__ = ("done", "error", "item", "owner", "result")
 
-    def __init__(self, item: Item) -> None:
+    def __init__(self, item: Item, owner: object) -> None:
         self.item = item
+        self.owner = owner  # the committer whose condition announces this ticket's outcome
         self.done = False
         self.result: Result | None = None
         self.error: BaseException | None = None
@@ -77,7 +80,7 @@ class GroupCommitter(Generic[Item, Result]):
 
     def submit(self, item: Item, timeout_s: float) -> Result:
         """Commit `item` in the next batch; returns its result once that batch committed."""
-        ticket: _Ticket[Item, Result] = _Ticket(item)
+        ticket: _Ticket[Item, Result] = _Ticket(item, self)
         deadline = time.monotonic() + timeout_s
         with self._changed:
             self._queue.append(ticket)
@@ -148,14 +151,28 @@ class GroupCommitter(Generic[Item, Result]):
             self._queue.remove(ticket)
             raise CommitTimeout(False, f"no turn to commit within {timeout_s:g} s; "
                                 "nothing was stored")
+        return self._await(ticket, timeout_s)
+
+    def _await(self, ticket: _Ticket[Item, Result], timeout_s: float) -> Result:
+        """Wait (holding the condition) up to timeout_s for a ticket already in a commit."""
         deadline = time.monotonic() + timeout_s
         while not ticket.done:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise CommitTimeout(True, "the commit holding this event did not finish "
-                                    f"within {timeout_s:g} s; it may still be stored")
+                                    f"within {timeout_s:g} s; it may still be stored", ticket)
             self._changed.wait(left)
         return ticket.outcome()
+
+    def outcome_of(self, pending: object, timeout_s: float) -> Result:
+        """The outcome of an item that an earlier submit() left in flight (its CommitTimeout's
+        `pending`): its result once that commit is decided, or its own exception; raises
+        CommitTimeout(in_flight=True) again if the commit is still undecided after timeout_s.
+        So a caller can retry without storing the item twice."""
+        if not isinstance(pending, _Ticket) or pending.owner is not self:
+            raise ValueError("pending must come from a CommitTimeout of this committer")
+        with self._changed:
+            return self._await(pending, timeout_s)
 
 
 def _failure(exc: BaseException) -> BaseException:

@@ -193,22 +193,36 @@ class EventLog:
         return self._conn
 
     # ---- appending -----------------------------------------------------------------------
-    def append(self, kind: str, body: dict[str, Any]) -> Event:
+    def append(self, kind: str, body: dict[str, Any], retry_of: object = None) -> Event:
         """Sign, chain and durably commit one event; returns it only once it is on disk.
 
         Raises EventLogError (nothing is stored) for a refused body, a full quota or disk
         (after freeing what the retention policy allows), or a database failure. Appends from
         several threads at once are committed together (one fsync), in the order they queued;
         an append that waits longer than commit_timeout_s for its turn raises EVENTLOG_BUSY.
+        When the commit holding the event was still running at that point, the event may yet
+        be stored: the error's `pending` is set, and the retry passes it as `retry_of`. The
+        retry then first settles that earlier attempt: if it was stored, its event is returned
+        and nothing is stored twice; if it failed, the event is appended afresh; if it is still
+        undecided, EVENTLOG_BUSY again (with the same `pending`).
         """
         try:  # the guard and encoding first, outside the lock: they overlap another's fsync
             prepared = prepare(kind, body)
         except BodyRejected as exc:
             raise EventLogError(exc.code, str(exc)) from None
+        if retry_of is not None:
+            try:
+                return self._committer.outcome_of(retry_of, self._commit_timeout_s)
+            except CommitTimeout as exc:
+                raise EventLogError("EVENTLOG_BUSY", str(exc), exc.pending) from None
+            except (EventLogError, RuntimeError):
+                pass  # the earlier attempt failed and stored nothing: append it afresh
+            except ValueError:
+                pass  # a handle of another (since reopened) log: it cannot be settled here
         try:
             return self._committer.submit(prepared, self._commit_timeout_s)
         except CommitTimeout as exc:
-            raise EventLogError("EVENTLOG_BUSY", str(exc)) from None
+            raise EventLogError("EVENTLOG_BUSY", str(exc), exc.pending) from None
 
     def _commit_batch(self, batch: Sequence[Prepared]) -> list[Event | EventLogError]:
         """Commit queued appends (the writer lock is held): as few transactions as the quota
