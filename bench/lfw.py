@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/lfw.py [--images DIR] [--pairs FILE] [--limit N] [--no-peer]
         [--threads N] [--refine off|crop|flip] [--refine-below PX] [--embedding mirror|single]
+        [--canvas WxH]
 
 Defaults: ../shared/data/lfw-view1 and its pairsDevTest.txt. Prints accuracy (10-fold where the
 pairs file has folds; View 1 has none, so the best-threshold accuracy and the accuracy at the
@@ -204,8 +205,23 @@ def make_pipeline(args: argparse.Namespace) -> Any:
     return FacePipeline(**options)
 
 
-def run_ours(files: list[str], pipeline: Any) -> tuple[dict[str, np.ndarray | None], list[float],
-                                                       dict[str, list[float]], float]:
+def on_canvas(rgb: np.ndarray, canvas: tuple[int, int] | None) -> np.ndarray:
+    """The image pasted at its own scale into the centre of a grey canvas (width, height), as a
+    kiosk camera frames a person ~1.5 m away (an LFW face: ~110 of 640 px); None: as is."""
+    if canvas is None:
+        return rgb
+    width, height = canvas
+    h, w = rgb.shape[:2]
+    if w > width or h > height:
+        raise ValueError(f"canvas {width}x{height} is smaller than the image {w}x{h}")
+    frame = np.full((height, width, 3), 128, dtype=np.uint8)
+    y, x = (height - h) // 2, (width - w) // 2
+    frame[y:y + h, x:x + w] = rgb
+    return frame
+
+
+def run_ours(files: list[str], pipeline: Any, canvas: tuple[int, int] | None = None
+             ) -> tuple[dict[str, np.ndarray | None], list[float], dict[str, list[float]], float]:
     """Templates of our pipeline (detect + align + embed timed; decoding not), the time per image,
     the time per stage for each image where a face was embedded, and the pipeline's threshold."""
     from PIL import Image
@@ -215,7 +231,7 @@ def run_ours(files: list[str], pipeline: Any) -> tuple[dict[str, np.ndarray | No
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for n, path in enumerate(files):
         with Image.open(path) as img:
-            rgb = np.asarray(img.convert("RGB"))
+            rgb = on_canvas(np.asarray(img.convert("RGB")), canvas)
         if n == 0:
             pipeline.embed(rgb)  # warm-up: the first inference allocates the interpreters' buffers
         start = time.perf_counter()
@@ -342,7 +358,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="refine only faces narrower than PX pixels of the 128-px detector input")
     parser.add_argument("--embedding", choices=("mirror", "single"), default=None,
                         help="mirror-averaged or single embedding (default: the manifest's mode)")
+    parser.add_argument("--canvas", default=None, metavar="WxH",
+                        help="paste each image into a grey WxH frame (e.g. 640x480: a kiosk's view "
+                             "of a person ~1.5 m away); our pipeline only, the peer is skipped")
     args = parser.parse_args(argv)
+    canvas = None
+    if args.canvas:
+        try:
+            canvas = tuple(int(v) for v in args.canvas.lower().split("x"))
+            if len(canvas) != 2 or min(canvas) < 1:
+                raise ValueError
+        except ValueError:
+            parser.error(f"--canvas must be WIDTHxHEIGHT, got {args.canvas!r}")
+        args.no_peer = True  # the peer reads the files as they are
 
     data_dir = args.images
     images = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
@@ -374,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"healthgate: {args.threads} threads, detector refine={config.refine} "
               f"refine_flip={config.refine_flip} refine_below_px={config.refine_below_px}, "
               f"mirror_average={pipeline.mirror_average}, threshold {pipeline.threshold:.6f}")
-        ours, our_times, our_stages, threshold = run_ours(files, pipeline)
+        if canvas is not None:
+            print(f"healthgate: each image pasted into a grey {canvas[0]}x{canvas[1]} frame; peer skipped")
+        ours, our_times, our_stages, threshold = run_ours(files, pipeline, canvas)  # type: ignore[arg-type]
     except Exception as exc:  # models not built, runtime missing: still run the peer
         print(f"healthgate: pipeline unavailable ({type(exc).__name__}: {exc}); skipped")
     else:

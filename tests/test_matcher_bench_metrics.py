@@ -105,3 +105,37 @@ def test_all_pairs_operating_points() -> None:
     (far1, thr1, tar1, n), (far2, thr2, tar2, _) = points
     assert n == 120 * 119 // 2 - 40 * 3
     assert thr2 >= thr1 and tar2 <= tar1 and 0.5 < tar1 <= 1.0
+
+
+def test_canvas_pastes_the_image_at_its_own_scale_in_the_centre() -> None:
+    from bench.lfw import on_canvas
+
+    image = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3)
+    frame = on_canvas(image, (10, 8))
+    assert frame.shape == (8, 10, 3) and frame.dtype == np.uint8
+    assert np.array_equal(frame[1:7, 3:7], image) and frame[0, 0, 0] == 128 and frame[7, 9, 2] == 128
+    assert on_canvas(image, None) is image
+    with pytest.raises(ValueError, match="smaller than the image"):
+        on_canvas(image, (3, 8))
+
+
+def test_lfw_bench_on_a_kiosk_sized_canvas_runs_the_real_pipeline(shared_data: Path, tmp_path: Path) -> None:
+    """`--canvas 640x480`: real detection and embedding of a few LFW pairs pasted into a
+    kiosk-sized frame; the peer is skipped; the last line is one JSON object."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(root / "bench" / "lfw.py"), "--images", str(shared_data / "lfw-view1"),
+         "--limit", "5", "--canvas", "640x480", "--plot", str(tmp_path / "roc.png")],
+        capture_output=True, text=True, timeout=300, cwd=root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "pasted into a grey 640x480 frame; peer skipped" in result.stdout
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["pairs"] == 10 and summary["images"] >= 10 and summary["failures_to_detect"] == 0
+    assert summary["peer_accuracy"] is None and summary["accuracy"] >= 0.8
+    bad = subprocess.run([sys.executable, str(root / "bench" / "lfw.py"), "--canvas", "640"],
+                         capture_output=True, text=True, timeout=120, cwd=root)
+    assert bad.returncode == 2 and "--canvas must be WIDTHxHEIGHT" in bad.stderr
