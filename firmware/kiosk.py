@@ -246,11 +246,12 @@ class Kiosk:
                 else:  # an earlier attempt may be stored: the log settles it, no duplicate
                     self._eventlog.append(kind, body, retry_of=pending)
             except Exception as exc:  # disk full, quota, I/O: never silent, never a crash
-                if getattr(exc, "code", None) in REFUSED_FOR_GOOD:
+                code = getattr(exc, "code", None)
+                if code in REFUSED_FOR_GOOD:
                     # refused for good (a field the log must never hold): retrying cannot help,
                     # so record that it was refused instead of blocking every later event
                     log.error("event %s refused by the log: %s", kind, exc)
-                    self._unlogged[0] = ("event_refused", {"kind": kind, "reason": exc.code}, None)
+                    self._unlogged[0] = ("event_refused", {"kind": kind, "reason": code}, None)
                     continue
                 self._unlogged[0] = (kind, body, getattr(exc, "pending", None) or pending)
                 if "eventlog" not in self._faults:
