@@ -212,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                                detector_out=args.detector_out))
         # The committed metrics carry every check of this build, not only the evaluation.
         (args.out / "build_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        from tflite_models import calibrate
+
+        # the folder's thresholds on the all-pairs basis, from the pipeline as the kiosk runs it
+        calibrate.write(args.out, calibrate.calibrate(args.out, train_pairs, test_pairs))
     report_path.write_text(json.dumps(report, indent=2))
     log(json.dumps(report, indent=2))
     if "shipped_mode" in report:

@@ -269,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = sface_model_folder(work, template, report)
     if args.ship:
         ship(work, folder, report, template)
+        from tflite_models import calibrate
+
+        # the shipped thresholds on the all-pairs basis, from the pipeline as the kiosk runs it
+        log("calibrating the shipped folder (tflite_models/calibrate.py)")
+        calibrate.write(HERE, calibrate.calibrate(HERE, train_pairs, test_pairs))
     print(json.dumps({
         "sface_int8_devtest_accuracy": report["sface_int8"]["devtest_accuracy"],
         "sface_int8_tar_at_far_0.1pct": report["sface_int8"]["devtest_tar_at_far_0.1pct_own_threshold"],
