@@ -139,6 +139,33 @@ def pair_scores(pairs: list[Pair], templates: dict[str, np.ndarray | None],
     return out
 
 
+def all_pair_scores(templates: dict[str, np.ndarray | None],
+                    identity_of: Callable[[str], str]) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) cosines over every pair of the images that have a template."""
+    paths = [p for p, t in templates.items() if t is not None]
+    matrix = np.stack([templates[p] / np.linalg.norm(templates[p]) for p in paths])
+    names = np.array([identity_of(p) for p in paths])
+    upper = np.triu_indices(len(paths), 1)
+    scores = (matrix @ matrix.T)[upper]
+    same = names[upper[0]] == names[upper[1]]
+    return scores[same], scores[~same]
+
+
+def operating_points(genuine: np.ndarray, impostor: np.ndarray,
+                     fars: tuple[float, ...]) -> list[tuple[float, float, float, int]]:
+    """(FAR, threshold, TAR, impostor pairs) for each FAR that the impostor count can measure:
+    the threshold lets in at most FAR of the impostor scores."""
+    ranked = np.sort(impostor)[::-1]
+    points = []
+    for far in fars:
+        allowed = int(np.floor(far * ranked.size))
+        if allowed >= ranked.size or ranked.size * far < 1:
+            continue  # too few impostor pairs to measure this rate
+        threshold = float(np.nextafter(ranked[allowed], np.inf))
+        points.append((far, threshold, float(np.mean(genuine >= threshold)), int(ranked.size)))
+    return points
+
+
 def all_pairs_operating_points(templates: dict[str, np.ndarray | None], identity_of: Callable[[str], str],
                                fars: tuple[float, ...] = (1e-3, 1e-4, 1e-5)) -> list[tuple[float, float, float, int]]:
     """(FAR, threshold, TAR, impostor pairs) over every pair of the images that have a template.
@@ -147,22 +174,7 @@ def all_pairs_operating_points(templates: dict[str, np.ndarray | None], identity
     members an impostor meets N templates, so its false-match rate is about N x FAR); all
     cross-identity pairs of the same images give about a million.
     """
-    paths = [p for p, t in templates.items() if t is not None]
-    matrix = np.stack([templates[p] / np.linalg.norm(templates[p]) for p in paths])
-    names = np.array([identity_of(p) for p in paths])
-    sims = matrix @ matrix.T
-    upper = np.triu_indices(len(paths), 1)
-    scores = sims[upper]
-    same = names[upper[0]] == names[upper[1]]
-    genuine, impostor = scores[same], np.sort(scores[~same])[::-1]
-    points = []
-    for far in fars:
-        allowed = int(np.floor(far * impostor.size))
-        if allowed >= impostor.size or impostor.size * far < 1:
-            continue  # too few impostor pairs to measure this rate
-        threshold = float(np.nextafter(impostor[allowed], np.inf))
-        points.append((far, threshold, float(np.mean(genuine >= threshold)), int(impostor.size)))
-    return points
+    return operating_points(*all_pair_scores(templates, identity_of), fars)
 
 
 def summarise(scores: np.ndarray, labels: np.ndarray, folds: list[list[int]] | None,

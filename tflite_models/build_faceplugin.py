@@ -26,7 +26,7 @@ import numpy as np
 
 from tflite_models import convert, faceplugin, lfw_data
 from tflite_models.build_sface import (ARCFACE_112_4POINT, MIN_ONNX_COSINE, cut, detect_all, embed_both,
-                                       inference_ms, scores)
+                                       inference_ms)
 from tflite_models.evaluate import (DETECTOR_FILE, DLIB_DIR, EMBEDDER_FILE, MIN_EMBEDDER_COSINE,
                                     face_manifest, figures, write_model_folder)
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     cos = np.array([float(np.dot(embeddings["faceplugin_int8"][p], embeddings["faceplugin_float"][p])) for p in test_images])
     report["int8_vs_float_cosine"] = {"mean": float(cos.mean()), "min": float(cos.min())}
     for kind, emb in embeddings.items():
-        report[kind] = figures(scores(train_pairs, emb), scores(test_pairs, emb))
+        report[kind] = figures(lfw_data.pair_cosines(train_pairs, emb), lfw_data.pair_cosines(test_pairs, emb))
         log(f"{kind}: {report[kind]}")
     sample = test_images[0]
     manifest = json.loads((DLIB_DIR / "face_models.json").read_text())  # dlib's own template

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from tflite_models import convert, lfw_data
+from tflite_models.calibrate import FACE_PASS_FAR
 from tflite_models.evaluate import (DETECTOR_FILE, DLIB_DIR, EMBEDDER_FILE, MIN_EMBEDDER_COSINE,
                                     face_manifest, figures, roc_plot, write_model_folder)
 
 HERE = Path(__file__).resolve().parent
-FACE_PASS_FAR = 1e-5  # per impostor pair: a stranger meets every member of a 1:N gallery
 # ArcFace's 5-point 112x112 template (insightface) with the two mouth corners averaged into a
 # mouth centre, as our alignment uses 4 points. OpenCV's FaceRecognizerSF.alignCrop warps to the
 # 5-point version, so this is the geometry SFace was evaluated with.
@@ -123,13 +123,6 @@ def embed_both(model: Path, chips: dict[Path, np.ndarray]) -> tuple[dict[Path, n
     return single, mirrored
 
 
-def scores(pairs: list[lfw_data.Pair], emb: dict[Path, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    same = np.array([p.same for p in pairs])
-    sc = np.array([float(np.dot(emb[p.first], emb[p.second])) if p.first in emb and p.second in emb else -1.0
-                   for p in pairs])
-    return same, sc
-
-
 def inference_ms(models: dict[str, Path], chip_by_model: dict[str, np.ndarray], rounds: int = 60) -> dict[str, Any]:
     """One embedder inference, 2 threads, models interleaved so machine load hits all alike."""
     from firmware.vision.embedder import Embedder
@@ -161,16 +154,10 @@ def sface_model_folder(work: Path, template: np.ndarray, report: dict[str, Any])
 def face_pass_points(embeddings: dict[Path, np.ndarray], train_images: list[Path],
                      test_images: list[Path]) -> dict[str, Any]:
     """1:N thresholds over every cross-identity pair of the DevTrain images, checked on DevTest."""
-    from bench.lfw import all_pairs_operating_points
+    from tflite_models import calibrate
 
-    result: dict[str, Any] = {}
-    for split, images in (("devtrain", train_images), ("devtest", test_images)):
-        points = all_pairs_operating_points({str(p): embeddings.get(p) for p in images},
-                                            lambda path: Path(path).parent.name,
-                                            fars=(1e-3, 1e-4, FACE_PASS_FAR))
-        result[split] = {f"far_{far:g}": {"threshold": threshold, "tar": tar, "impostor_pairs": n}
-                         for far, threshold, tar, n in points}
-    return result
+    return calibrate.operating_points(calibrate.split_scores(embeddings, train_images, test_images),
+                                      fars=(1e-3, 1e-4, FACE_PASS_FAR))
 
 
 def ship(work: Path, folder: Path, report: dict[str, Any], template: np.ndarray) -> None:
@@ -251,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     report["int8_vs_float_cosine"] = {"mean": float(cos.mean()), "min": float(cos.min()), "p01": float(np.percentile(cos, 1))}
     curves = {}
     for kind, emb in embeddings.items():
-        s_te = scores(test_pairs, emb)
-        report[kind] = figures(scores(train_pairs, emb), s_te)
+        s_te = lfw_data.pair_cosines(test_pairs, emb)
+        report[kind] = figures(lfw_data.pair_cosines(train_pairs, emb), s_te)
         curves[f"{kind} ({report[kind]['devtest_accuracy'] * 100:.1f} %)"] = s_te
         log(f"{kind}: {report[kind]}")
     roc_plot(curves, work / "sface_int8_roc.png", title="LFW View 1 pairsDevTest (BlazeFace + SFace vs dlib)")

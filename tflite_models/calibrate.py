@@ -26,7 +26,7 @@ import numpy as np
 from tflite_models import lfw_data
 from tflite_models.evaluate import FAR, HERE, THRESHOLD_KEY, figures, manifest_threshold
 
-FACE_PASS_FAR = 1e-5
+FACE_PASS_FAR = 1e-5  # per impostor pair: a stranger meets every member of a 1:N gallery
 FACE_PASS_KEY = f"far_{FACE_PASS_FAR:g}"
 
 
@@ -43,38 +43,26 @@ def embed_images(model_dir: Path, images: list[Path], mirror_average: bool) -> d
     return templates
 
 
-def pair_scores(pairs: list[lfw_data.Pair], templates: dict[Path, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(same, cosine) per pair; a pair with an undetected image scores -1 (never accepted)."""
-    same = np.array([p.same for p in pairs])
-    scores = np.array([float(templates[p.first] @ templates[p.second])
-                       if p.first in templates and p.second in templates else -1.0 for p in pairs])
-    return same, scores
-
-
 def all_pair_scores(templates: dict[Path, np.ndarray], images: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """(genuine, impostor) cosines over every pair of the images that have a template."""
-    paths = [p for p in images if p in templates]
-    matrix = np.stack([templates[p] for p in paths])
-    names = np.array([p.parent.name for p in paths])
-    upper = np.triu_indices(len(paths), 1)
-    scores = (matrix @ matrix.T)[upper]
-    same = names[upper[0]] == names[upper[1]]
-    return scores[same], scores[~same]
+    from bench.lfw import all_pair_scores as scores_of
+
+    return scores_of({str(p): templates.get(p) for p in images}, lambda path: Path(path).parent.name)
 
 
-def operating_points(templates: dict[Path, np.ndarray], train: list[Path], test: list[Path],
-                     fars: tuple[float, ...]) -> dict[str, Any]:
-    """Thresholds at each FAR over every cross-identity pair of each split's images."""
-    from bench.lfw import all_pairs_operating_points
+def split_scores(templates: dict[Path, np.ndarray], train: list[Path],
+                 test: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """All-pairs (genuine, impostor) scores of the DevTrain and the DevTest images."""
+    return {"devtrain": all_pair_scores(templates, train), "devtest": all_pair_scores(templates, test)}
 
-    result: dict[str, Any] = {}
-    for split, images in (("devtrain", train), ("devtest", test)):
-        points = all_pairs_operating_points({str(p): templates.get(p) for p in images},
-                                            lambda path: Path(path).parent.name, fars=fars)
-        result[split] = {f"far_{far:g}": {"threshold": threshold, "tar": round(tar, 4),
-                                          "impostor_pairs": n}
-                         for far, threshold, tar, n in points}
-    return result
+
+def operating_points(scores: dict[str, tuple[np.ndarray, np.ndarray]], fars: tuple[float, ...]) -> dict[str, Any]:
+    """Thresholds at each FAR over every cross-identity pair, per split (`split_scores`)."""
+    from bench.lfw import operating_points as points_of
+
+    return {split: {f"far_{far:g}": {"threshold": threshold, "tar": round(tar, 4), "impostor_pairs": n}
+                    for far, threshold, tar, n in points_of(genuine, impostor, fars)}
+            for split, (genuine, impostor) in scores.items()}
 
 
 def calibrate(model_dir: Path, train_pairs: list[lfw_data.Pair], test_pairs: list[lfw_data.Pair]) -> dict[str, Any]:
@@ -96,16 +84,17 @@ def calibrate(model_dir: Path, train_pairs: list[lfw_data.Pair], test_pairs: lis
     for mode in (own_mode, not own_mode):
         name = "mirror_average" if mode else "single"
         templates = embed_images(model_dir, images, mode)
-        figs = figures(pair_scores(train_pairs, templates), pair_scores(test_pairs, templates))
+        figs = figures(lfw_data.pair_cosines(train_pairs, templates), lfw_data.pair_cosines(test_pairs, templates))
         fars = (FAR, 1e-4, FACE_PASS_FAR) if mode == own_mode else (FAR,)
-        points = operating_points(templates, train_images, test_images, fars)
+        scores_by_split = split_scores(templates, train_images, test_images)
+        points = operating_points(scores_by_split, fars)
         all_pairs = points["devtrain"].get(f"far_{FAR:g}")
         figs["threshold"] = all_pairs["threshold"] if all_pairs else figs[THRESHOLD_KEY]
         figs["threshold_basis"] = ("LFW View 1 DevTrain images, every impostor pair, FAR 0.1 %" if all_pairs
                                    else "LFW View 1 pairsDevTrain, FAR 0.1 % (too few images for all pairs)")
-        same, scores = pair_scores(test_pairs, templates)
+        same, scores = lfw_data.pair_cosines(test_pairs, templates)
         accepted = scores >= figs["threshold"]
-        genuine, impostor = all_pair_scores(templates, test_images)
+        genuine, impostor = scores_by_split["devtest"]
         figs.update({
             "devtest_tar_at_threshold": float(np.mean(accepted[same])),
             "devtest_far_at_threshold": float(np.mean(accepted[~same])),

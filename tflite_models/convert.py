@@ -1,9 +1,22 @@
 """Build-time: TensorFlow function -> float or full-integer int8 TFLite flatbuffer."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
+
+
+def serving_module(forward: Callable[[Any], Any], input_shape: tuple[int, ...]) -> Any:
+    """A tf.Module whose `serve` runs `forward` on one float32 input of `input_shape`: what the
+    converters below take."""
+    import tensorflow as tf
+
+    class Serving(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec(list(input_shape), tf.float32)])
+        def serve(self, pixels: Any) -> Any:
+            return forward(pixels)
+
+    return Serving()
 
 
 def _converter(module: Any) -> Any:

@@ -79,12 +79,9 @@ def make_module(onnx_path: Path, prelu: str = "max") -> Any:
                 values[node.output[0]] = tf.reshape(values[node.input[0]], [-1, EMBEDDING])
         return values[nodes[-1].output[0]]
 
-    class FacepluginFeature(tf.Module):  # type: ignore[misc]
-        @tf.function(input_signature=[tf.TensorSpec([1, CHIP_SIZE, CHIP_SIZE, 3], tf.float32)])
-        def serve(self, pixels: Any) -> Any:
-            return forward(pixels)
+    from tflite_models.convert import serving_module
 
-    return FacepluginFeature()
+    return serving_module(forward, (1, CHIP_SIZE, CHIP_SIZE, 3))
 
 
 def check_against_onnx(onnx_path: Path, module: Any, chips: list[np.ndarray]) -> dict[str, float]:

@@ -56,6 +56,15 @@ def unique_images(pairs: list[Pair]) -> list[Path]:
     return list(seen)
 
 
+def pair_cosines(pairs: list[Pair], templates: dict[Path, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(same, cosine of the two unit templates) per pair; a pair with an image that has no
+    template scores -1, so no threshold ever accepts it."""
+    same = np.array([p.same for p in pairs])
+    scores = np.array([float(np.dot(templates[p.first], templates[p.second]))
+                       if p.first in templates and p.second in templates else -1.0 for p in pairs])
+    return same, scores
+
+
 def roc_figures(same: np.ndarray, scores: np.ndarray, far: float = 0.001) -> dict[str, float]:
     """Threshold at a false-accept rate, TAR there, and the best-accuracy threshold.
 

@@ -138,16 +138,9 @@ def make_forward(w: dict[str, np.ndarray], prelu: str = "split") -> Any:
 
 def make_module(onnx_path: Path, prelu: str = "split") -> Any:
     """A tf.Module whose `serve` maps one 112x112 RGB chip (float 0..255) to a 128-d embedding."""
-    import tensorflow as tf
+    from tflite_models.convert import serving_module
 
-    forward = make_forward(load_onnx_weights(onnx_path), prelu)
-
-    class SFace(tf.Module):  # type: ignore[misc]
-        @tf.function(input_signature=[tf.TensorSpec([1, CHIP_SIZE, CHIP_SIZE, 3], tf.float32)])
-        def serve(self, pixels: Any) -> Any:
-            return forward(pixels)
-
-    return SFace()
+    return serving_module(make_forward(load_onnx_weights(onnx_path), prelu), (1, CHIP_SIZE, CHIP_SIZE, 3))
 
 
 def check_against_onnx(onnx_path: Path, module: Any, chips: list[np.ndarray]) -> dict[str, float]:
