@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -17,17 +18,35 @@ from firmware.credentials.trust import TrustStore
 from firmware.credentials.verdict import STAGES, Verdict
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024  # an image file from a phone is a few MB at most
+# A phone photo is 12-50 MP; the decoded RGB copy costs 3 bytes a pixel, so 50 MP is ~150 MB.
+# The size is read from the image header, before any pixel is decoded (a 12,000 x 12,000 PNG
+# of a few kilobytes would otherwise cost 1.6 GB).
+MAX_IMAGE_PIXELS = 50_000_000
 _MARK = {True: "ok", False: "FAIL", None: "-"}
 
 
-def read_image_texts(data: bytes) -> list[str]:
-    """Every code text in an image file's bytes (PNG, JPEG, ...); ValueError if not an image."""
+class ImageTooLarge(ValueError):
+    """The image's header declares more pixels than `MAX_IMAGE_PIXELS`: refused undecoded."""
+
+
+def read_image_texts(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> list[str]:
+    """Every code text in an image file's bytes (PNG, JPEG, ...); ValueError if not an image,
+    ImageTooLarge if it declares more than `max_pixels` pixels (checked before decoding)."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():  # our own, smaller bound decides; not Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+        with image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(f"image of {width} x {height} pixels is larger than "
+                                    f"{max_pixels:,} pixels")
             rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # Pillow's own (larger) bound, at open()
+        raise ImageTooLarge(str(exc)) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"not a readable image: {exc}") from None
     try:
@@ -56,9 +75,14 @@ def _inputs(target: str) -> list[str]:
         is_file = False
     if not is_file:
         return [target]
-    data = path.read_bytes()[:MAX_INPUT_BYTES]
+    with path.open("rb") as handle:  # never read more than the bound, whatever the file's size
+        data = handle.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise ImageTooLarge(f"{path} is larger than {MAX_INPUT_BYTES:,} bytes")
     try:
         return read_image_texts(data)
+    except ImageTooLarge:
+        raise
     except ValueError:
         return [data.decode("utf-8", errors="replace").strip()]
 
@@ -118,7 +142,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             return 2
     else:
         out.write("note: no --trust folder given: no issuer is trusted\n")
-    texts = _inputs(args.credential)
+    try:
+        texts = _inputs(args.credential)
+    except ImageTooLarge as exc:
+        out.write(f"error: {exc}\n")
+        return 2
     if not texts:
         out.write("no code found in the image\n")
         return 1
