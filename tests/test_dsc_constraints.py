@@ -51,14 +51,14 @@ def _issue(key: Any, der: bytes) -> str:
     return issue_dcc(vaccination(), key, dcc_kid(der), T0, T0 + timedelta(days=365), "XA")
 
 
-REFUSED = {
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "ca": ({"ca": True}, "BasicConstraints cA=TRUE"),
     "ca_with_signing_usage": ({"ca": True, "usage": {"digital_signature", "key_cert_sign"}},
                               "BasicConstraints cA=TRUE"),
     "usage_cert_sign_only": ({"usage": {"key_cert_sign", "crl_sign"}}, "without digitalSignature"),
     "usage_non_repudiation_only": ({"usage": {"content_commitment"}}, "without digitalSignature"),
 }
-ACCEPTED = {
+ACCEPTED: dict[str, dict[str, Any]] = {
     "no_extensions": {},
     "end_entity": {"ca": False},
     "digital_signature": {"ca": False, "usage": {"digital_signature"}},

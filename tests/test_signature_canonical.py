@@ -8,6 +8,7 @@ import json
 import zlib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -130,7 +131,7 @@ def test_eddsa_status_code_is_unaffected() -> None:
 # --- issuer formats: accepted, identity and revocation canonical -----------------------------
 
 @pytest.fixture(scope="module")
-def dcc_signer() -> tuple[object, bytes]:
+def dcc_signer() -> tuple[Any, bytes]:
     key = make_key("ec")
     return key, make_cert(key)
 
@@ -139,7 +140,7 @@ def _dcc_twin(text: str) -> str:
     return encode_hc1(twin_cose(zlib.decompress(b45decode(text[4:]))))
 
 
-def test_dcc_high_s_verifies_and_names_the_same_credential(dcc_signer: tuple[object, bytes]) -> None:
+def test_dcc_high_s_verifies_and_names_the_same_credential(dcc_signer: tuple[Any, bytes]) -> None:
     key, der = dcc_signer
     text = issue_dcc(vaccination(), key, dcc_kid(der), T0, T0 + timedelta(days=365), "XA")
     high = _dcc_twin(text)
@@ -152,7 +153,7 @@ def test_dcc_high_s_verifies_and_names_the_same_credential(dcc_signer: tuple[obj
 
 @pytest.mark.parametrize("listed", ["low", "high"])
 def test_revoked_dcc_stays_revoked_when_re_encoded_with_the_other_s(
-        dcc_signer: tuple[object, bytes], listed: str) -> None:
+        dcc_signer: tuple[Any, bytes], listed: str) -> None:
     """The SIGNATURE revocation hash covers only r (EU revocation scheme): neither encoding of a
     revoked DCC's signature escapes, whichever of the two the list was computed from."""
     key, der = dcc_signer

@@ -3,6 +3,8 @@ exactly one way (no leading zeros, no other scripts' digits); `shc:/1/1/` is a s
 a card has at most MAX_CHUNKS chunks."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 from firmware.credentials import TrustStore, nzcp, shc, verify
@@ -17,9 +19,10 @@ from firmware.credentials.shc_codec import (
 
 ARABIC_ONE, ARABIC_TWO = "\u0661", "\u0662"  # ١ ٢
 FULLWIDTH_ONE, FULLWIDTH_TWO = "\uff11", "\uff12"  # １ ２
+AT = datetime(2025, 6, 1, tzinfo=timezone.utc)
 
 
-def _card() -> tuple[str, TrustStore, object]:
+def _card() -> tuple[str, TrustStore, datetime]:
     """A verifiable single-QR card (its digits), its trust and clock."""
     text, trust, at = shc.bench_samples()[0]
     return parse_chunk(text).digits, trust, at
@@ -43,7 +46,7 @@ def test_malformed_chunk_headers_are_refused(header: str) -> None:
     with pytest.raises(ShcFormatError) as refused:
         parse_chunk(f"shc:/{header}5676")
     assert refused.value.code == "SHC_CHUNK_INVALID"
-    verdict = verify(f"shc:/{header}5676", TrustStore(), None)  # type: ignore[arg-type]
+    verdict = verify(f"shc:/{header}5676", TrustStore(), AT)
     assert (verdict.valid, verdict.failure) == (False, "SHC_CHUNK_INVALID")
 
 
@@ -67,8 +70,8 @@ def test_single_chunk_header_verifies_like_a_plain_card() -> None:
     """`shc:/1/1/...` (the SMART dev tools accept it with a warning): a single-QR card."""
     digits, trust, at = _card()
     plain, headed = f"shc:/{digits}", f"shc:/1/1/{digits}"
-    assert verify(headed, trust, at).valid  # type: ignore[arg-type]
-    assert verify(headed, trust, at).credential_id == verify(plain, trust, at).credential_id  # type: ignore[arg-type]
+    assert verify(headed, trust, at).valid
+    assert verify(headed, trust, at).credential_id == verify(plain, trust, at).credential_id
     result = ChunkAssembler(clock=lambda: 0.0).feed(headed)
     assert result.status == COMPLETE and result.text == headed
 
@@ -79,7 +82,7 @@ def test_sixteen_chunks_assemble_and_seventeen_are_refused() -> None:
     assembler = ChunkAssembler(clock=lambda: 0.0)
     results = [assembler.feed(text) for text in _chunked(digits, MAX_CHUNKS)]
     assert [r.status for r in results] == [PENDING] * (MAX_CHUNKS - 1) + [COMPLETE]
-    assert verify(results[-1].text or "", trust, at).valid  # type: ignore[arg-type]
+    assert verify(results[-1].text or "", trust, at).valid
     over = [assembler.feed(text) for text in _chunked(digits, MAX_CHUNKS + 1)]
     assert {(r.status, r.failure) for r in over} == {(INVALID, "SHC_CHUNK_INVALID")}
     assert assembler.pending == (0, 0)
