@@ -40,7 +40,8 @@ def _cert(key: Any, *, ca: bool | None = None, usage: set[str] | None = None) ->
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(T0 - timedelta(days=30)).not_valid_after(T0 + timedelta(days=730)))
     if ca is not None:
-        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        constraints = x509.BasicConstraints(ca=ca, path_length=None)
+        builder = builder.add_extension(constraints, critical=True)
     if usage is not None:
         flags = {flag: flag in usage for flag in USAGE_FLAGS}
         builder = builder.add_extension(x509.KeyUsage(**flags), critical=True)
@@ -87,7 +88,8 @@ def test_a_document_signer_is_accepted(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED) + sorted(ACCEPTED))
-def test_the_lenient_reader_sees_the_same_constraints(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_lenient_reader_sees_the_same_constraints(name: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Certificates that strict parsers reject are read leniently: same verdict on constraints."""
     extensions = REFUSED[name][0] if name in REFUSED else ACCEPTED[name]
     der = _cert(make_key("ec"), **extensions)

@@ -73,7 +73,7 @@ def parse_chunk(text: str) -> Chunk:
 
 def _chunk_number(text: str) -> int:
     if not _CHUNK_NUMBER_RE.fullmatch(text):
-        raise ShcFormatError("SHC_CHUNK_INVALID", "chunk number is not ASCII 1-999 without leading zeros")
+        raise ShcFormatError("SHC_CHUNK_INVALID", "chunk number not ASCII 1-999, no leading 0")
     return int(text)
 
 

@@ -84,7 +84,8 @@ def constraint_problem(ca: bool, digital_signature: bool | None) -> str | None:
     return None
 
 
-def _constraints(cert: x509.Certificate | None, fields: CertFields | None) -> tuple[bool, bool | None]:
+def _constraints(cert: x509.Certificate | None,
+                 fields: CertFields | None) -> tuple[bool, bool | None]:
     """(cA, KeyUsage digitalSignature or None when absent): strictly, else leniently."""
     if cert is not None:
         try:

@@ -121,7 +121,8 @@ def parse_signer_list(document: Any, report: IngestReport) -> dict[bytes, list[D
             report.skipped.append(f"entry {index}: {exc}")
             continue
         if signer.constraint_problem is not None:  # a CA or non-signing cert: skip it alone
-            report.skipped.append(f"entry {index} (kid {entry['kid']}): {signer.constraint_problem}")
+            why = signer.constraint_problem
+            report.skipped.append(f"entry {index} (kid {entry['kid']}): {why}")
             continue
         signers.setdefault(signer.kid, []).append(signer)
         report.accepted += 1
