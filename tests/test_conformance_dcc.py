@@ -56,6 +56,9 @@ _JSON_NOT_PAYLOAD = ("the case's JSON field names a different person than its si
                      "payload (test data error)")
 _NEEDS_VALUESETS = ("schema 1.3.x moved the code lists out of the schema into value sets; with "
                     "value sets loaded the verifier rejects this case (test_value_sets_catch_*)")
+_LV_CA_SIGNER = ("the LV test signer is a CA certificate (BasicConstraints cA=TRUE, KeyUsage "
+                 "keyCertSign|cRLSign without digitalSignature), not a DSC: refused under our "
+                 "RFC 5280 signer policy (DCC_SIGNER_NOT_DSC, tests/test_dsc_constraints.py)")
 OUR_FINDINGS: dict[tuple[str, str], str] = {
     ("PL/1.3.0/2DCode/raw/1.json", "EXPECTEDDECODE"): _JSON_NOT_PAYLOAD,
     ("PL/1.3.0/2DCode/raw/1.json", "EXPECTEDVALIDJSON"): _JSON_NOT_PAYLOAD,
@@ -63,6 +66,7 @@ OUR_FINDINGS: dict[tuple[str, str], str] = {
     ("PL/1.3.0/2DCode/raw/5.json", "EXPECTEDVALIDJSON"): _JSON_NOT_PAYLOAD,
     **{(f"PL/{ver}/2DCode/raw/{n}.json", "EXPECTEDSCHEMAVALIDATION"): _NEEDS_VALUESETS
        for ver in ("1.0.0", "1.2.1", "1.3.0") for n in (7, 8, 9)},
+    **{(f"LV/2DCode/raw/{n}.json", "EXPECTEDVERIFY"): _LV_CA_SIGNER for n in (1, 2, 3)},
 }
 
 

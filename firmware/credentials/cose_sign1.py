@@ -118,16 +118,17 @@ def sig_structure(protected_raw: bytes, payload: bytes, external_aad: bytes = b"
     return cbor2.dumps(["Signature1", protected_raw, external_aad, payload])
 
 
-def verify_signature(msg: Sign1, key: PublicKey) -> bool:
+def verify_signature(msg: Sign1, key: PublicKey, *, allow_high_s: bool = False) -> bool:
     """True when `msg` carries a valid signature by `key` under `msg.alg`.
 
     The key type must match the algorithm: an RSA key never verifies an ES256 message. Callers
-    still refuse the algorithms their format does not allow before calling this.
+    still refuse the algorithms their format does not allow before calling this. An ES256
+    signature with a high `s` is refused unless `allow_high_s` (see es256.py).
     """
     to_be_signed = sig_structure(msg.protected_raw, msg.payload)
     try:
         if msg.alg == ALG_ES256 and isinstance(key, ec.EllipticCurvePublicKey):
-            return es256_verify(key, to_be_signed, msg.signature)
+            return es256_verify(key, to_be_signed, msg.signature, allow_high_s=allow_high_s)
         if msg.alg == ALG_EDDSA and isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(msg.signature, to_be_signed)
             return True

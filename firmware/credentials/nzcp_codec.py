@@ -43,8 +43,8 @@ def split_text(text: str) -> tuple[int, str]:
     version, sep, body = text[len(PREFIX):].partition("/")
     if not sep or not version.isdigit() or not version.isascii() or len(version) > 3:
         raise NzcpFormatError("NZCP_VERSION_UNSUPPORTED", "no version identifier")
-    if int(version) != SUPPORTED_VERSION:
-        raise NzcpFormatError("NZCP_VERSION_UNSUPPORTED", f"version {int(version)}")
+    if version != str(SUPPORTED_VERSION):  # exactly "1": no "01"/"001" spellings (spec)
+        raise NzcpFormatError("NZCP_VERSION_UNSUPPORTED", f"version {version}")
     return int(version), body
 
 

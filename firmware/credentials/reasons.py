@@ -44,6 +44,7 @@ REASONS: dict[str, str] = {
     "DCC_KID_MISSING": "Signer not named",
     "DCC_KID_UNKNOWN": "Issuer not trusted",
     "DCC_SIGNATURE_INVALID": "Signature invalid",
+    "DCC_SIGNER_NOT_DSC": "Signer not a document signer",
     "DCC_CLAIMS_MISSING": "Issue/expiry date missing",
     "DCC_NOT_YET_VALID": "Certificate not valid yet",
     "DCC_EXPIRED": "Certificate expired",

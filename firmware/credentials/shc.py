@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from firmware.credentials.es256 import es256_verify
+from firmware.credentials.es256 import canonical_signature, es256_verify
 from firmware.credentials.shc_codec import (
+    CompactJws,
     ShcFormatError,
     b64url_encode,
     inflate_raw,
@@ -62,6 +63,7 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
     except ShcFormatError as exc:
         checks["cose"] = False
         raise Deny(exc.code) from None
+    state["credential_id"] = _jws_id(parsed)
     header = parsed.header
     checks["cose"] = header.get("alg") == "ES256" and header.get("zip") == "DEF"
     if header.get("alg") != "ES256":
@@ -84,7 +86,9 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
         checks["signature"] = False
         raise Deny("SHC_KEY_UNKNOWN" if known else "SHC_ISSUER_UNTRUSTED")
     # Signature before content: an unverified payload is at most read to name a deny reason.
-    if not es256_verify(candidates[0].public_key, parsed.signing_input, parsed.signature):
+    # High s allowed: the spec's own examples 00 and 02 have one; the card's id is canonical.
+    if not es256_verify(candidates[0].public_key, parsed.signing_input, parsed.signature,
+                        allow_high_s=True):
         checks["signature"] = False
         raise Deny("SHC_SIGNATURE_INVALID")
     checks["signature"] = True
@@ -113,6 +117,17 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
     checks["revocation"] = not (crl is not None and rid is not None and crl.revokes(rid, nbf))
     if not checks["revocation"]:
         raise Deny("SHC_REVOKED")
+
+
+def _jws_id(parsed: CompactJws) -> str:
+    """`jws-sha256:` + base64url SHA-256 of the JWS with its signature in low-s form.
+
+    (r, s) and (r, n - s) both verify, so hashing the JWS as scanned would give one card two ids
+    (and a second pass through the anti-sharing check); a low-s card's id is its JWS hash.
+    """
+    signature = b64url_encode(canonical_signature(parsed.signature))
+    jws = parsed.signing_input + b"." + signature.encode("ascii")
+    return "jws-sha256:" + b64url_encode(hashlib.sha256(jws).digest())
 
 
 def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],

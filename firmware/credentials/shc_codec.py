@@ -27,7 +27,9 @@ MAX_JWS_CHARS = 1195 * MAX_CHUNKS
 MAX_INFLATED_BYTES = 64 * 1024
 
 _B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
-_CHUNK_RE = re.compile(r"^shc:/(?:(\d{1,3})/(\d{1,3})/)?(\d*)$", re.IGNORECASE)
+# ASCII digits only ("\d" would also take Arabic-Indic or full-width digits), and a chunk number
+# without leading zeros: one card, one text. The body's digits are checked by numeric_to_jws.
+_CHUNK_NUMBER_RE = re.compile(r"[1-9][0-9]{0,2}")
 
 
 class ShcFormatError(ValueError):
@@ -48,19 +50,37 @@ class Chunk:
 
 
 def parse_chunk(text: str) -> Chunk:
-    """Split `shc:/[C/N/]digits` into its parts; a single-QR card is chunk 1 of 1."""
+    """Split `shc:/[C/N/]digits` into its parts; a single-QR card is chunk 1 of 1.
+
+    `shc:/1/1/...` is accepted as a single-QR card, as the SMART dev tools do (with a warning);
+    C and N are ASCII numbers without leading zeros, 1 <= C <= N <= MAX_CHUNKS.
+    """
     if len(text) > MAX_TEXT_CHARS:
         raise ShcFormatError("SHC_TOO_LARGE", f"{len(text)} chars")
-    match = _CHUNK_RE.match(text.strip())
-    if match is None:
+    text = text.strip()
+    if text[: len(PREFIX)].lower() != PREFIX:
         raise ShcFormatError("SHC_NUMERIC_INVALID", "not shc:/[C/N/]digits")
-    index_s, total_s, digits = match.groups()
-    if index_s is None:
-        return Chunk(1, 1, digits)
-    index, total = int(index_s), int(total_s)
-    if not (1 <= index <= total <= MAX_CHUNKS) or total < 2:
+    parts = text[len(PREFIX):].split("/")
+    if len(parts) == 1:
+        return Chunk(1, 1, _digits(parts[0]))
+    if len(parts) != 3:
+        raise ShcFormatError("SHC_CHUNK_INVALID", "a chunk header is C/N/")
+    index, total = _chunk_number(parts[0]), _chunk_number(parts[1])
+    if not 1 <= index <= total <= MAX_CHUNKS:
         raise ShcFormatError("SHC_CHUNK_INVALID", f"chunk {index}/{total}")
-    return Chunk(index, total, digits)
+    return Chunk(index, total, _digits(parts[2]))
+
+
+def _chunk_number(text: str) -> int:
+    if not _CHUNK_NUMBER_RE.fullmatch(text):
+        raise ShcFormatError("SHC_CHUNK_INVALID", "chunk number not ASCII 1-999, no leading 0")
+    return int(text)
+
+
+def _digits(text: str) -> str:
+    if not (text.isascii() and (text.isdigit() or not text)):
+        raise ShcFormatError("SHC_NUMERIC_INVALID", "not shc:/[C/N/]digits")
+    return text
 
 
 def numeric_to_jws(digits: str) -> str:

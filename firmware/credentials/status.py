@@ -18,6 +18,7 @@ from firmware.credentials.cose_sign1 import (
     decode_sign1,
     verify_signature,
 )
+from firmware.credentials.es256 import NON_CANONICAL_DETAIL, is_high_s
 from firmware.credentials.staged import Checks, Deny, run_stages
 from firmware.credentials.status_code import (
     CODE_CONTENT_TYPE,
@@ -206,8 +207,11 @@ def _run(text: str, status_trust: Any, at: datetime, checks: dict[str, bool | No
     if trusted is None:
         checks["signature"] = False
         raise Deny("STATUS_KEY_UNKNOWN")
+    # We are the only issuer and always sign with a low s, so the default (high s refused) holds.
     checks["signature"] = verify_signature(msg, trusted.public_key)
     if not checks["signature"]:
+        if msg.alg == ALG_ES256 and is_high_s(msg.signature):
+            state["extras"]["detail"] = NON_CANONICAL_DETAIL
         raise Deny("STATUS_SIGNATURE_INVALID")
 
     try:

@@ -32,7 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from firmware.credentials.dcc.revocation import RevocationList
-from firmware.credentials.dcc.signer import SignerError
+from firmware.credentials.dcc.signer import DccSigner, SignerError
 from firmware.credentials.dcc.trustlist import (
     TrustListError,
     decode_signature,
@@ -136,9 +136,13 @@ def _load_signers(root: Path, store: TrustStore, anchors: list[Any], pinned_keys
         try:
             if raw.lstrip().startswith(b"-----BEGIN"):
                 raw = x509.load_pem_x509_certificate(raw).public_bytes(serialization.Encoding.DER)
-            store.add_dcc_signer(raw)
+            signer = DccSigner.from_der(raw)
         except (ValueError, SignerError) as exc:
             raise TrustDataError(f"{cert_path.name}: {exc}") from None
+        if signer.constraint_problem is not None:  # readable but not a DSC: skip it alone
+            log.warning("dcc-certs/%s: skipped: %s", cert_path.name, signer.constraint_problem)
+            continue
+        store.dcc_signers.setdefault(signer.kid, []).append(signer)
 
 
 def _load_rules(path: Path, pinned_keys: Any) -> Any:

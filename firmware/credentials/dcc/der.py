@@ -1,4 +1,4 @@
-"""A minimal, lenient DER reader: enough of X.509 to pull out the key, validity and EKU OIDs.
+"""A minimal, lenient DER reader: enough of X.509 for the key, validity, EKU OIDs and constraints.
 
 Some real DCC signing certificates carry DER that strict parsers reject (an encoded DEFAULT
 value, an empty extended-key-usage list). We still need their public key, validity period and
@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 SEQUENCE, SET, OID, CTX0, CTX3 = 0x30, 0x31, 0x06, 0xA0, 0xA3
-UTCTIME, GENERALIZEDTIME, BOOLEAN, OCTET_STRING = 0x17, 0x18, 0x01, 0x04
+UTCTIME, GENERALIZEDTIME, BOOLEAN, OCTET_STRING, BIT_STRING = 0x17, 0x18, 0x01, 0x04, 0x03
 EKU_OID = "2.5.29.37"
+BASIC_CONSTRAINTS_OID = "2.5.29.19"
+KEY_USAGE_OID = "2.5.29.15"
+# KeyUsage bit 0 (RFC 5280, 4.2.1.3) is the most significant bit of the first content byte.
+DIGITAL_SIGNATURE_MASK = 0x80
 
 
 class DerError(ValueError):
@@ -92,12 +96,18 @@ def decode_time(item: Tlv) -> datetime:
 
 @dataclass(frozen=True)
 class CertFields:
-    """What a DCC verifier needs from a signing certificate."""
+    """What a DCC verifier needs from a signing certificate.
+
+    `ca` is BasicConstraints cA (False when the extension is absent); `digital_signature` is the
+    KeyUsage digitalSignature bit, None when the certificate has no KeyUsage extension.
+    """
 
     spki_der: bytes
     not_before: datetime
     not_after: datetime
     eku_oids: frozenset[str]
+    ca: bool = False
+    digital_signature: bool | None = None
 
 
 def parse_certificate(der: bytes) -> CertFields:
@@ -115,18 +125,40 @@ def parse_certificate(der: bytes) -> CertFields:
     validity = children(fields[3].value)
     not_before, not_after = decode_time(validity[0]), decode_time(validity[1])
     spki = fields[5]
+    extensions = _extension_values(fields[6:])
     ekus: set[str] = set()
-    for field in fields[6:]:
+    if EKU_OID in extensions:
+        inner, _ = read_tlv(extensions[EKU_OID])
+        ekus.update(decode_oid(o.value) for o in children(inner.value) if o.tag == OID)
+    ca = False
+    if BASIC_CONSTRAINTS_OID in extensions:
+        inner, _ = read_tlv(extensions[BASIC_CONSTRAINTS_OID])
+        parts = children(inner.value)
+        # cA is an optional BOOLEAN DEFAULT FALSE; an encoded FALSE (FI's DSCs) reads as False.
+        ca = bool(parts) and parts[0].tag == BOOLEAN and parts[0].value not in (b"", b"\x00")
+    digital_signature = None
+    if KEY_USAGE_OID in extensions:
+        bits, _ = read_tlv(extensions[KEY_USAGE_OID])
+        if bits.tag != BIT_STRING or not bits.value:
+            raise DerError("KeyUsage is not a BIT STRING")
+        digital_signature = len(bits.value) > 1 and bool(bits.value[1] & DIGITAL_SIGNATURE_MASK)
+    return CertFields(spki.raw, not_before, not_after, frozenset(ekus), ca, digital_signature)
+
+
+def _extension_values(fields: list[Tlv]) -> dict[str, bytes]:
+    """extnID -> the content of extnValue's OCTET STRING, from the [3] extensions field."""
+    values: dict[str, bytes] = {}
+    for field in fields:
         if field.tag != CTX3:
             continue
         (ext_seq,) = children(field.value)
         for ext in children(ext_seq.value):
             parts = children(ext.value)
-            if decode_oid(parts[0].value) != EKU_OID:
-                continue
             octets = parts[-1]
             if octets.tag != OCTET_STRING:
                 raise DerError("extension value is not an OCTET STRING")
-            inner, _ = read_tlv(octets.value)
-            ekus.update(decode_oid(o.value) for o in children(inner.value) if o.tag == OID)
-    return CertFields(spki.raw, not_before, not_after, frozenset(ekus))
+            oid = decode_oid(parts[0].value)
+            if oid in values:  # RFC 5280 4.2: at most one instance of each; never pick one
+                raise DerError(f"extension {oid} appears twice")
+            values[oid] = octets.value
+    return values

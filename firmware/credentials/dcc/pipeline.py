@@ -144,10 +144,19 @@ def _signature(sign1: Sign1, trust: Any, run: _Run) -> DccSigner | None:
     if not signers:
         run.fail("signature", "DCC_KID_UNKNOWN", f"no trusted signer with kid {kid.hex()}")
         return None
+    not_dsc: str | None = None
     for signer in signers:
-        if verify_signature(sign1, signer.public_key):
+        # High s allowed: about half of the EU's field signatures have one (docs/credentials.md);
+        # revocation hashes only r, so the twin encoding cannot dodge it.
+        if verify_signature(sign1, signer.public_key, allow_high_s=True):
+            if signer.constraint_problem is not None:  # RFC 5280: not a document signer
+                not_dsc = signer.constraint_problem
+                continue
             run.ok("signature", f"{SUPPORTED_ALGS[sign1.alg]} by kid {kid.hex()}")
             return signer
+    if not_dsc is not None:
+        run.fail("signature", "DCC_SIGNER_NOT_DSC", not_dsc)
+        return None
     run.fail("signature", "DCC_SIGNATURE_INVALID",
              f"no {SUPPORTED_ALGS[sign1.alg]} signature match among {len(signers)} certificate(s)")
     return None

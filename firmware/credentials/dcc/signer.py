@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from firmware.credentials.dcc.der import DerError, parse_certificate
+from firmware.credentials.dcc.der import CertFields, DerError, parse_certificate
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
@@ -23,6 +23,9 @@ class DccSigner:
     """One signing certificate: its key, validity period and extended-key-usage OIDs.
 
     `country` and `certificate_type` come from a trust list entry when there is one.
+    `constraint_problem` says why the certificate may not sign DCCs at all (RFC 5280: a CA
+    certificate, or a KeyUsage without digitalSignature), None when it may: trust-list loading
+    skips such a certificate and verification refuses it (DCC_SIGNER_NOT_DSC).
     """
 
     der: bytes = field(repr=False)
@@ -33,6 +36,7 @@ class DccSigner:
     eku_oids: frozenset[str]
     country: str | None = None
     certificate_type: str | None = None
+    constraint_problem: str | None = None
 
     @classmethod
     def from_der(cls, der: bytes, country: str | None = None,
@@ -66,10 +70,44 @@ class DccSigner:
         if not isinstance(key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
             raise SignerError("only EC and RSA signing keys are used for DCCs")
         ekus = _eku_oids(cert, fields)
-        return cls(der, kid, key, not_before, not_after, ekus, country, certificate_type)
+        problem = constraint_problem(*_constraints(cert, fields))
+        return cls(der, kid, key, not_before, not_after, ekus, country, certificate_type, problem)
 
 
-def _eku_oids(cert: x509.Certificate | None, fields: object) -> frozenset[str]:
+def constraint_problem(ca: bool, digital_signature: bool | None) -> str | None:
+    """Why a certificate with these constraints may not sign DCCs (RFC 5280 4.2.1.3/4.2.1.9,
+    hcert spec 5: a DSC is an end-entity certificate signed by the country's CSCA), or None."""
+    if ca:
+        return "BasicConstraints cA=TRUE: a CA certificate is not a document signer"
+    if digital_signature is False:
+        return "KeyUsage present without digitalSignature"
+    return None
+
+
+def _constraints(cert: x509.Certificate | None,
+                 fields: CertFields | None) -> tuple[bool, bool | None]:
+    """(cA, KeyUsage digitalSignature or None when absent): strictly, else leniently."""
+    if cert is not None:
+        try:
+            extensions = cert.extensions
+            try:
+                ca = bool(extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+            except x509.ExtensionNotFound:
+                ca = False
+            try:
+                usage: bool | None = extensions.get_extension_for_class(
+                    x509.KeyUsage).value.digital_signature
+            except x509.ExtensionNotFound:
+                usage = None
+            return ca, usage
+        except ValueError:
+            pass  # extensions that strict parsers reject; read them leniently below
+    if fields is None:
+        raise SignerError("certificate extensions unreadable")
+    return fields.ca, fields.digital_signature
+
+
+def _eku_oids(cert: x509.Certificate | None, fields: CertFields | None) -> frozenset[str]:
     """EKU OIDs from the strict parse, falling back to the lenient one (encoded defaults etc.)."""
     if cert is not None:
         try:
@@ -81,4 +119,4 @@ def _eku_oids(cert: x509.Certificate | None, fields: object) -> frozenset[str]:
             pass  # extensions that strict parsers reject; read them leniently below
     if fields is None:
         raise SignerError("certificate extensions unreadable")
-    return fields.eku_oids  # type: ignore[attr-defined]
+    return fields.eku_oids

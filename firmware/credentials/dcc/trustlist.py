@@ -4,8 +4,10 @@ A list is `{"certificates": [{kid, country, certificateType, rawData, signature,
 timestamp}, ...]}` (the EU gateway's trust-list shape). The whole list must carry a detached
 signature by a configured trust anchor (ECDSA P-256, RSA or Ed25519, over the exact list bytes)
 before any entry is looked at. Each DSC entry must then name its own certificate: kid = first
-8 bytes and thumbprint = all 32 bytes of SHA-256 over rawData. Replacement is atomic: the new
-signer map is built aside and swapped in with one assignment.
+8 bytes and thumbprint = all 32 bytes of SHA-256 over rawData, and the certificate must be a
+document signer (RFC 5280: not a CA, KeyUsage with digitalSignature when present); an entry that
+fails is skipped and reported, the others are kept. Replacement is atomic: the new signer map is
+built aside and swapped in with one assignment.
 """
 from __future__ import annotations
 
@@ -117,6 +119,10 @@ def parse_signer_list(document: Any, report: IngestReport) -> dict[bytes, list[D
             signer = DccSigner.from_der(der, country=entry.get("country"), certificate_type="DSC")
         except SignerError as exc:
             report.skipped.append(f"entry {index}: {exc}")
+            continue
+        if signer.constraint_problem is not None:  # a CA or non-signing cert: skip it alone
+            why = signer.constraint_problem
+            report.skipped.append(f"entry {index} (kid {entry['kid']}): {why}")
             continue
         signers.setdefault(signer.kid, []).append(signer)
         report.accepted += 1
