@@ -1,4 +1,4 @@
-"""The event schema: what an event may hold, decided alike for the kiosk's log and the fleet's ingest.
+"""The event schema: what an event may hold, decided alike for the kiosk log and the fleet ingest.
 
 One decision, two callers: the kiosk's append path (`firmware/eventlog/guard.py`) and the fleet's
 ingest (`fleet/ingest.py`) both call `check_body` (and `check_time` for the event's time), so
