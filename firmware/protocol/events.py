@@ -150,14 +150,20 @@ def loads_batch(text: str | bytes) -> Any:
 
 
 def has_non_finite(value: object) -> bool:
-    """True when a NonFinite marker or a non-finite float is anywhere inside `value`."""
-    if isinstance(value, dict):
-        return any(has_non_finite(item) for item in value.values())
-    if isinstance(value, list):
-        return any(has_non_finite(item) for item in value)
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    return isinstance(value, NonFinite)
+    """True when a NonFinite marker or a non-finite float is anywhere inside `value`, at any
+    depth (iterative: a body nested as deep as the JSON parser allows cannot exhaust the
+    stack here)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, NonFinite) or (isinstance(item, float)
+                                             and not math.isfinite(item)):
+            return True
+    return False
 
 
 def _marker_as_null(value: object) -> None:
@@ -191,6 +197,7 @@ class Field:
     required: bool = False
     max_chars: int = 64
     choices: frozenset[str] | None = None
+    int_range: tuple[int, int] | None = None  # inclusive bounds of an integer
 
     def problem(self, value: object) -> str | None:
         if value is None:
@@ -204,9 +211,15 @@ class Field:
                 return f"longer than {self.max_chars} characters"
             if self.choices is not None and value not in self.choices:
                 return f"must be one of {sorted(self.choices)}"
+        if isinstance(value, int) and self.int_range is not None \
+                and not self.int_range[0] <= value <= self.int_range[1]:
+            return f"outside {self.int_range[0]}..{self.int_range[1]}"
         return None
 
 
+# Sequence numbers are JSON-safe integers (the fleet stores seq < 2**53); a restarted log
+# numbers from the time in milliseconds (firmware/eventlog/restart.py), far inside that.
+MAX_SEQ = 2**53 - 1
 REASON_CODE = Field((str, None), max_chars=64)  # stable reason codes, e.g. DCC_EXPIRED
 PART = Field((str,), required=True, max_chars=32)  # camera, display, eventlog, ...
 
@@ -229,7 +242,8 @@ KINDS: dict[str, dict[str, Field]] = {
                       "reason": Field((str,), required=True)},
     # First event of a new chain after the kiosk lost its log (firmware/eventlog/restart.py).
     "log_restarted": {"reason": Field((str,), required=True),
-                      "previous_start": Field((int, None), required=True)},
+                      "previous_start": Field((int, None), required=True,
+                                              int_range=(0, MAX_SEQ))},
 }
 
 
