@@ -253,7 +253,7 @@ def test_refused_event_is_parked_kept_and_counted_not_wedging_the_upload(
     fleet does not know): the uploader parks it with the fleet's reason, the events behind it
     are uploaded, it stays in the log and counts as rejected."""
     import firmware.eventlog.log as log_module
-    from firmware.eventlog.guard import Prepared
+    from firmware.eventlog.guard import Prepared, prepare
 
     key = Ed25519PrivateKey.generate()
     handle = run_in_thread(f"sqlite:///{tmp_path}/fleet.db")
@@ -261,11 +261,11 @@ def test_refused_event_is_parked_kept_and_counted_not_wedging_the_upload(
         enrol(handle, key)
         with EventLog.open(tmp_path / "events.db", key, DEVICE, durability="normal") as log:
             log.append("boot", {})
-            strict = log_module.prepare
+            # the log of a kiosk whose software knew a kind the fleet does not (any more)
             monkeypatch.setattr(log_module, "prepare", lambda kind, body: Prepared(
                 kind, body, canonical_json(body).decode()))
             retired = log.append("retired_kind", {"decision": "granted"})
-            monkeypatch.setattr(log_module, "prepare", strict)
+            monkeypatch.setattr(log_module, "prepare", prepare)
             later = [log.append("decision", {"decision": "denied"}).seq for _ in range(3)]
             uploader = Uploader(log, handle.url, DEVICE, key, batch_size=2)
             for _ in range(20):
@@ -298,8 +298,42 @@ kinds = st.sampled_from(sorted(schema.KINDS)) | st.sampled_from(["nope", "Decisi
 sizes = st.integers(MAX - 120, MAX + 40)  # bodies around the size bound
 
 
+finite_leaf = (st.none() | st.booleans() | st.integers(-2**53, 2**53)
+               | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8))
+
+
+def good_value(field: schema.Field) -> st.SearchStrategy[Any]:
+    """A value the field allows (rarely also one it does not: text may look like a raw
+    credential, which the privacy rule refuses)."""
+    options: list[st.SearchStrategy[Any]] = []
+    for kind in field.types:
+        if kind is None:
+            options.append(st.none())
+        elif kind is str:
+            options.append(st.sampled_from(sorted(field.choices)) if field.choices
+                           else st.text(max_size=field.max_chars))
+        elif kind is int:
+            low, high = field.int_range or (-2**53, 2**53)
+            options.append(st.integers(low, high))
+        elif kind is dict:
+            options.append(st.dictionaries(st.sampled_from(["ok", "score", "signature"]),
+                                           finite_leaf, max_size=3))
+    return st.one_of(options)
+
+
 @st.composite
-def events(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+def plausible_events(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """Events as the kiosk writes them: mostly accepted."""
+    kind = draw(st.sampled_from(sorted(schema.KINDS)))
+    body = {name: draw(good_value(field)) for name, field in schema.KINDS[kind].items()
+            if field.required or draw(st.booleans())}
+    body.update(draw(st.dictionaries(st.sampled_from(["score", "x"]), finite_leaf, max_size=2)))
+    return kind, body
+
+
+@st.composite
+def wild_events(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """Anything near the rules: mostly refused, for one reason or another."""
     kind = draw(kinds)
     body: dict[str, Any] = {}
     for name, field in schema.KINDS.get(kind, schema.KINDS["decision"]).items():
@@ -332,7 +366,7 @@ def test_any_event_the_kiosk_accepts_the_fleet_accepts_and_vice_versa(tmp_path: 
 
         @settings(max_examples=150, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-        @given(event=events())
+        @given(event=plausible_events() | wild_events())
         def agree(event: tuple[str, dict[str, Any]]) -> None:
             kind, body = event
             tip = log.stats().tip_seq
@@ -364,4 +398,4 @@ def test_any_event_the_kiosk_accepts_the_fleet_accepts_and_vice_versa(tmp_path: 
         http.close()
         log.close()
         handle.stop()
-    assert seen["accepted"] >= 10 and seen["refused"] >= 10, seen  # both sides exercised
+    assert seen["accepted"] >= 20 and seen["refused"] >= 20, seen  # both sides exercised

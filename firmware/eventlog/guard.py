@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from firmware.protocol import events as schema
-from firmware.protocol.events import (  # noqa: F401 - re-exported: the log's existing names
+from firmware.protocol.events import (  # re-exported: the log's existing names
     FORBIDDEN_FRAGMENTS,
     FORBIDDEN_KEYS,
     FORBIDDEN_VALUE,
@@ -21,6 +21,10 @@ from firmware.protocol.events import (  # noqa: F401 - re-exported: the log's ex
     EventRejected,
     is_plainly_clean,
 )
+
+__all__ = ["FORBIDDEN_FRAGMENTS", "FORBIDDEN_KEYS", "FORBIDDEN_VALUE", "KIND_PATTERN",
+           "MAX_BODY_BYTES", "MAX_DEPTH", "BodyRejected", "EventRejected", "Prepared",
+           "check_body", "check_kind", "check_time", "is_plainly_clean", "prepare"]
 
 # The schema's reasons as the log's stable codes (firmware/kiosk.py treats BAD_BODY,
 # FORBIDDEN_FIELD and BAD_KIND as refused for good; a bad time is the clock's fault and passes).

@@ -185,9 +185,6 @@ def check_encodable(value: Any) -> None:
 
 
 # -- the kinds and their fields ---------------------------------------------------------------
-NUMBER = (int, float)
-
-
 @dataclass(frozen=True)
 class Field:
     """One declared body field: its JSON types (None for null), whether it must be present,
@@ -204,7 +201,8 @@ class Field:
             return None if None in self.types else "may not be null"
         if isinstance(value, bool):  # a bool is an int to Python, never to the schema
             return None if bool in self.types else "must not be a boolean"
-        if not isinstance(value, tuple(t for t in self.types if t is not None and t is not bool)):
+        allowed = tuple(t for t in self.types if isinstance(t, type) and t is not bool)
+        if not isinstance(value, allowed):
             return "has the wrong type"
         if isinstance(value, str):
             if len(value) > self.max_chars:
