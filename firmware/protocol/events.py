@@ -27,7 +27,7 @@ import json
 import math
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -195,14 +195,19 @@ class Field:
     max_chars: int = 64
     choices: frozenset[str] | None = None
     int_range: tuple[int, int] | None = None  # inclusive bounds of an integer
+    # the non-null, non-bool types, for isinstance (worked out once: this runs per event)
+    _plain: tuple[type, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_plain", tuple(
+            t for t in self.types if isinstance(t, type) and t is not bool))
 
     def problem(self, value: object) -> str | None:
         if value is None:
             return None if None in self.types else "may not be null"
         if isinstance(value, bool):  # a bool is an int to Python, never to the schema
             return None if bool in self.types else "must not be a boolean"
-        allowed = tuple(t for t in self.types if isinstance(t, type) and t is not bool)
-        if not isinstance(value, allowed):
+        if not isinstance(value, self._plain):
             return "has the wrong type"
         if isinstance(value, str):
             if len(value) > self.max_chars:
@@ -247,8 +252,8 @@ KINDS: dict[str, dict[str, Field]] = {
 
 # -- checks -----------------------------------------------------------------------------------
 def check_kind(kind: object) -> str:
-    """The kind itself when it is one of KINDS."""
-    if not isinstance(kind, str) or not KIND_PATTERN.match(kind) or kind not in KINDS:
+    """The kind itself when it is one of KINDS (each of which matches KIND_PATTERN)."""
+    if not isinstance(kind, str) or kind not in KINDS:
         raise EventRejected(UNKNOWN_KIND, f"event kind must be one of {sorted(KINDS)}")
     return kind
 
@@ -332,12 +337,12 @@ def check_values(body: object, path: str = "body", depth: int = 0) -> None:
 
 def check_fields(kind: str, body: dict[str, Any]) -> None:
     """The kind's declared fields: present when required, of the declared type and range."""
-    for name, field in KINDS[kind].items():
+    for name, declared in KINDS[kind].items():
         if name not in body:
-            if field.required:
+            if declared.required:
                 raise EventRejected(BAD_FIELD, f"body.{name}: required for {kind}")
             continue
-        problem = field.problem(body[name])
+        problem = declared.problem(body[name])
         if problem is not None:
             raise EventRejected(BAD_FIELD, f"body.{name}: {problem}")
 
