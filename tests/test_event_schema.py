@@ -246,6 +246,10 @@ def test_canonical_json_refuses_non_finite(value: float) -> None:
         canonical_json({"body": {"x": [value]}})
 
 
+def test_every_known_kind_has_the_kind_shape() -> None:
+    assert all(schema.KIND_PATTERN.match(kind) for kind in schema.KINDS)
+
+
 # -- the kiosk's uploader and a refused event ------------------------------------------------
 def test_refused_event_is_parked_kept_and_counted_not_wedging_the_upload(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
