@@ -23,7 +23,7 @@ def make_chain(key: Ed25519PrivateKey, device_id: str, count: int, first_seq: in
         seq = first_seq + offset
         moment = start + timedelta(seconds=seq)
         ts = moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        body = {"outcome": "granted" if seq % 3 else "denied", "reason": None if seq % 3
+        body = {"decision": "granted" if seq % 3 else "denied", "reason": None if seq % 3
                 else "DCC_EXPIRED", "format": "dcc"}
         event = make_event(key, device_id, seq, ts, kind, body, prev_hash)
         events.append(event)

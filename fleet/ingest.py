@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.eventlog.codec import GENESIS_HASH, LOG_RESTARTED_KIND, Event, check_event, check_link
-from firmware.eventlog.guard import BodyRejected, check_body
+from firmware.protocol import events as schema
 from fleet.storage import Store, event_row, rfc3339, record_incident, row_to_event, utc_now
 
 MAX_BATCH_EVENTS = 1000  # also bounds the IN (...) lists below well inside SQLite's limits
@@ -97,20 +97,24 @@ def _own_failure(event: Event, device_id: str, public_key: Ed25519PublicKey) -> 
         return "EVENT_BAD_SEQ"
     if event.seq == 0 and event.prev_hash != GENESIS_HASH:
         return "EVENT_CHAIN_BROKEN"
-    failure = check_event(event, public_key)
-    if failure is None and _carries_personal_data(event):
-        # Defence in depth: the kiosk's guard refuses these on append; the fleet's long-term
-        # store must never hold names, birth dates or credential identifiers either.
-        return "EVENT_PERSONAL_DATA"
-    return failure
-
-
-def _carries_personal_data(event: Event) -> bool:
+    # NaN, Infinity or 1e400 in the body (marked by the parser, see parse_batch) leaves no
+    # canonical form to check the signature against: such an event is refused by the schema
+    # alone, which names the first rule it breaks in the same order as the kiosk.
+    marked = schema.has_non_finite(event.body)
+    if not marked:
+        failure = check_event(event, public_key)
+        if failure is not None:
+            return failure
     try:
-        check_body(event.body)
-    except BodyRejected as rejected:
-        return rejected.code == "EVENTLOG_FORBIDDEN_FIELD"
-    return False
+        # The shared schema, exactly as the kiosk's append applies it (known kinds and their
+        # fields, finite numbers, depth, size, no personal data, a sane time): the fleet's
+        # long-term store holds nothing the kiosk would have refused.
+        schema.check_event(event.kind, event.body, event.ts)
+    except schema.EventRejected as rejected:
+        return rejected.reason
+    if marked:  # the schema refuses every marker; this only keeps it so if that ever changed
+        return schema.NOT_FINITE
+    return None
 
 
 def _is_restart(event: Event, lowest_seq: int | None) -> bool:

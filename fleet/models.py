@@ -49,7 +49,10 @@ class Rejection(BaseModel):
     seq: int
     reason: str = Field(description="EVENT_BAD_SIGNATURE, EVENT_HASH_MISMATCH, EVENT_FORK, "
                                     "EVENT_CHAIN_BROKEN, EVENT_SEQ_GAP, EVENT_WRONG_DEVICE, "
-                                    "EVENT_BAD_SEQ, EVENT_PERSONAL_DATA")
+                                    "EVENT_BAD_SEQ, or the event schema's (firmware/protocol/"
+                                    "events.py): EVENT_UNKNOWN_KIND, EVENT_BAD_FIELD, "
+                                    "EVENT_NOT_FINITE, EVENT_TOO_DEEP, EVENT_TOO_LARGE, "
+                                    "EVENT_PERSONAL_DATA, EVENT_BAD_TIME")
 
 
 class IngestResponse(BaseModel):

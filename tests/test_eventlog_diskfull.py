@@ -87,7 +87,7 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, resource.RLIM_INFINITY))
 with EventLog.open(db, key, device, quota_bytes=None) as log:
     print("WAL", os.path.getsize(db + "-wal"), flush=True)
     for n in range(20):
-        print("A", log.append("decision", {"n": n}).seq, flush=True)
+        print("A", log.append("decision", {"decision": "granted", "n": n}).seq, flush=True)
 """
 
 

@@ -82,7 +82,8 @@ def test_concurrent_appenders_get_one_contiguous_verified_chain(tmp_path: Path,
 
         def appender(index: int) -> None:
             for n in range(40):
-                results[index].append(log.append("decision", {"thread": index, "n": n}))
+                results[index].append(log.append("decision", {"decision": "granted",
+                                                               "thread": index, "n": n}))
 
         assert run_threads(6, appender) == []
         events = [event for mine in results for event in mine]
@@ -101,11 +102,11 @@ def test_appends_waiting_on_a_commit_share_the_next_one(tmp_path: Path,
                                                         key: Ed25519PrivateKey) -> None:
     returned: dict[int, Event] = {}
     with EventLog.open(tmp_path / "events.db", key, DEVICE) as log:
-        first = log.append("decision", {"n": -1})
+        first = log.append("decision", {"decision": "granted", "n": -1})
         before = log.commit_counts()
 
         def appender(index: int) -> None:
-            returned[index] = log.append("decision", {"n": index})
+            returned[index] = log.append("decision", {"decision": "granted", "n": index})
 
         errors: list[BaseException] = []
         holder = threading.Thread(target=lambda: errors.extend(run_threads(8, appender)))
@@ -123,11 +124,12 @@ def test_a_failing_batch_fails_every_appender_and_stores_none_of_it(
     db = tmp_path / "events.db"
     outcomes: dict[int, Event | EventLogError] = {}
     with EventLog.open(db, key, DEVICE) as log:
-        kept = [log.append("decision", {"n": n}) for n in range(3)]
+        kept = [log.append("decision", {"decision": "granted", "n": n}) for n in range(3)]
 
         def appender(index: int) -> None:
             try:
-                outcomes[index] = log.append("decision", {"n": index, "fault": index == 4})
+                outcomes[index] = log.append("decision", {"decision": "granted", "n": index,
+                                                          "fault": index == 4})
             except EventLogError as exc:
                 outcomes[index] = exc
 
@@ -147,7 +149,7 @@ def test_a_failing_batch_fails_every_appender_and_stores_none_of_it(
         assert len({id(o) for o in outcomes.values()}) == 6  # each appender its own error
         assert log.tip_seq == 3 and log.stats().events == 3  # nothing of the batch stays
         log._db().execute("DROP TRIGGER fault")
-        after = log.append("decision", {"n": 99})
+        after = log.append("decision", {"decision": "granted", "n": 99})
         assert after.seq == 4 and after.prev_hash == kept[-1].hash
         assert_one_chain(log, [*kept, after])
 
@@ -169,7 +171,7 @@ outcomes = {}
 
 def appender(index):
     try:
-        outcomes[index] = "A %d" % log.append("decision", {"n": index}).seq
+        outcomes[index] = "A %d" % log.append("decision", {"decision": "granted", "n": index}).seq
     except EventLogError as exc:
         outcomes[index] = "E " + exc.code
 
@@ -187,7 +189,7 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM
 print("BATCHES", *log.commit_counts(), flush=True)
 for index in range(threads):
     print(outcomes.get(index, "missing"), flush=True)
-print("A %d" % log.append("decision", {"n": "after"}).seq, flush=True)
+print("A %d" % log.append("decision", {"decision": "granted", "n": "after"}).seq, flush=True)
 log.close()
 """
 
@@ -198,7 +200,7 @@ def test_an_io_error_reaches_every_appender_of_its_batch(tmp_path: Path,
     key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     db = tmp_path / "events.db"
     with EventLog.open(db, key, DEVICE) as log:
-        history = [log.append("decision", {"n": n}) for n in range(5)]
+        history = [log.append("decision", {"decision": "granted", "n": n}) for n in range(5)]
     result = subprocess.run(
         [sys.executable, "-c", IO_WRITER, str(db), str(key_file), DEVICE, "5"],
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=ROOT,
@@ -212,25 +214,25 @@ def test_an_io_error_reaches_every_appender_of_its_batch(tmp_path: Path,
         report = log.verify()
         assert report.ok and report.last_seq == 6
         assert log.get(6).prev_hash == history[-1].hash  # type: ignore[union-attr]
-        assert log.get(6).body == {"n": "after"}  # type: ignore[union-attr]
+        assert log.get(6).body == {"decision": "granted", "n": "after"}  # type: ignore[union-attr]
 
 
 def test_an_append_that_gets_no_turn_times_out_and_stores_nothing(
         tmp_path: Path, key: Ed25519PrivateKey) -> None:
     with EventLog.open(tmp_path / "events.db", key, DEVICE, commit_timeout_s=0.2) as log:
-        log.append("decision", {"n": 0})
+        log.append("decision", {"decision": "granted", "n": 0})
         caught: list[EventLogError] = []
 
         def appender(_: int) -> None:
             with pytest.raises(EventLogError) as raised:
-                log.append("decision", {"n": 1})
+                log.append("decision", {"decision": "granted", "n": 1})
             caught.append(raised.value)
 
         with log._lock:  # a commit that never ends, as far as the appender can tell
             assert run_threads(1, appender) == []
         assert caught[0].code == "EVENTLOG_BUSY" and "nothing was stored" in str(caught[0])
         assert log._committer.queued() == 0  # withdrawn, not left for the next leader
-        assert log.append("decision", {"n": 2}).seq == 2 and log.verify().ok
+        assert log.append("decision", {"decision": "granted", "n": 2}).seq == 2 and log.verify().ok
 
 
 def test_timeouts_withdraw_a_queued_item_and_name_an_in_flight_one() -> None:
@@ -329,7 +331,8 @@ def test_group_commit_at_the_quota_refuses_cleanly_and_keeps_the_chain(
         def appender(index: int) -> None:
             for n in range(400):
                 try:
-                    event = log.append("decision", {"thread": index, "n": n, "pad": "p" * 200})
+                    event = log.append("decision", {"decision": "granted", "thread": index,
+                                                     "n": n, "pad": "p" * 200})
                 except EventLogError as exc:
                     with lock:
                         refused.append(exc.code)
@@ -345,7 +348,8 @@ def test_group_commit_at_the_quota_refuses_cleanly_and_keeps_the_chain(
         # the reserve above the soft limit is intact: acknowledgements still go in, and
         # once uploaded events can be compacted, appends resume on the same chain
         log.mark_uploaded(e.seq for e in accepted)
-        assert log.append("decision", {"after": True}).seq == len(accepted) + 1
+        after = log.append("decision", {"decision": "granted", "after": True})
+        assert after.seq == len(accepted) + 1
         assert log.verify().ok
 
 
@@ -357,7 +361,8 @@ def test_a_batch_that_fills_the_disk_is_retried_smaller(tmp_path: Path,
     one by one with a reason. Every accepted event is stored and the chain verifies."""
     outcomes: dict[int, Event | EventLogError] = {}
     with EventLog.open(tmp_path / "events.db", key, DEVICE, quota_bytes=None) as log:
-        old = [log.append("decision", {"n": n, "pad": "o" * 3000}) for n in range(4)]
+        old = [log.append("decision", {"decision": "granted", "n": n, "pad": "o" * 3000})
+               for n in range(4)]
         log.mark_uploaded(e.seq for e in old[:2])  # compaction may free these two
         conn = log._db()
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -365,7 +370,8 @@ def test_a_batch_that_fills_the_disk_is_retried_smaller(tmp_path: Path,
 
         def appender(index: int) -> None:
             try:
-                outcomes[index] = log.append("decision", {"n": index, "pad": "p" * 3000})
+                outcomes[index] = log.append("decision", {"decision": "granted", "n": index,
+                                                          "pad": "p" * 3000})
             except EventLogError as exc:
                 outcomes[index] = exc
 
@@ -384,7 +390,8 @@ def test_a_batch_that_fills_the_disk_is_retried_smaller(tmp_path: Path,
         report = log.verify()
         assert report.ok and report.last_seq == 4 + len(accepted)
         conn.execute("PRAGMA max_page_count=1073741823")  # space is back: the chain goes on
-        assert log.append("decision", {"n": "after"}).seq == 5 + len(accepted)
+        after = log.append("decision", {"decision": "granted", "n": "after"})
+        assert after.seq == 5 + len(accepted)
 
 
 def test_a_retry_of_an_append_left_in_flight_stores_the_event_once(
@@ -393,7 +400,7 @@ def test_a_retry_of_an_append_left_in_flight_stores_the_event_once(
     event possibly stored. Retried with retry_of, it is answered by that commit (stored once),
     or appended afresh where that commit failed."""
     with EventLog.open(tmp_path / "events.db", key, DEVICE, commit_timeout_s=0.2) as log:
-        log.append("decision", {"n": 0})
+        log.append("decision", {"decision": "granted", "n": 0})
         real_commit = log._committer._commit_batch
         release, fail_next = threading.Event(), threading.Event()
 
@@ -412,12 +419,12 @@ def test_a_retry_of_an_append_left_in_flight_stores_the_event_once(
 
             def follow() -> None:
                 with pytest.raises(EventLogError) as raised:
-                    log.append("decision", {"n": n})
+                    log.append("decision", {"decision": "granted", "n": n})
                 caught.append(raised.value)
 
             def lead() -> None:
                 try:
-                    log.append("decision", {"n": f"lead {n}"})
+                    log.append("decision", {"decision": "granted", "n": f"lead {n}"})
                 except EventLogError:
                     pass  # the failing round: the leader's own event fails too
 
@@ -439,12 +446,12 @@ def test_a_retry_of_an_append_left_in_flight_stores_the_event_once(
 
         busy, leader = left_in_flight(1)
         with pytest.raises(EventLogError) as again:  # still undecided: busy, the same handle
-            log.append("decision", {"n": 1}, retry_of=busy.pending)
+            log.append("decision", {"decision": "granted", "n": 1}, retry_of=busy.pending)
         assert again.value.code == "EVENTLOG_BUSY" and again.value.pending is busy.pending
         release.set()
         leader.join(JOIN_TIMEOUT_S)
-        event = log.append("decision", {"n": 1}, retry_of=busy.pending)
-        assert event.seq == 3 and event.body == {"n": 1}  # the leader's event is seq 2
+        event = log.append("decision", {"decision": "granted", "n": 1}, retry_of=busy.pending)
+        assert event.seq == 3 and event.body["n"] == 1  # the leader's event is seq 2
         assert log.stats().events == 3  # stored once, not twice
 
         fail_next.set()
@@ -452,6 +459,6 @@ def test_a_retry_of_an_append_left_in_flight_stores_the_event_once(
         release.set()  # that commit fails: the retry appends the event afresh
         leader.join(JOIN_TIMEOUT_S)
         fail_next.clear()
-        event = log.append("decision", {"n": 2}, retry_of=busy.pending)
-        assert event.seq == 4 and event.body == {"n": 2}
+        event = log.append("decision", {"decision": "granted", "n": 2}, retry_of=busy.pending)
+        assert event.seq == 4 and event.body["n"] == 2
         assert log.stats().events == 4 and log.verify().ok

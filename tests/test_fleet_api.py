@@ -22,6 +22,8 @@ from fleet.server import run_in_thread
 from fleet.runner import ServerHandle
 
 DEVICE = "kiosk-0001"
+DENIED = {"decision": "denied"}  # the least body the decision kind allows
+RESTART_BODY = {"reason": "EVENTLOG_MISSING", "previous_start": 1}
 
 
 @pytest.fixture
@@ -152,10 +154,10 @@ def test_forged_and_tampered_events_are_rejected_and_flagged(
         server: ServerHandle, device: Ed25519PrivateKey) -> None:
     events = make_chain(device, DEVICE, 5)
     intruder = Ed25519PrivateKey.generate()
-    forged = make_event(intruder, DEVICE, 6, events[-1].ts, "decision", {"outcome": "granted"},
+    forged = make_event(intruder, DEVICE, 6, events[-1].ts, "decision", {"decision": "granted"},
                         events[-1].hash)
     tampered_wire = make_chain(device, DEVICE, 7)[6].to_wire()
-    tampered_wire["body"] = {"outcome": "granted", "reason": "edited"}
+    tampered_wire["body"] = {"decision": "granted", "reason": "edited"}
     body = json.dumps({"events": [e.to_wire() for e in events] + [forged.to_wire(),
                                                                    tampered_wire]}).encode()
     with requests.Session() as http:
@@ -172,7 +174,7 @@ def test_fork_for_an_existing_sequence_is_rejected(server: ServerHandle,
                                                    device: Ed25519PrivateKey) -> None:
     events = make_chain(device, DEVICE, 3)
     # Validly signed by the device, but a different event for seq 2: a fork of the log.
-    fork = make_event(device, DEVICE, 2, events[1].ts, "decision", {"outcome": "granted"},
+    fork = make_event(device, DEVICE, 2, events[1].ts, "decision", {"decision": "granted"},
                       events[0].hash)
     with requests.Session() as http:
         upload(http, server.url, device, DEVICE, events)
@@ -193,12 +195,12 @@ def test_broken_chain_is_rejected_from_either_side(server: ServerHandle,
         answer = upload(http, server.url, device, DEVICE, [bad_prev])
         assert answer["rejected"] == [{"seq": 4, "reason": "EVENT_CHAIN_BROKEN"}]
         # A seq-4 event that links to 3 but is not the one 5 points back to: also broken.
-        other = make_event(device, DEVICE, 4, events[3].ts, "decision", {"x": 1},
+        other = make_event(device, DEVICE, 4, events[3].ts, "decision", {**DENIED, "x": 1},
                            events[2].hash)
         answer = upload(http, server.url, device, DEVICE, [other])
         assert answer["rejected"] == [{"seq": 4, "reason": "EVENT_CHAIN_BROKEN"}]
         assert upload(http, server.url, device, DEVICE, [events[3]])["acked"] == [4]
-        second_start = make_event(device, DEVICE, 7, events[5].ts, "decision", {},
+        second_start = make_event(device, DEVICE, 7, events[5].ts, "decision", DENIED,
                                   GENESIS_HASH)
         answer = upload(http, server.url, device, DEVICE, [second_start])
         assert answer["rejected"] == [{"seq": 7, "reason": "EVENT_CHAIN_BROKEN"}]
@@ -209,7 +211,7 @@ def test_signed_event_with_personal_data_is_refused(server: ServerHandle,
                                                     device: Ed25519PrivateKey) -> None:
     events = make_chain(device, DEVICE, 2)
     leaky = make_event(device, DEVICE, 3, events[1].ts, "decision",
-                       {"outcome": "granted", "holder": {"familyName": "Musterfrau"}},
+                       {"decision": "granted", "holder": {"familyName": "Musterfrau"}},
                        events[1].hash)
     with requests.Session() as http:
         answer = upload(http, server.url, device, DEVICE, events + [leaky])
@@ -393,10 +395,11 @@ def test_a_kiosk_that_lost_its_log_restarts_its_chain_past_the_old_one(
 
     old = make_chain(device, DEVICE, 4)
     start = 1_000_000
-    restart = make_event(device, DEVICE, start, old[-1].ts, LOG_RESTARTED_KIND, {}, GENESIS_HASH)
-    after = make_event(device, DEVICE, start + 1, old[-1].ts, "decision", {"outcome": "denied"},
+    restart = make_event(device, DEVICE, start, old[-1].ts, LOG_RESTARTED_KIND, RESTART_BODY,
+                         GENESIS_HASH)
+    after = make_event(device, DEVICE, start + 1, old[-1].ts, "decision", {"decision": "denied"},
                        restart.hash)
-    stray = make_event(device, DEVICE, start + 2, old[-1].ts, "decision", {}, "ab" * 32)
+    stray = make_event(device, DEVICE, start + 2, old[-1].ts, "decision", DENIED, "ab" * 32)
     with requests.Session() as http:
         upload(http, server.url, device, DEVICE, old)
         # newest first, as the uploader sends a backlog: the follower arrives before the start
@@ -405,11 +408,12 @@ def test_a_kiosk_that_lost_its_log_restarts_its_chain_past_the_old_one(
         answer = upload(http, server.url, device, DEVICE, [stray])
         assert answer["rejected"] == [{"seq": start + 2, "reason": "EVENT_CHAIN_BROKEN"}]
         # a plain event claiming a second chain start is still refused
-        bogus = make_event(device, DEVICE, 2 * start, old[-1].ts, "decision", {}, GENESIS_HASH)
+        bogus = make_event(device, DEVICE, 2 * start, old[-1].ts, "decision", DENIED, GENESIS_HASH)
         answer = upload(http, server.url, device, DEVICE, [bogus])
         assert answer["rejected"] == [{"seq": 2 * start, "reason": "EVENT_CHAIN_BROKEN"}]
         # a restart that collides with a stored event is a fork
-        clash = make_event(device, DEVICE, 3, old[-1].ts, LOG_RESTARTED_KIND, {}, GENESIS_HASH)
+        clash = make_event(device, DEVICE, 3, old[-1].ts, LOG_RESTARTED_KIND, RESTART_BODY,
+                           GENESIS_HASH)
         answer = upload(http, server.url, device, DEVICE, [clash])
         assert answer["rejected"] == [{"seq": 3, "reason": "EVENT_FORK"}]
     assert [e.seq for e in server.store.events(DEVICE)] == [1, 2, 3, 4, start, start + 1]

@@ -195,7 +195,7 @@ def test_flaky_network_and_outage_still_deliver_each_event_once(
         register_device(server.url, "net-fault-token-0001", "kiosk-net-1", device_key)
         uploader.start()
         for index in range(120):  # decisions keep coming while the network misbehaves
-            kiosk_log.append("decision", {"outcome": "granted" if index % 4 else "denied",
+            kiosk_log.append("decision", {"decision": "granted" if index % 4 else "denied",
                                           "format": "dcc"})
             uploader.notify()
             if index % 10 == 0:
@@ -203,7 +203,7 @@ def test_flaky_network_and_outage_still_deliver_each_event_once(
         # A long outage: the server goes away while the kiosk keeps deciding.
         server.stop()
         for _ in range(80):
-            kiosk_log.append("decision", {"outcome": "granted", "format": "dcc"})
+            kiosk_log.append("decision", {"decision": "granted", "format": "dcc"})
         wait_until(lambda: uploader.status().consecutive_failures >= 3, "failures to pile up")
         assert uploader.status().pending > 0
         server = run_in_thread(db_url)  # back, on the same database, at a new port

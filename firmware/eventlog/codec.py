@@ -11,18 +11,17 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+# The canonical JSON (which refuses NaN and Infinity) is part of the wire format shared with the
+# fleet: it lives in firmware/protocol/events.py and is re-exported here for existing callers.
+from firmware.protocol.events import canonical_json
+
+__all__ = ["GENESIS_HASH", "LOG_RESTARTED_KIND", "Event", "canonical_json", "check_event",
+           "check_link", "make_event", "signed_content", "signed_content_from_text"]
+
 GENESIS_HASH = "0" * 64  # prev_hash of a device's first event
 # Kind of the first event of a log created anew by a kiosk that kept its key but lost its log:
 # a second chain start that the fleet accepts (see fleet/ingest.py).
 LOG_RESTARTED_KIND = "log_restarted"
-# json.dumps with options builds a new encoder per call; one shared encoder gives the same bytes
-# for less work (encoders hold no state between calls, so threads may share it).
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def canonical_json(value: Any) -> bytes:
-    """Deterministic JSON bytes: sorted keys, no spaces, UTF-8. Both ends hash exactly these."""
-    return _CANONICAL.encode(value).encode()
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,20 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 class EventLogError(Exception):
     """A log operation failed; `code` is a stable reason (EVENTLOG_FULL, EVENTLOG_CORRUPT...)."""
 
-    def __init__(self, code: str, message: str, pending: object = None) -> None:
+    def __init__(self, code: str, message: str, pending: object = None,
+                 reason: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.detail = message
         # EVENTLOG_BUSY with the event possibly stored: pass it back as append(retry_of=...)
         self.pending = pending
+        # A refused event: the shared schema's reason (firmware/protocol/events.py), the same
+        # one the fleet would give for it.
+        self.reason = reason
 
     def copy(self) -> "EventLogError":
         """The same error as a new object (for each of several threads that raise it)."""
-        return EventLogError(self.code, self.detail, self.pending)
+        return EventLogError(self.code, self.detail, self.pending, self.reason)
 
 
 @dataclass(frozen=True)

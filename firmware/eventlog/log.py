@@ -17,7 +17,7 @@ from firmware.eventlog.codec import GENESIS_HASH, Event, check_event, make_event
 from firmware.eventlog.common import (EventLogError, LogStats, is_full, public_key_b64, rfc3339,
                                       translate, utc_now)
 from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
-from firmware.eventlog.guard import MAX_BODY_BYTES, BodyRejected, Prepared, prepare
+from firmware.eventlog.guard import MAX_BODY_BYTES, BodyRejected, Prepared, check_time, prepare
 from firmware.eventlog.sqlitefile import (Durability, IdentityMismatch, NewChainRefused,
                                           bind_identity, connect, number_new_chain_after,
                                           preallocate_wal)
@@ -208,8 +208,13 @@ class EventLog:
         """
         try:  # the guard and encoding first, outside the lock: they overlap another's fsync
             prepared = prepare(kind, body)
+            # The time the event will carry must pass the schema too (the fleet checks it):
+            # a clock outside the sane range is refused here, nothing stored, and the kiosk
+            # latches its fault until the clock is right. (The commit reads the clock again,
+            # moments later.)
+            check_time(rfc3339(self._clock()))
         except BodyRejected as exc:
-            raise EventLogError(exc.code, str(exc)) from None
+            raise EventLogError(exc.code, str(exc), reason=exc.reason) from None
         if retry_of is not None:
             try:
                 return self._committer.outcome_of(retry_of, self._commit_timeout_s)
