@@ -7,6 +7,14 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 
+# The one state folder: the example configuration, the systemd unit, the docs and every
+# command's default name it (a relative default silently split kiosks by working directory).
+DEFAULT_STATE_DIR = "/var/lib/healthgate"
+# Keys that hold file system paths; relative values are taken from the configuration file's
+# folder, not from wherever the service happens to start.
+PATH_KEYS = (("state", "dir"), ("camera", "path"), ("face", "model_dir"), ("face", "gallery"))
+
+
 class ConfigError(ValueError):
     """A configuration problem; the message names the key and what is wrong."""
 
@@ -78,7 +86,7 @@ class FaceSection:
 
 @dataclass
 class StateSection:
-    dir: str = "state"  # device key, event log, trust cache (restrictive permissions)
+    dir: str = DEFAULT_STATE_DIR  # device key, event log, trust cache (mode 0700)
 
 
 @dataclass
@@ -164,6 +172,17 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     try:
-        return parse_config(data)
+        config = parse_config(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    resolve_paths(config, path.resolve().parent)
+    return config
+
+
+def resolve_paths(config: Config, base: Path) -> None:
+    """Make every relative path key absolute against `base` (the configuration's folder)."""
+    for section_name, key in PATH_KEYS:
+        section = getattr(config, section_name)
+        value = getattr(section, key)
+        if value and not Path(value).is_absolute():
+            setattr(section, key, str(base / value))

@@ -50,6 +50,8 @@ def test_keygen_token_publish_and_devices_list(tmp_path: Path,
     assert main(["keygen", "--key", str(key_path)]) == 2  # never replaces a fleet key
     assert "refusing" in capsys.readouterr().err
 
+    assert main(["init", "--db", db]) == 0
+    capsys.readouterr()
     assert main(["token", "create", "--db", db]) == 0
     token = capsys.readouterr().out.strip()
     content = tmp_path / "signers.json"
@@ -81,6 +83,7 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path,
     db = f"sqlite:///{tmp_path}/fleet.db"
     key_path = tmp_path / "fleet.key"
     main(["keygen", "--key", str(key_path)])
+    main(["init", "--db", db])
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{nope")
     assert main(["publish", "dcc-rules", str(bad_json), "--db", db, "--key", str(key_path)]) == 2
@@ -101,6 +104,8 @@ def test_serve_runs_the_production_server(tmp_path: Path, workers: int,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     port = _free_port()
     db = f"sqlite:///{tmp_path}/fleet.db"
+    main(["init", "--db", db])
+    capsys.readouterr()
     main(["token", "create", "--db", db, "--ttl-hours", "1"])
     token = capsys.readouterr().out.strip()
     process = subprocess.Popen([sys.executable, "-m", "fleet.cli", "serve", "--host",
