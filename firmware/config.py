@@ -10,6 +10,7 @@ from typing import Any, get_type_hints
 # The one state folder: the example configuration, the systemd unit, the docs and every
 # command's default name it (a relative default silently split kiosks by working directory).
 DEFAULT_STATE_DIR = "/var/lib/healthgate"
+STATE_DIR_ENV = "HEALTHGATE_STATE_DIR"  # overrides the default of the state-dir options
 # Keys that hold file system paths; relative values are taken from the configuration file's
 # folder, not from wherever the service happens to start.
 PATH_KEYS = (("state", "dir"), ("camera", "path"), ("face", "model_dir"), ("face", "gallery"))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from firmware.config import DEFAULT_STATE_DIR
+from firmware.config import DEFAULT_STATE_DIR, STATE_DIR_ENV
 
 FLEET_KEY_FILE = "fleet_key.pub"  # the pinned fleet signing key, base64 of 32 raw bytes
 TEMPLATE_KEY_DIR = "template-keys"
@@ -22,9 +22,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def add_state_dir_option(parser: argparse.ArgumentParser) -> None:
     """`--state-dir` (old spelling `--state`), defaulting to the one state folder."""
-    parser.add_argument("--state-dir", "--state", dest="state", default=DEFAULT_STATE_DIR,
+    parser.add_argument("--state-dir", "--state", dest="state",
+                        default=os.environ.get(STATE_DIR_ENV, DEFAULT_STATE_DIR),
                         help="the kiosk's state folder, as state.dir in its configuration "
-                             "(default: %(default)s)")
+                             f"(default: ${STATE_DIR_ENV} or {DEFAULT_STATE_DIR})")
 
 
 def _init(args: argparse.Namespace) -> int:
