@@ -82,3 +82,13 @@ def unwritable_reason(folder: str | Path) -> str | None:
     os.close(fd)
     os.unlink(probe)
     return None
+
+
+def restrict_to_owner(path: str | Path) -> None:
+    """Take group and other permissions off an existing file of ours (no-op when missing)."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+        if mode & ~PRIVATE_FILE_MODE:
+            os.chmod(path, mode & PRIVATE_FILE_MODE)
+    except FileNotFoundError:
+        pass

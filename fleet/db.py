@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 from urllib.parse import unquote, urlparse
 
-from firmware.fsutil import create_private_file, ensure_private_dir
+from firmware.fsutil import create_private_file, ensure_private_dir, restrict_to_owner
 
 POOL_WAIT_S = 30.0  # how long a request waits for a free connection before failing
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -133,6 +133,8 @@ class SqliteDatabase:
             # it (SQLite gives the -wal and -shm files the database file's mode).
             ensure_private_dir(path.parent)
             create_private_file(path)
+            for existing in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                restrict_to_owner(existing)  # one created world-readable by an older version
         self._pool = _Pool(self._connect, pool_size)
 
     def _connect(self) -> sqlite3.Connection:

@@ -191,8 +191,9 @@ def _fleet_key(config: Config, base: str) -> str:
             continue
         if response.status_code == 401:
             code = _error_code(response)
-            raise CheckFailed(f"the fleet refused device {identity.device_id} ({code}): register "
-                              f"it with `healthgate-provision register --state-dir {state}`")
+            todo = ("set the clock (NTP or RTC)" if code == "AUTH_STALE_TIMESTAMP" else
+                    f"register it with `healthgate-provision register --state-dir {state}`")
+            raise CheckFailed(f"the fleet refused device {identity.device_id} ({code}): {todo}")
         response.raise_for_status()
         try:
             verify_envelope(response.content, pinned, expected_name=name)

@@ -355,8 +355,12 @@ def test_fleet_admin_commands_never_create_a_database(tmp_path: Path) -> None:
     token = fleet("token", "create", "--db", db)
     assert token.returncode == 0 and f"database: {db}" in token.stderr
     assert len(token.stdout.strip().splitlines()) == 1  # the token alone: scripts read it
+    database = tmp_path / "fleet" / "fleet.db"
+    assert _mode(database) == 0o600 and _mode(database.parent) == 0o700
+    database.chmod(0o644)  # as an older version created it
     listed = fleet("devices", "list", "--db", db)
     assert listed.returncode == 0 and f"database: {db}" in listed.stderr
+    assert _mode(database) == 0o600
 
 
 def _free_port() -> int:
