@@ -144,3 +144,22 @@ def test_serve_runs_the_production_server(tmp_path: Path, workers: int,
     assert "Application startup complete" in output
     assert main(["devices", "list", "--db", db]) == 0
     assert " 60 " in capsys.readouterr().out
+
+
+def test_admin_commands_open_but_never_create_a_store(db_url: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """On both back ends: a database without the fleet schema is "missing" to the admin
+    commands (exit 2, one line naming it); `init` creates it; then they use it."""
+    from fleet.db import DatabaseMissing
+    from fleet.storage import Store
+
+    with pytest.raises(DatabaseMissing):
+        Store(db_url, create=False)
+    assert main(["devices", "list", "--db", db_url]) == 2
+    assert "no fleet database at" in capsys.readouterr().err
+    assert main(["init", "--db", db_url]) == 0
+    assert "created" in capsys.readouterr().out
+    Store(db_url, create=False).close()
+    assert main(["token", "create", "--db", db_url]) == 0
+    assert main(["init", "--db", db_url]) == 0
+    assert "exists; nothing changed" in capsys.readouterr().out
