@@ -64,7 +64,11 @@ def _inputs(target: str) -> list[str]:
     if _SCHEME.match(target):
         return [target]
     path = Path(target)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # e.g. a name too long for a path: open() below says so
+        is_dir = False
+    if is_dir:
         raise InputError(f"{target} is a folder: give an image or text file, or the "
                          f"credential text ({KNOWN_PREFIXES}...)")
     try:
