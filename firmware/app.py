@@ -22,17 +22,21 @@ from firmware.display import open_display, screen_for
 from firmware.eventlog import EventLog
 from firmware.eventlog.restart import open_or_restart
 from firmware.facestage import FaceStage
-from firmware.identity import DeviceIdentity, load_or_create
+from firmware.fsutil import private_umask, unwritable_reason
+from firmware.identity import ID_FILE, KEY_FILE, DeviceIdentity, load
 from firmware.inbox import Message
 from firmware.kiosk import Kiosk
 from firmware.pseudonym import Pseudonymiser
 from firmware.sdnotify import notify, watchdog_pinger
 from firmware.sync.trustsync import public_key_from_b64
 from firmware.trustprovider import TrustProvider
-from provisioning.cli import pinned_fleet_key
+from provisioning.cli import FLEET_KEY_FILE, pinned_fleet_key
 from firmware.vision.record_template import TemplateKeyring
 
 log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_SETUP = 2  # the configuration, the provisioning or the state folder must be fixed first
 
 
 def pseudonym_secret(identity: DeviceIdentity) -> bytes:
@@ -102,7 +106,7 @@ def build(config: Config, *, camera: FrameSource | None = None,
     (injected trust data, as the demo and tests use, is not synced; an injected face pipeline
     saves loading the models a second time)."""
     state = Path(config.state.dir)
-    identity = load_or_create(state)
+    identity = load(state)  # only provisioning creates identities (see not_provisioned)
     clock = clock or Clock(state / "last_seen")
     faces = build_face_stage(config, state, face_pipeline) if config.face.enabled else None
     eventlog = open_or_restart(state / "events.db", identity.key, identity.device_id, clock.now)
@@ -201,8 +205,33 @@ def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,
     return TrustSyncWorker(sync, clock, config.fleet.trust_sync_interval_s)
 
 
+def not_provisioned(config: Config) -> str | None:
+    """Why this kiosk must not start (one line naming the state folder and the commands to
+    run), or None. A kiosk that invented its own identity would run and have every event
+    refused by the fleet; one without a pinned fleet key would never get trust data."""
+    state = Path(config.state.dir)
+    if not (state / KEY_FILE).is_file() or not (state / ID_FILE).is_file():
+        return (f"this kiosk is not provisioned: no device identity in {state}; run "
+                f"`healthgate-provision init --state-dir {state}` and then "
+                f"`healthgate-provision register --state-dir {state}` "
+                "(or set state.dir to the folder you provisioned)")
+    if config.fleet.url and not (state / FLEET_KEY_FILE).is_file():
+        return (f"this kiosk is not registered with {config.fleet.url}: no pinned fleet key "
+                f"in {state}; run `healthgate-provision register --state-dir {state} "
+                f"--fleet {config.fleet.url} --token ... --fleet-key ...` "
+                "(or leave fleet.url empty for an offline kiosk)")
+    reason = unwritable_reason(state)
+    if reason is not None:
+        return (f"state folder {state} is not writable ({reason}): the kiosk must write its "
+                "event log there; give the service user write access to it")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="healthgate run", description="run the kiosk")
+    parser = argparse.ArgumentParser(
+        prog="healthgate run", description="run the kiosk",
+        epilog=f"exit codes: {EXIT_OK} stopped normally, {EXIT_SETUP} configuration, "
+               "provisioning or state folder to fix (one line says what)")
     parser.add_argument("--config", required=True, help="TOML configuration file")
     parser.add_argument("--render", action="store_true", help="draw the emulated display here")
     args = parser.parse_args(argv)
@@ -210,15 +239,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"configuration error: {exc}")
-        return 2
+        return EXIT_SETUP
+    problem = not_provisioned(config)
+    if problem is not None:
+        print(f"error: {problem}")
+        return EXIT_SETUP
+    # Owner-only files (keys, logs, caches) even when started by hand; the unit sets UMask=0077.
+    with private_umask():
+        return _run(config, args.render)
+
+
+def _run(config: Config, render: bool) -> int:
     try:
-        app = build(config, render_display=args.render)
+        app = build(config, render_display=render)
     except FaceModelError as exc:
         print(f"error: {exc}")
-        return 2
+        return EXIT_SETUP
     except Exception as exc:  # e.g. a damaged pinned fleet key: say what, not a traceback
         print(f"error: the kiosk could not start: {type(exc).__name__}: {exc}")
-        return 2
+        return EXIT_SETUP
+    log.info("kiosk %s starting; state folder %s", app.identity.device_id,
+             Path(config.state.dir).resolve())
     signal.signal(signal.SIGTERM, lambda *_: app.kiosk.stop())
     # technician mode from the service manager: `systemctl kill -s USR1 healthgate` (USR2 leaves)
     signal.signal(signal.SIGUSR1, lambda *_: app.kiosk.post(Message("maintenance", True)))
@@ -237,4 +278,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         app.close()
-    return 0
+    return EXIT_OK

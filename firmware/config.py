@@ -5,6 +5,16 @@ import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
+
+# The one state folder: the example configuration, the systemd unit, the docs and every
+# command's default name it (a relative default silently split kiosks by working directory).
+DEFAULT_STATE_DIR = "/var/lib/healthgate"
+STATE_DIR_ENV = "HEALTHGATE_STATE_DIR"  # overrides the default of the state-dir options
+FLEET_URL_SCHEMES = ("http", "https")  # fleet.url without one is refused at start
+# Keys that hold file system paths; relative values are taken from the configuration file's
+# folder, not from wherever the service happens to start.
+PATH_KEYS = (("state", "dir"), ("camera", "path"), ("face", "model_dir"), ("face", "gallery"))
 
 
 class ConfigError(ValueError):
@@ -78,7 +88,7 @@ class FaceSection:
 
 @dataclass
 class StateSection:
-    dir: str = "state"  # device key, event log, trust cache (restrictive permissions)
+    dir: str = DEFAULT_STATE_DIR  # device key, event log, trust cache (mode 0700)
 
 
 @dataclass
@@ -147,6 +157,11 @@ def parse_config(data: dict[str, Any]) -> Config:
     if country and not (len(country) == 2 and country.isascii() and country.isupper()):
         raise ConfigError(f"kiosk.country: expected an ISO 3166 alpha-2 code such as 'DE', "
                           f"got {country!r}")
+    if config.fleet.url:
+        parts = urlsplit(config.fleet.url)
+        if parts.scheme not in FLEET_URL_SCHEMES or not parts.hostname:
+            raise ConfigError(f"fleet.url: expected an http:// or https:// URL such as "
+                              f"'https://fleet.example:8443', got {config.fleet.url!r}")
     if config.camera.source in ("files", "video") and not config.camera.path:
         raise ConfigError(f"camera.path: required when camera.source is {config.camera.source!r}")
     return config
@@ -164,6 +179,17 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     try:
-        return parse_config(data)
+        config = parse_config(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    resolve_paths(config, path.resolve().parent)
+    return config
+
+
+def resolve_paths(config: Config, base: Path) -> None:
+    """Make every relative path key absolute against `base` (the configuration's folder)."""
+    for section_name, key in PATH_KEYS:
+        section = getattr(config, section_name)
+        value = getattr(section, key)
+        if value and not Path(value).is_absolute():
+            setattr(section, key, str(base / value))

@@ -1,8 +1,10 @@
 """Crash-safe file replacement with restrictive permissions, shared by every writer of state files."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -31,3 +33,62 @@ def write_atomic(path: str | Path, data: bytes, mode: int = 0o600) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+PRIVATE_DIR_MODE = 0o700  # state folders: the owner only
+PRIVATE_FILE_MODE = 0o600  # keys, databases, caches: the owner only
+PRIVATE_UMASK = 0o077  # what the service unit sets (UMask=0077); the commands set it too
+
+
+def ensure_private_dir(path: str | Path) -> Path:
+    """Create `path` (and missing parents) mode 0700; an existing folder is left as it is
+    (it may be a shared one the operator chose, such as /tmp)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    return path
+
+
+def create_private_file(path: str | Path) -> None:
+    """Create `path` empty with mode 0600 if it does not exist (an existing file is untouched).
+
+    For SQLite: it gives the -wal and -shm files the mode of the database file, so a database
+    created this way keeps all three owner-only, whatever the umask.
+    """
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+
+
+def private_umask() -> "contextlib.AbstractContextManager[None]":
+    """Files and folders created inside the block get no group or other permissions."""
+    return _umask(PRIVATE_UMASK)
+
+
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def unwritable_reason(folder: str | Path) -> str | None:
+    """Why files cannot be created in `folder` (None when they can), found by creating and
+    removing a probe file: permission bits alone do not tell (root, read-only mounts,
+    immutable folders)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def restrict_to_owner(path: str | Path) -> None:
+    """Take group and other permissions off an existing file of ours (no-op when missing)."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+        if mode & ~PRIVATE_FILE_MODE:
+            os.chmod(path, mode & PRIVATE_FILE_MODE)
+    except FileNotFoundError:
+        pass

@@ -25,7 +25,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="fleet signing key file [env HEALTHGATE_FLEET_KEY]")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", parents=[common], help="run the API server (uvicorn)")
+    commands.add_parser("init", parents=[common],
+                        help="create the fleet database (serve also creates it); the admin "
+                             "commands below never do")
+
+    serve = commands.add_parser("serve", parents=[common],
+                                help="run the API server (uvicorn); creates the database")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
@@ -68,6 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _exists(url: str) -> bool:
+    """Whether the database at `url` already holds a fleet schema."""
+    from fleet.db import DatabaseMissing
+    from fleet.storage import Store
+
+    try:
+        Store(url, create=False).close()
+    except DatabaseMissing:
+        return False
+    return True
+
+
 def _run(args: argparse.Namespace) -> int:
     # Imports here keep `--help` fast and free of database drivers.
     from fleet.storage import Store, utc_now
@@ -86,17 +103,30 @@ def _run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(openapi_document())
         return 0
+    if args.command == "init":
+        existed = _exists(args.db)
+        store = Store(args.db)
+        try:
+            state = "exists; nothing changed" if existed else "created"
+            print(f"fleet database {store.description}: {state} "
+                  f"(schema v{store.schema_version()})")
+        finally:
+            store.close()
+        return 0
     if args.command == "serve":
         import uvicorn
 
         from fleet.server import create_app
+
+        store = Store(args.db)  # created and migrated once, before any worker starts
+        print(f"database: {store.description}", file=sys.stderr)
+        store.close()
 
         if args.workers > 1:
             # Ingest is CPU-bound (signature checks): worker processes share the store; the
             # per-device row lock (PostgreSQL) or the write lock (SQLite) keeps chains consistent.
             from fleet import server
 
-            Store(args.db).close()  # migrate once, before the workers start
             os.environ.update({server.ENV_DB: args.db,
                                server.ENV_MAX_BODY: str(args.max_body_bytes),
                                server.ENV_SKEW_WINDOW: str(args.skew_window)})
@@ -109,7 +139,10 @@ def _run(args: argparse.Namespace) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level="info",
                     timeout_graceful_shutdown=10)
         return 0
-    store = Store(args.db)
+    # Admin commands never create a database: a mistyped --db (or another working folder)
+    # would otherwise get an empty one, and its tokens would be unknown to the real server.
+    store = Store(args.db, create=False)
+    print(f"database: {store.description}", file=sys.stderr)
     try:
         if args.command == "token":
             token = secrets.token_urlsafe(24)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 from urllib.parse import unquote, urlparse
 
+from firmware.fsutil import create_private_file, ensure_private_dir, restrict_to_owner
+
 POOL_WAIT_S = 30.0  # how long a request waits for a free connection before failing
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_STATEMENT_TIMEOUT_MS = 30_000
@@ -121,11 +123,18 @@ class SqliteDatabase:
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path, pool_size: int = 4) -> None:
+    def __init__(self, path: Path, pool_size: int = 4, create: bool = True) -> None:
         self.path = path
-        self.description = f"sqlite:///{path}"
+        self.description = f"sqlite:///{path.absolute()}"
         if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not create and not path.is_file():
+                raise DatabaseMissing(self.description)
+            # Owner-only: the folder 0700 when we make it, the file 0600 before SQLite opens
+            # it (SQLite gives the -wal and -shm files the database file's mode).
+            ensure_private_dir(path.parent)
+            create_private_file(path)
+            for existing in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                restrict_to_owner(existing)  # one created world-readable by an older version
         self._pool = _Pool(self._connect, pool_size)
 
     def _connect(self) -> sqlite3.Connection:
@@ -208,9 +217,21 @@ class PostgresDatabase:
         self._pool.close()
 
 
-def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
+class DatabaseMissing(ValueError):
+    """An admin command named a database that does not exist (only `serve` and `init` create
+    one); the message names it and says how to create it."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(f"no fleet database at {description}: create it with "
+                         f"`healthgate-fleet init --db {description}`, or give the --db "
+                         "(or HEALTHGATE_FLEET_DB) that `serve` uses")
+        self.description = description
+
+
+def open_database(url: str, create: bool = True) -> SqliteDatabase | PostgresDatabase:
     """`sqlite:///relative.db`, `sqlite:////abs/path.db`, a plain file path, or
-    `postgresql://user@host:port/db`. Raises ValueError for anything else."""
+    `postgresql://user@host:port/db`. Raises ValueError for anything else. With
+    `create=False` a missing SQLite file raises DatabaseMissing instead of being created."""
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresDatabase(url)
     if url.startswith("sqlite://"):
@@ -221,7 +242,7 @@ def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
         path = path[1:] if path.startswith("/") else path
         if not path:
             raise ValueError(f"database URL {url!r} names no file")
-        return SqliteDatabase(Path(path))
+        return SqliteDatabase(Path(path), create=create)
     if "://" in url:
         raise ValueError(f"database URL {url!r}: only sqlite:// and postgresql:// are supported")
-    return SqliteDatabase(Path(url))
+    return SqliteDatabase(Path(url), create=create)

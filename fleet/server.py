@@ -107,6 +107,8 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
             return await run_in_threadpool(authenticate, store, request.headers, request.method,
                                            path, body, clock(), skew_window_s)
         except AuthError as error:
+            log.warning("refused %s %s from device %r: %s", request.method, request.url.path,
+                        request.headers.get("x-device-id", "")[:80], error.code)
             raise ApiError(401, error.code, error.detail) from None
 
     @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])

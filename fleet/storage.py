@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from firmware.eventlog.common import rfc3339, utc_now  # noqa: F401 - re-exported
 from firmware.eventlog.codec import Event, canonical_json
-from fleet.db import Tx, open_database
+from fleet.db import DatabaseMissing, Tx, open_database
 
 # Each migration: (version, statements). `{serial}` becomes the dialect's auto-increment key.
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -98,10 +98,20 @@ class TrustItem:
 class Store:
     """All persistent state of the fleet server."""
 
-    def __init__(self, url: str) -> None:
-        self.db = open_database(url)
+    def __init__(self, url: str, create: bool = True) -> None:
+        """Open (with `create`, create and migrate) the store at `url`. Without `create`, as
+        the admin commands open it, a database that does not exist or holds no fleet schema
+        raises DatabaseMissing: an empty new database would only hide a wrong --db."""
+        self.db = open_database(url, create=create)
         self.dialect = self.db.dialect
-        self._migrate()
+        self.description = self.db.description
+        try:
+            if not create and not self._has_schema():
+                raise DatabaseMissing(self.db.description)
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -110,6 +120,14 @@ class Store:
         return self.db.transaction()
 
     # -- schema -------------------------------------------------------------------------------
+    def _has_schema(self) -> bool:
+        query = ("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+                 if self.dialect == "sqlite" else
+                 "SELECT 1 FROM information_schema.tables WHERE table_name = 'schema_migrations' "
+                 "AND table_schema = current_schema()")
+        with self.db.transaction(readonly=True) as tx:
+            return tx.execute(query).fetchone() is not None
+
     def _migrate(self) -> None:
         with self.db.transaction() as tx:
             if tx.dialect == "postgresql":

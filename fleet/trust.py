@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog.codec import canonical_json
+from firmware.fsutil import ensure_private_dir
 from firmware.eventlog.common import public_key_b64  # noqa: F401 - what operators pin
 from firmware.sync.trustsync import TRUST_NAME_PATTERN, envelope_signing_bytes, key_id
 from fleet.storage import Store, TrustItem, rfc3339, utc_now
@@ -26,7 +27,7 @@ def generate_signing_key(path: Path) -> Ed25519PrivateKey:
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(pem)

@@ -1,74 +1,158 @@
-"""`healthgate-provision`: technician tool: identity, registration, self-test, face enrolment."""
+"""`healthgate-provision`: technician tool: identity, registration, self-test, face enrolment.
+
+Exit codes: 0 done; 1 refused or failed (registration refused, self-test failed); 2 usage or
+setup to fix first (a key that would be replaced, a missing state folder, a bad option).
+"""
 from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
+from firmware.config import DEFAULT_STATE_DIR, STATE_DIR_ENV
+
 FLEET_KEY_FILE = "fleet_key.pub"  # the pinned fleet signing key, base64 of 32 raw bytes
+TEMPLATE_KEY_DIR = "template-keys"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_state_dir_option(parser: argparse.ArgumentParser) -> None:
+    """`--state-dir` (old spelling `--state`), defaulting to the one state folder."""
+    parser.add_argument("--state-dir", "--state", dest="state",
+                        default=os.environ.get(STATE_DIR_ENV, DEFAULT_STATE_DIR),
+                        help="the kiosk's state folder, as state.dir in its configuration "
+                             f"(default: ${STATE_DIR_ENV} or {DEFAULT_STATE_DIR})")
 
 
 def _init(args: argparse.Namespace) -> int:
-    from firmware.identity import IdentityError, load_or_create
+    from firmware.fsutil import private_umask
+    from firmware.identity import ID_FILE, KEY_FILE, IdentityError, load_or_create
 
+    state = Path(args.state)
+    existed = (state / KEY_FILE).is_file() and (state / ID_FILE).is_file()
     try:
-        identity = load_or_create(Path(args.state), args.device_id)
+        with private_umask():  # the state folder's parents too, if init creates them
+            identity = load_or_create(state, args.device_id)
     except IdentityError as exc:
         print(f"error: {exc}")
-        return 1
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"error: cannot create the state folder {state}: {exc.strerror}")
+        return EXIT_USAGE
+    if existed:  # never a new key over an existing one: the fleet knows this one
+        print("this state folder is already initialised; its identity is kept")
     print(f"device id:  {identity.device_id}")
     print(f"public key: {identity.public_key_b64}")
-    print(f"state dir:  {Path(args.state).resolve()} (mode 0700)")
-    return 0
+    print(f"state dir:  {state.resolve()} (mode 0700)")
+    return EXIT_OK
 
 
 def _register(args: argparse.Namespace) -> int:
+    from firmware.fsutil import write_atomic
     from firmware.identity import IdentityError, load
     from firmware.sync.trustsync import RegistrationError, public_key_from_b64, register_device
 
+    state = Path(args.state)
     try:
-        identity = load(Path(args.state))
+        identity = load(state)
     except IdentityError as exc:
-        print(f"error: {exc} (run `healthgate-provision init` first)")
-        return 1
+        print(f"error: {exc} (run `healthgate-provision init --state-dir {state}` first)")
+        return EXIT_FAILED
     try:
         public_key_from_b64(args.fleet_key)
     except Exception as exc:
         print(f"error: --fleet-key is not a base64 Ed25519 public key ({exc})")
-        return 1
+        return EXIT_FAILED
+    wanted = args.fleet_key.strip()
+    pinned_before = pinned_fleet_key(state)
+    if pinned_before is not None and pinned_before != wanted and not args.force:
+        print(f"error: a different fleet key is pinned in {state / FLEET_KEY_FILE}; "
+              "add --force to replace it (the kiosk then refuses trust data signed with the "
+              "old key)")
+        return EXIT_USAGE
     try:
         register_device(args.fleet, args.token, identity.device_id, identity.key)
     except RegistrationError as exc:
         print(f"error: registration refused: {exc}")
-        return 1
-    pinned = Path(args.state) / FLEET_KEY_FILE
-    pinned.write_text(args.fleet_key.strip() + "\n")
-    pinned.chmod(0o600)
+        return EXIT_FAILED
+    pinned = state / FLEET_KEY_FILE
+    write_atomic(pinned, (wanted + "\n").encode())  # mode 0600, whole or not at all
     print(f"registered {identity.device_id} with {args.fleet}; fleet key pinned in {pinned}")
-    return 0
+    return EXIT_OK
+
+
+def sealed_templates(state: Path, key_id: str) -> int | None:
+    """How many cached status records carry a member template sealed with `key_id` (None when
+    the cached records cannot be read)."""
+    from firmware.credentials.status import load_trust
+    from firmware.sync.trustsync import public_key_from_b64
+
+    pinned = pinned_fleet_key(state)
+    try:
+        trust = load_trust(state / "trust",
+                           pinned_keys=[public_key_from_b64(pinned)] if pinned else None)
+    except Exception:  # a damaged cache: say we could not count, do not guess
+        return None
+    if trust is None or trust.cache is None:
+        return 0
+    return sum(1 for record in trust.cache.records()
+               if record.face_template is not None and record.face_key_id == key_id)
 
 
 def _template_key(args: argparse.Namespace) -> int:
-    import os
-
-    from firmware.vision.record_template import TemplateKeyring
+    from firmware.fsutil import write_atomic
+    from firmware.vision.record_template import KEY_ID_PATTERN, TemplateKeyring
 
     if args.generate == (args.import_b64 is not None):
         print("error: give exactly one of --generate or --import-b64")
-        return 2
+        return EXIT_USAGE
+    state = Path(args.state)
+    if not state.is_dir():
+        print(f"error: no state folder {state}: run `healthgate-provision init "
+              f"--state-dir {state}` first (or give the --state-dir you provisioned)")
+        return EXIT_USAGE
+    if not KEY_ID_PATTERN.fullmatch(args.id):
+        print(f"error: --id {args.id!r}: a key id is letters, digits, '.', '_' or '-'")
+        return EXIT_FAILED
     try:
         key = os.urandom(32) if args.generate else base64.b64decode(args.import_b64, validate=True)
-        path = TemplateKeyring(Path(args.state) / "template-keys").install(args.id, key)
+    except ValueError as exc:
+        print(f"error: --import-b64 is not base64 ({exc})")
+        return EXIT_FAILED
+    path = state / TEMPLATE_KEY_DIR / f"{args.id}.key"
+    if path.exists():
+        if not args.generate and path.read_bytes() == key:
+            print(f"template key {args.id!r} is already installed in {path}; nothing changed")
+            return EXIT_OK
+        count = sealed_templates(state, args.id)
+        lost = ("an unknown number of" if count is None else str(count))
+        if not args.force:
+            print(f"error: template key {args.id!r} exists in {path}; replacing it makes "
+                  f"{lost} cached member template(s) sealed with it unreadable (members must "
+                  "then show their code); add --force to replace it after a backup")
+            return EXIT_USAGE
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        backup = path.with_name(f"{path.name}.bak-{stamp}")
+        write_atomic(backup, path.read_bytes())
+        print(f"backup of the old key written to {backup}; {lost} cached member template(s) "
+              "sealed with it become unreadable")
+    try:
+        installed = TemplateKeyring(state / TEMPLATE_KEY_DIR).install(args.id, key)
     except ValueError as exc:
         print(f"error: {exc}")
-        return 1
-    print(f"template key {args.id!r} installed in {path} (mode 0600)")
+        return EXIT_FAILED
+    print(f"template key {args.id!r} installed in {installed} (mode 0600)")
     if args.generate:
-        # shown once, for the fleet's sealing tool and the site's other kiosks
-        print(f"key (base64): {base64.b64encode(key).decode()}")
-    return 0
+        if args.show_key:  # for the fleet's sealing tool and the site's other kiosks
+            print(f"key (base64): {base64.b64encode(key).decode()}")
+        else:
+            print("the key is not shown; run again with --show-key on a new id, or copy "
+                  f"{installed} to the fleet's sealing tool")
+    return EXIT_OK
 
 
 def _selftest(args: argparse.Namespace) -> int:
@@ -83,32 +167,43 @@ def _enrol(argv: list[str]) -> int:
     return int(enrol.main(argv) or 0)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in ("enrol", "erase"):
-        return _enrol(args_list)
-    parser = argparse.ArgumentParser(prog="healthgate-provision", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="healthgate-provision", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="create the device identity in the state directory")
-    init.add_argument("--state", default="state")
+    add_state_dir_option(init)
     init.add_argument("--device-id", default=None, help="an id from the fleet operator")
     register = sub.add_parser("register", help="register with the fleet server, pin its key")
-    register.add_argument("--state", default="state")
+    add_state_dir_option(register)
     register.add_argument("--fleet", required=True, help="fleet server URL")
     register.add_argument("--token", required=True, help="one-time enrolment token")
     register.add_argument("--fleet-key", required=True,
                           help="the fleet's trust-signing public key (healthgate-fleet keygen)")
+    register.add_argument("--force", action="store_true",
+                          help="replace a different fleet key that is already pinned")
     template_key = sub.add_parser("template-key",
                                   help="install the site key that opens enrolled templates")
-    template_key.add_argument("--state", default="state")
+    add_state_dir_option(template_key)
     template_key.add_argument("--id", required=True, help="key id, as records name it")
     template_key.add_argument("--generate", action="store_true", help="create a new site key")
     template_key.add_argument("--import-b64", default=None, help="install a given key")
+    template_key.add_argument("--force", action="store_true",
+                              help="replace an existing key with this id (a backup is written)")
+    template_key.add_argument("--show-key", action="store_true",
+                              help="print a generated key (base64); it is secret")
     selftest = sub.add_parser("selftest", help="check camera, display, clock, trust data, fleet")
     selftest.add_argument("--config", required=True)
     sub.add_parser("enrol", help="enrol an opted-in member's face (see --help of enrol)")
     sub.add_parser("erase", help="erase an enrolled member")
-    args = parser.parse_args(args_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in ("enrol", "erase"):
+        return _enrol(args_list)
+    args = _parser().parse_args(args_list)
     handlers = {"init": _init, "register": _register, "selftest": _selftest,
                 "template-key": _template_key}
     return handlers[args.command](args)

@@ -16,6 +16,7 @@ import numpy as np
 
 from firmware.vision.gallery import (
     GALLERY_FILE_NAME,
+    KEY_FILE_NAME,
     GalleryError,
     GalleryStore,
     load_key,
@@ -24,6 +25,7 @@ from firmware.vision.gallery import (
 from firmware.vision.matcher import TemplateError, normalise_template
 from firmware.vision.quality import QualityConfig, assess
 from firmware.vision.types import Face
+from provisioning.cli import add_state_dir_option
 
 # Stable reason codes (per image, and for the enrolment as a whole).
 UNREADABLE_IMAGE = "UNREADABLE_IMAGE"
@@ -156,11 +158,23 @@ def erase(member_id: str, gallery_path: str | Path, key: bytes) -> bool:
     return GalleryStore(gallery_path, key).erase(member_id)
 
 
-def _key(args: argparse.Namespace) -> bytes:
+def _key(args: argparse.Namespace, gallery_path: Path) -> bytes:
+    """The gallery key. A new one is created only for a new gallery in an existing state
+    folder: a new key can never open an existing gallery, and a mistyped --state-dir must not
+    quietly start a second gallery somewhere else."""
     if args.key_file:
         return load_key(args.key_file)
-    Path(args.state).mkdir(parents=True, exist_ok=True, mode=0o700)
-    return load_or_create_key(args.state)
+    state = Path(args.state)
+    if (state / KEY_FILE_NAME).exists() or args.command == "erase" or gallery_path.exists():
+        if not (state / KEY_FILE_NAME).exists():
+            raise GalleryError(f"no gallery key {state / KEY_FILE_NAME}"
+                               + (f" for the gallery {gallery_path}: restore the key (a new one "
+                                  "cannot open it)" if gallery_path.exists() else ""))
+        return load_key(state / KEY_FILE_NAME)
+    if not state.is_dir():
+        raise GalleryError(f"no state folder {state}: run `healthgate-provision init "
+                           f"--state-dir {state}` first, or give --key-file and --gallery")
+    return load_or_create_key(state)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -170,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("erase", "erase a member's template from the gallery")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--member", required=True, help="member id (stored encrypted)")
-        cmd.add_argument("--state", default="state", help="state dir holding gallery.key (default: state)")
+        add_state_dir_option(cmd)
         cmd.add_argument("--key-file", default=None, help="32-byte gallery key file (instead of STATE/gallery.key)")
         cmd.add_argument("--gallery", default=None, help=f"encrypted gallery file (default: STATE/{GALLERY_FILE_NAME})")
         if name == "enrol":
@@ -186,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     gallery_path = Path(args.gallery) if args.gallery else Path(args.state) / GALLERY_FILE_NAME
     try:
-        key = _key(args)
+        key = _key(args, gallery_path)
     except (GalleryError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -38,6 +38,9 @@ def _replay_config(tmp_path: Path, extra: str = "") -> Path:
     frames.mkdir()
     for index in range(3):
         Image.fromarray(background(160, 120)).save(frames / f"{index:04d}.png")
+    from firmware.identity import load_or_create
+
+    load_or_create(tmp_path / "state", "replay-1")  # provisioned, as `init` does
     config = tmp_path / "kiosk.toml"
     config.write_text(f"""
 [kiosk]
@@ -103,7 +106,6 @@ def test_build_that_fails_closes_what_it_opened(tmp_path: Path,
     monkeypatch.setattr(app_module, "open_or_restart", spy_log)
     monkeypatch.setattr(app_module, "open_display", spy_display)
     config = _replay_config(tmp_path, '[fleet]\nurl = "http://127.0.0.1:9"')
-    (tmp_path / "state").mkdir(mode=0o700)
     (tmp_path / "state" / "fleet_key.pub").write_text(base64.b64encode(b"short").decode() + "\n")
     with pytest.raises(ValueError):
         app_module.build(load_config(config))

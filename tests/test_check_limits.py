@@ -41,8 +41,9 @@ def test_check_refuses_oversized_file_with_one_line(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(check, "MAX_INPUT_BYTES", 1000)
     at_bound = tmp_path / "at.txt"
-    at_bound.write_bytes(b"X" * 1000)
-    assert check._inputs(str(at_bound)) == ["X" * 1000]  # read as text: not an image
+    text = "HC1:" + "X" * 996
+    at_bound.write_text(text)
+    assert check._inputs(str(at_bound)) == [text]  # read as credential text: not an image
     past = tmp_path / "past.txt"
     past.write_bytes(b"X" * 1001)
     out = io.StringIO()

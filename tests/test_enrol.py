@@ -152,6 +152,7 @@ def _models_present() -> bool:
 @pytest.mark.skipif(not _models_present(), reason="shipped face models not built yet (tflite_models/)")
 def test_cli_enrol_with_the_real_pipeline(tmp_path: Path, lfw: dict[str, list[Path]], capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "state"
+    state.mkdir(mode=0o700)  # provisioned: enrolment never creates a state folder
     images = [str(p) for p in lfw["A"]]
     code = main(["enrol", "--member", "m-1", "--state", str(state), "--consent", *images])
     out = capsys.readouterr().out

@@ -50,6 +50,8 @@ def test_keygen_token_publish_and_devices_list(tmp_path: Path,
     assert main(["keygen", "--key", str(key_path)]) == 2  # never replaces a fleet key
     assert "refusing" in capsys.readouterr().err
 
+    assert main(["init", "--db", db]) == 0
+    capsys.readouterr()
     assert main(["token", "create", "--db", db]) == 0
     token = capsys.readouterr().out.strip()
     content = tmp_path / "signers.json"
@@ -81,6 +83,7 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path,
     db = f"sqlite:///{tmp_path}/fleet.db"
     key_path = tmp_path / "fleet.key"
     main(["keygen", "--key", str(key_path)])
+    main(["init", "--db", db])
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{nope")
     assert main(["publish", "dcc-rules", str(bad_json), "--db", db, "--key", str(key_path)]) == 2
@@ -101,6 +104,8 @@ def test_serve_runs_the_production_server(tmp_path: Path, workers: int,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     port = _free_port()
     db = f"sqlite:///{tmp_path}/fleet.db"
+    main(["init", "--db", db])
+    capsys.readouterr()
     main(["token", "create", "--db", db, "--ttl-hours", "1"])
     token = capsys.readouterr().out.strip()
     process = subprocess.Popen([sys.executable, "-m", "fleet.cli", "serve", "--host",
@@ -139,3 +144,22 @@ def test_serve_runs_the_production_server(tmp_path: Path, workers: int,
     assert "Application startup complete" in output
     assert main(["devices", "list", "--db", db]) == 0
     assert " 60 " in capsys.readouterr().out
+
+
+def test_admin_commands_open_but_never_create_a_store(db_url: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """On both back ends: a database without the fleet schema is "missing" to the admin
+    commands (exit 2, one line naming it); `init` creates it; then they use it."""
+    from fleet.db import DatabaseMissing
+    from fleet.storage import Store
+
+    with pytest.raises(DatabaseMissing):
+        Store(db_url, create=False)
+    assert main(["devices", "list", "--db", db_url]) == 2
+    assert "no fleet database at" in capsys.readouterr().err
+    assert main(["init", "--db", db_url]) == 0
+    assert "created" in capsys.readouterr().out
+    Store(db_url, create=False).close()
+    assert main(["token", "create", "--db", db_url]) == 0
+    assert main(["init", "--db", db_url]) == 0
+    assert "exists; nothing changed" in capsys.readouterr().out

@@ -71,7 +71,11 @@ def test_template_key_generate_and_import(tmp_path: Path, capsys: pytest.Capture
     from firmware.vision.record_template import TemplateKeyring, seal_template
 
     first, second = tmp_path / "a", tmp_path / "b"
-    assert main(["template-key", "--state", str(first), "--id", "site-1", "--generate"]) == 0
+    assert main(["init", "--state-dir", str(first)]) == 0
+    assert main(["init", "--state-dir", str(second)]) == 0
+    capsys.readouterr()
+    assert main(["template-key", "--state", str(first), "--id", "site-1", "--generate",
+                 "--show-key"]) == 0
     printed = capsys.readouterr().out.split("key (base64): ")[1].strip()
     assert main(["template-key", "--state", str(second), "--id", "site-1",
                  "--import-b64", printed]) == 0
@@ -94,13 +98,15 @@ def test_selftest_checks_trust_data_against_the_pinned_fleet_key(tmp_path: Path)
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from firmware.demo.issuer import make_signer
     from fleet.trust import build_envelope, public_key_b64
 
     state = tmp_path / "state"
     assert main(["init", "--state", str(state)]) == 0
     fleet, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     (state / "fleet_key.pub").write_text(public_key_b64(fleet) + "\n")
-    (state / "trust").mkdir()
+    (state / "trust" / "dcc-certs").mkdir(parents=True)  # one DCC signer: a format has trust
+    (state / "trust" / "dcc-certs" / "dsc.der").write_bytes(make_signer().certificate_der)
     config = tmp_path / "kiosk.toml"
     config.write_text(f'[camera]\nsource = "fake"\n[state]\ndir = "{state}"\n')
     for signer, verdict in ((stranger, "FAIL trust data"), (fleet, "ok   trust data")):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 import warnings
 from datetime import datetime, timezone
@@ -25,7 +26,11 @@ MAX_IMAGE_PIXELS = 50_000_000
 _MARK = {True: "ok", False: "FAIL", None: "-"}
 
 
-class ImageTooLarge(ValueError):
+class InputError(ValueError):
+    """The argument is neither a credential text nor a usable file; the message says which."""
+
+
+class ImageTooLarge(InputError):
     """The image's header declares more pixels than `MAX_IMAGE_PIXELS`: refused undecoded."""
 
 
@@ -66,17 +71,33 @@ def _zxing_texts(rgb: Any) -> list[str]:
     return [b.text for b in found if b.valid]
 
 
+# A credential text starts with its scheme (HC1:, shc:/, NZCP:/, HG1:, or an unknown one such
+# as HC2:); anything else is taken as a file name, so a mistyped path is not "verified" as text.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}:")
+KNOWN_PREFIXES = "HC1:, shc:/, NZCP:/ or HG1:"
+
+
 def _inputs(target: str) -> list[str]:
-    """The credential texts named by the argument: an image file, a text file, or the text."""
+    """The credential texts named by the argument: the text itself, an image file, or a text
+    file holding a credential; InputError for anything else."""
+    if _SCHEME.match(target):
+        return [target]
     path = Path(target)
     try:
-        is_file = path.is_file()
-    except OSError:  # e.g. a long credential text is not a valid path name
-        is_file = False
-    if not is_file:
-        return [target]
-    with path.open("rb") as handle:  # never read more than the bound, whatever the file's size
-        data = handle.read(MAX_INPUT_BYTES + 1)
+        is_dir = path.is_dir()
+    except OSError:  # e.g. a name too long for a path: open() below says so
+        is_dir = False
+    if is_dir:
+        raise InputError(f"{target} is a folder: give an image or text file, or the "
+                         f"credential text ({KNOWN_PREFIXES}...)")
+    try:
+        with path.open("rb") as handle:  # never read more than the bound, whatever the size
+            data = handle.read(MAX_INPUT_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"no such file: {target} (a credential text starts with "
+                         f"{KNOWN_PREFIXES})") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {target}: {exc.strerror}") from None
     if len(data) > MAX_INPUT_BYTES:
         raise ImageTooLarge(f"{path} is larger than {MAX_INPUT_BYTES:,} bytes")
     try:
@@ -84,7 +105,15 @@ def _inputs(target: str) -> list[str]:
     except ImageTooLarge:
         raise
     except ValueError:
-        return [data.decode("utf-8", errors="replace").strip()]
+        pass
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        text = ""
+    if not _SCHEME.match(text):
+        raise InputError(f"{target} is not an image and holds no credential text (one that "
+                         f"starts with {KNOWN_PREFIXES})")
+    return [text]
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -130,6 +159,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except ValueError as exc:
         out.write(f"error: --at: {exc}\n")
         return 2
+    try:
+        texts = _inputs(args.credential)
+    except InputError as exc:
+        out.write(f"error: {exc}\n")
+        return 2
     trust = TrustStore()
     if args.trust:
         from firmware.credentials.store import TrustDataError, load_trust_dir
@@ -142,11 +176,6 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             return 2
     else:
         out.write("note: no --trust folder given: no issuer is trusted\n")
-    try:
-        texts = _inputs(args.credential)
-    except ImageTooLarge as exc:
-        out.write(f"error: {exc}\n")
-        return 2
     if not texts:
         out.write("no code found in the image\n")
         return 1

@@ -32,6 +32,7 @@ from firmware.credentials.status_code import (
     StatusFormatError,
     content_type,
 )
+from firmware.fsutil import create_private_file
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +195,13 @@ class StatusRecordCache:
         entry = self._records.get((issuer, subject))
         return entry[0] if entry else None
 
+    def records(self) -> list[StatusRecord]:
+        """Every cached record (e.g. to count the templates sealed with one key)."""
+        return [entry[0] for entry in self._records.values()]
+
     def _connect(self) -> sqlite3.Connection:
         assert self._path is not None
+        create_private_file(self._path)  # owner-only; SQLite gives -wal/-shm the same mode
         conn = sqlite3.connect(self._path, timeout=5.0)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(_SCHEMA)

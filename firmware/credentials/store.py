@@ -41,6 +41,7 @@ from firmware.credentials.dcc.trustlist import (
 )
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.trust_json import TrustFileError, trust_content
+from firmware.fsutil import private_umask
 
 log = logging.getLogger(__name__)
 CERT_SUFFIXES = {".der", ".pem", ".crt", ".cer"}
@@ -181,7 +182,8 @@ def _revocation_from_json(root: Path, path: Path, pinned_keys: Any) -> Revocatio
     try:
         building = cache_root / f".building-{os.getpid()}"
         shutil.rmtree(building, ignore_errors=True)
-        revocations.save(building)
+        with private_umask():  # the cache lives in the kiosk's private state folder
+            revocations.save(building)
         for old in cache_root.iterdir():  # only the current list's cache is kept
             if old.name != building.name:
                 shutil.rmtree(old, ignore_errors=True)

@@ -18,9 +18,11 @@ from firmware.camera.files import ArraySource
 from firmware.config import Config, parse_config
 from firmware.demo.scenario import TEMPLATE_KEY_ID, Presentation, build_cast, build_frames, demo_face
 from firmware.display.screen import Screen
+from firmware.identity import load_or_create
 from firmware.policy import Decision
 
 FPS = 15.0
+DEMO_DEVICE_ID = "demo-kiosk"
 FACE_TIMEOUT_S = 1.5
 # Between two people the scene stays empty long enough for a face timeout plus the result
 # on screen, so each person's frames reach the kiosk while it is ready for them.
@@ -81,6 +83,8 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
     presentations = cast.presentations
     frames = build_frames(presentations, face, gap_frames=int(FPS * GAP_S), code_frames=int(FPS))
     state = workdir / "state"
+    # the demo is its own technician: it provisions the kiosk's identity, as `init` would
+    load_or_create(state, DEMO_DEVICE_ID)
     if face is not None:
         TemplateKeyring(state / "template-keys").install(TEMPLATE_KEY_ID, cast.template_key)
     server = run_in_thread(create_app(str(workdir / "fleet.db")))

@@ -12,9 +12,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware import identity
+from firmware.config import DEFAULT_STATE_DIR, STATE_DIR_ENV
 from firmware.eventlog.verify import public_key_from_b64, read_meta, verify_file
 
-DEFAULT_STATE_DIR = "/var/lib/healthgate"
 DB_NAME = "events.db"
 EXIT_OK, EXIT_BROKEN, EXIT_ERROR = 0, 1, 2
 
@@ -26,9 +26,9 @@ def _parser() -> argparse.ArgumentParser:
                        ("stats", "count pending, uploaded and rejected events")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--state-dir", type=Path,
-                         default=Path(os.environ.get("HEALTHGATE_STATE_DIR", DEFAULT_STATE_DIR)),
+                         default=Path(os.environ.get(STATE_DIR_ENV, DEFAULT_STATE_DIR)),
                          help="state directory holding the device key and events.db "
-                              "(default $HEALTHGATE_STATE_DIR or %(default)s)")
+                              f"(default: ${STATE_DIR_ENV} or {DEFAULT_STATE_DIR})")
         cmd.add_argument("--config", type=Path,
                          help="kiosk TOML configuration; its [state] dir replaces --state-dir")
         cmd.add_argument("--db", type=Path, help="event log database (default STATE_DIR/events.db)")

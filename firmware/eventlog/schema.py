@@ -5,6 +5,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from firmware.fsutil import create_private_file
+
 # Each migration takes the connection inside an open transaction and moves the schema from
 # version N-1 to N. Never edit a released migration; append a new one.
 Migration = Callable[[sqlite3.Connection], None]
@@ -55,6 +57,7 @@ def backup(conn: sqlite3.Connection, target: Path) -> None:
     """Copy the live database with SQLite's online backup API (consistent even in WAL mode)."""
     tmp = target.with_name(target.name + ".tmp")
     tmp.unlink(missing_ok=True)
+    create_private_file(tmp)  # a copy of the log: owner-only like the log itself
     dest = sqlite3.connect(tmp)
     try:
         conn.backup(dest)
