@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,9 +46,9 @@ def run_check(*args: str) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr
 
 
-def blocks(out: str) -> list[dict[str, object]]:
+def blocks(out: str) -> list[dict[str, Any]]:
     """Each credential's report: its header fields and its stage marks."""
-    reports: list[dict[str, object]] = []
+    reports: list[dict[str, Any]] = []
     for chunk in out.split("container: ")[1:]:
         lines = ("container: " + chunk).splitlines()
         fields = dict(line.split(": ", 1) for line in lines
@@ -68,7 +69,7 @@ def creds(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
     return make_credentials(tmp_path_factory.mktemp("containers"))
 
 
-def check_valid(creds: Credentials, *documents: str) -> list[dict[str, object]]:
+def check_valid(creds: Credentials, *documents: str) -> list[dict[str, Any]]:
     code, out, err = run_check(*documents, "--trust", str(creds.trust_dir), "--at", at_iso())
     assert code == 0, out + err
     assert err == "" and "Traceback" not in out
@@ -104,7 +105,8 @@ def test_chunked_shc_lines_in_a_text_file_are_assembled(creds: Credentials, tmp_
     assert report["stages"] == SHC_STAGES and report["verdict"] == "VALID"
 
 
-def test_chunks_as_arguments_and_as_images_are_assembled(creds: Credentials, tmp_path: Path) -> None:
+def test_chunks_as_arguments_and_as_images_are_assembled(creds: Credentials,
+                                                         tmp_path: Path) -> None:
     texts = chunked(creds.jws(), 2)
     [report] = check_valid(creds, texts[1], texts[0])
     assert report["container"] == "shc-text" and report["note"] == "2 chunks assembled"
@@ -205,7 +207,7 @@ def test_shc_examples_from_the_spec(shared_data: Path, tmp_path: Path) -> None:
     assert report["container"] == "shc-text" and report["verdict"] == "VALID"
 
 
-def _error_cases(tmp: Path) -> list[tuple[list[str], int, str]]:
+def _error_cases(tmp: Path) -> list[tuple[list[str], int, str | None]]:
     """(arguments, exit code, the one line printed)."""
     (tmp / "folder").mkdir()
     (tmp / "notes.txt").write_text("remember to buy milk\n")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,7 +107,8 @@ def test_json_bytes_bound(creds: Credentials) -> None:
     assert len(at_bound.encode()) == containers.MAX_JSON_BYTES
     assert containers.unpack_text(at_bound)[0] == "smart-health-card-file"
     past = at_bound[:-2] + 'x"}'
-    assert "larger than 1,048,576 bytes" in refused("DOCUMENT_TOO_LARGE", containers.unpack_text, past)
+    detail = refused("DOCUMENT_TOO_LARGE", containers.unpack_text, past)
+    assert "larger than 1,048,576 bytes" in detail
 
 
 def _nested(depth: int) -> str:
@@ -131,7 +134,8 @@ def _with_nodes(total: int) -> str:
 def test_json_node_bound() -> None:
     assert len(containers.load_json(_with_nodes(containers.MAX_JSON_NODES))["pad"]) == \
         containers.MAX_JSON_NODES - 6
-    refused("DOCUMENT_JSON_INVALID", containers.load_json, _with_nodes(containers.MAX_JSON_NODES + 1))
+    past = _with_nodes(containers.MAX_JSON_NODES + 1)
+    refused("DOCUMENT_JSON_INVALID", containers.load_json, past)
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])
@@ -147,22 +151,26 @@ def test_json_strings_do_not_count_as_structure() -> None:
 
 
 @pytest.mark.parametrize("build", [smart_health_card_file, fhir_parameters])
-def test_credentials_per_document_bound(creds: Credentials, build: object) -> None:
+def test_credentials_per_document_bound(creds: Credentials,
+                                        build: Callable[[list[Any]], str]) -> None:
     jws = creds.jws()
     bound = containers.MAX_CREDENTIALS
-    result = verify_document(build([jws] * bound), creds.store(), AT)  # type: ignore[operator]
+    result = verify_document(build([jws] * bound), creds.store(), AT)
     assert result.valid and len(result.verdicts) == bound
-    result = verify_document(build([jws] * (bound + 1)), creds.store(), AT)  # type: ignore[operator]
+    past = build([jws] * (bound + 1))
+    result = verify_document(past, creds.store(), AT)
     assert result.failure == "DOCUMENT_TOO_MANY_CREDENTIALS" and not result.verdicts
 
 
 def test_lines_and_assembled_credentials_bound() -> None:
     lines = containers.MAX_TEXTS
     assert len(containers.unpack_text("\n".join(["HC1:X"] * lines))[1]) == lines
-    refused("DOCUMENT_TOO_MANY_CREDENTIALS", containers.unpack_text, "\n".join(["HC1:X"] * (lines + 1)))
+    past = "\n".join(["HC1:X"] * (lines + 1))
+    refused("DOCUMENT_TOO_MANY_CREDENTIALS", containers.unpack_text, past)
     bound = containers.MAX_CREDENTIALS
     assert len(containers.assemble([Found("text", "HC1:X")] * bound)) == bound
-    refused("DOCUMENT_TOO_MANY_CREDENTIALS", containers.assemble, [Found("text", "HC1:X")] * (bound + 1))
+    refused("DOCUMENT_TOO_MANY_CREDENTIALS", containers.assemble,
+            [Found("text", "HC1:X")] * (bound + 1))
 
 
 def test_a_text_of_max_chunks_lines_assembles_max_credentials(creds: Credentials) -> None:
@@ -204,7 +212,8 @@ def test_chunk_sets_interrupted_or_incomplete_are_reported(creds: Credentials) -
     assert [f.note for f in found] == ["1 of 3 chunks found", "2 chunks assembled"]
     result = verify_document([first[0], first[0], first[1]], creds.store(), AT)  # a duplicate
     [verdict] = result.verdicts
-    assert verdict.failure == "SHC_CHUNKS_INCOMPLETE" and verdict.extras["note"] == "2 of 3 chunks found"
+    assert verdict.failure == "SHC_CHUNKS_INCOMPLETE"
+    assert verdict.extras["note"] == "2 of 3 chunks found"
 
 
 @needs_pdf
@@ -213,14 +222,20 @@ def test_pdf_page_bound() -> None:
     assert images.read_pdf_texts(pdf_pages(*[None] * bound, size=(100, 100))) == []
     with pytest.raises(images.TooManyPages):
         images.read_pdf_texts(pdf_pages(*[None] * (bound + 1), size=(100, 100)))
-    result = verify_document(pdf_pages(*[None] * (bound + 1), size=(100, 100)), None, AT)  # type: ignore[arg-type]
+    past = pdf_pages(*[None] * (bound + 1), size=(100, 100))
+    result = verify_document(past, None, AT)  # type: ignore[arg-type]
     assert result.failure == "DOCUMENT_TOO_LARGE"
 
 
 @needs_pdf
 def test_pdf_pages_render_within_the_pixel_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     shapes: list[tuple[int, ...]] = []
-    monkeypatch.setattr(images, "texts_in_rgb", lambda rgb: shapes.append(rgb.shape) or [])
+
+    def record(rgb: Any) -> list[str]:
+        shapes.append(rgb.shape)
+        return []
+
+    monkeypatch.setattr(images, "texts_in_rgb", record)
     images.read_pdf_texts(pdf_pages(None, size=(2000, 3000)), max_pixels=1_000_000)
     [(height, width, _)] = shapes
     assert height * width <= 1_000_000 and height * width > 900_000
@@ -231,4 +246,5 @@ def test_example_smart_health_card_file(shared_data: Path) -> None:
     path = shared_data / "shc-examples/examples/example-00-e-file.smart-health-card"
     container, found = containers.unpack(path.read_bytes())
     jws = json.loads(path.read_text())["verifiableCredential"][0]
-    assert container == "smart-health-card-file" and found == [Found(container, containers._unwrap_jws(jws))]
+    assert container == "smart-health-card-file"
+    assert found == [Found(container, containers._unwrap_jws(jws))]

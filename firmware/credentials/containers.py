@@ -283,7 +283,8 @@ def assemble(found: Sequence[Found]) -> list[Found]:
     if partial:
         out.append(_incomplete(partial, assembler.pending[0]))
     if len(out) > MAX_CREDENTIALS:
-        raise ContainerError(DOCUMENT_TOO_MANY, f"{len(out)} credentials, more than {MAX_CREDENTIALS}")
+        raise ContainerError(DOCUMENT_TOO_MANY,
+                             f"{len(out)} credentials, more than {MAX_CREDENTIALS}")
     return out
 
 

@@ -1,4 +1,4 @@
-"""`verify_document()`: verify every credential in what a person carries (image, PDF, file, text)."""
+"""`verify_document()`: every credential in what a person carries (image, PDF, file, text)."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""Code texts from image bytes (PNG, JPEG, ...) and PDF pages, bounded before anything is decoded."""
+"""Code texts from image bytes (PNG, JPEG, ...) and PDF pages, bounded before decoding."""
 from __future__ import annotations
 
 import io
@@ -90,7 +90,7 @@ def texts_in_rgb(rgb: Any) -> list[str]:
 
 def _zxing_texts(rgb: Any) -> list[str]:
     import zxingcpp
-    found = zxingcpp.read_barcodes(rgb, formats=(zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.Aztec))
+    found = zxingcpp.read_barcodes(rgb, formats=zxingcpp.barcode_formats_from_str("QRCode,Aztec"))
     return [b.text for b in found if b.valid]
 
 
