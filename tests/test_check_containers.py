@@ -248,6 +248,7 @@ def test_every_typical_mistake_gets_one_line_and_its_exit_code(tmp_path: Path) -
 
 @pytest.mark.parametrize("text, failure", [
     ("HC1:NOT*BASE45", "DCC_BASE45_INVALID"),
+    ("HC1:NUL\x00", "DCC_BASE45_INVALID"),  # no valid path name at all
     ("shc:/5676", "SHC_JWS_MALFORMED"),
     ("eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "SHC_ZIP_UNSUPPORTED"),
     ("NZCP:/1/AAAA", None),

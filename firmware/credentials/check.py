@@ -46,7 +46,7 @@ def _read_argument(argument: str) -> bytes | str:
     path = Path(argument)
     try:
         exists, is_dir, is_file = path.exists(), path.is_dir(), path.is_file()
-    except OSError:  # e.g. a long credential text is not a valid path name
+    except (OSError, ValueError):  # a long credential text is no valid path name; nor is a NUL
         exists = is_dir = is_file = False
     if not exists:
         if containers.looks_like_credential(argument):

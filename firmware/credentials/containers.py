@@ -187,6 +187,8 @@ def _check_structure(text: str) -> None:
         first = token.group()[0]
         if first in "]}":
             depth -= 1
+            if depth < 0:  # unbalanced: the parser refuses it, no need to scan on
+                return
             continue
         nodes += 1
         if nodes > MAX_JSON_NODES:
