@@ -12,7 +12,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("firmware.demo.run", "run the whole kiosk path on demo credentials, offline"),
     "run": ("firmware.app", "run the kiosk from a TOML configuration"),
-    "check": ("firmware.credentials.check", "verify one credential (text or image) and explain"),
+    "check": ("firmware.credentials.check", "verify codes in an image, PDF, file or text"),
     "log": ("firmware.eventlog.cli", "event log tools: `healthgate log verify`"),
     "display-emulator": ("firmware.display.emulator", "emulate the LED display on a pty"),
 }

@@ -21,8 +21,8 @@ def healthgate(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("case, expected", [
     ("missing", "no such file: "),
-    ("folder", "is a folder"),
-    ("not-an-image", "is not an image and holds no credential text"),
+    ("folder", "is a directory: "),
+    ("not-an-image", "not a credential or image: "),
 ])
 def test_check_on_something_that_is_not_a_credential(tmp_path: Path, case: str,
                                                      expected: str) -> None:

@@ -53,3 +53,31 @@ def test_verdict_repr_hides_payload_and_identifier() -> None:
                       {"signature": True}, credential_id="URN:UVCI:01:XX:SECRET")
     shown = repr(verdict) + str(verdict)
     assert "Muster" not in shown and "1990" not in shown and "SECRET" not in shown
+
+
+def test_verdict_extras_name_key_and_issuer_only_and_decisions_do_not_carry_them(
+        tmp_path: Path) -> None:
+    """The DCC kid and issuer country reach Verdict.extras for the technician tool; nothing
+    personal does, and the kiosk's decision (what the event log records) carries no extras."""
+    import dataclasses
+    import json
+
+    from firmware.credentials import verify, verify_document
+    from firmware.policy import decide
+    from tests.container_helpers import AT, make_credentials, smart_health_card_file
+
+    creds = make_credentials(tmp_path)
+    store = creds.store()
+    dcc = verify(creds.hc1, store, AT)
+    [shc] = verify_document(smart_health_card_file([creds.jws(rid="cmlk")]), store, AT).verdicts
+    assert dcc.valid and shc.valid
+    assert dcc.extras["kid"] == creds.dcc_kid_hex and dcc.extras["issuer"] == "XA"
+    allowed = {"details", "kid", "issuer", "issuer_name", "container", "note"}
+    personal = ("Muster", "MUSTER", "Erika", "1980-01-02", "URN:UVCI", "Example", "Pat",
+                "1970-01-01", "cmlk")
+    for verdict in (dcc, shc):
+        assert set(verdict.extras) <= allowed, verdict.extras
+        shown = json.dumps(verdict.extras)
+        assert not [p for p in personal if p in shown], shown
+        decision = json.dumps(dataclasses.asdict(decide(verdict, None)))
+        assert str(verdict.extras["kid"]) not in decision and "issuer" not in decision

@@ -1,13 +1,19 @@
-"""Credential verification: `verify(text, trust, at)` for every supported format; never raises."""
+"""Credential verification: `verify(text, trust, at)` for every supported format, and
+`verify_document(document, trust, at)` for what people carry (images, PDFs, files); never raise."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.verdict import Verdict, empty_checks
 
-__all__ = ["TrustStore", "Verdict", "verify", "detect_format"]
+__all__ = ["TrustStore", "Verdict", "verify", "verify_document", "detect_format"]
+
+if TYPE_CHECKING:
+    from firmware.credentials.document import DocumentVerdict
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +60,15 @@ def verify(text: str, trust: TrustStore, at: datetime) -> Verdict:
     checks = empty_checks()
     checks["prefix"] = False
     return Verdict(valid=False, format="unknown", failure="UNKNOWN_FORMAT", checks=checks)
+
+
+def verify_document(document: bytes | str | Sequence[bytes | str], trust: TrustStore,
+                    at: datetime) -> DocumentVerdict:
+    """Verify every credential in what a person carries: a QR image (PNG, JPEG), a PDF page,
+    `shc:/` chunk texts, a bare JWS, a `.smart-health-card` file, a FHIR `$health-cards-issue`
+    response or `HC1:`/`NZCP:/`/`HG1:` text (file bytes or text; several documents are read
+    together). The result names the container; never raises on bad input (see document.py).
+    """
+    from firmware.credentials.document import verify_document as _verify_document
+
+    return _verify_document(document, trust, at)

@@ -1,125 +1,101 @@
-"""`healthgate check TEXT_OR_IMAGE_FILE`: a technician's view of one verification, stage by stage.
+"""`healthgate check DOCUMENT...`: a technician's view of one verification, stage by stage.
 
-This is the one place allowed to print credential contents (name, birth date, identifier):
-a technician runs it by hand on a credential in front of them.
+A document is what people carry: a QR image (PNG, JPEG), a PDF page, `shc:/` text (one chunk or
+several, across arguments), a bare JWS, a `.smart-health-card` file, a FHIR `$health-cards-issue`
+response, or `HC1:`/`NZCP:/`/`HG1:` text; given as a file or as the text itself. This is the one
+place allowed to print credential contents (name, birth date, identifier): a technician runs it
+by hand on a credential in front of them.
 """
 from __future__ import annotations
 
 import argparse
-import io
-import re
 import sys
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from firmware.credentials import containers
+from firmware.credentials.containers import ContainerError, Found
+from firmware.credentials.images import MAX_IMAGE_PIXELS, ImageTooLarge, read_image_texts
 from firmware.credentials.reasons import message_for
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.verdict import STAGES, Verdict
 
+__all__ = ["main", "read_image_texts", "ImageTooLarge", "MAX_IMAGE_PIXELS", "MAX_INPUT_BYTES"]
+
 MAX_INPUT_BYTES = 16 * 1024 * 1024  # an image file from a phone is a few MB at most
-# A phone photo is 12-50 MP; the decoded RGB copy costs 3 bytes a pixel, so 50 MP is ~150 MB.
-# The size is read from the image header, before any pixel is decoded (a 12,000 x 12,000 PNG
-# of a few kilobytes would otherwise cost 1.6 GB).
-MAX_IMAGE_PIXELS = 50_000_000
+# Longest text shown for a value taken from a credential or an argument (issuer, kid, path).
+_MAX_SHOWN_CHARS = 200
 _MARK = {True: "ok", False: "FAIL", None: "-"}
 
 
-class InputError(ValueError):
-    """The argument is neither a credential text nor a usable file; the message says which."""
+class UsageError(Exception):
+    """A usage problem, reported in one line (exit 2, or 1 for an image without a code)."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-class ImageTooLarge(InputError):
-    """The image's header declares more pixels than `MAX_IMAGE_PIXELS`: refused undecoded."""
+def _read_argument(argument: str) -> bytes | str:
+    """A file's bytes (read up to MAX_INPUT_BYTES and no further) or the argument as text.
 
-
-def read_image_texts(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> list[str]:
-    """Every code text in an image file's bytes (PNG, JPEG, ...); ValueError if not an image,
-    ImageTooLarge if it declares more than `max_pixels` pixels (checked before decoding)."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
+    An argument that names no file is credential text only when it looks like one (a known
+    prefix, a compact JWS, a `SCHEME:` code); otherwise it is a mistyped path.
+    """
+    path = Path(argument)
     try:
-        with warnings.catch_warnings():  # our own, smaller bound decides; not Pillow's warning
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-        with image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageTooLarge(f"image of {width} x {height} pixels is larger than "
-                                    f"{max_pixels:,} pixels")
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except Image.DecompressionBombError as exc:  # Pillow's own (larger) bound, at open()
-        raise ImageTooLarge(str(exc)) from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"not a readable image: {exc}") from None
-    try:
-        from firmware.codes import read_codes
-    except ImportError:  # the kiosk's reader is not installed: use zxing-cpp directly
-        return _zxing_texts(rgb)
-    texts = read_codes(rgb)
-    if not texts:  # a tight crop without quiet zone: retry on a padded copy
-        padded = np.pad(rgb, ((40, 40), (40, 40), (0, 0)), constant_values=255)
-        texts = read_codes(padded)
-    return texts
-
-
-def _zxing_texts(rgb: Any) -> list[str]:
-    import zxingcpp
-    found = zxingcpp.read_barcodes(rgb, formats=(zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.Aztec))
-    return [b.text for b in found if b.valid]
-
-
-# A credential text starts with its scheme (HC1:, shc:/, NZCP:/, HG1:, or an unknown one such
-# as HC2:); anything else is taken as a file name, so a mistyped path is not "verified" as text.
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}:")
-KNOWN_PREFIXES = "HC1:, shc:/, NZCP:/ or HG1:"
-
-
-def _inputs(target: str) -> list[str]:
-    """The credential texts named by the argument: the text itself, an image file, or a text
-    file holding a credential; InputError for anything else."""
-    if _SCHEME.match(target):
-        return [target]
-    path = Path(target)
-    try:
-        is_dir = path.is_dir()
-    except OSError:  # e.g. a name too long for a path: open() below says so
-        is_dir = False
+        exists, is_dir, is_file = path.exists(), path.is_dir(), path.is_file()
+    except (OSError, ValueError):  # a long credential text is no valid path name; nor is a NUL
+        exists = is_dir = is_file = False
+    if not exists:
+        if containers.looks_like_credential(argument):
+            return argument
+        raise UsageError(f"no such file: {_shown(argument)}")
     if is_dir:
-        raise InputError(f"{target} is a folder: give an image or text file, or the "
-                         f"credential text ({KNOWN_PREFIXES}...)")
+        raise UsageError(f"is a directory: {_shown(argument)}")
+    if not is_file:  # a fifo or a device would block or never end
+        raise UsageError(f"not a regular file: {_shown(argument)}")
     try:
-        with path.open("rb") as handle:  # never read more than the bound, whatever the size
+        with path.open("rb") as handle:  # never read more than the bound, whatever the file's size
             data = handle.read(MAX_INPUT_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(f"no such file: {target} (a credential text starts with "
-                         f"{KNOWN_PREFIXES})") from None
     except OSError as exc:
-        raise InputError(f"cannot read {target}: {exc.strerror}") from None
+        raise UsageError(f"cannot read {_shown(argument)}: {exc.strerror or exc}") from None
     if len(data) > MAX_INPUT_BYTES:
-        raise ImageTooLarge(f"{path} is larger than {MAX_INPUT_BYTES:,} bytes")
+        raise UsageError(f"{_shown(argument)} is larger than {MAX_INPUT_BYTES:,} bytes")
+    return data
+
+
+def _unpack_argument(argument: str) -> tuple[str, list[Found]]:
+    """The container and credential texts of one argument; UsageError names the argument."""
+    document = _read_argument(argument)
     try:
-        return read_image_texts(data)
-    except ImageTooLarge:
-        raise
-    except ValueError:
-        pass
-    try:
-        text = data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        text = ""
-    if not _SCHEME.match(text):
-        raise InputError(f"{target} is not an image and holds no credential text (one that "
-                         f"starts with {KNOWN_PREFIXES})")
-    return [text]
+        return containers.unpack(document)
+    except ContainerError as exc:
+        name = _shown(argument) if isinstance(document, bytes) else "the text"
+        if exc.code == containers.DOCUMENT_NOT_CREDENTIAL:
+            why = "" if exc.detail == "not a credential or image" else f" ({exc.detail})"
+            raise UsageError(f"not a credential or image: {name}{why}") from None
+        if exc.code == containers.DOCUMENT_NO_CODE:  # read fine, holds nothing: a negative answer
+            raise UsageError(f"{exc.detail}: {name}", status=1) from None
+        raise UsageError(f"{name}: {exc.detail}") from None
+
+
+def _shown(text: str) -> str:
+    """A value fit for one terminal line: control characters replaced, length capped."""
+    clean = "".join(c if c.isprintable() else "?" for c in text[:_MAX_SHOWN_CHARS])
+    return clean + ("..." if len(text) > _MAX_SHOWN_CHARS else "")
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="healthgate check",
-                                     description="Verify one credential and show every stage.")
-    parser.add_argument("credential", help="credential text (HC1:..., shc:/..., ...) or an image/text file")
+    parser = argparse.ArgumentParser(
+        prog="healthgate check",
+        description="Verify the credentials in a document and show every stage.",
+        epilog="example: healthgate check card.png --trust trust/ --at 2025-06-01T12:00:00Z")
+    parser.add_argument("documents", nargs="+", metavar="DOCUMENT",
+                        help="credential text (HC1:..., shc:/..., a JWS, ...) or a file: QR image, "
+                             "PDF, .smart-health-card, FHIR Parameters JSON, text; several are "
+                             "read together (the chunks of one card)")
     parser.add_argument("--trust", metavar="DIR", help="trust data folder (signer list, rules, ...)")
     parser.add_argument("--at", metavar="ISO", help="validation time, ISO-8601 (default: now)")
     parser.add_argument("--fleet-key", metavar="B64", help="pinned fleet key (base64 Ed25519) "
@@ -127,12 +103,40 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _read_all(arguments: list[str]) -> tuple[str, list[Found]]:
+    """The container names and the assembled credentials of every argument; UsageError."""
+    if len(arguments) > containers.MAX_DOCUMENTS:
+        raise UsageError(f"{len(arguments)} documents, more than {containers.MAX_DOCUMENTS}")
+    names: list[str] = []
+    found: list[Found] = []
+    for argument in arguments:
+        container, items = _unpack_argument(argument)
+        names.append(container)
+        found.extend(items)
+    try:
+        return "+".join(dict.fromkeys(names)), containers.assemble(found)
+    except ContainerError as exc:
+        raise UsageError(exc.detail) from None
+
+
 def _print_verdict(verdict: Verdict, out: TextIO) -> None:
     state = "VALID" if verdict.valid else "INVALID"
-    out.write(f"format: {verdict.format}\nverdict: {state}\n")
+    extras = verdict.extras if isinstance(verdict.extras, dict) else {}
+    out.write(f"container: {_shown(str(extras.get('container', '?')))}\n")
+    if extras.get("note"):
+        out.write(f"note: {_shown(str(extras['note']))}\n")
+    out.write(f"format: {verdict.format}\n")
+    # Not personal: who issued the code and with which key, as the code claims it.
+    if isinstance(extras.get("issuer"), str):
+        name = extras.get("issuer_name")
+        named = f" ({name})" if isinstance(name, str) and name != extras["issuer"] else ""
+        out.write(f"issuer: {_shown(extras['issuer'] + named)}\n")
+    if isinstance(extras.get("kid"), str):
+        out.write(f"kid: {_shown(extras['kid'])}\n")
+    out.write(f"verdict: {state}\n")
     if verdict.failure:
         out.write(f"reason: {verdict.failure} ({message_for(verdict.failure)})\n")
-    details = verdict.extras.get("details", {}) if isinstance(verdict.extras, dict) else {}
+    details = extras.get("details", {})
     out.write("stages:\n")
     for stage in STAGES:
         outcome = verdict.checks.get(stage)
@@ -148,25 +152,26 @@ def _print_verdict(verdict: Verdict, out: TextIO) -> None:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the check; exit status 0 when every credential found is valid, 1 if not, 2 on misuse."""
+    """Run the check; exit status 0 when every credential found is valid, 1 if not (or no code
+    in an image), 2 on a usage error (one line: a missing file, a bad option, ...)."""
     out = out or sys.stdout
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    from firmware.credentials import verify
     from firmware.credentials.dcc.clock import parse_iso8601
+    from firmware.credentials.document import verify_found
 
     try:
         at = parse_iso8601(args.at) if args.at else datetime.now(timezone.utc)
     except ValueError as exc:
         out.write(f"error: --at: {exc}\n")
         return 2
-    try:
-        texts = _inputs(args.credential)
-    except InputError as exc:
-        out.write(f"error: {exc}\n")
-        return 2
+    try:  # before trust is loaded: a mistyped path is said in one line, nothing else
+        container, found = _read_all(args.documents)
+    except UsageError as exc:
+        out.write(f"error: {exc}\n" if exc.status == 2 else f"{exc}\n")
+        return exc.status
     trust = TrustStore()
     if args.trust:
-        from firmware.credentials.store import TrustDataError, load_trust_dir
+        from firmware.credentials.store import load_trust_dir
         from firmware.sync.trustsync import public_key_from_b64
         try:
             pinned = [public_key_from_b64(args.fleet_key)] if args.fleet_key else None
@@ -176,17 +181,15 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             return 2
     else:
         out.write("note: no --trust folder given: no issuer is trusted\n")
-    if not texts:
-        out.write("no code found in the image\n")
-        return 1
+    out.write(f"document: {_shown(container)}, {len(found)} credential(s)\n")
     out.write(f"validation time: {at.isoformat()}\n")
     if trust.updated_at is not None:
         out.write(f"trust data updated: {trust.updated_at.isoformat()}\n")
     all_valid = True
-    for index, text in enumerate(texts):
-        if len(texts) > 1:
-            out.write(f"--- code {index + 1} of {len(texts)} ---\n")
-        verdict = verify(text, trust, at)
+    for index, item in enumerate(found):
+        if len(found) > 1:
+            out.write(f"--- code {index + 1} of {len(found)} ---\n")
+        verdict = verify_found(item, trust, at)
         _print_verdict(verdict, out)
         all_valid = all_valid and verdict.valid
     return 0 if all_valid else 1

@@ -34,6 +34,9 @@ class _Run:
     checks: dict[str, bool | None] = field(default_factory=empty_checks)
     failures: dict[str, str] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
+    # Not personal: the signer's key id (hex) and the CWT issuer (a country code), as the code
+    # claims them (verified only when the signature stage is ok); for the technician tool.
+    info: dict[str, str] = field(default_factory=dict)
 
     def ok(self, stage: str, detail: str = "") -> None:
         self.checks[stage] = True
@@ -58,7 +61,11 @@ def verify_dcc(text: str, trust: TrustStore, at: datetime) -> Verdict:
     sign1 = _decode(text, run)
     if sign1 is None:
         return _verdict(run)
+    if isinstance(sign1.kid, bytes):
+        run.info["kid"] = sign1.kid.hex()
     claims = _claims(sign1, run)
+    if claims is not None and isinstance(claims.iss, str):
+        run.info["issuer"] = claims.iss
     signer = _signature(sign1, trust, run)
     if claims is None:
         return _verdict(run)
@@ -212,4 +219,4 @@ def _verdict(run: _Run, payload: dict[str, Any] | None = None, uvci: str | None 
         failure = "INTERNAL_ERROR"  # a stage that must run did not: never accept
     return Verdict(valid=failure is None, format="dcc", failure=failure, payload=payload,
                    checks=dict(run.checks), credential_id=uvci,
-                   extras={"details": dict(run.details)})
+                   extras={"details": dict(run.details), **run.info})
