@@ -1,0 +1,1 @@
+"""Wire formats shared by the kiosk and the fleet server."""
