@@ -16,6 +16,11 @@ VALUE_SHARING_TAGS = frozenset({28, 29})
 DEFAULT_MAX_NODES = 4096
 DEFAULT_MAX_DEPTH = 16
 
+# Problems that look like a damaged or foreign input (reported with the format's "damaged" code);
+# the rest (value_sharing, too_many_nodes, too_deep, too_large) never occur in a real credential
+# and are reported with the format's *_CBOR_REFUSED code.
+STRUCTURAL_PROBLEMS = frozenset({"malformed", "trailing_bytes", "tag"})
+
 _MAJOR_UINT, _MAJOR_NINT, _MAJOR_BYTES, _MAJOR_TEXT = 0, 1, 2, 3
 _MAJOR_ARRAY, _MAJOR_MAP, _MAJOR_TAG, _MAJOR_SIMPLE = 4, 5, 6, 7
 _AI_INDEFINITE = 31
@@ -32,6 +37,12 @@ class CborRefused(ValueError):
         super().__init__(f"{problem}: {detail}")
         self.problem = problem
         self.detail = detail
+
+    @property
+    def structural(self) -> bool:
+        """True for damaged bytes, trailing bytes or an unused tag; False for an attack-shaped
+        construct (value sharing, past a node, depth or byte bound)."""
+        return self.problem in STRUCTURAL_PROBLEMS
 
 
 def check(data: bytes, *, max_bytes: int, allowed_tags: Collection[int] = (),
