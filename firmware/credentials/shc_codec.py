@@ -14,6 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.credentials.es256 import es256_sign
+from firmware.protocol import finite_json
 
 PREFIX = "shc:/"
 # Ord(c) - 45 for every character of a compact JWS lies in 0..77 ('-' .. 'z').
@@ -185,7 +186,7 @@ def parse_compact_jws(jws: str) -> CompactJws:
     if len(parts) != 3:
         raise ShcFormatError("SHC_JWS_MALFORMED", "not three parts")
     try:
-        header = json.loads(b64url_decode(parts[0]))
+        header = finite_json.loads(b64url_decode(parts[0]))
         payload_raw = b64url_decode(parts[1])
         signature = b64url_decode(parts[2])
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -1,4 +1,5 @@
-"""JSON from outside, parsed strictly: no NaN/Infinity literals, no number that overflows a float."""
+"""JSON from outside, parsed strictly (no NaN/Infinity literals, no number that overflows a float),
+and a node/depth budget check for decoded JSON values."""
 from __future__ import annotations
 
 import json
@@ -28,3 +29,22 @@ def loads(data: str | bytes | bytearray) -> Any:
         return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def within_budget(value: Any, max_nodes: int, max_depth: int) -> bool:
+    """Whether a decoded JSON-like value has at most `max_nodes` values (each dict, list/tuple
+    and scalar is one) nested at most `max_depth` deep. Iterative, and it stops at the first
+    node past the budget, so it costs O(max_nodes) whatever it is given (a shared-reference
+    graph included)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > max_nodes or depth > max_depth:
+            return False
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+    return True
