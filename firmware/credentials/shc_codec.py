@@ -124,6 +124,8 @@ def inflate_raw(data: bytes, max_out: int = MAX_INFLATED_BYTES) -> bytes:
         raise ShcFormatError("SHC_PAYLOAD_TOO_LARGE", f"> {max_out} bytes")
     if not inflater.eof:
         raise ShcFormatError("SHC_INFLATE_FAILED", "truncated stream")
+    if inflater.unused_data:  # bytes after the end of the DEFLATE stream: not part of the card
+        raise ShcFormatError("SHC_INFLATE_FAILED", "bytes after the end of the stream")
     return out
 
 
