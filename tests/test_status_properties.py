@@ -20,6 +20,7 @@ from firmware.credentials.status_records import (
     verify_status_record,
 )
 from firmware.protocol.numericdate import MAX_NUMERICDATE
+from tests import cbor_attacks
 
 FAST = settings(max_examples=60, deadline=None)
 AT = datetime(2025, 6, 1, tzinfo=timezone.utc)
@@ -100,3 +101,20 @@ def test_sync_of_garbage_refuses_everything(blobs: list[bytes]) -> None:
     cache = StatusRecordCache(_KEYS)
     report = cache.apply_sync(blobs, AT)
     assert report.stored == 0 and report.refused == len(blobs) and len(cache) == 0
+
+
+# -- issue 15: shared references and tagged CBOR inside correctly signed codes and records ------
+@FAST
+@given(cbor_attacks.shared_reference_cbor(), st.sampled_from(["status-code", "status-record"]))
+def test_shared_reference_cbor_is_refused_within_budget(hostile: bytes, fmt: str) -> None:
+    outcome, peak = cbor_attacks.peak_bytes(lambda: cbor_attacks.run_format(fmt, hostile))
+    assert outcome == cbor_attacks.Outcome(True, "STATUS_CBOR_REFUSED")
+    assert peak < cbor_attacks.MEMORY_BUDGET_BYTES
+
+
+@FAST
+@given(cbor_attacks.cbor_items(), st.sampled_from(["status-code", "status-record"]))
+def test_tagged_cbor_never_raises_and_stays_within_budget(hostile: bytes, fmt: str) -> None:
+    outcome, peak = cbor_attacks.peak_bytes(lambda: cbor_attacks.run_format(fmt, hostile))
+    assert outcome.code != "INTERNAL_ERROR"
+    assert peak < cbor_attacks.MEMORY_BUDGET_BYTES
