@@ -244,38 +244,45 @@ class Outcome:
     code: str | None
 
 
-def run_format(fmt: str, hostile: bytes) -> Outcome:
-    """Put `hostile` CBOR into a correctly signed credential of `fmt` and check it; never raises
-    for a refusal (a raise from the verifier propagates: that is a bug the test must see)."""
+def build_input(fmt: str, hostile: bytes) -> Any:
+    """`hostile` CBOR inside a correctly signed (or, for the gallery, encrypted) input of `fmt`."""
+    builders: dict[str, Callable[[bytes], Any]] = {
+        "dcc": dcc_with,
+        "dcc-unprotected": lambda h: signed_dcc(cbor2.dumps(dcc_claims()), unprotected=h),
+        "nzcp": nzcp_with, "status-code": status_code_with,
+        "status-record": status_record_with, "gallery": gallery_with}
+    return builders[fmt](hostile)
+
+
+def check_input(fmt: str, built: Any) -> Outcome:
+    """Check one input of `fmt` as the kiosk does; a refusal is an Outcome, never an exception
+    (a raise from the verifier propagates: that is a bug the test must see)."""
     from firmware.credentials.status_code import StatusFormatError
     from firmware.credentials.status_records import verify_status_record
 
-    if fmt == "dcc":
-        verdict = verify(dcc_with(hostile), DCC_TRUST, DCC_AT)
-        return Outcome(not verdict.valid, verdict.failure)
-    if fmt == "dcc-unprotected":
-        verdict = verify(signed_dcc(cbor2.dumps(dcc_claims()), unprotected=hostile),
-                         DCC_TRUST, DCC_AT)
-        return Outcome(not verdict.valid, verdict.failure)
-    if fmt == "nzcp":
-        verdict = verify(nzcp_with(hostile), NZCP_TRUST, NZCP_AT)
-        return Outcome(not verdict.valid, verdict.failure)
-    if fmt == "status-code":
-        verdict = verify(status_code_with(hostile), STATUS_TRUST, STATUS_AT)
+    if fmt in ("dcc", "dcc-unprotected", "nzcp", "status-code"):
+        trust, at = {"nzcp": (NZCP_TRUST, NZCP_AT), "status-code": (STATUS_TRUST, STATUS_AT)}.get(
+            fmt, (DCC_TRUST, DCC_AT))
+        verdict = verify(built, trust, at)
         return Outcome(not verdict.valid, verdict.failure)
     if fmt == "status-record":
         try:
-            verify_status_record(status_record_with(hostile), STATUS_KEYS)
+            verify_status_record(built, STATUS_KEYS)
         except StatusFormatError as exc:
             return Outcome(True, exc.code)
         return Outcome(False, None)
     if fmt == "gallery":
         try:
-            gallery.decode_gallery(gallery_with(hostile), GALLERY_KEY)
+            gallery.decode_gallery(built, GALLERY_KEY)
         except gallery.GalleryError:
             return Outcome(True, "GalleryError")
         return Outcome(False, None)
     raise ValueError(fmt)
+
+
+def run_format(fmt: str, hostile: bytes) -> Outcome:
+    """Put `hostile` CBOR into a correctly signed credential of `fmt` and check it."""
+    return check_input(fmt, build_input(fmt, hostile))
 
 
 STATUS_TRUST = status_trust()
