@@ -18,6 +18,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout as a script
@@ -28,8 +29,23 @@ from tests import cbor_attacks as attacks  # noqa: E402
 TARGET_MS = 50.0
 
 
-def measure(fmt: str, repeats: int, max_depth: int) -> dict[str, object]:
-    """Median and worst ms per refused input, the worst peak allocation, the codes seen."""
+@dataclass
+class Row:
+    """One format's figures."""
+
+    format: str
+    inputs: int
+    refused_all: bool
+    codes: list[str]
+    median_ms: float
+    max_ms: float
+    slowest_input_best_ms: float
+    peak_alloc_kb: float
+
+
+def measure(fmt: str, repeats: int, max_depth: int) -> Row:
+    """Median and worst ms per refused input, the slowest input's best run, the worst peak
+    allocation and the codes seen."""
     times: list[float] = []
     best: list[float] = []  # per input, its fastest run: the work without scheduling noise
     peaks: list[int] = []
@@ -50,10 +66,8 @@ def measure(fmt: str, repeats: int, max_depth: int) -> dict[str, object]:
                 runs.append((time.perf_counter() - start) * 1000.0)
             times.extend(runs)
             best.append(min(runs))
-    return {"format": fmt, "inputs": len(peaks), "refused_all": refused_all, "codes": sorted(codes),
-            "median_ms": round(statistics.median(times), 3), "max_ms": round(max(times), 3),
-            "slowest_input_best_ms": round(max(best), 3),
-            "peak_alloc_kb": round(max(peaks) / 1024, 1)}
+    return Row(fmt, len(peaks), refused_all, sorted(codes), round(statistics.median(times), 3),
+               round(max(times), 3), round(max(best), 3), round(max(peaks) / 1024, 1))
 
 
 def main() -> None:
@@ -65,14 +79,14 @@ def main() -> None:
     print(f"{'format':16} {'inputs':>6} {'median ms':>10} {'max ms':>8} {'slowest best':>13} "
           f"{'peak KiB':>9}  code")
     for row in rows:
-        print(f"{row['format']:16} {row['inputs']:>6} {row['median_ms']:>10} {row['max_ms']:>8} "
-              f"{row['slowest_input_best_ms']:>13} {row['peak_alloc_kb']:>9}  "
-              f"{','.join(row['codes'])}")  # type: ignore[arg-type]
-    worst = max(float(row["max_ms"]) for row in rows)  # type: ignore[arg-type]
-    print(json.dumps({"benchmark": "cbor_bounds", "target_ms": TARGET_MS, "worst_ms": worst,
-                      "all_refused": all(row["refused_all"] for row in rows),
-                      "peak_alloc_kb": max(float(row["peak_alloc_kb"]) for row in rows),  # type: ignore[arg-type]
-                      "formats": rows}))
+        print(f"{row.format:16} {row.inputs:>6} {row.median_ms:>10} {row.max_ms:>8} "
+              f"{row.slowest_input_best_ms:>13} {row.peak_alloc_kb:>9}  {','.join(row.codes)}")
+    print(json.dumps({"benchmark": "cbor_bounds", "target_ms": TARGET_MS,
+                      "worst_ms": max(row.max_ms for row in rows),
+                      "slowest_input_best_ms": max(row.slowest_input_best_ms for row in rows),
+                      "all_refused": all(row.refused_all for row in rows),
+                      "peak_alloc_kb": max(row.peak_alloc_kb for row in rows),
+                      "formats": [asdict(row) for row in rows]}))
 
 
 if __name__ == "__main__":

@@ -193,7 +193,8 @@ def _run(text: str, status_trust: Any, at: datetime, checks: dict[str, bool | No
         msg = decode_sign1(raw, require_tag=True)
     except CoseError as exc:
         checks["cose"] = False
-        raise Deny("STATUS_CBOR_REFUSED" if exc.code == "refused" else "STATUS_COSE_INVALID") from None
+        refused = exc.code == "refused"  # value sharing or a bound passed
+        raise Deny("STATUS_CBOR_REFUSED" if refused else "STATUS_COSE_INVALID") from None
     checks["cose"] = content_type(msg.protected) == CODE_CONTENT_TYPE
     if not checks["cose"]:
         raise Deny("STATUS_COSE_INVALID")  # e.g. a status record presented as a code

@@ -74,8 +74,8 @@ def decode_code_claims(payload: bytes) -> StatusCodeClaims:
         raise StatusFormatError("STATUS_PAYLOAD_INVALID", "issuer")
     if not isinstance(subject, bytes) or not MIN_SUBJECT_BYTES <= len(subject) <= MAX_SUBJECT_BYTES:
         raise StatusFormatError("STATUS_PAYLOAD_INVALID", "subject")
-    return StatusCodeClaims(issuer, subject, int_time(issued_at, "issued_at", "STATUS_PAYLOAD_INVALID"),
-                            version)
+    issued_at = int_time(issued_at, "issued_at", "STATUS_PAYLOAD_INVALID")
+    return StatusCodeClaims(issuer, subject, issued_at, version)
 
 
 def decode_payload(payload: bytes, invalid_code: str, max_bytes: int = MAX_COSE_BYTES) -> Any:

@@ -50,8 +50,9 @@ def check(data: bytes, *, max_bytes: int, allowed_tags: Collection[int] = (),
     """Walk the item headers of `data` without building objects; return its node count.
 
     Exactly one data item must fill `data`. Every data item (a tag, each array element, each map
-    key and value) is one node. Depth counts the containers and tags around an item (the top-level item is at 0). The walk
-    stops at the first node past a bound, so its cost is O(min(len(data), max_nodes)).
+    key and value) is one node. Depth counts the containers and tags around an item (the
+    top-level item is at 0). The walk stops at the first node past a bound, so its cost is
+    O(min(len(data), max_nodes)).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CborRefused("malformed", f"{type(data).__name__} is not bytes")

@@ -229,7 +229,7 @@ class TrustSync:
         received = self.clock()
         if response.status_code == 200:
             try:
-                server = datetime.fromisoformat(json.loads(body)["now"])
+                server = datetime.fromisoformat(finite_json.loads(body)["now"])
                 midpoint = sent + (received - sent) / 2
                 self._record_skew((server - midpoint).total_seconds(), received)
             except (ValueError, KeyError, TypeError):

@@ -62,7 +62,8 @@ def inflate(compressed: bytes, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
     if not inflater.eof:
         raise DecodeError("DCC_ZLIB_INVALID", "ZLIB stream is truncated")
     if inflater.unused_data:  # bytes outside the compressed (and checksummed) stream
-        raise DecodeError("DCC_ZLIB_INVALID", f"{len(inflater.unused_data)} byte(s) after the ZLIB stream")
+        extra = len(inflater.unused_data)
+        raise DecodeError("DCC_ZLIB_INVALID", f"{extra} byte(s) after the ZLIB stream")
     return out
 
 
