@@ -455,3 +455,34 @@ def test_gallery_item_node_bound_at_and_past() -> None:
     with pytest.raises(gallery.GalleryError, match="malformed"):
         gallery.decode_gallery(attacks.gallery_file(plain(gallery.MAX_ITEM_NODES + 1)),
                                attacks.GALLERY_KEY)
+
+
+# -- authenticate first ----------------------------------------------------------------------------
+def test_an_unauthenticated_dcc_payload_is_never_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forged or unsigned payload never reaches the claims decoder, to_json, the schema, the
+    rules or the revocation lookup; a correctly signed one does."""
+    from firmware.credentials.dcc import pipeline, revocation, rules
+
+    reached: list[str] = []
+    for module, name in ((codec, "decode_claims"), (codec, "to_json"), (schema, "schema_problem"),
+                         (rules, "run_stage"), (revocation, "run_stage")):
+        original = getattr(module, name)
+
+        def spy(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+            reached.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    payload = cbor2.dumps(attacks.dcc_claims())
+    good = attacks.signed_dcc(payload)
+    kid = decode_sign1(codec.inflate(b45_to_compressed(good))).kid
+    # Same kid, same payload: signed by another key, and not signed at all.
+    forged_cose = encode_sign1(payload, make_key("ec"), kid=kid)
+    unsigned = cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps({1: -7, 4: kid}), {}, payload, b""]))
+    for text, failure in ((encode_hc1(forged_cose), "DCC_SIGNATURE_INVALID"),
+                          (encode_hc1(unsigned), "DCC_SIGNATURE_INVALID")):
+        verdict = verify(text, attacks.DCC_TRUST, attacks.DCC_AT)
+        assert verdict.failure == failure and verdict.payload is None
+        assert reached == [] and verdict.checks["cbor"] is None
+    assert pipeline.verify_dcc(good, attacks.DCC_TRUST, attacks.DCC_AT).valid
+    assert reached[:2] == ["decode_claims", "to_json"] and "schema_problem" in reached
