@@ -16,6 +16,7 @@ from firmware.credentials.dcc.der import DerError, parse_certificate
 from firmware.credentials.dcc.issue import issue_dcc
 from firmware.credentials.dcc.signer import DccSigner, SignerError
 from firmware.credentials.trust import dcc_kid
+from tests import cbor_attacks
 from tests.dcc_helpers import T0, make_cert, make_key, vaccination
 
 AT = T0 + timedelta(days=10)
@@ -186,3 +187,22 @@ def test_signed_but_malformed_signer_lists(document: object) -> None:
         assert trust.dcc_signers == {}
         return
     assert report.accepted == 0 and trust.dcc_signers == {}
+
+
+# -- issue 15: shared references and tagged CBOR inside a correctly signed DCC -------------------
+@FAST
+@given(cbor_attacks.shared_reference_cbor(), st.sampled_from(["dcc", "dcc-unprotected"]))
+def test_shared_reference_cbor_is_refused_within_budget(hostile: bytes, fmt: str) -> None:
+    """Value sharing anywhere (signed payload or unprotected header) is refused with
+    DCC_CBOR_REFUSED, never raises, and stays within the memory budget."""
+    outcome, peak = cbor_attacks.peak_bytes(lambda: cbor_attacks.run_format(fmt, hostile))
+    assert outcome == cbor_attacks.Outcome(True, "DCC_CBOR_REFUSED")
+    assert peak < cbor_attacks.MEMORY_BUDGET_BYTES
+
+
+@FAST
+@given(cbor_attacks.cbor_items(), st.sampled_from(["dcc", "dcc-unprotected"]))
+def test_tagged_cbor_never_raises_and_stays_within_budget(hostile: bytes, fmt: str) -> None:
+    outcome, peak = cbor_attacks.peak_bytes(lambda: cbor_attacks.run_format(fmt, hostile))
+    assert outcome.code != "INTERNAL_ERROR"
+    assert peak < cbor_attacks.MEMORY_BUDGET_BYTES

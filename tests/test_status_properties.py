@@ -19,6 +19,8 @@ from firmware.credentials.status_records import (
     sign_status_record,
     verify_status_record,
 )
+from firmware.protocol.numericdate import MAX_NUMERICDATE
+from tests import cbor_attacks
 
 FAST = settings(max_examples=60, deadline=None)
 AT = datetime(2025, 6, 1, tzinfo=timezone.utc)
@@ -81,8 +83,10 @@ def test_code_round_trip(subject: bytes, issued_at: int, issuer: str) -> None:
 
 
 @FAST
-@given(st.sampled_from(COLOURS), st.integers(min_value=0, max_value=2**39),
-       st.one_of(st.none(), st.binary(max_size=2048)), st.one_of(st.none(), st.integers(0, 2**39)))
+# Times up to MAX_NUMERICDATE (9999-12-31): later ones are refused (test_numericdate.py).
+@given(st.sampled_from(COLOURS), st.integers(min_value=0, max_value=MAX_NUMERICDATE),
+       st.one_of(st.none(), st.binary(max_size=2048)),
+       st.one_of(st.none(), st.integers(0, MAX_NUMERICDATE)))
 def test_record_round_trip(colour: str, valid_until: int, template: bytes | None,
                            codes_not_before: int | None) -> None:
     original = StatusRecord("hg-prop", _SUBJECT, colour, NOW, valid_until,
@@ -97,3 +101,20 @@ def test_sync_of_garbage_refuses_everything(blobs: list[bytes]) -> None:
     cache = StatusRecordCache(_KEYS)
     report = cache.apply_sync(blobs, AT)
     assert report.stored == 0 and report.refused == len(blobs) and len(cache) == 0
+
+
+# -- issue 15: shared references and tagged CBOR inside correctly signed codes and records ------
+@FAST
+@given(cbor_attacks.shared_reference_cbor(), st.sampled_from(["status-code", "status-record"]))
+def test_shared_reference_cbor_is_refused_within_budget(hostile: bytes, fmt: str) -> None:
+    outcome, peak = cbor_attacks.peak_bytes(lambda: cbor_attacks.run_format(fmt, hostile))
+    assert outcome == cbor_attacks.Outcome(True, "STATUS_CBOR_REFUSED")
+    assert peak < cbor_attacks.MEMORY_BUDGET_BYTES
+
+
+@FAST
+@given(cbor_attacks.cbor_items(), st.sampled_from(["status-code", "status-record"]))
+def test_tagged_cbor_never_raises_and_stays_within_budget(hostile: bytes, fmt: str) -> None:
+    outcome, peak = cbor_attacks.peak_bytes(lambda: cbor_attacks.run_format(fmt, hostile))
+    assert outcome.code != "INTERNAL_ERROR"
+    assert peak < cbor_attacks.MEMORY_BUDGET_BYTES

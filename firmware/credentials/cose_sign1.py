@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from firmware.credentials.es256 import es256_sign, es256_verify
+from firmware.protocol import cbor as bounded_cbor
 
 COSE_SIGN1_TAG = 18
 CWT_TAG = 61
@@ -23,6 +24,14 @@ HEADER_KID = 4
 
 # A QR code holds at most ~3 KB of binary; anything larger is not a scanned credential.
 MAX_COSE_BYTES = 8192
+# The message is [protected bstr, unprotected map, payload bstr, signature bstr] inside at most
+# two tags; the EU test data needs at most 10 items. The payload is a byte string here (one
+# node): it is walked by its format's own decoder, after the signature check.
+MAX_COSE_NODES = 64
+MAX_COSE_DEPTH = 4
+# A protected header is a small map of labels to ints/bytes/text (alg, kid, content type).
+MAX_HEADER_NODES = 32
+MAX_HEADER_DEPTH = 2
 PSS_SALT_BYTES = 32  # what we sign with; verification accepts any salt length (PSS.AUTO)
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -30,7 +39,11 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPri
 
 
 class CoseError(ValueError):
-    """The bytes are not a well-formed COSE_Sign1 message (`code` names the stage)."""
+    """The bytes are not a well-formed COSE_Sign1 message (`code` names the stage).
+
+    `code` "refused" means a construct that is never decoded (value sharing, more nodes or depth
+    than the bounds); callers report their format's *_CBOR_REFUSED reason for it.
+    """
 
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
@@ -79,10 +92,8 @@ def decode_sign1(data: bytes, *, require_tag: bool = False, allow_cwt_tag: bool 
     """
     if len(data) > MAX_COSE_BYTES:
         raise CoseError("too_large", f"{len(data)} bytes")
-    try:
-        obj = cbor2.loads(data)
-    except Exception as exc:  # cbor2 raises several types (CBORDecodeError, ValueError, ...)
-        raise CoseError("cbor", type(exc).__name__) from None
+    tags = {COSE_SIGN1_TAG, CWT_TAG} if allow_cwt_tag else {COSE_SIGN1_TAG}
+    obj = _bounded_loads(data, "cbor", MAX_COSE_BYTES, tags, MAX_COSE_NODES, MAX_COSE_DEPTH)
     if allow_cwt_tag and isinstance(obj, cbor2.CBORTag) and obj.tag == CWT_TAG:
         obj = obj.value
     tagged = False
@@ -101,16 +112,31 @@ def decode_sign1(data: bytes, *, require_tag: bool = False, allow_cwt_tag: bool 
     if not isinstance(signature, bytes) or not isinstance(unprotected, Mapping):
         raise CoseError("structure", "signature/unprotected wrong type")
     if protected_raw:
-        try:
-            protected = cbor2.loads(protected_raw)
-        except Exception as exc:
-            raise CoseError("header", type(exc).__name__) from None
+        protected = _bounded_loads(protected_raw, "header", MAX_COSE_BYTES, (),
+                                   MAX_HEADER_NODES, MAX_HEADER_DEPTH)
         if not isinstance(protected, Mapping):
             raise CoseError("header", "protected header not a map")
     else:
         protected = {}
     return Sign1(protected_raw, dict(protected), dict(unprotected), payload, signature, tagged,
                  unprotected_alg)
+
+
+def _bounded_loads(data: bytes, code: str, max_bytes: int, tags: Any, max_nodes: int,
+                   max_depth: int) -> Any:
+    """Bounded CBOR decode; CoseError `code` when damaged (trailing bytes included), "refused"
+    for a construct we never decode."""
+    try:
+        return bounded_cbor.loads(data, max_bytes=max_bytes, allowed_tags=tags,
+                                  max_nodes=max_nodes, max_depth=max_depth)
+    except bounded_cbor.CborRefused as exc:
+        if exc.problem == "tag" and code == "cbor":  # e.g. tag 98 (COSE_Sign): not a Sign1
+            raise CoseError("tag", str(exc)) from None
+        if exc.structural:  # damaged or trailing bytes: the stage's own code
+            raise CoseError(code, str(exc)) from None
+        raise CoseError("refused", str(exc)) from None
+    except ValueError as exc:
+        raise CoseError(code, str(exc)) from None
 
 
 def sig_structure(protected_raw: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:

@@ -137,9 +137,9 @@ def _run(text: str, nzcp_trust: Any, at: datetime, checks: dict[str, bool | None
 
     try:
         msg = decode_sign1(raw, require_tag=True)
-    except CoseError:
+    except CoseError as exc:
         checks["cose"] = False
-        raise Deny("NZCP_COSE_INVALID") from None
+        raise Deny("NZCP_CBOR_REFUSED" if exc.code == "refused" else "NZCP_COSE_INVALID") from None
     kid = msg.protected.get(4)
     kid = kid.decode("utf-8", "replace") if isinstance(kid, bytes) else kid
     checks["cose"] = isinstance(kid, str) and bool(kid) and msg.protected.get(1) is not None

@@ -12,6 +12,8 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.credentials.cose_sign1 import MAX_COSE_BYTES, encode_sign1
+from firmware.protocol import cbor as bounded_cbor
+from firmware.protocol.numericdate import NumericDateError, numeric_date
 
 PREFIX = "NZCP:/"
 SUPPORTED_VERSION = 1
@@ -21,6 +23,14 @@ MAX_TEXT_CHARS = len(PREFIX) + 4 + (MAX_COSE_BYTES * 8 + 4) // 5
 CLAIM_ISS, CLAIM_EXP, CLAIM_NBF, CLAIM_CTI = 1, 4, 5, 7
 VC_CONTEXT = "https://www.w3.org/2018/credentials/v1"
 PASS_TYPE = "PublicCovidPass"
+
+# The CWT claims CBOR: a pass has ~20 data items and nests 4 deep (spec, CWT claims). The spec
+# uses no tag, but a published example (invalid/nzcp-revoked-public-key.png) wraps its `cti` in
+# tag 64 (RFC 8746 uint8 typed array: plain bytes, no amplification); it decodes so that such a
+# pass is refused for its issuer or its cti, as before, rather than as damaged.
+MAX_CLAIMS_NODES = 256
+MAX_CLAIMS_DEPTH = 8
+CLAIMS_TAGS = frozenset({64})
 
 _BASE32_RE = re.compile(r"^[A-Z2-7]+$")
 _DOB_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -78,10 +88,14 @@ def jti_to_cti(jti: str) -> bytes:
 
 
 def decode_claims(payload: bytes) -> dict[Any, Any]:
-    """CBOR-decode the CWT payload into a map (no interpretation yet)."""
+    """CBOR-decode the CWT payload into a map (no interpretation yet); bounded, no tags."""
     try:
-        claims = cbor2.loads(payload)
-    except Exception:  # cbor2 raises several exception types on bad input
+        claims = bounded_cbor.loads(payload, max_bytes=MAX_COSE_BYTES, allowed_tags=CLAIMS_TAGS,
+                                    max_nodes=MAX_CLAIMS_NODES, max_depth=MAX_CLAIMS_DEPTH)
+    except bounded_cbor.CborRefused as exc:
+        code = "NZCP_PAYLOAD_INVALID" if exc.structural else "NZCP_CBOR_REFUSED"
+        raise NzcpFormatError(code, str(exc)) from None
+    except ValueError:
         raise NzcpFormatError("NZCP_PAYLOAD_INVALID", "not CBOR") from None
     if not isinstance(claims, Mapping):
         raise NzcpFormatError("NZCP_PAYLOAD_INVALID", "not a CBOR map")
@@ -94,8 +108,14 @@ def claims_to_json(claims: dict[Any, Any]) -> dict[str, Any]:
     if not isinstance(iss, str) or not iss.startswith("did:web:"):
         raise NzcpFormatError("NZCP_CLAIMS_INVALID", "iss is not a did:web DID")
     for name, value in (("nbf", nbf), ("exp", exp)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise NzcpFormatError("NZCP_CLAIMS_INVALID", f"{name} is not a NumericDate")
+        # The spec's NumericDate is an integer here; numeric_date adds the upper bound (2**63
+        # would otherwise be a pass that never expires).
+        try:
+            if not isinstance(value, int):
+                raise NumericDateError(f"{name} is not an integer")
+            numeric_date(value, name)
+        except NumericDateError:
+            raise NzcpFormatError("NZCP_CLAIMS_INVALID", f"{name} is not a NumericDate") from None
     jti = cti_to_jti(claims.get(CLAIM_CTI))
     _check_vc(vc)
     return {"iss": iss, "nbf": nbf, "exp": exp, "jti": jti, "vc": vc}

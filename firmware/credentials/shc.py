@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,8 @@ from firmware.credentials.shc_trust import load_trust as _load_trust
 from firmware.credentials.staged import Deny, run_stages
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.verdict import Verdict
+from firmware.protocol import finite_json
+from firmware.protocol.numericdate import NumericDateError, numeric_date
 
 __all__ = ["verify_shc", "load_trust", "bench_samples", "HEALTH_CARD_TYPE"]
 
@@ -140,9 +140,10 @@ def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],
         raise Deny(exc.code) from None
     checks["zlib"] = True
     try:
-        # NaN/Infinity are not JSON (RFC 8259) and would slip through time comparisons.
-        claims = json.loads(inflated.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+        # NaN/Infinity/1e400 are not JSON numbers (RFC 8259) and would slip through time
+        # comparisons.
+        claims = finite_json.loads(inflated.decode("utf-8"))
+    except ValueError:
         checks["cbor"] = False
         raise Deny("SHC_PAYLOAD_INVALID") from None
     checks["cbor"] = isinstance(claims, dict)
@@ -159,20 +160,17 @@ def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],
     return claims
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _claims_problem(claims: dict[str, Any]) -> str | None:
     """What is wrong with the claims structure, or None (SHC spec, JWS payload)."""
     if not isinstance(claims.get("iss"), str):
         return "iss"
     for name in ("nbf", "exp"):
         value = claims.get(name)
-        if (name == "nbf" or value is not None) and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-        ):
-            return name
+        if name == "nbf" or value is not None:
+            try:
+                numeric_date(value, name)
+            except NumericDateError:
+                return name
     vc = claims.get("vc")
     if not isinstance(vc, dict) or not isinstance(vc.get("type"), list):
         return "vc"

@@ -14,6 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.credentials.es256 import es256_sign
+from firmware.protocol import finite_json
 
 PREFIX = "shc:/"
 # Ord(c) - 45 for every character of a compact JWS lies in 0..77 ('-' .. 'z').
@@ -143,6 +144,8 @@ def inflate_raw(data: bytes, max_out: int = MAX_INFLATED_BYTES) -> bytes:
         raise ShcFormatError("SHC_PAYLOAD_TOO_LARGE", f"> {max_out} bytes")
     if not inflater.eof:
         raise ShcFormatError("SHC_INFLATE_FAILED", "truncated stream")
+    if inflater.unused_data:  # bytes after the end of the DEFLATE stream: not part of the card
+        raise ShcFormatError("SHC_INFLATE_FAILED", "bytes after the end of the stream")
     return out
 
 
@@ -205,7 +208,7 @@ def parse_compact_jws(jws: str) -> CompactJws:
     if len(parts) != 3:
         raise ShcFormatError("SHC_JWS_MALFORMED", "not three parts")
     try:
-        header = json.loads(b64url_decode(parts[0]))
+        header = finite_json.loads(b64url_decode(parts[0]))
         payload_raw = b64url_decode(parts[1])
         signature = b64url_decode(parts[2])
     except (ValueError, UnicodeDecodeError, RecursionError):

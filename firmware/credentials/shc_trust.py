@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.credentials.shc_codec import jwk_thumbprint, public_key_from_jwk
 from firmware.credentials.trust_json import TrustFileError, read_trust_json
+from firmware.protocol import finite_json
+from firmware.protocol.numericdate import NumericDateError, iso_time, numeric_date
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,20 @@ def parse_crl(doc: Any) -> ShcCrl:
         rid, _, stamp = entry.partition(".")
         if not _RID_RE.match(rid):
             raise ShcTrustError("CRL rid is not base64url of at most 24 characters")
-        cutoff: float | None = float(stamp) if stamp else None
+        cutoff = _cutoff(stamp) if stamp else None
         previous = crl.rids.get(rid, 0.0)
         # Several entries for one rid: the widest revocation wins (None = all cards).
         crl.rids[rid] = None if cutoff is None or previous is None else max(previous, cutoff)
     return crl
+
+
+def _cutoff(stamp: str) -> float:
+    """The `.timestamp` of a CRL entry: a NumericDate. float() alone takes "nan" (a cut-off no
+    card is before, so nothing is revoked), "inf" and "1e400"."""
+    try:
+        return float(numeric_date(float(stamp), "CRL rid timestamp"))
+    except (ValueError, OverflowError):  # NumericDateError is a ValueError
+        raise ShcTrustError("CRL rid timestamp is not a NumericDate") from None
 
 
 def _as_int(value: Any, name: str) -> int:
@@ -205,7 +215,7 @@ def verify_vci_snapshot(
     except InvalidSignature:
         raise ShcTrustError("VCI snapshot signature does not verify") from None
     try:
-        doc = json.loads(snapshot)
+        doc = finite_json.loads(snapshot)
     except ValueError:
         raise ShcTrustError("VCI snapshot is not JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("issuerInfo"), list):
@@ -265,10 +275,8 @@ def _read_json(path: Path, pinned_keys: Any) -> Any:
 
 
 def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return iso_time(value, "snapshot time")  # text, ISO 8601, within 1970..9999
+    except NumericDateError:
         return None
 

@@ -192,9 +192,10 @@ def _run(text: str, status_trust: Any, at: datetime, checks: dict[str, bool | No
 
     try:
         msg = decode_sign1(raw, require_tag=True)
-    except CoseError:
+    except CoseError as exc:
         checks["cose"] = False
-        raise Deny("STATUS_COSE_INVALID") from None
+        refused = exc.code == "refused"  # value sharing or a bound passed
+        raise Deny("STATUS_CBOR_REFUSED" if refused else "STATUS_COSE_INVALID") from None
     checks["cose"] = content_type(msg.protected) == CODE_CONTENT_TYPE
     if not checks["cose"]:
         raise Deny("STATUS_COSE_INVALID")  # e.g. a status record presented as a code
@@ -217,7 +218,7 @@ def _run(text: str, status_trust: Any, at: datetime, checks: dict[str, bool | No
     try:
         claims = decode_code_claims(msg.payload)
     except StatusFormatError as exc:
-        checks["cbor"] = exc.code != "STATUS_PAYLOAD_INVALID"
+        checks["cbor"] = exc.code not in ("STATUS_PAYLOAD_INVALID", "STATUS_CBOR_REFUSED")
         checks["schema"] = False
         raise Deny(exc.code) from None
     checks["cbor"] = True

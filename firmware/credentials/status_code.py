@@ -9,7 +9,9 @@ from typing import Any
 import cbor2
 
 from firmware.credentials.base45 import Base45Error, b45decode, b45encode
-from firmware.credentials.cose_sign1 import PrivateKey, encode_sign1
+from firmware.credentials.cose_sign1 import MAX_COSE_BYTES, PrivateKey, encode_sign1
+from firmware.protocol import cbor as bounded_cbor
+from firmware.protocol.numericdate import NumericDateError, numeric_date
 
 PREFIX = "HG1:"
 VERSION = 1
@@ -24,6 +26,10 @@ KEY_VERSION, KEY_ISSUER, KEY_SUBJECT, KEY_ISSUED_AT = 1, 2, 3, 4
 SUBJECT_BYTES = 16
 MIN_SUBJECT_BYTES, MAX_SUBJECT_BYTES = 8, 32
 MAX_TEXT_CHARS = 1024  # a status code is ~150 characters; anything much longer is not one
+# Payload CBOR of a code or a record: a flat map of at most 9 entries, no tags.
+MAX_PAYLOAD_NODES = 64
+MAX_PAYLOAD_DEPTH = 2
+PAYLOAD_TAGS: frozenset[int] = frozenset()
 
 
 class StatusFormatError(ValueError):
@@ -57,10 +63,7 @@ def encode_code_claims(claims: StatusCodeClaims) -> bytes:
 
 def decode_code_claims(payload: bytes) -> StatusCodeClaims:
     """Parse and check the payload map of a status code."""
-    try:
-        doc = cbor2.loads(payload)
-    except Exception:  # cbor2 raises several exception types on bad input
-        raise StatusFormatError("STATUS_PAYLOAD_INVALID", "not CBOR") from None
+    doc = decode_payload(payload, "STATUS_PAYLOAD_INVALID")
     if not isinstance(doc, Mapping):
         raise StatusFormatError("STATUS_PAYLOAD_INVALID", "not a map")
     version = doc.get(KEY_VERSION)
@@ -71,9 +74,32 @@ def decode_code_claims(payload: bytes) -> StatusCodeClaims:
         raise StatusFormatError("STATUS_PAYLOAD_INVALID", "issuer")
     if not isinstance(subject, bytes) or not MIN_SUBJECT_BYTES <= len(subject) <= MAX_SUBJECT_BYTES:
         raise StatusFormatError("STATUS_PAYLOAD_INVALID", "subject")
-    if not isinstance(issued_at, int) or isinstance(issued_at, bool) or not 0 <= issued_at < 2**40:
-        raise StatusFormatError("STATUS_PAYLOAD_INVALID", "issued_at")
+    issued_at = int_time(issued_at, "issued_at", "STATUS_PAYLOAD_INVALID")
     return StatusCodeClaims(issuer, subject, issued_at, version)
+
+
+def decode_payload(payload: bytes, invalid_code: str, max_bytes: int = MAX_COSE_BYTES) -> Any:
+    """Bounded CBOR of a code or record payload: `invalid_code` when damaged, STATUS_CBOR_REFUSED
+    for value sharing or a bound passed."""
+    try:
+        return bounded_cbor.loads(payload, max_bytes=max_bytes, allowed_tags=PAYLOAD_TAGS,
+                                  max_nodes=MAX_PAYLOAD_NODES, max_depth=MAX_PAYLOAD_DEPTH)
+    except bounded_cbor.CborRefused as exc:
+        raise StatusFormatError(invalid_code if exc.structural else "STATUS_CBOR_REFUSED",
+                                str(exc)) from None
+    except ValueError:
+        raise StatusFormatError(invalid_code, "not CBOR") from None
+
+
+def int_time(value: Any, name: str, invalid_code: str) -> int:
+    """An integer NumericDate (seconds), else StatusFormatError `invalid_code` naming the field."""
+    try:
+        if not isinstance(value, int):
+            raise NumericDateError(f"{name} is not an integer")
+        numeric_date(value, name)
+    except NumericDateError:
+        raise StatusFormatError(invalid_code, name) from None
+    return value
 
 
 def split_code(text: str) -> bytes:

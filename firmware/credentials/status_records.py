@@ -31,6 +31,8 @@ from firmware.credentials.status_code import (
     RECORD_CONTENT_TYPE,
     StatusFormatError,
     content_type,
+    decode_payload,
+    int_time,
 )
 from firmware.fsutil import create_private_file
 
@@ -88,16 +90,11 @@ def _int_field(doc: Mapping[Any, Any], key: int, name: str, optional: bool = Fal
     value = doc.get(key)
     if value is None and optional:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**40:
-        raise StatusFormatError("STATUS_RECORD_INVALID", name)
-    return value
+    return int_time(value, name, "STATUS_RECORD_INVALID")
 
 
 def _decode_record(payload: bytes) -> StatusRecord:
-    try:
-        doc = cbor2.loads(payload)
-    except Exception:  # cbor2 raises several exception types on bad input
-        raise StatusFormatError("STATUS_RECORD_INVALID", "not CBOR") from None
+    doc = decode_payload(payload, "STATUS_RECORD_INVALID", MAX_RECORD_BYTES)
     if not isinstance(doc, Mapping) or doc.get(R_VERSION) != RECORD_VERSION:
         raise StatusFormatError("STATUS_RECORD_INVALID", "not a version 1 record")
     issuer, subject, colour = doc.get(R_ISSUER), doc.get(R_SUBJECT), doc.get(R_COLOUR)
@@ -133,8 +130,9 @@ def verify_status_record(blob: bytes, keys: Mapping[bytes, StatusIssuerKey]) -> 
         raise StatusFormatError("STATUS_RECORD_INVALID", "size")
     try:
         msg = decode_sign1(blob, require_tag=True)
-    except CoseError:
-        raise StatusFormatError("STATUS_RECORD_INVALID", "COSE") from None
+    except CoseError as exc:
+        code = "STATUS_CBOR_REFUSED" if exc.code == "refused" else "STATUS_RECORD_INVALID"
+        raise StatusFormatError(code, "COSE") from None
     if content_type(msg.protected) != RECORD_CONTENT_TYPE or msg.alg not in (ALG_ES256, ALG_EDDSA):
         raise StatusFormatError("STATUS_RECORD_INVALID", "content type or alg")
     trusted = keys.get(msg.kid or b"")

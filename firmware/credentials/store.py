@@ -42,6 +42,7 @@ from firmware.credentials.dcc.trustlist import (
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.trust_json import TrustFileError, trust_content
 from firmware.fsutil import private_umask
+from firmware.protocol import finite_json
 
 log = logging.getLogger(__name__)
 CERT_SUFFIXES = {".der", ".pem", ".crt", ".cer"}
@@ -73,7 +74,7 @@ def load_valuesets(folder: Path) -> dict[str, Any]:
     valuesets: dict[str, Any] = {}
     for path in sorted(Path(folder).glob("*.json")):
         try:
-            document = json.loads(_read(path))
+            document = finite_json.loads(_read(path))
         except ValueError:
             continue  # e.g. a licence or index file that is not a value set
         if isinstance(document, dict) and isinstance(document.get("valueSetId"), str):
@@ -197,7 +198,7 @@ def _updated_at(root: Path, present: Iterable[str]) -> datetime | None:
     """When the oldest loaded DCC item was last confirmed current (conservative for max-age)."""
     stamps: list[datetime] = []
     try:
-        state = json.loads((root / "trust-state.json").read_text("utf-8"))
+        state = finite_json.loads((root / "trust-state.json").read_text("utf-8"))
         items = state.get("items", {}) if isinstance(state, dict) else {}
     except (OSError, ValueError):
         items = {}

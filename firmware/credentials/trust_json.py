@@ -1,10 +1,12 @@
 """Reads SHC/NZCP/status trust files: raw JSON or the content of a fleet envelope, and their sync time."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from firmware.protocol import finite_json
+from firmware.protocol.numericdate import NumericDateError, iso_time
 
 # Written by firmware.sync.trustsync next to the items: {"items": {name: {"checked_at": ...}}}.
 SYNC_STATE_FILE = "trust-state.json"
@@ -22,7 +24,7 @@ def read_document(path: Path) -> Any:
 
 def _parse_json(path: Path, raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        return finite_json.loads(raw)  # no NaN/Infinity literals, no 1e400
     except ValueError as exc:
         raise TrustFileError(f"{path.name}: not valid JSON ({exc})") from None
 
@@ -78,7 +80,7 @@ def synced_at(directory: Path, name: str) -> datetime | None:
     if not path.is_file():
         return None
     try:
-        state = json.loads((directory / SYNC_STATE_FILE).read_bytes())
+        state = finite_json.loads((directory / SYNC_STATE_FILE).read_bytes())
         stamp = _parse(state["items"][name]["checked_at"])
         if stamp is not None:
             return stamp
@@ -96,10 +98,7 @@ def synced_at(directory: Path, name: str) -> datetime | None:
 
 
 def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
     try:
-        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return iso_time(value, "sync time")  # text, ISO 8601, within 1970..9999
+    except NumericDateError:
         return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)

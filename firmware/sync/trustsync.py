@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from firmware.eventlog.common import public_key_b64
 from firmware.eventlog.codec import canonical_json
 from firmware.fsutil import write_atomic
+from firmware.protocol import finite_json
+from firmware.protocol.numericdate import NumericDateError, iso_time
 from firmware.sync.auth import sign_request
 
 log = logging.getLogger("healthgate.trustsync")
@@ -83,8 +85,8 @@ def verify_envelope(raw: bytes, pinned: Sequence[Ed25519PublicKey],
                     expected_name: str | None = None) -> dict[str, Any]:
     """Check an envelope against the pinned keys; returns it parsed, or raises TrustSyncError."""
     try:
-        envelope = json.loads(raw)
-    except (ValueError, RecursionError) as error:
+        envelope = finite_json.loads(raw)  # no NaN/Infinity literals, no 1e400
+    except ValueError as error:
         raise TrustSyncError("TRUST_MALFORMED", "envelope is not JSON") from error
     if not isinstance(envelope, dict) or not isinstance(envelope.get("sig"), str) \
             or any(field not in envelope for field in ENVELOPE_SIGNED_FIELDS):
@@ -103,6 +105,10 @@ def verify_envelope(raw: bytes, pinned: Sequence[Ed25519PublicKey],
     if not isinstance(version, int) or isinstance(version, bool) or version < 1 \
             or not isinstance(envelope["name"], str) or not isinstance(envelope["issued_at"], str):
         raise TrustSyncError("TRUST_MALFORMED", "envelope field types")
+    try:
+        iso_time(envelope["issued_at"], "issued_at")
+    except NumericDateError:
+        raise TrustSyncError("TRUST_MALFORMED", "envelope issued_at is not a time") from None
     if expected_name is not None and envelope["name"] != expected_name:
         raise TrustSyncError("TRUST_WRONG_NAME", f"asked for {expected_name}")
     return envelope
@@ -223,7 +229,7 @@ class TrustSync:
         received = self.clock()
         if response.status_code == 200:
             try:
-                server = datetime.fromisoformat(json.loads(body)["now"])
+                server = datetime.fromisoformat(finite_json.loads(body)["now"])
                 midpoint = sent + (received - sent) / 2
                 self._record_skew((server - midpoint).total_seconds(), received)
             except (ValueError, KeyError, TypeError):

@@ -18,6 +18,7 @@ import hashlib
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import numpy as np
@@ -25,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from firmware.fsutil import write_atomic
+from firmware.protocol import cbor as bounded_cbor
 
 from .matcher import Gallery, TemplateError, normalise_template
 
@@ -36,6 +38,11 @@ KEY_FILE_NAME = "gallery.key"
 GALLERY_FILE_NAME = "gallery.hgg"  # default name in the state dir (kiosk and enrolment agree)
 MAX_FILE_BYTES = 512 * 1024 * 1024  # refuse absurd files before reading them into memory
 MAX_MEMBER_ID_CHARS = 256
+# Each record and the manifest is a 2-entry map without tags. A record's template is a float32
+# vector (512-D: 2 KB; 64 KB leaves room for any embedder we would ship).
+MAX_RECORD_PLAIN_BYTES = 64 * 1024
+MAX_ITEM_NODES = 16
+MAX_ITEM_DEPTH = 2
 
 
 class GalleryError(Exception):
@@ -119,19 +126,26 @@ def _split_blobs(data: bytes) -> tuple[bytes, list[bytes]]:
     return salt, blobs
 
 
+def _loads(plain: bytes) -> Any:
+    """A record or manifest map: the key can leak or the writer be buggy, so even authenticated
+    plaintext is decoded bounded (no tags, so no value sharing; a few nodes; no trailing bytes)."""
+    return bounded_cbor.loads(plain, max_bytes=MAX_RECORD_PLAIN_BYTES, allowed_tags=(),
+                              max_nodes=MAX_ITEM_NODES, max_depth=MAX_ITEM_DEPTH)
+
+
 def decode_gallery(data: bytes, key: bytes) -> dict[str, np.ndarray]:
     """Decrypt and check a gallery file's bytes; one GalleryError for every failure."""
     aead = _check_key(key)
     salt, blobs = _split_blobs(data)
     records, manifest_blob = blobs[:-1], blobs[-1]
     try:
-        manifest = cbor2.loads(
+        manifest = _loads(
             aead.decrypt(manifest_blob[:NONCE_BYTES], manifest_blob[NONCE_BYTES:], _aad(salt, len(records)))
         )
     except InvalidTag:
         raise GalleryError("gallery cannot be decrypted: wrong key or tampered file") from None
-    except (ValueError, cbor2.CBORDecodeError):
-        raise GalleryError("gallery manifest is malformed") from None
+    except ValueError as exc:  # CborRefused included (value sharing, bounds, tags)
+        raise GalleryError(f"gallery manifest is malformed ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("n") != len(records):
         raise GalleryError("gallery record count does not match its manifest")
     if manifest.get("h") != hashlib.sha256(b"".join(records)).digest():
@@ -140,12 +154,12 @@ def decode_gallery(data: bytes, key: bytes) -> dict[str, np.ndarray]:
     for index, blob in enumerate(records):
         try:
             plain = aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _aad(salt, index))
-            item = cbor2.loads(plain)
+            item = _loads(plain)
             member_id, raw = item["m"], item["t"]
         except InvalidTag:
             raise GalleryError("gallery record cannot be decrypted: tampered file") from None
-        except (ValueError, KeyError, TypeError, cbor2.CBORDecodeError):
-            raise GalleryError("gallery record is malformed") from None
+        except (ValueError, KeyError, TypeError) as exc:  # CborRefused is a ValueError
+            raise GalleryError(f"gallery record is malformed ({type(exc).__name__})") from None
         if not isinstance(member_id, str) or not isinstance(raw, bytes) or len(raw) % 4:
             raise GalleryError("gallery record is malformed")
         if member_id in out:

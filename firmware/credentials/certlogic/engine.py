@@ -25,6 +25,12 @@ from firmware.credentials.certlogic.validation import (
     literal_problem,
 )
 
+# Operations one evaluation may perform (each evaluated sub-expression, each `reduce` step over a
+# data array): a real rule takes well under 1,000; the bound keeps a rule over a large data
+# array (or a rule gone wrong) from holding the decision loop.
+MAX_EVALUATION_STEPS = 20_000
+
+
 def evaluate(expr: Any, data: Any, *, reduce_with_data: bool = False) -> Any:
     """Evaluate the CertLogic expression `expr` against the data context `data`.
 
@@ -45,12 +51,16 @@ def evaluate(expr: Any, data: Any, *, reduce_with_data: bool = False) -> Any:
 class _Evaluator:
     """One evaluation; holds the options so the recursive functions stay small."""
 
-    __slots__ = ("reduce_with_data",)
+    __slots__ = ("reduce_with_data", "steps")
 
     def __init__(self, reduce_with_data: bool) -> None:
         self.reduce_with_data = reduce_with_data
+        self.steps = 0
 
     def evaluate(self, expr: Any, data: Any) -> Any:
+        self.steps += 1
+        if self.steps > MAX_EVALUATION_STEPS:
+            raise CertLogicError(f"evaluation takes more than {MAX_EVALUATION_STEPS} steps")
         if isinstance(expr, (str, bool)):
             return expr
         if isinstance(expr, dict):

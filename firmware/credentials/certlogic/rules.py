@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from firmware.credentials.certlogic.datetimes import from_datetime, parse_date_t
 from firmware.credentials.certlogic.engine import evaluate
 from firmware.credentials.certlogic.validation import validate
 from firmware.credentials.certlogic.values import CertLogicError, DateTime, described
+from firmware.protocol import finite_json
+from firmware.protocol.finite_json import within_budget
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,10 @@ ENGINE = "CERTLOGIC"
 # The CertLogic specification version this engine implements; rules declare the version they
 # need in EngineVersion, and run here when the major versions agree and theirs is not newer.
 ENGINE_VERSION = "1.3.3"
+# The payload the rules walk (`var`, `in`, `reduce`): a DCC has well under 200 values; from the
+# HC1 pipeline it is already within dcc.codec.MAX_JSON_NODES.
+MAX_DATA_NODES = 1024
+MAX_DATA_DEPTH = 16
 RULE_TYPES: tuple[str, ...] = ("Acceptance", "Invalidation")
 CERTIFICATE_TYPES: tuple[str, ...] = ("General", "Test", "Vaccination", "Recovery")
 
@@ -136,7 +141,7 @@ def parse_rules(source: str | bytes | Sequence[Any] | Mapping[str, Any]) -> list
     """
     if isinstance(source, (str, bytes, bytearray)):
         try:
-            source = json.loads(source)
+            source = finite_json.loads(source)
         except ValueError as exc:
             raise RuleFormatError(f"rule set is not JSON: {exc}") from None
     if isinstance(source, Mapping) and "Identifier" not in source \
@@ -184,7 +189,7 @@ def _parse_rule(item: Any, index: int) -> Rule:
     logic = item.get("Logic")
     if isinstance(logic, str):  # some distributions carry the expression as a JSON string
         try:
-            logic = json.loads(logic)
+            logic = finite_json.loads(logic)
         except ValueError:
             raise RuleFormatError(f"{label}: Logic is a string but not JSON") from None
     if "Logic" not in item:
@@ -320,6 +325,10 @@ def run_rules(rules: Iterable[Rule], payload: Any, external: Mapping[str, Any], 
     strings, numbers), e.g. the DCC's hcert claim as decoded from CBOR.
     """
     data = {"payload": payload, "external": dict(external)}
+    if not within_budget(payload, MAX_DATA_NODES, MAX_DATA_DEPTH):
+        # Every rule walks the data; refuse to decide rather than walk a document this large.
+        reason = f"payload has more than {MAX_DATA_NODES} values or nests past {MAX_DATA_DEPTH}"
+        return [RuleResult(rule, Outcome.OPEN, reason) for rule in rules]
     results = []
     for rule in rules:
         results.append(_run_one(rule, data, engine_version, reduce_with_data))

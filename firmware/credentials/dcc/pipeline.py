@@ -61,14 +61,18 @@ def verify_dcc(text: str, trust: TrustStore, at: datetime) -> Verdict:
     sign1 = _decode(text, run)
     if sign1 is None:
         return _verdict(run)
-    if isinstance(sign1.kid, bytes):
+    if isinstance(sign1.kid, bytes):  # the header's claim: shown even when the signature fails
         run.info["kid"] = sign1.kid.hex()
-    claims = _claims(sign1, run)
-    if claims is not None and isinstance(claims.iss, str):
-        run.info["issuer"] = claims.iss
+    # Authenticate first: the payload of a message that no trusted key signed is never decoded,
+    # converted, schema-checked, run through the rules or looked up for revocation.
     signer = _signature(sign1, trust, run)
+    if signer is None:
+        return _verdict(run)
+    claims = _claims(sign1, run)
     if claims is None:
         return _verdict(run)
+    if isinstance(claims.iss, str):  # read from the authenticated payload only
+        run.info["issuer"] = claims.iss
     _expiry(claims, signer, at, run)
     kind = schema.entry_type(claims.dcc)
     if signer is not None and kind is not None:  # no single entry type: the schema stage fails
@@ -106,7 +110,8 @@ def _decode(text: Any, run: _Run) -> Sign1 | None:
     try:
         sign1 = decode_dcc_sign1(cose_bytes)
     except CoseError as exc:
-        run.fail("cose", "DCC_COSE_INVALID", str(exc))
+        code = "DCC_CBOR_REFUSED" if exc.code == "refused" else "DCC_COSE_INVALID"
+        run.fail("cose", code, str(exc))
         return None
     run.ok("cose")
     return sign1
@@ -175,6 +180,9 @@ def _expiry(claims: Claims, signer: DccSigner | None, at: Any, run: _Run) -> Non
         run.fail("expiry", "CLOCK_UNTRUSTED", "no validation clock")
         return
     now = (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
+    if claims.time_problem is not None:  # e.g. a NaN exp, which every comparison would pass
+        run.fail("expiry", "DCC_CLAIMS_INVALID", claims.time_problem)
+        return
     if claims.iat is None or claims.exp is None:
         run.fail("expiry", "DCC_CLAIMS_MISSING", "issued-at or expiry claim missing")
         return

@@ -8,7 +8,13 @@ from typing import Any
 
 import jsonschema
 
+from firmware.protocol.finite_json import within_budget
+
 SCHEMA_FILE = "DCC.combined-schema.json"
+# The validators walk the whole document; the DCC from the pipeline is already within the JSON
+# conversion budget (codec.MAX_JSON_NODES), this keeps any other caller's input bounded too.
+MAX_SCHEMA_NODES = 1024
+MAX_SCHEMA_DEPTH = 16
 ENTRY_TYPES = ("v", "t", "r")
 
 # field of an entry -> value-set id whose keys are the allowed codes
@@ -63,6 +69,8 @@ def schema_problem(dcc: Any) -> str | None:
     """
     if not isinstance(dcc, dict):
         return "payload is not a JSON object"
+    if not within_budget(dcc, MAX_SCHEMA_NODES, MAX_SCHEMA_DEPTH):
+        return f"more than {MAX_SCHEMA_NODES} values or deeper than {MAX_SCHEMA_DEPTH}"
     fast = _fast_is_valid()
     if fast is None or not fast(dcc):
         error = jsonschema.exceptions.best_match(_validator().iter_errors(dcc))

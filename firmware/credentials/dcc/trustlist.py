@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from firmware.credentials.dcc.signer import DccSigner, SignerError
+from firmware.protocol import finite_json
 
 MAX_LIST_BYTES = 64 * 1024 * 1024  # the full EU list is a few MB
 
@@ -158,7 +158,7 @@ def ingest_signer_list(trust: Any, data: bytes, signature: bytes | None, anchors
         raise TrustListError("signer list too large")
     verify_list(data, signature, list(anchors))
     try:
-        document = json.loads(data)
+        document = finite_json.loads(data)
     except ValueError as exc:
         raise TrustListError(f"signer list is not JSON: {exc}") from None
     report = IngestReport()
