@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -59,6 +60,7 @@ class StatusTrust:
     cache: StatusRecordCache | None = None
     max_cache_age: timedelta = DEFAULT_MAX_CACHE_AGE
     code_max_age: timedelta | None = None
+    problems: list[str] = field(default_factory=list)  # what loading skipped, for the operator
 
 
 def load_trust(directory: str | Path, pinned_keys: Any = None) -> StatusTrust | None:
@@ -75,10 +77,15 @@ def load_trust(directory: str | Path, pinned_keys: Any = None) -> StatusTrust | 
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise ValueError(f"{ISSUERS_FILE}: expected an object with a keys list")
     keys: dict[bytes, StatusIssuerKey] = {}
+    problems: list[str] = []
     for index, entry in enumerate(doc["keys"]):
-        kid, key = _parse_key(entry, index)
+        try:  # a bad key is skipped alone: its issuer's codes are denied, the others are not
+            kid, key = _parse_key(entry, index)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # binascii.Error: ValueError
+            problems.append(f"skipped: {exc}")
+            continue
         keys[kid] = key
-    trust = StatusTrust(keys=keys)
+    trust = StatusTrust(keys=keys, problems=problems)
     trust.max_cache_age = timedelta(seconds=_seconds(doc, "max_cache_age_seconds", 86400))
     code_age = doc.get("code_max_age_seconds")
     trust.code_max_age = None if code_age is None else timedelta(seconds=_seconds(doc, "code_max_age_seconds", 0))

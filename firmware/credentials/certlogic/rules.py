@@ -153,6 +153,11 @@ def parse_rules(source: str | bytes | Sequence[Any] | Mapping[str, Any]) -> list
     return [_parse_rule(item, index) for index, item in enumerate(items)]
 
 
+def parse_rule(item: Any, index: int = 0) -> Rule:
+    """One rule object (`index` names it in errors); raises RuleFormatError as parse_rules."""
+    return _parse_rule(item, index)
+
+
 def _parse_rule(item: Any, index: int) -> Rule:
     if not isinstance(item, Mapping):
         raise RuleFormatError(f"rule #{index}: not a JSON object")
