@@ -4,13 +4,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from firmware.credentials import verify
+from firmware.credentials import TrustStore, verify
 from firmware.credentials.dcc.issue import issue_dcc
 from firmware.credentials.shc_samples import card_claims, issue_card, new_issuer
 from firmware.credentials.store import load_trust_dir
@@ -192,3 +192,39 @@ def test_check_prints_the_trust_problems(tmp_path: Path) -> None:
     assert code == 0 and "trust problem: dcc-certs/DE.der skipped" in out.getvalue()
 
 
+
+
+def test_a_refused_status_record_keeps_the_cache_from_looking_fresh(tmp_path: Path) -> None:
+    """A partial sync whose record for a subject is refused must not vouch for the subject's
+    older cached record: the cache keeps its sync time and turns stale."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from firmware.credentials.status import load_trust
+    from firmware.credentials.status_code import issue_status_code
+    from firmware.credentials.status_records import StatusRecord, records_content, sign_status_record
+
+    at = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+    now, kid, issuer, subject = int(at.timestamp()), b"k1", "hg-test", bytes(16)
+    signer = ec.generate_private_key(ec.SECP256R1())
+    pem = signer.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    (tmp_path / "status-issuers.json").write_text(json.dumps({"max_cache_age_seconds": 3600, "keys": [
+        {"issuer": issuer, "kid": base64.urlsafe_b64encode(kid).decode().rstrip("="),
+         "public_key_pem": pem}]}))
+
+    def sync(blobs: list[bytes], complete: bool, checked: datetime) -> Any:
+        (tmp_path / "status-records.json").write_text(json.dumps(records_content(blobs, complete=complete)))
+        (tmp_path / "trust-state.json").write_text(json.dumps(
+            {"items": {"status-records": {"checked_at": checked.isoformat()}}}))
+        return load_trust(tmp_path)
+
+    green = StatusRecord(issuer=issuer, subject=subject, colour="green", issued_at=now - 7200,
+                         valid_until=now + 86400)
+    code = issue_status_code(signer, kid=kid, issuer=issuer, subject=subject, issued_at=now - 60)
+    first = sync([sign_status_record(green, signer, kid=kid)], True, at - timedelta(hours=2))
+    assert first is not None and not first.problems
+    # Two hours later a partial sync brings a record the kiosk refuses (damaged or forged).
+    later = sync([b"damaged record"], False, at)
+    assert later is not None and "records refused" in later.problems[0]
+    assert later.cache is not None and later.cache.synced_at == at - timedelta(hours=2)
+    assert verify(code, TrustStore(status=later), at).failure == "STATUS_CACHE_STALE"
