@@ -62,6 +62,10 @@ def _trust(config: Config) -> str:
     store = load_trust_dir(folder, pinned_keys=[public_key_from_b64(pinned)] if pinned else None,
                            country=config.kiosk.country or None,
                            region=config.kiosk.region or None)
+    if store.problems:  # skipped data denies some holders: the technician must see it
+        more = f" (+{len(store.problems) - 1} more: healthgate check --trust)" \
+            if len(store.problems) > 1 else ""
+        raise RuntimeError(f"trust data problem: {store.problems[0]}{more}")
     if store.updated_at is None:
         raise RuntimeError("no trust data cached yet: connect to the fleet and sync")
     hours = (datetime.now(timezone.utc) - store.updated_at).total_seconds() / 3600
