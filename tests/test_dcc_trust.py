@@ -269,3 +269,27 @@ def test_undecidable_rule_denies() -> None:
     trust.dcc_country = "DE"  # no rule of the kiosk's country applies: the stage passes
     verdict = verify(_issue(key, der), trust, AT)
     assert verdict.valid and verdict.checks["rules"] is True
+
+
+def test_published_rules_declaring_engine_0_7_5_pass_a_good_dcc(tmp_path: Path) -> None:
+    """The field case of issue 11: rules as member states publish them (EngineVersion 0.7.5)
+    used to run OPEN, so every DCC was denied with DCC_RULES_OPEN."""
+    key = make_key("ec")
+    der = make_cert(key)
+    (tmp_path / "dcc-certs").mkdir()
+    (tmp_path / "dcc-certs" / "signer.der").write_bytes(der)
+    rules = [{"Identifier": f"VR-{country}-0001", "Type": "Acceptance", "Country": country,
+              "Version": "1.0.1", "SchemaVersion": "1.0.0", "Engine": "CERTLOGIC",
+              "EngineVersion": engine, "CertificateType": "Vaccination",
+              "Description": [{"lang": "en", "desc": "full course"}],
+              "ValidFrom": "2021-06-01T00:00:00Z", "ValidTo": "2030-06-01T00:00:00Z",
+              "AffectedFields": ["v.0.dn", "v.0.sd"],
+              "Logic": {"if": [{"var": "payload.v.0"},
+                               {">=": [{"var": "payload.v.0.dn"}, {"var": "payload.v.0.sd"}]}, True]}}
+             for country, engine in (("AT", "0.7.5"), ("DE", "1.0.0"), ("IT", "1.3.0"))]
+    (tmp_path / "dcc-rules.json").write_text(json.dumps(rules))
+    for country in ("AT", "DE", "IT"):
+        trust = load_trust_dir(tmp_path, country=country)
+        verdict = verify(_issue(key, der), trust, AT)
+        assert verdict.valid and verdict.checks["rules"] is True, (country, verdict.failure)
+        assert "1 rule(s)" in verdict.extras["details"]["rules"]
