@@ -31,8 +31,13 @@ TICK_S = 0.05  # the loop wakes at least this often to run its timers
 RESTART_BUDGET = 5  # capture restarts allowed per window before the fault just stays latched
 RESTART_WINDOW_S = 600.0
 CLOCK_REMEMBER_S = 60.0
+# A `trust_problems` event carries at most this many problems of this many ASCII characters
+# each, so that even with every quote escaped the body stays inside the event log's 8 KiB
+# (MAX_EVENT_BODY_BYTES); `count` says how many there were in all.
+MAX_TRUST_PROBLEMS_LOGGED = 15
+TRUST_PROBLEM_CHARS = 200
 # event-log refusals that no retry can cure (the event itself is wrong, not the disk)
-REFUSED_FOR_GOOD = frozenset({"EVENTLOG_BAD_BODY", "EVENTLOG_FORBIDDEN_FIELD", "EVENTLOG_BAD_KIND"})  # how often the last trusted time is persisted
+REFUSED_FOR_GOOD = frozenset({"EVENTLOG_BAD_BODY", "EVENTLOG_FORBIDDEN_FIELD", "EVENTLOG_BAD_KIND"})
 
 
 class DisplayPort(Protocol):
@@ -76,6 +81,7 @@ class Kiosk:
         self._display = display
         self._eventlog = eventlog
         self._trust = trust
+        self._trust_seen: TrustStore | None = None  # the store whose problems were last logged
         self._clock = clock
         self._pseudonymiser = pseudonymiser
         self._screen_for = screen_for
@@ -417,10 +423,26 @@ class Kiosk:
 
     def _trust_now(self) -> tuple[TrustStore, datetime, str | None]:
         """The trust data, the time, and a reason to refuse every credential (or None)."""
-        trust = self._trust()
+        trust = self._current_trust()
         now = self._clock.now()
         return trust, now, trust_problem(self._clock.trust_problem(), trust.updated_at, now,
                                          self.config.max_trust_age_h)
+
+    def _current_trust(self) -> TrustStore:
+        """The trust store; the first time a newly loaded one is seen, its problems are logged."""
+        trust = self._trust()
+        if trust is not self._trust_seen:
+            self._trust_seen = trust
+            self._log_trust_problems(trust)
+        return trust
+
+    def _log_trust_problems(self, trust: TrustStore) -> None:
+        """One `trust_problems` event per loaded store that skipped data (docs/eventlog.md)."""
+        problems = [p.encode("ascii", "replace").decode()[:TRUST_PROBLEM_CHARS]
+                    for p in getattr(trust, "problems", None) or []]
+        if problems:
+            self._log_event("trust_problems", {"count": len(problems),
+                                               "problems": problems[:MAX_TRUST_PROBLEMS_LOGGED]})
 
     def _pseudonym(self, verdict: Verdict) -> str | None:
         if not verdict.credential_id:
@@ -485,7 +507,7 @@ class Kiosk:
 
     def _trust_age_text(self) -> str | None:
         try:
-            updated = self._trust().updated_at
+            updated = self._current_trust().updated_at
         except Exception:
             return None
         if updated is None:

@@ -21,7 +21,9 @@ class TrustProvider:
     minute to index the first time (docs/benchmarks.md): in the loop thread that would stop the
     frame loop and trip the service watchdog. A cache that fails to load keeps the previous
     store (and its age keeps growing, so the max-age policy eventually refuses rather than
-    trusting broken data).
+    trusting broken data). Bad data inside the files does not fail the load: the new store
+    lists it in `TrustStore.problems` and denies only where it applies (docs/credentials.md,
+    "Bad trust data"); the kiosk logs those problems as a `trust_problems` event.
     """
 
     def __init__(self, directory: Path, country: str | None = None, region: str | None = None,

@@ -29,8 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="create the fleet database (serve also creates it); the admin "
                              "commands below never do")
 
-    serve = commands.add_parser("serve", parents=[common],
-                                help="run the API server (uvicorn); creates the database")
+    serve = commands.add_parser("serve", parents=[common, keyed],
+                                help="run the API server (uvicorn); creates the database; with "
+                                     "the fleet key it signs freshness statements")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
@@ -122,6 +123,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"database: {store.description}", file=sys.stderr)
         store.close()
 
+        # With the fleet key the server signs freshness statements; without it, kiosks age
+        # their copies by the envelopes' issued_at (docs/fleet-api.md, "Freshness").
+        key_path = args.key if args.key.is_file() else None
+        if key_path is None:
+            print(f"note: no signing key at {args.key}: trust answers carry no freshness statement",
+                  file=sys.stderr)
         if args.workers > 1:
             # Ingest is CPU-bound (signature checks): worker processes share the store; the
             # per-device row lock (PostgreSQL) or the write lock (SQLite) keeps chains consistent.
@@ -129,12 +136,13 @@ def _run(args: argparse.Namespace) -> int:
 
             os.environ.update({server.ENV_DB: args.db,
                                server.ENV_MAX_BODY: str(args.max_body_bytes),
-                               server.ENV_SKEW_WINDOW: str(args.skew_window)})
+                               server.ENV_SKEW_WINDOW: str(args.skew_window),
+                               server.ENV_KEY: str(key_path or "")})
             uvicorn.run("fleet.server:app_from_environment", factory=True, workers=args.workers,
                         host=args.host, port=args.port, log_level="info",
                         timeout_graceful_shutdown=10)
             return 0
-        app = create_app(args.db, max_body_bytes=args.max_body_bytes,
+        app = create_app(args.db, key_path, max_body_bytes=args.max_body_bytes,
                          skew_window_s=args.skew_window)
         uvicorn.run(app, host=args.host, port=args.port, log_level="info",
                     timeout_graceful_shutdown=10)

@@ -20,13 +20,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from firmware.eventlog.codec import Event
 from firmware.protocol import events as event_schema
+from firmware.sync.freshness import FRESHNESS_HEADER
 from fleet import models
 from fleet.bodylimit import BodyLimitMiddleware
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
 from fleet.requestauth import DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate
 from fleet.runner import ServerHandle, run_in_thread as _run_in_thread
 from fleet.storage import Store, rfc3339, utc_now
-from fleet.trust import load_signing_key
+from fleet.trust import freshness_header, load_signing_key
 
 log = logging.getLogger("healthgate.fleet")
 
@@ -176,6 +177,8 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
         if item is None:
             raise ApiError(404, "TRUST_NOT_PUBLISHED", f"nothing published under {name}")
         headers = {"ETag": item.etag, "Cache-Control": "no-cache"}
+        if app.state.signing_key is not None:  # kiosks age their copy by this, not by a 304
+            headers[FRESHNESS_HEADER] = freshness_header(app.state.signing_key, item, clock())
         wanted = _etags(request.headers.get("if-none-match", ""))
         if item.etag in wanted or "*" in wanted:
             return Response(status_code=304, headers=headers)
@@ -258,12 +261,13 @@ def parse_batch(body: bytes) -> list[Event]:
 ENV_DB = "HEALTHGATE_FLEET_DB"
 ENV_MAX_BODY = "HEALTHGATE_FLEET_MAX_BODY_BYTES"
 ENV_SKEW_WINDOW = "HEALTHGATE_FLEET_SKEW_WINDOW_S"
+ENV_KEY = "HEALTHGATE_FLEET_SERVE_KEY"  # signs freshness statements when set (serve --workers)
 
 
 def app_from_environment() -> FastAPI:
     """App factory for uvicorn worker processes (`serve --workers N`), configured by the
     environment the CLI sets: each worker opens its own connection pool on the same store."""
-    return create_app(os.environ[ENV_DB],
+    return create_app(os.environ[ENV_DB], os.environ.get(ENV_KEY) or None,
                       max_body_bytes=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
                       skew_window_s=int(os.environ.get(ENV_SKEW_WINDOW, DEFAULT_SKEW_WINDOW_S)))
 

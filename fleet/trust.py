@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from firmware.eventlog.codec import canonical_json
 from firmware.fsutil import ensure_private_dir
 from firmware.eventlog.common import public_key_b64  # noqa: F401 - what operators pin
+from firmware.sync.freshness import sign_statement
 from firmware.sync.trustsync import TRUST_NAME_PATTERN, envelope_signing_bytes, key_id
 from fleet.storage import Store, TrustItem, rfc3339, utc_now
 
@@ -48,6 +49,13 @@ def build_envelope(key: Ed25519PrivateKey, name: str, version: int, content: Any
                                 "key_id": key_id(key.public_key()), "content": content}
     envelope["sig"] = base64.b64encode(key.sign(envelope_signing_bytes(envelope))).decode()
     return canonical_json(envelope)
+
+
+def freshness_header(key: Ed25519PrivateKey, item: TrustItem, checked_at: datetime) -> str:
+    """The signed statement that `item`'s envelope is current at `checked_at`, sent with every
+    trust answer (200 and 304) so kiosks can age their copy by it (firmware/sync/freshness.py)."""
+    return sign_statement(key, key_id(key.public_key()), item.name, item.version, item.envelope,
+                          checked_at)
 
 
 def publish(store: Store, key: Ed25519PrivateKey, name: str, content: Any) -> TrustItem:

@@ -139,6 +139,10 @@ def _trust(config: Config) -> str:
                           "every credential would be denied; install the national DCC trust "
                           f"anchor in {folder / 'dcc-trust-anchors'} and sync, or publish "
                           "signer lists on the fleet")
+    if store.problems:  # skipped data denies some holders: the technician must see it
+        more = f" (+{len(store.problems) - 1} more: healthgate check --trust)" \
+            if len(store.problems) > 1 else ""
+        raise CheckFailed(f"trust data problem: {store.problems[0]}{more}")
     if store.updated_at is None:
         return f"signing keys: {summary}"
     hours = (datetime.now(timezone.utc) - store.updated_at).total_seconds() / 3600

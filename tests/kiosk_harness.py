@@ -76,10 +76,11 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
              trust_age: timedelta = timedelta(minutes=5), camera_class: type = FakeCamera,
              face: Any = None, face_timeout_s: float = 2.0,
              open_template: Any = None, gallery: Any = None, verifier: Any = None,
-             **kiosk_options: Any) -> Rig:
+             trust_problems: list[str] | None = None, **kiosk_options: Any) -> Rig:
     signer = make_signer()
     trust = TrustStore.from_certificates([signer.certificate_der])
     trust.updated_at = NOW - trust_age
+    trust.problems = list(trust_problems or [])
     camera = camera_class([background(320, 240)], fps=30)
     display = open_display("emulator", ack_timeout_s=0.1, max_retries=2, heartbeat_s=0.5,
                            reconnect_interval_s=0.2)

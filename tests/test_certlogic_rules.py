@@ -186,13 +186,72 @@ def test_selection_by_country_type_clock_and_version(rules: list[Any]) -> None:
     assert "VR-NL-0010@1.0.0" not in _ids(selected)
 
 
-def test_engine_version_compatibility_is_by_major_version(rules: list[Any]) -> None:
+def test_engine_version_compatible_when_not_newer(rules: list[Any]) -> None:
     selected = {r.identifier: r for r in select_rules(rules, "NL", "Vaccination", CLOCK)}
     assert selected["VR-NL-0020"].open_reason and "2.0.0" in selected["VR-NL-0020"].open_reason
     assert selected["VR-NL-0002"].open_reason is None
     as_v2 = {r.identifier: r for r in select_rules(rules, "NL", "Vaccination", CLOCK, "2.1.0")}
     assert as_v2["VR-NL-0020"].open_reason is None
-    assert as_v2["VR-NL-0002"].open_reason is not None        # 1.0.0 rule, 2.x engine
+    assert as_v2["VR-NL-0002"].open_reason is None            # 1.0.0 rule, 2.x engine: older
+    as_v1 = {r.identifier: r for r in select_rules(rules, "NL", "Vaccination", CLOCK, "1.0.0")}
+    assert as_v1["VR-NL-0002"].open_reason is None
+
+
+# Shaped like the gateway's published rule sets: many countries, each with its own engine
+# version (0.7.5 was certlogic-js's release number before the spec had a version of its own).
+PUBLISHED_ENGINE_VERSIONS = {"AT": "0.7.5", "BE": "1.0.0", "DE": "1.3.0", "ES": "0.7.5",
+                             "FR": "1.0.0", "IT": "1.3.0", "NL": "0.7.5", "PL": "1.0.0"}
+
+
+def _published_rule_set() -> list[dict[str, Any]]:
+    rules = []
+    for country, engine in PUBLISHED_ENGINE_VERSIONS.items():
+        rules += [
+            _rule(f"GR-{country}-0001", "General", {"if": [{"var": "payload.dob"}, True, False]},
+                  engine_version=engine,
+                  fields=("dob",)),
+            _rule(f"VR-{country}-0001", "Vaccination", _if_present("v", {">=": [
+                {"var": "payload.v.0.dn"}, {"var": "payload.v.0.sd"}]}), engine_version=engine),
+            _rule(f"IR-{country}-0001", "General", {"!": [{"in": [
+                {"extractFromUVCI": [{"var": "payload.v.0.ci"}, 2]}, ["BAD"]]}]},
+                rule_type="Invalidation", engine_version=engine, fields=("v.0.ci",)),
+        ]
+        rules[-2]["SchemaVersion"] = "1.3.0" if engine == "1.3.0" else "1.0.0"
+    return rules
+
+
+@pytest.mark.parametrize("country", sorted(PUBLISHED_ENGINE_VERSIONS))
+def test_published_rule_sets_run_whatever_their_engine_version(
+        country: str, value_sets: dict[str, list[str]]) -> None:
+    """Every country's rules run (PASS / FAIL), so a good DCC passes wherever the kiosk stands;
+    under the former major-version check the 0.7.5 countries gave OPEN for everyone."""
+    rules = parse_rules(json.dumps(_published_rule_set()))
+    for issuer in ("DE", "AT"):
+        selected = select_rules(rules, country, "Vaccination", CLOCK, issuer_country=issuer)
+        assert len(selected) == 3 and all(rule.open_reason is None for rule in selected)
+        results = run_rules(selected, VACCINATION, _external(value_sets))
+        assert overall(results) is Outcome.PASS, [(r.identifier, r.reason) for r in results]
+        partial = copy.deepcopy(VACCINATION)
+        partial["v"][0]["dn"] = 1
+        assert overall(run_rules(selected, partial, _external(value_sets))) is Outcome.FAIL
+    # A payload without `ver` cannot be matched to any rule's SchemaVersion: OPEN, not PASS
+    # (as the reference engine), so the kiosk denies with DCC_RULES_OPEN instead of guessing.
+    no_ver = {k: v for k, v in VACCINATION.items() if k != "ver"}
+    selected = select_rules(rules, country, "Vaccination", CLOCK, issuer_country="DE")
+    results = run_rules(selected, no_ver, _external(value_sets))
+    assert {r.outcome for r in results} == {Outcome.OPEN}
+    assert all("schema version" in (r.reason or "") for r in results)
+    # A 1.0.0 certificate is judged by the 1.0.0-schema rules, not by 1.3.0-schema ones.
+    old_schema = dict(VACCINATION, ver="1.0.0")
+    outcomes = {r.identifier: r.outcome for r in run_rules(selected, old_schema, _external(value_sets))}
+    expected = Outcome.OPEN if PUBLISHED_ENGINE_VERSIONS[country] == "1.3.0" else Outcome.PASS
+    assert outcomes[f"VR-{country}-0001"] is expected
+
+
+def test_a_rule_from_a_newer_engine_stays_open() -> None:
+    (rule,) = parse_rules([_rule("VR-NL-0099", "Vaccination", True, engine_version="1.4.0")])
+    (result,) = run_rules(select_rules([rule], "NL", "Vaccination", CLOCK), VACCINATION, {})
+    assert result.outcome is Outcome.OPEN and "1.4.0" in (result.reason or "")
 
 
 def test_vaccination_passes_and_each_defect_fails_its_rule(rules: list[Any],
@@ -252,9 +311,10 @@ def test_rules_judge_only_certificates_of_a_compatible_schema_version(
         (result,) = run_rules([parsed], payload, _external(value_sets))
         assert result.outcome is expected, ver
         assert expected is Outcome.PASS or "schema" in (result.reason or "")
-    rule.pop("SchemaVersion")
-    (lenient,) = parse_rules([rule])
-    assert run_rules([lenient], {}, {})[0].outcome is Outcome.PASS
+    rule.pop("SchemaVersion")  # the gateway requires one; without it no payload can match
+    (unversioned,) = parse_rules([rule])
+    (result,) = run_rules([unversioned], VACCINATION, _external(value_sets))
+    assert result.outcome is Outcome.OPEN and "SchemaVersion" in (result.reason or "")
 
 
 def test_non_boolean_results_are_open(value_sets: dict[str, list[str]]) -> None:

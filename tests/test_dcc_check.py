@@ -100,8 +100,9 @@ def test_a_synced_cache_needs_the_pinned_fleet_key(tmp_path: Path) -> None:
     trust = _trust_dir(tmp_path, der)
     (trust / "dcc-rules.json").write_bytes(
         build_envelope(fleet_key, "dcc-rules", 1, [], datetime(2021, 6, 1, tzinfo=timezone.utc)))
-    code, out = _run([text, "--trust", str(trust), "--at", AT])
-    assert code == 2 and "no pinned fleet key" in out
+    code, out = _run([text, "--trust", str(trust), "--at", AT])  # rules unusable: denied, said why
+    assert code == 1 and "trust problem: dcc-rules.json" in out and "no pinned fleet key" in out
+    assert "DCC_RULES_UNAVAILABLE" in out
     code, out = _run([text, "--trust", str(trust), "--at", AT,
                       "--fleet-key", public_key_b64(fleet_key)])
     assert code == 0 and "verdict: VALID" in out

@@ -197,13 +197,13 @@ def test_rules_loaded_without_a_country_deny(tmp_path: Path) -> None:
 def test_load_trust_dir_refuses_unsigned_lists_and_names_bad_files(tmp_path: Path) -> None:
     der = make_cert(make_key("ec"))
     (tmp_path / "dcc-signers.json").write_text(json.dumps({"certificates": [_entry(der)]}))
-    with pytest.raises(TrustDataError, match="dcc-signers.json"):
-        load_trust_dir(tmp_path)
+    refused = load_trust_dir(tmp_path)  # unsigned: no signer of it trusted, and said so
+    assert not refused.dcc_signers and "dcc-signers.json" in refused.problems[0]
     (tmp_path / "dcc-signers.json").unlink()
     (tmp_path / "dcc-certs").mkdir()
     (tmp_path / "dcc-certs" / "bad.der").write_bytes(b"not a certificate")
-    with pytest.raises(TrustDataError, match="bad.der"):
-        load_trust_dir(tmp_path)
+    skipped = load_trust_dir(tmp_path)
+    assert not skipped.dcc_signers and "bad.der" in skipped.problems[0]
     (tmp_path / "dcc-certs" / "bad.der").write_bytes(der)
     assert dcc_kid(der) in load_trust_dir(tmp_path).dcc_signers
     with pytest.raises(TrustDataError):
@@ -229,10 +229,11 @@ def test_enveloped_signer_list_and_sync_state(tmp_path: Path) -> None:
     assert trust.updated_at.isoformat() == "2021-06-05T12:00:00+00:00"
     assert verify(_issue(key, der), trust, AT).valid
     # an envelope means nothing unless its signature is checked: without a pinned key, refused
-    with pytest.raises(TrustDataError, match="no pinned fleet key"):
-        load_trust_dir(tmp_path)
-    with pytest.raises(TrustDataError, match="envelope rejected"):
-        load_trust_dir(tmp_path, pinned_keys=[Ed25519PrivateKey.generate().public_key()])
+    unpinned = load_trust_dir(tmp_path)
+    assert not unpinned.dcc_signers and "no pinned fleet key" in unpinned.problems[0]
+    assert verify(_issue(key, der), unpinned, AT).failure == "DCC_KID_UNKNOWN"
+    foreign = load_trust_dir(tmp_path, pinned_keys=[Ed25519PrivateKey.generate().public_key()])
+    assert not foreign.dcc_signers and "envelope rejected" in foreign.problems[0]
 
 
 def test_revocation_json_is_cached_as_memory_mapped_tables(tmp_path: Path) -> None:
@@ -268,3 +269,27 @@ def test_undecidable_rule_denies() -> None:
     trust.dcc_country = "DE"  # no rule of the kiosk's country applies: the stage passes
     verdict = verify(_issue(key, der), trust, AT)
     assert verdict.valid and verdict.checks["rules"] is True
+
+
+def test_published_rules_declaring_engine_0_7_5_pass_a_good_dcc(tmp_path: Path) -> None:
+    """The field case of issue 11: rules as member states publish them (EngineVersion 0.7.5)
+    used to run OPEN, so every DCC was denied with DCC_RULES_OPEN."""
+    key = make_key("ec")
+    der = make_cert(key)
+    (tmp_path / "dcc-certs").mkdir()
+    (tmp_path / "dcc-certs" / "signer.der").write_bytes(der)
+    rules = [{"Identifier": f"VR-{country}-0001", "Type": "Acceptance", "Country": country,
+              "Version": "1.0.1", "SchemaVersion": "1.0.0", "Engine": "CERTLOGIC",
+              "EngineVersion": engine, "CertificateType": "Vaccination",
+              "Description": [{"lang": "en", "desc": "full course"}],
+              "ValidFrom": "2021-06-01T00:00:00Z", "ValidTo": "2030-06-01T00:00:00Z",
+              "AffectedFields": ["v.0.dn", "v.0.sd"],
+              "Logic": {"if": [{"var": "payload.v.0"},
+                               {">=": [{"var": "payload.v.0.dn"}, {"var": "payload.v.0.sd"}]}, True]}}
+             for country, engine in (("AT", "0.7.5"), ("DE", "1.0.0"), ("IT", "1.3.0"))]
+    (tmp_path / "dcc-rules.json").write_text(json.dumps(rules))
+    for country in ("AT", "DE", "IT"):
+        trust = load_trust_dir(tmp_path, country=country)
+        verdict = verify(_issue(key, der), trust, AT)
+        assert verdict.valid and verdict.checks["rules"] is True, (country, verdict.failure)
+        assert "1 rule(s)" in verdict.extras["details"]["rules"]

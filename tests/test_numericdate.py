@@ -236,3 +236,14 @@ def test_sync_state_time_outside_the_range_is_not_used(tmp_path: Path, checked_a
     (tmp_path / "trust-state.json").write_text(json.dumps(state))
     assert synced_at(tmp_path, "x") == datetime(2025, 6, 1, tzinfo=timezone.utc)
     assert timedelta(0) <= datetime.now(timezone.utc) - mtime
+
+
+def test_finite_json_depth_bound_at_and_one_past() -> None:
+    bound = finite_json.MAX_DEPTH
+    assert finite_json.loads("[" * bound + "]" * bound) is not None
+    with pytest.raises(ValueError, match="nested deeper"):
+        finite_json.loads("[" * (bound + 1) + "]" * (bound + 1))
+    # brackets inside strings (escaped quotes included) are text, not nesting
+    text = '["' + '[\\"' * (bound * 2) + '"]'
+    assert finite_json.loads(text) == ['[\\"'.replace('\\"', '"') * (bound * 2)]
+    assert finite_json.nesting_depth(b'{"a": [1, {"b": "]]]"}]}') == 3

@@ -42,7 +42,9 @@ def example_trust_dir(shc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     """A trust cache directory as the sync client would write it: JWKS + CRL + VCI snapshot."""
     directory = tmp_path_factory.mktemp("shc-trust")
     jwks = json.loads((shc_dir / "examples/issuer/.well-known/jwks.json").read_text())
-    crls = [json.loads(p.read_text()) for p in (shc_dir / "examples/issuer/.well-known/crl").glob("*.json")]
+    # Each CRL as fetched from <iss>/.well-known/crl/<kid>.json, filed under its issuer.
+    crls = [dict(json.loads(p.read_text()), iss=EXAMPLE_ISSUER)
+            for p in (shc_dir / "examples/issuer/.well-known/crl").glob("*.json")]
     issuers = {"issuerInfo": [{"issuer": {"iss": EXAMPLE_ISSUER, "name": "SMART example issuer"},
                                "keys": jwks["keys"]}]}
     (directory / "shc-issuers.json").write_text(json.dumps(issuers))
@@ -170,7 +172,7 @@ def test_trust_loading_reads_signed_vci_snapshot(example_trust_dir: Path) -> Non
     assert len(trust.issuer_names) == 652  # 651 in the snapshot + the example issuer
     assert trust.snapshot_time == datetime(2026, 8, 22, 4, 43, 50, tzinfo=timezone.utc)
     assert not trust.problems
-    assert trust.crls["3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s"].ctr == 1
+    assert trust.crls[(EXAMPLE_ISSUER, "3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s")].ctr == 1
 
 
 def test_tampered_snapshot_is_skipped(example_trust_dir: Path, tmp_path: Path) -> None:
@@ -230,11 +232,12 @@ def test_revocation_by_own_issuer_crl() -> None:
     trust = issuer.trust(crl_version=2)
     store = TrustStore(shc=trust)
     assert verify(card, store, LATER).failure == "SHC_CRL_UNAVAILABLE"  # advertised, not held
-    trust.add_crl({"kid": issuer.jwk["kid"], "method": "rid", "ctr": 1, "rids": []})
+    trust.add_crl({"kid": issuer.jwk["kid"], "method": "rid", "ctr": 1, "rids": []}, issuer.iss)
     assert verify(card, store, LATER).failure == "SHC_CRL_UNAVAILABLE"  # held, but older
-    trust.add_crl({"kid": issuer.jwk["kid"], "method": "rid", "ctr": 2, "rids": [f"dXNlcjEyMw.{int(NBF)}"]})
+    trust.add_crl({"kid": issuer.jwk["kid"], "method": "rid", "ctr": 2, "rids": [f"dXNlcjEyMw.{int(NBF)}"]},
+                  issuer.iss)
     assert verify(card, store, LATER).valid  # cut-off equals nbf: not issued *before* it
-    trust.add_crl({"kid": issuer.jwk["kid"], "method": "rid", "ctr": 3, "rids": ["dXNlcjEyMw"]})
+    trust.add_crl({"kid": issuer.jwk["kid"], "method": "rid", "ctr": 3, "rids": ["dXNlcjEyMw"]}, issuer.iss)
     verdict = verify(card, store, LATER)
     assert verdict.failure == "SHC_REVOKED" and verdict.checks["revocation"] is False
 
@@ -332,8 +335,9 @@ def test_trust_files_may_be_fleet_envelopes(shc_dir: Path, tmp_path: Path) -> No
     content = {"issuerInfo": [{"issuer": {"iss": EXAMPLE_ISSUER}, "keys": jwks["keys"], "crls": [crl]}]}
     fleet_key = ed25519.Ed25519PrivateKey.generate()
     (tmp_path / "shc-issuers.json").write_bytes(build_envelope(fleet_key, "shc-issuers", 3, content, AT))
-    with pytest.raises(ValueError, match="no pinned fleet key"):  # an unchecked envelope: refused
-        load_trust(tmp_path)
+    unchecked = load_trust(tmp_path)  # an unchecked envelope: refused, and said so
+    assert unchecked is not None and not unchecked.issuer_names
+    assert any("no pinned fleet key" in problem for problem in unchecked.problems)
     store = TrustStore(shc=load_trust(tmp_path, [fleet_key.public_key()]))
     assert verify(example_texts(shc_dir, "00")[0], store, AT).valid
     assert verify(example_texts(shc_dir, "03")[0], store, AT).failure == "SHC_REVOKED"
@@ -357,7 +361,7 @@ def test_rid_derivation_and_issuer_revocation_flow() -> None:
     early = issue_card(issuer, card_claims(issuer.iss, NBF, rid=rid))[0]
     late = issue_card(issuer, card_claims(issuer.iss, NBF + 100, rid=rid))[0]
     trust = issuer.trust(crl_version=1)
-    trust.add_crl({"kid": kid, "method": "rid", "ctr": 1, "rids": [f"{rid}.{int(NBF) + 50}"]})
+    trust.add_crl({"kid": kid, "method": "rid", "ctr": 1, "rids": [f"{rid}.{int(NBF) + 50}"]}, issuer.iss)
     store = TrustStore(shc=trust)
     assert verify(early, store, LATER).failure == "SHC_REVOKED"
     assert verify(late, store, LATER).valid

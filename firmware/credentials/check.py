@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         except ValueError as exc:  # TrustDataError, or a --fleet-key that is not a key
             out.write(f"error: --trust: {exc}\n")
             return 2
+        # What the loaders skipped: the technician sees why some issuers' holders are denied.
+        for problem in trust.problems:
+            out.write(f"trust problem: {problem}\n")
     else:
         out.write("note: no --trust folder given: no issuer is trusted\n")
     out.write(f"document: {_shown(container)}, {len(found)} credential(s)\n")

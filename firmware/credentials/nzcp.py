@@ -100,11 +100,14 @@ def load_trust(directory: str | Path, pinned_keys: Any = None) -> NzcpTrust | No
     if not isinstance(doc, dict):
         raise ValueError(f"{ISSUERS_FILE}: expected an object")
     issuers, documents = doc.get("trusted_issuers"), doc.get("did_documents")
-    if not isinstance(issuers, list) or not all(isinstance(i, str) for i in issuers):
+    if not isinstance(issuers, list):
         raise ValueError(f"{ISSUERS_FILE}: trusted_issuers must be a list of DIDs")
     if not isinstance(documents, list):
         raise ValueError(f"{ISSUERS_FILE}: did_documents must be a list")
-    trust = NzcpTrust(trusted_issuers=set(issuers))
+    # An entry that is not a DID names no issuer: skipped (trusting fewer), the others kept.
+    trust = NzcpTrust(trusted_issuers={i for i in issuers if isinstance(i, str)})
+    if len(trust.trusted_issuers) < len(issuers):
+        trust.problems.append("trusted_issuers entries that are not strings were skipped")
     for document in documents:
         trust.add_did_document(document)
     for problem in trust.problems:

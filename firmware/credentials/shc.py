@@ -110,7 +110,11 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
         raise Deny("SHC_EXPIRED")
 
     rid = claims["vc"].get("rid")
-    crl = shc_trust.crls.get(key.kid)
+    # The CRL of this issuer for this key: another issuer listing the same key has its own.
+    crl = shc_trust.crl_for(key.iss, key.kid)
+    if (key.iss, key.kid) in shc_trust.crl_problems:
+        checks["revocation"] = False  # its CRL was malformed: revoked cards may be in it
+        raise Deny("SHC_CRL_UNAVAILABLE")
     if key.crl_version is not None and (crl is None or crl.ctr < key.crl_version):
         checks["revocation"] = False  # the issuer publishes a CRL we do not hold: fail safe
         raise Deny("SHC_CRL_UNAVAILABLE")

@@ -1,4 +1,4 @@
-"""SMART Health Card trust: issuer keys (cached JWKS or a signed VCI snapshot) and per-key CRLs."""
+"""SMART Health Card trust: issuer keys (cached JWKS or a signed VCI snapshot) and per-(issuer, key) CRLs."""
 from __future__ import annotations
 
 import base64
@@ -53,11 +53,16 @@ class ShcKey:
 
 @dataclass
 class ShcCrl:
-    """A per-key Card Revocation List: rid -> cut-off timestamp (None revokes every card)."""
+    """One issuer key's Card Revocation List: rid -> cut-off timestamp (None revokes every card).
+
+    Published at `<iss>/.well-known/crl/<kid>.json`: the kid alone does not name it, since
+    several issuers may list one key (the VCI directory has such keys).
+    """
 
     kid: str
     ctr: int
     rids: dict[str, float | None] = field(default_factory=dict)
+    iss: str = ""
 
     def revokes(self, rid: str, nbf: float) -> bool:
         """True when a card with this rid and nbf is revoked (cards issued before the cut-off)."""
@@ -67,21 +72,21 @@ class ShcCrl:
         return cutoff is None or nbf < cutoff
 
 
-def parse_crl(doc: Any) -> ShcCrl:
-    """Parse `{kid, method: "rid", ctr, rids: ["rid" | "rid.timestamp", ...]}`."""
+def parse_crl(doc: Any, iss: str = "") -> ShcCrl:
+    """Parse `{kid, method: "rid", ctr, rids: ["rid" | "rid.timestamp", ...]}` of issuer `iss`."""
     if not isinstance(doc, dict) or doc.get("method") != "rid":
         raise ShcTrustError("CRL is not a `rid` method object")
     kid, rids = doc.get("kid"), doc.get("rids")
     if not isinstance(kid, str) or not isinstance(rids, list):
         raise ShcTrustError("CRL needs a kid and a rids array")
-    crl = ShcCrl(kid=kid, ctr=_as_int(doc.get("ctr"), "ctr"))
+    crl = ShcCrl(kid=kid, ctr=_as_int(doc.get("ctr"), "ctr"), iss=iss)
     for entry in rids:
         if not isinstance(entry, str):
             raise ShcTrustError("CRL rid entries must be strings")
         rid, _, stamp = entry.partition(".")
         if not _RID_RE.match(rid):
             raise ShcTrustError("CRL rid is not base64url of at most 24 characters")
-        cutoff = _cutoff(stamp) if stamp else None
+        cutoff: float | None = _cutoff(stamp) if stamp else None
         previous = crl.rids.get(rid, 0.0)
         # Several entries for one rid: the widest revocation wins (None = all cards).
         crl.rids[rid] = None if cutoff is None or previous is None else max(previous, cutoff)
@@ -107,13 +112,23 @@ def _as_int(value: Any, name: str) -> int:
         raise ShcTrustError(f"{name} must be an integer") from None
 
 
+CrlKey = tuple[str, str]  # (issuer URL, kid): what names a CRL
+
+
 @dataclass
 class ShcTrust:
-    """Trusted SHC issuers and their keys, indexed by kid (a kid may appear for several issuers)."""
+    """Trusted SHC issuers and their keys, indexed by kid (a kid may appear for several issuers).
+
+    `crls` holds each (iss, kid)'s newest CRL. `crl_problems` names the (iss, kid) pairs whose
+    CRL data was malformed: their cards are denied (SHC_CRL_UNAVAILABLE) until good data comes,
+    since ignoring the bad CRL could accept a revoked card; other issuers are not touched.
+    `problems` lists everything skipped while loading, for the operator.
+    """
 
     keys_by_kid: dict[str, list[ShcKey]] = field(default_factory=dict)
     issuer_names: dict[str, str] = field(default_factory=dict)
-    crls: dict[str, ShcCrl] = field(default_factory=dict)
+    crls: dict[CrlKey, ShcCrl] = field(default_factory=dict)
+    crl_problems: dict[CrlKey, str] = field(default_factory=dict)
     snapshot_time: datetime | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -145,12 +160,37 @@ class ShcTrust:
         self.issuer_names.setdefault(iss, name or iss)
         return accepted
 
-    def add_crl(self, doc: Any) -> None:
-        """Add one CRL; a newer counter replaces an older list for the same kid."""
-        crl = parse_crl(doc)
-        current = self.crls.get(crl.kid)
+    def add_crl(self, doc: Any, iss: str | None = None) -> None:
+        """Add issuer `iss`'s CRL (default: the document's own `iss` member); a newer counter
+        replaces an older list for the same (iss, kid). Raises ShcTrustError when malformed."""
+        issuer = iss if iss is not None else (doc.get("iss") if isinstance(doc, dict) else None)
+        if not isinstance(issuer, str) or not issuer:
+            raise ShcTrustError("CRL names no issuer (iss)")
+        crl = parse_crl(doc, issuer)
+        current = self.crls.get((issuer, crl.kid))
         if current is None or crl.ctr >= current.ctr:
-            self.crls[crl.kid] = crl
+            self.crls[(issuer, crl.kid)] = crl
+
+    def add_crl_or_report(self, doc: Any, iss: str | None = None, where: str = "CRL") -> bool:
+        """`add_crl`, but a malformed CRL is reported in `problems` instead of raised, and, when
+        its issuer and kid can be read, that key fails closed (`crl_problems`). True if added."""
+        try:
+            self.add_crl(doc, iss)
+            return True
+        except ShcTrustError as exc:
+            issuer = iss if iss is not None else (doc.get("iss") if isinstance(doc, dict) else None)
+            kid = doc.get("kid") if isinstance(doc, dict) else None
+            if isinstance(issuer, str) and issuer and isinstance(kid, str) and kid:
+                self.crl_problems[(issuer, kid)] = str(exc)
+                self.problems.append(f"{where} of {issuer} key {kid[:12]}... refused: {exc}; "
+                                     "that key's cards are denied until a good CRL arrives")
+            else:  # nobody to attribute it to: keys with crlVersion still need their own CRL
+                self.problems.append(f"{where} refused: {exc}")
+            return False
+
+    def crl_for(self, iss: str, kid: str) -> ShcCrl | None:
+        """The CRL that issuer `iss` published for its key `kid`, if held."""
+        return self.crls.get((iss, kid))
 
     def add_issuer_info(self, info: list[Any]) -> None:
         """Add `issuerInfo` entries (VCI snapshot shape): issuer, keys and optional crls."""
@@ -160,11 +200,13 @@ class ShcTrust:
                 continue
             issuer = entry["issuer"]
             self.add_jwks(issuer.get("iss"), entry.get("keys"), issuer.get("name"))
-            for crl in entry.get("crls") or []:
-                try:
-                    self.add_crl(crl)
-                except ShcTrustError as exc:
-                    self.problems.append(f"CRL refused: {exc}")
+            iss = issuer.get("iss") if isinstance(issuer.get("iss"), str) else ""
+            crls = entry.get("crls") or []
+            if not isinstance(crls, list):
+                self.problems.append(f"crls of {iss or '?'} is not a list")
+                crls = []
+            for crl in crls:
+                self.add_crl_or_report(crl, iss, "issuerInfo CRL")
 
 
 def _key_from_jwk(iss: str, jwk: Any) -> ShcKey | None:
@@ -228,9 +270,12 @@ def load_trust(directory: str | Path, pins: frozenset[str] = VCI_SNAPSHOT_CERT_P
     """Load SHC trust from a trust cache directory; None when it holds no SHC files.
 
     Reads `shc-issuers.json` (issuerInfo list, configured by the operator), `shc-crl.json`
-    (a list of CRLs) and the signed VCI snapshot (`vci_snapshot.json` + `.sig` + `.crt`). A
-    snapshot whose signature fails is skipped and recorded in `problems` (fewer trusted
-    issuers means more denials, never a wrong accept).
+    (`{"crls": [CRL with its issuer's "iss", ...]}`) and the signed VCI snapshot
+    (`vci_snapshot.json` + `.sig` + `.crt`). Never raises for bad data: whatever cannot be
+    used (a file, an issuer, a key, a CRL) is skipped and named in `problems`, so one issuer's
+    bad data never denies another's holders. Skipping never widens acceptance: a skipped file
+    or issuer trusts fewer keys; a key whose CRL was refused is denied (`crl_problems`); a key
+    that advertises `crlVersion` is denied without a CRL that recent.
     """
     base = Path(directory)
     issuers_path, crl_path, snap_path = base / ISSUERS_FILE, base / CRL_FILE, base / SNAPSHOT_FILE
@@ -248,22 +293,37 @@ def load_trust(directory: str | Path, pins: frozenset[str] = VCI_SNAPSHOT_CERT_P
             trust.add_issuer_info(doc["issuerInfo"])
             trust.snapshot_time = _parse_time(doc.get("time"))
         except (OSError, ShcTrustError) as exc:
-            log.warning("VCI snapshot skipped: %s", exc)
             trust.problems.append(f"VCI snapshot skipped: {exc}")
     if issuers_path.is_file():
-        doc = _read_json(issuers_path, pinned_keys)
-        info = doc.get("issuerInfo") if isinstance(doc, dict) else None
-        if not isinstance(info, list):
-            raise ShcTrustError(f"{ISSUERS_FILE}: expected an object with an issuerInfo list")
-        trust.add_issuer_info(info)
+        try:
+            doc = _read_json(issuers_path, pinned_keys)
+            info = doc.get("issuerInfo") if isinstance(doc, dict) else None
+            if not isinstance(info, list):
+                raise ShcTrustError(f"{ISSUERS_FILE}: expected an object with an issuerInfo list")
+            trust.add_issuer_info(info)
+        except (OSError, ShcTrustError) as exc:
+            trust.problems.append(f"{ISSUERS_FILE} skipped: {exc}")
     if crl_path.is_file():
-        doc = _read_json(crl_path, pinned_keys)
-        crls = doc.get("crls") if isinstance(doc, dict) else doc
-        if not isinstance(crls, list):
-            raise ShcTrustError(f"{CRL_FILE}: expected a list of CRLs")
-        for crl in crls:
-            trust.add_crl(crl)
+        _load_crl_file(trust, crl_path, pinned_keys)
+    for problem in trust.problems:
+        log.warning("SHC trust: %s", problem)
     return trust
+
+
+def _load_crl_file(trust: ShcTrust, path: Path, pinned_keys: Any) -> None:
+    """Each CRL of `shc-crl.json` on its own: a bad one is reported and, when attributable,
+    fails its own (iss, kid) closed; the others are kept."""
+    try:
+        doc = _read_json(path, pinned_keys)
+    except (OSError, ShcTrustError) as exc:
+        trust.problems.append(f"{CRL_FILE} skipped: {exc}")
+        return
+    crls = doc.get("crls") if isinstance(doc, dict) else doc
+    if not isinstance(crls, list):
+        trust.problems.append(f"{CRL_FILE} skipped: expected a list of CRLs")
+        return
+    for index, crl in enumerate(crls):
+        trust.add_crl_or_report(crl, None, f"{CRL_FILE} entry #{index}")
 
 
 def _read_json(path: Path, pinned_keys: Any) -> Any:

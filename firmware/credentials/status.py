@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -59,6 +60,7 @@ class StatusTrust:
     cache: StatusRecordCache | None = None
     max_cache_age: timedelta = DEFAULT_MAX_CACHE_AGE
     code_max_age: timedelta | None = None
+    problems: list[str] = field(default_factory=list)  # what loading skipped, for the operator
 
 
 def load_trust(directory: str | Path, pinned_keys: Any = None) -> StatusTrust | None:
@@ -75,27 +77,34 @@ def load_trust(directory: str | Path, pinned_keys: Any = None) -> StatusTrust | 
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise ValueError(f"{ISSUERS_FILE}: expected an object with a keys list")
     keys: dict[bytes, StatusIssuerKey] = {}
+    problems: list[str] = []
     for index, entry in enumerate(doc["keys"]):
-        kid, key = _parse_key(entry, index)
+        try:  # a bad key is skipped alone: its issuer's codes are denied, the others are not
+            kid, key = _parse_key(entry, index)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # binascii.Error: ValueError
+            problems.append(f"skipped: {exc}")
+            continue
         keys[kid] = key
-    trust = StatusTrust(keys=keys)
+    trust = StatusTrust(keys=keys, problems=problems)
     trust.max_cache_age = timedelta(seconds=_seconds(doc, "max_cache_age_seconds", 86400))
     code_age = doc.get("code_max_age_seconds")
     trust.code_max_age = None if code_age is None else timedelta(seconds=_seconds(doc, "code_max_age_seconds", 0))
     trust.cache = StatusRecordCache(keys, base / RECORDS_FILE)
-    _apply_synced_records(base, trust.cache, pinned_keys)
+    trust.problems += _apply_synced_records(base, trust.cache, pinned_keys)
     return trust
 
 
-def _apply_synced_records(base: Path, cache: StatusRecordCache, pinned_keys: Any) -> None:
+def _apply_synced_records(base: Path, cache: StatusRecordCache, pinned_keys: Any) -> list[str]:
     """Fold the synced `status-records.json` (fleet item "status-records") into the cache.
 
     Its content is {"records": [base64 COSE record, ...], "complete": true|false}; every record
-    is verified by the cache. The sync time is when the fleet last confirmed the item.
+    is verified by the cache. The sync time is when the fleet last confirmed the item; a
+    partial sync with a refused record keeps the old sync time (the cache then turns stale
+    rather than vouch for records that a refused one may supersede). Returns the problems.
     """
     path = base / RECORDS_SYNC_FILE
     if not path.is_file():
-        return
+        return []
     try:
         content = read_trust_json(path, pinned_keys)
     except ValueError as exc:  # also an envelope that fails its check
@@ -105,16 +114,19 @@ def _apply_synced_records(base: Path, cache: StatusRecordCache, pinned_keys: Any
     if not isinstance(content, dict) or not isinstance(records, list):
         # Keep the verified cache as it is (it turns stale by itself); never fail the trust load.
         log.warning("%s: expected an object with a records list; ignored", RECORDS_SYNC_FILE)
-        return
+        return [f"{RECORDS_SYNC_FILE} ignored: unusable (the cache turns stale)"]
     when = synced_at(base, RECORDS_SYNC_FILE.removesuffix(".json"))
     if when is None or (cache.synced_at is not None and when <= cache.synced_at):
-        return  # nothing newer than what the cache already holds
-    blobs = [_b64(item) for item in records]
-    report = cache.apply_sync([b for b in blobs if b is not None], when,
-                              replace_all=content.get("complete") is True)
-    report.refused += blobs.count(None)
-    if report.refused:
-        log.warning("status records: %d of %d refused", report.refused, len(records))
+        return []  # nothing newer than what the cache already holds
+    complete = content.get("complete") is True
+    # An undecodable item counts as a refused record (b"" never verifies).
+    blobs = [_b64(item) or b"" for item in records]
+    report = cache.apply_sync(blobs, when, replace_all=complete, hold_time_on_refusal=True)
+    if not report.refused:
+        return []
+    log.warning("status records: %d of %d refused", report.refused, len(records))
+    held = "" if complete else "; the cache's sync time is kept, so it turns stale"
+    return [f"{RECORDS_SYNC_FILE}: {report.refused} of {len(records)} records refused{held}"]
 
 
 def _b64(item: Any) -> bytes | None:

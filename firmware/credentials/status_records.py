@@ -237,11 +237,14 @@ class StatusRecordCache:
             self.synced_at = None  # unreadable sync time: the cache counts as stale
 
     def apply_sync(self, blobs: Iterable[bytes], synced_at: datetime, *,
-                   replace_all: bool = False) -> SyncReport:
+                   replace_all: bool = False, hold_time_on_refusal: bool = False) -> SyncReport:
         """Apply signed records from the fleet server atomically.
 
         A record replaces a cached one only when it is at least as new (no rollback to an older
         status). With `replace_all`, the batch is the complete set: other records are removed.
+        With `hold_time_on_refusal`, a partial batch with a refused record keeps the cache's
+        sync time: the refused one may be a subject's newer status, so the held records must
+        not look freshly confirmed (docs/credentials.md, "Bad trust data").
         """
         if synced_at.tzinfo is None:
             synced_at = synced_at.replace(tzinfo=timezone.utc)
@@ -268,6 +271,8 @@ class StatusRecordCache:
                 merged[key] = (record, blob)
                 report.stored += 1
             report.removed = len(set(self._records) - set(merged))
+            if hold_time_on_refusal and report.refused and not replace_all:
+                synced_at = self.synced_at or datetime.fromtimestamp(0, timezone.utc)
             if self._path is not None:
                 self._persist(merged, synced_at)
             self._records, self.synced_at = merged, synced_at

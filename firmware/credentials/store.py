@@ -15,6 +15,10 @@ Layout (every file optional; a missing part means "trust none" for that part):
   trust-state.json          the sync client's state: when each item was last confirmed
 Fleet envelopes ({"name", "content", "sig", ...}) are checked against `pinned_keys`, and refused
 without them; plain files (a kiosk without a fleet) are read as they are.
+
+Bad data never stops the load: each part that cannot be used is skipped, named in
+`TrustStore.problems`, and fails closed for the issuers it concerns only (the table in
+docs/credentials.md, "Bad trust data"); the other parts and formats load as usual.
 """
 from __future__ import annotations
 
@@ -49,6 +53,15 @@ CERT_SUFFIXES = {".der", ".pem", ".crt", ".cer"}
 MAX_FILE_BYTES = 64 * 1024 * 1024
 DCC_ITEMS = ("dcc-signers", "dcc-rules", "dcc-valuesets", "dcc-revocation")
 REVOCATION_CACHE = ".dcc-revocation-cache"  # sorted tables built from dcc-revocation.json
+
+
+class UnusableRevocation:
+    """Stands in for a revocation list that exists but cannot be read: the revocation stage
+    then denies every DCC (DCC_REVOCATION_UNAVAILABLE). Its entries name no issuer, so nobody
+    can be exempted, and dropping the list would accept revoked certificates."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class TrustDataError(ValueError):
@@ -90,14 +103,15 @@ def _valuesets_from(content: Any) -> dict[str, Any]:
             if isinstance(d, dict) and isinstance(d.get("valueSetId"), str)}
 
 
-def _anchors(folder: Path) -> list[Any]:
+def _anchors(folder: Path, problems: list[str]) -> list[Any]:
+    """Every usable anchor; a bad one is skipped (lists it signed then fail their check)."""
     anchors = []
     for path in sorted(folder.glob("*")):
         if path.is_file():
             try:
                 anchors.append(load_anchor(_read(path)))
-            except TrustListError as exc:
-                raise TrustDataError(f"{path.name}: {exc}") from None
+            except (TrustListError, TrustDataError, OSError) as exc:
+                problems.append(f"dcc-trust-anchors/{path.name} skipped: {exc}")
     return anchors
 
 
@@ -119,41 +133,50 @@ def _signer_list_bytes(root: Path, pinned_keys: Any) -> tuple[bytes, bytes | Non
 
 
 def _load_signers(root: Path, store: TrustStore, anchors: list[Any], pinned_keys: Any) -> None:
+    """The signer list (a bad entry skips that signer alone; a list that fails its signature
+    or cannot be read gives no signers: their DCCs are denied as untrusted) and dcc-certs/."""
     if (root / "dcc-signers.json").exists():
-        listed, signature = _signer_list_bytes(root, pinned_keys)
         try:
+            listed, signature = _signer_list_bytes(root, pinned_keys)
             report = ingest_signer_list(store, listed, signature, anchors,
                                         datetime.now(timezone.utc))
-        except TrustListError as exc:
-            raise TrustDataError(f"dcc-signers.json: {exc}") from None
-        for problem in report.skipped:
-            log.warning("dcc-signers.json: skipped %s", problem)
+            store.problems += [f"dcc-signers.json: skipped {problem}" for problem in report.skipped]
+        except (TrustListError, TrustDataError, OSError) as exc:
+            store.problems.append(f"dcc-signers.json: no signer from this list is trusted: {exc}")
     certs = root / "dcc-certs"
     if not certs.is_dir():
         return
     for cert_path in sorted(certs.iterdir()):
         if cert_path.suffix.lower() not in CERT_SUFFIXES:
             continue
-        raw = _read(cert_path)
         try:
+            raw = _read(cert_path)
             if raw.lstrip().startswith(b"-----BEGIN"):
                 raw = x509.load_pem_x509_certificate(raw).public_bytes(serialization.Encoding.DER)
             signer = DccSigner.from_der(raw)
-        except (ValueError, SignerError) as exc:
-            raise TrustDataError(f"{cert_path.name}: {exc}") from None
+        except (ValueError, SignerError, OSError) as exc:  # TrustDataError is a ValueError
+            store.problems.append(f"dcc-certs/{cert_path.name} skipped: {exc}")
+            continue
         if signer.constraint_problem is not None:  # readable but not a DSC: skip it alone
-            log.warning("dcc-certs/%s: skipped: %s", cert_path.name, signer.constraint_problem)
+            store.problems.append(f"dcc-certs/{cert_path.name} skipped: {signer.constraint_problem}")
             continue
         store.dcc_signers.setdefault(signer.kid, []).append(signer)
 
 
-def _load_rules(path: Path, pinned_keys: Any) -> Any:
-    content = _unwrap(path, _read(path), pinned_keys)
-    from firmware.credentials import certlogic
+def _load_rules(path: Path, store: TrustStore, pinned_keys: Any) -> None:
+    """Rule by rule: a malformed rule fails closed for its (Type, Country) only; a file that
+    cannot be read at all fails every DCC's rules stage closed (dcc/rule_set.py)."""
+    from firmware.credentials.dcc.rule_set import ANY, load_rule_set
     try:
-        return certlogic.parse_rules(content)
-    except certlogic.CertLogicError as exc:
-        raise TrustDataError(f"{path.name}: {exc}") from None
+        content = _unwrap(path, _read(path), pinned_keys)
+    except (TrustDataError, OSError) as exc:
+        store.dcc_rules, store.dcc_rules_refused = [], {(ANY, ANY): str(exc)}
+        store.problems.append(f"{path.name}: unusable, every DCC is denied: {exc}")
+        return
+    store.dcc_rules, store.dcc_rules_refused = load_rule_set(content)
+    for (kind, country), why in store.dcc_rules_refused.items():
+        where = "every DCC" if country == ANY else f"{kind} rules of {country}"
+        store.problems.append(f"{path.name}: a rule was refused ({why}); denied: {where}")
 
 
 def _load_revocation(root: Path, pinned_keys: Any) -> RevocationList | None:
@@ -217,38 +240,58 @@ def _updated_at(root: Path, present: Iterable[str]) -> datetime | None:
 
 
 def _other_formats(root: Path, store: TrustStore, pinned_keys: Any) -> None:
-    """SHC, NZCP and status trust, from their own modules when they provide a loader."""
+    """SHC, NZCP and status trust, from their own modules when they provide a loader; what
+    each loader skipped (its `problems`) is added to the store's, prefixed with the format."""
     import importlib
     for attribute in ("shc", "nzcp", "status"):
         try:
             module = importlib.import_module(f"firmware.credentials.{attribute}")
             loader = getattr(module, "load_trust", None)
             if loader is not None:
-                setattr(store, attribute, loader(root, pinned_keys=pinned_keys))
+                loaded = loader(root, pinned_keys=pinned_keys)
+                setattr(store, attribute, loaded)
+                store.problems += [f"{attribute}: {p}" for p in getattr(loaded, "problems", [])]
         except Exception as exc:  # another format's data must not stop the DCC trust loading
-            log.warning("trust for %s not loaded: %s", attribute, type(exc).__name__)
+            store.problems.append(f"{attribute}: trust not loaded, its credentials are denied: "
+                                  f"{exc or type(exc).__name__}")
+
+
+def _load_valuesets(root: Path, store: TrustStore, pinned_keys: Any) -> None:
+    """Value sets; when unreadable, none (rules that look one up then give OPEN: denied)."""
+    path = root / "dcc-valuesets.json"
+    try:
+        if path.exists():
+            store.dcc_valuesets = _valuesets_from(_unwrap(path, _read(path), pinned_keys))
+        elif (root / "dcc-valuesets").is_dir():
+            store.dcc_valuesets = load_valuesets(root / "dcc-valuesets")
+    except (TrustDataError, OSError) as exc:
+        store.dcc_valuesets = {}
+        store.problems.append(f"dcc-valuesets: unusable, rules using value sets deny: {exc}")
 
 
 def load_trust_dir(path: str | Path, *, pinned_keys: Any = None, country: str | None = None,
                    region: str | None = None) -> TrustStore:
-    """A TrustStore from the cached trust files in `path`; TrustDataError names a bad file."""
+    """A TrustStore from the cached trust files in `path` (TrustDataError when `path` is not a
+    folder); what could not be used is in `TrustStore.problems`, failing closed where it applies."""
     root = Path(path)
     if not root.is_dir():
         raise TrustDataError(f"{root}: not a folder")
     store = TrustStore(dcc_country=country, dcc_region=region)
     anchors_dir = root / "dcc-trust-anchors"
-    anchors = _anchors(anchors_dir) if anchors_dir.is_dir() else []
+    anchors = _anchors(anchors_dir, store.problems) if anchors_dir.is_dir() else []
     _load_signers(root, store, anchors, pinned_keys)
     present = [name for name in DCC_ITEMS
                if (root / f"{name}.json").exists() or (root / name).is_dir()]
     if (root / "dcc-rules.json").exists():
-        store.dcc_rules = _load_rules(root / "dcc-rules.json", pinned_keys)
-    if (root / "dcc-valuesets.json").exists():
-        path = root / "dcc-valuesets.json"
-        store.dcc_valuesets = _valuesets_from(_unwrap(path, _read(path), pinned_keys))
-    elif (root / "dcc-valuesets").is_dir():
-        store.dcc_valuesets = load_valuesets(root / "dcc-valuesets")
-    store.dcc_revocation = _load_revocation(root, pinned_keys)
+        _load_rules(root / "dcc-rules.json", store, pinned_keys)
+    _load_valuesets(root, store, pinned_keys)
+    try:
+        store.dcc_revocation = _load_revocation(root, pinned_keys)
+    except (TrustDataError, OSError) as exc:
+        store.dcc_revocation = UnusableRevocation(str(exc))
+        store.problems.append(f"{exc}; every DCC is denied (DCC_REVOCATION_UNAVAILABLE)")
     store.updated_at = _updated_at(root, present)
     _other_formats(root, store, pinned_keys)
+    for problem in store.problems:
+        log.warning("trust data: %s", problem)
     return store

@@ -21,6 +21,9 @@ class TrustStore:
     `dcc_rules` is a list of parsed CertLogic rules, `dcc_valuesets` maps value-set id to its
     JSON document, `dcc_revocation` is a `firmware.credentials.dcc.revocation.RevocationList`.
     `updated_at` is when the trust data was last refreshed, for the max-age policy.
+    `dcc_rules_refused` maps (Type, Country) of rules that could not be parsed to why (the rules
+    stage denies where they apply, see dcc/rule_set.py). `problems` lists, for the operator,
+    what the loaders skipped (docs/credentials.md, "Bad trust data").
     """
 
     dcc_signers: dict[bytes, list["DccSigner"]] = field(default_factory=dict)
@@ -34,6 +37,8 @@ class TrustStore:
     dcc_country: str | None = None
     dcc_region: str | None = None
     updated_at: datetime | None = None
+    dcc_rules_refused: dict[tuple[str, str], str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
     @classmethod
     def from_certificates(cls, certificates: Iterable[bytes]) -> "TrustStore":

@@ -243,6 +243,10 @@ KINDS: dict[str, dict[str, Field]] = {
     # The kiosk could not log an event (refused for good): which kind, and why.
     "event_refused": {"kind": Field((str,), required=True, max_chars=128),
                       "reason": Field((str,), required=True)},
+    # Trust data the kiosk loaded with skipped parts (docs/credentials.md "Bad trust data"):
+    # how many problems, and the first few (about trust files: issuers and keys, never people).
+    "trust_problems": {"count": Field((int,), required=True, int_range=(1, MAX_SEQ)),
+                       "problems": Field((list,), required=True)},
     # First event of a new chain after the kiosk lost its log (firmware/eventlog/restart.py).
     "log_restarted": {"reason": Field((str,), required=True),
                       "previous_start": Field((int, None), required=True,

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
+
+import numpy as np
+
+# Deeper than any real document (CertLogic rules nest ~20 levels), far below the depth where
+# json's C scanner recurses near the interpreter's stack limit (a RecursionError there can also
+# break unrelated finalizers that run at that moment).
+MAX_DEPTH = 128
+# A JSON string: quote, then runs of plain characters and escapes (unrolled: linear, no backtracking).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 
 
 def _reject_constant(name: str) -> Any:
@@ -19,15 +29,26 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads(data: str | bytes | bytearray) -> Any:
-    """`json.loads` that refuses NaN, Infinity, -Infinity and overflowing numbers (ValueError).
+def nesting_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON text (brackets inside strings do not
+    count), found without parsing: strings removed by one regex pass, then a running sum."""
+    if data.count(b"[") + data.count(b"{") == 0:
+        return 0
+    outside = np.frombuffer(_STRING.sub(b"", data), dtype=np.uint8)
+    steps = (np.isin(outside, (ord("["), ord("{"))).astype(np.int32)
+             - np.isin(outside, (ord("]"), ord("}"))).astype(np.int32))
+    return int(np.cumsum(steps).max(initial=0))
 
-    Deep nesting raises RecursionError in json; it is turned into ValueError so callers catch one
-    type.
-    """
+
+def loads(data: str | bytes | bytearray, max_depth: int = MAX_DEPTH) -> Any:
+    """`json.loads` that refuses NaN, Infinity, -Infinity, overflowing numbers and nesting deeper
+    than `max_depth` (checked before parsing), all with ValueError."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if raw.count(b"[") + raw.count(b"{") > max_depth and nesting_depth(raw) > max_depth:
+        raise ValueError(f"JSON nested deeper than {max_depth} levels")
     try:
         return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
-    except RecursionError:
+    except RecursionError:  # not reachable below MAX_DEPTH; kept so callers catch one type
         raise ValueError("JSON nested too deeply") from None
 
 

@@ -30,6 +30,7 @@ from firmware.eventlog.codec import canonical_json
 from firmware.fsutil import write_atomic
 from firmware.protocol import finite_json
 from firmware.protocol.numericdate import NumericDateError, iso_time
+from firmware.sync.freshness import FRESHNESS_HEADER, confirmed_at
 from firmware.sync.auth import sign_request
 
 log = logging.getLogger("healthgate.trustsync")
@@ -269,7 +270,9 @@ class TrustSync:
             headers["If-None-Match"] = item["etag"]
         response, body = self._get(f"/v1/trust/{name}", headers)
         if response.status_code == 304 and cached is not None:
-            item["checked_at"] = _iso(self.clock())
+            # An unsigned 304 proves nothing by itself: the age comes from a signed statement
+            # about our copy's bytes, or from the copy's issued_at (docs/fleet-api.md).
+            self._confirm(item, response, cached, (self.cache_dir / f"{name}.json").read_bytes())
             return SyncOutcome(name, "not_modified", None, cached["version"])
         if response.status_code == 404:
             return SyncOutcome(name, "missing", "TRUST_NOT_PUBLISHED")
@@ -281,10 +284,18 @@ class TrustSync:
             raise TrustSyncError("TRUST_ROLLBACK",
                                  f"offered v{envelope['version']}, have v{cached['version']}")
         write_atomic(self.cache_dir / f"{name}.json", body)
-        now = _iso(self.clock())
         item.update({"etag": response.headers.get("ETag"), "version": envelope["version"],
-                     "issued_at": envelope["issued_at"], "fetched_at": now, "checked_at": now})
+                     "issued_at": envelope["issued_at"], "fetched_at": _iso(self.clock())})
+        self._confirm(item, response, envelope, body)  # a replayed 200 is no fresher either
         return SyncOutcome(name, "updated", None, envelope["version"])
+
+    def _confirm(self, item: dict[str, Any], response: requests.Response,
+                 envelope: dict[str, Any], raw: bytes) -> None:
+        """Set the item's `checked_at` from signed data only (freshness.confirmed_at)."""
+        pinned = {key_id(key): key for key in self.pinned}
+        when, source = confirmed_at(response.headers.get(FRESHNESS_HEADER), pinned, envelope,
+                                    raw, self.clock())
+        item.update({"checked_at": _iso(when), "checked_by": source})
 
     # reading the cache -------------------------------------------------------------------------
     def _load_cached(self, name: str) -> dict[str, Any] | None:

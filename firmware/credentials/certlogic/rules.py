@@ -26,8 +26,9 @@ from firmware.protocol.finite_json import within_budget
 log = logging.getLogger(__name__)
 
 ENGINE = "CERTLOGIC"
-# The CertLogic specification version this engine implements; rules declare the version they
-# need in EngineVersion, and run here when the major versions agree and theirs is not newer.
+# The CertLogic specification version this engine implements. A rule runs when its
+# EngineVersion is not newer (as the reference verifiers do; see docs/certlogic.md): published
+# rules declare 0.7.5 (certlogic-js's version before the spec had its own), 1.0.0, 1.3.0 ...
 ENGINE_VERSION = "1.3.3"
 # The payload the rules walk (`var`, `in`, `reduce`): a DCC has well under 200 values; from the
 # HC1 pipeline it is already within dcc.codec.MAX_JSON_NODES.
@@ -99,8 +100,11 @@ class Rule:
         """Why an engine of `engine_version` cannot run this rule, or None when it can."""
         if self.engine.upper() != ENGINE:
             return f"rule engine {self.engine!r} is not {ENGINE}"
+        # Only a newer engine version is refused, whatever the major: 0.x rules are the same
+        # language (0.x was certlogic-js's release number, not a spec version), and the
+        # reference verifiers (dgc-certlogic-android, CovPass) run them.
         ours, theirs = parse_version(engine_version), parse_version(self.engine_version)
-        if theirs[0] != ours[0] or theirs > ours:
+        if theirs > ours:
             return (f"rule needs CertLogic engine {self.engine_version}; "
                     f"this engine is {engine_version}")
         return None
@@ -110,10 +114,11 @@ class Rule:
 
         As the reference verifier engine: the certificate's schema must have the rule's major
         version and be at least the rule's SchemaVersion (a rule written for fields of schema
-        1.3.0 cannot judge a 1.0.0 certificate). A rule without SchemaVersion applies to all.
+        1.3.0 cannot judge a 1.0.0 certificate). A certificate without a readable `ver`, or a
+        rule without SchemaVersion (the gateway requires one), cannot be matched: OPEN.
         """
         if not self.schema_version:
-            return None
+            return "rule declares no SchemaVersion"
         version = payload.get("ver") if isinstance(payload, Mapping) else None
         try:
             theirs = parse_version(version) if isinstance(version, str) else None
@@ -151,6 +156,11 @@ def parse_rules(source: str | bytes | Sequence[Any] | Mapping[str, Any]) -> list
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
         raise RuleFormatError("a rule set is a JSON object or an array of them")
     return [_parse_rule(item, index) for index, item in enumerate(items)]
+
+
+def parse_rule(item: Any, index: int = 0) -> Rule:
+    """One rule object (`index` names it in errors); raises RuleFormatError as parse_rules."""
+    return _parse_rule(item, index)
 
 
 def _parse_rule(item: Any, index: int) -> Rule:

@@ -17,9 +17,16 @@ CERT_TYPES = {"v": "Vaccination", "t": "Test", "r": "Recovery"}
 
 def run_stage(claims: Any, sign1: Any, trust: Any, at: Any, run: Any) -> None:
     rule_set = getattr(trust, "dcc_rules", None)
-    if not rule_set:
+    refused = getattr(trust, "dcc_rules_refused", None)
+    if not rule_set and not refused:
         return
     country = getattr(trust, "dcc_country", None)
+    if refused and country:  # a malformed rule where this DCC is judged: fail closed
+        from firmware.credentials.dcc.rule_set import refusal_for
+        why = refusal_for(refused, country, claims.iss or None)
+        if why is not None:
+            run.fail("rules", "DCC_RULES_UNAVAILABLE", why)
+            return
     kind = entry_type(claims.dcc)
     if not country or kind is None or not isinstance(at, datetime):
         why = "no kiosk country configured" if not country else "no single entry or clock"
