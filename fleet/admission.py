@@ -10,12 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from starlette.responses import JSONResponse
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+from starlette.types import ASGIApp as App, Message, Receive, Scope, Send
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 4 * MIB  # one signed upload (POST /v1/events)
@@ -343,8 +338,9 @@ async def _next_message(upload: Upload, receive: Receive) -> Message | None:
     """The next ASGI message, or None when the rate guard cut this upload first."""
     if upload.cut.done():
         return None
-    pending = asyncio.ensure_future(receive())
-    await asyncio.wait({pending, upload.cut}, return_when=asyncio.FIRST_COMPLETED)
+    pending: asyncio.Future[Message] = asyncio.ensure_future(receive())
+    waited: set[asyncio.Future[Any]] = {pending, upload.cut}
+    await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
     if pending.done():
         return pending.result()
     pending.cancel()

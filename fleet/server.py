@@ -10,7 +10,7 @@ import sqlite3
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, MutableMapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Path as PathParam, Request
@@ -95,7 +95,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
                       clock=body_clock, rate_check_interval_s=rate_check_interval_s)
     app.state.body_guard = guard
 
-    async def preauth(scope: dict[str, Any]) -> str:
+    async def preauth(scope: MutableMapping[str, Any]) -> str:
         """The signed headers, checked before any body is read (AdmissionMiddleware)."""
         try:
             signed = await run_in_threadpool(precheck, store, Headers(scope=scope), clock(),
@@ -256,7 +256,7 @@ def _auth_refusal(error: AuthError) -> JSONResponse:
     return refusal(401, error.code, error.detail)
 
 
-def _is_signed(scope: dict[str, Any]) -> bool:
+def _is_signed(scope: MutableMapping[str, Any]) -> bool:
     path = scope.get("path", "")
     return any(scope.get("method") == method and
                (path.startswith(route) if route.endswith("/") else path == route)
