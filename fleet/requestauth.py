@@ -45,6 +45,17 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class RequestHeaders:
+    """The signing headers, present and well-formed, with a timestamp inside the window."""
+
+    device_id: str
+    timestamp: str
+    moment: datetime
+    nonce: str
+    signature: str
+
+
+@dataclass(frozen=True)
 class SignedHeaders:
     """What the headers alone establish: a known device, a fresh timestamp, an unused nonce."""
 
@@ -65,6 +76,12 @@ def precheck(store: Store, headers: Mapping[str, str], now: datetime,
     The checks that depend on the request alone come first and keep their precise codes (a
     kiosk with a wrong clock needs to know); those that depend on the device's record follow
     and all answer AUTH_FAILED."""
+    return check_device(store, check_request(headers, now, window_s), now, key_cache)
+
+
+def check_request(headers: Mapping[str, str], now: datetime,
+                  window_s: int = DEFAULT_SKEW_WINDOW_S) -> RequestHeaders:
+    """The checks that need neither the body nor the store (cheap: run them first, inline)."""
     values = {name: headers.get(name) for name in
               (HEADER_DEVICE, HEADER_TIME, HEADER_NONCE, HEADER_SIGNATURE)}
     missing = [name for name, value in values.items() if not value]
@@ -84,6 +101,13 @@ def precheck(store: Store, headers: Mapping[str, str], now: datetime,
                         "check the device clock against GET /v1/time")
     if not NONCE_PATTERN.fullmatch(nonce):
         raise AuthError("AUTH_BAD_NONCE", "X-Nonce must be 8-128 characters [A-Za-z0-9_-]")
+    return RequestHeaders(device_id, timestamp, moment, nonce, signature)
+
+
+def check_device(store: Store, request: RequestHeaders, now: datetime,
+                 key_cache: Callable[[str], str | None] | None = None) -> SignedHeaders:
+    """The checks against the store: device registered, key usable, nonce not used."""
+    device_id, nonce = request.device_id, request.nonce
     public_key_b64 = (key_cache or store.device_key)(device_id)
     if public_key_b64 is None:
         raise _opaque("AUTH_UNKNOWN_DEVICE", device_id)
@@ -93,7 +117,8 @@ def precheck(store: Store, headers: Mapping[str, str], now: datetime,
         raise _opaque("AUTH_BAD_DEVICE_KEY", device_id) from None
     if store.nonce_used(device_id, nonce, int(now.timestamp())):
         raise _opaque("AUTH_REPLAYED_NONCE", device_id)
-    return SignedHeaders(device_id, public_key, timestamp, moment, nonce, signature)
+    return SignedHeaders(device_id, public_key, request.timestamp, request.moment, nonce,
+                         request.signature)
 
 
 def authenticate(store: Store, headers: Mapping[str, str], method: str, path: str, body: bytes,

@@ -1,6 +1,7 @@
 """The fleet HTTP API (FastAPI): registration, signed event ingest, trust data, time."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -25,7 +26,8 @@ from fleet import models
 from fleet import admission
 from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
-from fleet.requestauth import DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate, precheck
+from fleet.requestauth import (DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate,
+                               check_device, check_request)
 from fleet.runner import ServerHandle, run_in_thread as _run_in_thread
 from fleet.storage import Store, rfc3339, utc_now
 from fleet.trust import load_signing_key
@@ -52,6 +54,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                                          "AUTH_STALE_TIMESTAMP, AUTH_BAD_NONCE"}}
 STORE_UNAVAILABLE_DETAIL = "the database is unavailable or busy; retry later"
 STORE_RETRY_AFTER_S = 5
+# Store look-ups of the header checks at once: a flood of forged headers then queues in the
+# event loop (cheap) instead of taking every worker thread and pooled connection from /healthz
+# and the uploads that did authenticate.
+PREAUTH_STORE_CONCURRENCY = 2
 SIGNED_ROUTES = (("POST", "/v1/events"), ("GET", "/v1/trust/"))  # (method, path or prefix/)
 
 
@@ -95,11 +101,14 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
                       clock=body_clock, rate_check_interval_s=rate_check_interval_s)
     app.state.body_guard = guard
 
+    store_checks = asyncio.Semaphore(PREAUTH_STORE_CONCURRENCY)
+
     async def preauth(scope: MutableMapping[str, Any]) -> str:
         """The signed headers, checked before any body is read (AdmissionMiddleware)."""
         try:
-            signed = await run_in_threadpool(precheck, store, Headers(scope=scope), clock(),
-                                             skew_window_s)
+            request = check_request(Headers(scope=scope), clock(), skew_window_s)
+            async with store_checks:
+                signed = await run_in_threadpool(check_device, store, request, clock())
         except AuthError as error:
             raise Refused(_auth_refusal(error)) from None
         except Exception as error:
