@@ -53,11 +53,26 @@ TARGETS = {"rss_growth_mb": 100.0, "healthz_p95_ms": 100.0}
 
 
 def rss_mb(pid: int) -> float:
-    """Resident set size of a process, from /proc/PID/status (VmRSS, kB)."""
+    """Resident set size of a process and its descendants (`--workers N`), from
+    /proc/PID/status (VmRSS, kB)."""
+    total = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+            total = int(line.split()[1]) / 1024
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                total += rss_mb(int(child))
+            except OSError:
+                pass  # gone meanwhile
+    return total
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
 
 
 def free_port() -> int:
@@ -353,6 +368,7 @@ def main() -> int:
         parser.error(f"--kinds: of {', '.join(ATTACK_KINDS)}")
     if not 0 < args.duration <= MAX_DURATION_S:
         parser.error(f"--duration: at most {MAX_DURATION_S} s")
+    load_before = os.getloadavg()[0]
     rounds = []
     for count in counts:
         result = one_round(count, args)
@@ -366,7 +382,8 @@ def main() -> int:
              and r["legit_sent"] > 0 for r in rounds)
     print(json.dumps({"rounds": rounds, "targets": TARGETS, "targets_met": ok,
                       "declared_bytes": DECLARED_BYTES, "duration_s": args.duration,
-                      "kiosks": args.kiosks, "nproc": os.cpu_count(),
+                      "kiosks": args.kiosks, "nproc": os.cpu_count(), "cpu": cpu_model(),
+                      "load_average_before": round(load_before, 2),
                       "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}))
     return 0
 

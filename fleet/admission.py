@@ -307,7 +307,7 @@ class AdmissionMiddleware:
             await _early_answer(answer, scope, receive, send, finished=finished)
             return
         # Authenticated headers: read on (discarding) so the kiosk sees the 413, under the rate.
-        drained = 0
+        drained, before = 0, upload.received
         while drained <= OVERSIZE_DRAIN_LIMIT_BYTES:
             message = await _next_message(upload, receive)
             if message is None:
@@ -316,7 +316,7 @@ class AdmissionMiddleware:
             if message["type"] != "http.request":
                 return
             drained += len(message.get("body", b""))
-            self.guard.discarded(upload, drained)
+            self.guard.discarded(upload, before + drained)
             if not message.get("more_body", False):
                 break
         await answer(scope, _closed_receive, send)

@@ -174,6 +174,19 @@ def test_a_legitimate_upload_still_works_and_its_bytes_are_released(
     assert guard.bytes_in_flight == 0
 
 
+def test_the_upload_size_limit_at_the_bound_and_one_past(tmp_path: Any) -> None:
+    limit = 96 * KIB
+    with start(f"sqlite:///{tmp_path}/f.db", max_body_bytes=limit) as server:
+        key = enrol(server, "kiosk-1")
+        for size, expected in ((limit, 200), (limit + 1, 413)):
+            body = padded_body(size)
+            sock = open_request(server, signed(key, "kiosk-1", body), size, body)
+            status, _, answer, _ = read_answer(sock)
+            sock.close()
+            assert status == expected, size
+        assert json.loads(answer)["error"] == "BODY_TOO_LARGE"
+
+
 # -- the budget for bodies in flight -----------------------------------------------------------
 def test_the_budget_admits_exactly_its_size_and_refuses_one_byte_more(tmp_path: Any) -> None:
     budget = 512 * KIB
