@@ -261,7 +261,7 @@ class _AuthRefused(Exception):
 def _auth_refusal(error: AuthError) -> JSONResponse:
     """One 401 for the middleware and the endpoints alike, so the answer (and whether the
     connection closes) never tells which check refused; the precise reason is logged only."""
-    log.warning("request refused: %s (device %r)", error.reason, error.device_id)
+    log.warning("request refused: %s (device %.140r)", error.reason, error.device_id)
     return refusal(401, error.code, error.detail)
 
 
