@@ -75,7 +75,7 @@ class Upload:
     started: float
     loop: asyncio.AbstractEventLoop
     cut: asyncio.Future[None]
-    reserved: int = 0
+    counted_bytes: int = 0  # of the budget: what arrived and is kept
     received: int = 0
     receiving: bool = True
     counted: bool = field(default=False)  # holds one of its device's upload slots
@@ -100,32 +100,34 @@ class BodyGuard:
         self._ticking: set[asyncio.AbstractEventLoop] = set()
 
     # -- admission -------------------------------------------------------------------------
-    def admit(self, device_id: str | None, reserve: int) -> Upload | str:
-        """Take a device slot and reserve `reserve` bytes; or the refusal code."""
+    def admit(self, device_id: str | None, declared: int) -> Upload | str:
+        """Take a device slot for a body of `declared` bytes (0 when unknown); or the refusal
+        code. The budget counts bytes as they arrive (`grow`), not as declared: a slow
+        sender that declares a large body and sends little holds little of it. A body that
+        cannot fit in what is left even now is refused before it is read."""
         loop = asyncio.get_running_loop()
         with self._lock:
             if device_id is not None and \
                     self._per_device[device_id] >= self.limits.max_uploads_per_device:
                 return "DEVICE_BUSY"
-            if self.bytes_in_flight + reserve > self.limits.budget_bytes:
+            if self.bytes_in_flight + declared > self.limits.budget_bytes:
                 return "SERVER_BUSY"
-            upload = Upload(device_id, self.clock(), loop, loop.create_future(), reserve,
+            upload = Upload(device_id, self.clock(), loop, loop.create_future(),
                             counted=device_id is not None)
-            self._add_bytes(reserve)
             if device_id is not None:
                 self._per_device[device_id] += 1
             self._uploads.add(upload)
             return upload
 
     def grow(self, upload: Upload, size: int) -> bool:
-        """`size` bytes of the body are in; reserve beyond the reservation (a chunked body).
-        False when that would exceed the budget."""
+        """`size` bytes of the body are in and kept: count them against the budget. False
+        (nothing counted) when that would exceed it."""
         with self._lock:
-            extra = size - upload.reserved
+            extra = size - upload.counted_bytes
             if extra > 0:
                 if self.bytes_in_flight + extra > self.limits.budget_bytes:
                     return False
-                upload.reserved = size
+                upload.counted_bytes = size
                 self._add_bytes(extra)
             upload.received = size
             return True
@@ -144,8 +146,8 @@ class BodyGuard:
             if upload not in self._uploads:
                 return
             self._uploads.discard(upload)
-            self._add_bytes(-upload.reserved)
-            upload.reserved = 0
+            self._add_bytes(-upload.counted_bytes)
+            upload.counted_bytes = 0
             if upload.counted and upload.device_id is not None:
                 self._per_device[upload.device_id] -= 1
                 if self._per_device[upload.device_id] <= 0:

@@ -208,14 +208,14 @@ def test_the_budget_admits_exactly_its_size_and_refuses_one_byte_more(tmp_path: 
         assert headers["retry-after"] == str(RETRY_AFTER_S)
         wait_until(lambda: guard.uploads() == 0)
 
-        # Shared: one upload holds 200 KiB while it trickles; the rest of the budget is
-        # admitted to another device, one byte more is refused.
+        # Shared: one upload has sent 200 KiB of 300 KiB; the rest of the budget is admitted
+        # to another device, one byte more is refused before its body is read.
         held = 200 * KIB
-        slow_body = padded_body(held)
-        slow = open_request(server, signed(keys["kiosk-1"], "kiosk-1", slow_body), held,
-                            slow_body[:KIB])
-        wait_until(lambda: guard.received_total() == KIB)
-        assert guard.bytes_in_flight == held  # reserved by its Content-Length
+        slow_body = padded_body(300 * KIB)
+        slow = open_request(server, signed(keys["kiosk-1"], "kiosk-1", slow_body),
+                            len(slow_body), slow_body[:held])
+        wait_until(lambda: guard.received_total() == held)
+        assert guard.bytes_in_flight == held  # counted as it arrives, not as declared
         rest = padded_body(budget - held)
         sock = open_request(server, signed(keys["kiosk-2"], "kiosk-2", rest), len(rest), rest)
         assert read_answer(sock)[0] == 200
@@ -229,12 +229,37 @@ def test_the_budget_admits_exactly_its_size_and_refuses_one_byte_more(tmp_path: 
         assert (status, json.loads(answer)["error"]) == (503, "SERVER_BUSY")
         assert headers["retry-after"] == str(RETRY_AFTER_S)
         # The held upload completes normally and gives its bytes back.
-        slow.sendall(slow_body[KIB:])
+        slow.sendall(slow_body[held:])
         assert read_answer(slow)[0] == 200
         slow.close()
         wait_until(lambda: guard.uploads() == 0)
         assert guard.bytes_in_flight == 0
         assert guard.peak_bytes_in_flight == budget
+
+
+def test_a_slow_sender_declaring_a_large_body_holds_only_what_it_sent(tmp_path: Any) -> None:
+    """Declaring is free: the budget counts bytes that arrived, so trickling senders (headers
+    that authenticated, bodies that do not come) cannot fill it and lock others out."""
+    budget = 256 * KIB
+    with start(f"sqlite:///{tmp_path}/f.db", body_budget_bytes=budget,
+               max_body_bytes=budget) as server:
+        guard = server.app.state.body_guard
+        keys = {name: enrol(server, name) for name in ("kiosk-1", "kiosk-2", "kiosk-3")}
+        # Together they declare more than the budget; each has sent 1 KiB.
+        body = padded_body(200 * KIB)
+        slow = [open_request(server, signed(keys[name], name, body), len(body), body[:KIB])
+                for name in ("kiosk-1", "kiosk-2")]
+        wait_until(lambda: guard.received_total() == 2 * KIB)
+        assert guard.bytes_in_flight == 2 * KIB
+        small = padded_body(64 * KIB)
+        sock = open_request(server, signed(keys["kiosk-3"], "kiosk-3", small), len(small),
+                            small)
+        assert read_answer(sock)[0] == 200
+        sock.close()
+        for sock in slow:
+            sock.close()
+        wait_until(lambda: guard.uploads() == 0)
+        assert guard.bytes_in_flight == 0
 
 
 def test_a_chunked_body_is_counted_as_it_arrives_against_the_budget(tmp_path: Any) -> None:
