@@ -150,14 +150,15 @@ def attack_headers(kind: str, port: int, victim: str) -> bytes:
 
 
 async def attacker(index: int, port: int, victim: str, until: float, chunk: int,
-                   interval_s: float, stats: AttackStats, kinds: list[str]) -> None:
+                   interval_s: float, reconnect_s: float, stats: AttackStats,
+                   kinds: list[str]) -> None:
     kind = kinds[index % len(kinds)]
     while time.monotonic() < until:
         try:
             reader, writer = await asyncio.open_connection(HOST, port)
         except OSError:
             stats.count("connect_error")
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(reconnect_s)
             continue
         stats.connections += 1
         answer = "open_at_end"
@@ -182,15 +183,16 @@ async def attacker(index: int, port: int, victim: str, until: float, chunk: int,
             writer.close()
         stats.count(f"{kind}:{answer}")
         if time.monotonic() < until:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(reconnect_s)
 
 
 def run_attack(count: int, port: int, victim: str, duration_s: float, chunk: int,
-               interval_s: float, stats: AttackStats, kinds: list[str]) -> None:
+               interval_s: float, reconnect_s: float, stats: AttackStats,
+               kinds: list[str]) -> None:
     async def main() -> None:
         until = time.monotonic() + duration_s
-        await asyncio.gather(*(attacker(n, port, victim, until, chunk, interval_s, stats,
-                                        kinds) for n in range(count)))
+        await asyncio.gather(*(attacker(n, port, victim, until, chunk, interval_s,
+                                        reconnect_s, stats, kinds) for n in range(count)))
 
     asyncio.run(main())
 
@@ -313,7 +315,7 @@ def _measure(server: Server, attackers: int, args: argparse.Namespace) -> dict[s
     began = time.monotonic()
     try:
         run_attack(attackers, int(server.url.rsplit(":", 1)[1]), victim, args.duration,
-                   args.chunk, args.interval, stats, args.kinds.split(","))
+                   args.chunk, args.interval, args.reconnect, stats, args.kinds.split(","))
     finally:
         attack_over.set()
         stop_probes.set()
@@ -352,7 +354,10 @@ def main() -> int:
     parser.add_argument("--chunk", type=int, default=16,
                         help="bytes an attacker trickles per interval")
     parser.add_argument("--interval", type=float, default=1.0,
-                        help="seconds between an attacker's trickles (and reconnections)")
+                        help="seconds between an attacker's trickles")
+    parser.add_argument("--reconnect", type=float, default=1.0,
+                        help="seconds an attacker waits after the server hung up before it "
+                             "connects again")
     parser.add_argument("--kinds", default=",".join(ATTACK_KINDS),
                         help="attacker kinds, assigned in turn: anonymous (no credentials), "
                              "unknown (signed as an unregistered device), forged (a registered "
@@ -382,7 +387,7 @@ def main() -> int:
              and r["legit_sent"] > 0 for r in rounds)
     print(json.dumps({"rounds": rounds, "targets": TARGETS, "targets_met": ok,
                       "declared_bytes": DECLARED_BYTES, "duration_s": args.duration,
-                      "kiosks": args.kiosks, "nproc": os.cpu_count(), "cpu": cpu_model(),
+                      "kiosks": args.kiosks, "reconnect_s": args.reconnect, "nproc": os.cpu_count(), "cpu": cpu_model(),
                       "load_average_before": round(load_before, 2),
                       "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}))
     return 0
