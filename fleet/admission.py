@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from starlette.responses import JSONResponse
@@ -78,7 +78,7 @@ class Upload:
     counted_bytes: int = 0  # of the budget: what arrived and is kept
     received: int = 0
     receiving: bool = True
-    counted: bool = field(default=False)  # holds one of its device's upload slots
+    holds_slot: bool = False  # holds one of its device's upload slots
 
 
 class BodyGuard:
@@ -113,7 +113,7 @@ class BodyGuard:
             if self.bytes_in_flight + declared > self.limits.budget_bytes:
                 return "SERVER_BUSY"
             upload = Upload(device_id, self.clock(), loop, loop.create_future(),
-                            counted=device_id is not None)
+                            holds_slot=device_id is not None)
             if device_id is not None:
                 self._per_device[device_id] += 1
             self._uploads.add(upload)
@@ -148,7 +148,7 @@ class BodyGuard:
             self._uploads.discard(upload)
             self._add_bytes(-upload.counted_bytes)
             upload.counted_bytes = 0
-            if upload.counted and upload.device_id is not None:
+            if upload.holds_slot and upload.device_id is not None:
                 self._per_device[upload.device_id] -= 1
                 if self._per_device[upload.device_id] <= 0:
                     del self._per_device[upload.device_id]

@@ -22,8 +22,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from firmware.eventlog.codec import Event, canonical_json
-from fleet import models
-from fleet import admission
+from fleet import admission, models
 from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
 from fleet.requestauth import (DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate,
