@@ -34,7 +34,16 @@ def _parser() -> argparse.ArgumentParser:
                                      "the fleet key it signs freshness statements")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8443)
-    serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
+    serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024,
+                       help="largest upload body (POST /v1/events); other routes 16 KiB")
+    serve.add_argument("--body-budget-bytes", type=int, default=64 * 1024 * 1024,
+                       help="all bodies in flight together, per worker process; beyond: 503")
+    serve.add_argument("--max-uploads-per-device", type=int, default=4,
+                       help="concurrent uploads of one device; beyond: 503")
+    serve.add_argument("--min-receive-rate", type=float, default=1024.0,
+                       help="bytes/s a body must arrive at after the grace period; slower: 408")
+    serve.add_argument("--receive-grace", type=float, default=10.0,
+                       help="seconds before the minimum receive rate applies")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (ingest is CPU-bound: about one per core)")
     serve.add_argument("--skew-window", type=int, default=300,
@@ -137,13 +146,21 @@ def _run(args: argparse.Namespace) -> int:
             os.environ.update({server.ENV_DB: args.db,
                                server.ENV_MAX_BODY: str(args.max_body_bytes),
                                server.ENV_SKEW_WINDOW: str(args.skew_window),
+                               server.ENV_BODY_BUDGET: str(args.body_budget_bytes),
+                               server.ENV_UPLOADS_PER_DEVICE: str(args.max_uploads_per_device),
+                               server.ENV_MIN_RATE: str(args.min_receive_rate),
+                               server.ENV_GRACE: str(args.receive_grace),
                                server.ENV_KEY: str(key_path or "")})
             uvicorn.run("fleet.server:app_from_environment", factory=True, workers=args.workers,
                         host=args.host, port=args.port, log_level="info",
                         timeout_graceful_shutdown=10)
             return 0
         app = create_app(args.db, key_path, max_body_bytes=args.max_body_bytes,
-                         skew_window_s=args.skew_window)
+                         skew_window_s=args.skew_window,
+                         body_budget_bytes=args.body_budget_bytes,
+                         max_uploads_per_device=args.max_uploads_per_device,
+                         min_receive_rate_bps=args.min_receive_rate,
+                         receive_grace_s=args.receive_grace)
         uvicorn.run(app, host=args.host, port=args.port, log_level="info",
                     timeout_graceful_shutdown=10)
         return 0

@@ -12,7 +12,7 @@ TRUST_NAME_API_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 
 
 class ErrorResponse(BaseModel):
-    error: str = Field(description="Stable reason code, e.g. AUTH_BAD_SIGNATURE")
+    error: str = Field(description="Stable reason code, e.g. AUTH_FAILED")
     detail: str = Field(description="Human-readable explanation")
 
 

@@ -16,12 +16,26 @@ from fleet.storage import Store
 
 DEFAULT_SKEW_WINDOW_S = 300  # a signed request is valid this long either side of server time
 NONCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,128}")
+# Every failure that depends on the device's record (is it registered, is its key usable, did
+# the signature verify, was the nonce used) gets this one answer, so that nobody can probe
+# which device ids exist; the precise reason goes to the server log only.
+AUTH_FAILED = "AUTH_FAILED"
+AUTH_FAILED_DETAIL = "request not authenticated"
 
 
 class AuthError(Exception):
-    def __init__(self, code: str, detail: str) -> None:
+    """`code`/`detail` are the answer; `reason` and `device_id` are for the server log only."""
+
+    def __init__(self, code: str, detail: str, reason: str | None = None,
+                 device_id: str | None = None) -> None:
         super().__init__(detail)
         self.code, self.detail = code, detail
+        self.reason = reason or code
+        self.device_id = device_id
+
+
+def _opaque(reason: str, device_id: str) -> AuthError:
+    return AuthError(AUTH_FAILED, AUTH_FAILED_DETAIL, reason, device_id)
 
 
 @dataclass(frozen=True)
@@ -30,10 +44,44 @@ class Caller:
     public_key: Ed25519PublicKey
 
 
-def authenticate(store: Store, headers: Mapping[str, str], method: str, path: str, body: bytes,
-                 now: datetime, window_s: int = DEFAULT_SKEW_WINDOW_S,
-                 key_cache: Callable[[str], str | None] | None = None) -> Caller:
-    """Check headers, device, freshness and signature, then burn the nonce. Raises AuthError."""
+@dataclass(frozen=True)
+class RequestHeaders:
+    """The signing headers, present and well-formed, with a timestamp inside the window."""
+
+    device_id: str
+    timestamp: str
+    moment: datetime
+    nonce: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class SignedHeaders:
+    """What the headers alone establish: a known device, a fresh timestamp, an unused nonce."""
+
+    device_id: str
+    public_key: Ed25519PublicKey
+    timestamp: str
+    moment: datetime
+    nonce: str
+    signature: str
+
+
+def precheck(store: Store, headers: Mapping[str, str], now: datetime,
+             window_s: int = DEFAULT_SKEW_WINDOW_S,
+             key_cache: Callable[[str], str | None] | None = None) -> SignedHeaders:
+    """Every check that does not need the body, so the body of a request that cannot be
+    authenticated is never read. Raises AuthError.
+
+    The checks that depend on the request alone come first and keep their precise codes (a
+    kiosk with a wrong clock needs to know); those that depend on the device's record follow
+    and all answer AUTH_FAILED."""
+    return check_device(store, check_request(headers, now, window_s), now, key_cache)
+
+
+def check_request(headers: Mapping[str, str], now: datetime,
+                  window_s: int = DEFAULT_SKEW_WINDOW_S) -> RequestHeaders:
+    """The checks that need neither the body nor the store (cheap: run them first, inline)."""
     values = {name: headers.get(name) for name in
               (HEADER_DEVICE, HEADER_TIME, HEADER_NONCE, HEADER_SIGNATURE)}
     missing = [name for name, value in values.items() if not value]
@@ -41,9 +89,6 @@ def authenticate(store: Store, headers: Mapping[str, str], method: str, path: st
         raise AuthError("AUTH_MISSING", f"missing header(s): {', '.join(missing)}")
     device_id, timestamp = values[HEADER_DEVICE] or "", values[HEADER_TIME] or ""
     nonce, signature = values[HEADER_NONCE] or "", values[HEADER_SIGNATURE] or ""
-    public_key_b64 = (key_cache or store.device_key)(device_id)
-    if public_key_b64 is None:
-        raise AuthError("AUTH_UNKNOWN_DEVICE", "device is not registered")
     try:
         moment = datetime.fromisoformat(timestamp)
     except ValueError:
@@ -56,15 +101,37 @@ def authenticate(store: Store, headers: Mapping[str, str], method: str, path: st
                         "check the device clock against GET /v1/time")
     if not NONCE_PATTERN.fullmatch(nonce):
         raise AuthError("AUTH_BAD_NONCE", "X-Nonce must be 8-128 characters [A-Za-z0-9_-]")
+    return RequestHeaders(device_id, timestamp, moment, nonce, signature)
+
+
+def check_device(store: Store, request: RequestHeaders, now: datetime,
+                 key_cache: Callable[[str], str | None] | None = None) -> SignedHeaders:
+    """The checks against the store: device registered, key usable, nonce not used."""
+    device_id, nonce = request.device_id, request.nonce
+    public_key_b64 = (key_cache or store.device_key)(device_id)
+    if public_key_b64 is None:
+        raise _opaque("AUTH_UNKNOWN_DEVICE", device_id)
     try:
         public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
     except (binascii.Error, ValueError):
-        raise AuthError("AUTH_UNKNOWN_DEVICE", "stored device key unusable") from None
-    if not verify_request(public_key, method, path, body, timestamp, nonce, signature):
-        raise AuthError("AUTH_BAD_SIGNATURE", "request signature does not verify")
+        raise _opaque("AUTH_BAD_DEVICE_KEY", device_id) from None
+    if store.nonce_used(device_id, nonce, int(now.timestamp())):
+        raise _opaque("AUTH_REPLAYED_NONCE", device_id)
+    return SignedHeaders(device_id, public_key, request.timestamp, request.moment, nonce,
+                         request.signature)
+
+
+def authenticate(store: Store, headers: Mapping[str, str], method: str, path: str, body: bytes,
+                 now: datetime, window_s: int = DEFAULT_SKEW_WINDOW_S,
+                 key_cache: Callable[[str], str | None] | None = None) -> Caller:
+    """Check headers, device, freshness and signature, then burn the nonce. Raises AuthError."""
+    signed = precheck(store, headers, now, window_s, key_cache)
+    if not verify_request(signed.public_key, method, path, body, signed.timestamp, signed.nonce,
+                          signed.signature):
+        raise _opaque("AUTH_BAD_SIGNATURE", signed.device_id)
     # Only a correctly signed request may burn a nonce. It is remembered until its timestamp
     # leaves the window, after which the timestamp check alone refuses a replay.
-    expires = int(moment.astimezone(timezone.utc).timestamp()) + window_s + 1
-    if not store.use_nonce(device_id, nonce, expires, int(now.timestamp())):
-        raise AuthError("AUTH_REPLAYED_NONCE", "this request was already seen")
-    return Caller(device_id, public_key)
+    expires = int(signed.moment.astimezone(timezone.utc).timestamp()) + window_s + 1
+    if not store.use_nonce(signed.device_id, signed.nonce, expires, int(now.timestamp())):
+        raise _opaque("AUTH_REPLAYED_NONCE", signed.device_id)
+    return Caller(signed.device_id, signed.public_key)

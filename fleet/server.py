@@ -1,48 +1,65 @@
 """The fleet HTTP API (FastAPI): registration, signed event ingest, trust data, time."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
 import os
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, MutableMapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Path as PathParam, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from firmware.eventlog.codec import Event
 from firmware.protocol import events as event_schema
 from firmware.sync.freshness import FRESHNESS_HEADER
-from fleet import models
-from fleet.bodylimit import BodyLimitMiddleware
+from fleet import admission, models
+from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
-from fleet.requestauth import DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate
+from fleet.requestauth import (DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate,
+                               check_device, check_request)
 from fleet.runner import ServerHandle, run_in_thread as _run_in_thread
 from fleet.storage import Store, rfc3339, utc_now
 from fleet.trust import freshness_header, load_signing_key
 
 log = logging.getLogger("healthgate.fleet")
 
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = admission.DEFAULT_MAX_BODY_BYTES
 MAX_SEQ = 2**53  # JSON-safe integers only; also far inside BIGINT
 API_VERSION = "1.0.0"
 BASIC_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": models.ErrorResponse, "description": text} for status, text in {
+        408: "BODY_TOO_SLOW: the body arrived slower than the minimum receive rate",
         413: "Body or batch too large (BODY_TOO_LARGE, BATCH_TOO_LARGE)",
         422: "Malformed request (MALFORMED_JSON, MALFORMED_REQUEST, MALFORMED_EVENT, ...)",
-        503: "STORE_UNAVAILABLE: database down or busy; retry after Retry-After seconds",
+        503: "Busy, retry after Retry-After seconds: STORE_UNAVAILABLE (database down or busy), "
+             "SERVER_BUSY (the budget for bodies in flight is used up), DEVICE_BUSY (too many "
+             "uploads in flight for this device)",
     }.items()}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     **BASIC_ERRORS, 401: {"model": models.ErrorResponse,
-                          "description": "Request not authenticated (AUTH_* reason code)"}}
+                          "description": "Request not authenticated: AUTH_FAILED (unknown "
+                                         "device, bad signature, replayed nonce: one answer), "
+                                         "or AUTH_MISSING, AUTH_BAD_TIMESTAMP, "
+                                         "AUTH_STALE_TIMESTAMP, AUTH_BAD_NONCE"}}
+STORE_UNAVAILABLE_DETAIL = "the database is unavailable or busy; retry later"
+STORE_RETRY_AFTER_S = 5
+# Store look-ups of the header checks at once: a flood of forged headers then queues in the
+# event loop (cheap) instead of taking every worker thread and pooled connection from /healthz
+# and the uploads that did authenticate.
+PREAUTH_STORE_CONCURRENCY = 2
+SIGNED_ROUTES = (("POST", "/v1/events"), ("GET", "/v1/trust/"))  # (method, path or prefix/)
 
 
 class ApiError(Exception):
@@ -60,17 +77,54 @@ def error_response(status: int, code: str, detail: str) -> JSONResponse:
 def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                skew_window_s: int = DEFAULT_SKEW_WINDOW_S,
-               clock: Callable[[], datetime] = utc_now) -> FastAPI:
+               clock: Callable[[], datetime] = utc_now,
+               body_budget_bytes: int = admission.DEFAULT_BODY_BUDGET_BYTES,
+               max_uploads_per_device: int = admission.DEFAULT_MAX_UPLOADS_PER_DEVICE,
+               min_receive_rate_bps: float = admission.DEFAULT_MIN_RECEIVE_RATE_BPS,
+               receive_grace_s: float = admission.DEFAULT_RECEIVE_GRACE_S,
+               body_clock: Callable[[], float] = time.monotonic,
+               rate_check_interval_s: float | None = admission.RATE_CHECK_INTERVAL_S
+               ) -> FastAPI:
     """Build the app over a store at `db_url`. With `signing_key_path`, `app.state.signing_key`
-    is set so in-process callers (demo, tests) can publish trust data."""
+    is set so in-process callers (demo, tests) can publish trust data. The body limits are in
+    `app.state.body_guard` (`body_clock` and `rate_check_interval_s=None` let a test drive the
+    receive-rate rule by hand: advance the clock, call `body_guard.check_rates()`)."""
     store = Store(db_url)
     app = FastAPI(title="healthgate fleet API", version=API_VERSION,
                   description="Device registration, signed event ingest and signed trust data "
                               "for healthgate kiosks. See docs/fleet-api.md.")
     app.state.store = store
     app.state.signing_key = load_signing_key(Path(signing_key_path)) if signing_key_path else None
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    guard = BodyGuard(Limits(max_body_bytes=max_body_bytes, budget_bytes=body_budget_bytes,
+                             max_uploads_per_device=max_uploads_per_device,
+                             min_receive_rate_bps=min_receive_rate_bps,
+                             receive_grace_s=receive_grace_s),
+                      clock=body_clock, rate_check_interval_s=rate_check_interval_s)
+    app.state.body_guard = guard
+
+    store_checks = asyncio.Semaphore(PREAUTH_STORE_CONCURRENCY)
+
+    async def preauth(scope: MutableMapping[str, Any]) -> str:
+        """The signed headers, checked before any body is read (AdmissionMiddleware)."""
+        try:
+            request = check_request(Headers(scope=scope), clock(), skew_window_s)
+            async with store_checks:
+                signed = await run_in_threadpool(check_device, store, request, clock())
+        except AuthError as error:
+            raise Refused(_auth_refusal(error)) from None
+        except Exception as error:
+            if is_store_unavailable(error):
+                raise Refused(refusal(503, "STORE_UNAVAILABLE", STORE_UNAVAILABLE_DETAIL,
+                                      {"Retry-After": str(STORE_RETRY_AFTER_S)})) from None
+            raise
+        return signed.device_id
+
+    app.add_middleware(AdmissionMiddleware, guard=guard, is_signed=_is_signed, preauth=preauth)
     app.router.on_shutdown.append(store.close)
+
+    @app.exception_handler(_AuthRefused)
+    async def _auth_refused(_: Request, error: _AuthRefused) -> Response:
+        return error.response
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -95,9 +149,8 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:
         if is_store_unavailable(error):
             log.error("store unavailable: %s", type(error).__name__)
-            response = error_response(503, "STORE_UNAVAILABLE",
-                                      "the database is unavailable or busy; retry later")
-            response.headers["Retry-After"] = "5"
+            response = error_response(503, "STORE_UNAVAILABLE", STORE_UNAVAILABLE_DETAIL)
+            response.headers["Retry-After"] = str(STORE_RETRY_AFTER_S)
             return response
         log.exception("unexpected error")
         return error_response(500, "INTERNAL_ERROR", "unexpected server error")
@@ -108,9 +161,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
             return await run_in_threadpool(authenticate, store, request.headers, request.method,
                                            path, body, clock(), skew_window_s)
         except AuthError as error:
-            log.warning("refused %s %s from device %r: %s", request.method, request.url.path,
-                        request.headers.get("x-device-id", "")[:80], error.code)
-            raise ApiError(401, error.code, error.detail) from None
+            raise _AuthRefused(_auth_refusal(error)) from None
 
     @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])
     def healthz() -> dict[str, Any]:
@@ -202,6 +253,28 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
     return app
 
 
+class _AuthRefused(Exception):
+    """A 401 raised inside an endpoint: the same bytes as the middleware's (see _auth_refusal)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _auth_refusal(error: AuthError) -> JSONResponse:
+    """One 401 for the middleware and the endpoints alike, so the answer (and whether the
+    connection closes) never tells which check refused; the precise reason is logged only."""
+    log.warning("request refused: %s (device %.140r)", error.reason, error.device_id)
+    return refusal(401, error.code, error.detail)
+
+
+def _is_signed(scope: MutableMapping[str, Any]) -> bool:
+    path = scope.get("path", "")
+    return any(scope.get("method") == method and
+               (path.startswith(route) if route.endswith("/") else path == route)
+               for method, route in SIGNED_ROUTES)
+
+
 def _auth_parameters() -> list[dict[str, Any]]:
     described = {"X-Device-Id": "Registered device id",
                  "X-Timestamp": "RFC 3339 UTC time of signing",
@@ -262,14 +335,25 @@ ENV_DB = "HEALTHGATE_FLEET_DB"
 ENV_MAX_BODY = "HEALTHGATE_FLEET_MAX_BODY_BYTES"
 ENV_SKEW_WINDOW = "HEALTHGATE_FLEET_SKEW_WINDOW_S"
 ENV_KEY = "HEALTHGATE_FLEET_SERVE_KEY"  # signs freshness statements when set (serve --workers)
+ENV_BODY_BUDGET = "HEALTHGATE_FLEET_BODY_BUDGET_BYTES"
+ENV_UPLOADS_PER_DEVICE = "HEALTHGATE_FLEET_MAX_UPLOADS_PER_DEVICE"
+ENV_MIN_RATE = "HEALTHGATE_FLEET_MIN_RECEIVE_RATE"
+ENV_GRACE = "HEALTHGATE_FLEET_RECEIVE_GRACE_S"
 
 
 def app_from_environment() -> FastAPI:
     """App factory for uvicorn worker processes (`serve --workers N`), configured by the
     environment the CLI sets: each worker opens its own connection pool on the same store."""
-    return create_app(os.environ[ENV_DB], os.environ.get(ENV_KEY) or None,
-                      max_body_bytes=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
-                      skew_window_s=int(os.environ.get(ENV_SKEW_WINDOW, DEFAULT_SKEW_WINDOW_S)))
+    env = os.environ.get
+    return create_app(
+        os.environ[ENV_DB], env(ENV_KEY) or None,
+        max_body_bytes=int(env(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
+        skew_window_s=int(env(ENV_SKEW_WINDOW, DEFAULT_SKEW_WINDOW_S)),
+        body_budget_bytes=int(env(ENV_BODY_BUDGET, admission.DEFAULT_BODY_BUDGET_BYTES)),
+        max_uploads_per_device=int(env(ENV_UPLOADS_PER_DEVICE,
+                                       admission.DEFAULT_MAX_UPLOADS_PER_DEVICE)),
+        min_receive_rate_bps=float(env(ENV_MIN_RATE, admission.DEFAULT_MIN_RECEIVE_RATE_BPS)),
+        receive_grace_s=float(env(ENV_GRACE, admission.DEFAULT_RECEIVE_GRACE_S)))
 
 
 def openapi_document() -> str:

@@ -219,6 +219,14 @@ class Store:
                                 "(?, ?, ?) ON CONFLICT DO NOTHING", (device_id, nonce, expires_at))
             return cursor.rowcount == 1
 
+    def nonce_used(self, device_id: str, nonce: str, now: int) -> bool:
+        """Read-only: was this nonce burnt and is it still remembered? (checked before a body
+        is read; `use_nonce` stays the authority)."""
+        with self.db.transaction(readonly=True) as tx:
+            row = tx.execute("SELECT 1 FROM nonces WHERE device_id = ? AND nonce = ? "
+                             "AND expires_at >= ?", (device_id, nonce, now)).fetchone()
+        return row is not None
+
     # -- events -------------------------------------------------------------------------------
     def events(self, device_id: str) -> list[Event]:
         """Every stored event of a device, by sequence number."""

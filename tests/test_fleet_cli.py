@@ -163,3 +163,33 @@ def test_admin_commands_open_but_never_create_a_store(db_url: str,
     assert main(["token", "create", "--db", db_url]) == 0
     assert main(["init", "--db", db_url]) == 0
     assert "exists; nothing changed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_passes_the_body_limits_to_the_app(tmp_path: Path, workers: int,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` options reach the app, in process (one worker) and through the environment
+    the worker processes are built from (several)."""
+    import uvicorn
+
+    from fleet import server
+    from fleet.admission import Limits
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_: served.append(app))
+    for name in (server.ENV_DB, server.ENV_MAX_BODY, server.ENV_SKEW_WINDOW,
+                 server.ENV_BODY_BUDGET, server.ENV_UPLOADS_PER_DEVICE, server.ENV_MIN_RATE,
+                 server.ENV_GRACE, server.ENV_KEY):
+        monkeypatch.setenv(name, "")  # so that undo removes what main() sets
+        monkeypatch.delenv(name)
+    assert main(["serve", "--db", f"sqlite:///{tmp_path}/f.db", "--workers", str(workers),
+                 "--max-body-bytes", "1000", "--body-budget-bytes", "5000",
+                 "--max-uploads-per-device", "3", "--min-receive-rate", "256",
+                 "--receive-grace", "2.5"]) == 0
+    app = served[0] if workers == 1 else server.app_from_environment()
+    try:
+        assert app.state.body_guard.limits == Limits(  # type: ignore[attr-defined]
+            max_body_bytes=1000, budget_bytes=5000, max_uploads_per_device=3,
+            min_receive_rate_bps=256, receive_grace_s=2.5)
+    finally:
+        app.state.store.close()  # type: ignore[attr-defined]
