@@ -37,6 +37,11 @@ POLL_S = 0.01  # how often a waiting test looks again; the results never depend 
 # Frames showing the same picture that the loop must have handled before a test believes that
 # the picture changes nothing (more than the one frame a stale read or the inbox may hold).
 FRAMES_IN_VIEW = 5
+# The display link's waits are real (a pty and an emulator thread): generous, so that a loaded
+# machine never fakes a display fault that the manual clock would then leave latched; an
+# unplugged pty is noticed by its closed port or by the heartbeat's missing answer all the same.
+DISPLAY_ACK_TIMEOUT_S = 1.0
+DISPLAY_SHOW_TIMEOUT_S = 10.0
 # Iterations after a clock step: the first may have read the time before the step.
 ITERATIONS_AFTER_STEP = 2
 # Added to every clock step: a timer due `s` seconds after `t` is due at `t + s`, but float
@@ -187,8 +192,8 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
     trust = TrustStore.from_certificates([signer.certificate_der])
     trust.updated_at = NOW - trust_age
     camera = camera_class([background(320, 240)], fps=30)
-    display = open_display("emulator", ack_timeout_s=0.1, max_retries=2, heartbeat_s=0.5,
-                           reconnect_interval_s=0.2)
+    display = open_display("emulator", ack_timeout_s=DISPLAY_ACK_TIMEOUT_S, max_retries=2,
+                           heartbeat_s=0.5, reconnect_interval_s=0.2)
     key = Ed25519PrivateKey.generate()
     log = eventlog or EventLog.open(tmp / "events.db", key, "kiosk-test")
     options = {"result_hold_s": 0.3, "frame_timeout_s": 0.5, "fault_retry_s": 0.2,
@@ -197,7 +202,7 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
     monotonic = monotonic or ManualMonotonic()
     kiosk = Kiosk(KioskSection(**options), camera, display, log, lambda: trust,
                   clock or FixedClock(NOW), Pseudonymiser(b"k" * 32, 86400.0), screen_for,
-                  display_timeout_s=0.5, **({"verifier": verifier} if verifier else {}),
+                  display_timeout_s=DISPLAY_SHOW_TIMEOUT_S, **({"verifier": verifier} if verifier else {}),
                   faces=FaceStage(face, face_timeout_s, open_template, gallery, clock=monotonic)
                   if face else None, monotonic=monotonic)
     thread = threading.Thread(target=kiosk.run, daemon=True)
