@@ -9,7 +9,7 @@ import pytest
 
 from firmware.camera.fake import FakeCamera
 from firmware.clock import FixedClock
-from tests.kiosk_harness import NOW, make_rig, wait_until
+from tests.kiosk_harness import HANG_GUARD_S, NOW, make_rig, wait_until
 
 
 @pytest.fixture
@@ -413,7 +413,7 @@ def test_replay_ends_even_with_a_fault_latched(tmp_path: Path) -> None:
     threading.Thread(target=lambda: (kiosk.run(exit_on_end_of_stream=True), done.set()),
                      daemon=True).start()
     try:
-        assert done.wait(20), "the replay never ended"
+        assert done.wait(HANG_GUARD_S), "the replay never ended"
         assert kiosk.state.value == "FAULT"
     finally:
         kiosk.stop()
