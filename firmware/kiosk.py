@@ -5,6 +5,7 @@ import logging
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -55,6 +56,17 @@ class EventSink(Protocol):
 
 
 @dataclass
+class LoopProgress:
+    """What the loop has got through, for whoever must wait for it (tests, a watchdog): each
+    field only grows, and is updated once an iteration is complete, so a reader that sees a
+    count also sees everything that iteration did (a decision logged, a state shown)."""
+
+    iterations: int = 0  # loop iterations finished (a message handled, or a wake-up, + timers)
+    messages: Counter[str] = field(default_factory=Counter)  # handled messages by kind
+    last_frame_seq: int = -1  # the camera's sequence number of the last frame handled
+
+
+@dataclass
 class Summary:
     """What a run did, for the demo, tests and benchmarks. No personal data."""
 
@@ -74,7 +86,8 @@ class Kiosk:
                  verifier: Callable[..., Verdict] = verify,
                  faces: FaceStage | None = None,
                  after_append: Callable[[], None] | None = None,
-                 watchdog: Callable[[], None] | None = None) -> None:
+                 watchdog: Callable[[], None] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.state = State.BOOT
         self.summary = Summary()
@@ -87,6 +100,11 @@ class Kiosk:
         self._screen_for = screen_for
         self._display_timeout_s = display_timeout_s
         self._verifier = verifier
+        # The clock of the loop's own timers (result hold, scan and multi-code timeouts, the
+        # same-code cooldown, fault retries): tests inject one they advance instead of sleeping.
+        # Latency and the capture watchdog stay on time.monotonic: they measure real threads.
+        self._monotonic = monotonic
+        self.progress = LoopProgress()
         self._inbox = Inbox(frame_capacity=1)  # only the newest frame: a stale one is worthless
         self._camera = camera
         self._capture = CaptureThread(camera, self._inbox, config.frame_timeout_s,
@@ -97,7 +115,7 @@ class Kiosk:
         self._faults: dict[str, str] = {}  # part -> what is wrong; FAULT while non-empty
         # events waiting for the disk, each with the pending handle of an attempt that may be stored
         self._unlogged: list[tuple[str, dict[str, Any], object]] = []
-        self._state_since = time.monotonic()
+        self._state_since = monotonic()
         self._last_code: tuple[str, float] | None = None  # (text, when) for the cooldown
         self._last_retry = 0.0
         self._last_remembered = -CLOCK_REMEMBER_S  # persist once at start
@@ -106,7 +124,7 @@ class Kiosk:
         self._scanner = FrameScanner(config.aztec_every_n_frames)
         self._faces = faces  # None when faces are not checked
         self._after_append = after_append  # e.g. wake the uploader: live decisions go first
-        self._chunks = ChunkAssembler(config.multi_code_timeout_s, time.monotonic)
+        self._chunks = ChunkAssembler(config.multi_code_timeout_s, monotonic)
         self._chunks_shown = 0
 
     # ---- public -----------------------------------------------------------------------
@@ -142,12 +160,20 @@ class Kiosk:
                     log.error("kiosk loop error %s at %s:%d (state %s)", type(exc).__name__,
                               where.filename, where.lineno, self.state.value)
                     self._after_bug()
+                self._note_progress(message)
                 if exit_on_end_of_stream and self._replay_done():
                     break
         finally:
             self._capture.stop()
             self.summary.dropped_frames = self._inbox.dropped_frames
         return self.summary
+
+    def _note_progress(self, message: Message | None) -> None:
+        if message is not None:
+            self.progress.messages[message.kind] += 1
+            if message.kind == "frame":
+                self.progress.last_frame_seq = message.data.seq
+        self.progress.iterations += 1
 
     # ---- the one transition function ------------------------------------------------
     def _transition(self, new: State, reason: str | None = None, detail: str | None = None,
@@ -157,7 +183,7 @@ class Kiosk:
             why = reason or detail
             log.info("state from %s to %s%s", old.value, new.value, f" ({why})" if why else "")
             self.summary.transitions.append((old.value, new.value))
-            self._state_since = time.monotonic()
+            self._state_since = self._monotonic()
         self.state = new
         if show:
             self._show(new, reason, detail)
@@ -222,7 +248,7 @@ class Kiosk:
             self._show(State.FAULT, None, next(iter(self._faults)))
 
     def _retry_faults(self) -> None:
-        now = time.monotonic()
+        now = self._monotonic()
         if now - self._last_retry < self.config.fault_retry_s:
             return
         self._last_retry = now
@@ -307,7 +333,7 @@ class Kiosk:
 
     def _remember_time(self) -> None:
         """Persist the time seen now and then, so a reboot with a lost clock is caught."""
-        now = time.monotonic()
+        now = self._monotonic()
         if now - self._last_remembered < CLOCK_REMEMBER_S:
             return
         self._last_remembered = now
@@ -354,7 +380,7 @@ class Kiosk:
             self._transition(State.VERIFYING)
             self._record(Decision(False, CHUNKS_INCOMPLETE, "shc", None, {}), time.monotonic())
             return
-        elapsed = time.monotonic() - self._state_since
+        elapsed = self._monotonic() - self._state_since
         if self.state in RESULT_STATES and elapsed >= self.config.result_hold_s:
             self._inbox.discard_frames()  # frames taken while the result was shown are stale
             self._transition(State.IDLE)
@@ -385,7 +411,7 @@ class Kiosk:
         text = self._assemble(texts)
         if text is None:
             return  # part of a multi-code card: wait for the rest
-        now = time.monotonic()
+        now = self._monotonic()
         if self._last_code is not None and self._last_code[0] == text \
                 and now - self._last_code[1] < self.config.same_code_cooldown_s:
             return  # the same pass is still in front of the camera
@@ -463,7 +489,7 @@ class Kiosk:
         if found is None:
             return  # gathering frames, or a stranger: no decision, nothing recorded
         member, outcome = found
-        now = time.monotonic()
+        now = self._monotonic()
         key = "face-pass:" + member
         if self._last_code is not None and self._last_code[0] == key \
                 and now - self._last_code[1] < self.config.same_code_cooldown_s:

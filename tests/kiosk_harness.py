@@ -1,9 +1,16 @@
-"""A kiosk wired to real parts (pty display emulator, SQLite event log) and a fake camera."""
+"""A kiosk wired to real parts (pty display emulator, SQLite event log) and a fake camera.
+
+No test waits for time to pass: the loop's timers run on a `ManualMonotonic` clock that only
+the test moves (`Rig.advance`), and every wait is for something the loop has observably done
+(a screen shown, frames handled, iterations finished), with a generous hang guard that a slow,
+loaded machine never reaches. A test that asserts that nothing happened first waits until the
+loop has handled the frames that could have made it happen (`Rig.wait_frames`)."""
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,48 @@ from firmware.kiosk import Kiosk
 from firmware.pseudonym import Pseudonymiser
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
+# A wait not over by then is a hung loop, not a slow machine; nothing is timed against it.
+HANG_GUARD_S = 60.0
+POLL_S = 0.01  # how often a waiting test looks again; the results never depend on it
+# Frames showing the same picture that the loop must have handled before a test believes that
+# the picture changes nothing (more than the one frame a stale read or the inbox may hold).
+FRAMES_IN_VIEW = 5
+# The display link's waits are real (a pty and an emulator thread): generous, so that a loaded
+# machine never fakes a display fault that the manual clock would then leave latched; an
+# unplugged pty is noticed by its closed port or by the heartbeat's missing answer all the same.
+DISPLAY_ACK_TIMEOUT_S = 1.0
+DISPLAY_SHOW_TIMEOUT_S = 10.0
+# Iterations after a clock step: the first may have read the time before the step.
+ITERATIONS_AFTER_STEP = 2
+# Added to every clock step: a timer due `s` seconds after `t` is due at `t + s`, but float
+# rounding can make `(t + s) - t` a hair less than `s` (and some timers compare with `>`).
+STEP_EPSILON_S = 1e-3
+
+
+def wait_until(condition: Callable[[], bool], what: str, guard_s: float = HANG_GUARD_S) -> None:
+    """Poll `condition` until it holds; AssertionError naming `what` past the hang guard."""
+    deadline = time.monotonic() + guard_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} (hang guard {guard_s:g} s)")
+        time.sleep(POLL_S)
+
+
+class ManualMonotonic:
+    """A monotonic clock that moves only when told to: the kiosk loop's and the face stage's
+    timers (result hold, cooldown, face and multi-code timeouts, fault retries) read it."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
 
 
 @dataclass
@@ -35,39 +84,101 @@ class Rig:
     signer: DemoSigner
     trust: TrustStore
     thread: threading.Thread
+    clock: ManualMonotonic
     cursor: int = 0  # index after the screen the last wait_state matched
+    shown_from: int = field(default=1)  # camera sequence number of the first frame now shown
 
     def valid_code(self) -> str:
         return issue_dcc(self.signer, vaccination_payload(), NOW - timedelta(days=1),
                          NOW + timedelta(days=100))
 
+    def show_frames(self, frames: list[np.ndarray]) -> None:
+        self.shown_from = self.camera.set_frames(frames)
+
     def show_code(self, text: str, width: int = 320, height: int = 240,
                   face: np.ndarray | None = None) -> None:
-        self.camera.set_frames([frame_with_code(text, width, height, face=face)])
+        self.show_frames([frame_with_code(text, width, height, face=face)])
 
     def show_nothing(self) -> None:
-        self.camera.set_frames([background(320, 240)])
+        self.show_frames([background(320, 240)])
 
-    def wait_state(self, state: str, timeout: float = 10.0) -> Any:
-        """The next screen in `state` after the one the previous wait matched: waits are
-        sequential, so a screen shown before the test thread looked is never missed."""
+    def _next_screen(self, state: str) -> Any:
+        """The first screen in `state` at or after the cursor (moving the cursor past it)."""
         emulator = self.display.emulator
         assert emulator is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            screens = emulator.screens
-            for index in range(self.cursor, len(screens)):
-                if screens[index].state == state:
-                    self.cursor = index + 1
-                    return screens[index]
+        screens = emulator.screens
+        for index in range(self.cursor, len(screens)):
+            if screens[index].state == state:
+                self.cursor = index + 1
+                return screens[index]
+        return None
+
+    def _shown_since_cursor(self) -> list[Any]:
+        emulator = self.display.emulator
+        assert emulator is not None
+        return list(emulator.screens[self.cursor:])
+
+    def wait_state(self, state: str, guard_s: float = HANG_GUARD_S) -> Any:
+        """The next screen in `state` after the one the previous wait matched: waits are
+        sequential, so a screen shown before the test thread looked is never missed."""
+        deadline = time.monotonic() + guard_s
+        while (screen := self._next_screen(state)) is None:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no {state} screen within {timeout} s after screen "
-                                   f"{self.cursor}; shown: {screens[self.cursor:]}")
-            time.sleep(0.01)
+                raise TimeoutError(f"no {state} screen within the hang guard after screen "
+                                   f"{self.cursor}; shown: {self._shown_since_cursor()}")
+            time.sleep(POLL_S)
+        return screen
+
+    def wait_state_retrying(self, state: str, guard_s: float = HANG_GUARD_S) -> Any:
+        """The next screen in `state`, stepping the clock one fault-retry period at a time so
+        that a latched fault (display, event log) is retried until its part is back."""
+        deadline = time.monotonic() + guard_s
+        while (screen := self._next_screen(state)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {state} screen after retries within the hang guard; "
+                                   f"shown: {self._shown_since_cursor()}")
+            self.advance(self.kiosk.config.fault_retry_s)
+        return screen
+
+    def wait_iterations(self, count: int = ITERATIONS_AFTER_STEP) -> None:
+        """Until the loop has finished `count` more iterations (each runs its timers)."""
+        progress = self.kiosk.progress
+        target = progress.iterations + count
+        wait_until(lambda: progress.iterations >= target, f"{count} loop iterations")
+
+    def wait_messages(self, kind: str, count: int = 1) -> None:
+        """Until the loop has handled `count` more messages of `kind` (e.g. "camera_fault")."""
+        messages = self.kiosk.progress.messages
+        target = messages[kind] + count
+        wait_until(lambda: messages[kind] >= target, f"{count} more {kind!r} message(s)")
+
+    def wait_frames(self, count: int = FRAMES_IN_VIEW) -> None:
+        """Until the loop has handled `count` frames of the pictures shown last (so whatever
+        they would make the kiosk do, it has done)."""
+        progress = self.kiosk.progress
+        wait_until(lambda: progress.last_frame_seq >= self.shown_from,
+                   f"a frame of what was shown (camera frame {self.shown_from})")
+        target = progress.messages["frame"] + count - 1
+        wait_until(lambda: progress.messages["frame"] >= target, f"{count} frames handled")
+
+    def advance(self, seconds: float) -> None:
+        """Move the loop's clock on by `seconds` (and a hair), and return once the loop has
+        run its timers after the step."""
+        self.clock.advance(seconds + STEP_EPSILON_S)
+        self.wait_iterations()
+
+    def next_person(self) -> Any:
+        """The person leaves (nothing in view) and the result's hold time passes: the IDLE
+        screen. Frames of the empty scene reach the loop before the hold ends, so no stale
+        frame of the last person can start a second decision."""
+        self.show_nothing()
+        self.wait_frames(1)
+        self.advance(self.kiosk.config.result_hold_s)
+        return self.wait_state("IDLE")
 
     def stop(self) -> None:
         self.kiosk.stop()
-        self.thread.join(10)
+        self.thread.join(HANG_GUARD_S)
         self.display.close()
         self.eventlog.close()
 
@@ -76,26 +187,29 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
              trust_age: timedelta = timedelta(minutes=5), camera_class: type = FakeCamera,
              face: Any = None, face_timeout_s: float = 2.0,
              open_template: Any = None, gallery: Any = None, verifier: Any = None,
-             trust_problems: list[str] | None = None, **kiosk_options: Any) -> Rig:
+             trust_problems: list[str] | None = None,
+             monotonic: ManualMonotonic | None = None, **kiosk_options: Any) -> Rig:
     signer = make_signer()
     trust = TrustStore.from_certificates([signer.certificate_der])
     trust.updated_at = NOW - trust_age
     trust.problems = list(trust_problems or [])
     camera = camera_class([background(320, 240)], fps=30)
-    display = open_display("emulator", ack_timeout_s=0.1, max_retries=2, heartbeat_s=0.5,
-                           reconnect_interval_s=0.2)
+    display = open_display("emulator", ack_timeout_s=DISPLAY_ACK_TIMEOUT_S, max_retries=2,
+                           heartbeat_s=0.5, reconnect_interval_s=0.2)
     key = Ed25519PrivateKey.generate()
     log = eventlog or EventLog.open(tmp / "events.db", key, "kiosk-test")
     options = {"result_hold_s": 0.3, "frame_timeout_s": 0.5, "fault_retry_s": 0.2,
                "same_code_cooldown_s": 30.0}
     options.update(kiosk_options)
+    monotonic = monotonic or ManualMonotonic()
     kiosk = Kiosk(KioskSection(**options), camera, display, log, lambda: trust,
                   clock or FixedClock(NOW), Pseudonymiser(b"k" * 32, 86400.0), screen_for,
-                  display_timeout_s=0.5, **({"verifier": verifier} if verifier else {}),
-                  faces=FaceStage(face, face_timeout_s, open_template, gallery) if face else None)
+                  display_timeout_s=DISPLAY_SHOW_TIMEOUT_S, **({"verifier": verifier} if verifier else {}),
+                  faces=FaceStage(face, face_timeout_s, open_template, gallery, clock=monotonic)
+                  if face else None, monotonic=monotonic)
     thread = threading.Thread(target=kiosk.run, daemon=True)
     thread.start()
-    rig = Rig(kiosk, camera, display, log, signer, trust, thread)
+    rig = Rig(kiosk, camera, display, log, signer, trust, thread, monotonic)
     rig.wait_state("IDLE")
     return rig
 

@@ -1,30 +1,40 @@
 """The capture thread: frames and faults reach the inbox; an abandoned thread stuck in a driver
-call leaves the camera to its successor when the call returns."""
+call leaves the camera to its successor when the call returns.
+
+Every wait here is for something the threads have done (a message posted, a frame counted, a
+thread ended), with a generous hang guard; none is for a stretch of time."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from firmware.camera.fake import FakeCamera, HangingCamera
 from firmware.capture import CaptureThread
 from firmware.inbox import Inbox, Message
+from tests.kiosk_harness import HANG_GUARD_S, POLL_S, wait_until
+
+FRAMES_AFTER_RELEASE = 5  # reads by the successor after the stuck call returned
 
 
-def _drain(inbox: Inbox, seconds: float) -> list[Message]:
-    """Every message posted during `seconds` (frames included)."""
+def _collect_until(inbox: Inbox, done: Callable[[list[Message]], bool]) -> list[Message]:
+    """Messages from the inbox until `done(messages so far)` holds (hang guard: AssertionError).
+    Frames are kept latest-only by the inbox; control messages are never dropped."""
     got: list[Message] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        message = inbox.get(timeout=0.05)
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not done(got):
+        assert time.monotonic() < deadline, f"gave up; got {[m.kind for m in got][-20:]}"
+        message = inbox.get(timeout=POLL_S)
         if message is not None:
             got.append(message)
     return got
 
 
-def _wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
+def _drain(inbox: Inbox) -> list[Message]:
+    """What is in the inbox now, without waiting for more."""
+    got: list[Message] = []
+    while (message := inbox.get(timeout=0)) is not None:
+        got.append(message)
+    return got
 
 
 def test_frames_and_a_scripted_fault_reach_the_inbox() -> None:
@@ -34,10 +44,9 @@ def test_frames_and_a_scripted_fault_reach_the_inbox() -> None:
     camera.script("ok", "corrupt")
     capture.start()
     try:
-        kinds = {m.kind for m in _drain(inbox, 0.5)}
+        _collect_until(inbox, lambda got: {"frame", "camera_fault"} <= {m.kind for m in got})
     finally:
         capture.stop()
-    assert {"frame", "camera_fault"} <= kinds
 
 
 def test_an_abandoned_thread_neither_posts_nor_closes_the_camera_of_its_successor() -> None:
@@ -45,18 +54,22 @@ def test_an_abandoned_thread_neither_posts_nor_closes_the_camera_of_its_successo
     inbox = Inbox()
     stuck = CaptureThread(camera, inbox, frame_timeout_s=0.05, retry_s=0.05)
     stuck.start()
-    _wait_for(lambda: stuck.frames > 0)
+    wait_until(lambda: stuck.frames > 0, "a first frame")
     camera.hang()
-    _wait_for(lambda: stuck.stalled(time.monotonic()))
+    wait_until(lambda: stuck.stalled(time.monotonic()), "the capture thread to stall")
     stuck.abandon()
     successor = CaptureThread(camera, inbox, frame_timeout_s=0.05, retry_s=0.05)
     successor.start()
     try:
-        _drain(inbox, 0.2)  # whatever came before the driver returns
-        frames_of_stuck = stuck.frames
+        _drain(inbox)  # whatever came before the driver returns
+        frames_of_stuck, frames_of_successor = stuck.frames, successor.frames
         camera.release()
-        _wait_for(lambda: not stuck._thread.is_alive())
-        after = _drain(inbox, 0.5)
+        wait_until(lambda: not stuck._thread.is_alive(), "the stuck call to return")
+        # the successor goes on reading after the stuck thread is gone: had that thread closed
+        # the camera, these reads would fail and post a fault
+        after = _collect_until(
+            inbox, lambda _: successor.frames >= frames_of_successor + FRAMES_AFTER_RELEASE)
+        after += _drain(inbox)
         assert stuck.frames == frames_of_stuck  # the abandoned thread posted no frame
         assert [m.data for m in after if m.kind == "camera_fault"] == []  # camera not closed
         assert sum(m.kind == "frame" for m in after) > 0  # the successor delivers

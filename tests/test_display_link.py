@@ -133,7 +133,10 @@ def test_lost_ack_is_retransmitted_and_recorded_once(emulator: DisplayEmulator) 
     with make_display(emulator, ack_timeout_s=SHORT) as display:
         emulator.script(drop_replies=1)
         display.show(screen_for("GRANTED"), timeout=WAIT)
-        assert display.link.stats.ack_timeouts == 1 and display.link.stats.retransmits == 1
+        stats = display.link.stats
+        # one ACK was dropped; on a loaded machine a later one may also come after the short
+        # timeout: each timeout is one retransmit, and the display records the screen once
+        assert stats.ack_timeouts >= 1 and stats.retransmits == stats.ack_timeouts
         assert emulator.screens == [screen_for("GRANTED")]
 
 

@@ -1,7 +1,6 @@
 """The kiosk state machine on real parts: decisions, faults that latch and recover, policies."""
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ import pytest
 
 from firmware.camera.fake import FakeCamera
 from firmware.clock import FixedClock
-from tests.kiosk_harness import NOW, make_rig
+from tests.kiosk_harness import HANG_GUARD_S, NOW, make_rig, wait_until
 
 
 @pytest.fixture
@@ -31,16 +30,17 @@ def test_valid_code_is_granted_and_logged_before_display(rig) -> None:  # type: 
     bodies = _decisions(rig.eventlog)
     assert bodies and bodies[-1]["decision"] == "granted"
     assert bodies[-1]["pseudonym"] and len(bodies[-1]["pseudonym"]) == 32
-    rig.show_nothing()
-    rig.wait_state("IDLE")
+    rig.next_person()
     assert ("GRANTED", "IDLE") in rig.kiosk.summary.transitions
 
 
 def test_same_code_in_view_is_decided_once(rig) -> None:  # type: ignore[no-untyped-def]
     rig.show_code(rig.valid_code())
     rig.wait_state("GRANTED")
+    rig.advance(rig.kiosk.config.result_hold_s)  # well inside the same-code cooldown
     rig.wait_state("IDLE")
-    time.sleep(0.5)  # the pass stays in view: frames keep arriving with the same code
+    rig.wait_frames()  # the pass stays in view: the loop reads the same code again and again
+    assert rig.kiosk.state.value == "IDLE"
     assert len(_decisions(rig.eventlog)) == 1
 
 
@@ -55,7 +55,7 @@ def test_camera_disconnect_latches_fault_and_recovers(rig) -> None:  # type: ign
     rig.camera.script("disconnect")
     fault = rig.wait_state("FAULT")
     assert "camera" in (fault.line2 + fault.line1).lower()
-    time.sleep(0.5)
+    rig.wait_messages("camera_fault")  # capture retried the camera, which is still away
     rig.camera.reconnect()
     rig.wait_state("IDLE")
     kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
@@ -78,29 +78,29 @@ def test_silent_camera_is_a_fault(rig) -> None:  # type: ignore[no-untyped-def]
 def test_unplugged_display_latches_and_recovers(rig) -> None:  # type: ignore[no-untyped-def]
     emulator = rig.display.emulator
     emulator.unplug()
-    deadline = time.monotonic() + 10
-    while rig.kiosk.state.value != "FAULT" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert rig.kiosk.state.value == "FAULT"
+    wait_until(lambda: rig.kiosk.state.value == "FAULT", "the display fault")
     # no decision can be shown while the display is gone, so none is taken
     rig.show_code(rig.valid_code())
-    time.sleep(0.5)
+    rig.wait_frames()
     assert _decisions(rig.eventlog) == []
     rig.show_nothing()
+    rig.wait_frames(1)
     emulator.replug()
-    rig.wait_state("IDLE")
+    rig.wait_state_retrying("IDLE")
     assert any(part == "display" for part, _ in rig.kiosk.summary.faults)
 
 
 class _BrokenLog:
-    """An event log whose disk is full while `full` is set."""
+    """An event log whose disk is full while `full` is set; `refused` counts failed appends."""
 
     def __init__(self) -> None:
         self.full = False
+        self.refused = 0
         self.events: list[tuple[str, dict[str, Any]]] = []
 
     def append(self, kind: str, body: dict[str, Any]) -> None:
         if self.full:
+            self.refused += 1
             raise OSError(28, "No space left on device")
         self.events.append((kind, body))
 
@@ -111,6 +111,9 @@ class _BrokenLog:
         pass
 
 
+FULL_DISK_RETRIES = 3  # retries of a full log seen to fail before the disk is freed
+
+
 def test_full_disk_never_shows_an_unlogged_grant(tmp_path: Path) -> None:
     log = _BrokenLog()
     rig = make_rig(tmp_path, eventlog=log)
@@ -118,11 +121,15 @@ def test_full_disk_never_shows_an_unlogged_grant(tmp_path: Path) -> None:
         log.full = True
         rig.show_code(rig.valid_code())
         rig.wait_state("FAULT")
-        time.sleep(0.3)
+        refused = log.refused
+        for _ in range(FULL_DISK_RETRIES):  # the kiosk retries the log; the disk stays full
+            rig.advance(rig.kiosk.config.fault_retry_s)
+        assert log.refused >= refused + FULL_DISK_RETRIES
         assert not any(s.state == "GRANTED" for s in rig.display.emulator.screens)
         log.full = False
         rig.show_nothing()
-        rig.wait_state("IDLE")
+        rig.wait_frames(1)
+        rig.wait_state_retrying("IDLE")
         kinds = [kind for kind, _ in log.events]
         # the decision taken while the disk was full was kept in memory and written on recovery
         assert "decision" in kinds and kinds[-1] == "recovered"
@@ -180,6 +187,8 @@ def test_half_a_multi_code_card_times_out(tmp_path: Path) -> None:
         rig.show_code(first, 800, 800)
         rig.wait_state("SCANNING")
         rig.show_nothing()
+        rig.wait_frames(1)
+        rig.advance(rig.kiosk.config.multi_code_timeout_s)  # the rest of the card never comes
         rig.wait_state("DENIED")
         assert _decisions(rig.eventlog)[-1]["reason"] == "SHC_CHUNKS_INCOMPLETE"
     finally:
@@ -208,7 +217,7 @@ def test_maintenance_mode_takes_no_decisions(rig) -> None:  # type: ignore[no-un
     rig.kiosk.post(Message("maintenance", True))
     rig.wait_state("MAINTENANCE")
     rig.show_code(rig.valid_code())
-    time.sleep(0.5)
+    rig.wait_frames()
     assert _decisions(rig.eventlog) == []
     rig.kiosk.post(Message("maintenance", False))
     rig.wait_state("IDLE")
@@ -231,8 +240,7 @@ def test_a_verifier_bug_denies_that_person_and_the_kiosk_goes_on(tmp_path: Path)
         rig.show_code(rig.valid_code())
         rig.wait_state("DENIED")
         assert _decisions(rig.eventlog)[-1]["reason"] == "INTERNAL_ERROR"
-        rig.show_nothing()
-        rig.wait_state("IDLE")
+        rig.next_person()  # the hold (0.3 s) outlasts the cooldown (0.2 s)
         rig.show_code(rig.valid_code())
         rig.wait_state("GRANTED")
     finally:
@@ -262,8 +270,7 @@ def test_an_eventlog_fault_that_clears_at_once_does_not_leave_fault_latched(tmp_
         rig.show_code(rig.valid_code())
         # the decision was written on the retry, so it is durable and may be shown
         rig.wait_state("GRANTED")
-        rig.show_nothing()
-        rig.wait_state("IDLE")
+        rig.next_person()
         rig.show_code(rig.valid_code())  # and the kiosk goes on deciding
         rig.wait_state("GRANTED")
         kinds = [kind for kind, _ in log.events]
@@ -343,14 +350,14 @@ def test_maintenance_outlasts_a_fault_and_no_decision_is_taken_in_it(rig) -> Non
 
     rig.camera.script("disconnect")
     rig.wait_state("FAULT")
-    time.sleep(0.5)  # the camera stays away: its fault is latched
+    rig.wait_messages("camera_fault")  # the camera stays away: its fault is latched
     assert rig.kiosk.state.value == "FAULT"
     rig.kiosk.post(Message("maintenance", True))  # the technician comes to fix the camera
-    time.sleep(0.3)
+    rig.wait_messages("maintenance")
     rig.show_code(rig.valid_code())
     rig.camera.reconnect()
     rig.wait_state("MAINTENANCE")  # the camera fault has cleared: back to the technician
-    time.sleep(0.5)  # frames with the pass keep flowing
+    rig.wait_frames()  # frames with the pass keep flowing
     assert rig.kiosk.state.value == "MAINTENANCE"
     assert _decisions(rig.eventlog) == []
     rig.kiosk.post(Message("maintenance", False))
@@ -363,7 +370,7 @@ def test_a_frame_taken_before_a_camera_fault_does_not_clear_it(rig) -> None:  # 
     # used to be handled after the fault and "recover" a camera that was gone.
     rig.camera.script("disconnect")
     rig.wait_state("FAULT")
-    time.sleep(0.5)
+    rig.wait_messages("camera_fault")  # retried and still away; the old frame was handled
     kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
     assert "fault" in kinds and "recovered" not in kinds
     assert ("FAULT", "IDLE") not in rig.kiosk.summary.transitions
@@ -406,7 +413,7 @@ def test_replay_ends_even_with_a_fault_latched(tmp_path: Path) -> None:
     threading.Thread(target=lambda: (kiosk.run(exit_on_end_of_stream=True), done.set()),
                      daemon=True).start()
     try:
-        assert done.wait(20), "the replay never ended"
+        assert done.wait(HANG_GUARD_S), "the replay never ended"
         assert kiosk.state.value == "FAULT"
     finally:
         kiosk.stop()

@@ -19,8 +19,9 @@ from firmware.credentials.status_records import (
     sign_status_record,
 )
 from firmware.facecheck import FaceCheck
+from firmware.vision.liveness import LivenessConfig
 from firmware.vision.record_template import TemplateKeyring, seal_template
-from tests.kiosk_harness import NOW, make_rig
+from tests.kiosk_harness import NOW, make_rig, wait_until
 
 W, H = 960, 540
 
@@ -48,6 +49,14 @@ def _decisions(log: Any) -> list[dict[str, Any]]:
     return [e.body for e in log.pending(limit=1000, newest_first=False) if e.kind == "decision"]
 
 
+def _await_face(rig: Any) -> None:
+    """Until the kiosk waits for the holder's face: the VERIFYING screen is shown just before
+    the wait (and its deadline) begins, in the same loop iteration, so that one is waited out
+    too; a clock step before it would only move the deadline along."""
+    rig.wait_state("VERIFYING")
+    rig.wait_iterations(1)
+
+
 def test_valid_pass_needs_a_face_and_one_pass_cannot_serve_two_faces(
         tmp_path: Path, pipeline: Any, people: tuple[np.ndarray, ...]) -> None:
     person, _, stranger = people
@@ -56,16 +65,16 @@ def test_valid_pass_needs_a_face_and_one_pass_cannot_serve_two_faces(
     try:
         text = rig.valid_code()
         rig.show_code(text, W, H)  # nobody in view
+        _await_face(rig)
+        rig.advance(2.0)  # face.timeout_s passes without a face
         assert rig.wait_state("DENIED").state == "DENIED"
         assert _decisions(rig.eventlog)[-1]["reason"] == "NO_FACE"
-        rig.show_nothing()
-        rig.wait_state("IDLE")
+        rig.next_person()  # the hold (0.2 s) lets the same pass be read again
         rig.show_code(text, W, H, face=person)
         rig.wait_state("GRANTED")
         granted = _decisions(rig.eventlog)[-1]
         assert granted["face"]["ok"] and granted["face"]["frames"] >= 1
-        rig.show_nothing()
-        rig.wait_state("IDLE")
+        rig.next_person()
         rig.show_code(text, W, H, face=stranger)  # the same pass, another face, in the window
         rig.wait_state("DENIED")
         assert _decisions(rig.eventlog)[-1]["reason"] == "SHARED_CREDENTIAL"
@@ -100,8 +109,7 @@ def test_status_code_is_matched_one_to_one_against_its_records_template(
         rig.wait_state("DENIED")
         denied = _decisions(rig.eventlog)[-1]
         assert denied["reason"] == "FACE_MISMATCH" and denied["face"]["similarity"] < pipeline.threshold
-        rig.show_nothing()
-        rig.wait_state("IDLE")
+        rig.next_person()
         rig.show_code(code, W, H, face=same_person_again)  # another photo of the enrolled person
         rig.wait_state("GRANTED")
         granted = _decisions(rig.eventlog)[-1]
@@ -171,8 +179,8 @@ def test_face_pass_admits_a_live_enrolled_member_without_a_code(
     rig = _face_pass_rig(tmp_path, pipeline, member)
     try:
         shut = close_eyes(member)  # a blink: the cue a photo held up cannot give
-        rig.camera.set_frames([_sensor_noise(frame_with_face(f, W, H), seed) for seed, f in
-                               enumerate([member] * 3 + [shut] * 2 + [member] * 3)])
+        rig.show_frames([_sensor_noise(frame_with_face(f, W, H), seed) for seed, f in
+                         enumerate([member] * 3 + [shut] * 2 + [member] * 3)])
         rig.wait_state("GRANTED")
         body = _decisions(rig.eventlog)[-1]
         assert body["format"] == "face_pass" and body["face"]["live"] is True
@@ -188,13 +196,13 @@ def test_face_pass_refuses_a_still_photo_and_ignores_strangers(
     member, _, stranger = people
     rig = _face_pass_rig(tmp_path, pipeline, member)
     try:
-        rig.camera.set_frames([_sensor_noise(frame_with_face(stranger, W, H), 9)])
-        import time
-
-        time.sleep(1.5)  # a passer-by who never enrolled: no decision, nothing recorded
+        rig.show_frames([_sensor_noise(frame_with_face(stranger, W, H), 9)])
+        # a passer-by who never enrolled: enough frames for two attempts at identifying them,
+        # and no decision, nothing recorded
+        rig.wait_frames(2 * LivenessConfig.min_frames)
         assert _decisions(rig.eventlog) == []
-        rig.camera.set_frames([_sensor_noise(frame_with_face(member, W, H), seed)
-                               for seed in range(4)])  # a still photo: no liveness cue
+        rig.show_frames([_sensor_noise(frame_with_face(member, W, H), seed)
+                         for seed in range(4)])  # a still photo: no liveness cue
         rig.wait_state("DENIED")
         body = _decisions(rig.eventlog)[-1]
         assert body["format"] == "face_pass" and body["face"]["live"] is False
@@ -205,17 +213,16 @@ def test_face_pass_refuses_a_still_photo_and_ignores_strangers(
 
 def test_maintenance_ends_the_wait_for_a_face_without_a_decision(tmp_path: Path,
                                                                   pipeline: Any) -> None:
-    import time
-
     from firmware.inbox import Message
 
     rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"), face_timeout_s=2.0)
     try:
         rig.show_code(rig.valid_code(), W, H)  # nobody in view: the kiosk waits for a face
-        rig.wait_state("VERIFYING")
+        _await_face(rig)
         rig.kiosk.post(Message("maintenance", True))
         rig.wait_state("MAINTENANCE")
-        time.sleep(2.5)  # past face.timeout_s
+        rig.advance(2.0)  # past face.timeout_s
+        rig.wait_frames()  # and frames with the pass keep coming
         assert rig.kiosk.state.value == "MAINTENANCE"
         assert _decisions(rig.eventlog) == []
     finally:
@@ -224,15 +231,15 @@ def test_maintenance_ends_the_wait_for_a_face_without_a_decision(tmp_path: Path,
 
 def test_a_display_lost_while_a_face_is_awaited_is_a_fault_and_no_decision(
         tmp_path: Path, pipeline: Any) -> None:
-    import time
-
     rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"), face_timeout_s=2.0)
     try:
         rig.show_code(rig.valid_code(), W, H)  # nobody in view: the kiosk waits for a face
-        rig.wait_state("VERIFYING")
+        _await_face(rig)
         rig.wait_state("VERIFYING")  # and its hint: nothing more is shown until the timeout
         rig.display.emulator.unplug()
-        time.sleep(3.0)  # past face.timeout_s: the heartbeat found the display gone first
+        # the heartbeat, polled while the face is awaited, finds the display gone...
+        wait_until(lambda: rig.kiosk.state.value == "FAULT", "the display fault")
+        rig.advance(2.0)  # ...and then face.timeout_s passes
         assert rig.kiosk.state.value == "FAULT"
         assert _decisions(rig.eventlog) == []  # nothing decided that could not be shown
     finally:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -15,6 +16,9 @@ from firmware.credentials import Verdict
 from firmware.inbox import Inbox, Message
 from firmware.policy import decide, trust_problem
 from firmware.pseudonym import Pseudonymiser
+from tests.kiosk_harness import HANG_GUARD_S, wait_until
+
+NEVER_S = 3600.0  # a wait that only a notification can end within the test's hang guard
 
 
 def test_inbox_keeps_latest_frames_and_counts_drops() -> None:
@@ -32,9 +36,13 @@ def test_inbox_get_times_out_and_wakes_on_post() -> None:
     inbox = Inbox()
     start = time.monotonic()
     assert inbox.get(0.05) is None
-    assert time.monotonic() - start >= 0.04
-    threading.Timer(0.05, inbox.post, [Message("stop")]).start()
-    assert inbox.get(5.0) == Message("stop")
+    assert time.monotonic() - start >= 0.04  # it did wait (a lower bound: load only adds)
+    got: list[Message | None] = []
+    getter = threading.Thread(target=lambda: got.append(inbox.get(NEVER_S)), daemon=True)
+    getter.start()
+    inbox.post(Message("stop"))  # before or during the getter's wait: either way it returns
+    getter.join(HANG_GUARD_S)
+    assert got == [Message("stop")], "a post did not wake the waiting get"
 
 
 def test_pseudonyms_are_keyed_and_rotate() -> None:
@@ -92,9 +100,7 @@ def test_kiosk_persists_the_last_seen_time(tmp_path: Path) -> None:
     state = tmp_path / "last_seen"
     rig = make_rig(tmp_path, clock=Clock(state))
     try:
-        deadline = time.monotonic() + 5
-        while not state.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(state.exists, "the last seen time on disk")
         assert abs(float(state.read_text()) - datetime.now(timezone.utc).timestamp()) < 60
     finally:
         rig.stop()
@@ -146,18 +152,40 @@ class _CountingSync:
         return []
 
 
+class _WaitWatcher(random.Random):
+    """The worker's jitter source: it is asked for a number each time the worker schedules a
+    wait, which tells the test how many rounds had run by the first wait."""
+
+    def __init__(self, sync: _CountingSync) -> None:
+        super().__init__(5)
+        self._sync = sync
+        self.rounds_at_first_wait: int | None = None
+        self.waiting = threading.Event()
+
+    def random(self) -> float:
+        if self.rounds_at_first_wait is None:
+            self.rounds_at_first_wait = self._sync.rounds
+        self.waiting.set()
+        return super().random()
+
+
 def test_trust_sync_worker_does_not_repeat_the_boot_round() -> None:
     from firmware.syncworker import TrustSyncWorker
 
     after_boot, fresh = _CountingSync(), _CountingSync()
-    workers = [TrustSyncWorker(after_boot, Clock(), interval_s=60),
-               TrustSyncWorker(fresh, Clock(), interval_s=60)]
+    watchers = [_WaitWatcher(after_boot), _WaitWatcher(fresh)]
+    workers = [TrustSyncWorker(after_boot, Clock(), interval_s=60, rng=watchers[0]),
+               TrustSyncWorker(fresh, Clock(), interval_s=60, rng=watchers[1])]
     workers[0].start(first_round_done=True)
     workers[1].start()
-    time.sleep(0.3)
-    for worker in workers:
-        worker.stop()
-    assert after_boot.rounds == 0 and fresh.rounds == 1
+    try:
+        for watcher in watchers:  # each worker has reached its first (60 s) wait
+            assert watcher.waiting.wait(HANG_GUARD_S), "the worker never scheduled a wait"
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert watchers[0].rounds_at_first_wait == 0 and after_boot.rounds == 0  # boot round kept
+    assert watchers[1].rounds_at_first_wait == 1 and fresh.rounds == 1  # a fresh start syncs
 
 
 def test_app_close_releases_the_event_log_even_when_the_display_fails() -> None:

@@ -1,4 +1,8 @@
-"""Power cut: a writer process is SIGKILLed at random moments; every acknowledged event survives.
+"""Power cut: a writer process is SIGKILLed amid its appends; every acknowledged event survives.
+
+The kills follow the writer's progress, not the clock: each round kills the writer once it has
+acknowledged a random number of appends (it goes on appending while the test reads, so the kill
+lands inside a later append, commit or compaction), on a fast machine as on a loaded one.
 
 SIGKILL ends the process mid-append, mid-commit (alone, or a group commit of several threads) or
 mid-compaction, leaving whatever SQLite had written in the database and WAL files. (It cannot take the OS page cache with it, so it tests the
@@ -12,7 +16,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,6 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "kiosk-powercut"
 READY_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 30.0
+PROGRESS_GUARD_S = 120.0  # hang guard for a round's appends; nothing is timed against it
+# Appends acknowledged before each kill, drawn per round. In "compact" mode the rounds together
+# must outgrow the 80 KiB quota (about 100 events) so that compaction runs between kills.
+ACKS_BEFORE_KILL = {"append": (1, 90), "group": (1, 90), "compact": (20, 90)}
 
 # The writer prints "A <seq>" only after append() returned (the kiosk's "shown" moment) and
 # "S <seqs>" for the events a server acknowledged, before it records that with mark_uploaded().
@@ -68,10 +75,15 @@ with EventLog.open(db, key, device, quota_bytes=quota) as log:
 """
 
 
-def run_writer_and_kill(db: Path, key_file: Path, mode: str, delay_s: float) -> tuple[
+def _complete_acks(chunks: list[bytes]) -> int:
+    """The "A" lines printed in full so far (the last piece may be a line cut short)."""
+    return sum(line.startswith(b"A ") for line in b"".join(chunks).split(b"\n")[:-1])
+
+
+def run_writer_and_kill(db: Path, key_file: Path, mode: str, kill_after_acks: int) -> tuple[
         int, list[int], list[int]]:
-    """Start the writer, SIGKILL it `delay_s` after it is ready; returns (tip at start, acked
-    seqs, uploaded seqs) from the complete lines it printed."""
+    """Start the writer, SIGKILL it once it has printed `kill_after_acks` acknowledgements;
+    returns (tip at start, acked seqs, uploaded seqs) from the complete lines it printed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(key_file), DEVICE, mode,
                              str(GROUP_THREADS)],
@@ -91,17 +103,23 @@ def run_writer_and_kill(db: Path, key_file: Path, mode: str, delay_s: float) -> 
             raise AssertionError(f"writer died before ready: {proc.stderr.read()!r}")
         buffer += chunk
     chunks: list[bytes] = [buffer]
-
-    def drain() -> None:
-        while chunk := os.read(proc.stdout.fileno(), 65536):  # type: ignore[union-attr]
-            chunks.append(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    threading.Event().wait(delay_s)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(EXIT_TIMEOUT_S)
-    reader.join(EXIT_TIMEOUT_S)
+    deadline = time.monotonic() + PROGRESS_GUARD_S
+    while _complete_acks(chunks) < kill_after_acks:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"writer stalled before {kill_after_acks} appends: "
+                                 f"{proc.stderr.read()!r}")
+        if not selector.select(timeout=1.0):
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            proc.wait(EXIT_TIMEOUT_S)
+            raise AssertionError(f"writer died before it was killed: {proc.stderr.read()!r}")
+        chunks.append(chunk)
+    proc.send_signal(signal.SIGKILL)  # the writer is appending on meanwhile: the kill lands
+    proc.wait(EXIT_TIMEOUT_S)  # inside a later append, commit or compaction
+    while chunk := os.read(proc.stdout.fileno(), 65536):  # what it printed before it died
+        chunks.append(chunk)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()  # killed, not crashed
     text = b"".join(chunks).decode()
     lines = text.split("\n")[:-1]  # the last piece may be a line cut short by the kill
@@ -123,8 +141,9 @@ def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path, mode: str, ki
     uploaded: set[int] = set()
     tip = 0
     for round_no in range(kills):
-        delay = rng.uniform(0.01, 0.35)
-        start_tip, new_acked, new_uploaded = run_writer_and_kill(db, key_file, mode, delay)
+        target = rng.randint(*ACKS_BEFORE_KILL[mode])
+        start_tip, new_acked, new_uploaded = run_writer_and_kill(db, key_file, mode, target)
+        assert len(new_acked) >= target, f"round {round_no}: the kill came before its appends"
         assert start_tip == tip, f"round {round_no}: restart did not resume at the tip"
         if mode == "group":  # threads print in any order, but each seq once, after the tip
             assert len(set(new_acked)) == len(new_acked) and min(new_acked, default=tip + 1) > tip
@@ -135,7 +154,7 @@ def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path, mode: str, ki
         with EventLog.open(db, key, DEVICE, quota_bytes=80 * 1024 if mode == "compact"
                            else None) as log:
             report = log.verify()
-            assert report.ok, f"round {round_no} (killed after {delay:.3f}s): {report}"
+            assert report.ok, f"round {round_no} (killed after {target} appends): {report}"
             anchor = report.anchor_seq
             for seq in acked:
                 if seq <= anchor:  # compacted: allowed only after the upload was recorded

@@ -153,11 +153,14 @@ def test_timeout_then_late_delivery_is_deduplicated(fleet: Fleet, proxy: FaultPr
                                                     key: Ed25519PrivateKey) -> None:
     seqs = fill(log, 5)
     uploader = make_uploader(log, proxy.url, key, timeout_s=0.3)
-    proxy.inject("delay:1.0")
+    proxy.inject("hold")  # the answer cannot come before the client has given up
     with pytest.raises(UploadError) as caught:
         uploader.upload_once()
     assert caught.value.code == "UPLOAD_NETWORK"
-    drain(uploader)
+    proxy.release()  # now the late request reaches the server, which stores the batch
+    assert proxy.delivered.wait(WAIT_S), "the held request never reached the server"
+    assert [event.seq for event in fleet.stored(DEVICE)] == seqs
+    drain(uploader)  # the uploader sends the batch again: the server keeps one copy
     assert_exact_chain(fleet.stored(DEVICE), key, seqs)
 
 
@@ -286,16 +289,40 @@ def test_backoff_is_not_cut_short_by_notify_but_stop_ends_it(fleet: Fleet, log: 
     fill(log, 2)
     uploader = make_uploader(log, fleet.url, key, backoff_initial_s=600.0, backoff_max_s=600.0,
                              jitter=0.0, poll_interval_s=0.05)
+    # Watch the backoff's wait instead of sleeping beside it: the test knows when the thread is
+    # parked in it, and that only stop() let it out, however slow the machine.
+    uploader._stop = watch = _WaitWatch()  # type: ignore[assignment]
     uploader.start()
     try:
-        wait_for(lambda: uploader.status().next_attempt_in_s is not None)
+        assert watch.entered.wait(WAIT_S), "the uploader never began its backoff"
         status = uploader.status()
         assert status.consecutive_failures == 1 and status.next_attempt_in_s > 500
         assert status.last_error.startswith("UPLOAD_NETWORK")
         for _ in range(5):
             uploader.notify()  # new decisions do not hammer a server that is down
-        threading.Event().wait(0.3)
-        assert uploader.status().consecutive_failures == 1
+        watch.timeline.append("notified")
     finally:
+        watch.timeline.append("stopping")
         assert uploader.stop(timeout=15)  # stop wakes the 600 s backoff at once
+    # the thread has ended: these are final, not a snapshot of a race
+    assert watch.timeline == ["entered", "notified", "stopping", "left"]
+    assert uploader.status().consecutive_failures == 1
     assert log.pending_count() == 2
+
+
+class _WaitWatch(threading.Event):
+    """The uploader's stop event, which its backoff waits on; records entering and leaving
+    that wait in `timeline`, beside the test's own steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.timeline: list[str] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.timeline.append("entered")
+        self.entered.set()
+        try:
+            return super().wait(timeout)
+        finally:
+            self.timeline.append("left")

@@ -19,6 +19,7 @@ from firmware.eventlog.codec import check_event, check_link
 from firmware.sync.trustsync import register_device
 
 IO_TIMEOUT_S = 10.0
+HOLD_GUARD_S = 60.0  # a held request is forwarded by then even if the test never releases it
 # Proxy fault modes, one per request, consumed in order ("pass" once the script is empty):
 #   pass      forward and relay the answer
 #   drop      close the client connection without an answer (request never reaches the server)
@@ -27,6 +28,9 @@ IO_TIMEOUT_S = 10.0
 #   truncate  forward (the server stores!), relay only half of the answer, close
 #   ack_lost  forward (the server stores!), close without relaying anything
 #   delay:S   wait S seconds, then forward and relay (the client may have timed out meanwhile)
+#   hold      wait until the test calls release(), then forward and relay (the client has
+#             timed out by then: a late delivery that does not race the client's timeout);
+#             `delivered` is set once the server has answered it
 FAULTS = ("pass", "drop", "reset", "503", "500", "422", "413", "truncate", "ack_lost")
 
 
@@ -80,6 +84,8 @@ class FaultProxy(socketserver.ThreadingTCPServer):
         self.script: deque[str] = deque()
         self.seen: list[str] = []
         self.lock = threading.Lock()
+        self.released = threading.Event()  # ends every "hold"
+        self.delivered = threading.Event()  # a held request reached the server and was answered
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
@@ -99,7 +105,11 @@ class FaultProxy(socketserver.ThreadingTCPServer):
             self.seen.append(mode)
             return mode
 
+    def release(self) -> None:
+        self.released.set()
+
     def close(self) -> None:
+        self.released.set()  # a handler still holding a request must not outlive the proxy
         self.shutdown()
         self.server_close()
 
@@ -124,10 +134,14 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
             return
         if mode.startswith("delay:"):
             time.sleep(float(mode.split(":", 1)[1]))
+        if mode == "hold":
+            self.server.released.wait(HOLD_GUARD_S)
         try:
             answer = _forward(request, self.server.upstream)
         except OSError:
             return  # the upstream is down: the client sees a dropped connection
+        if mode == "hold":
+            self.server.delivered.set()
         if mode == "ack_lost":
             return
         if mode == "truncate":

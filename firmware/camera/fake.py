@@ -37,9 +37,12 @@ class FakeCamera:
         with self._lock:
             self._faults.extend(faults)
 
-    def set_frames(self, frames: Sequence[np.ndarray]) -> None:
+    def set_frames(self, frames: Sequence[np.ndarray]) -> int:
+        """Show `frames` from now on; returns the sequence number of the first frame that
+        shows them (a test waits for the loop to have handled that one, not for a while)."""
         with self._lock:
             self._frames = list(frames)
+            return self._seq + 1
 
     def reconnect(self) -> None:
         with self._lock:
