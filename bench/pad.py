@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = {f"{b:g}": {"bpcer": rate([float(s[1]) < b for s in live_scores]),
                         **{f"apcer_{k}": rate([float(s[1]) >= b for s in v])
                              for k, v in attack_scores.items()}} for b in SWEEP}
-    result = {
+    result: dict[str, Any] = {
         "bpcer": rate(refused), "bpcer_live_sample": 1.0 if sample_refused else 0.0,
         "apcer_print": apcer["print"], "apcer_replay": apcer["replay"],
         "apcer_by_distance": {k: rate(v) for k, v in sorted(by_distance.items())},
