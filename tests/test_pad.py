@@ -35,8 +35,12 @@ def samples() -> dict[str, np.ndarray]:
 
     # read as the original's test.py does: cv2.imread, which applies the EXIF orientation
     # (image_F2.jpg is stored sideways; PIL would give the face lying on its side)
-    return {name: np.ascontiguousarray(cv2.imread(str(MINIFASNET / "samples" / name))[..., ::-1])
-            for name in SAMPLES}
+    out = {}
+    for name in SAMPLES:
+        bgr = cv2.imread(str(MINIFASNET / "samples" / name))
+        assert bgr is not None, name
+        out[name] = np.ascontiguousarray(bgr[..., ::-1])
+    return out
 
 
 @pytest.fixture(scope="module")
