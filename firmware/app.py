@@ -162,12 +162,30 @@ def load_face_pipeline(config: Config) -> Any:
                              "face.enabled = false to run without face checks") from exc
 
 
+def load_pad(config: Config) -> Any:
+    """The presentation-attack models (once per process), from face.model_dir or the shipped ones."""
+    from firmware.vision.pad import MANIFEST_NAME, PresentationAttackDetector
+
+    # a face model folder without PAD models of its own (tflite_models/dlib) uses the shipped ones
+    folder = config.face.model_dir
+    if folder and not (Path(folder) / MANIFEST_NAME).is_file():
+        folder = ""
+    try:
+        return PresentationAttackDetector(folder or None, num_threads=config.face.threads)
+    except Exception as exc:
+        raise FaceModelError(f"presentation-attack models failed to load ({exc}); fix "
+                             "face.model_dir, or set face.liveness and face.face_pass so that "
+                             "they are not needed") from exc
+
+
 def build_face_stage(config: Config, state: Path, pipeline: Any = None) -> FaceStage:
     """The kiosk's face stage; with face pass on, the member gallery is decrypted into memory."""
     from firmware.facecheck import FaceCheck
 
+    # the PAD model: for liveness "model", and always for face pass (a face alone must be live)
+    pad = load_pad(config) if config.face.liveness == "model" or config.face.face_pass else None
     check = FaceCheck(pipeline or load_face_pipeline(config), liveness=config.face.liveness,
-                      anti_sharing_window_s=config.face.anti_sharing_window_s)
+                      anti_sharing_window_s=config.face.anti_sharing_window_s, pad=pad)
     gallery = load_member_gallery(config, state) if config.face.face_pass else None
     return FaceStage(check, config.face.timeout_s,
                      open_template=TemplateKeyring(state / "template-keys").open, gallery=gallery,

@@ -76,7 +76,9 @@ class FaceSection:
 
     enabled: bool = True  # check the face of every verified credential
     timeout_s: float = 5.0  # how long to wait for a usable face after a valid code
-    liveness: str = "advisory"  # off | advisory (logged) | required (deny without it)
+    # off | advisory (logged) | required (deny without temporal cues) | model (the PAD model
+    # must judge the face live, else FACE_SPOOF; temporal attack evidence also denies)
+    liveness: str = "advisory"
     anti_sharing_window_s: float = 600.0  # one credential, two faces within this: denied
     threads: int = 2  # inference threads
     model_dir: str = ""  # empty: the shipped int8 models
@@ -103,7 +105,7 @@ class Config:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "camera.source": ("files", "video", "fake", "picamera2", "v4l2"),
-    "face.liveness": ("off", "advisory", "required"),
+    "face.liveness": ("off", "advisory", "required", "model"),
 }
 _NON_NEGATIVE = {"kiosk.aztec_every_n_frames", "kiosk.same_code_cooldown_s", "camera.device",
                  "face.threshold", "face.face_pass_threshold"}

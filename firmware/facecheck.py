@@ -24,7 +24,11 @@ from firmware.vision.quality import QualityConfig, QualityResult, assess
 
 log = logging.getLogger(__name__)
 
-LIVENESS_MODES = ("off", "advisory", "required")
+# "model": the presentation-attack model (firmware/vision/pad.py) must judge the face live
+# (else FACE_SPOOF); the temporal cues are gathered beside it and deny only on evidence of an
+# attack (a flat carrier's planar motion, a screen's pattern), never for lack of a cue.
+LIVENESS_MODES = ("off", "advisory", "required", "model")
+TEMPORAL_ATTACK_EVIDENCE = frozenset({"PLANAR_MOTION", "SCREEN_PATTERN"})
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,15 @@ class FaceOutcome:
     similarity: float | None = None  # to the enrolled template, for 1:1
     live: bool | None = None
     frames: int = 0
+    pad: dict[str, Any] | None = None  # PadResult.as_event(): scores only, when PAD ran
 
     def as_event(self) -> dict[str, Any]:
-        return {"ok": self.ok, "reason": self.reason,
-                "similarity": None if self.similarity is None else round(self.similarity, 3),
-                "live": self.live, "frames": self.frames}
+        event = {"ok": self.ok, "reason": self.reason,
+                 "similarity": None if self.similarity is None else round(self.similarity, 3),
+                 "live": self.live, "frames": self.frames}
+        if self.pad is not None:
+            event.update(self.pad)
+        return event
 
 
 class FaceCheck:
@@ -52,9 +60,15 @@ class FaceCheck:
                  anti_sharing_window_s: float = 600.0,
                  quality: QualityConfig | None = None,
                  liveness_config: LivenessConfig | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, pad: Any = None) -> None:
+        """`pad`: a PresentationAttackDetector (or anything with `check(rgb, face)`); needed
+        for liveness "model" and for face pass, which always requires it."""
         if liveness not in LIVENESS_MODES:
             raise ValueError(f"liveness must be one of {LIVENESS_MODES}")
+        if liveness == "model" and pad is None:
+            raise ValueError('liveness "model" needs a presentation-attack detector (pad=)')
+        self._pad = pad
+        self._pad_face: tuple[np.ndarray, Any] | None = None  # latest usable face (memory only)
         self._pipeline = pipeline
         self._liveness_mode = liveness
         self._quality = quality or QualityConfig()
@@ -79,6 +93,7 @@ class FaceCheck:
         return None if value is None else float(value)
 
     def reset(self) -> None:
+        self._pad_face = None
         self._template = None
         self._unembedded = None
         self._last_quality = None
@@ -100,7 +115,14 @@ class FaceCheck:
         # Embedding is the costly step and only the latest usable face counts, so it runs when
         # a template is asked for, not on every frame gathered for liveness.
         self._unembedded = (rgb, quality.face)
+        self._pad_face = self._unembedded  # PAD judges the face that is embedded
         return quality
+
+    def _pad_check(self) -> Any:
+        """PAD on the latest usable face (one inference per model), or None without PAD."""
+        if self._pad is None or self._pad_face is None:
+            return None
+        return self._pad.check(*self._pad_face)
 
     def _current_template(self) -> np.ndarray | None:
         """The template of the latest usable face that embeds (memory only)."""
@@ -138,7 +160,20 @@ class FaceCheck:
             reason = self._last_quality.reason if self._last_quality else None
             return FaceOutcome(False, reason or "NO_FACE", frames=self._frames)
         live: bool | None = None
-        if self._liveness_mode != "off":
+        pad_event: dict[str, Any] | None = None
+        if self._liveness_mode == "model":
+            pad = self._pad_check()
+            pad_event = None if pad is None else pad.as_event()
+            if pad is None or not pad.live:
+                return FaceOutcome(False, "FACE_SPOOF" if pad is None else pad.reason or "FACE_SPOOF",
+                                   live=False, frames=self._frames, pad=pad_event)
+            result = self._liveness.assess()
+            live = result.live
+            if result.reason in TEMPORAL_ATTACK_EVIDENCE:
+                return FaceOutcome(False, result.reason, live=False, frames=self._frames,
+                                   pad=pad_event)
+            live = True
+        elif self._liveness_mode != "off":
             result = self._liveness.assess()
             live = result.live
             if self._liveness_mode == "required" and not result.live:
@@ -148,17 +183,18 @@ class FaceCheck:
         if enrolled is not None:
             match = match_1to1(template, enrolled, self.threshold)
             if match.reason is not None:  # the enrolled template itself is unusable
-                return FaceOutcome(False, "FACE_TEMPLATE_INVALID", live=live, frames=self._frames)
+                return FaceOutcome(False, "FACE_TEMPLATE_INVALID", live=live, frames=self._frames,
+                                   pad=pad_event)
             similarity = match.score
             if not match.match:
-                return FaceOutcome(False, "FACE_MISMATCH", similarity, live, self._frames)
+                return FaceOutcome(False, "FACE_MISMATCH", similarity, live, self._frames, pad_event)
         if credential_id:
             key = hmac.new(self._sharing_key, credential_id.encode(), hashlib.sha256).hexdigest()
             sharing = self._sharing.observe(key, template)
             if sharing.flagged:
                 return FaceOutcome(False, "SHARED_CREDENTIAL", similarity, live,
-                                   self._frames)
-        return FaceOutcome(True, None, similarity, live, self._frames)
+                                   self._frames, pad_event)
+        return FaceOutcome(True, None, similarity, live, self._frames, pad_event)
 
     def identify(self, gallery: Any, threshold: float) -> tuple[str | None, FaceOutcome]:
         """1:N among opted-in members ("face pass"). Liveness is always judged here: with no
@@ -172,8 +208,15 @@ class FaceCheck:
         if best is None:
             return None, FaceOutcome(False, "NOT_ENROLLED", frames=self._frames)
         member, score = best
+        # With no credential the face is the only factor: the PAD model must judge it live
+        # (a kiosk without one refuses face pass), as well as the temporal cues.
+        pad = self._pad_check()
+        pad_event = None if pad is None else pad.as_event()
+        if pad is None or not pad.live:
+            return member, FaceOutcome(False, "FACE_SPOOF" if pad is None else pad.reason or "FACE_SPOOF",
+                                       score, False, self._frames, pad_event)
         result = self._liveness.assess()
         if not result.live:
             return member, FaceOutcome(False, result.reason or "NO_LIVENESS_CUES", score, False,
-                                       self._frames)
-        return member, FaceOutcome(True, None, score, True, self._frames)
+                                       self._frames, pad_event)
+        return member, FaceOutcome(True, None, score, True, self._frames, pad_event)

@@ -164,7 +164,11 @@ def _face_pass_rig(tmp_path: Path, pipeline: Any, member_face: np.ndarray) -> An
     template = pipeline.embed(member_face)
     gallery = Gallery(dim=template.size)
     gallery.add(f"shop/{subject.hex()}", template)
-    rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="advisory"), gallery=gallery,
+    from firmware.vision.pad import PresentationAttackDetector
+
+    # face pass always requires the PAD model
+    rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="advisory",
+                                            pad=PresentationAttackDetector()), gallery=gallery,
                    same_code_cooldown_s=60.0)
     rig.trust.status = StatusTrust(keys=keys, cache=cache, max_cache_age=timedelta(hours=1))
     return rig
@@ -206,7 +210,8 @@ def test_face_pass_refuses_a_still_photo_and_ignores_strangers(
         rig.wait_state("DENIED")
         body = _decisions(rig.eventlog)[-1]
         assert body["format"] == "face_pass" and body["face"]["live"] is False
-        assert body["reason"] in ("NO_LIVENESS_CUES", "PLANAR_MOTION", "SCREEN_PATTERN")
+        assert body["reason"] in ("NO_LIVENESS_CUES", "PLANAR_MOTION", "SCREEN_PATTERN",
+                                  "FACE_SPOOF")
     finally:
         rig.stop()
 

@@ -28,6 +28,7 @@ REASONS: dict[str, str] = {
     "NO_LIVENESS_CUES": "Please blink",
     "PLANAR_MOTION": "Photo detected",
     "SCREEN_PATTERN": "Screen detected",
+    "FACE_SPOOF": "Photo or screen - show your face",
     "INVALID_INPUT": "Face check failed - see staff",
     "NOT_ENROLLED": "Not enrolled for face pass",
     "FACE_PASS_MEMBER_INVALID": "Enrolment invalid - see staff",

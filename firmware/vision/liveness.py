@@ -13,9 +13,8 @@ Three cues, all computed in memory from a short window of frames of one face:
   isolated peaks in the face's spatial spectrum (moire), where skin gives a smooth spectrum.
 
 See docs/faces.md for what these do not stop (a video replay on a high-resolution screen held
-still at the right distance, masks, ...). No model is used: no clearly licensed anti-spoofing
-model ships in a registry package (docs/faces.md, "Presentation-attack model", lists every
-candidate and its licence evidence).
+still at the right distance, masks, ...). No model is used here; the single-frame PAD model
+(MiniFASNet, int8) is firmware/vision/pad.py, and the kiosk combines the two (docs/faces.md).
 """
 from __future__ import annotations
 
