@@ -22,7 +22,7 @@ from firmware.display import open_display, screen_for
 from firmware.eventlog import EventLog
 from firmware.eventlog.restart import open_or_restart
 from firmware.facestage import FaceStage
-from firmware.fsutil import private_umask, unwritable_reason
+from firmware.fsutil import file_in_the_way, private_umask, unwritable_reason
 from firmware.identity import ID_FILE, KEY_FILE, DeviceIdentity, load
 from firmware.inbox import Message
 from firmware.kiosk import Kiosk
@@ -210,6 +210,10 @@ def not_provisioned(config: Config) -> str | None:
     run), or None. A kiosk that invented its own identity would run and have every event
     refused by the fleet; one without a pinned fleet key would never get trust data."""
     state = Path(config.state.dir)
+    blocker = file_in_the_way(state)
+    if blocker is not None:
+        return (f"state folder {state} cannot be used: {blocker} is a file, not a folder; fix "
+                "state.dir (the folder healthgate-provision init set up)")
     if not (state / KEY_FILE).is_file() or not (state / ID_FILE).is_file():
         return (f"this kiosk is not provisioned: no device identity in {state}; run "
                 f"`healthgate-provision init --state-dir {state}` and then "

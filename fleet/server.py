@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from firmware.eventlog.codec import Event
 from firmware.protocol import events as event_schema
+from firmware.status import STATUS_HEADER
+from firmware.status import parse_header as parse_status_header
 from fleet import models
 from fleet.bodylimit import BodyLimitMiddleware
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
@@ -104,12 +106,16 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
     async def _authenticated(request: Request, body: bytes) -> Caller:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            return await run_in_threadpool(authenticate, store, request.headers, request.method,
-                                           path, body, clock(), skew_window_s)
+            caller = await run_in_threadpool(authenticate, store, request.headers,
+                                             request.method, path, body, clock(), skew_window_s)
         except AuthError as error:
             log.warning("refused %s %s from device %r: %s", request.method, request.url.path,
                         request.headers.get("x-device-id", "")[:80], error.code)
             raise ApiError(401, error.code, error.detail) from None
+        # last seen, and what the kiosk says of itself (`healthgate-fleet devices list`)
+        await run_in_threadpool(store.touch_device, caller.device_id, clock(),
+                                parse_status_header(request.headers.get(STATUS_HEADER)))
+        return caller
 
     @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])
     def healthz() -> dict[str, Any]:

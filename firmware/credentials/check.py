@@ -165,11 +165,16 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         out.write(f"error: {exc}\n")
         return 2
     trust = TrustStore()
+    from firmware.sync.trustsync import public_key_from_b64
+    try:  # named on its own: "--trust: not base64" would send the technician to the folder
+        pinned = [public_key_from_b64(args.fleet_key)] if args.fleet_key else None
+    except ValueError as exc:
+        out.write(f"error: --fleet-key: {exc}; give the key printed by `healthgate-fleet "
+                  "keygen`\n")
+        return 2
     if args.trust:
         from firmware.credentials.store import TrustDataError, load_trust_dir
-        from firmware.sync.trustsync import public_key_from_b64
         try:
-            pinned = [public_key_from_b64(args.fleet_key)] if args.fleet_key else None
             trust = load_trust_dir(args.trust, pinned_keys=pinned)
         except ValueError as exc:  # TrustDataError, or a --fleet-key that is not a key
             out.write(f"error: --trust: {exc}\n")
