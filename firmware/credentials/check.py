@@ -117,8 +117,15 @@ def _inputs(target: str) -> list[str]:
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="healthgate check",
-                                     description="Verify one credential and show every stage.")
+    from firmware.clihelp import HelpFormatter, example
+
+    parser = argparse.ArgumentParser(
+        prog="healthgate check", description="Verify one credential and show every stage.",
+        formatter_class=HelpFormatter,
+        epilog=example("healthgate demo --save samples",
+                       "healthgate check samples/valid.txt --trust samples/trust",
+                       "healthgate check photo-of-a-pass.jpg --trust /var/lib/healthgate/trust "
+                       "--fleet-key KEY"))
     parser.add_argument("credential", help="credential text (HC1:..., shc:/..., ...) or an image/text file")
     parser.add_argument("--trust", metavar="DIR", help="trust data folder (signer list, rules, ...)")
     parser.add_argument("--at", metavar="ISO", help="validation time, ISO-8601 (default: now)")
