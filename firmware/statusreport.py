@@ -83,7 +83,7 @@ class StatusReporter:
         return status
 
     def header(self) -> str:
-        status = self._latest or self.snapshot()
+        status = self.snapshot()  # fresh: a short replay ends before the first rewrite
         return format_header(self._software, status.trust_age_s(self._now()), status.pending)
 
     def write_now(self, state: str | None = None) -> None:
