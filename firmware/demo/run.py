@@ -168,14 +168,38 @@ def _report(result: DemoResult, dropped: int, out: TextIO) -> None:
     print("demo OK" if result.ok else "demo FAILED", file=out)
 
 
+def _save(folder: Path) -> int:
+    from firmware.demo.samples import TRUST_FOLDER, save_samples
+
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        print(f"error: {folder} exists and is not an empty folder; give a new one")
+        return 2
+    samples = save_samples(folder, datetime.now(timezone.utc))
+    for sample in samples:
+        print(f"  {folder / sample.file}  ({sample.what}: {sample.verdict})")
+    print(f"trust folder: {folder / TRUST_FOLDER}\ntry: healthgate check "
+          f"{folder / samples[0].file} --trust {folder / TRUST_FOLDER}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="healthgate demo", description=__doc__)
+    from firmware.clihelp import HelpFormatter, example
+
+    parser = argparse.ArgumentParser(
+        prog="healthgate demo", description=__doc__, formatter_class=HelpFormatter,
+        epilog=example("healthgate demo", "healthgate demo --save samples",
+                       "healthgate check samples/expired.txt --trust samples/trust"))
+    parser.add_argument("--save", metavar="DIR", type=Path, default=None,
+                        help="write sample credentials (valid, expired, revoked, forged, ...) "
+                             "and the trust folder that checks them into DIR, then stop")
     parser.add_argument("--no-render", dest="render", action="store_false",
                         help="do not draw the emulated LED display in the terminal")
     parser.add_argument("--verbose", action="store_true", help="log every state transition")
     parser.add_argument("--no-faces", dest="faces", action="store_false",
                         help="credentials only: no face in view, no face checks")
     args = parser.parse_args(argv)
+    if args.save is not None:
+        return _save(args.save)
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="healthgate-demo-") as tmp:
         result = run_demo(Path(tmp), render=args.render, faces=args.faces)
