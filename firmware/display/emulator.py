@@ -73,6 +73,8 @@ class DisplayEmulator:
         # The real display then switches its LEDs off after blank_after_s without a frame
         # (heartbeats included): a dark panel, not a stale one. `clock` is injectable for tests.
         self.blank_after_s = blank_after_s
+        # What each rendered screen is labelled with (the demo: the scenario in front of it)
+        self.caption: Callable[[], str] | None = None
         self._clock = clock
         self._last_host_frame = clock()
         self.render = render
@@ -324,7 +326,8 @@ class DisplayEmulator:
         if self.render and changed:
             stream = self._stream or sys.stdout
             redraw = "\x1b[4F\x1b[J" if self.in_place and self._drawn else ""  # up 4 lines, clear
-            stream.write(redraw + render_screen(screen, self.colour) + "\n")
+            note = f"  <- {self.caption()}" if self.caption is not None else ""
+            stream.write(redraw + render_screen(screen, self.colour, note) + "\n")
             self._drawn = True
             stream.flush()
 
