@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,21 +22,33 @@ DELEGATE_BANNER = re.compile(rb"^INFO: Created TensorFlow Lite .*delegate for CP
 
 @contextmanager
 def _without_delegate_banner() -> Iterator[None]:
-    """Run the block with fd 2 captured, then write back every line but the delegate banner."""
+    """Run the block with fd 2 going into a pipe (never a file: nothing of a model load touches
+    the disk), then write back every line but the delegate banner. A thread drains the pipe, so
+    a chatty runtime cannot block on a full one."""
     sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, name="stderr-filter", daemon=True)
+    reader.start()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().splitlines(keepends=True)
-                    if not DELEGATE_BANNER.match(line)]
-            if kept:
-                os.write(2, b"".join(kept))
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)  # the pipe's last writer closes here: the reader sees its end
+        os.close(saved)
+        reader.join()
+        os.close(read_end)
+        kept = [line for line in b"".join(chunks).splitlines(keepends=True)
+                if not DELEGATE_BANNER.match(line)]
+        if kept:
+            os.write(2, b"".join(kept))
 
 
 class ModelLoadError(RuntimeError):
