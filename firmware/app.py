@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from firmware.camera import FrameSource, open_camera
+from firmware.clihelp import HelpFormatter, example
 from firmware.clock import Clock
 from firmware.config import Config, ConfigError, load_config
 from firmware.credentials import TrustStore
@@ -22,12 +23,13 @@ from firmware.display import open_display, screen_for
 from firmware.eventlog import EventLog
 from firmware.eventlog.restart import open_or_restart
 from firmware.facestage import FaceStage
-from firmware.fsutil import private_umask, unwritable_reason
+from firmware.fsutil import file_in_the_way, private_umask, unwritable_reason
 from firmware.identity import ID_FILE, KEY_FILE, DeviceIdentity, load
 from firmware.inbox import Message
 from firmware.kiosk import Kiosk
 from firmware.pseudonym import Pseudonymiser
 from firmware.sdnotify import notify, watchdog_pinger
+from firmware.statusreport import StatusReporter, StatusSession
 from firmware.sync.trustsync import public_key_from_b64
 from firmware.trustprovider import TrustProvider
 from provisioning.cli import FLEET_KEY_FILE, pinned_fleet_key
@@ -55,6 +57,7 @@ class KioskApp:
     display: Any
     uploader: Any | None
     trust_worker: Any | None = None
+    status: StatusReporter | None = None
 
     def start_background(self) -> None:
         """One bounded trust-sync round first (so a freshly provisioned kiosk has trust data
@@ -69,6 +72,8 @@ class KioskApp:
         self.kiosk.warm_up()
         if self.uploader is not None:
             self.uploader.start()
+        if self.status is not None:
+            self.status.start()
 
     def flush_uploads(self, timeout_s: float = 10.0) -> int:
         """Upload what is pending, within `timeout_s` (when a replay run ends)."""
@@ -87,8 +92,11 @@ class KioskApp:
 
     def close(self) -> None:
         """Stop and release every part, even when one of them fails to close."""
-        steps = [self.trust_worker.stop if self.trust_worker is not None else None,
-                 (lambda: self.uploader.stop(timeout=5.0)) if self.uploader is not None else None,
+        uploader = self.uploader
+        steps: list[Callable[[], Any] | None] = [
+                 self.status.stop if self.status is not None else None,
+                 self.trust_worker.stop if self.trust_worker is not None else None,
+                 (lambda: uploader.stop(timeout=5.0)) if uploader is not None else None,
                  self.display.close, self.eventlog.close]
         for step in steps:
             if step is None:
@@ -116,16 +124,18 @@ def build(config: Config, *, camera: FrameSource | None = None,
                                config.display.ack_timeout_s, config.display.max_retries,
                                config.display.heartbeat_s, render=render_display)
         uploader, trust_worker = None, None
+        session = StatusSession()  # every fleet request says how this kiosk is doing
         if config.fleet.url:
             from firmware.sync.uploader import Uploader
             uploader = Uploader(eventlog, config.fleet.url, identity.device_id, identity.key,
+                                session=session,
                                 batch_size=config.fleet.batch_size,
                                 backoff_initial_s=config.fleet.backoff_initial_s,
                                 backoff_max_s=config.fleet.backoff_max_s,
                                 timeout_s=config.fleet.request_timeout_s,
                                 poll_interval_s=config.fleet.upload_interval_s)
             if trust is None:
-                trust_worker = _trust_worker(config, state, identity, clock)
+                trust_worker = _trust_worker(config, state, identity, clock, session)
         if trust is None:
             pinned = pinned_fleet_key(state)
             trust = TrustProvider(state / "trust", config.kiosk.country, config.kiosk.region,
@@ -138,7 +148,13 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       screen_for, display_timeout_s=display.config.ladder_s, faces=faces,
                       after_append=uploader.notify if uploader is not None else None,
                       watchdog=watchdog_pinger())
-        return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
+        provider = trust
+        status = StatusReporter(state, lambda: kiosk.state.value,
+                                lambda: provider().updated_at,
+                                uploader.status if uploader is not None else None,
+                                config.kiosk.max_trust_age_h, clock.now)
+        session.status_header = status.header
+        return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker, status)
     except BaseException:
         if display is not None:
             display.close()
@@ -209,7 +225,7 @@ def load_member_gallery(config: Config, state: Path) -> Any:
 
 
 def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,
-                  clock: Clock) -> Any | None:
+                  clock: Clock, session: Any = None) -> Any | None:
     """A trust-sync worker when the kiosk was provisioned with a pinned fleet key."""
     pinned = pinned_fleet_key(state)
     if pinned is None:
@@ -219,7 +235,8 @@ def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,
     from firmware.syncworker import TrustSyncWorker
 
     sync = TrustSync(config.fleet.url, state / "trust", [public_key_from_b64(pinned)],
-                     identity.device_id, identity.key, timeout_s=config.fleet.request_timeout_s)
+                     identity.device_id, identity.key, timeout_s=config.fleet.request_timeout_s,
+                     session=session)
     return TrustSyncWorker(sync, clock, config.fleet.trust_sync_interval_s)
 
 
@@ -228,6 +245,10 @@ def not_provisioned(config: Config) -> str | None:
     run), or None. A kiosk that invented its own identity would run and have every event
     refused by the fleet; one without a pinned fleet key would never get trust data."""
     state = Path(config.state.dir)
+    blocker = file_in_the_way(state)
+    if blocker is not None:
+        return (f"state folder {state} cannot be used: {blocker} is a file, not a folder; fix "
+                "state.dir (the folder healthgate-provision init set up)")
     if not (state / KEY_FILE).is_file() or not (state / ID_FILE).is_file():
         return (f"this kiosk is not provisioned: no device identity in {state}; run "
                 f"`healthgate-provision init --state-dir {state}` and then "
@@ -247,9 +268,10 @@ def not_provisioned(config: Config) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="healthgate run", description="run the kiosk",
+        prog="healthgate run", description="run the kiosk", formatter_class=HelpFormatter,
         epilog=f"exit codes: {EXIT_OK} stopped normally, {EXIT_SETUP} configuration, "
-               "provisioning or state folder to fix (one line says what)")
+               "provisioning or state folder to fix (one line says what)\n\n"
+               + example("healthgate run --config /etc/healthgate/kiosk.toml"))
     parser.add_argument("--config", required=True, help="TOML configuration file")
     parser.add_argument("--render", action="store_true", help="draw the emulated display here")
     args = parser.parse_args(argv)

@@ -92,3 +92,25 @@ def restrict_to_owner(path: str | Path) -> None:
             os.chmod(path, mode & PRIVATE_FILE_MODE)
     except FileNotFoundError:
         pass
+
+
+def file_in_the_way(path: str | Path) -> Path | None:
+    """The file (`path` itself or one of its parents) that stops `path` being a folder, or
+    None: "a state path that is a file" then gets one line naming it, not a traceback."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def folder_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be used as a folder for our files (one phrase), or None: a file in
+    the way, or (for an existing folder) no file can be created in it."""
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder"
+    if Path(path).is_dir():
+        reason = unwritable_reason(path)
+        if reason is not None:
+            return f"{path} is not writable ({reason})"
+    return None

@@ -2,22 +2,34 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+from firmware.clihelp import HelpFormatter, add_version, example
+from firmware.sync.trustsync import DEFAULT_TRUST_NAMES as TRUST_NAMES
 
 DEFAULT_DB = "sqlite:///fleet-state/fleet.db"
 DEFAULT_KEY = "fleet-state/signing.key"
+ONLINE_WITHIN_MIN = 35.0  # two trust-sync rounds (15 min each) and a margin
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="healthgate-fleet", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="healthgate-fleet", description=__doc__, formatter_class=HelpFormatter,
+        epilog=example("healthgate-fleet init --db sqlite:///fleet-state/fleet.db",
+                       "healthgate-fleet keygen",
+                       "healthgate-fleet serve --host 0.0.0.0 --port 8443",
+                       "healthgate-fleet token create"))
+    add_version(parser)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=os.environ.get("HEALTHGATE_FLEET_DB", DEFAULT_DB),
-                        help="sqlite:///path.db (default) or postgresql://user@host:port/db "
+                        help="sqlite:///path.db or postgresql://user@host:port/db "
                              "[env HEALTHGATE_FLEET_DB]")
     keyed = argparse.ArgumentParser(add_help=False)
     keyed.add_argument("--key", type=Path,
@@ -25,15 +37,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="fleet signing key file [env HEALTHGATE_FLEET_KEY]")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("init", parents=[common],
-                        help="create the fleet database (serve also creates it); the admin "
-                             "commands below never do")
+    def command(group: Any, name: str, text: str, parents: list[argparse.ArgumentParser],
+                *lines: str) -> argparse.ArgumentParser:
+        return group.add_parser(name, parents=parents, help=text, description=text,
+                                formatter_class=HelpFormatter, epilog=example(*lines))
 
-    serve = commands.add_parser("serve", parents=[common, keyed],
-                                help="run the API server (uvicorn); creates the database; with "
-                                     "the fleet key it signs freshness statements")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8443)
+    command(commands, "init", "create the fleet database (serve also creates it); the admin "
+            "commands below never do", [common], "healthgate-fleet init --db sqlite:///fleet.db")
+
+    serve = command(commands, "serve", "run the API server (uvicorn); creates the database; with "
+                    "the fleet key it signs freshness statements", [common, keyed],
+                    "healthgate-fleet serve --db postgresql://fleet@db/fleet "
+                    "--host 0.0.0.0 --port 8443 --workers 2")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8443, help="port to listen on")
     serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024,
                        help="largest upload body (POST /v1/events); other routes 16 KiB")
     serve.add_argument("--body-budget-bytes", type=int, default=64 * 1024 * 1024,
@@ -49,28 +66,48 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--skew-window", type=int, default=300,
                        help="seconds a signed request's timestamp may differ from server time")
 
-    token = commands.add_parser("token", help="enrolment tokens")
+    token = command(commands, "token", "enrolment tokens: create, list, revoke", [],
+                    "healthgate-fleet token create --ttl-hours 4")
     token_commands = token.add_subparsers(dest="token_command", required=True)
-    create = token_commands.add_parser("create", parents=[common],
-                                       help="print a new one-time enrolment token")
-    create.add_argument("--ttl-hours", type=float, default=24.0)
+    create = command(token_commands, "create", "print a new one-time enrolment token", [common],
+                     "healthgate-fleet token create --ttl-hours 4")
+    create.add_argument("--ttl-hours", type=float, default=24.0, help="hours the token is valid")
+    command(token_commands, "list", "list tokens by id (the first 12 characters of their "
+            "hash): created, expires, state", [common], "healthgate-fleet token list")
+    revoke_token = command(token_commands, "revoke", "revoke an unused token", [common],
+                           "healthgate-fleet token revoke 3f2a9c01b7de")
+    revoke_token.add_argument("token", help="the token, or its id from `token list`")
 
-    devices = commands.add_parser("devices", help="registered devices")
+    devices = command(commands, "devices", "registered devices: list, revoke", [],
+                      "healthgate-fleet devices list --json")
     device_commands = devices.add_subparsers(dest="devices_command", required=True)
-    device_commands.add_parser("list", parents=[common], help="list devices and event counts")
+    listing = command(device_commands, "list", "list devices: last seen, online, software, "
+                      "trust age, pending events", [common], "healthgate-fleet devices list")
+    listing.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    listing.add_argument("--online-within", type=float, default=ONLINE_WITHIN_MIN,
+                         metavar="MINUTES",
+                         help="a device seen within this many minutes is online (kiosks sync "
+                              "trust data every 15 minutes and upload as they decide)")
+    revoke_device = command(device_commands, "revoke", "refuse every later request of a "
+                            "device (a stolen kiosk); its events are kept", [common],
+                            "healthgate-fleet devices revoke shop-12-door")
+    revoke_device.add_argument("device_id", help="the device id, as `devices list` shows it")
 
-    commands.add_parser("incidents", parents=[common],
-                        help="list rejected events (forgeries, forks, broken chains)")
+    command(commands, "incidents", "list rejected events (forgeries, forks, broken chains)",
+            [common], "healthgate-fleet incidents")
 
-    publish = commands.add_parser("publish", parents=[common, keyed],
-                                  help="sign and publish a trust data item")
-    publish.add_argument("name", help="e.g. dcc-signers, dcc-rules, status-records")
+    publish = command(commands, "publish", "sign and publish a trust data item",
+                      [common, keyed], "healthgate-fleet publish dcc-signers signers.json")
+    publish.add_argument("name", help=f"one of the names kiosks fetch: {', '.join(TRUST_NAMES)}")
     publish.add_argument("file", type=Path, help="JSON file with the content")
+    publish.add_argument("--any-name", action="store_true",
+                         help="publish under a name no kiosk fetches by default")
 
-    commands.add_parser("openapi", help="print the OpenAPI document of the API (JSON)")
+    command(commands, "openapi", "print the OpenAPI document of the API (JSON)", [],
+            "healthgate-fleet openapi > fleet-openapi.json")
 
-    commands.add_parser("keygen", parents=[keyed],
-                        help="create the fleet signing key; prints the public key to pin")
+    command(commands, "keygen", "create the fleet signing key; prints the public key to pin",
+            [keyed], "healthgate-fleet keygen --key fleet-state/signing.key")
     return parser
 
 
@@ -80,7 +117,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except (ValueError, OSError) as error:
         print(f"healthgate-fleet: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except Exception as error:  # the database driver's own errors: one line, not a traceback
+        problem = database_problem(error, getattr(args, "db", ""))
+        if problem is None:
+            raise
+        print(f"healthgate-fleet: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def database_problem(error: Exception, url: str) -> str | None:
+    """One line for a database that cannot be reached or opened (None: not such an error)."""
+    import sqlite3
+
+    module = type(error).__module__.split(".")[0]
+    if module not in ("psycopg", "psycopg_pool") and not isinstance(error, sqlite3.Error):
+        return None
+    from fleet.db import open_database
+
+    try:  # the URL without its password, as the database describes itself
+        where = open_database(url, create=False).description if url else "the database"
+    except Exception:
+        where = url.split("@")[-1] if url else "the database"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if "refused" in first.lower():
+        first = "connection refused"
+    return (f"cannot reach the database {where}: {first}; start the database server or fix "
+            "--db (or HEALTHGATE_FLEET_DB)")
 
 
 def _exists(url: str) -> bool:
@@ -97,9 +160,8 @@ def _exists(url: str) -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     # Imports here keep `--help` fast and free of database drivers.
-    from fleet.storage import Store, utc_now
-    from fleet.trust import (generate_signing_key, load_content_file, load_signing_key, publish,
-                             public_key_b64)
+    from fleet.storage import Store
+    from fleet.trust import generate_signing_key, public_key_b64
 
     if args.command == "keygen":
         if args.key.exists():
@@ -166,30 +228,116 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     # Admin commands never create a database: a mistyped --db (or another working folder)
     # would otherwise get an empty one, and its tokens would be unknown to the real server.
+    if args.command == "publish" and args.name not in TRUST_NAMES and not args.any_name:
+        raise ValueError(f"no kiosk fetches {args.name!r}: publish one of "
+                         f"{', '.join(TRUST_NAMES)} (or add --any-name)")
     store = Store(args.db, create=False)
     print(f"database: {store.description}", file=sys.stderr)
     try:
-        if args.command == "token":
-            token = secrets.token_urlsafe(24)
-            store.add_token(token, utc_now() + timedelta(hours=args.ttl_hours))
-            print(token)
-        elif args.command == "devices":
-            print(f"{'device_id':<32} {'events':>8} {'max_seq':>8}  registered_at")
-            for device in store.devices():
-                max_seq = "-" if device.max_seq is None else str(device.max_seq)
-                print(f"{device.device_id:<32} {device.event_count:>8} {max_seq:>8}  "
-                      f"{device.registered_at}")
-        elif args.command == "incidents":
-            for incident in store.incidents():
-                print(f"{incident['at']}  {incident['device_id']}  seq={incident['seq']}  "
-                      f"{incident['reason']}  {incident['detail']}")
-        elif args.command == "publish":
-            item = publish(store, load_signing_key(args.key), args.name,
-                           load_content_file(args.file))
-            print(f"published {item.name} version {item.version} etag {item.etag}")
+        return _admin(store, args)
     finally:
         store.close()
-    return 0
+
+
+def _admin(store: Any, args: argparse.Namespace) -> int:
+    """The admin commands on an existing database; stdout is the answer, for scripts."""
+    from fleet.storage import utc_now
+    from fleet.trust import load_content_file, load_signing_key, publish
+
+    now = utc_now()
+    if args.command == "token":
+        if args.token_command == "create":
+            token = secrets.token_urlsafe(24)
+            store.add_token(token, now + timedelta(hours=args.ttl_hours))
+            print(token)
+        elif args.token_command == "list":
+            tokens = store.tokens()
+            if not tokens:
+                print("no enrolment tokens")
+            for item in tokens:
+                print(f"{item.token_id}  created {_when(item.created_at)}  expires "
+                      f"{_when(item.expires_at)}  {item.state(int(now.timestamp()))}")
+        else:
+            outcome = store.revoke_token(args.token, now)
+            if outcome != "revoked":
+                print({"unknown": f"no token {args.token!r}: see `healthgate-fleet token list`",
+                       "ambiguous": f"{args.token!r} matches several tokens: give more of the id",
+                       "used": f"token {args.token!r} was already used or revoked; to shut out "
+                               "the device it enrolled, use `devices revoke`"}[outcome],
+                      file=sys.stderr)
+                return EXIT_REFUSED
+            print(f"token {args.token} revoked")
+    elif args.command == "devices":
+        if args.devices_command == "revoke":
+            if not store.revoke_device(args.device_id, now):
+                print(f"no device {args.device_id!r}: see `healthgate-fleet devices list`",
+                      file=sys.stderr)
+                return EXIT_REFUSED
+            print(f"device {args.device_id} revoked: its requests are refused from now on "
+                  "(its events are kept)")
+        else:
+            _list_devices(store.devices(), now, args.online_within * 60.0, args.json)
+    elif args.command == "incidents":
+        incidents = store.incidents()
+        if not incidents:
+            print("no incidents")
+        for incident in incidents:
+            print(f"{incident['at']}  {incident['device_id']}  seq={incident['seq']}  "
+                  f"{incident['reason']}  {incident['detail']}")
+    elif args.command == "publish":
+        item = publish(store, load_signing_key(args.key), args.name,
+                       load_content_file(args.file))
+        print(f"published {item.name} version {item.version} etag {item.etag}")
+    return EXIT_OK
+
+
+def _when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def device_rows(devices: Sequence[Any], now: datetime, online_within_s: float) -> list[dict[str, Any]]:
+    """What `devices list` shows of each device, as JSON-ready values."""
+    rows = []
+    for device in devices:
+        seen_s = (None if device.last_seen is None else
+                  max(0, int((now - datetime.fromisoformat(device.last_seen)).total_seconds())))
+        state = ("revoked" if device.revoked_at else
+                 "online" if seen_s is not None and seen_s <= online_within_s else "offline")
+        rows.append({"device_id": device.device_id, "state": state,
+                     "last_seen": device.last_seen, "last_seen_s_ago": seen_s,
+                     "software": device.software, "trust_age_s": device.trust_age_s,
+                     "pending": device.pending, "events": device.event_count,
+                     "max_seq": device.max_seq, "registered_at": device.registered_at,
+                     "revoked_at": device.revoked_at})
+    return rows
+
+
+def _ago(seconds: int | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago" if seconds < 172800 else f"{seconds // 86400}d ago"
+
+
+def _list_devices(devices: Sequence[Any], now: datetime, online_within_s: float,
+                  as_json: bool) -> None:
+    rows = device_rows(devices, now, online_within_s)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("no devices registered")
+        return
+    print(f"{'device_id':<24} {'state':<8} {'last seen':<10} {'software':<10} "
+          f"{'trust age':>9} {'pending':>7} {'events':>7}")
+    for row in rows:
+        trust = "-" if row["trust_age_s"] is None else _ago(row["trust_age_s"]).replace(" ago", "")
+        pending = "-" if row["pending"] is None else str(row["pending"])
+        print(f"{row['device_id']:<24} {row['state']:<8} {_ago(row['last_seen_s_ago']):<10} "
+              f"{row['software'] or '-':<10} {trust:>9} {pending:>7} {row['events']:>7}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from firmware.protocol import events as event_schema
 from firmware.sync.freshness import FRESHNESS_HEADER
 from fleet import admission, models
 from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
+from firmware.status import STATUS_HEADER
+from firmware.status import parse_header as parse_status_header
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
 from fleet.requestauth import (DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate,
                                check_device, check_request)
@@ -158,10 +160,14 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
     async def _authenticated(request: Request, body: bytes) -> Caller:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            return await run_in_threadpool(authenticate, store, request.headers, request.method,
-                                           path, body, clock(), skew_window_s)
+            caller = await run_in_threadpool(authenticate, store, request.headers,
+                                             request.method, path, body, clock(), skew_window_s)
         except AuthError as error:
             raise _AuthRefused(_auth_refusal(error)) from None
+        # last seen, and what the kiosk says of itself (`healthgate-fleet devices list`)
+        await run_in_threadpool(store.touch_device, caller.device_id, clock(),
+                                parse_status_header(request.headers.get(STATUS_HEADER)))
+        return caller
 
     @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])
     def healthz() -> dict[str, Any]:

@@ -59,7 +59,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                envelope TEXT NOT NULL,
                published_at TEXT NOT NULL)""",
     ]),
+    # What `devices list` shows: when a device last made a signed request and what it said of
+    # itself then (the X-Healthgate-Status header); a revoked device is refused from then on.
+    (2, [
+        "ALTER TABLE devices ADD COLUMN last_seen TEXT",
+        "ALTER TABLE devices ADD COLUMN software TEXT",
+        "ALTER TABLE devices ADD COLUMN trust_age_s BIGINT",
+        "ALTER TABLE devices ADD COLUMN pending BIGINT",
+        "ALTER TABLE devices ADD COLUMN revoked_at TEXT",
+    ]),
 ]
+REVOKED_TOKEN = "(revoked)"  # used_by of a revoked token; no device id has parentheses
+TOKEN_ID_CHARS = 12  # a token is listed by this much of its hash: the token itself is secret
+MIN_TOKEN_ID_CHARS = 8  # the shortest id prefix `token revoke` accepts
 
 SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
           "postgresql": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"}
@@ -85,6 +97,27 @@ class Device:
     registered_at: str
     event_count: int = 0
     max_seq: int | None = None
+    last_seen: str | None = None
+    software: str | None = None
+    trust_age_s: int | None = None
+    pending: int | None = None
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Token:
+    token_id: str  # the first TOKEN_ID_CHARS of its hash
+    created_at: int
+    expires_at: int
+    used_at: int | None
+    used_by: str | None
+
+    def state(self, now: int) -> str:
+        if self.used_by == REVOKED_TOKEN:
+            return "revoked"
+        if self.used_at is not None:
+            return f"used by {self.used_by}"
+        return "expired" if self.expires_at < now else "unused"
 
 
 @dataclass(frozen=True)
@@ -195,20 +228,75 @@ class Store:
         return "created"
 
     def device_key(self, device_id: str) -> str | None:
+        """The device's public key; None for an unknown or a revoked device (refused alike)."""
         with self.db.transaction(readonly=True) as tx:
-            row = tx.execute("SELECT public_key FROM devices WHERE device_id = ?",
-                             (device_id,)).fetchone()
+            row = tx.execute("SELECT public_key FROM devices WHERE device_id = ? "
+                             "AND revoked_at IS NULL", (device_id,)).fetchone()
         return None if row is None else str(row[0])
 
     def devices(self) -> list[Device]:
         with self.db.transaction(readonly=True) as tx:
             rows = tx.execute(
-                "SELECT d.device_id, d.public_key, d.registered_at, COUNT(e.seq), MAX(e.seq) "
+                "SELECT d.device_id, d.public_key, d.registered_at, COUNT(e.seq), MAX(e.seq), "
+                "d.last_seen, d.software, d.trust_age_s, d.pending, d.revoked_at "
                 "FROM devices d LEFT JOIN events e ON e.device_id = d.device_id "
-                "GROUP BY d.device_id, d.public_key, d.registered_at ORDER BY d.device_id"
+                "GROUP BY d.device_id, d.public_key, d.registered_at, d.last_seen, d.software, "
+                "d.trust_age_s, d.pending, d.revoked_at ORDER BY d.device_id"
             ).fetchall()
-        return [Device(r[0], r[1], r[2], int(r[3]), None if r[4] is None else int(r[4]))
+        return [Device(r[0], r[1], r[2], int(r[3]), None if r[4] is None else int(r[4]),
+                       r[5], r[6], None if r[7] is None else int(r[7]),
+                       None if r[8] is None else int(r[8]), r[9])
                 for r in rows]
+
+    def touch_device(self, device_id: str, now: datetime, status: dict[str, Any]) -> None:
+        """Record a signed request: last seen now, and what the device said of itself (keys
+        `software`, `trust_age_s`, `pending`; a missing one keeps the previous value)."""
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE devices SET last_seen = ?, software = COALESCE(?, software), "
+                       "trust_age_s = COALESCE(?, trust_age_s), pending = COALESCE(?, pending) "
+                       "WHERE device_id = ?",
+                       (rfc3339(now), status.get("software"), status.get("trust_age_s"),
+                        status.get("pending"), device_id))
+
+    def revoke_device(self, device_id: str, now: datetime) -> bool:
+        """Refuse every later request of the device (its events stay); False when unknown."""
+        with self.db.transaction() as tx:
+            known = tx.execute("SELECT revoked_at FROM devices WHERE device_id = ?",
+                               (device_id,)).fetchone()
+            if known is None:
+                return False
+            if known[0] is None:
+                tx.execute("UPDATE devices SET revoked_at = ? WHERE device_id = ?",
+                           (rfc3339(now), device_id))
+            return True
+
+    def tokens(self) -> list[Token]:
+        with self.db.transaction(readonly=True) as tx:
+            rows = tx.execute("SELECT token_hash, created_at, expires_at, used_at, used_by "
+                              "FROM enrolment_tokens ORDER BY created_at, token_hash").fetchall()
+        return [Token(r[0][:TOKEN_ID_CHARS], int(r[1]), int(r[2]),
+                      None if r[3] is None else int(r[3]), r[4]) for r in rows]
+
+    def revoke_token(self, token_or_id: str, now: datetime) -> str:
+        """Revoke an unused token given as the token or as its listed id. Returns "revoked",
+        "unknown", "ambiguous" (an id prefix matching several) or "used"."""
+        with self.db.transaction() as tx:
+            digest = token_digest(token_or_id)
+            rows = tx.execute("SELECT token_hash, used_at FROM enrolment_tokens "
+                              "WHERE token_hash = ?", (digest,)).fetchall()
+            if not rows and len(token_or_id) >= MIN_TOKEN_ID_CHARS \
+                    and all(c in "0123456789abcdef" for c in token_or_id):
+                rows = tx.execute("SELECT token_hash, used_at FROM enrolment_tokens "
+                                  "WHERE token_hash LIKE ?", (token_or_id + "%",)).fetchall()
+            if not rows:
+                return "unknown"
+            if len(rows) > 1:
+                return "ambiguous"
+            if rows[0][1] is not None:
+                return "used"
+            tx.execute("UPDATE enrolment_tokens SET used_at = ?, used_by = ? "
+                       "WHERE token_hash = ?", (int(now.timestamp()), REVOKED_TOKEN, rows[0][0]))
+            return "revoked"
 
     # -- replay protection --------------------------------------------------------------------
     def use_nonce(self, device_id: str, nonce: str, expires_at: int, now: int) -> bool:

@@ -13,19 +13,48 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from firmware.config import DEFAULT_STATE_DIR, STATE_DIR_ENV
+from firmware.clihelp import HelpFormatter, add_version, example
+from firmware.config import DEFAULT_STATE_DIR, FLEET_URL_SCHEMES, STATE_DIR_ENV
 
 FLEET_KEY_FILE = "fleet_key.pub"  # the pinned fleet signing key, base64 of 32 raw bytes
 TEMPLATE_KEY_DIR = "template-keys"
+TEMPLATE_KEY_BYTES = 32
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_CONFIG = "/etc/healthgate/kiosk.toml"  # where docs/install-pi.md puts it
 
 
 def add_state_dir_option(parser: argparse.ArgumentParser) -> None:
     """`--state-dir` (old spelling `--state`), defaulting to the one state folder."""
-    parser.add_argument("--state-dir", "--state", dest="state",
+    parser.add_argument("--state-dir", "--state", dest="state", metavar="DIR",
                         default=os.environ.get(STATE_DIR_ENV, DEFAULT_STATE_DIR),
                         help="the kiosk's state folder, as state.dir in its configuration "
                              f"(default: ${STATE_DIR_ENV} or {DEFAULT_STATE_DIR})")
+
+
+def state_folder_error(state: Path) -> str | None:
+    """One line when `state` cannot be a state folder (a file in the way, not writable)."""
+    from firmware.fsutil import folder_problem
+
+    problem = folder_problem(state)
+    if problem is None:
+        return None
+    return (f"error: state folder {state} cannot be used: {problem}; give --state-dir a folder "
+            "the technician (and the service user) can write")
+
+
+def fleet_url_error(url: str) -> str | None:
+    """One line when `url` is not an http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if parts.scheme in FLEET_URL_SCHEMES and host:
+        return None
+    return (f"error: --fleet-url {url!r} is not an http:// or https:// URL with a host, such as "
+            "https://fleet.example:8443")
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -33,6 +62,10 @@ def _init(args: argparse.Namespace) -> int:
     from firmware.identity import ID_FILE, KEY_FILE, IdentityError, load_or_create
 
     state = Path(args.state)
+    problem = state_folder_error(state)
+    if problem is not None:
+        print(problem)
+        return EXIT_USAGE
     existed = (state / KEY_FILE).is_file() and (state / ID_FILE).is_file()
     try:
         with private_umask():  # the state folder's parents too, if init creates them
@@ -41,7 +74,8 @@ def _init(args: argparse.Namespace) -> int:
         print(f"error: {exc}")
         return EXIT_FAILED
     except OSError as exc:
-        print(f"error: cannot create the state folder {state}: {exc.strerror}")
+        print(f"error: cannot create the state folder {state}: {exc.strerror}; give --state-dir "
+              "a folder you can write (as root for /var/lib/healthgate)")
         return EXIT_USAGE
     if existed:  # never a new key over an existing one: the fleet knows this one
         print("this state folder is already initialised; its identity is kept")
@@ -57,6 +91,10 @@ def _register(args: argparse.Namespace) -> int:
     from firmware.sync.trustsync import RegistrationError, public_key_from_b64, register_device
 
     state = Path(args.state)
+    url_problem = fleet_url_error(args.fleet_url)
+    if url_problem is not None:
+        print(url_problem)
+        return EXIT_USAGE
     try:
         identity = load(state)
     except IdentityError as exc:
@@ -65,8 +103,9 @@ def _register(args: argparse.Namespace) -> int:
     try:
         public_key_from_b64(args.fleet_key)
     except Exception as exc:
-        print(f"error: --fleet-key is not a base64 Ed25519 public key ({exc})")
-        return EXIT_FAILED
+        print(f"error: --fleet-key is not a base64 Ed25519 public key ({exc}); give the public "
+              "key printed by `healthgate-fleet keygen`")
+        return EXIT_USAGE
     wanted = args.fleet_key.strip()
     pinned_before = pinned_fleet_key(state)
     if pinned_before is not None and pinned_before != wanted and not args.force:
@@ -75,13 +114,17 @@ def _register(args: argparse.Namespace) -> int:
               "old key)")
         return EXIT_USAGE
     try:
-        register_device(args.fleet, args.token, identity.device_id, identity.key)
+        register_device(args.fleet_url, args.token, identity.device_id, identity.key)
     except RegistrationError as exc:
-        print(f"error: registration refused: {exc}")
+        if exc.code == "NETWORK_ERROR":  # no answer: say where and what to check
+            print(f"error: {exc.detail}; check --fleet-url, the network and that the fleet "
+                  "server runs")
+        else:
+            print(f"error: registration refused: {exc}")
         return EXIT_FAILED
     pinned = state / FLEET_KEY_FILE
     write_atomic(pinned, (wanted + "\n").encode())  # mode 0600, whole or not at all
-    print(f"registered {identity.device_id} with {args.fleet}; fleet key pinned in {pinned}")
+    print(f"registered {identity.device_id} with {args.fleet_url}; fleet key pinned in {pinned}")
     return EXIT_OK
 
 
@@ -111,18 +154,27 @@ def _template_key(args: argparse.Namespace) -> int:
         print("error: give exactly one of --generate or --import-b64")
         return EXIT_USAGE
     state = Path(args.state)
+    problem = state_folder_error(state)
+    if problem is not None:
+        print(problem)
+        return EXIT_USAGE
     if not state.is_dir():
         print(f"error: no state folder {state}: run `healthgate-provision init "
               f"--state-dir {state}` first (or give the --state-dir you provisioned)")
         return EXIT_USAGE
     if not KEY_ID_PATTERN.fullmatch(args.id):
         print(f"error: --id {args.id!r}: a key id is letters, digits, '.', '_' or '-'")
-        return EXIT_FAILED
+        return EXIT_USAGE
     try:
         key = os.urandom(32) if args.generate else base64.b64decode(args.import_b64, validate=True)
     except ValueError as exc:
-        print(f"error: --import-b64 is not base64 ({exc})")
-        return EXIT_FAILED
+        print(f"error: --import-b64 is not base64 ({exc}); give the site key as base64 of 32 "
+              "bytes, as `template-key --generate --show-key` prints it")
+        return EXIT_USAGE
+    if len(key) != TEMPLATE_KEY_BYTES:
+        print(f"error: --import-b64 decodes to {len(key)} bytes; a site key is "
+              f"{TEMPLATE_KEY_BYTES} bytes (base64 of 44 characters)")
+        return EXIT_USAGE
     path = state / TEMPLATE_KEY_DIR / f"{args.id}.key"
     if path.exists():
         if not args.generate and path.read_bytes() == key:
@@ -168,22 +220,39 @@ def _enrol(argv: list[str]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="healthgate-provision", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="healthgate-provision", description=__doc__, formatter_class=HelpFormatter,
+        epilog=example("healthgate-provision init --device-id shop-12-door",
+                       "healthgate-provision register --fleet-url https://fleet.example:8443 "
+                       "--token TOKEN --fleet-key KEY",
+                       "healthgate-provision selftest --config /etc/healthgate/kiosk.toml"))
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    init = sub.add_parser("init", help="create the device identity in the state directory")
+
+    def command(name: str, text: str, *lines: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, epilog=example(*lines),
+                              formatter_class=HelpFormatter)
+
+    init = command("init", "create the device identity in the state directory",
+                   "healthgate-provision init --state-dir /var/lib/healthgate "
+                   "--device-id shop-12-door")
     add_state_dir_option(init)
-    init.add_argument("--device-id", default=None, help="an id from the fleet operator")
-    register = sub.add_parser("register", help="register with the fleet server, pin its key")
+    init.add_argument("--device-id", default=None,
+                      help="an id from the fleet operator (default: a random hg-... id)")
+    register = command("register", "register with the fleet server, pin its key",
+                       "healthgate-provision register --fleet-url https://fleet.example:8443 "
+                       "--token TOKEN --fleet-key KEY")
     add_state_dir_option(register)
-    register.add_argument("--fleet", required=True, help="fleet server URL")
-    register.add_argument("--token", required=True, help="one-time enrolment token")
+    register.add_argument("--fleet-url", "--fleet", dest="fleet_url", required=True,
+                          help="fleet server URL, as fleet.url in the configuration")
+    register.add_argument("--token", required=True,
+                          help="one-time enrolment token (healthgate-fleet token create)")
     register.add_argument("--fleet-key", required=True,
                           help="the fleet's trust-signing public key (healthgate-fleet keygen)")
     register.add_argument("--force", action="store_true",
                           help="replace a different fleet key that is already pinned")
-    template_key = sub.add_parser("template-key",
-                                  help="install the site key that opens enrolled templates")
+    template_key = command("template-key", "install the site key that opens enrolled templates",
+                           "healthgate-provision template-key --id site-1 --import-b64 KEY")
     add_state_dir_option(template_key)
     template_key.add_argument("--id", required=True, help="key id, as records name it")
     template_key.add_argument("--generate", action="store_true", help="create a new site key")
@@ -192,8 +261,10 @@ def _parser() -> argparse.ArgumentParser:
                               help="replace an existing key with this id (a backup is written)")
     template_key.add_argument("--show-key", action="store_true",
                               help="print a generated key (base64); it is secret")
-    selftest = sub.add_parser("selftest", help="check camera, display, clock, trust data, fleet")
-    selftest.add_argument("--config", required=True)
+    selftest = command("selftest", "check camera, display, clock, trust data, fleet",
+                       "healthgate-provision selftest --config /etc/healthgate/kiosk.toml")
+    selftest.add_argument("--config", default=DEFAULT_CONFIG,
+                          help="the kiosk's TOML configuration")
     sub.add_parser("enrol", help="enrol an opted-in member's face (see --help of enrol)")
     sub.add_parser("erase", help="erase an enrolled member")
     return parser

@@ -14,6 +14,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from firmware.clihelp import HelpFormatter, add_version, example
 from firmware.vision.gallery import (
     GALLERY_FILE_NAME,
     KEY_FILE_NAME,
@@ -179,10 +180,14 @@ def _key(args: argparse.Namespace, gallery_path: Path) -> bytes:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="healthgate-provision", description=__doc__)
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("enrol", "enrol an opted-in member from face images"),
                        ("erase", "erase a member's template from the gallery")):
-        cmd = sub.add_parser(name, help=text)
+        cmd = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter,
+                             epilog=example(f"healthgate-provision {name} --member M-1042"
+                                            + (" --consent face1.jpg face2.jpg"
+                                               if name == "enrol" else "")))
         cmd.add_argument("--member", required=True, help="member id (stored encrypted)")
         add_state_dir_option(cmd)
         cmd.add_argument("--key-file", default=None, help="32-byte gallery key file (instead of STATE/gallery.key)")
@@ -190,7 +195,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "enrol":
             cmd.add_argument("--consent", action="store_true",
                              help="confirm the member opted in to having their face template stored")
-            cmd.add_argument("--min-images", type=int, default=1)
+            cmd.add_argument("--min-images", type=int, default=1,
+                             help="usable face images needed to enrol")
             cmd.add_argument("images", nargs="+", help="face photos (read, never copied or kept)")
     return parser
 

@@ -21,9 +21,13 @@ class CheckFailed(RuntimeError):
 
 
 def _state(config: Config) -> str:
-    from firmware.fsutil import unwritable_reason
+    from firmware.fsutil import file_in_the_way, unwritable_reason
 
     state = Path(config.state.dir)
+    blocker = file_in_the_way(state)
+    if blocker is not None:
+        raise CheckFailed(f"state folder {state} cannot be used: {blocker} is a file, not a "
+                          "folder; fix state.dir")
     if not state.is_dir():
         raise CheckFailed(f"state folder {state} does not exist: run `healthgate-provision "
                           f"init --state-dir {state}` (or fix state.dir)")
@@ -155,14 +159,16 @@ def _trust(config: Config) -> str:
 def _fleet(config: Config) -> str:
     import requests
 
+    from firmware.sync.neterror import cannot_reach
+
     if not config.fleet.url:
         return "offline kiosk (fleet.url empty)"
     base = config.fleet.url.rstrip("/")
     try:
         response = requests.get(base + "/v1/time", timeout=config.fleet.request_timeout_s)
     except requests.RequestException as exc:
-        raise CheckFailed(f"cannot reach {base} ({type(exc).__name__}): check fleet.url and "
-                          "the network") from None
+        raise CheckFailed(f"{cannot_reach(base, exc)}: check fleet.url, the network and that "
+                          "the fleet server runs") from None
     response.raise_for_status()
     return f"reachable, server time {response.json().get('now')}; " + _fleet_key(config, base)
 

@@ -192,7 +192,8 @@ def test_shc_examples_from_the_spec(shared_data: Path, tmp_path: Path) -> None:
     (trust / "shc-issuers.json").write_text(json.dumps(
         {"issuerInfo": [{"issuer": {"iss": iss, "name": "SMART example issuer"},
                          "keys": jwks["keys"]}]}))
-    crls = [json.loads(p.read_text()) for p in (examples / "issuer/.well-known/crl").glob("*.json")]
+    crls = [{**json.loads(p.read_text()), "iss": iss}  # filed by the issuer they came from
+            for p in (examples / "issuer/.well-known/crl").glob("*.json")]
     (trust / "shc-crl.json").write_text(json.dumps({"crls": crls}))  # the keys name a CRL version
     at = "2024-01-01T00:00:00Z"
     code, out, _ = run_check(str(examples / "example-00-e-file.smart-health-card"),

@@ -107,4 +107,4 @@ def test_a_synced_cache_needs_the_pinned_fleet_key(tmp_path: Path) -> None:
                       "--fleet-key", public_key_b64(fleet_key)])
     assert code == 0 and "verdict: VALID" in out
     code, out = _run([text, "--trust", str(trust), "--fleet-key", "not base64!"])
-    assert code == 2 and "error: --trust" in out
+    assert code == 2 and "error: --fleet-key" in out

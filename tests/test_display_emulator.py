@@ -218,3 +218,27 @@ def test_display_blanks_a_stale_decision_when_the_host_goes_quiet() -> None:
             fallback = emulator.wait_for(lambda s: s.state == "NO_HOST", WAIT)
         assert fallback.colour == "amber" and emulator.current == fallback
         assert [s.state for s in emulator.screens] == ["GRANTED", "NO_HOST"]
+
+
+def test_display_goes_dark_when_heartbeats_stop_by_an_injected_clock() -> None:
+    """As the real display: 'Out of service' after host_timeout_s, dark after blank_after_s;
+    a heartbeat (PING) in time keeps it lit. Driven by a fake clock, no sleeps, no pty."""
+    now = [1000.0]
+    emulator = DisplayEmulator(host_timeout_s=5.0, blank_after_s=30.0, clock=lambda: now[0])
+    emulator._handle(Frame(type=MsgType.SHOW, seq=1, payload=screen_for("IDLE").encode()))
+    assert not emulator.blank and emulator.current.state == "IDLE"
+    now[0] += 4.9
+    emulator.check_host_timeout()
+    assert emulator.current.state == "IDLE"
+    emulator._handle(Frame(type=MsgType.PING, seq=2))  # a heartbeat: the host is alive
+    now[0] += 4.9
+    emulator.check_host_timeout()
+    assert emulator.current.state == "IDLE" and not emulator.blank
+    now[0] += 0.2  # 5.1 s since the heartbeat
+    emulator.check_host_timeout()
+    assert emulator.current.state == "NO_HOST" and not emulator.blank
+    now[0] += 25.0  # 30.1 s
+    emulator.check_host_timeout()
+    assert emulator.blank and emulator.current.state == "OFF"
+    emulator._handle(Frame(type=MsgType.SHOW, seq=3, payload=screen_for("IDLE").encode()))
+    assert not emulator.blank and emulator.current.state == "IDLE"  # the host is back

@@ -20,6 +20,7 @@ from firmware.sync.trustsync import RegistrationError, register_device
 from fleet.devclient import batch_body, make_chain, signed_post, upload
 from fleet.server import run_in_thread
 from fleet.runner import ServerHandle
+from fleet.storage import MIGRATIONS
 
 DEVICE = "kiosk-0001"
 DENIED = {"decision": "denied"}  # the least body the decision kind allows
@@ -371,7 +372,7 @@ def test_store_and_nonces_survive_a_restart(db_url: str) -> None:
                                timeout=10)
         assert (replay.status_code, replay.json()["error"]) == (401, "AUTH_FAILED")
         assert second.store.events(DEVICE) == events
-        assert second.store.schema_version() == 1
+        assert second.store.schema_version() == MIGRATIONS[-1][0]
         assert raw_public(key) == second.store.device_key(DEVICE)
 
 

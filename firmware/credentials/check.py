@@ -88,10 +88,17 @@ def _shown(text: str) -> str:
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
+    from firmware.clihelp import HelpFormatter, example
+
     parser = argparse.ArgumentParser(
         prog="healthgate check",
         description="Verify the credentials in a document and show every stage.",
-        epilog="example: healthgate check card.png --trust trust/ --at 2025-06-01T12:00:00Z")
+        formatter_class=HelpFormatter,
+        epilog=example("healthgate demo --save samples",
+                       "healthgate check samples/valid.txt --trust samples/trust",
+                       "healthgate check card.png --trust trust/ --at 2025-06-01T12:00:00Z",
+                       "healthgate check photo-of-a-pass.jpg --trust /var/lib/healthgate/trust "
+                       "--fleet-key KEY"))
     parser.add_argument("documents", nargs="+", metavar="DOCUMENT",
                         help="credential text (HC1:..., shc:/..., a JWS, ...) or a file: QR image, "
                              "PDF, .smart-health-card, FHIR Parameters JSON, text; several are "
@@ -170,11 +177,16 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         out.write(f"error: {exc}\n" if exc.status == 2 else f"{exc}\n")
         return exc.status
     trust = TrustStore()
+    from firmware.sync.trustsync import public_key_from_b64
+    try:  # named on its own: "--trust: not base64" would send the technician to the folder
+        pinned = [public_key_from_b64(args.fleet_key)] if args.fleet_key else None
+    except ValueError as exc:
+        out.write(f"error: --fleet-key: {exc}; give the key printed by `healthgate-fleet "
+                  "keygen`\n")
+        return 2
     if args.trust:
         from firmware.credentials.store import load_trust_dir
-        from firmware.sync.trustsync import public_key_from_b64
         try:
-            pinned = [public_key_from_b64(args.fleet_key)] if args.fleet_key else None
             trust = load_trust_dir(args.trust, pinned_keys=pinned)
         except ValueError as exc:  # TrustDataError, or a --fleet-key that is not a key
             out.write(f"error: --trust: {exc}\n")

@@ -6,8 +6,10 @@ import logging
 import secrets
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +29,7 @@ FACE_TIMEOUT_S = 1.5
 # Between two people the scene stays empty long enough for a face timeout plus the result
 # on screen, so each person's frames reach the kiosk while it is ready for them.
 GAP_S = FACE_TIMEOUT_S + 0.8
+PROGRESS_POLL_S = 0.1  # how often the progress lines look for a new decision
 
 
 @dataclass
@@ -101,7 +104,10 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
             print(f"display emulator on {app.display.emulator.port}; "
                   f"{len(presentations)} people in the queue; face checks "
                   f"{'on' if face is not None else 'off'}\n", file=out)
-            summary = app.kiosk.run(exit_on_end_of_stream=True)
+            decided = app.kiosk.summary.decisions
+            app.display.emulator.caption = lambda: _scenario(presentations, len(decided))
+            with _progress(presentations, decided, out):
+                summary = app.kiosk.run(exit_on_end_of_stream=True)
             screens = list(app.display.emulator.screens)
             uploaded = _drain(app.uploader)
             server_events = [e for e in server.store.events(app.identity.device_id)]
@@ -113,6 +119,42 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
     _check(result, uploaded)
     _report(result, summary.dropped_frames, out)
     return result
+
+
+def _scenario(presentations: list[Presentation], decided: int) -> str:
+    """The label of the person in front of the kiosk: the first one not decided yet."""
+    if decided >= len(presentations):
+        return "end of the queue"
+    return f"{decided + 1}/{len(presentations)} {presentations[decided].label}"
+
+
+@contextmanager
+def _progress(presentations: list[Presentation], decisions: list[Decision],
+              out: TextIO) -> Iterator[None]:
+    """Print each decision as the kiosk takes it, from a thread watching the list the kiosk
+    appends to (the loop stays as it is in a real kiosk)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        shown = 0
+        while True:
+            stopping = stop.wait(PROGRESS_POLL_S)
+            while shown < min(len(decisions), len(presentations)):
+                decision = decisions[shown]
+                outcome = "GRANTED" if decision.granted else f"DENIED {decision.reason}"
+                print(f"[{shown + 1}/{len(presentations)}] {presentations[shown].label}: "
+                      f"{outcome}", file=out, flush=True)
+                shown += 1
+            if stopping:
+                return
+
+    thread = threading.Thread(target=watch, name="demo-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _drain(uploader: Any, timeout_s: float = 20.0) -> int:
@@ -168,14 +210,38 @@ def _report(result: DemoResult, dropped: int, out: TextIO) -> None:
     print("demo OK" if result.ok else "demo FAILED", file=out)
 
 
+def _save(folder: Path) -> int:
+    from firmware.demo.samples import TRUST_FOLDER, save_samples
+
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        print(f"error: {folder} exists and is not an empty folder; give a new one")
+        return 2
+    samples = save_samples(folder, datetime.now(timezone.utc))
+    for sample in samples:
+        print(f"  {folder / sample.file}  ({sample.what}: {sample.verdict})")
+    print(f"trust folder: {folder / TRUST_FOLDER}\ntry: healthgate check "
+          f"{folder / samples[0].file} --trust {folder / TRUST_FOLDER}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="healthgate demo", description=__doc__)
+    from firmware.clihelp import HelpFormatter, example
+
+    parser = argparse.ArgumentParser(
+        prog="healthgate demo", description=__doc__, formatter_class=HelpFormatter,
+        epilog=example("healthgate demo", "healthgate demo --save samples",
+                       "healthgate check samples/expired.txt --trust samples/trust"))
+    parser.add_argument("--save", metavar="DIR", type=Path, default=None,
+                        help="write sample credentials (valid, expired, revoked, forged, ...) "
+                             "and the trust folder that checks them into DIR, then stop")
     parser.add_argument("--no-render", dest="render", action="store_false",
                         help="do not draw the emulated LED display in the terminal")
     parser.add_argument("--verbose", action="store_true", help="log every state transition")
     parser.add_argument("--no-faces", dest="faces", action="store_false",
                         help="credentials only: no face in view, no face checks")
     args = parser.parse_args(argv)
+    if args.save is not None:
+        return _save(args.save)
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="healthgate-demo-") as tmp:
         result = run_demo(Path(tmp), render=args.render, faces=args.faces)

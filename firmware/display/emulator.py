@@ -61,14 +61,22 @@ class DisplayEmulator:
 
     def __init__(self, link_path: str | None = None, render: bool = False,
                  stream: TextIO | None = None, colour: bool = True, poll_s: float = 0.02,
-                 host_timeout_s: float | None = None, in_place: bool = False) -> None:
+                 host_timeout_s: float | None = None, in_place: bool = False,
+                 blank_after_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.link_path = link_path
         self.in_place = in_place  # redraw over the previous box (a terminal of its own)
         self._drawn = False
         # Fail safe of the controller: with no valid frame from the host for this long, replace
         # whatever is lit (perhaps a green "Welcome" of a kiosk that crashed) by NO_HOST_SCREEN.
         self.host_timeout_s = host_timeout_s
-        self._last_host_frame = time.monotonic()
+        # The real display then switches its LEDs off after blank_after_s without a frame
+        # (heartbeats included): a dark panel, not a stale one. `clock` is injectable for tests.
+        self.blank_after_s = blank_after_s
+        # What each rendered screen is labelled with (the demo: the scenario in front of it)
+        self.caption: Callable[[], str] | None = None
+        self._clock = clock
+        self._last_host_frame = clock()
         self.render = render
         self.colour = colour
         self._stream = stream
@@ -204,7 +212,7 @@ class DisplayEmulator:
             if self._master is None:
                 self._stop.wait(self._poll_s)
                 continue
-            self._check_host_timeout()
+            self.check_host_timeout()
             if self.faults.frozen:
                 self._stop.wait(self._poll_s)
                 continue
@@ -230,7 +238,7 @@ class DisplayEmulator:
             self._reply(Frame(type=MsgType.NAK, seq=0, payload=nak_payload(reason)))
             return
         self.frames_received += 1
-        self._last_host_frame = time.monotonic()
+        self._last_host_frame = self._clock()
         if item.type >= 0x80:
             return  # a reply type coming back (echo or loopback): never answer it
         with self._lock:
@@ -275,15 +283,34 @@ class DisplayEmulator:
             return Frame(type=MsgType.ACK, seq=frame.seq)
         return nak(NakReason.UNKNOWN_TYPE)
 
-    def _check_host_timeout(self) -> None:
-        if self.host_timeout_s is None or self.faults.silent:
+    def check_host_timeout(self) -> None:
+        """The controller's fail safe, run on every poll: NO_HOST_SCREEN after host_timeout_s
+        without a frame from the host, then dark after blank_after_s."""
+        if self.faults.silent:
             return
-        if time.monotonic() - self._last_host_frame < self.host_timeout_s:
+        quiet_s = self._clock() - self._last_host_frame
+        if self.blank_after_s is not None and quiet_s >= self.blank_after_s:
+            with self._lock:
+                if self._blank:
+                    return
+                self._current, self._blank = BLANK, True
+                self._lock.notify_all()
+            if self.render:
+                stream = self._stream or sys.stdout
+                stream.write(render_screen(BLANK, self.colour, " (no heartbeat: dark)") + "\n")
+                stream.flush()
+            return
+        if self.host_timeout_s is None or quiet_s < self.host_timeout_s:
             return
         with self._lock:
             lit = not self._blank and self._current != NO_HOST_SCREEN
         if lit:
             self._apply(0, NO_HOST_SCREEN)
+
+    @property
+    def blank(self) -> bool:
+        with self._lock:
+            return self._blank
 
     def _apply(self, seq: int, screen: Screen) -> None:
         with self._lock:
@@ -299,7 +326,8 @@ class DisplayEmulator:
         if self.render and changed:
             stream = self._stream or sys.stdout
             redraw = "\x1b[4F\x1b[J" if self.in_place and self._drawn else ""  # up 4 lines, clear
-            stream.write(redraw + render_screen(screen, self.colour) + "\n")
+            note = f"  <- {self.caption()}" if self.caption is not None else ""
+            stream.write(redraw + render_screen(screen, self.colour, note) + "\n")
             self._drawn = True
             stream.flush()
 
@@ -387,8 +415,12 @@ class DisplayEmulator:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the emulator standalone: print the port path, render each screen, until interrupted."""
-    parser = argparse.ArgumentParser(prog="healthgate display-emulator",
-                                     description="Emulated LED display on a pty.")
+    from firmware.clihelp import HelpFormatter, example
+
+    parser = argparse.ArgumentParser(
+        prog="healthgate display-emulator", description="Emulated LED display on a pty.",
+        formatter_class=HelpFormatter,
+        epilog=example("healthgate display-emulator --link /tmp/display --blank-after 30"))
     parser.add_argument("--link", help="also expose the pty as this symlink (stable across replug)")
     parser.add_argument("--no-colour", action="store_true", help="render without ANSI colours")
     parser.add_argument("--quiet", action="store_true", help="do not render screens")
@@ -399,12 +431,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corrupt", type=int, default=0, help="corrupt the first N replies")
     parser.add_argument("--delay", type=float, default=0.0, help="delay every reply (seconds)")
     parser.add_argument("--silent", action="store_true", help="never reply (a hung display)")
+    parser.add_argument("--host-timeout", type=float, default=None, metavar="S",
+                        help="show 'Out of service' after S seconds without a frame (default: never)")
+    parser.add_argument("--blank-after", type=float, default=None, metavar="S",
+                        help="go dark after S seconds without a frame or heartbeat, as the real "
+                             "display does (default: never)")
     args = parser.parse_args(argv)
     link = args.link
     if link is None:
         link = os.path.join(tempfile.gettempdir(), f"healthgate-display-{os.getpid()}")
     emulator = DisplayEmulator(link_path=link, render=not args.quiet, colour=not args.no_colour,
-                               in_place=not args.scroll and sys.stdout.isatty())
+                               in_place=not args.scroll and sys.stdout.isatty(),
+                               host_timeout_s=args.host_timeout, blank_after_s=args.blank_after)
     emulator.script(nak_frames=args.nak, corrupt_replies=args.corrupt, reply_delay_s=args.delay,
                     silent=args.silent)
     def interrupt(signum: int, frame: object) -> None:

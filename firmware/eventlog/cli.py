@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware import identity
+from firmware.clihelp import HelpFormatter, example
 from firmware.config import DEFAULT_STATE_DIR, STATE_DIR_ENV
 from firmware.eventlog.verify import public_key_from_b64, read_meta, verify_file
 
@@ -20,11 +21,16 @@ EXIT_OK, EXIT_BROKEN, EXIT_ERROR = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="healthgate log", description=__doc__)
+    parser = argparse.ArgumentParser(prog="healthgate log", description=__doc__,
+                                     formatter_class=HelpFormatter,
+                                     epilog=example("healthgate log verify",
+                                                    "healthgate log stats --json"))
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("verify", "check every hash, signature and chain link"),
                        ("stats", "count pending, uploaded and rejected events")):
-        cmd = sub.add_parser(name, help=text)
+        cmd = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter,
+                             epilog=example(f"healthgate log {name} --config "
+                                            "/etc/healthgate/kiosk.toml"))
         cmd.add_argument("--state-dir", type=Path,
                          default=Path(os.environ.get(STATE_DIR_ENV, DEFAULT_STATE_DIR)),
                          help="state directory holding the device key and events.db "

@@ -32,6 +32,7 @@ from firmware.protocol import finite_json
 from firmware.protocol.numericdate import NumericDateError, iso_time
 from firmware.sync.freshness import FRESHNESS_HEADER, confirmed_at
 from firmware.sync.auth import sign_request
+from firmware.sync.neterror import cannot_reach
 
 log = logging.getLogger("healthgate.trustsync")
 
@@ -50,6 +51,7 @@ class TrustSyncError(Exception):
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
+        self.detail = detail
 
 
 class RegistrationError(TrustSyncError):
@@ -202,7 +204,7 @@ class TrustSync:
                         raise TrustSyncError("TRUST_TOO_LARGE", path)
                     chunks.append(chunk)
         except requests.RequestException as error:
-            raise TrustSyncError("NETWORK_ERROR", type(error).__name__) from error
+            raise TrustSyncError("NETWORK_ERROR", cannot_reach(self.base_url, error)) from error
         self._note_date(response.headers.get("Date"), sent, self.clock())
         return response, b"".join(chunks)
 
@@ -350,7 +352,7 @@ def register_device(base_url: str, token: str, device_id: str, key: Ed25519Priva
         response = http.post(base_url.rstrip("/") + "/v1/devices/register", json=payload,
                              timeout=timeout_s)
     except requests.RequestException as error:
-        raise RegistrationError("NETWORK_ERROR", 0, type(error).__name__) from error
+        raise RegistrationError("NETWORK_ERROR", 0, cannot_reach(base_url, error)) from error
     if response.status_code in (200, 201):
         return str(response.json().get("device_id", device_id))
     try:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from firmware.eventlog.log import EventLog, EventLogError
 from firmware.sync.auth import sign_request
 from firmware.sync.backoff import BackoffPolicy
+from firmware.sync.neterror import cannot_reach
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class Uploader:
             response = self._session.post(self._url, data=body, headers=headers,
                                           timeout=self._timeout_s)
         except requests.RequestException as exc:
-            raise UploadError("UPLOAD_NETWORK", f"{type(exc).__name__}: {exc}") from exc
+            raise UploadError("UPLOAD_NETWORK", cannot_reach(self._url, exc)) from exc
         self._note_server_time(response)
         sent = {event.seq for event in events}
         if response.status_code == 200:
@@ -248,6 +249,8 @@ class Uploader:
             self._last_error = str(exc)
             if not exc.retry_now:
                 self._failures += 1
+                if self._failures == 1:  # once per outage, in one line; the status keeps the rest
+                    log.warning("upload failed, retrying with backoff: %s", exc)
                 self._offline_since = self._offline_since or self._clock()
 
     # ---- background thread ---------------------------------------------------------------

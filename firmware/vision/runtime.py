@@ -1,12 +1,54 @@
 """TFLite model wrapper: one interpreter per model, loaded once, with int8 (de)quantisation."""
 from __future__ import annotations
 
+import os
+import re
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+
+# The TFLite runtime's C++ side prints this to fd 2 on every interpreter it creates; in the demo
+# and `healthgate run` it reads like a problem. Only this line is dropped: anything else the
+# runtime writes there while loading is passed on.
+DELEGATE_BANNER = re.compile(rb"^INFO: Created TensorFlow Lite .*delegate for CPU\.?\s*$")
+
+
+@contextmanager
+def _without_delegate_banner() -> Iterator[None]:
+    """Run the block with fd 2 going into a pipe (never a file: nothing of a model load touches
+    the disk), then write back every line but the delegate banner. A thread drains the pipe, so
+    a chatty runtime cannot block on a full one."""
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, name="stderr-filter", daemon=True)
+    reader.start()
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)  # the pipe's last writer closes here: the reader sees its end
+        os.close(saved)
+        reader.join()
+        os.close(read_end)
+        kept = [line for line in b"".join(chunks).splitlines(keepends=True)
+                if not DELEGATE_BANNER.match(line)]
+        if kept:
+            os.write(2, b"".join(kept))
 
 
 class ModelLoadError(RuntimeError):
@@ -73,10 +115,11 @@ class TFLiteModel:
             model_bytes = self.path.read_bytes()
             interpreter_cls = _interpreter_class()
             # model_content keeps the interpreter independent of the file after load.
-            self._interpreter = interpreter_cls(
-                model_content=model_bytes, num_threads=max(1, int(num_threads))
-            )
-            self._interpreter.allocate_tensors()
+            with _without_delegate_banner():
+                self._interpreter = interpreter_cls(
+                    model_content=model_bytes, num_threads=max(1, int(num_threads))
+                )
+                self._interpreter.allocate_tensors()
         except ModelLoadError:
             raise
         except Exception as exc:  # the interpreters raise ValueError/RuntimeError variously
