@@ -108,3 +108,25 @@ def test_trust_provider_hands_the_policy_to_the_verifier(tmp_path: Path, policy:
     provider = TrustProvider(tmp_path, dcc_signer_validity=policy)
     assert provider().dcc_signer_validity == policy  # the loaded store carries it
     assert TrustProvider(tmp_path)().dcc_signer_validity == DEFAULT_DCC_SIGNER_VALIDITY
+
+
+def test_healthgate_check_takes_the_policy(tmp_path: Path) -> None:
+    import io
+
+    from firmware.credentials.check import main
+    not_before, not_after, at, _ = CASES["dcc outlives its dsc"]
+    key = make_key("ec")
+    der = make_cert(key, not_before=not_before, not_after=not_after)
+    (tmp_path / "dcc-certs").mkdir()
+    (tmp_path / "dcc-certs" / "dsc.der").write_bytes(der)
+    text = issue_dcc(vaccination(), key, dcc_kid(der), ISSUED, EXPIRES, "XA")
+    common = [text, "--trust", str(tmp_path), "--at", at.isoformat()]
+    assert main(common, io.StringIO()) == 0  # the default: accepted, as the reference apps
+    assert main([*common, "--dcc-signer-validity", DCC_SIGNER_AT_VALIDATION_TIME],
+                io.StringIO()) == 0
+    out = io.StringIO()
+    assert main([*common, "--dcc-signer-validity", DCC_SIGNER_COVERS_DCC], out) == 1
+    assert "DCC_SIGNER_VALIDITY" in out.getvalue()
+    with pytest.raises(SystemExit) as caught:
+        main([text, "--dcc-signer-validity", "never"], io.StringIO())
+    assert caught.value.code == 2
