@@ -145,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from tests.fuzz_targets import TARGETS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20_000, help="inputs per target (seeds included)")
-    parser.add_argument("--seed", type=int, default=1, help="libFuzzer seed (deterministic mutation)")
+    parser.add_argument("--runs", type=int, default=20_000,
+                        help="inputs per target (seeds included)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="libFuzzer seed (deterministic mutation)")
     parser.add_argument("--target", action="append", choices=sorted(TARGETS),
                         help="fuzz only these targets (repeatable; default: all)")
     args = parser.parse_args(argv)

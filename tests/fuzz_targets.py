@@ -54,7 +54,8 @@ def _check_verdict(verdict: Any) -> None:
         raise BoundExceeded("INTERNAL_ERROR: a verifier raised")
 
 
-def _verifier(trust: Callable[[], Any], at: Any, wrap: Callable[[bytes], str]) -> Callable[[bytes], None]:
+def _verifier(trust: Callable[[], Any], at: Any,
+              wrap: Callable[[bytes], str]) -> Callable[[bytes], None]:
     def run(data: bytes) -> None:
         _check_verdict(verify(wrap(data), trust(), at))
     return run

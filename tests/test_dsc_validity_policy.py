@@ -39,7 +39,8 @@ def _verdict(not_before: datetime, not_after: datetime, at: datetime, policy: st
 def test_default_is_at_validation_time() -> None:
     assert DEFAULT_DCC_SIGNER_VALIDITY == DCC_SIGNER_AT_VALIDATION_TIME
     assert TrustStore().dcc_signer_validity == DCC_SIGNER_AT_VALIDATION_TIME
-    assert parse_config({"camera": CAMERA}).kiosk.dcc_signer_validity == DCC_SIGNER_AT_VALIDATION_TIME
+    config = parse_config({"camera": CAMERA})
+    assert config.kiosk.dcc_signer_validity == DCC_SIGNER_AT_VALIDATION_TIME
 
 
 # (DSC notBefore, DSC notAfter, validation time) -> accepted under (at-validation-time, covers-dcc)
@@ -87,7 +88,8 @@ def test_an_unknown_policy_applies_both_rules() -> None:
 
 
 def test_config_key_is_validated() -> None:
-    config = parse_config({"camera": CAMERA, "kiosk": {"dcc_signer_validity": DCC_SIGNER_COVERS_DCC}})
+    config = parse_config({"camera": CAMERA,
+                           "kiosk": {"dcc_signer_validity": DCC_SIGNER_COVERS_DCC}})
     assert config.kiosk.dcc_signer_validity == DCC_SIGNER_COVERS_DCC
     with pytest.raises(ConfigError, match="kiosk.dcc_signer_validity: must be one of"):
         parse_config({"camera": CAMERA, "kiosk": {"dcc_signer_validity": "never"}})

@@ -46,7 +46,8 @@ def test_a_cbor_value_past_the_bound_is_a_finding() -> None:
     deep: object = 0
     for _ in range(fuzz_targets.CBOR_MAX_DEPTH):
         deep = [deep]
-    assert fuzz_targets._decoded_within(deep, fuzz_targets.CBOR_MAX_NODES, fuzz_targets.CBOR_MAX_DEPTH)
+    assert fuzz_targets._decoded_within(deep, fuzz_targets.CBOR_MAX_NODES,
+                                        fuzz_targets.CBOR_MAX_DEPTH)
     assert not fuzz_targets._decoded_within([deep], fuzz_targets.CBOR_MAX_NODES,
                                             fuzz_targets.CBOR_MAX_DEPTH)
 

@@ -32,7 +32,8 @@ NOT_BASE45 = "!"  # outside the base45 alphabet: a text that fails for another r
 
 def test_base45_input_bound() -> None:
     assert base45.MAX_INPUT_CHARS == 8192
-    assert len(base45.b45decode("0" * base45.MAX_INPUT_CHARS)) == base45.MAX_INPUT_CHARS // 3 * 2 + 1
+    decoded = base45.b45decode("0" * base45.MAX_INPUT_CHARS)
+    assert len(decoded) == base45.MAX_INPUT_CHARS // 3 * 2 + 1
     with pytest.raises(base45.Base45Error, match="longer than 8192"):
         base45.b45decode("0" * (base45.MAX_INPUT_CHARS + 1))
 
@@ -109,7 +110,8 @@ def _card(extra: Any) -> tuple[str, TrustStore]:
     issuer = new_issuer()
     claims = card_claims(issuer.iss, AT.timestamp() - 86400)
     claims["x"] = extra
-    return "shc:/" + jws_to_numeric(sign_compact_jws(claims, issuer.key)), TrustStore(shc=issuer.trust())
+    text = "shc:/" + jws_to_numeric(sign_compact_jws(claims, issuer.key))
+    return text, TrustStore(shc=issuer.trust())
 
 
 @pytest.mark.parametrize(("past", "code"), [(0, None), (1, "SHC_PAYLOAD_TOO_LARGE")])
@@ -148,4 +150,5 @@ def test_qr_text_bound(monkeypatch: pytest.MonkeyPatch, length: int, kept: bool)
                         lambda *args, **kwargs: [_fake_barcode("0" * length)])
     reads = reader.scan_frame(np.zeros((8, 8, 3), dtype=np.uint8))
     assert (reads[0].text is not None) is kept
-    assert reader.read_codes(np.zeros((8, 8, 3), dtype=np.uint8)) == (["0" * length] if kept else [])
+    texts = reader.read_codes(np.zeros((8, 8, 3), dtype=np.uint8))
+    assert texts == (["0" * length] if kept else [])
