@@ -139,7 +139,8 @@ def build(config: Config, *, camera: FrameSource | None = None,
         if trust is None:
             pinned = pinned_fleet_key(state)
             trust = TrustProvider(state / "trust", config.kiosk.country, config.kiosk.region,
-                                  [public_key_from_b64(pinned)] if pinned else None)
+                                  [public_key_from_b64(pinned)] if pinned else None,
+                                  dcc_signer_validity=config.kiosk.dcc_signer_validity)
         kiosk = Kiosk(config.kiosk, camera or open_camera(config.camera), display, eventlog,
                       trust, clock,
                       Pseudonymiser(pseudonym_secret(identity),

@@ -11,6 +11,10 @@ from urllib.parse import urlsplit
 # command's default name it (a relative default silently split kiosks by working directory).
 DEFAULT_STATE_DIR = "/var/lib/healthgate"
 STATE_DIR_ENV = "HEALTHGATE_STATE_DIR"  # overrides the default of the state-dir options
+# Kept here, not imported from firmware.credentials.trust: the configuration stays importable
+# without the credential stack; tests/test_config.py checks the two lists agree.
+DCC_SIGNER_AT_VALIDATION_TIME = "at-validation-time"
+DCC_SIGNER_VALIDITY_CHOICES = (DCC_SIGNER_AT_VALIDATION_TIME, "covers-dcc")
 FLEET_URL_SCHEMES = ("http", "https")  # fleet.url without one is refused at start
 # Keys that hold file system paths; relative values are taken from the configuration file's
 # folder, not from wherever the service happens to start.
@@ -37,6 +41,9 @@ class KioskSection:
     multi_code_timeout_s: float = 20.0  # all parts of a multi-code SHC must be read within this
     aztec_every_n_frames: int = 3  # Aztec search is costly and Aztec passes rare; 0 = never
     pseudonym_key_rotation_h: float = 24.0  # how often the log pseudonym key rotates
+    # DCC signing certificate validity: "at-validation-time" (valid when the code is checked, as
+    # the EU reference apps do) or "covers-dcc" (must cover the DCC's iat..exp; hcert spec 3.3.5)
+    dcc_signer_validity: str = DCC_SIGNER_AT_VALIDATION_TIME
 
 
 @dataclass
@@ -106,6 +113,7 @@ class Config:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "camera.source": ("files", "video", "fake", "picamera2", "v4l2"),
     "face.liveness": ("off", "advisory", "required", "model"),
+    "kiosk.dcc_signer_validity": DCC_SIGNER_VALIDITY_CHOICES,
 }
 _NON_NEGATIVE = {"kiosk.aztec_every_n_frames", "kiosk.same_code_cooldown_s", "camera.device",
                  "face.threshold", "face.face_pass_threshold"}

@@ -27,8 +27,9 @@ class TrustProvider:
     """
 
     def __init__(self, directory: Path, country: str | None = None, region: str | None = None,
-                 pinned_keys: Any = None) -> None:
+                 pinned_keys: Any = None, dcc_signer_validity: str | None = None) -> None:
         self._directory = directory
+        self._signer_validity = dcc_signer_validity  # None: the TrustStore default
         # DCC business rules are the rules of the country the kiosk stands in
         self._options = {"country": country or None, "region": region or None,
                          "pinned_keys": pinned_keys}
@@ -36,6 +37,8 @@ class TrustProvider:
         self._loaded: tuple[tuple[str, int, int], ...] | None = None  # files of the store
         self._loading: threading.Thread | None = None
         self._store = TrustStore()
+        if dcc_signer_validity is not None:
+            self._store.dcc_signer_validity = dcc_signer_validity
 
     def _current_signature(self) -> tuple[tuple[str, int, int], ...]:
         try:
@@ -91,7 +94,10 @@ class TrustProvider:
     def _read(self) -> TrustStore | None:
         try:
             from firmware.credentials.store import load_trust_dir
-            return load_trust_dir(self._directory, **self._options)
+            store = load_trust_dir(self._directory, **self._options)
+            if self._signer_validity is not None:  # a kiosk policy, not trust data
+                store.dcc_signer_validity = self._signer_validity
+            return store
         except Exception as exc:  # keep the last good store; the age policy decides
             log.error("trust cache %s failed to load: %s", self._directory, exc)
             return None

@@ -106,10 +106,12 @@ def test_naive_clock_is_utc(ec_signer: tuple[object, bytes]) -> None:
     assert verify(_issue(key, der), TrustStore.from_certificates([der]), AT.replace(tzinfo=None)).valid
 
 
-def test_dcc_outliving_its_signing_certificate_is_refused() -> None:
+def test_dcc_outliving_its_signing_certificate_is_refused_under_covers_dcc() -> None:
     key = make_key("ec")
     der = make_cert(key, not_after=T0 + timedelta(days=100))  # DCC expires after day 365
-    verdict = verify(_issue(key, der), TrustStore.from_certificates([der]), AT)
+    trust = TrustStore.from_certificates([der])
+    trust.dcc_signer_validity = "covers-dcc"  # the default accepts it: test_dsc_validity_policy
+    verdict = verify(_issue(key, der), trust, AT)
     assert verdict.failure == "DCC_SIGNER_VALIDITY"
 
 

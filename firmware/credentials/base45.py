@@ -4,6 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+# The longest text decoded at all: a DCC text is refused past 8,192 characters with its prefix
+# (status codes past 1,024); this bound holds whoever calls, and costs one comparison.
+MAX_INPUT_CHARS = 8192
 _TABLE = np.full(256, 255, dtype=np.uint8)
 _TABLE[np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)] = np.arange(45, dtype=np.uint8)
 
@@ -16,6 +19,8 @@ def b45decode(text: str) -> bytes:
     """Decode base45 text to bytes; raises Base45Error on any malformed input."""
     if not isinstance(text, str):
         raise Base45Error("base45 input must be text")
+    if len(text) > MAX_INPUT_CHARS:
+        raise Base45Error(f"longer than {MAX_INPUT_CHARS} characters")
     if len(text) % 3 == 1:
         raise Base45Error("base45 length leaves a dangling character")
     if not text.isascii():

@@ -18,7 +18,11 @@ from firmware.credentials import containers
 from firmware.credentials.containers import ContainerError, Found
 from firmware.credentials.images import MAX_IMAGE_PIXELS, ImageTooLarge, read_image_texts
 from firmware.credentials.reasons import message_for
-from firmware.credentials.trust import TrustStore
+from firmware.credentials.trust import (
+    DCC_SIGNER_VALIDITY_POLICIES,
+    DEFAULT_DCC_SIGNER_VALIDITY,
+    TrustStore,
+)
 from firmware.credentials.verdict import STAGES, Verdict
 
 __all__ = ["main", "read_image_texts", "ImageTooLarge", "MAX_IMAGE_PIXELS", "MAX_INPUT_BYTES"]
@@ -107,6 +111,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--at", metavar="ISO", help="validation time, ISO-8601 (default: now)")
     parser.add_argument("--fleet-key", metavar="B64", help="pinned fleet key (base64 Ed25519) "
                         "that signed the fleet envelopes in --trust (a kiosk's synced cache)")
+    parser.add_argument("--dcc-signer-validity", choices=DCC_SIGNER_VALIDITY_POLICIES,
+                        default=DEFAULT_DCC_SIGNER_VALIDITY,
+                        help="how a DCC signing certificate's validity is judged, as the kiosk "
+                             "setting kiosk.dcc_signer_validity (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -196,6 +204,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             out.write(f"trust problem: {problem}\n")
     else:
         out.write("note: no --trust folder given: no issuer is trusted\n")
+    trust.dcc_signer_validity = args.dcc_signer_validity
     out.write(f"document: {_shown(container)}, {len(found)} credential(s)\n")
     out.write(f"validation time: {at.isoformat()}\n")
     if trust.updated_at is not None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from firmware.credentials.es256 import canonical_signature, es256_verify
 from firmware.credentials.shc_codec import (
+    MAX_CLAIMS_DEPTH,
+    MAX_CLAIMS_NODES,
     CompactJws,
     ShcFormatError,
     b64url_encode,
@@ -153,6 +155,9 @@ def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],
     checks["cbor"] = isinstance(claims, dict)
     if not isinstance(claims, dict):
         raise Deny("SHC_PAYLOAD_INVALID")
+    if not finite_json.within_budget(claims, MAX_CLAIMS_NODES, MAX_CLAIMS_DEPTH):
+        checks["cbor"] = False
+        raise Deny("SHC_PAYLOAD_TOO_LARGE")
     state["payload"] = claims
     problem = _claims_problem(claims)
     checks["schema"] = problem is None

@@ -26,6 +26,12 @@ MAX_TEXT_CHARS = 2 * 1195 * MAX_CHUNKS + 64
 MAX_JWS_CHARS = 1195 * MAX_CHUNKS
 # FHIR bundles that fit in QR codes inflate to a few KB; 64 KiB is generous and bounded.
 MAX_INFLATED_BYTES = 64 * 1024
+# The claims JSON (after the signature verified): values (each object, array and scalar is one)
+# and nesting (the claims object is level 0). A real card has a few hundred values about 12
+# deep (vc.credentialSubject.fhirBundle.entry[].resource...coding[]); 64 KiB of JSON could hold
+# ~32,000 values, which nothing downstream should have to walk.
+MAX_CLAIMS_NODES = 8192
+MAX_CLAIMS_DEPTH = 32
 
 _B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
 # ASCII digits only ("\d" would also take Arabic-Indic or full-width digits), and a chunk number

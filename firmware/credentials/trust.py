@@ -10,6 +10,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # imported lazily at run time: keeps `import firmware.credentials` light
     from firmware.credentials.dcc.signer import DccSigner
 
+# How a DCC signing certificate's validity period is judged (docs/credentials.md, "Signing
+# certificate validity"). AT_VALIDATION_TIME: the certificate must be valid at the validation
+# clock, and the DCC's exp may outlast it (what the EU reference verifier apps do);
+# COVERS_DCC: the certificate's period must contain the DCC's whole [iat, exp] (hcert spec 3.3.5
+# and 3.3.6, an issuer requirement; this project's behaviour before issue 11 item 7).
+DCC_SIGNER_AT_VALIDATION_TIME = "at-validation-time"
+DCC_SIGNER_COVERS_DCC = "covers-dcc"
+DCC_SIGNER_VALIDITY_POLICIES = (DCC_SIGNER_AT_VALIDATION_TIME, DCC_SIGNER_COVERS_DCC)
+DEFAULT_DCC_SIGNER_VALIDITY = DCC_SIGNER_AT_VALIDATION_TIME
+
 
 @dataclass
 class TrustStore:
@@ -24,6 +34,8 @@ class TrustStore:
     `dcc_rules_refused` maps (Type, Country) of rules that could not be parsed to why (the rules
     stage denies where they apply, see dcc/rule_set.py). `problems` lists, for the operator,
     what the loaders skipped (docs/credentials.md, "Bad trust data").
+    `dcc_signer_validity` is one of `DCC_SIGNER_VALIDITY_POLICIES` (any other value applies
+    both rules: an unknown policy never widens what is accepted).
     """
 
     dcc_signers: dict[bytes, list["DccSigner"]] = field(default_factory=dict)
@@ -39,6 +51,7 @@ class TrustStore:
     updated_at: datetime | None = None
     dcc_rules_refused: dict[tuple[str, str], str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    dcc_signer_validity: str = DEFAULT_DCC_SIGNER_VALIDITY
 
     @classmethod
     def from_certificates(cls, certificates: Iterable[bytes]) -> "TrustStore":

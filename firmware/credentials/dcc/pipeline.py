@@ -19,7 +19,12 @@ from firmware.credentials.cose_sign1 import (
 from firmware.credentials.dcc import codec, keyusage, revocation, rules, schema
 from firmware.credentials.dcc.codec import PREFIX, Claims
 from firmware.credentials.dcc.signer import DccSigner
-from firmware.credentials.trust import TrustStore
+from firmware.credentials.trust import (
+    DCC_SIGNER_AT_VALIDATION_TIME,
+    DCC_SIGNER_COVERS_DCC,
+    DEFAULT_DCC_SIGNER_VALIDITY,
+    TrustStore,
+)
 from firmware.credentials.verdict import STAGES, Verdict, empty_checks
 
 # A version-40 QR code holds at most 4,296 alphanumeric characters; allow some slack.
@@ -73,7 +78,8 @@ def verify_dcc(text: str, trust: TrustStore, at: datetime) -> Verdict:
         return _verdict(run)
     if isinstance(claims.iss, str):  # read from the authenticated payload only
         run.info["issuer"] = claims.iss
-    _expiry(claims, signer, at, run)
+    policy = getattr(trust, "dcc_signer_validity", DEFAULT_DCC_SIGNER_VALIDITY)
+    _expiry(claims, signer, at, run, policy)
     kind = schema.entry_type(claims.dcc)
     if signer is not None and kind is not None:  # no single entry type: the schema stage fails
         problem = keyusage.problem(signer.eku_oids, kind)
@@ -174,8 +180,9 @@ def _signature(sign1: Sign1, trust: Any, run: _Run) -> DccSigner | None:
     return None
 
 
-def _expiry(claims: Claims, signer: DccSigner | None, at: Any, run: _Run) -> None:
-    """iat <= at <= exp, and (with a verified signer) within the signer's validity period."""
+def _expiry(claims: Claims, signer: DccSigner | None, at: Any, run: _Run,
+            policy: Any = DEFAULT_DCC_SIGNER_VALIDITY) -> None:
+    """iat <= at <= exp, and (with a verified signer) the signer's validity under `policy`."""
     if not isinstance(at, datetime):
         run.fail("expiry", "CLOCK_UNTRUSTED", "no validation clock")
         return
@@ -190,12 +197,31 @@ def _expiry(claims: Claims, signer: DccSigner | None, at: Any, run: _Run) -> Non
         run.fail("expiry", "DCC_NOT_YET_VALID", "validation time is before the issue time")
     elif now > claims.exp:
         run.fail("expiry", "DCC_EXPIRED", "validation time is after the expiry time")
-    elif signer is not None and claims.iat < signer.not_before.timestamp():
-        run.fail("expiry", "DCC_SIGNER_VALIDITY", "issued before the signing certificate's validity")
-    elif signer is not None and claims.exp > signer.not_after.timestamp():
-        run.fail("expiry", "DCC_SIGNER_VALIDITY", "expires after the signing certificate does")
     else:
-        run.ok("expiry")
+        problem = None if signer is None else _signer_validity_problem(
+            claims.iat, claims.exp, signer, now, policy)
+        if problem:
+            run.fail("expiry", "DCC_SIGNER_VALIDITY", problem)
+        else:
+            run.ok("expiry")
+
+
+def _signer_validity_problem(iat: float, exp: float, signer: DccSigner, now: float,
+                             policy: Any) -> str | None:
+    """Why the signing certificate's validity period refuses this DCC under `policy`, or None.
+    An unknown policy applies both rules (never widens what is accepted)."""
+    not_before, not_after = signer.not_before.timestamp(), signer.not_after.timestamp()
+    if policy != DCC_SIGNER_COVERS_DCC:  # the reference apps: valid when the code is checked
+        if now < not_before:
+            return "the signing certificate is not valid yet at the validation time"
+        if now > not_after:
+            return "the signing certificate has expired at the validation time"
+    if policy != DCC_SIGNER_AT_VALIDATION_TIME:  # hcert spec 3.3.5/3.3.6, strictly
+        if iat < not_before:
+            return "issued before the signing certificate's validity"
+        if exp > not_after:
+            return "expires after the signing certificate does"
+    return None
 
 
 def _schema(claims: Claims, trust: Any, run: _Run) -> None:
