@@ -11,7 +11,7 @@ from typing import Any
 import requests
 
 from firmware.clihelp import software_version
-from firmware.status import (STATUS_HEADER, KioskStatus, format_header, read_status,
+from firmware.statusfile import (STATUS_HEADER, KioskStatus, format_header, read_status,
                              write_status)
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from firmware.protocol import events as event_schema
 from firmware.sync.freshness import FRESHNESS_HEADER
 from fleet import admission, models
 from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
-from firmware.status import STATUS_HEADER
-from firmware.status import parse_header as parse_status_header
+from firmware.statusfile import STATUS_HEADER
+from firmware.statusfile import parse_header as parse_status_header
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
 from fleet.requestauth import (DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate,
                                check_device, check_request)

@@ -18,7 +18,7 @@ from firmware.app import main as run_main
 from firmware.clihelp import software_version
 from firmware.demo.frames import background
 from firmware.identity import load
-from firmware.status import KioskStatus, parse_header, write_status
+from firmware.statusfile import KioskStatus, parse_header, write_status
 from firmware.sync.auth import sign_request
 from firmware.sync.trustsync import register_device
 from fleet.runner import run_in_thread
