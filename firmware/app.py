@@ -55,6 +55,7 @@ class KioskApp:
     display: Any
     uploader: Any | None
     trust_worker: Any | None = None
+    status_server: Any | None = None  # firmware.status.server.StatusServer when status.listen
 
     def start_background(self) -> None:
         """One bounded trust-sync round first (so a freshly provisioned kiosk has trust data
@@ -69,6 +70,8 @@ class KioskApp:
         self.kiosk.warm_up()
         if self.uploader is not None:
             self.uploader.start()
+        if self.status_server is not None:
+            self.status_server.start()
 
     def flush_uploads(self, timeout_s: float = 10.0) -> int:
         """Upload what is pending, within `timeout_s` (when a replay run ends)."""
@@ -87,7 +90,8 @@ class KioskApp:
 
     def close(self) -> None:
         """Stop and release every part, even when one of them fails to close."""
-        steps = [self.trust_worker.stop if self.trust_worker is not None else None,
+        steps = [self.status_server.stop if self.status_server is not None else None,
+                 self.trust_worker.stop if self.trust_worker is not None else None,
                  (lambda: self.uploader.stop(timeout=5.0)) if self.uploader is not None else None,
                  self.display.close, self.eventlog.close]
         for step in steps:
@@ -138,12 +142,31 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       screen_for, display_timeout_s=display.config.ladder_s, faces=faces,
                       after_append=uploader.notify if uploader is not None else None,
                       watchdog=watchdog_pinger())
-        return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker)
+        status_server = build_status_server(config, kiosk, identity.device_id, display,
+                                            eventlog, uploader, trust_worker, clock)
+        return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker,
+                        status_server)
     except BaseException:
         if display is not None:
             display.close()
         eventlog.close()
         raise
+
+
+def build_status_server(config: Config, kiosk: Kiosk, device_id: str, display: Any,
+                        eventlog: EventLog, uploader: Any, trust_worker: Any,
+                        clock: Clock) -> Any | None:
+    """The status page when `status.listen` is set (bound now: a taken port fails at start)."""
+    if not config.status.listen:
+        return None
+    from firmware.status.collect import StatusCollector, StatusParts
+    from firmware.status.server import StatusServer, parse_listen
+
+    parts = StatusParts(kiosk.status, device_id, display, eventlog.path, eventlog.quota_bytes,
+                        uploader, Path(config.state.dir) / "trust", trust_worker, clock,
+                        config.kiosk.max_trust_age_h)
+    host, port = parse_listen(config.status.listen)
+    return StatusServer(StatusCollector(parts), host, port, config.status.token)
 
 
 class FaceModelError(RuntimeError):
