@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from firmware import __version__ as FIRMWARE_VERSION
 from firmware.camera.base import FrameSource
 from firmware.capture import CaptureThread
 from firmware.clock import Clock
@@ -123,7 +124,7 @@ class Kiosk:
 
     def run(self, exit_on_end_of_stream: bool = False) -> Summary:
         self._show(State.BOOT)
-        self._log_event("boot", {})
+        self._log_event("boot", {"firmware": FIRMWARE_VERSION})  # shown on the fleet dashboard
         self._capture.start()
         self._transition(State.IDLE)
         try:

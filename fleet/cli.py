@@ -57,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("name", help="e.g. dcc-signers, dcc-rules, status-records")
     publish.add_argument("file", type=Path, help="JSON file with the content")
 
+    operator = commands.add_parser("operator", help="dashboard operators")
+    operator_commands = operator.add_subparsers(dest="operator_command", required=True)
+    add_operator = operator_commands.add_parser(
+        "add", parents=[common], help="add a dashboard operator (asks for the password)")
+    add_operator.add_argument("name")
+    add_operator.add_argument("--password-stdin", action="store_true",
+                              help="read the password from the first line of stdin (scripts)")
+
     commands.add_parser("openapi", help="print the OpenAPI document of the API (JSON)")
 
     commands.add_parser("keygen", parents=[keyed],
@@ -158,6 +166,8 @@ def _run(args: argparse.Namespace) -> int:
             for incident in store.incidents():
                 print(f"{incident['at']}  {incident['device_id']}  seq={incident['seq']}  "
                       f"{incident['reason']}  {incident['detail']}")
+        elif args.command == "operator":
+            _add_operator(store, args)
         elif args.command == "publish":
             item = publish(store, load_signing_key(args.key), args.name,
                            load_content_file(args.file))
@@ -165,6 +175,27 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _add_operator(store: object, args: argparse.Namespace) -> None:
+    """`operator add NAME`: the password is hashed with argon2; it is never an argument (it
+    would land in the shell history and the process list)."""
+    from fleet.dashboard.auth import OperatorError, add_operator
+    from fleet.storage import rfc3339, utc_now
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the passwords differ")
+    try:
+        add_operator(store, args.name, password, rfc3339(utc_now()))
+    except OperatorError as error:
+        raise ValueError(str(error)) from None
+    print(f"operator {args.name} added")
 
 
 if __name__ == "__main__":

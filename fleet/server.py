@@ -22,6 +22,7 @@ from firmware.eventlog.codec import Event
 from firmware.protocol import events as event_schema
 from fleet import models
 from fleet.bodylimit import BodyLimitMiddleware
+from fleet.dashboard import mount_dashboard
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
 from fleet.requestauth import DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate
 from fleet.runner import ServerHandle, run_in_thread as _run_in_thread
@@ -69,6 +70,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
     app.state.store = store
     app.state.signing_key = load_signing_key(Path(signing_key_path)) if signing_key_path else None
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    mount_dashboard(app, store)  # operator pages under /dashboard, /metrics (fleet/dashboard/)
     app.router.on_shutdown.append(store.close)
 
     @app.exception_handler(ApiError)

@@ -124,7 +124,7 @@ def test_serve_runs_the_production_server(tmp_path: Path, workers: int,
                 assert process.poll() is None, process.stdout.read().decode()  # type: ignore
                 assert time.monotonic() < deadline, "server did not come up"
                 time.sleep(0.1)
-        assert health.json() == {"status": "ok", "schema_version": 1, "database": "sqlite"}
+        assert health.json() == {"status": "ok", "schema_version": 2, "database": "sqlite"}
         now = requests.get(url + "/v1/time", timeout=5)
         assert abs(datetime.fromisoformat(now.json()["now"]) - datetime.now(timezone.utc)) \
             < timedelta(seconds=5)
