@@ -175,3 +175,28 @@ def test_operator_add_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         assert digest.startswith("$argon2") and PASSWORD not in digest
     finally:
         store.close()
+
+
+def test_demo_serve_leaves_both_pages_up(tmp_path: Path) -> None:
+    """`healthgate demo --serve`: the dashboard with the demo kiosk and the kiosk's page."""
+    from io import StringIO
+
+    from firmware.demo.run import run_demo
+
+    seen: dict[str, object] = {}
+
+    def look(addresses: dict[str, str]) -> None:
+        session = requests.Session()
+        session.post(addresses["dashboard"] + "login", timeout=10,
+                     data={"name": addresses["operator"], "password": addresses["password"]})
+        seen["list"] = session.get(addresses["dashboard"], timeout=10).text
+        seen["kiosk"] = requests.get(addresses["kiosk_status"] + "status.json", timeout=10).json()
+
+    out = StringIO()
+    result = run_demo(tmp_path, out=out, faces=False, serve=look)
+    assert result.ok, out.getvalue()
+    assert "demo-kiosk" in str(seen["list"]) and "shop-7-entrance" in str(seen["list"])
+    kiosk = seen["kiosk"]
+    assert isinstance(kiosk, dict) and kiosk["device_id"] == "demo-kiosk"
+    assert sum(kiosk["today"]["decisions"].values()) == len(result.decisions)
+    assert "kiosk status page: http://127.0.0.1:" in out.getvalue()
