@@ -66,8 +66,8 @@ def migration_2_data(tx: Tx) -> None:
             "SELECT name, version, etag, envelope, published_at FROM trust_items").fetchall():
         tx.execute("INSERT INTO trust_history (name, version, key_id, etag, published_at, "
                    "published_by) VALUES (?, ?, ?, ?, ?, ?)",
-                   (name, version, str(json.loads(envelope).get("key_id", "")), etag,
-                    published_at, "(before history)"))
+                   (name, version, envelope_key_id(envelope), etag, published_at,
+                    "(before history)"))
     devices = [row[0] for row in tx.execute("SELECT device_id FROM devices").fetchall()]
     for device_id in devices:
         after = -1
@@ -148,8 +148,17 @@ def record_trust_history(tx: Tx, name: str, version: int, envelope: bytes, etag:
                          published_at: str, published_by: str) -> None:
     tx.execute("INSERT INTO trust_history (name, version, key_id, etag, published_at, "
                "published_by) VALUES (?, ?, ?, ?, ?, ?)",
-               (name, version, str(json.loads(envelope).get("key_id", "")), etag, published_at,
-                published_by[:64]))
+               (name, version, envelope_key_id(envelope), etag, published_at, published_by[:64]))
+
+
+def envelope_key_id(envelope: bytes | str) -> str:
+    """The signing key id an envelope names, for the history; "" when it names none (the
+    store serves whatever bytes were published, even ones no kiosk would accept)."""
+    try:
+        data = json.loads(envelope)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return str(data.get("key_id", ""))[:64] if isinstance(data, dict) else ""
 
 
 class TrustFetchMiddleware:
