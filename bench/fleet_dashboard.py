@@ -41,7 +41,8 @@ def fill(store: object, devices: int, events: int) -> None:
                        [(f"kiosk-{n:05d}", "AAAA", rfc3339(now)) for n in range(devices)])
     for n in range(devices):
         device = f"kiosk-{n:05d}"
-        rows, hours = [], {}
+        rows: list[tuple[object, ...]] = []
+        hours: dict[str, int] = {}
         for seq in range(1, per_device + 1):
             ts = now - timedelta(days=30) + step * seq
             text = ts.strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -109,7 +110,7 @@ def main() -> int:
             except PostgresUnavailable as error:
                 print(f"PostgreSQL skipped: {error}")
     for result in results:
-        for path, figure in result["pages"].items():  # type: ignore[union-attr]
+        for path, figure in result["pages"].items():  # type: ignore[attr-defined]
             print(f"{result['database']:10} {path:40} median {figure['median_ms']:7.1f} ms, "
                   f"worst {figure['max_ms']:7.1f} ms")
     print(json.dumps({"devices": args.devices, "events": args.events, "results": results}))
