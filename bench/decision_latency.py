@@ -37,6 +37,39 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+class StatusPoller:
+    """The kiosk status page, fetched (JSON and /metrics) every `interval_s` from another
+    thread, as a browser and a Prometheus scraper would."""
+
+    def __init__(self, kiosk: Kiosk, display: object, log: EventLog, interval_s: float) -> None:
+        from firmware.status.collect import StatusCollector, StatusParts
+        from firmware.status.server import StatusServer
+
+        parts = StatusParts(kiosk.status, "bench", display, log.path, log.quota_bytes)
+        self.server = StatusServer(StatusCollector(parts), "127.0.0.1", 0)
+        self.server.start()
+        self.interval_s = interval_s
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self._stop.wait(self.interval_s):
+            for path in ("status.json", "metrics"):
+                with urllib.request.urlopen(self.server.url + path, timeout=10) as answer:
+                    answer.read()
+            self.polls += 1
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(15)
+        self.server.stop()
+        return self.polls
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--people", type=int, default=100)
@@ -45,6 +78,9 @@ def main() -> int:
     parser.add_argument("--faces", action="store_true",
                         help="the holder's face beside the code: adds detection, quality gates, "
                              "embedding and anti-sharing (liveness off: one frame suffices)")
+    parser.add_argument("--status-poll", type=float, default=0.0, metavar="S",
+                        help="serve the kiosk status page and fetch status.json and /metrics "
+                             "every S seconds during the run (0: no page)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     now = datetime.now(timezone.utc)
@@ -78,7 +114,9 @@ def main() -> int:
                       faces=faces)
         timer = threading.Timer(600, kiosk.stop)  # a bench that hangs must still end
         timer.start()
+        poller = StatusPoller(kiosk, display, log, args.status_poll) if args.status_poll else None
         summary = kiosk.run(exit_on_end_of_stream=True)
+        polls = poller.stop() if poller is not None else 0
         timer.cancel()
         display.close()
         log.close()
@@ -101,7 +139,8 @@ def main() -> int:
           f"max {figures['max_ms']} ms; {figures['dropped_frames']} stale frames dropped")
     print(json.dumps({"p50_ms": figures["p50_ms"], "p95_ms": figures["p95_ms"],
                       "max_ms": figures["max_ms"], "decisions": figures["decisions"],
-                      "faces": args.faces}))
+                      "faces": args.faces, "status_poll_s": args.status_poll,
+                      "status_polls": polls}))
     return 0
 
 

@@ -58,6 +58,7 @@ class KioskApp:
     uploader: Any | None
     trust_worker: Any | None = None
     status: StatusReporter | None = None
+    status_server: Any | None = None  # firmware.status.server.StatusServer when status.listen
 
     def start_background(self) -> None:
         """One bounded trust-sync round first (so a freshly provisioned kiosk has trust data
@@ -74,6 +75,8 @@ class KioskApp:
             self.uploader.start()
         if self.status is not None:
             self.status.start()
+        if self.status_server is not None:
+            self.status_server.start()
 
     def flush_uploads(self, timeout_s: float = 10.0) -> int:
         """Upload what is pending, within `timeout_s` (when a replay run ends)."""
@@ -97,6 +100,7 @@ class KioskApp:
                  self.status.stop if self.status is not None else None,
                  self.trust_worker.stop if self.trust_worker is not None else None,
                  (lambda: uploader.stop(timeout=5.0)) if uploader is not None else None,
+                 self.status_server.stop if self.status_server is not None else None,
                  self.display.close, self.eventlog.close]
         for step in steps:
             if step is None:
@@ -155,12 +159,31 @@ def build(config: Config, *, camera: FrameSource | None = None,
                                 uploader.status if uploader is not None else None,
                                 config.kiosk.max_trust_age_h, clock.now)
         session.status_header = status.header
-        return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker, status)
+        status_server = build_status_server(config, kiosk, identity.device_id, display,
+                                            eventlog, uploader, trust_worker, clock)
+        return KioskApp(kiosk, identity, eventlog, display, uploader, trust_worker, status,
+                        status_server)
     except BaseException:
         if display is not None:
             display.close()
         eventlog.close()
         raise
+
+
+def build_status_server(config: Config, kiosk: Kiosk, device_id: str, display: Any,
+                        eventlog: EventLog, uploader: Any, trust_worker: Any,
+                        clock: Clock) -> Any | None:
+    """The status page when `status.listen` is set (bound now: a taken port fails at start)."""
+    if not config.status.listen:
+        return None
+    from firmware.status.collect import StatusCollector, StatusParts
+    from firmware.status.server import StatusServer, parse_listen
+
+    parts = StatusParts(kiosk.status, device_id, display, eventlog.path, eventlog.quota_bytes,
+                        uploader, Path(config.state.dir) / "trust", trust_worker, clock,
+                        config.kiosk.max_trust_age_h)
+    host, port = parse_listen(config.status.listen)
+    return StatusServer(StatusCollector(parts), host, port, config.status.token)
 
 
 class FaceModelError(RuntimeError):

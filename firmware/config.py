@@ -96,6 +96,14 @@ class FaceSection:
 
 
 @dataclass
+class StatusSection:
+    """The read-only status page served by the kiosk (see docs/kiosk.md#status-page)."""
+
+    listen: str = ""  # empty: off; "127.0.0.1:8080", or a LAN address to reach it from a phone
+    token: str = ""  # empty: no token; else required by the page, its JSON and /metrics
+
+
+@dataclass
 class StateSection:
     dir: str = DEFAULT_STATE_DIR  # device key, event log, trust cache (mode 0700)
 
@@ -107,6 +115,7 @@ class Config:
     display: DisplaySection = field(default_factory=DisplaySection)
     fleet: FleetSection = field(default_factory=FleetSection)
     face: FaceSection = field(default_factory=FaceSection)
+    status: StatusSection = field(default_factory=StatusSection)
     state: StateSection = field(default_factory=StateSection)
 
 
@@ -172,9 +181,29 @@ def parse_config(data: dict[str, Any]) -> Config:
         if parts.scheme not in FLEET_URL_SCHEMES or not parts.hostname:
             raise ConfigError(f"fleet.url: expected an http:// or https:// URL such as "
                               f"'https://fleet.example:8443', got {config.fleet.url!r}")
+    _check_status(config.status)
     if config.camera.source in ("files", "video") and not config.camera.path:
         raise ConfigError(f"camera.path: required when camera.source is {config.camera.source!r}")
     return config
+
+
+MIN_STATUS_TOKEN_CHARS = 16  # a short token on a LAN page could be guessed
+
+
+def _check_status(section: StatusSection) -> None:
+    from firmware.status.server import MAX_TOKEN_CHARS, parse_listen
+
+    if section.listen:
+        try:
+            parse_listen(section.listen)
+        except ValueError as exc:
+            raise ConfigError(f"status.listen: {exc}, got {section.listen!r}") from None
+    token = section.token
+    if token and not (MIN_STATUS_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS
+                      and token.isascii() and token.isprintable() and " " not in token):
+        raise ConfigError(f"status.token: expected {MIN_STATUS_TOKEN_CHARS} to {MAX_TOKEN_CHARS} "
+                          "printable ASCII characters without spaces (e.g. from "
+                          "`openssl rand -hex 16`)")
 
 
 def load_config(path: str | Path) -> Config:

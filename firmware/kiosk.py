@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from firmware import __version__ as FIRMWARE_VERSION
 from firmware.camera.base import FrameSource
 from firmware.capture import CaptureThread
 from firmware.clock import Clock
@@ -25,6 +26,7 @@ from firmware.inbox import Inbox, Message
 from firmware.policy import Decision, decide, trust_problem
 from firmware.pseudonym import Pseudonymiser
 from firmware.states import READY_STATES, RESULT_STATES, State
+from firmware.status.board import StatusBoard
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,10 @@ class Kiosk:
                  faces: FaceStage | None = None,
                  after_append: Callable[[], None] | None = None,
                  watchdog: Callable[[], None] | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 status: StatusBoard | None = None) -> None:
         self.config = config
+        self.status = status or StatusBoard()  # the snapshot the status page reads
         self.state = State.BOOT
         self.summary = Summary()
         self._display = display
@@ -144,7 +148,7 @@ class Kiosk:
 
     def run(self, exit_on_end_of_stream: bool = False) -> Summary:
         self._show(State.BOOT)
-        self._log_event("boot", {})
+        self._log_event("boot", {"firmware": FIRMWARE_VERSION})  # shown on the fleet dashboard
         self._capture.start()
         self._transition(State.IDLE)
         try:
@@ -184,6 +188,7 @@ class Kiosk:
             log.info("state from %s to %s%s", old.value, new.value, f" ({why})" if why else "")
             self.summary.transitions.append((old.value, new.value))
             self._state_since = self._monotonic()
+            self.status.on_state(new.value, reason or detail)
         self.state = new
         if show:
             self._show(new, reason, detail)
@@ -229,6 +234,7 @@ class Kiosk:
         if new:
             log.warning("fault latched: %s: %s", part, problem)
             self.summary.faults.append((part, problem))
+            self.status.on_fault(part, problem)
             self._log_event("fault", {"part": part, "problem": problem[:200]})
             if part not in self._faults:  # logging it retried the event log, which came back
                 return
@@ -241,6 +247,7 @@ class Kiosk:
         if self._faults.pop(part, None) is None:
             return
         log.info("fault cleared: %s", part)
+        self.status.on_clear(part)
         self._log_event("recovered", {"part": part})
         if not self._faults:
             self._transition(State.MAINTENANCE if self._maintenance else State.IDLE)
@@ -363,6 +370,7 @@ class Kiosk:
     def _on_tick(self) -> None:
         if self._watchdog is not None:
             self._watchdog()  # the loop is alive: tell the service manager
+        self.status.tick(self._capture.frames, self._inbox.dropped_frames)
         self._supervise()
         self._remember_time()
         if self._faults:
@@ -527,6 +535,7 @@ class Kiosk:
         if not self._log_event("decision", body):
             return
         state = State.GRANTED if decision.granted else State.DENIED
+        self.status.on_decision(decision.granted, decision.reason)
         self._transition(state, decision.reason)
         latency_ms = (time.monotonic() - captured_at) * 1000.0
         self.summary.decisions.append(replace(decision, latency_ms=latency_ms))

@@ -28,6 +28,7 @@ class TrustSyncWorker:
         self.rounds = 0
         self._skip_first = False
         self.last_errors: list[str] = []
+        self.next_round_at: datetime | None = None  # when the next round is due (status page)
 
     def start(self, first_round_done: bool = False) -> None:
         """Run in the background; `first_round_done` skips the immediate round (the caller
@@ -54,7 +55,7 @@ class TrustSyncWorker:
     def _run(self) -> None:
         delay = self._backoff_initial_s
         if self._skip_first:
-            self._stop.wait(self._interval_s * (0.8 + 0.4 * self._rng.random()))
+            self._wait(self._interval_s * (0.8 + 0.4 * self._rng.random()))
         while not self._stop.is_set():
             try:
                 ok = self.run_once()
@@ -67,4 +68,8 @@ class TrustSyncWorker:
             else:
                 wait = delay
                 delay = min(delay * 2, self._interval_s)
-            self._stop.wait(wait * (0.8 + 0.4 * self._rng.random()))
+            self._wait(wait * (0.8 + 0.4 * self._rng.random()))
+
+    def _wait(self, seconds: float) -> None:
+        self.next_round_at = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        self._stop.wait(seconds)

@@ -103,6 +103,15 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--any-name", action="store_true",
                          help="publish under a name no kiosk fetches by default")
 
+    operator = command(commands, "operator", "dashboard operators: add", [],
+                       "healthgate-fleet operator add alice")
+    operator_commands = operator.add_subparsers(dest="operator_command", required=True)
+    add_operator = command(operator_commands, "add", "add a dashboard operator (asks for the "
+                           "password)", [common], "healthgate-fleet operator add alice")
+    add_operator.add_argument("name", help="the operator's login name")
+    add_operator.add_argument("--password-stdin", action="store_true",
+                              help="read the password from the first line of stdin (scripts)")
+
     command(commands, "openapi", "print the OpenAPI document of the API (JSON)", [],
             "healthgate-fleet openapi > fleet-openapi.json")
 
@@ -284,6 +293,8 @@ def _admin(store: Any, args: argparse.Namespace) -> int:
         for incident in incidents:
             print(f"{incident['at']}  {incident['device_id']}  seq={incident['seq']}  "
                   f"{incident['reason']}  {incident['detail']}")
+    elif args.command == "operator":
+        _add_operator(store, args)
     elif args.command == "publish":
         item = publish(store, load_signing_key(args.key), args.name,
                        load_content_file(args.file))
@@ -338,6 +349,27 @@ def _list_devices(devices: Sequence[Any], now: datetime, online_within_s: float,
         pending = "-" if row["pending"] is None else str(row["pending"])
         print(f"{row['device_id']:<24} {row['state']:<8} {_ago(row['last_seen_s_ago']):<10} "
               f"{row['software'] or '-':<10} {trust:>9} {pending:>7} {row['events']:>7}")
+
+
+def _add_operator(store: object, args: argparse.Namespace) -> None:
+    """`operator add NAME`: the password is hashed with argon2; it is never an argument (it
+    would land in the shell history and the process list)."""
+    from fleet.dashboard.auth import OperatorError, add_operator
+    from fleet.storage import rfc3339, utc_now
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the passwords differ")
+    try:
+        add_operator(store, args.name, password, rfc3339(utc_now()))
+    except OperatorError as error:
+        raise ValueError(str(error)) from None
+    print(f"operator {args.name} added")
 
 
 if __name__ == "__main__":

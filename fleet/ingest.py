@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.eventlog.codec import GENESIS_HASH, LOG_RESTARTED_KIND, Event, check_event, check_link
 from firmware.protocol import events as schema
+from fleet.dashboard.schema import update_aggregates
 from fleet.storage import Store, event_row, rfc3339, record_incident, row_to_event, utc_now
 
 MAX_BATCH_EVENTS = 1000  # also bounds the IN (...) lists below well inside SQLite's limits
@@ -55,7 +56,7 @@ def ingest(store: Store, device_id: str, public_key: Ed25519PublicKey,
                                 (device_id,)).fetchone()
         lowest_seq = None if lowest_row[0] is None else int(lowest_row[0])
 
-        new_rows = []
+        new_rows, stored_events = [], []
         for event in sorted(events, key=lambda e: e.seq):
             reason = own_failure[id(event)]
             stored = known.get(event.seq)
@@ -82,10 +83,12 @@ def ingest(store: Store, device_id: str, public_key: Ed25519PublicKey,
                                 f"hash={event.hash[:16]}", received_at)
             lowest_seq = event.seq if lowest_seq is None else min(lowest_seq, event.seq)
             new_rows.append(event_row(event, received_at))
+            stored_events.append(event)
             result.acked.append(event.seq)
         if new_rows:
             tx.executemany("INSERT INTO events (device_id, seq, ts, kind, body, prev_hash, hash, "
                            "sig, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", new_rows)
+            update_aggregates(tx, device_id, stored_events, received_at)  # dashboard counts
     return result
 
 

@@ -28,6 +28,7 @@ from fleet import admission, models
 from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
 from firmware.statusfile import STATUS_HEADER
 from firmware.statusfile import parse_header as parse_status_header
+from fleet.dashboard import mount_dashboard
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
 from fleet.requestauth import (DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate,
                                check_device, check_request)
@@ -122,6 +123,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
         return signed.device_id
 
     app.add_middleware(AdmissionMiddleware, guard=guard, is_signed=_is_signed, preauth=preauth)
+    mount_dashboard(app, store)  # operator pages under /dashboard, /metrics (fleet/dashboard/)
     app.router.on_shutdown.append(store.close)
 
     @app.exception_handler(_AuthRefused)

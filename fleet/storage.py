@@ -9,14 +9,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Union
 
 from firmware.eventlog.common import rfc3339, utc_now  # noqa: F401 - re-exported
 from firmware.eventlog.codec import Event, canonical_json
+from fleet.dashboard.schema import MIGRATION_2_SQL, migration_2_data, record_trust_history
 from fleet.db import DatabaseMissing, Tx, open_database
 
-# Each migration: (version, statements). `{serial}` becomes the dialect's auto-increment key.
-MIGRATIONS: list[tuple[int, list[str]]] = [
+# Each migration: (version, steps). A step is SQL (`{serial}` becomes the dialect's
+# auto-increment key) or a function of the transaction (data that SQL alone cannot move).
+Step = Union[str, Callable[[Tx], None]]
+MIGRATIONS: list[tuple[int, list[Step]]] = [
     (1, [
         """CREATE TABLE devices (
                device_id TEXT PRIMARY KEY,
@@ -68,6 +71,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "ALTER TABLE devices ADD COLUMN pending BIGINT",
         "ALTER TABLE devices ADD COLUMN revoked_at TEXT",
     ]),
+    # the dashboard: per-device status, hourly decision counts, operators, publishing history
+    (3, [*MIGRATION_2_SQL, migration_2_data]),
 ]
 REVOKED_TOKEN = "(revoked)"  # used_by of a revoked token; no device id has parentheses
 TOKEN_ID_CHARS = 12  # a token is listed by this much of its hash: the token itself is secret
@@ -173,7 +178,10 @@ class Store:
                 if version in done:
                     continue
                 for statement in statements:
-                    tx.execute(statement.replace("{serial}", SERIAL[tx.dialect]))
+                    if callable(statement):
+                        statement(tx)
+                    else:
+                        tx.execute(statement.replace("{serial}", SERIAL[tx.dialect]))
                 tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                            (version, rfc3339(utc_now())))
 
@@ -335,9 +343,11 @@ class Store:
                 for r in rows]
 
     # -- trust data ---------------------------------------------------------------------------
-    def put_trust(self, name: str, version: int, envelope: bytes, now: datetime) -> TrustItem:
+    def put_trust(self, name: str, version: int, envelope: bytes, now: datetime,
+                  published_by: str = "") -> TrustItem:
         """Store a signed envelope. A version that is not newer than the stored one is refused
-        (ValueError), so two concurrent publishes cannot both win."""
+        (ValueError), so two concurrent publishes cannot both win. Each publish is recorded in
+        trust_history (who, when, which key) for the dashboard."""
         etag = '"' + hashlib.sha256(envelope).hexdigest()[:32] + '"'
         with self.db.transaction() as tx:
             stored = tx.execute(
@@ -347,6 +357,9 @@ class Store:
                 "envelope = excluded.envelope, published_at = excluded.published_at "
                 "WHERE trust_items.version < excluded.version",
                 (name, version, etag, envelope.decode(), rfc3339(now))).rowcount
+            if stored == 1:
+                record_trust_history(tx, name, version, envelope, etag, rfc3339(now),
+                                     published_by)
         if stored != 1:
             raise ValueError(f"{name}: version {version} is not newer than the published one")
         return TrustItem(name, version, etag, envelope)

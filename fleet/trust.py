@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import os
 from datetime import datetime
@@ -58,15 +59,23 @@ def freshness_header(key: Ed25519PrivateKey, item: TrustItem, checked_at: dateti
                           checked_at)
 
 
-def publish(store: Store, key: Ed25519PrivateKey, name: str, content: Any) -> TrustItem:
-    """Sign `content` as the next version of trust item `name` and store it for serving."""
+def publish(store: Store, key: Ed25519PrivateKey, name: str, content: Any,
+            published_by: str | None = None) -> TrustItem:
+    """Sign `content` as the next version of trust item `name` and store it for serving;
+    `published_by` (default: the operating-system user) goes into the publishing history."""
     if not TRUST_NAME_PATTERN.fullmatch(name):
         raise ValueError(f"trust item name {name!r} must match {TRUST_NAME_PATTERN.pattern}")
     canonical_json(content)  # fail here, not at serving time, on content JSON cannot carry
     current = store.trust(name)
     version = 1 if current is None else current.version + 1
     now = utc_now()
-    return store.put_trust(name, version, build_envelope(key, name, version, content, now), now)
+    if published_by is None:
+        try:
+            published_by = getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry (a container): still publish
+            published_by = "unknown"
+    return store.put_trust(name, version, build_envelope(key, name, version, content, now), now,
+                           published_by)
 
 
 def load_content_file(path: Path) -> Any:

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -47,8 +47,9 @@ class DemoResult:
         return not self.problems
 
 
-def demo_config(state_dir: Path, fleet_url: str, faces: bool) -> Config:
+def demo_config(state_dir: Path, fleet_url: str, faces: bool, status_listen: str = "") -> Config:
     return parse_config({
+        "status": {"listen": status_listen},
         "kiosk": {"result_hold_s": 0.6, "scan_timeout_s": 2.0, "same_code_cooldown_s": 3.0},
         "camera": {"source": "fake", "fps": FPS},
         "display": {"port": "emulator", "ack_timeout_s": 0.3},
@@ -67,8 +68,11 @@ def _enrol(face: Any, pipeline: Any) -> Any:
 
 
 def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
-             faces: bool = True) -> DemoResult:
-    """Run the whole path once in `workdir` (state, fleet database); returns what happened."""
+             faces: bool = True, serve: Callable[[dict[str, str]], None] | None = None,
+             host: str = "127.0.0.1") -> DemoResult:
+    """Run the whole path once in `workdir` (state, fleet database); returns what happened.
+    With `serve`, the fleet dashboard (the demo kiosk plus a few seeded ones) and the kiosk's
+    status page stay up after the run while `serve(addresses)` runs."""
     from fleet.runner import run_in_thread
     from fleet.server import create_app
     from firmware.sync.trustsync import register_device
@@ -90,11 +94,12 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
     load_or_create(state, DEMO_DEVICE_ID)
     if face is not None:
         TemplateKeyring(state / "template-keys").install(TEMPLATE_KEY_ID, cast.template_key)
-    server = run_in_thread(create_app(str(workdir / "fleet.db")))
+    server = run_in_thread(create_app(str(workdir / "fleet.db")), host=host)
     try:
         token = secrets.token_urlsafe(24)
         server.store.add_token(token, now + timedelta(hours=1))
-        config = demo_config(state, server.url, faces=face is not None)
+        config = demo_config(state, server.url, faces=face is not None,
+                             status_listen=f"{host}:0" if serve is not None else "")
         app = build(config, camera=ArraySource(frames, fps=FPS), trust=lambda: cast.trust,
                     render_display=render, face_pipeline=pipeline)
         try:
@@ -111,6 +116,8 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
             screens = list(app.display.emulator.screens)
             uploaded = _drain(app.uploader)
             server_events = [e for e in server.store.events(app.identity.device_id)]
+            if serve is not None:
+                serve(_serve_demo(server, app, out))
         finally:
             app.close()
     finally:
@@ -155,6 +162,34 @@ def _progress(presentations: list[Presentation], decisions: list[Decision],
     finally:
         stop.set()
         thread.join()
+
+
+def _serve_demo(server: Any, app: Any, out: TextIO) -> dict[str, str]:
+    """Seed a few more kiosks, add a demo operator and print where to look."""
+    from fleet.dashboard.auth import add_operator
+    from fleet.dashboard.demo import seed_demo_fleet
+    from fleet.storage import rfc3339, utc_now
+
+    seed_demo_fleet(server.store)
+    password = secrets.token_urlsafe(12)
+    add_operator(server.store, "demo", password, rfc3339(utc_now()))
+    app.status_server.start()
+    addresses = {"dashboard": server.url + "/dashboard/", "operator": "demo",
+                 "password": password, "kiosk_status": app.status_server.url}
+    print(f"\nfleet dashboard: {addresses['dashboard']} (log in as demo / {password})\n"
+          f"kiosk status page: {addresses['kiosk_status']}\n"
+          f"fleet metrics: {server.url}/metrics; kiosk metrics: "
+          f"{addresses['kiosk_status']}metrics", file=out)
+    return addresses
+
+
+def _wait_for_interrupt(_: dict[str, str]) -> None:
+    print("serving until Ctrl-C", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
 
 
 def _drain(uploader: Any, timeout_s: float = 20.0) -> int:
@@ -239,10 +274,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="log every state transition")
     parser.add_argument("--no-faces", dest="faces", action="store_false",
                         help="credentials only: no face in view, no face checks")
+    parser.add_argument("--serve", action="store_true",
+                        help="afterwards keep the fleet dashboard and the kiosk status page "
+                             "running with the demo's data (until Ctrl-C) and print their addresses")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to serve on with --serve (e.g. 0.0.0.0 for the LAN)")
     args = parser.parse_args(argv)
     if args.save is not None:
         return _save(args.save)
     logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="healthgate-demo-") as tmp:
-        result = run_demo(Path(tmp), render=args.render, faces=args.faces)
+        result = run_demo(Path(tmp), render=args.render, faces=args.faces,
+                          serve=_wait_for_interrupt if args.serve else None, host=args.host)
     return 0 if result.ok else 1

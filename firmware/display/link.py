@@ -100,6 +100,7 @@ class SerialLink:
         self.stats = LinkStats(rx=self._decoder.stats)
         self.last_status: Status | None = None
         self.last_exchange = float("-inf")  # clock value of the last reply matched to a request
+        self.last_rtt_s: float | None = None  # send -> matching reply of the last exchange
 
     @property
     def is_open(self) -> bool:
@@ -191,7 +192,8 @@ class SerialLink:
         """Send once and wait up to ack_timeout_s for the matching reply; (reply, problem)."""
         self._drain_stale()
         self._write(encode_frame(frame))
-        end = self._clock() + self.config.ack_timeout_s
+        sent = self._clock()
+        end = sent + self.config.ack_timeout_s
         if deadline is not None:
             end = min(end, deadline)
         errors_before = self._decoder.stats.errors
@@ -204,6 +206,7 @@ class SerialLink:
             for reply in replies:
                 if reply.type == want and reply.seq == frame.seq:
                     self.last_exchange = self._clock()
+                    self.last_rtt_s = self.last_exchange - sent  # for the status page
                     return reply, ""
                 if reply.type == MsgType.NAK:
                     reason = nak_reason(reply.payload)

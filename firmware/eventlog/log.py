@@ -179,6 +179,10 @@ class EventLog:
         return self._device_id
 
     @property
+    def quota_bytes(self) -> int | None:
+        return self._quota_bytes
+
+    @property
     def last_acked(self) -> int:
         """Highest seq the server has acknowledged (0 when none)."""
         return self._last_acked

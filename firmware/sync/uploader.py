@@ -307,12 +307,16 @@ class Uploader:
             self._next_attempt = None
 
     # ---- status --------------------------------------------------------------------------
-    def status(self) -> UploaderStatus:
+    def status(self, counts: bool = True) -> UploaderStatus:
+        """`counts=False` leaves pending and rejected at -1 without querying the log (the
+        status page counts them on its own read connection, never waiting for an append)."""
+        pending = rejected = -1  # also when the log is closed or failing: the kiosk shows its fault
         try:
-            pending = self._log.pending_count()
-            rejected = len(self._log.rejected())
+            if counts:
+                pending = self._log.pending_count()
+                rejected = len(self._log.rejected())
         except EventLogError:
-            pending = rejected = -1  # the log is closed or failing; the kiosk shows its fault
+            pass
         with self._state_lock:
             next_in = (None if self._next_attempt is None
                        else max(0.0, self._next_attempt - time.monotonic()))

@@ -1,0 +1,1 @@
+"""The kiosk's read-only status page: a snapshot the loop publishes, and its HTTP server."""

@@ -1,0 +1,158 @@
+"""Dashboard pages: login, device list, device page, trust publishing history, tokens."""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from fleet.dashboard import queries
+from fleet.dashboard.auth import COOKIE, SESSION_TTL_S, Session, SessionSigner, check_password, \
+    operator_exists
+from fleet.storage import utc_now
+
+BASE = "/dashboard"
+MAX_FORM_BYTES = 8 * 1024  # a login or token form is tiny
+MAX_TOKEN_TTL_H = 24 * 30
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+STATIC = {"dashboard.css": "text/css; charset=utf-8",
+          "dashboard.js": "text/javascript; charset=utf-8"}
+
+
+def _environment() -> Environment:
+    # autoescape on for every template: a device name or reason is text, never markup
+    return Environment(loader=PackageLoader("fleet.dashboard", "templates"),
+                       autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+def dashboard_router(store: Any) -> APIRouter:
+    router = APIRouter(prefix=BASE, include_in_schema=False)
+    env = _environment()
+    signer = SessionSigner(store)
+
+    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = env.get_template(name).render(base=BASE, **context)
+        return HTMLResponse(html, status_code=status, headers=_headers())
+
+    async def session_of(request: Request) -> Session | None:
+        session = signer.verify(request.cookies.get(COOKIE))
+        if session is None:
+            return None
+        # deleting an operator ends their sessions at once
+        return session if await run_in_threadpool(operator_exists, store, session.operator) else None
+
+    async def form(request: Request) -> dict[str, str]:
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+        return {k: v[0] for k, v in fields.items()}
+
+    def to_login() -> RedirectResponse:
+        return RedirectResponse(f"{BASE}/login", status_code=303, headers=_headers())
+
+    def chrome(session: Session) -> dict[str, Any]:
+        return {"operator": session.operator, "csrf": signer.csrf(session)}
+
+    @router.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if name not in STATIC:
+            return Response("not found", status_code=404, media_type="text/plain")
+        from importlib import resources
+        data = resources.files("fleet.dashboard").joinpath("static", name).read_bytes()
+        return Response(data, media_type=STATIC[name], headers=_headers())
+
+    @router.get("/login")
+    async def login_form(request: Request) -> Response:
+        return page("login.html", error=None)
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        fields = await form(request)
+        name, password = fields.get("name", ""), fields.get("password", "")
+        if not await run_in_threadpool(check_password, store, name, password):
+            return page("login.html", status=401, error="Wrong name or password.")
+        response = RedirectResponse(f"{BASE}/", status_code=303, headers=_headers())
+        response.set_cookie(COOKIE, signer.issue(name), max_age=SESSION_TTL_S, httponly=True,
+                            samesite="strict", path=BASE, secure=request.url.scheme == "https")
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        response = to_login()
+        response.delete_cookie(COOKIE, path=BASE)
+        return response
+
+    @router.get("/")
+    async def devices(request: Request, page_no: int = 0) -> Response:
+        session = await session_of(request)
+        if session is None:
+            return to_login()
+        rows, total = await run_in_threadpool(queries.device_page, store, page_no)
+        pages = max(1, -(-total // queries.PAGE_SIZE))
+        return page("devices.html", devices=rows, total=total, page_no=page_no, pages=pages,
+                    flagged=queries.FLAGGED_REASONS, **chrome(session))
+
+    @router.get("/devices/{device_id:path}")
+    async def device(request: Request, device_id: str) -> Response:
+        session = await session_of(request)
+        if session is None:
+            return to_login()  # before the 404: no probing for device ids without login
+        detail = await run_in_threadpool(queries.device_detail, store, device_id)
+        if detail is None:
+            return page("404.html", status=404, what=device_id, **chrome(session))
+        peak = max([g + d for _, g, d in detail.hours] or [1])
+        return page("device.html", d=detail, peak=peak, **chrome(session))
+
+    @router.get("/trust")
+    async def trust(request: Request) -> Response:
+        session = await session_of(request)
+        if session is None:
+            return to_login()
+        history = await run_in_threadpool(queries.trust_history, store)
+        return page("trust.html", history=history, **chrome(session))
+
+    @router.get("/tokens")
+    async def tokens(request: Request) -> Response:
+        session = await session_of(request)
+        if session is None:
+            return to_login()
+        rows = await run_in_threadpool(queries.tokens, store)
+        return page("tokens.html", tokens=rows, created=None, error=None, **chrome(session))
+
+    @router.post("/tokens")
+    async def create_token(request: Request) -> Response:
+        session = await session_of(request)
+        if session is None:
+            return to_login()
+        fields = await form(request)
+        if not secrets.compare_digest(fields.get("csrf", ""), signer.csrf(session)):
+            return page("tokens.html", status=403, tokens=[], created=None,
+                        error="The form expired; reload the page.", **chrome(session))
+        try:
+            ttl_h = float(fields.get("ttl_hours", "24"))
+        except ValueError:
+            ttl_h = -1.0
+        if not 0 < ttl_h <= MAX_TOKEN_TTL_H:
+            rows = await run_in_threadpool(queries.tokens, store)
+            return page("tokens.html", status=422, tokens=rows, created=None,
+                        error=f"Validity must be more than 0 and at most {MAX_TOKEN_TTL_H} hours.",
+                        **chrome(session))
+        token = secrets.token_urlsafe(24)
+        await run_in_threadpool(store.add_token, token, utc_now() + timedelta(hours=ttl_h))
+        rows = await run_in_threadpool(queries.tokens, store)
+        return page("tokens.html", status=201, tokens=rows, created=token, error=None,
+                    **chrome(session))
+
+    return router
+
+
+def _headers() -> dict[str, str]:
+    return {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
