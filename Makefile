@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(VENV)/bin/healthgate demo
 
 test: $(STAMP)
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 clean:

@@ -228,7 +228,7 @@ def _updated_at(root: Path, present: Iterable[str]) -> datetime | None:
     for name in present:
         checked = items.get(name, {}).get("checked_at") if isinstance(items.get(name), dict) else None
         try:
-            stamps.append(datetime.fromisoformat(checked))
+            stamps.append(datetime.fromisoformat(checked))  # type: ignore[arg-type]  # TypeError below
             continue
         except (TypeError, ValueError):
             pass

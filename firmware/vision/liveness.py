@@ -220,8 +220,11 @@ class LivenessChecker:
         start = points.reshape(-1, 1, 2).astype(np.float32)
         params = dict(winSize=(15, 15), maxLevel=levels,
                       criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 0.005))
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(first, second, start, None, **params)
-        back, status_back, _ = cv2.calcOpticalFlowPyrLK(second, first, moved, None, **params)
+        # OpenCV's stubs have no overload for keyword arguments passed as **params
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
+            first, second, start, None, **params)
+        back, status_back, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
+            second, first, moved, None, **params)
         fb_error = np.linalg.norm((back - start).reshape(-1, 2), axis=1)
         good = (status.ravel() == 1) & (status_back.ravel() == 1) & (fb_error < self.config.forward_backward_max_px)
         return moved.reshape(-1, 2), good

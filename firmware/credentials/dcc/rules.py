@@ -16,7 +16,7 @@ CERT_TYPES = {"v": "Vaccination", "t": "Test", "r": "Recovery"}
 
 
 def run_stage(claims: Any, sign1: Any, trust: Any, at: Any, run: Any) -> None:
-    rule_set = getattr(trust, "dcc_rules", None)
+    rule_set = getattr(trust, "dcc_rules", None) or []
     refused = getattr(trust, "dcc_rules_refused", None)
     if not rule_set and not refused:
         return

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -53,6 +54,7 @@ class DccSigner:
             lenient_error: Exception | None = exc
         else:
             lenient_error = None
+        key: PublicKeyTypes  # the lenient path may also yield key types no DSC uses (refused below)
         try:
             cert = x509.load_der_x509_certificate(der)
             key = cert.public_key()
