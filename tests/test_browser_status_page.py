@@ -15,6 +15,7 @@ from firmware.camera.fake import FakeCamera
 from firmware.status.collect import StatusCollector, StatusParts
 from firmware.status.server import StatusServer
 from tests.browser_support import BROWSER_WAIT_MS, browser_page, screenshot  # noqa: F401 (fixture)
+from tests.test_status_page import serve_rig
 from tests.kiosk_harness import Rig, make_rig
 
 TOKEN = "browser-test-token-0123456789"
@@ -34,11 +35,7 @@ class HostileCamera(FakeCamera):
 
 
 def serve(rig: Rig, token: str = "", device_id: str = "door-1") -> StatusServer:
-    parts = StatusParts(rig.kiosk.status, device_id, rig.display, rig.eventlog.path,
-                        rig.eventlog.quota_bytes)
-    server = StatusServer(StatusCollector(parts), "127.0.0.1", 0, token)
-    server.start()
-    return server
+    return serve_rig(rig, token, device_id)
 
 
 @pytest.fixture

@@ -41,8 +41,9 @@ def wait_for(probe: Callable[[], Any], what: str) -> Any:
         time.sleep(0.02)
 
 
-def serve_rig(rig: Rig, token: str = "") -> StatusServer:
-    parts = StatusParts(rig.kiosk.status, "kiosk-test", rig.display, rig.eventlog.path,
+def serve_rig(rig: Rig, token: str = "", device_id: str = "kiosk-test") -> StatusServer:
+    """The rig's kiosk behind a status page on a free loopback port (also the browser tests')."""
+    parts = StatusParts(rig.kiosk.status, device_id, rig.display, rig.eventlog.path,
                         rig.eventlog.quota_bytes)
     server = StatusServer(StatusCollector(parts), "127.0.0.1", 0, token)
     server.start()
