@@ -86,7 +86,7 @@ def test_template_key_generate_and_import(tmp_path: Path, capsys: pytest.Capture
     opened = TemplateKeyring(second / "template-keys").open(blob, "site-1")
     assert opened is not None and abs(float(opened @ np.ones(128) / np.sqrt(128)) - 1) < 1e-5
     assert TemplateKeyring(second / "template-keys").open(blob, "site-2") is None
-    assert TemplateKeyring(second / "template-keys").open(blob[:-1] + b"\0", "site-1") is None
+    assert TemplateKeyring(second / "template-keys").open(blob[:-1] + bytes([blob[-1] ^ 1]), "site-1") is None
     assert main(["template-key", "--state", str(first), "--id", "bad id!", "--generate"]) == 2  # a bad option (docs/kiosk.md)
     assert main(["template-key", "--state", str(first), "--id", "x"]) == 2
 
