@@ -169,8 +169,8 @@ def load_json(text: str) -> Any:
         raise ContainerError(DOCUMENT_TOO_LARGE, f"JSON of {size:,} bytes is larger than "
                                                  f"{MAX_JSON_BYTES:,} bytes")
     _check_structure(text)  # before parsing: the parser itself recurses per level
-    try:
-        return finite_json.loads(text, max_depth=MAX_JSON_DEPTH)
+    try:  # nesting already bounded by the scan: no second depth pass (~0.1 s a MiB)
+        return finite_json.loads(text, max_depth=None)
     except ValueError as exc:
         raise ContainerError(DOCUMENT_JSON_INVALID, f"not valid JSON: {exc}") from None
 
