@@ -12,6 +12,7 @@ import cbor2
 from firmware.credentials import verify, verify_document
 from firmware.credentials.base45 import Base45Error, b45decode, b45encode
 from firmware.credentials.containers import MAX_CREDENTIALS
+from firmware.credentials.dcc import codec as dcc_codec
 from firmware.credentials.nzcp_codec import base32_decode, base32_encode
 from firmware.credentials.reasons import REASONS
 from firmware.credentials.shc_codec import jws_to_numeric, numeric_to_jws
@@ -19,8 +20,9 @@ from firmware.credentials.verdict import Verdict
 from firmware.protocol import cbor as bounded_cbor
 from tests import cbor_attacks as attacks
 
-# CBOR pre-pass target: the DCC claims' bounds (the widest a credential uses).
-CBOR_MAX_BYTES, CBOR_MAX_NODES, CBOR_MAX_DEPTH, CBOR_TAGS = 8192, 1024, 16, (0, 1, 1004)
+# CBOR pre-pass target: the DCC claims' bounds (the widest a credential uses), read from the codec.
+CBOR_MAX_BYTES, CBOR_MAX_NODES = dcc_codec.MAX_CLAIMS_BYTES, dcc_codec.MAX_CLAIMS_NODES
+CBOR_MAX_DEPTH, CBOR_TAGS = dcc_codec.MAX_CLAIMS_DEPTH, tuple(sorted(dcc_codec.CLAIMS_TAGS))
 # libFuzzer's -max_len: above every text bound (8,192 DCC chars), so the bounds themselves are
 # reached and crossed by mutation.
 MAX_INPUT_BYTES = 12_000

@@ -120,16 +120,15 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _read_all(arguments: list[str]) -> tuple[str, list[Found]]:
     """The container names and the assembled credentials of every argument; UsageError."""
-    if len(arguments) > containers.MAX_DOCUMENTS:
-        raise UsageError(f"{len(arguments)} documents, more than {containers.MAX_DOCUMENTS}")
-    names: list[str] = []
-    found: list[Found] = []
-    for argument in arguments:
-        container, items = _unpack_argument(argument)
-        names.append(container)
-        found.extend(items)
+    from firmware.credentials.document import check_document_count, join_unpacked
+
     try:
-        return "+".join(dict.fromkeys(names)), containers.assemble(found)
+        check_document_count(len(arguments))
+    except ContainerError as exc:
+        raise UsageError(exc.detail) from None
+    unpacked = [_unpack_argument(argument) for argument in arguments]  # each names its argument
+    try:
+        return join_unpacked(unpacked)
     except ContainerError as exc:
         raise UsageError(exc.detail) from None
 

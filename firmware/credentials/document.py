@@ -47,16 +47,21 @@ class DocumentVerdict:
 def read_documents(documents: Sequence[Document]) -> tuple[str, list[Found]]:
     """The container name and the assembled credential texts of one or several documents
     (several: e.g. the chunks of one card, one QR image each). Raises ContainerError."""
-    if len(documents) > MAX_DOCUMENTS:
-        raise ContainerError(DOCUMENT_TOO_MANY,
-                             f"{len(documents)} documents, more than {MAX_DOCUMENTS}")
-    containers: list[str] = []
-    found: list[Found] = []
-    for document in documents:
-        container, items = unpack(document)
-        containers.append(container)
-        found.extend(items)
-    return "+".join(dict.fromkeys(containers)), assemble(found)
+    check_document_count(len(documents))
+    return join_unpacked([unpack(document) for document in documents])
+
+
+def check_document_count(count: int) -> None:
+    """ContainerError DOCUMENT_TOO_MANY_CREDENTIALS past MAX_DOCUMENTS documents in one call."""
+    if count > MAX_DOCUMENTS:
+        raise ContainerError(DOCUMENT_TOO_MANY, f"{count} documents, more than {MAX_DOCUMENTS}")
+
+
+def join_unpacked(unpacked: Sequence[tuple[str, list[Found]]]) -> tuple[str, list[Found]]:
+    """The joined container name and the assembled credentials of documents already unpacked
+    (each `unpack()`'s result); raises ContainerError past MAX_CREDENTIALS credentials."""
+    found = [item for _, items in unpacked for item in items]
+    return "+".join(dict.fromkeys(container for container, _ in unpacked)), assemble(found)
 
 
 def verify_document(document: Document | Sequence[Document], trust: TrustStore,

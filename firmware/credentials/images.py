@@ -99,15 +99,6 @@ def is_pdf(data: bytes) -> bool:
     return data[: len(PDF_MAGIC)] == PDF_MAGIC
 
 
-def pdf_available() -> bool:
-    """True when the optional PDF renderer (pypdfium2) can be imported."""
-    try:
-        import pypdfium2  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def read_pdf_texts(data: bytes, max_pages: int = MAX_PDF_PAGES,
                    max_pixels: int = MAX_IMAGE_PIXELS) -> list[str]:
     """Every code text on every page of a PDF, each page rendered at most `max_pixels` pixels.

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.credentials.cose_sign1 import MAX_COSE_BYTES, encode_sign1
 from firmware.protocol import cbor as bounded_cbor
-from firmware.protocol.numericdate import NumericDateError, numeric_date
+from firmware.protocol.numericdate import NumericDateError, int_numeric_date
 
 PREFIX = "NZCP:/"
 SUPPORTED_VERSION = 1
@@ -108,12 +108,10 @@ def claims_to_json(claims: dict[Any, Any]) -> dict[str, Any]:
     if not isinstance(iss, str) or not iss.startswith("did:web:"):
         raise NzcpFormatError("NZCP_CLAIMS_INVALID", "iss is not a did:web DID")
     for name, value in (("nbf", nbf), ("exp", exp)):
-        # The spec's NumericDate is an integer here; numeric_date adds the upper bound (2**63
+        # The spec's NumericDate is an integer here; int_numeric_date adds the upper bound (2**63
         # would otherwise be a pass that never expires).
         try:
-            if not isinstance(value, int):
-                raise NumericDateError(f"{name} is not an integer")
-            numeric_date(value, name)
+            int_numeric_date(value, name)
         except NumericDateError:
             raise NzcpFormatError("NZCP_CLAIMS_INVALID", f"{name} is not a NumericDate") from None
     jti = cti_to_jti(claims.get(CLAIM_CTI))

@@ -58,11 +58,12 @@ def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None]
         checks["base45"] = False
         raise Deny(exc.code) from None
     checks["base45"] = True
-    state["credential_id"] = "jws-sha256:" + b64url_encode(hashlib.sha256(jws.encode()).digest())
 
     try:
         parsed = parse_compact_jws(jws)
     except ShcFormatError as exc:
+        # Unparsed, the signature has no canonical form: the id is the hash of the JWS as read.
+        state["credential_id"] = "jws-sha256:" + b64url_encode(hashlib.sha256(jws.encode()).digest())
         checks["cose"] = False
         raise Deny(exc.code) from None
     state["credential_id"] = _jws_id(parsed)

@@ -11,7 +11,7 @@ import cbor2
 from firmware.credentials.base45 import Base45Error, b45decode, b45encode
 from firmware.credentials.cose_sign1 import MAX_COSE_BYTES, PrivateKey, encode_sign1
 from firmware.protocol import cbor as bounded_cbor
-from firmware.protocol.numericdate import NumericDateError, numeric_date
+from firmware.protocol.numericdate import NumericDateError, int_numeric_date
 
 PREFIX = "HG1:"
 VERSION = 1
@@ -94,12 +94,9 @@ def decode_payload(payload: bytes, invalid_code: str, max_bytes: int = MAX_COSE_
 def int_time(value: Any, name: str, invalid_code: str) -> int:
     """An integer NumericDate (seconds), else StatusFormatError `invalid_code` naming the field."""
     try:
-        if not isinstance(value, int):
-            raise NumericDateError(f"{name} is not an integer")
-        numeric_date(value, name)
+        return int_numeric_date(value, name)
     except NumericDateError:
         raise StatusFormatError(invalid_code, name) from None
-    return value
 
 
 def split_code(text: str) -> bytes:

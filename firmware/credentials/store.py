@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -47,6 +46,7 @@ from firmware.credentials.trust import TrustStore
 from firmware.credentials.trust_json import TrustFileError, trust_content
 from firmware.fsutil import private_umask
 from firmware.protocol import finite_json
+from firmware.protocol.numericdate import NumericDateError, iso_time
 
 log = logging.getLogger(__name__)
 CERT_SUFFIXES = {".der", ".pem", ".crt", ".cer"}
@@ -227,10 +227,10 @@ def _updated_at(root: Path, present: Iterable[str]) -> datetime | None:
         items = {}
     for name in present:
         checked = items.get(name, {}).get("checked_at") if isinstance(items.get(name), dict) else None
-        try:
-            stamps.append(datetime.fromisoformat(checked))  # type: ignore[arg-type]  # TypeError below
+        try:  # the shared check: text, ISO 8601, naive taken as UTC, within 1970..9999
+            stamps.append(iso_time(checked, "checked_at"))
             continue
-        except (TypeError, ValueError):
+        except NumericDateError:
             pass
         for candidate in (root / f"{name}.json", root / name):
             if candidate.exists():

@@ -40,12 +40,14 @@ def nesting_depth(data: bytes) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
-def loads(data: str | bytes | bytearray, max_depth: int = MAX_DEPTH) -> Any:
+def loads(data: str | bytes | bytearray, max_depth: int | None = MAX_DEPTH) -> Any:
     """`json.loads` that refuses NaN, Infinity, -Infinity, overflowing numbers and nesting deeper
-    than `max_depth` (checked before parsing), all with ValueError."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    if raw.count(b"[") + raw.count(b"{") > max_depth and nesting_depth(raw) > max_depth:
-        raise ValueError(f"JSON nested deeper than {max_depth} levels")
+    than `max_depth` (checked before parsing), all with ValueError. `max_depth=None` skips the
+    depth pre-check, for a caller whose own scan has already bounded the nesting."""
+    if max_depth is not None:
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+        if raw.count(b"[") + raw.count(b"{") > max_depth and nesting_depth(raw) > max_depth:
+            raise ValueError(f"JSON nested deeper than {max_depth} levels")
     try:
         return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:  # not reachable below MAX_DEPTH; kept so callers catch one type

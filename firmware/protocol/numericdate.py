@@ -32,6 +32,15 @@ def numeric_date(value: Any, name: str = "time") -> int | float:
     return value
 
 
+def int_numeric_date(value: Any, name: str = "time") -> int:
+    """`numeric_date(value)` for formats whose NumericDate is an integer (NZCP, status codes):
+    a float is refused too."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise NumericDateError(f"{name} is not an integer")
+    numeric_date(value, name)
+    return value
+
+
 def optional_numeric_date(value: Any, name: str = "time") -> int | float | None:
     """None for a missing (None) value, else `numeric_date(value)`."""
     return None if value is None else numeric_date(value, name)

@@ -144,6 +144,13 @@ def parse_rules(source: str | bytes | Sequence[Any] | Mapping[str, Any]) -> list
     the rule would have refused. A `Logic` that is not valid CertLogic is kept, with its
     problems in `logic_problems`, and runs as OPEN.
     """
+    return [_parse_rule(item, index) for index, item in enumerate(rule_items(source))]
+
+
+def rule_items(source: Any) -> Sequence[Any]:
+    """The unparsed rule objects of a rule set: JSON text (strict, finite_json) or decoded JSON,
+    one rule, a list of rules or the fleet server's `{"rules": [...]}`; RuleFormatError when it
+    is none of these."""
     if isinstance(source, (str, bytes, bytearray)):
         try:
             source = finite_json.loads(source)
@@ -155,7 +162,7 @@ def parse_rules(source: str | bytes | Sequence[Any] | Mapping[str, Any]) -> list
     items = [source] if isinstance(source, Mapping) else source
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
         raise RuleFormatError("a rule set is a JSON object or an array of them")
-    return [_parse_rule(item, index) for index, item in enumerate(items)]
+    return items
 
 
 def parse_rule(item: Any, index: int = 0) -> Rule:

@@ -1,11 +1,10 @@
 """A synced DCC rule set read rule by rule: a malformed rule fails closed only where it applies."""
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from firmware.credentials.certlogic.rules import RULE_TYPES, Rule, parse_rule
+from firmware.credentials.certlogic.rules import RULE_TYPES, Rule, parse_rule, rule_items
 from firmware.credentials.certlogic.values import CertLogicError
 
 # Stands for "any" in a refused (Type, Country) pair: a rule whose Country cannot be read may
@@ -22,17 +21,10 @@ def load_rule_set(content: Any) -> tuple[list[Rule], RefusedRules]:
     that the rules stage denies with DCC_RULES_UNAVAILABLE; every other country's rules, and
     so every other issuer's holders, are unaffected.
     """
-    if isinstance(content, (str, bytes, bytearray)):
-        try:
-            content = json.loads(content)
-        except ValueError:
-            return [], {(ANY, ANY): "rule set is not JSON"}
-    if isinstance(content, Mapping) and "Identifier" not in content \
-            and isinstance(content.get("rules"), list):
-        content = content["rules"]  # the fleet server's `{"rules": [...]}` wrapper
-    items = [content] if isinstance(content, Mapping) else content
-    if not isinstance(items, list):
-        return [], {(ANY, ANY): "a rule set is a JSON object or an array of them"}
+    try:
+        items = rule_items(content)  # the same unwrapping (and strict JSON) as parse_rules
+    except CertLogicError as exc:
+        return [], {(ANY, ANY): str(exc)}
     rules: list[Rule] = []
     refused: RefusedRules = {}
     for index, item in enumerate(items):
