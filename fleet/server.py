@@ -62,6 +62,7 @@ STORE_RETRY_AFTER_S = 5
 # event loop (cheap) instead of taking every worker thread and pooled connection from /healthz
 # and the uploads that did authenticate.
 PREAUTH_STORE_CONCURRENCY = 2
+PRECHECKED = "healthgate.prechecked"  # scope key: the header checks' SignedHeaders
 SIGNED_ROUTES = (("POST", "/v1/events"), ("GET", "/v1/trust/"))  # (method, path or prefix/)
 
 
@@ -120,6 +121,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
                 raise Refused(refusal(503, "STORE_UNAVAILABLE", STORE_UNAVAILABLE_DETAIL,
                                       {"Retry-After": str(STORE_RETRY_AFTER_S)})) from None
             raise
+        scope[PRECHECKED] = signed  # the endpoint does not ask the store again
         return signed.device_id
 
     app.add_middleware(AdmissionMiddleware, guard=guard, is_signed=_is_signed, preauth=preauth)
@@ -162,14 +164,14 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
     async def _authenticated(request: Request, body: bytes) -> Caller:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            caller = await run_in_threadpool(authenticate, store, request.headers,
-                                             request.method, path, body, clock(), skew_window_s)
+            # burning the nonce also notes the device as seen, with what the kiosk says of
+            # itself (`healthgate-fleet devices list`): one write transaction per request
+            return await run_in_threadpool(
+                authenticate, store, request.headers, request.method, path, body, clock(),
+                skew_window_s, parse_status_header(request.headers.get(STATUS_HEADER)),
+                request.scope.get(PRECHECKED))
         except AuthError as error:
             raise _AuthRefused(_auth_refusal(error)) from None
-        # last seen, and what the kiosk says of itself (`healthgate-fleet devices list`)
-        await run_in_threadpool(store.touch_device, caller.device_id, clock(),
-                                parse_status_header(request.headers.get(STATUS_HEADER)))
-        return caller
 
     @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])
     def healthz() -> dict[str, Any]:

@@ -88,7 +88,8 @@ def token_digest(token: str) -> str:
 
 
 class _Refused(Exception):
-    """Roll back a registration half done; `outcome` is the answer to give."""
+    """Roll back a write half done (a registration, an accepted request); `outcome` is the
+    answer to give."""
 
     def __init__(self, outcome: str) -> None:
         super().__init__(outcome)
@@ -256,16 +257,6 @@ class Store:
                        None if r[8] is None else int(r[8]), r[9])
                 for r in rows]
 
-    def touch_device(self, device_id: str, now: datetime, status: dict[str, Any]) -> None:
-        """Record a signed request: last seen now, and what the device said of itself (keys
-        `software`, `trust_age_s`, `pending`; a missing one keeps the previous value)."""
-        with self.db.transaction() as tx:
-            tx.execute("UPDATE devices SET last_seen = ?, software = COALESCE(?, software), "
-                       "trust_age_s = COALESCE(?, trust_age_s), pending = COALESCE(?, pending) "
-                       "WHERE device_id = ?",
-                       (rfc3339(now), status.get("software"), status.get("trust_age_s"),
-                        status.get("pending"), device_id))
-
     def revoke_device(self, device_id: str, now: datetime) -> bool:
         """Refuse every later request of the device (its events stay); False when unknown."""
         with self.db.transaction() as tx:
@@ -307,13 +298,35 @@ class Store:
             return "revoked"
 
     # -- replay protection --------------------------------------------------------------------
-    def use_nonce(self, device_id: str, nonce: str, expires_at: int, now: int) -> bool:
-        """Remember a request nonce until `expires_at`; False when it was already used."""
-        with self.db.transaction() as tx:
-            tx.execute("DELETE FROM nonces WHERE expires_at < ?", (now,))
-            cursor = tx.execute("INSERT INTO nonces (device_id, nonce, expires_at) VALUES "
-                                "(?, ?, ?) ON CONFLICT DO NOTHING", (device_id, nonce, expires_at))
-            return cursor.rowcount == 1
+    def use_nonce(self, device_id: str, nonce: str, expires_at: int, now: int,
+                  seen_at: datetime | None = None, status: dict[str, Any] | None = None) -> bool:
+        """Remember a request nonce until `expires_at`; False when it was already used.
+
+        With `seen_at` the same transaction records the accepted request on the device row:
+        last seen then, and what the device said of itself (`status` keys `software`,
+        `trust_age_s`, `pending`; a missing one keeps the previous value), as `devices list`
+        shows it. A device revoked meanwhile is refused (False) and its nonce not kept."""
+        try:
+            with self.db.transaction() as tx:
+                tx.execute("DELETE FROM nonces WHERE expires_at < ?", (now,))
+                cursor = tx.execute("INSERT INTO nonces (device_id, nonce, expires_at) VALUES "
+                                    "(?, ?, ?) ON CONFLICT DO NOTHING",
+                                    (device_id, nonce, expires_at))
+                if cursor.rowcount != 1:
+                    return False
+                if seen_at is not None:
+                    status = status or {}
+                    touched = tx.execute(
+                        "UPDATE devices SET last_seen = ?, software = COALESCE(?, software), "
+                        "trust_age_s = COALESCE(?, trust_age_s), pending = COALESCE(?, pending) "
+                        "WHERE device_id = ? AND revoked_at IS NULL",
+                        (rfc3339(seen_at), status.get("software"), status.get("trust_age_s"),
+                         status.get("pending"), device_id)).rowcount
+                    if touched != 1:
+                        raise _Refused("revoked")
+                return True
+        except _Refused:  # rolled back: the nonce is not kept either
+            return False
 
     def nonce_used(self, device_id: str, nonce: str, now: int) -> bool:
         """Read-only: was this nonce burnt and is it still remembered? (checked before a body
