@@ -29,6 +29,7 @@ from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, ref
 from firmware.statusfile import STATUS_HEADER
 from firmware.statusfile import parse_header as parse_status_header
 from fleet.dashboard import mount_dashboard
+from fleet.dashboard.schema import note_trust_fetch
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
 from fleet.requestauth import (DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate,
                                check_device, check_request)
@@ -233,10 +234,12 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
     async def get_trust(request: Request,
                         name: str = PathParam(pattern=models.TRUST_NAME_API_PATTERN)) -> Response:
         """A signed trust-data envelope, served with an ETag; signed request headers required."""
-        await _authenticated(request, b"")
+        caller = await _authenticated(request, b"")
         item = await run_in_threadpool(store.trust, name)
         if item is None:
             raise ApiError(404, "TRUST_NOT_PUBLISHED", f"nothing published under {name}")
+        # the dashboard's "trust fetched" (a 200 or a 304 below; never fails the answer)
+        await run_in_threadpool(note_trust_fetch, store, caller.device_id, rfc3339(utc_now()))
         headers = {"ETag": item.etag, "Cache-Control": "no-cache"}
         if app.state.signing_key is not None:  # kiosks age their copy by this, not by a 304
             headers[FRESHNESS_HEADER] = freshness_header(app.state.signing_key, item, clock())
