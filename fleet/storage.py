@@ -269,10 +269,13 @@ class Store:
                            (rfc3339(now), device_id))
             return True
 
-    def tokens(self) -> list[Token]:
+    def tokens(self, newest_first: bool = False, limit: int | None = None) -> list[Token]:
+        """Enrolment tokens by creation (`token list`; the dashboard: newest first, a page)."""
+        order = "created_at DESC, token_hash DESC" if newest_first else "created_at, token_hash"
         with self.db.transaction(readonly=True) as tx:
             rows = tx.execute("SELECT token_hash, created_at, expires_at, used_at, used_by "
-                              "FROM enrolment_tokens ORDER BY created_at, token_hash").fetchall()
+                              f"FROM enrolment_tokens ORDER BY {order}"
+                              + ("" if limit is None else f" LIMIT {int(limit)}")).fetchall()
         return [Token(r[0][:TOKEN_ID_CHARS], int(r[1]), int(r[2]),
                       None if r[3] is None else int(r[3]), r[4]) for r in rows]
 
