@@ -136,5 +136,8 @@ def authenticate(store: Store, headers: Mapping[str, str], method: str, path: st
     expires = int(signed.moment.astimezone(timezone.utc).timestamp()) + window_s + 1
     if not store.use_nonce(signed.device_id, signed.nonce, expires, int(now.timestamp()), now,
                            dict(status or {})):
-        raise _opaque("AUTH_REPLAYED_NONCE_OR_REVOKED", signed.device_id)
+        # (the log's reason only: a device revoked while its body was read is also refused)
+        revoked = store.device_key(signed.device_id) is None
+        raise _opaque("AUTH_UNKNOWN_DEVICE" if revoked else "AUTH_REPLAYED_NONCE",
+                      signed.device_id)
     return Caller(signed.device_id, signed.public_key)
