@@ -244,13 +244,15 @@ class Store:
         return None if row is None else str(row[0])
 
     def devices(self) -> list[Device]:
+        """Every device; its event count and highest seq come from the dashboard's per-device
+        counts (device_status, kept by ingest in the same transaction as the events, and
+        filled from the events by migration 3), not from a scan of all events."""
         with self.db.transaction(readonly=True) as tx:
             rows = tx.execute(
-                "SELECT d.device_id, d.public_key, d.registered_at, COUNT(e.seq), MAX(e.seq), "
-                "d.last_seen, d.software, d.trust_age_s, d.pending, d.revoked_at "
-                "FROM devices d LEFT JOIN events e ON e.device_id = d.device_id "
-                "GROUP BY d.device_id, d.public_key, d.registered_at, d.last_seen, d.software, "
-                "d.trust_age_s, d.pending, d.revoked_at ORDER BY d.device_id"
+                "SELECT d.device_id, d.public_key, d.registered_at, COALESCE(s.events, 0), "
+                "s.max_seq, d.last_seen, d.software, d.trust_age_s, d.pending, d.revoked_at "
+                "FROM devices d LEFT JOIN device_status s ON s.device_id = d.device_id "
+                "ORDER BY d.device_id"
             ).fetchall()
         return [Device(r[0], r[1], r[2], int(r[3]), None if r[4] is None else int(r[4]),
                        r[5], r[6], None if r[7] is None else int(r[7]),
