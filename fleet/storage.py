@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Union
 
 from firmware.eventlog.common import rfc3339, utc_now  # noqa: F401 - re-exported
 from firmware.eventlog.codec import Event, canonical_json
-from fleet.dashboard.schema import MIGRATION_2_SQL, migration_2_data, record_trust_history
+from fleet.dashboard.schema import MIGRATION_3_SQL, migration_3_data, record_trust_history
 from fleet.db import DatabaseMissing, Tx, open_database
 
 # Each migration: (version, steps). A step is SQL (`{serial}` becomes the dialect's
@@ -72,7 +72,7 @@ MIGRATIONS: list[tuple[int, list[Step]]] = [
         "ALTER TABLE devices ADD COLUMN revoked_at TEXT",
     ]),
     # the dashboard: per-device status, hourly decision counts, operators, publishing history
-    (3, [*MIGRATION_2_SQL, migration_2_data]),
+    (3, [*MIGRATION_3_SQL, migration_3_data]),
 ]
 REVOKED_TOKEN = "(revoked)"  # used_by of a revoked token; no device id has parentheses
 TOKEN_ID_CHARS = 12  # a token is listed by this much of its hash: the token itself is secret

@@ -19,7 +19,7 @@ SESSION_KEY_SETTING = "dashboard_session_key"
 BACKFILL_CHUNK = 5000  # events read per step when an existing database is migrated
 MAX_SHOWN_CHARS = 200  # any text kept for display is cut to this (a fault problem already is)
 
-MIGRATION_2_SQL = [
+MIGRATION_3_SQL = [
     """CREATE TABLE device_status (
            device_id TEXT PRIMARY KEY REFERENCES devices(device_id),
            last_seen TEXT,
@@ -59,7 +59,7 @@ MIGRATION_2_SQL = [
 ]
 
 
-def migration_2_data(tx: Tx) -> None:
+def migration_3_data(tx: Tx) -> None:
     """Fill the new tables from what an existing database already holds."""
     tx.execute("INSERT INTO settings (name, value) VALUES (?, ?)",
                (SESSION_KEY_SETTING, secrets.token_hex(32)))
