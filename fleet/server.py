@@ -129,8 +129,8 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
     mount_dashboard(app, store)  # operator pages under /dashboard, /metrics (fleet/dashboard/)
     app.router.on_shutdown.append(store.close)
 
-    @app.exception_handler(_AuthRefused)
-    async def _auth_refused(_: Request, error: _AuthRefused) -> Response:
+    @app.exception_handler(Refused)  # a 401 raised inside an endpoint: see _auth_refusal
+    async def _refused(_: Request, error: Refused) -> Response:
         return error.response
 
     @app.exception_handler(ApiError)
@@ -172,7 +172,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
                 skew_window_s, parse_status_header(request.headers.get(STATUS_HEADER)),
                 request.scope.get(PRECHECKED))
         except AuthError as error:
-            raise _AuthRefused(_auth_refusal(error)) from None
+            raise Refused(_auth_refusal(error)) from None
 
     @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])
     def healthz() -> dict[str, Any]:
@@ -264,14 +264,6 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-class _AuthRefused(Exception):
-    """A 401 raised inside an endpoint: the same bytes as the middleware's (see _auth_refusal)."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
 
 
 def _auth_refusal(error: AuthError) -> JSONResponse:
