@@ -33,7 +33,8 @@ OVERSIZE_DRAIN_LIMIT_BYTES = 64 * MIB
 
 
 class Refused(Exception):
-    """A pre-authentication refusal: the answer to send without reading the body."""
+    """A refusal carrying its answer: raised by the pre-authentication (sent without reading
+    the body) and by endpoints (the server's exception handler sends it)."""
 
     def __init__(self, response: JSONResponse) -> None:
         super().__init__(response.status_code)

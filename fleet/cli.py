@@ -8,7 +8,7 @@ import secrets
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from firmware.clihelp import HelpFormatter, add_version, example
 from firmware.sync.trustsync import DEFAULT_TRUST_NAMES as TRUST_NAMES
@@ -260,12 +260,9 @@ def _admin(store: Any, args: argparse.Namespace) -> int:
             store.add_token(token, now + timedelta(hours=args.ttl_hours))
             print(token)
         elif args.token_command == "list":
-            tokens = store.tokens()
-            if not tokens:
-                print("no enrolment tokens")
-            for item in tokens:
-                print(f"{item.token_id}  created {_when(item.created_at)}  expires "
-                      f"{_when(item.expires_at)}  {item.state(int(now.timestamp()))}")
+            _print_lines(store.tokens(), "no enrolment tokens", lambda item: (
+                f"{item.token_id}  created {_when(item.created_at)}  expires "
+                f"{_when(item.expires_at)}  {item.state(int(now.timestamp()))}"))
         else:
             outcome = store.revoke_token(args.token, now)
             if outcome != "revoked":
@@ -287,12 +284,9 @@ def _admin(store: Any, args: argparse.Namespace) -> int:
         else:
             _list_devices(store.devices(), now, args.online_within * 60.0, args.json)
     elif args.command == "incidents":
-        incidents = store.incidents()
-        if not incidents:
-            print("no incidents")
-        for incident in incidents:
-            print(f"{incident['at']}  {incident['device_id']}  seq={incident['seq']}  "
-                  f"{incident['reason']}  {incident['detail']}")
+        _print_lines(store.incidents(), "no incidents", lambda incident: (
+            f"{incident['at']}  {incident['device_id']}  seq={incident['seq']}  "
+            f"{incident['reason']}  {incident['detail']}"))
     elif args.command == "operator":
         _add_operator(store, args)
     elif args.command == "publish":
@@ -300,6 +294,14 @@ def _admin(store: Any, args: argparse.Namespace) -> int:
                        load_content_file(args.file))
         print(f"published {item.name} version {item.version} etag {item.etag}")
     return EXIT_OK
+
+
+def _print_lines(items: Sequence[Any], empty: str, line: Callable[[Any], str]) -> None:
+    """One line per item, or `empty` when there is none."""
+    if not items:
+        print(empty)
+    for item in items:
+        print(line(item))
 
 
 def _when(timestamp: int) -> str:

@@ -6,7 +6,7 @@ import binascii
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Mapping
+from typing import Any, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -67,21 +67,11 @@ class SignedHeaders:
     signature: str
 
 
-def precheck(store: Store, headers: Mapping[str, str], now: datetime,
-             window_s: int = DEFAULT_SKEW_WINDOW_S,
-             key_cache: Callable[[str], str | None] | None = None) -> SignedHeaders:
-    """Every check that does not need the body, so the body of a request that cannot be
-    authenticated is never read. Raises AuthError.
-
-    The checks that depend on the request alone come first and keep their precise codes (a
-    kiosk with a wrong clock needs to know); those that depend on the device's record follow
-    and all answer AUTH_FAILED."""
-    return check_device(store, check_request(headers, now, window_s), now, key_cache)
-
-
 def check_request(headers: Mapping[str, str], now: datetime,
                   window_s: int = DEFAULT_SKEW_WINDOW_S) -> RequestHeaders:
-    """The checks that need neither the body nor the store (cheap: run them first, inline)."""
+    """The checks that need neither the body nor the store (cheap: run them first, inline).
+    They keep their precise codes (a kiosk with a wrong clock needs to know); the checks that
+    depend on the device's record (check_device, authenticate) all answer AUTH_FAILED."""
     values = {name: headers.get(name) for name in
               (HEADER_DEVICE, HEADER_TIME, HEADER_NONCE, HEADER_SIGNATURE)}
     missing = [name for name, value in values.items() if not value]
@@ -104,11 +94,11 @@ def check_request(headers: Mapping[str, str], now: datetime,
     return RequestHeaders(device_id, timestamp, moment, nonce, signature)
 
 
-def check_device(store: Store, request: RequestHeaders, now: datetime,
-                 key_cache: Callable[[str], str | None] | None = None) -> SignedHeaders:
-    """The checks against the store: device registered, key usable, nonce not used."""
+def check_device(store: Store, request: RequestHeaders, now: datetime) -> SignedHeaders:
+    """The checks against the store: device registered, key usable, nonce not used. Needs no
+    body, so the body of a request that cannot be authenticated is never read."""
     device_id, nonce = request.device_id, request.nonce
-    public_key_b64 = (key_cache or store.device_key)(device_id)
+    public_key_b64 = store.device_key(device_id)
     if public_key_b64 is None:
         raise _opaque("AUTH_UNKNOWN_DEVICE", device_id)
     try:
@@ -123,15 +113,31 @@ def check_device(store: Store, request: RequestHeaders, now: datetime,
 
 def authenticate(store: Store, headers: Mapping[str, str], method: str, path: str, body: bytes,
                  now: datetime, window_s: int = DEFAULT_SKEW_WINDOW_S,
-                 key_cache: Callable[[str], str | None] | None = None) -> Caller:
-    """Check headers, device, freshness and signature, then burn the nonce. Raises AuthError."""
-    signed = precheck(store, headers, now, window_s, key_cache)
+                 status: Mapping[str, Any] | None = None,
+                 prechecked: SignedHeaders | None = None) -> Caller:
+    """Check headers, device, freshness and signature, then burn the nonce and note the device
+    as seen (with what `status` says of it) in one transaction. Raises AuthError.
+
+    `prechecked` is what `check_device` found for these headers before the body was read (the
+    admission middleware): the store is then not asked again; the timestamp is checked again
+    (the body may have taken a while) and `use_nonce` stays the authority on the nonce and on
+    a device revoked meanwhile."""
+    request = check_request(headers, now, window_s)
+    signed = (prechecked if prechecked is not None
+              and (prechecked.device_id, prechecked.nonce, prechecked.timestamp,
+                   prechecked.signature) == (request.device_id, request.nonce,
+                                             request.timestamp, request.signature)
+              else check_device(store, request, now))
     if not verify_request(signed.public_key, method, path, body, signed.timestamp, signed.nonce,
                           signed.signature):
         raise _opaque("AUTH_BAD_SIGNATURE", signed.device_id)
     # Only a correctly signed request may burn a nonce. It is remembered until its timestamp
     # leaves the window, after which the timestamp check alone refuses a replay.
     expires = int(signed.moment.astimezone(timezone.utc).timestamp()) + window_s + 1
-    if not store.use_nonce(signed.device_id, signed.nonce, expires, int(now.timestamp())):
-        raise _opaque("AUTH_REPLAYED_NONCE", signed.device_id)
+    if not store.use_nonce(signed.device_id, signed.nonce, expires, int(now.timestamp()), now,
+                           dict(status or {})):
+        # (the log's reason only: a device revoked while its body was read is also refused)
+        revoked = store.device_key(signed.device_id) is None
+        raise _opaque("AUTH_UNKNOWN_DEVICE" if revoked else "AUTH_REPLAYED_NONCE",
+                      signed.device_id)
     return Caller(signed.device_id, signed.public_key)

@@ -29,6 +29,7 @@ from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, ref
 from firmware.statusfile import STATUS_HEADER
 from firmware.statusfile import parse_header as parse_status_header
 from fleet.dashboard import mount_dashboard
+from fleet.dashboard.schema import note_trust_fetch
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
 from fleet.requestauth import (DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate,
                                check_device, check_request)
@@ -62,6 +63,7 @@ STORE_RETRY_AFTER_S = 5
 # event loop (cheap) instead of taking every worker thread and pooled connection from /healthz
 # and the uploads that did authenticate.
 PREAUTH_STORE_CONCURRENCY = 2
+PRECHECKED = "healthgate.prechecked"  # scope key: the header checks' SignedHeaders
 SIGNED_ROUTES = (("POST", "/v1/events"), ("GET", "/v1/trust/"))  # (method, path or prefix/)
 
 
@@ -120,14 +122,15 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
                 raise Refused(refusal(503, "STORE_UNAVAILABLE", STORE_UNAVAILABLE_DETAIL,
                                       {"Retry-After": str(STORE_RETRY_AFTER_S)})) from None
             raise
+        scope[PRECHECKED] = signed  # the endpoint does not ask the store again
         return signed.device_id
 
     app.add_middleware(AdmissionMiddleware, guard=guard, is_signed=_is_signed, preauth=preauth)
     mount_dashboard(app, store)  # operator pages under /dashboard, /metrics (fleet/dashboard/)
     app.router.on_shutdown.append(store.close)
 
-    @app.exception_handler(_AuthRefused)
-    async def _auth_refused(_: Request, error: _AuthRefused) -> Response:
+    @app.exception_handler(Refused)  # a 401 raised inside an endpoint: see _auth_refusal
+    async def _refused(_: Request, error: Refused) -> Response:
         return error.response
 
     @app.exception_handler(ApiError)
@@ -162,14 +165,14 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
     async def _authenticated(request: Request, body: bytes) -> Caller:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            caller = await run_in_threadpool(authenticate, store, request.headers,
-                                             request.method, path, body, clock(), skew_window_s)
+            # burning the nonce also notes the device as seen, with what the kiosk says of
+            # itself (`healthgate-fleet devices list`): one write transaction per request
+            return await run_in_threadpool(
+                authenticate, store, request.headers, request.method, path, body, clock(),
+                skew_window_s, parse_status_header(request.headers.get(STATUS_HEADER)),
+                request.scope.get(PRECHECKED))
         except AuthError as error:
-            raise _AuthRefused(_auth_refusal(error)) from None
-        # last seen, and what the kiosk says of itself (`healthgate-fleet devices list`)
-        await run_in_threadpool(store.touch_device, caller.device_id, clock(),
-                                parse_status_header(request.headers.get(STATUS_HEADER)))
-        return caller
+            raise Refused(_auth_refusal(error)) from None
 
     @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])
     def healthz() -> dict[str, Any]:
@@ -231,10 +234,12 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
     async def get_trust(request: Request,
                         name: str = PathParam(pattern=models.TRUST_NAME_API_PATTERN)) -> Response:
         """A signed trust-data envelope, served with an ETag; signed request headers required."""
-        await _authenticated(request, b"")
+        caller = await _authenticated(request, b"")
         item = await run_in_threadpool(store.trust, name)
         if item is None:
             raise ApiError(404, "TRUST_NOT_PUBLISHED", f"nothing published under {name}")
+        # the dashboard's "trust fetched" (a 200 or a 304 below; never fails the answer)
+        await run_in_threadpool(note_trust_fetch, store, caller.device_id, rfc3339(utc_now()))
         headers = {"ETag": item.etag, "Cache-Control": "no-cache"}
         if app.state.signing_key is not None:  # kiosks age their copy by this, not by a 304
             headers[FRESHNESS_HEADER] = freshness_header(app.state.signing_key, item, clock())
@@ -259,14 +264,6 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-class _AuthRefused(Exception):
-    """A 401 raised inside an endpoint: the same bytes as the middleware's (see _auth_refusal)."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
 
 
 def _auth_refusal(error: AuthError) -> JSONResponse:

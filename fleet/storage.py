@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Union
 
 from firmware.eventlog.common import rfc3339, utc_now  # noqa: F401 - re-exported
 from firmware.eventlog.codec import Event, canonical_json
-from fleet.dashboard.schema import MIGRATION_2_SQL, migration_2_data, record_trust_history
+from fleet.dashboard.schema import MIGRATION_3_SQL, migration_3_data, record_trust_history
 from fleet.db import DatabaseMissing, Tx, open_database
 
 # Each migration: (version, steps). A step is SQL (`{serial}` becomes the dialect's
@@ -72,7 +72,7 @@ MIGRATIONS: list[tuple[int, list[Step]]] = [
         "ALTER TABLE devices ADD COLUMN revoked_at TEXT",
     ]),
     # the dashboard: per-device status, hourly decision counts, operators, publishing history
-    (3, [*MIGRATION_2_SQL, migration_2_data]),
+    (3, [*MIGRATION_3_SQL, migration_3_data]),
 ]
 REVOKED_TOKEN = "(revoked)"  # used_by of a revoked token; no device id has parentheses
 TOKEN_ID_CHARS = 12  # a token is listed by this much of its hash: the token itself is secret
@@ -88,7 +88,8 @@ def token_digest(token: str) -> str:
 
 
 class _Refused(Exception):
-    """Roll back a registration half done; `outcome` is the answer to give."""
+    """Roll back a write half done (a registration, an accepted request); `outcome` is the
+    answer to give."""
 
     def __init__(self, outcome: str) -> None:
         super().__init__(outcome)
@@ -243,28 +244,20 @@ class Store:
         return None if row is None else str(row[0])
 
     def devices(self) -> list[Device]:
+        """Every device; its event count and highest seq come from the dashboard's per-device
+        counts (device_status, kept by ingest in the same transaction as the events, and
+        filled from the events by migration 3), not from a scan of all events."""
         with self.db.transaction(readonly=True) as tx:
             rows = tx.execute(
-                "SELECT d.device_id, d.public_key, d.registered_at, COUNT(e.seq), MAX(e.seq), "
-                "d.last_seen, d.software, d.trust_age_s, d.pending, d.revoked_at "
-                "FROM devices d LEFT JOIN events e ON e.device_id = d.device_id "
-                "GROUP BY d.device_id, d.public_key, d.registered_at, d.last_seen, d.software, "
-                "d.trust_age_s, d.pending, d.revoked_at ORDER BY d.device_id"
+                "SELECT d.device_id, d.public_key, d.registered_at, COALESCE(s.events, 0), "
+                "s.max_seq, d.last_seen, d.software, d.trust_age_s, d.pending, d.revoked_at "
+                "FROM devices d LEFT JOIN device_status s ON s.device_id = d.device_id "
+                "ORDER BY d.device_id"
             ).fetchall()
         return [Device(r[0], r[1], r[2], int(r[3]), None if r[4] is None else int(r[4]),
                        r[5], r[6], None if r[7] is None else int(r[7]),
                        None if r[8] is None else int(r[8]), r[9])
                 for r in rows]
-
-    def touch_device(self, device_id: str, now: datetime, status: dict[str, Any]) -> None:
-        """Record a signed request: last seen now, and what the device said of itself (keys
-        `software`, `trust_age_s`, `pending`; a missing one keeps the previous value)."""
-        with self.db.transaction() as tx:
-            tx.execute("UPDATE devices SET last_seen = ?, software = COALESCE(?, software), "
-                       "trust_age_s = COALESCE(?, trust_age_s), pending = COALESCE(?, pending) "
-                       "WHERE device_id = ?",
-                       (rfc3339(now), status.get("software"), status.get("trust_age_s"),
-                        status.get("pending"), device_id))
 
     def revoke_device(self, device_id: str, now: datetime) -> bool:
         """Refuse every later request of the device (its events stay); False when unknown."""
@@ -278,10 +271,13 @@ class Store:
                            (rfc3339(now), device_id))
             return True
 
-    def tokens(self) -> list[Token]:
+    def tokens(self, newest_first: bool = False, limit: int | None = None) -> list[Token]:
+        """Enrolment tokens by creation (`token list`; the dashboard: newest first, a page)."""
+        order = "created_at DESC, token_hash DESC" if newest_first else "created_at, token_hash"
         with self.db.transaction(readonly=True) as tx:
             rows = tx.execute("SELECT token_hash, created_at, expires_at, used_at, used_by "
-                              "FROM enrolment_tokens ORDER BY created_at, token_hash").fetchall()
+                              f"FROM enrolment_tokens ORDER BY {order}"
+                              + ("" if limit is None else f" LIMIT {int(limit)}")).fetchall()
         return [Token(r[0][:TOKEN_ID_CHARS], int(r[1]), int(r[2]),
                       None if r[3] is None else int(r[3]), r[4]) for r in rows]
 
@@ -307,13 +303,35 @@ class Store:
             return "revoked"
 
     # -- replay protection --------------------------------------------------------------------
-    def use_nonce(self, device_id: str, nonce: str, expires_at: int, now: int) -> bool:
-        """Remember a request nonce until `expires_at`; False when it was already used."""
-        with self.db.transaction() as tx:
-            tx.execute("DELETE FROM nonces WHERE expires_at < ?", (now,))
-            cursor = tx.execute("INSERT INTO nonces (device_id, nonce, expires_at) VALUES "
-                                "(?, ?, ?) ON CONFLICT DO NOTHING", (device_id, nonce, expires_at))
-            return cursor.rowcount == 1
+    def use_nonce(self, device_id: str, nonce: str, expires_at: int, now: int,
+                  seen_at: datetime | None = None, status: dict[str, Any] | None = None) -> bool:
+        """Remember a request nonce until `expires_at`; False when it was already used.
+
+        With `seen_at` the same transaction records the accepted request on the device row:
+        last seen then, and what the device said of itself (`status` keys `software`,
+        `trust_age_s`, `pending`; a missing one keeps the previous value), as `devices list`
+        shows it. A device revoked meanwhile is refused (False) and its nonce not kept."""
+        try:
+            with self.db.transaction() as tx:
+                tx.execute("DELETE FROM nonces WHERE expires_at < ?", (now,))
+                cursor = tx.execute("INSERT INTO nonces (device_id, nonce, expires_at) VALUES "
+                                    "(?, ?, ?) ON CONFLICT DO NOTHING",
+                                    (device_id, nonce, expires_at))
+                if cursor.rowcount != 1:
+                    return False
+                if seen_at is not None:
+                    status = status or {}
+                    touched = tx.execute(
+                        "UPDATE devices SET last_seen = ?, software = COALESCE(?, software), "
+                        "trust_age_s = COALESCE(?, trust_age_s), pending = COALESCE(?, pending) "
+                        "WHERE device_id = ? AND revoked_at IS NULL",
+                        (rfc3339(seen_at), status.get("software"), status.get("trust_age_s"),
+                         status.get("pending"), device_id)).rowcount
+                    if touched != 1:
+                        raise _Refused("revoked")
+                return True
+        except _Refused:  # rolled back: the nonce is not kept either
+            return False
 
     def nonce_used(self, device_id: str, nonce: str, now: int) -> bool:
         """Read-only: was this nonce burnt and is it still remembered? (checked before a body

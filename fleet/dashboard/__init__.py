@@ -5,13 +5,12 @@ from typing import Any
 
 
 def mount_dashboard(app: Any, store: Any) -> None:
-    """Add the dashboard's routes (outside the API's OpenAPI document), /metrics, and the
-    middleware that notes each device's trust fetches. Imported lazily: the storage layer
-    imports this package's schema module, and must not pull in the web parts."""
+    """Add the dashboard's routes (outside the API's OpenAPI document) and /metrics (the trust
+    endpoint notes each device's trust fetches itself: schema.note_trust_fetch). Imported
+    lazily: the storage layer imports this package's schema module, and must not pull in the
+    web parts."""
     from fleet.dashboard.metrics import metrics_router
     from fleet.dashboard.routes import dashboard_router
-    from fleet.dashboard.schema import TrustFetchMiddleware
 
     app.include_router(dashboard_router(store))
     app.include_router(metrics_router(store))
-    app.add_middleware(TrustFetchMiddleware, store=store)

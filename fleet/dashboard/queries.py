@@ -126,14 +126,13 @@ def _timeline_entry(row: Any) -> dict[str, Any]:
 
 
 def tokens(store: Any) -> list[dict[str, Any]]:
-    with store.db.transaction(readonly=True) as tx:
-        rows = tx.execute("SELECT token_hash, created_at, expires_at, used_at, used_by "
-                          "FROM enrolment_tokens ORDER BY created_at DESC LIMIT 200").fetchall()
-    def when(t: Any) -> str | None:
-        return None if t is None else datetime.fromtimestamp(int(t), timezone.utc).isoformat(
+    """The newest 200 tokens (Store.tokens, as `token list` reads them), times in RFC 3339."""
+    def when(t: int | None) -> str | None:
+        return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(
             timespec="seconds").replace("+00:00", "Z")
-    return [{"id": r[0][:12], "created": when(r[1]), "expires": when(r[2]), "used": when(r[3]),
-             "used_by": r[4]} for r in rows]
+    return [{"id": t.token_id, "created": when(t.created_at), "expires": when(t.expires_at),
+             "used": when(t.used_at), "used_by": t.used_by}
+            for t in store.tokens(newest_first=True, limit=200)]
 
 
 def trust_history(store: Any) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ with 10 million events a device list is one join over one row per device.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections import Counter
 from collections.abc import Iterable
@@ -18,7 +19,7 @@ SESSION_KEY_SETTING = "dashboard_session_key"
 BACKFILL_CHUNK = 5000  # events read per step when an existing database is migrated
 MAX_SHOWN_CHARS = 200  # any text kept for display is cut to this (a fault problem already is)
 
-MIGRATION_2_SQL = [
+MIGRATION_3_SQL = [
     """CREATE TABLE device_status (
            device_id TEXT PRIMARY KEY REFERENCES devices(device_id),
            last_seen TEXT,
@@ -58,7 +59,7 @@ MIGRATION_2_SQL = [
 ]
 
 
-def migration_2_data(tx: Tx) -> None:
+def migration_3_data(tx: Tx) -> None:
     """Fill the new tables from what an existing database already holds."""
     tx.execute("INSERT INTO settings (name, value) VALUES (?, ?)",
                (SESSION_KEY_SETTING, secrets.token_hex(32)))
@@ -135,7 +136,15 @@ def update_aggregates(tx: Tx, device_id: str, events: Iterable[Event], received_
 
 
 def note_trust_fetch(store: Any, device_id: str, at: str) -> None:
-    """The device was just served trust data (200 or 304): its copy is current as of `at`."""
+    """The device was just served trust data (200 or 304): its copy is current as of `at`.
+    Called by the trust endpoint; a failure is logged, never the API's answer."""
+    try:
+        _note_trust_fetch(store, device_id, at)
+    except Exception:
+        logging.getLogger("healthgate.fleet").exception("noting a trust fetch")
+
+
+def _note_trust_fetch(store: Any, device_id: str, at: str) -> None:
     with store.db.transaction() as tx:
         if tx.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone() is None:
             return
@@ -159,39 +168,3 @@ def envelope_key_id(envelope: bytes | str) -> str:
     except (ValueError, UnicodeDecodeError):
         return ""
     return str(data.get("key_id", ""))[:64] if isinstance(data, dict) else ""
-
-
-class TrustFetchMiddleware:
-    """Pure ASGI: after an authenticated trust fetch (the API answered 200 or 304, which it
-    does only for a verified device) note the time for that device's "trust age"."""
-
-    def __init__(self, app: Any, store: Any) -> None:
-        self.app = app
-        self.store = store
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("method") != "GET" \
-                or not str(scope.get("path", "")).startswith("/v1/trust/"):
-            await self.app(scope, receive, send)
-            return
-        answered: list[int] = []
-
-        async def watch(message: dict[str, Any]) -> None:
-            if message.get("type") == "http.response.start":
-                answered.append(int(message.get("status", 0)))
-            await send(message)
-
-        await self.app(scope, receive, watch)
-        if answered and answered[0] in (200, 304):
-            headers = dict(scope.get("headers") or [])
-            device_id = headers.get(b"x-device-id", b"").decode("latin-1")[:128]
-            if device_id:
-                from starlette.concurrency import run_in_threadpool
-
-                from fleet.storage import rfc3339, utc_now
-                try:
-                    await run_in_threadpool(note_trust_fetch, self.store, device_id,
-                                            rfc3339(utc_now()))
-                except Exception:  # the dashboard's note must never fail the API's answer
-                    import logging
-                    logging.getLogger("healthgate.fleet").exception("noting a trust fetch")
