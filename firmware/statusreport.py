@@ -70,7 +70,6 @@ class StatusReporter:
         except ValueError:
             previous = None
         self._last_upload = previous.last_upload if previous is not None else None
-        self._latest: KioskStatus | None = None
 
     def snapshot(self, state: str | None = None) -> KioskStatus:
         try:
@@ -87,13 +86,11 @@ class StatusReporter:
             last_success = self._uploader.status(counts=False).last_success
             if last_success is not None:
                 self._last_upload = last_success.isoformat()
-        status = KioskStatus(state=state or self._board.snapshot().state, software=self._software,
-                             updated_at=self._now().isoformat(),
-                             trust_updated_at=None if updated is None else updated.isoformat(),
-                             max_trust_age_h=self._max_trust_age_h, pending=pending,
-                             last_upload=self._last_upload)
-        self._latest = status
-        return status
+        return KioskStatus(state=state or self._board.snapshot().state, software=self._software,
+                           updated_at=self._now().isoformat(),
+                           trust_updated_at=None if updated is None else updated.isoformat(),
+                           max_trust_age_h=self._max_trust_age_h, pending=pending,
+                           last_upload=self._last_upload)
 
     def header(self) -> str:
         status = self.snapshot()  # fresh: a short replay ends before the first rewrite
