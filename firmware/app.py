@@ -154,10 +154,8 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       after_append=uploader.notify if uploader is not None else None,
                       watchdog=watchdog_pinger())
         provider = trust
-        status = StatusReporter(state, lambda: kiosk.state.value,
-                                lambda: provider().updated_at,
-                                uploader.status if uploader is not None else None,
-                                config.kiosk.max_trust_age_h, clock.now)
+        status = StatusReporter(state, kiosk.status, lambda: provider().updated_at, uploader,
+                                eventlog.pending_count, config.kiosk.max_trust_age_h, clock.now)
         session.status_header = status.header
         status_server = build_status_server(config, kiosk, identity.device_id, display,
                                             eventlog, uploader, trust_worker, clock)

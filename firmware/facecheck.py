@@ -69,6 +69,7 @@ class FaceCheck:
             raise ValueError('liveness "model" needs a presentation-attack detector (pad=)')
         self._pad = pad
         self._pad_face: tuple[np.ndarray, Any] | None = None  # latest usable face (memory only)
+        self._pad_judged: tuple[tuple[np.ndarray, Any], Any] | None = None  # (that face, result)
         self._pipeline = pipeline
         self._liveness_mode = liveness
         self._quality = quality or QualityConfig()
@@ -94,6 +95,7 @@ class FaceCheck:
 
     def reset(self) -> None:
         self._pad_face = None
+        self._pad_judged = None
         self._template = None
         self._unembedded = None
         self._last_quality = None
@@ -118,11 +120,16 @@ class FaceCheck:
         self._pad_face = self._unembedded  # PAD judges the face that is embedded
         return quality
 
-    def _pad_check(self) -> Any:
-        """PAD on the latest usable face (one inference per model), or None without PAD."""
+    def _pad_gate(self) -> tuple[str | None, dict[str, Any] | None]:
+        """PAD on the latest usable face: (None when judged live, else the refusal reason;
+        its scores for the event, None without PAD). One inference per model per face: face
+        pass asks again on every frame it watches, also when no new usable face came in."""
         if self._pad is None or self._pad_face is None:
-            return None
-        return self._pad.check(*self._pad_face)
+            return "FACE_SPOOF", None
+        if self._pad_judged is None or self._pad_judged[0] is not self._pad_face:
+            self._pad_judged = (self._pad_face, self._pad.check(*self._pad_face))
+        pad = self._pad_judged[1]
+        return (None if pad.live else pad.reason or "FACE_SPOOF"), pad.as_event()
 
     def _current_template(self) -> np.ndarray | None:
         """The template of the latest usable face that embeds (memory only)."""
@@ -162,11 +169,9 @@ class FaceCheck:
         live: bool | None = None
         pad_event: dict[str, Any] | None = None
         if self._liveness_mode == "model":
-            pad = self._pad_check()
-            pad_event = None if pad is None else pad.as_event()
-            if pad is None or not pad.live:
-                return FaceOutcome(False, "FACE_SPOOF" if pad is None else pad.reason or "FACE_SPOOF",
-                                   live=False, frames=self._frames, pad=pad_event)
+            refused, pad_event = self._pad_gate()
+            if refused is not None:
+                return FaceOutcome(False, refused, live=False, frames=self._frames, pad=pad_event)
             result = self._liveness.assess()
             live = result.live
             if result.reason in TEMPORAL_ATTACK_EVIDENCE:
@@ -210,11 +215,9 @@ class FaceCheck:
         member, score = best
         # With no credential the face is the only factor: the PAD model must judge it live
         # (a kiosk without one refuses face pass), as well as the temporal cues.
-        pad = self._pad_check()
-        pad_event = None if pad is None else pad.as_event()
-        if pad is None or not pad.live:
-            return member, FaceOutcome(False, "FACE_SPOOF" if pad is None else pad.reason or "FACE_SPOOF",
-                                       score, False, self._frames, pad_event)
+        refused, pad_event = self._pad_gate()
+        if refused is not None:
+            return member, FaceOutcome(False, refused, score, False, self._frames, pad_event)
         result = self._liveness.assess()
         if not result.live:
             return member, FaceOutcome(False, result.reason or "NO_LIVENESS_CUES", score, False,

@@ -11,6 +11,8 @@ from typing import Any
 import requests
 
 from firmware.clihelp import software_version
+from firmware.eventlog.common import EventLogError
+from firmware.status.board import StatusBoard
 from firmware.statusfile import (STATUS_HEADER, KioskStatus, format_header, read_status,
                              write_status)
 
@@ -39,16 +41,23 @@ class StatusSession(requests.Session):
 
 class StatusReporter:
     """Writes `status.json` every STATUS_INTERVAL_S from its own thread, and once more as
-    "stopped" when the kiosk stops."""
+    "stopped" when the kiosk stops.
 
-    def __init__(self, state_dir: Path, kiosk_state: Callable[[], str],
+    The kiosk's state comes from the loop's published snapshot (`board`, the one the status
+    page reads too). `uploader` gives the last upload (asked without its log counts) and
+    `pending` the events waiting (only the count the file and header carry: the header is
+    built for every fleet request, so no other log query runs for it)."""
+
+    def __init__(self, state_dir: Path, board: StatusBoard,
                  trust_updated: Callable[[], datetime | None],
-                 uploads: Callable[[], Any] | None, max_trust_age_h: float,
-                 now: Callable[[], datetime], interval_s: float = STATUS_INTERVAL_S) -> None:
+                 uploader: Any | None, pending: Callable[[], int] | None,
+                 max_trust_age_h: float, now: Callable[[], datetime],
+                 interval_s: float = STATUS_INTERVAL_S) -> None:
         self._state_dir = state_dir
-        self._kiosk_state = kiosk_state
+        self._board = board
         self._trust_updated = trust_updated
-        self._uploads = uploads
+        self._uploader = uploader
+        self._pending = pending
         self._max_trust_age_h = max_trust_age_h
         self._now = now
         self._interval_s = interval_s
@@ -61,7 +70,6 @@ class StatusReporter:
         except ValueError:
             previous = None
         self._last_upload = previous.last_upload if previous is not None else None
-        self._latest: KioskStatus | None = None
 
     def snapshot(self, state: str | None = None) -> KioskStatus:
         try:
@@ -69,18 +77,20 @@ class StatusReporter:
         except Exception:  # trust data being swapped or unreadable: the kiosk says so itself
             updated = None
         pending = None
-        if self._uploads is not None:
-            uploads = self._uploads()
-            pending = uploads.pending if uploads.pending >= 0 else None
-            if uploads.last_success is not None:
-                self._last_upload = uploads.last_success.isoformat()
-        status = KioskStatus(state=state or self._kiosk_state(), software=self._software,
-                             updated_at=self._now().isoformat(),
-                             trust_updated_at=None if updated is None else updated.isoformat(),
-                             max_trust_age_h=self._max_trust_age_h, pending=pending,
-                             last_upload=self._last_upload)
-        self._latest = status
-        return status
+        if self._uploader is not None:
+            if self._pending is not None:
+                try:
+                    pending = self._pending()
+                except EventLogError:  # the log is closed or failing: the kiosk shows its fault
+                    pending = None
+            last_success = self._uploader.status(counts=False).last_success
+            if last_success is not None:
+                self._last_upload = last_success.isoformat()
+        return KioskStatus(state=state or self._board.snapshot().state, software=self._software,
+                           updated_at=self._now().isoformat(),
+                           trust_updated_at=None if updated is None else updated.isoformat(),
+                           max_trust_age_h=self._max_trust_age_h, pending=pending,
+                           last_upload=self._last_upload)
 
     def header(self) -> str:
         status = self.snapshot()  # fresh: a short replay ends before the first rewrite
