@@ -8,7 +8,6 @@ loop has handled the frames that could have made it happen (`Rig.wait_frames`)."
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -29,11 +28,9 @@ from firmware.eventlog import EventLog
 from firmware.facestage import FaceStage
 from firmware.kiosk import Kiosk
 from firmware.pseudonym import Pseudonymiser
+from tests.waiting import HANG_GUARD_S, POLL_S, wait_for  # noqa: F401 (POLL_S: re-exported)
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
-# A wait not over by then is a hung loop, not a slow machine; nothing is timed against it.
-HANG_GUARD_S = 60.0
-POLL_S = 0.01  # how often a waiting test looks again; the results never depend on it
 # Frames showing the same picture that the loop must have handled before a test believes that
 # the picture changes nothing (more than the one frame a stale read or the inbox may hold).
 FRAMES_IN_VIEW = 5
@@ -50,12 +47,9 @@ STEP_EPSILON_S = 1e-3
 
 
 def wait_until(condition: Callable[[], bool], what: str, guard_s: float = HANG_GUARD_S) -> None:
-    """Poll `condition` until it holds; AssertionError naming `what` past the hang guard."""
-    deadline = time.monotonic() + guard_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what} (hang guard {guard_s:g} s)")
-        time.sleep(POLL_S)
+    """Poll `condition` until it holds; AssertionError naming `what` past the hang guard
+    (the shared `tests.waiting.wait_for`, kept under this name for the kiosk tests)."""
+    wait_for(condition, what, guard_s)
 
 
 class ManualMonotonic:
@@ -121,24 +115,23 @@ class Rig:
     def wait_state(self, state: str, guard_s: float = HANG_GUARD_S) -> Any:
         """The next screen in `state` after the one the previous wait matched: waits are
         sequential, so a screen shown before the test thread looked is never missed."""
-        deadline = time.monotonic() + guard_s
-        while (screen := self._next_screen(state)) is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no {state} screen within the hang guard after screen "
-                                   f"{self.cursor}; shown: {self._shown_since_cursor()}")
-            time.sleep(POLL_S)
-        return screen
+        return wait_for(lambda: self._next_screen(state),
+                        lambda: f"a {state} screen after screen {self.cursor}; "
+                                f"shown: {self._shown_since_cursor()}", guard_s)
 
     def wait_state_retrying(self, state: str, guard_s: float = HANG_GUARD_S) -> Any:
         """The next screen in `state`, stepping the clock one fault-retry period at a time so
         that a latched fault (display, event log) is retried until its part is back."""
-        deadline = time.monotonic() + guard_s
-        while (screen := self._next_screen(state)) is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no {state} screen after retries within the hang guard; "
-                                   f"shown: {self._shown_since_cursor()}")
-            self.advance(self.kiosk.config.fault_retry_s)
-        return screen
+        def screen_or_retry() -> Any:
+            screen = self._next_screen(state)
+            if screen is None:
+                self.advance(self.kiosk.config.fault_retry_s)  # returns once the timers ran
+            return screen
+
+        # poll_s=0: each look steps the clock and waits for the loop, which is the progress
+        return wait_for(screen_or_retry,
+                        lambda: f"a {state} screen after fault retries; "
+                                f"shown: {self._shown_since_cursor()}", guard_s, poll_s=0)
 
     def wait_iterations(self, count: int = ITERATIONS_AFTER_STEP) -> None:
         """Until the loop has finished `count` more iterations (each runs its timers)."""

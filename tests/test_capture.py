@@ -12,6 +12,7 @@ from firmware.camera.fake import FakeCamera, HangingCamera
 from firmware.capture import CaptureThread
 from firmware.inbox import Inbox, Message
 from tests.kiosk_harness import HANG_GUARD_S, POLL_S, wait_until
+from tests.waiting import wait_for
 
 FRAMES_AFTER_RELEASE = 5  # reads by the successor after the stuck call returned
 
@@ -20,12 +21,17 @@ def _collect_until(inbox: Inbox, done: Callable[[list[Message]], bool]) -> list[
     """Messages from the inbox until `done(messages so far)` holds (hang guard: AssertionError).
     Frames are kept latest-only by the inbox; control messages are never dropped."""
     got: list[Message] = []
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not done(got):
-        assert time.monotonic() < deadline, f"gave up; got {[m.kind for m in got][-20:]}"
-        message = inbox.get(timeout=POLL_S)
+
+    def collected() -> bool:
+        if done(got):
+            return True
+        message = inbox.get(timeout=POLL_S)  # blocks for the next message: the poll itself
         if message is not None:
             got.append(message)
+        return False
+
+    wait_for(collected, lambda: f"messages; got {[m.kind for m in got][-20:]}", HANG_GUARD_S,
+             poll_s=0)
     return got
 
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -19,8 +18,9 @@ from firmware.display.codec import (
 )
 from firmware.display.emulator import main, render_screen
 from firmware.display.screen import Screen
+from tests.waiting import HANG_GUARD_S, wait_for
 
-WAIT = 5.0
+WAIT = HANG_GUARD_S  # for anything the emulator or the port must do; never reached
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -39,13 +39,16 @@ def port(emulator: DisplayEmulator) -> Iterator[serial.Serial]:
 
 
 def exchange(port: serial.Serial, wire: bytes, replies: int = 1) -> list[Frame]:
-    """Write raw bytes and read until `replies` frames came back (bounded by WAIT)."""
+    """Write raw bytes and read until `replies` frames came back (hang guard: AssertionError)."""
     port.write(wire)
     decoder = StreamDecoder()
     frames: list[Frame] = []
-    deadline = time.monotonic() + WAIT
-    while len(frames) < replies and time.monotonic() < deadline:
-        frames += decoder.feed(port.read(max(1, port.in_waiting)))
+
+    def answered() -> bool:  # each look blocks for at most one port read timeout
+        frames.extend(decoder.feed(port.read(max(1, port.in_waiting))))
+        return len(frames) >= replies
+
+    wait_for(answered, lambda: f"{replies} reply frame(s); got {frames}", poll_s=0)
     return frames
 
 
@@ -61,10 +64,13 @@ def test_port_is_a_real_pty(emulator: DisplayEmulator) -> None:
 def test_ping_gets_the_exact_status_bytes(port: serial.Serial) -> None:
     port.write(bytes.fromhex("00030205035d0900"))  # PING seq 5, as in docs/display-protocol.md
     expected = encode_frame(Frame(type=MsgType.STATUS, seq=5, payload=Status().encode()))
-    received = b""
-    deadline = time.monotonic() + WAIT
-    while len(received) < len(expected) and time.monotonic() < deadline:
-        received += port.read(len(expected) - len(received))
+    received = bytearray()
+
+    def complete() -> bool:
+        received.extend(port.read(len(expected) - len(received)))
+        return len(received) >= len(expected)
+
+    wait_for(complete, lambda: f"{len(expected)} status bytes; got {bytes(received)!r}", poll_s=0)
     assert received == expected
 
 
@@ -116,9 +122,12 @@ def test_corrupt_and_silent_faults_on_the_wire(emulator: DisplayEmulator, port: 
     emulator.script(corrupt_replies=1)
     decoder = StreamDecoder()
     port.write(encode_frame(Frame(type=MsgType.PING, seq=1)))
-    deadline = time.monotonic() + WAIT
-    while decoder.stats.errors == 0 and time.monotonic() < deadline:
+
+    def corrupt_reply_seen() -> bool:
         assert decoder.feed(port.read(max(1, port.in_waiting))) == []
+        return decoder.stats.errors > 0
+
+    wait_for(corrupt_reply_seen, "the corrupted reply", poll_s=0)
     assert decoder.stats.errors == 1
     emulator.go_silent()
     port.write(encode_frame(Frame(type=MsgType.PING, seq=2)))

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from firmware.eventlog import Event, EventLog, EventLogError
 from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "kiosk-group"
@@ -58,10 +58,8 @@ def writers_held(log: EventLog, expected: int) -> Iterator[None]:
     behind it, then let them go: the next leader must take all of them in one batch."""
     with log._lock:
         yield
-        deadline = time.monotonic() + QUEUE_TIMEOUT_S
-        while log._committer.queued() < expected:
-            assert time.monotonic() < deadline, "the appends never queued"
-            time.sleep(0.005)
+        wait_for(lambda: log._committer.queued() >= expected,
+                 f"{expected} appends to queue behind the writer lock", QUEUE_TIMEOUT_S)
 
 
 def assert_one_chain(log: EventLog, events: list[Event], start: int = 1) -> None:
@@ -158,10 +156,11 @@ def test_a_failing_batch_fails_every_appender_and_stores_none_of_it(
 # past 0 bytes fail (RLIMIT_FSIZE: EFBIG from the kernel), lets the batch go, reports each
 # thread's outcome, lifts the limit and appends once more.
 IO_WRITER = r"""
-import resource, signal, sys, threading, time
+import resource, signal, sys, threading
 from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from firmware.eventlog import EventLog, EventLogError
+from tests.waiting import wait_for
 
 db, key_file, device, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 key = load_pem_private_key(Path(key_file).read_bytes(), password=None)
@@ -179,9 +178,7 @@ workers = [threading.Thread(target=appender, args=(i,)) for i in range(threads)]
 with log._lock:
     for worker in workers:
         worker.start()
-    deadline = time.monotonic() + 30
-    while log._committer.queued() < threads and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_for(lambda: log._committer.queued() >= threads, "the appends to queue", 30)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
 for worker in workers:
     worker.join(60)
@@ -256,15 +253,10 @@ def test_timeouts_withdraw_a_queued_item_and_name_an_in_flight_one() -> None:
     with lock:  # the leader (item 1) waits for the writer lock; item 2 queues behind it
         leader = threading.Thread(target=submit, args=("leader", 1, JOIN_TIMEOUT_S))
         leader.start()
-        deadline = time.monotonic() + QUEUE_TIMEOUT_S
-        while committer.queued() < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.002)
+        wait_for(lambda: committer.queued() >= 1, "the leader to queue", QUEUE_TIMEOUT_S)
         follower = threading.Thread(target=submit, args=("in_flight", 2, 0.2))
         follower.start()
-        while committer.queued() < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.002)
+        wait_for(lambda: committer.queued() >= 2, "the follower to queue", QUEUE_TIMEOUT_S)
     assert started.wait(JOIN_TIMEOUT_S)  # both are in the commit, which does not end
     follower.join(JOIN_TIMEOUT_S)
     in_flight = results["in_flight"]
@@ -310,10 +302,9 @@ def test_group_commit_larger_than_a_batch_is_split_in_order() -> None:
         threads = [threading.Thread(target=submit, args=(i,)) for i in range(7)]
         for thread in threads:
             thread.start()
-            deadline = time.monotonic() + QUEUE_TIMEOUT_S  # queue them in a known order
-            while committer.queued() < len(outcomes) + threads.index(thread) + 1:
-                assert time.monotonic() < deadline
-                time.sleep(0.002)
+            position = threads.index(thread) + 1  # queue them in a known order
+            wait_for(lambda: committer.queued() >= len(outcomes) + position,
+                     f"item {position - 1} to queue", QUEUE_TIMEOUT_S)
     for thread in threads:
         thread.join(JOIN_TIMEOUT_S)
     assert [i for batch in seen for i in batch] == list(range(7))  # FIFO, each once
@@ -431,15 +422,12 @@ def test_a_retry_of_an_append_left_in_flight_stores_the_event_once(
             with log._lock:  # the leader waits for the writer lock while the follower queues
                 leader = threading.Thread(target=lead)
                 leader.start()
-                deadline = time.monotonic() + QUEUE_TIMEOUT_S
-                while log._committer.queued() < 1:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.002)
+                wait_for(lambda: log._committer.queued() >= 1, "the leader to queue",
+                         QUEUE_TIMEOUT_S)
                 follower = threading.Thread(target=follow)
                 follower.start()
-                while log._committer.queued() < 2:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.002)
+                wait_for(lambda: log._committer.queued() >= 2, "the follower to queue",
+                         QUEUE_TIMEOUT_S)
             follower.join(JOIN_TIMEOUT_S)
             assert caught and caught[0].code == "EVENTLOG_BUSY" and caught[0].pending is not None
             return caught[0], leader

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,6 +18,7 @@ from firmware.sync.trustsync import register_device
 from fleet.admission import RETRY_AFTER_S
 from fleet.runner import ServerHandle
 from fleet.server import run_in_thread
+from tests.waiting import wait_for
 
 EVENTS = "/v1/events"
 KIB = 1024
@@ -100,15 +100,6 @@ def closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
-def wait_until(condition: Callable[[], bool]) -> None:
-    """Wait for the server to reach a state (no duration is asserted; the guard only keeps a
-    broken server from hanging the suite)."""
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not condition():
-        assert time.monotonic() < deadline, "the server never reached the expected state"
-        time.sleep(0.005)
-
-
 def signed(key: Ed25519PrivateKey, device_id: str, body: bytes) -> dict[str, str]:
     return sign_request(key, device_id, "POST", EVENTS, body)
 
@@ -134,7 +125,7 @@ def test_an_unauthenticated_big_body_is_refused_at_once_and_never_buffered(
     assert read_answer(sock)[0] == 422  # signed for "{}", not a batch: the nonce is now burnt
     sock.close()
     guard = server.app.state.body_guard
-    wait_until(lambda: guard.uploads() == 0)
+    wait_for(lambda: guard.uploads() == 0, "uploads() == 0")
     guard.reset_peak()
     cases = {"no headers": {}, "unknown device": signed(stranger, "kiosk-x", body),
              "stale timestamp": stale, "replayed nonce": used,
@@ -163,14 +154,14 @@ def test_a_legitimate_upload_still_works_and_its_bytes_are_released(
     key = enrol(server, "kiosk-1")
     body = batch_body(make_chain(key, "kiosk-1", 20))
     guard = server.app.state.body_guard
-    wait_until(lambda: guard.uploads() == 0)
+    wait_for(lambda: guard.uploads() == 0, "uploads() == 0")
     guard.reset_peak()
     sock = open_request(server, signed(key, "kiosk-1", body), len(body), body)
     status, _, answer, _ = read_answer(sock)
     sock.close()
     assert status == 200 and json.loads(answer)["acked"] == list(range(1, 21))
     assert guard.peak_bytes_in_flight == len(body)
-    wait_until(lambda: guard.uploads() == 0)
+    wait_for(lambda: guard.uploads() == 0, "uploads() == 0")
     assert guard.bytes_in_flight == 0
 
 
@@ -199,14 +190,14 @@ def test_the_budget_admits_exactly_its_size_and_refuses_one_byte_more(tmp_path: 
         sock = open_request(server, signed(keys["kiosk-1"], "kiosk-1", exact), budget, exact)
         assert read_answer(sock)[0] == 200
         sock.close()
-        wait_until(lambda: guard.uploads() == 0)
+        wait_for(lambda: guard.uploads() == 0, "uploads() == 0")
         over = padded_body(budget + 1)
         sock = open_request(server, signed(keys["kiosk-1"], "kiosk-1", over), budget + 1)
         status, headers, answer, _ = read_answer(sock)
         sock.close()
         assert (status, json.loads(answer)["error"]) == (503, "SERVER_BUSY")
         assert headers["retry-after"] == str(RETRY_AFTER_S)
-        wait_until(lambda: guard.uploads() == 0)
+        wait_for(lambda: guard.uploads() == 0, "uploads() == 0")
 
         # Shared: one upload has sent 200 KiB of 300 KiB; the rest of the budget is admitted
         # to another device, one byte more is refused before its body is read.
@@ -214,13 +205,13 @@ def test_the_budget_admits_exactly_its_size_and_refuses_one_byte_more(tmp_path: 
         slow_body = padded_body(300 * KIB)
         slow = open_request(server, signed(keys["kiosk-1"], "kiosk-1", slow_body),
                             len(slow_body), slow_body[:held])
-        wait_until(lambda: guard.received_total() == held)
+        wait_for(lambda: guard.received_total() == held, "received_total() == held")
         assert guard.bytes_in_flight == held  # counted as it arrives, not as declared
         rest = padded_body(budget - held)
         sock = open_request(server, signed(keys["kiosk-2"], "kiosk-2", rest), len(rest), rest)
         assert read_answer(sock)[0] == 200
         sock.close()
-        wait_until(lambda: guard.uploads() == 1)
+        wait_for(lambda: guard.uploads() == 1, "uploads() == 1")
         one_more = padded_body(budget - held + 1)
         sock = open_request(server, signed(keys["kiosk-2"], "kiosk-2", one_more),
                             len(one_more))
@@ -232,7 +223,7 @@ def test_the_budget_admits_exactly_its_size_and_refuses_one_byte_more(tmp_path: 
         slow.sendall(slow_body[held:])
         assert read_answer(slow)[0] == 200
         slow.close()
-        wait_until(lambda: guard.uploads() == 0)
+        wait_for(lambda: guard.uploads() == 0, "uploads() == 0")
         assert guard.bytes_in_flight == 0
         assert guard.peak_bytes_in_flight == budget
 
@@ -249,7 +240,7 @@ def test_a_slow_sender_declaring_a_large_body_holds_only_what_it_sent(tmp_path: 
         body = padded_body(200 * KIB)
         slow = [open_request(server, signed(keys[name], name, body), len(body), body[:KIB])
                 for name in ("kiosk-1", "kiosk-2")]
-        wait_until(lambda: guard.received_total() == 2 * KIB)
+        wait_for(lambda: guard.received_total() == 2 * KIB, "received_total() == 2 * KIB")
         assert guard.bytes_in_flight == 2 * KIB
         small = padded_body(64 * KIB)
         sock = open_request(server, signed(keys["kiosk-3"], "kiosk-3", small), len(small),
@@ -258,7 +249,7 @@ def test_a_slow_sender_declaring_a_large_body_holds_only_what_it_sent(tmp_path: 
         sock.close()
         for sock in slow:
             sock.close()
-        wait_until(lambda: guard.uploads() == 0)
+        wait_for(lambda: guard.uploads() == 0, "uploads() == 0")
         assert guard.bytes_in_flight == 0
 
 
@@ -283,7 +274,7 @@ def test_a_chunked_body_is_counted_as_it_arrives_against_the_budget(tmp_path: An
         assert (status, json.loads(answer)["error"]) == (503, "SERVER_BUSY")
         assert headers["retry-after"] == str(RETRY_AFTER_S)
         assert guard.peak_bytes_in_flight <= budget
-        wait_until(lambda: guard.uploads() == 0)
+        wait_for(lambda: guard.uploads() == 0, "uploads() == 0")
         assert guard.bytes_in_flight == 0
 
 
@@ -296,7 +287,8 @@ def test_per_device_upload_limit_at_the_bound_and_one_past(tmp_path: Any) -> Non
         bodies = [padded_body(size - n) for n in range(3)]
         held = [open_request(server, signed(busy, "kiosk-1", body), len(body), body[:KIB])
                 for body in bodies[:2]]
-        wait_until(lambda: guard.received_total() == 2 * KIB)  # the limit: both admitted
+        # the limit: both admitted
+        wait_for(lambda: guard.received_total() == 2 * KIB, "received_total() == 2 * KIB")
         third = open_request(server, signed(busy, "kiosk-1", bodies[2]), len(bodies[2]))
         status, headers, answer, _ = read_answer(third)
         third.close()
@@ -310,7 +302,7 @@ def test_per_device_upload_limit_at_the_bound_and_one_past(tmp_path: Any) -> Non
         # When one of the two finishes, the device may upload again.
         held[0].sendall(bodies[0][KIB:])
         assert read_answer(held[0])[0] == 200
-        wait_until(lambda: guard.uploads() == 1)
+        wait_for(lambda: guard.uploads() == 1, "uploads() == 1")
         sock = open_request(server, signed(busy, "kiosk-1", bodies[2]), len(bodies[2]),
                             bodies[2])
         assert read_answer(sock)[0] == 200
@@ -319,7 +311,7 @@ def test_per_device_upload_limit_at_the_bound_and_one_past(tmp_path: Any) -> Non
         assert read_answer(held[1])[0] == 200
         for sock in held:
             sock.close()
-        wait_until(lambda: guard.uploads() == 0)
+        wait_for(lambda: guard.uploads() == 0, "uploads() == 0")
 
 
 # -- receive rate ------------------------------------------------------------------------------
@@ -336,7 +328,7 @@ def test_a_sender_behind_the_minimum_rate_is_cut_and_one_on_it_is_not(tmp_path: 
         keeping_up = open_request(server, signed(key, "kiosk-1", on_rate), size,
                                   on_rate[:5000])
         slow = open_request(server, signed(key, "kiosk-1", behind), size - 1, behind[:4999])
-        wait_until(lambda: guard.received_total() == 9999)
+        wait_for(lambda: guard.received_total() == 9999, "received_total() == 9999")
         # Within the grace nothing is required.
         clock.now = started + grace
         assert guard.check_rates() == 0
@@ -347,13 +339,13 @@ def test_a_sender_behind_the_minimum_rate_is_cut_and_one_on_it_is_not(tmp_path: 
         assert (status, json.loads(answer)["error"]) == (408, "BODY_TOO_SLOW")
         assert headers["connection"] == "close" and closed_by_server(slow)
         slow.close()
-        wait_until(lambda: guard.uploads() == 1)
+        wait_for(lambda: guard.uploads() == 1, "uploads() == 1")
         assert guard.slow_senders_cut == 1
         # The other one finishes and is answered as usual.
         keeping_up.sendall(on_rate[5000:])
         assert read_answer(keeping_up)[0] == 200
         keeping_up.close()
-        wait_until(lambda: guard.uploads() == 0)
+        wait_for(lambda: guard.uploads() == 0, "uploads() == 0")
         assert guard.bytes_in_flight == 0
 
 
@@ -364,7 +356,7 @@ def test_a_slow_registration_body_is_cut_too(tmp_path: Any) -> None:
                receive_grace_s=1.0) as server:
         guard = server.app.state.body_guard
         sock = open_request(server, {}, 2000, b'{"token": "', path="/v1/devices/register")
-        wait_until(lambda: guard.received_total() == 11)
+        wait_for(lambda: guard.received_total() == 11, "received_total() == 11")
         clock.now += 1.0 + 0.2  # 20 bytes due by now, 11 came
         assert guard.check_rates() == 1
         status, _, answer, _ = read_answer(sock)

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from fleet.cli import main
 from fleet.devclient import make_chain, upload
 from fleet.server import openapi_document, run_in_thread
 from fleet.storage import MIGRATIONS
+from tests.waiting import wait_for_healthz
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_OPENAPI = ROOT / "docs" / "fleet-openapi.json"
@@ -117,15 +117,7 @@ def test_serve_runs_the_production_server(tmp_path: Path, workers: int,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            try:
-                health = requests.get(url + "/healthz", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, process.stdout.read().decode()  # type: ignore
-                assert time.monotonic() < deadline, "server did not come up"
-                time.sleep(0.1)
+        health = wait_for_healthz(url, process, START_DEADLINE_S)  # its output if it exits
         assert health.json() == {"status": "ok", "schema_version": MIGRATIONS[-1][0],
                                  "database": "sqlite"}
         now = requests.get(url + "/v1/time", timeout=5)

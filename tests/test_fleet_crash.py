@@ -18,14 +18,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog.codec import Event, check_event, check_link
@@ -33,6 +31,7 @@ from firmware.sync.auth import sign_request
 from firmware.sync.trustsync import register_device
 from fleet.devclient import EVENTS_PATH, batch_body, make_chain
 from fleet.storage import Store
+from tests.waiting import wait_for_healthz
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "kiosk-crash-1"
@@ -62,16 +61,12 @@ def start_server(db_url: str) -> tuple[subprocess.Popen[bytes], str]:
                                stderr=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_DEADLINE_S
-    while True:
-        try:
-            requests.get(url + "/healthz", timeout=2)
-            return process, url
-        except requests.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError("fleet server did not start")
-            time.sleep(0.1)  # polling for the port to open; not a timing assumption
+    try:
+        wait_for_healthz(url, process, START_DEADLINE_S)
+    except AssertionError as failure:
+        process.kill()
+        raise AssertionError("fleet server did not start") from failure
+    return process, url
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:

@@ -13,18 +13,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from PIL import Image
 
 from firmware.demo.frames import background
+from tests.waiting import wait_for_healthz
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "deploy" / "install.sh"
@@ -126,14 +125,7 @@ def fleet(tmp_path: Path) -> Iterator[dict[str, str]]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:  # wait for the server to answer (bounded), not for a fixed time
-            try:
-                requests.get(url + "/healthz", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and server.poll() is None
-                time.sleep(0.1)
+        wait_for_healthz(url, server, START_DEADLINE_S)  # for the answer, not a fixed time
         yield {"db": db, "url": url, "pinned": pinned, "anchor": str(anchor_pem)}
     finally:
         server.send_signal(signal.SIGINT)

@@ -6,13 +6,14 @@ every event exactly once, the chain verifies, and nothing is left pending on the
 from __future__ import annotations
 
 import random
+import select
 import socket
 import struct
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,6 +23,7 @@ from firmware.eventlog.log import EventLog
 from firmware.sync.trustsync import register_device
 from firmware.sync.uploader import Uploader
 from fleet.server import run_in_thread
+from tests.waiting import wait_for
 
 IO_TIMEOUT_S = 10.0
 SETTLE_DEADLINE_S = 120.0  # a safety net against hangs, not a speed requirement
@@ -49,6 +51,24 @@ class TcpFaultProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def served(self) -> int:
+        """Client connections accepted so far (each one request)."""
+        with self.lock:
+            return sum(self.counts.values())
+
+    def _client_gone(self, client: socket.socket) -> bool:
+        """The client closed its end (EOF or RST): it gave up. It sent its whole request, so
+        anything readable now is that close. Also True once the proxy is closing."""
+        if self.closing.is_set():
+            return True
+        readable, _, _ = select.select([client], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return client.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def _draw(self) -> str:
         with self.lock:
@@ -91,9 +111,14 @@ class TcpFaultProxy:
                 client.sendall(_injected_answer(int(mode)))
                 return
             if mode == "delay":
+                # Kept on purpose: a seeded slow answer whose every outcome is valid (answered
+                # in time, or after the client's timeout like a stall); nothing asserts on it.
                 time.sleep(float(delay))
             if mode == "stall":
-                time.sleep(3.0)  # longer than the uploader's timeout: it gives up first
+                # Held until the uploader's timeout has fired and it closed the connection
+                # (not for a guessed time longer than that timeout); then delivered late.
+                wait_for(lambda: self._client_gone(client), "the uploader to give up on a "
+                         "stalled request", SETTLE_DEADLINE_S)
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port),
                                                     timeout=IO_TIMEOUT_S)
@@ -174,14 +199,6 @@ def kiosk_log(tmp_path: Path, device_key: Ed25519PrivateKey) -> Iterator[EventLo
     log.close()
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + SETTLE_DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_flaky_network_and_outage_still_deliver_each_event_once(
         db_url: str, device_key: Ed25519PrivateKey, kiosk_log: EventLog) -> None:
     server = run_in_thread(db_url)
@@ -194,21 +211,28 @@ def test_flaky_network_and_outage_still_deliver_each_event_once(
                                datetime.now(timezone.utc) + timedelta(hours=1))
         register_device(server.url, "net-fault-token-0001", "kiosk-net-1", device_key)
         uploader.start()
+        served = proxy.served()
         for index in range(120):  # decisions keep coming while the network misbehaves
             kiosk_log.append("decision", {"decision": "granted" if index % 4 else "denied",
                                           "format": "dcc"})
             uploader.notify()
-            if index % 10 == 0:
-                time.sleep(0.02)
+            if index % 10 == 9:
+                # Every 10 decisions, until the uploader has sent another request: appends and
+                # uploads interleave on any machine. Events appended since `served` was read
+                # were in no request accepted before it, so one more always comes.
+                wait_for(lambda: proxy.served() > served, "the uploader's next request",
+                         SETTLE_DEADLINE_S)
+                served = proxy.served()
         # A long outage: the server goes away while the kiosk keeps deciding.
         server.stop()
         for _ in range(80):
             kiosk_log.append("decision", {"decision": "granted", "format": "dcc"})
-        wait_until(lambda: uploader.status().consecutive_failures >= 3, "failures to pile up")
+        wait_for(lambda: uploader.status().consecutive_failures >= 3, "failures to pile up",
+                 SETTLE_DEADLINE_S)
         assert uploader.status().pending > 0
         server = run_in_thread(db_url)  # back, on the same database, at a new port
         proxy.upstream_port = server.port
-        wait_until(lambda: kiosk_log.pending_count() == 0, "the backlog to drain")
+        wait_for(lambda: kiosk_log.pending_count() == 0, "the backlog to drain", SETTLE_DEADLINE_S)
     finally:
         assert uploader.stop(timeout=15)
         proxy.close()

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.config import DEFAULT_STATE_DIR
+from tests.waiting import wait_for_healthz
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT_S = 120.0  # a guard against a hung command, not a speed claim
@@ -380,15 +381,7 @@ def test_fleet_database_is_private_and_refused_requests_name_the_device(tmp_path
                                env={**os.environ, "PYTHONPATH": str(ROOT)}, umask=USER_UMASK)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            try:
-                requests.get(url + "/healthz", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, process.stdout.read().decode()  # type: ignore
-                assert time.monotonic() < deadline, "server did not come up"
-                time.sleep(0.1)
+        wait_for_healthz(url, process, START_DEADLINE_S)  # its output if it exits instead
         assert fleet("token", "create", "--db", db).returncode == 0  # the server's own database
         token = fleet("token", "create", "--db", db).stdout.strip()
         register_device(url, token, "kiosk-modes-1", Ed25519PrivateKey.generate())  # a write

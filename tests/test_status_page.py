@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ from firmware.status.board import MAX_REASON_KEYS, OTHER_REASON, StatusBoard
 from firmware.status.collect import StatusCollector, StatusParts
 from firmware.status.server import StatusServer
 from tests.kiosk_harness import Rig, make_rig
+from tests.waiting import wait_for
 
-HANG_GUARD_S = 20.0  # generous: the machine is shared; a pass takes well under a second
 TOKEN = "s3cret-status-token-0123"
 
 
@@ -28,17 +27,6 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, 
             return response.status, response.read(), response.headers
     except urllib.error.HTTPError as error:
         return error.code, error.read(), error.headers
-
-
-def wait_for(probe: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + HANG_GUARD_S
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"hang guard: {what} not seen within {HANG_GUARD_S} s")
-        time.sleep(0.02)
 
 
 def serve_rig(rig: Rig, token: str = "", device_id: str = "kiosk-test") -> StatusServer:

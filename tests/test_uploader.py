@@ -15,6 +15,7 @@ from firmware.eventlog import EventLog
 from firmware.sync.auth import HEADER_NONCE
 from firmware.sync.uploader import Uploader, UploadError
 from tests.test_uploader_support import FaultProxy, Fleet, assert_exact_chain
+from tests.waiting import wait_for
 
 pytest.importorskip("fleet.server", reason="the fleet server package is needed for these tests")
 
@@ -258,29 +259,20 @@ def test_background_thread_survives_a_long_outage(fleet: Fleet, log: EventLog,
     try:
         seqs = fill(log, 5)
         uploader.notify()
-        wait_for(lambda: log.pending_count() == 0)
+        wait_for(lambda: log.pending_count() == 0, "the backlog to drain", WAIT_S)
         fleet.stop()  # the server goes away for a long stretch
         seqs += fill(log, 25)
-        wait_for(lambda: uploader.status().consecutive_failures >= 5)
+        wait_for(lambda: uploader.status().consecutive_failures >= 5, "5 failures in a row", WAIT_S)
         status = uploader.status()
         assert status.offline_since is not None and status.pending == 25
         assert status.last_error and status.running
         fleet.start()
-        wait_for(lambda: log.pending_count() == 0)
+        wait_for(lambda: log.pending_count() == 0, "the backlog to drain", WAIT_S)
         assert uploader.status().offline_since is None
     finally:
         assert uploader.stop(timeout=15)
     assert not uploader.status().running
     assert_exact_chain(fleet.stored(DEVICE), key, seqs)
-
-
-def wait_for(condition: object, deadline_s: float = WAIT_S) -> None:
-    done = threading.Event()
-    for _ in range(int(deadline_s / 0.02)):
-        if condition():  # type: ignore[operator]
-            return
-        done.wait(0.02)
-    raise AssertionError("condition not reached before the deadline")
 
 
 def test_backoff_is_not_cut_short_by_notify_but_stop_ends_it(fleet: Fleet, log: EventLog,

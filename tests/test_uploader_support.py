@@ -6,7 +6,6 @@ import socket
 import socketserver
 import struct
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,7 +26,6 @@ HOLD_GUARD_S = 60.0  # a held request is forwarded by then even if the test neve
 #   503, 500, 422, 413   answer that status without forwarding
 #   truncate  forward (the server stores!), relay only half of the answer, close
 #   ack_lost  forward (the server stores!), close without relaying anything
-#   delay:S   wait S seconds, then forward and relay (the client may have timed out meanwhile)
 #   hold      wait until the test calls release(), then forward and relay (the client has
 #             timed out by then: a late delivery that does not race the client's timeout);
 #             `delivered` is set once the server has answered it
@@ -132,8 +130,6 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
         if mode.isdigit():
             conn.sendall(_status_answer(mode))
             return
-        if mode.startswith("delay:"):
-            time.sleep(float(mode.split(":", 1)[1]))
         if mode == "hold":
             self.server.released.wait(HOLD_GUARD_S)
         try:
