@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firmware.sync.auth import sign_request  # noqa: E402
+from firmware.protocol.request_signing import sign_request  # noqa: E402
 from firmware.sync.trustsync import register_device  # noqa: E402
 from fleet.devclient import EVENTS_PATH, batch_body, make_chain, signed_post  # noqa: E402
 

@@ -20,10 +20,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from firmware.protocol.timestamps import rfc3339, utc_now  # noqa: E402
 from fleet.dashboard.auth import add_operator  # noqa: E402
 from fleet.pgtemp import PostgresUnavailable, TemporaryPostgres  # noqa: E402
 from fleet.server import run_in_thread  # noqa: E402
-from fleet.storage import rfc3339, utc_now  # noqa: E402
 
 PASSWORD = "bench password 123"
 INSERT_CHUNK = 20_000

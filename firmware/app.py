@@ -27,13 +27,13 @@ from firmware.fsutil import file_in_the_way, private_umask, unwritable_reason
 from firmware.identity import ID_FILE, KEY_FILE, DeviceIdentity, load
 from firmware.inbox import Message
 from firmware.kiosk import Kiosk
+from firmware.protocol.keys import public_key_from_b64
 from firmware.pseudonym import Pseudonymiser
 from firmware.sdnotify import notify, watchdog_pinger
 from firmware.statusreport import StatusReporter, StatusSession
-from firmware.sync.trustsync import public_key_from_b64
 from firmware.trustprovider import TrustProvider
-from provisioning.cli import FLEET_KEY_FILE, pinned_fleet_key
 from firmware.vision.record_template import TemplateKeyring
+from provisioning.cli import FLEET_KEY_FILE, pinned_fleet_key
 
 log = logging.getLogger(__name__)
 

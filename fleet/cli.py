@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from firmware.clihelp import HelpFormatter, add_version, example
-from firmware.sync.trustsync import DEFAULT_TRUST_NAMES as TRUST_NAMES
+from firmware.protocol.envelope import DEFAULT_TRUST_NAMES as TRUST_NAMES
 
 DEFAULT_DB = "sqlite:///fleet-state/fleet.db"
 DEFAULT_KEY = "fleet-state/signing.key"
@@ -169,8 +169,9 @@ def _exists(url: str) -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     # Imports here keep `--help` fast and free of database drivers.
+    from firmware.protocol.keys import public_key_b64
     from fleet.storage import Store
-    from fleet.trust import generate_signing_key, public_key_b64
+    from fleet.trust import generate_signing_key
 
     if args.command == "keygen":
         if args.key.exists():
@@ -250,7 +251,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _admin(store: Any, args: argparse.Namespace) -> int:
     """The admin commands on an existing database; stdout is the answer, for scripts."""
-    from fleet.storage import utc_now
+    from firmware.protocol.timestamps import utc_now
     from fleet.trust import load_content_file, load_signing_key, publish
 
     now = utc_now()
@@ -356,8 +357,8 @@ def _list_devices(devices: Sequence[Any], now: datetime, online_within_s: float,
 def _add_operator(store: object, args: argparse.Namespace) -> None:
     """`operator add NAME`: the password is hashed with argon2; it is never an argument (it
     would land in the shell history and the process list)."""
+    from firmware.protocol.timestamps import rfc3339, utc_now
     from fleet.dashboard.auth import OperatorError, add_operator
-    from fleet.storage import rfc3339, utc_now
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

@@ -12,10 +12,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from firmware.eventlog.codec import GENESIS_HASH, LOG_RESTARTED_KIND, Event, check_event, check_link
 from firmware.protocol import events as schema
+from firmware.protocol.event_codec import (Event, GENESIS_HASH, LOG_RESTARTED_KIND, check_event,
+                                           check_link)
+from firmware.protocol.timestamps import rfc3339, utc_now
 from fleet.dashboard.schema import update_aggregates
-from fleet.storage import Store, event_row, rfc3339, record_incident, row_to_event, utc_now
+from fleet.storage import Store, event_row, record_incident, row_to_event
 
 MAX_BATCH_EVENTS = 1000  # also bounds the IN (...) lists below well inside SQLite's limits
 

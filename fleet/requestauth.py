@@ -10,8 +10,8 @@ from typing import Any, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from firmware.sync.auth import (HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME,
-                                verify_request)
+from firmware.protocol.request_signing import (HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE,
+                                               HEADER_TIME, verify_request)
 from fleet.storage import Store
 
 DEFAULT_SKEW_WINDOW_S = 300  # a signed request is valid this long either side of server time

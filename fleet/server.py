@@ -21,20 +21,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from firmware.eventlog.codec import Event
 from firmware.protocol import events as event_schema
-from firmware.sync.freshness import FRESHNESS_HEADER
-from fleet import admission, models
-from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
+from firmware.protocol.event_codec import Event
+from firmware.protocol.freshness import FRESHNESS_HEADER
+from firmware.protocol.timestamps import rfc3339, utc_now
 from firmware.statusfile import STATUS_HEADER
 from firmware.statusfile import parse_header as parse_status_header
+from fleet import admission, models
+from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
 from fleet.dashboard import mount_dashboard
 from fleet.dashboard.schema import note_trust_fetch
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
 from fleet.requestauth import (DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate,
                                check_device, check_request)
 from fleet.runner import ServerHandle, run_in_thread as _run_in_thread
-from fleet.storage import Store, rfc3339, utc_now
+from fleet.storage import Store
 from fleet.trust import freshness_header, load_signing_key
 
 log = logging.getLogger("healthgate.fleet")

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator, Union
 
-from firmware.eventlog.common import rfc3339, utc_now  # noqa: F401 - re-exported
-from firmware.eventlog.codec import Event, canonical_json
+from firmware.protocol.event_codec import Event
+from firmware.protocol.events import canonical_json
+from firmware.protocol.timestamps import rfc3339, utc_now
 from fleet.dashboard.schema import MIGRATION_3_SQL, migration_3_data, record_trust_history
 from fleet.db import DatabaseMissing, Tx, open_database
 

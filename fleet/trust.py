@@ -12,12 +12,13 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.eventlog.codec import canonical_json
 from firmware.fsutil import ensure_private_dir
-from firmware.eventlog.common import public_key_b64  # noqa: F401 - what operators pin
-from firmware.sync.freshness import sign_statement
-from firmware.sync.trustsync import TRUST_NAME_PATTERN, envelope_signing_bytes, key_id
-from fleet.storage import Store, TrustItem, rfc3339, utc_now
+from firmware.protocol.envelope import TRUST_NAME_PATTERN, envelope_signing_bytes
+from firmware.protocol.events import canonical_json
+from firmware.protocol.freshness import sign_statement
+from firmware.protocol.keys import key_id
+from firmware.protocol.timestamps import rfc3339, utc_now
+from fleet.storage import Store, TrustItem
 
 # The names the kiosk knows; other names matching TRUST_NAME_PATTERN may be published too.
 KNOWN_TRUST_NAMES = ("dcc-signers", "dcc-rules", "dcc-valuesets", "dcc-revocation",
@@ -54,7 +55,7 @@ def build_envelope(key: Ed25519PrivateKey, name: str, version: int, content: Any
 
 def freshness_header(key: Ed25519PrivateKey, item: TrustItem, checked_at: datetime) -> str:
     """The signed statement that `item`'s envelope is current at `checked_at`, sent with every
-    trust answer (200 and 304) so kiosks can age their copy by it (firmware/sync/freshness.py)."""
+    trust answer (200 and 304) so kiosks can age their copy by it (firmware/protocol/freshness.py)."""
     return sign_statement(key, key_id(key.public_key()), item.name, item.version, item.envelope,
                           checked_at)
 

@@ -88,7 +88,8 @@ def _init(args: argparse.Namespace) -> int:
 def _register(args: argparse.Namespace) -> int:
     from firmware.fsutil import write_atomic
     from firmware.identity import IdentityError, load
-    from firmware.sync.trustsync import RegistrationError, public_key_from_b64, register_device
+    from firmware.protocol.keys import public_key_from_b64
+    from firmware.sync.trustsync import RegistrationError, register_device
 
     state = Path(args.state)
     url_problem = fleet_url_error(args.fleet_url)
@@ -132,7 +133,7 @@ def sealed_templates(state: Path, key_id: str) -> int | None:
     """How many cached status records carry a member template sealed with `key_id` (None when
     the cached records cannot be read)."""
     from firmware.credentials.status import load_trust
-    from firmware.sync.trustsync import public_key_from_b64
+    from firmware.protocol.keys import public_key_from_b64
 
     pinned = pinned_fleet_key(state)
     try:

@@ -84,7 +84,7 @@ def _clock(config: Config) -> str:
 
 
 def _pinned_keys(state: Path) -> list[Any] | None:
-    from firmware.sync.trustsync import public_key_from_b64
+    from firmware.protocol.keys import public_key_from_b64
     from provisioning.cli import pinned_fleet_key
 
     pinned = pinned_fleet_key(state)
@@ -94,7 +94,7 @@ def _pinned_keys(state: Path) -> list[Any] | None:
 def _cached_key_mismatch(folder: Path, pinned: list[Any] | None) -> str | None:
     """'pinned X, ... signed with Y' when a cached fleet envelope names another key."""
     from firmware.credentials.trust_json import is_envelope
-    from firmware.sync.trustsync import key_id
+    from firmware.protocol.keys import key_id
 
     if not pinned:
         return None
@@ -178,9 +178,9 @@ def _fleet_key(config: Config, base: str) -> str:
     import requests
 
     from firmware.identity import IdentityError, load
-    from firmware.sync.auth import sign_request
-    from firmware.sync.trustsync import (DEFAULT_TRUST_NAMES, TrustSyncError, key_id,
-                                         verify_envelope)
+    from firmware.protocol.envelope import DEFAULT_TRUST_NAMES, EnvelopeError, verify_envelope
+    from firmware.protocol.keys import key_id
+    from firmware.protocol.request_signing import sign_request
 
     state = Path(config.state.dir)
     pinned = _pinned_keys(state)
@@ -207,7 +207,7 @@ def _fleet_key(config: Config, base: str) -> str:
         response.raise_for_status()
         try:
             verify_envelope(response.content, pinned, expected_name=name)
-        except TrustSyncError as exc:
+        except EnvelopeError as exc:
             signer = _envelope_key_id(response.content)
             raise CheckFailed(
                 f"fleet key mismatch: pinned {', '.join(key_id(k) for k in pinned)}, fleet "

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from firmware.protocol.timestamps import rfc3339, utc_now
 from fleet.dashboard.auth import add_operator
 from fleet.dashboard.demo import seed_demo_fleet
 from fleet.runner import ServerHandle
 from fleet.server import run_in_thread
-from fleet.storage import rfc3339, utc_now
 from tests.browser_support import browser_page, screenshot  # noqa: F401 (fixture)
 
 sync_api = pytest.importorskip("playwright.sync_api",

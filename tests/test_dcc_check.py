@@ -90,7 +90,7 @@ def test_a_synced_cache_needs_the_pinned_fleet_key(tmp_path: Path) -> None:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from firmware.eventlog.common import public_key_b64
+    from firmware.protocol.keys import public_key_b64
     from fleet.trust import build_envelope
 
     key = make_key("ec")

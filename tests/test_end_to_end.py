@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.demo.run import run_demo
-from firmware.eventlog.codec import GENESIS_HASH, check_event, check_link
+from firmware.protocol.event_codec import GENESIS_HASH, check_event, check_link
 from tests.test_privacy import IMAGE_MAGIC, no_image_writes  # noqa: F401 - fixture
 
 # What the demo's fictional holder carries; none of it may leave the verifier.

@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware.eventlog import EventLog, EventLogError
-from firmware.eventlog.codec import GENESIS_HASH, Event, canonical_json
 from firmware.protocol import events as schema
+from firmware.protocol.event_codec import Event, GENESIS_HASH
+from firmware.protocol.events import canonical_json
 from firmware.sync.trustsync import register_device
 from firmware.sync.uploader import Uploader, UploadError
 from fleet.devclient import signed_post, upload

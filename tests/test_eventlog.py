@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.eventlog import EventLog, EventLogError
-from firmware.eventlog.codec import GENESIS_HASH, check_event, check_link
 from firmware.eventlog.sqlitefile import WAL_SIZE_BYTES
+from firmware.protocol.event_codec import GENESIS_HASH, check_event, check_link
 
 DEVICE = "kiosk-test-1"
 KIOSK_BODY = {"decision": "granted", "reason": None, "format": "dcc",

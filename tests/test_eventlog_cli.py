@@ -10,7 +10,7 @@ import pytest
 from firmware import identity
 from firmware.eventlog import EventLog
 from firmware.eventlog.cli import main
-from firmware.eventlog.log import public_key_b64
+from firmware.protocol.keys import public_key_b64
 
 
 @pytest.fixture

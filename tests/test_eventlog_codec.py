@@ -9,16 +9,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.eventlog.codec import (
-    GENESIS_HASH,
-    canonical_json,
-    check_event,
-    make_event,
-    signed_content,
-    signed_content_from_text,
-)
-from firmware.eventlog.common import rfc3339
 from firmware.eventlog.guard import BodyRejected, check_body, is_plainly_clean
+from firmware.protocol.event_codec import (GENESIS_HASH, check_event, make_event, signed_content,
+                                           signed_content_from_text)
+from firmware.protocol.events import canonical_json
+from firmware.protocol.timestamps import rfc3339
 
 
 def reference_json(value: object) -> bytes:

@@ -9,8 +9,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import EventLog, EventLogError
 from firmware.eventlog import schema
-from firmware.eventlog.codec import GENESIS_HASH, canonical_json, make_event
-from firmware.eventlog.log import public_key_b64
+from firmware.protocol.event_codec import GENESIS_HASH, make_event
+from firmware.protocol.events import canonical_json
+from firmware.protocol.keys import public_key_b64
 
 DEVICE = "kiosk-migrate"
 

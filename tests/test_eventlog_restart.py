@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import EventLog, EventLogError
-from firmware.eventlog.codec import GENESIS_HASH, LOG_RESTARTED_KIND
 from firmware.eventlog.restart import open_or_restart
+from firmware.protocol.event_codec import GENESIS_HASH, LOG_RESTARTED_KIND
 from tests.test_uploader import DEVICE, drain, make_uploader
 from tests.test_uploader_support import Fleet
 

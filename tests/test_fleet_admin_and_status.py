@@ -18,12 +18,13 @@ from firmware.app import main as run_main
 from firmware.clihelp import software_version
 from firmware.demo.frames import background
 from firmware.identity import load
+from firmware.protocol.keys import public_key_b64
+from firmware.protocol.request_signing import sign_request
 from firmware.statusfile import KioskStatus, parse_header, write_status
-from firmware.sync.auth import sign_request
 from firmware.sync.trustsync import register_device
 from fleet.runner import run_in_thread
 from fleet.server import create_app
-from fleet.trust import generate_signing_key, public_key_b64
+from fleet.trust import generate_signing_key
 from provisioning.cli import main as provision
 
 ROOT = Path(__file__).resolve().parent.parent

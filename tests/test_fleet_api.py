@@ -14,12 +14,12 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.eventlog.codec import GENESIS_HASH, check_event, check_link, make_event
-from firmware.sync.auth import sign_request
+from firmware.protocol.event_codec import GENESIS_HASH, check_event, check_link, make_event
+from firmware.protocol.request_signing import sign_request
 from firmware.sync.trustsync import RegistrationError, register_device
 from fleet.devclient import batch_body, make_chain, signed_post, upload
-from fleet.server import run_in_thread
 from fleet.runner import ServerHandle
+from fleet.server import run_in_thread
 from fleet.storage import MIGRATIONS
 
 DEVICE = "kiosk-0001"
@@ -397,7 +397,7 @@ def test_a_kiosk_that_lost_its_log_restarts_its_chain_past_the_old_one(
         server: ServerHandle, device: Ed25519PrivateKey) -> None:
     """A new chain may start (genesis prev_hash) only with a signed `log_restarted` event; it is
     stored beside the old chain, flagged as an incident, and its own links are checked."""
-    from firmware.eventlog.codec import LOG_RESTARTED_KIND
+    from firmware.protocol.event_codec import LOG_RESTARTED_KIND
 
     old = make_chain(device, DEVICE, 4)
     start = 1_000_000

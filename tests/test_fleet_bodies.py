@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.sync.auth import sign_request
+from firmware.protocol.request_signing import sign_request
 from firmware.sync.trustsync import register_device
 from fleet.admission import RETRY_AFTER_S
 from fleet.runner import ServerHandle

@@ -14,8 +14,9 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.sync.trustsync import (TrustSync, public_key_from_b64, register_device,
-                                     verify_envelope)
+from firmware.protocol.envelope import verify_envelope
+from firmware.protocol.keys import public_key_from_b64
+from firmware.sync.trustsync import TrustSync, register_device
 from fleet.cli import main
 from fleet.devclient import make_chain, upload
 from fleet.server import openapi_document, run_in_thread

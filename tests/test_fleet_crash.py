@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.eventlog.codec import Event, check_event, check_link
-from firmware.sync.auth import sign_request
+from firmware.protocol.event_codec import Event, check_event, check_link
+from firmware.protocol.request_signing import sign_request
 from firmware.sync.trustsync import register_device
 from fleet.devclient import EVENTS_PATH, batch_body, make_chain
 from fleet.storage import Store

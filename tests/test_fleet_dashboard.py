@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from firmware.protocol.timestamps import rfc3339, utc_now
 from fleet.cli import main as fleet_main
 from fleet.dashboard.auth import OperatorError, add_operator
 from fleet.dashboard.demo import seed_demo_fleet
 from fleet.runner import ServerHandle
 from fleet.server import run_in_thread
-from fleet.storage import Store, rfc3339, utc_now
+from fleet.storage import Store
 
 PASSWORD = "correct horse battery"
 HOSTILE_DEVICE = "x<script>alert(1)</script>"  # not a valid API device id: inserted below

@@ -16,8 +16,8 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from firmware.eventlog.codec import Event
-from firmware.sync.auth import sign_request
+from firmware.protocol.event_codec import Event
+from firmware.protocol.request_signing import sign_request
 from firmware.sync.trustsync import register_device
 from fleet.devclient import make_chain, signed_post
 from fleet.runner import ServerHandle

@@ -10,8 +10,9 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.sync.auth import sign_request
-from firmware.sync.trustsync import TrustSyncError, register_device, verify_envelope
+from firmware.protocol.envelope import EnvelopeError, verify_envelope
+from firmware.protocol.request_signing import sign_request
+from firmware.sync.trustsync import register_device
 from fleet.runner import ServerHandle
 from fleet.server import run_in_thread
 from fleet.trust import generate_signing_key
@@ -70,7 +71,7 @@ def test_envelope_does_not_verify_with_another_key(server: ServerHandle,
                                                    device: Ed25519PrivateKey) -> None:
     server.publish("dcc-rules", {"rules": []})
     body = signed_get(server, device, "/v1/trust/dcc-rules").content
-    with pytest.raises(TrustSyncError) as unknown:
+    with pytest.raises(EnvelopeError) as unknown:
         verify_envelope(body, [Ed25519PrivateKey.generate().public_key()])
     assert unknown.value.code == "TRUST_UNKNOWN_KEY"
 

@@ -15,9 +15,10 @@ from PIL import Image
 from firmware.app import main as run_main
 from firmware.demo.frames import background, frame_with_code
 from firmware.demo.issuer import issue_dcc, make_signer, vaccination_payload
+from firmware.protocol.keys import public_key_b64
 from fleet.runner import run_in_thread
 from fleet.server import create_app
-from fleet.trust import generate_signing_key, public_key_b64
+from fleet.trust import generate_signing_key
 from provisioning.cli import main as provision
 
 NOW = datetime.now(timezone.utc)

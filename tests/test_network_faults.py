@@ -18,8 +18,8 @@ from typing import Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.eventlog.codec import check_event, check_link
 from firmware.eventlog.log import EventLog
+from firmware.protocol.event_codec import check_event, check_link
 from firmware.sync.trustsync import register_device
 from firmware.sync.uploader import Uploader
 from fleet.server import run_in_thread

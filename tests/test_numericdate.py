@@ -16,13 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.credentials import TrustStore, verify
-from firmware.credentials.shc_samples import card_claims, new_issuer
 from firmware.credentials.shc_codec import jws_to_qr_texts, sign_compact_jws
+from firmware.credentials.shc_samples import card_claims, new_issuer
 from firmware.credentials.shc_trust import ShcTrustError, parse_crl
 from firmware.credentials.status_code import StatusFormatError
 from firmware.credentials.status_records import verify_status_record
 from firmware.credentials.trust_json import TrustFileError, read_trust_json, synced_at
 from firmware.protocol import finite_json
+from firmware.protocol.envelope import EnvelopeError, envelope_signing_bytes, verify_envelope
+from firmware.protocol.keys import key_id
 from firmware.protocol.numericdate import (
     MAX_NUMERICDATE,
     NumericDateError,
@@ -30,7 +32,6 @@ from firmware.protocol.numericdate import (
     numeric_date,
     optional_numeric_date,
 )
-from firmware.sync.trustsync import TrustSyncError, envelope_signing_bytes, key_id, verify_envelope
 from tests import cbor_attacks as attacks
 
 # What issue 15 lists, plus the first second a datetime cannot hold.
@@ -167,8 +168,8 @@ def test_shc_overflowing_number_is_refused() -> None:
     claims = card_claims(_SHC_ISSUER.iss, _SHC_NBF, exp=12345)
     jws = sign_compact_jws(claims, _SHC_ISSUER.key)
     # Re-sign a payload whose exp is the literal 1e400 (json.dumps never writes it).
-    from firmware.credentials.shc_codec import b64url_encode, deflate_raw
     from firmware.credentials.es256 import es256_sign
+    from firmware.credentials.shc_codec import b64url_encode, deflate_raw
 
     header = jws.split(".")[0]
     body = json.dumps(claims, separators=(",", ":")).replace('"exp":12345', '"exp":1e400')
@@ -204,7 +205,7 @@ def _envelope(issued_at: Any, content: Any = None) -> bytes:
 @pytest.mark.parametrize("issued_at", ["NaN", "", "1969-12-31T23:59:59Z", "not a time"])
 def test_envelope_issued_at_must_be_a_time(issued_at: str) -> None:
     verify_envelope(_envelope("2025-06-01T00:00:00Z"), [_FLEET_KEY.public_key()])
-    with pytest.raises(TrustSyncError) as caught:
+    with pytest.raises(EnvelopeError) as caught:
         verify_envelope(_envelope(issued_at), [_FLEET_KEY.public_key()])
     assert caught.value.code == "TRUST_MALFORMED"
 
@@ -212,7 +213,7 @@ def test_envelope_issued_at_must_be_a_time(issued_at: str) -> None:
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_envelope_with_a_non_finite_number_is_refused(literal: str) -> None:
     raw = _envelope("2025-06-01T00:00:00Z", {"n": 7}).replace(b'{"n": 7}', f'{{"n": {literal}}}'.encode())
-    with pytest.raises(TrustSyncError) as caught:
+    with pytest.raises(EnvelopeError) as caught:
         verify_envelope(raw, [_FLEET_KEY.public_key()])
     assert caught.value.code == "TRUST_MALFORMED"
 

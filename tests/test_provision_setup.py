@@ -223,10 +223,11 @@ def test_selftest_and_run_name_an_unwritable_state_folder(tmp_path: Path) -> Non
 
 
 def test_selftest_names_a_fleet_key_mismatch(tmp_path: Path) -> None:
+    from firmware.protocol.keys import public_key_b64
+    from firmware.protocol.keys import key_id
     from fleet.runner import run_in_thread
     from fleet.server import create_app
-    from fleet.trust import generate_signing_key, public_key_b64
-    from firmware.sync.trustsync import key_id
+    from fleet.trust import generate_signing_key
 
     fleet_key = generate_signing_key(tmp_path / "fleet.key")
     wrong = Ed25519PrivateKey.generate()  # e.g. a key copied from another fleet
@@ -309,7 +310,7 @@ def test_template_key_needs_a_provisioned_state_folder(tmp_path: Path) -> None:
 
 
 def test_register_never_replaces_a_pinned_fleet_key_silently(tmp_path: Path) -> None:
-    from fleet.trust import public_key_b64
+    from firmware.protocol.keys import public_key_b64
 
     state = tmp_path / "state"
     assert provision("init", "--state-dir", str(state)).returncode == 0

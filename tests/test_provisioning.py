@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from firmware.protocol.keys import public_key_b64
 from fleet.runner import run_in_thread
 from fleet.server import create_app
-from fleet.trust import generate_signing_key, public_key_b64
+from fleet.trust import generate_signing_key
 from provisioning.cli import main, pinned_fleet_key
 from provisioning.selftest import run_selftest
 
@@ -99,7 +100,8 @@ def test_selftest_checks_trust_data_against_the_pinned_fleet_key(tmp_path: Path)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from firmware.demo.issuer import make_signer
-    from fleet.trust import build_envelope, public_key_b64
+    from firmware.protocol.keys import public_key_b64
+    from fleet.trust import build_envelope
 
     state = tmp_path / "state"
     assert main(["init", "--state", str(state)]) == 0

@@ -13,8 +13,10 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.sync.freshness import FRESHNESS_HEADER, confirmed_at, sign_statement, verify_statement
-from firmware.sync.trustsync import TrustSync, key_id, register_device
+from firmware.protocol.freshness import (FRESHNESS_HEADER, confirmed_at, sign_statement,
+                                         verify_statement)
+from firmware.protocol.keys import key_id
+from firmware.sync.trustsync import TrustSync, register_device
 from fleet.runner import ServerHandle
 from fleet.server import run_in_thread
 from fleet.trust import build_envelope, generate_signing_key

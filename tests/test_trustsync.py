@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import firmware.fsutil as fsutil
-from firmware.eventlog.codec import canonical_json
-from firmware.sync.trustsync import (RegistrationError, TrustSync, register_device,
-                                     verify_envelope)
+from firmware.protocol.envelope import verify_envelope
+from firmware.protocol.events import canonical_json
+from firmware.sync.trustsync import RegistrationError, TrustSync, register_device
 from fleet.runner import ServerHandle
 from fleet.server import run_in_thread
 from fleet.trust import build_envelope, generate_signing_key

@@ -12,7 +12,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import EventLog
-from firmware.sync.auth import HEADER_NONCE
+from firmware.protocol.request_signing import HEADER_NONCE
 from firmware.sync.uploader import Uploader, UploadError
 from tests.test_uploader_support import FaultProxy, Fleet, assert_exact_chain
 from tests.waiting import wait_for

@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.eventlog.codec import check_event, check_link
+from firmware.protocol.event_codec import check_event, check_link
 from firmware.sync.trustsync import register_device
 
 IO_TIMEOUT_S = 10.0

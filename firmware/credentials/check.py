@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         out.write(f"error: {exc}\n" if exc.status == 2 else f"{exc}\n")
         return exc.status
     trust = TrustStore()
-    from firmware.sync.trustsync import public_key_from_b64
+    from firmware.protocol.keys import public_key_from_b64
     try:  # named on its own: "--trust: not base64" would send the technician to the folder
         pinned = [public_key_from_b64(args.fleet_key)] if args.fleet_key else None
     except ValueError as exc:

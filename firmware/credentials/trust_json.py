@@ -8,7 +8,7 @@ from typing import Any
 from firmware.protocol import finite_json
 from firmware.protocol.numericdate import NumericDateError, iso_time
 
-# Written by firmware.sync.trustsync next to the items: {"items": {name: {"checked_at": ...}}}.
+# Written by the trust sync client (firmware/sync/trustsync.py) next to the items: {"items": {name: {"checked_at": ...}}}.
 SYNC_STATE_FILE = "trust-state.json"
 _ENVELOPE_KEYS = {"name", "content", "sig"}
 
@@ -59,10 +59,10 @@ def check_envelope(path: Path, raw: bytes, pinned_keys: Any) -> None:
     if not pinned_keys:
         raise TrustFileError(f"{path.name}: fleet envelope, but no pinned fleet key to check it "
                              "against (provision the kiosk's fleet key)")
-    from firmware.sync.trustsync import TrustSyncError, verify_envelope
+    from firmware.protocol.envelope import EnvelopeError, verify_envelope
     try:
         verify_envelope(raw, list(pinned_keys), expected_name=path.stem)
-    except TrustSyncError as exc:
+    except EnvelopeError as exc:
         raise TrustFileError(f"{path.name}: fleet envelope rejected ({exc})") from None
 
 

@@ -73,10 +73,10 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
     """Run the whole path once in `workdir` (state, fleet database); returns what happened.
     With `serve`, the fleet dashboard (the demo kiosk plus a few seeded ones) and the kiosk's
     status page stay up after the run while `serve(addresses)` runs."""
-    from fleet.runner import run_in_thread
-    from fleet.server import create_app
     from firmware.sync.trustsync import register_device
     from firmware.vision.record_template import TemplateKeyring
+    from fleet.runner import run_in_thread
+    from fleet.server import create_app
 
     now = datetime.now(timezone.utc)
     face = demo_face() if faces else None
@@ -166,9 +166,9 @@ def _progress(presentations: list[Presentation], decisions: list[Decision],
 
 def _serve_demo(server: Any, app: Any, out: TextIO) -> dict[str, str]:
     """Seed a few more kiosks, add a demo operator and print where to look."""
+    from firmware.protocol.timestamps import rfc3339, utc_now
     from fleet.dashboard.auth import add_operator
     from fleet.dashboard.demo import seed_demo_fleet
-    from fleet.storage import rfc3339, utc_now
 
     seed_demo_fleet(server.store)
     password = secrets.token_urlsafe(12)

@@ -1,14 +1,9 @@
-"""Shared pieces of the event log: its error type and reason codes, statistics, time format."""
+"""Shared pieces of the event log: its error type and reason codes, statistics, SQLite errors."""
 from __future__ import annotations
 
-import base64
 import sqlite3
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 
 class EventLogError(Exception):
@@ -45,24 +40,6 @@ class LogStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC with milliseconds (truncated), e.g. "2026-11-26T08:00:00.123Z"."""
-    utc = moment.astimezone(timezone.utc)
-    if utc.year < 1000:  # isoformat pads the year to four digits, strftime does not
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    # isoformat is several times cheaper than strftime and gives the same text ("+00:00" off)
-    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
-
-
-def public_key_b64(key: Ed25519PrivateKey) -> str:
-    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
 
 
 def is_full(exc: sqlite3.Error) -> bool:

@@ -13,15 +13,16 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import schema
-from firmware.eventlog.codec import GENESIS_HASH, Event, check_event, make_event
-from firmware.eventlog.common import (EventLogError, LogStats, is_full, public_key_b64, rfc3339,
-                                      translate, utc_now)
+from firmware.eventlog.common import EventLogError, LogStats, is_full, translate
 from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
 from firmware.eventlog.guard import MAX_BODY_BYTES, BodyRejected, Prepared, check_time, prepare
 from firmware.eventlog.sqlitefile import (Durability, IdentityMismatch, NewChainRefused,
                                           bind_identity, connect, number_new_chain_after,
                                           preallocate_wal)
 from firmware.eventlog.verify import VerifyReport, read_meta, row_to_event, verify_connection
+from firmware.protocol.event_codec import Event, GENESIS_HASH, check_event, make_event
+from firmware.protocol.keys import public_key_b64
+from firmware.protocol.timestamps import rfc3339, utc_now
 
 DEFAULT_QUOTA_BYTES = 256 * 1024 * 1024  # ~500k decision events at ~500 bytes each
 DEFAULT_RETENTION = timedelta(days=30)  # uploaded events are kept this long for local audit
@@ -38,8 +39,7 @@ QUOTA_RESERVE_MIN_PAGES = 8
 MAX_PAGES_PER_APPEND = 32
 MAX_BATCH = 64  # events one group commit writes in one transaction
 DEFAULT_COMMIT_TIMEOUT_S = 30.0  # an append waits this long for its turn at the disk
-__all__ = ["EventLog", "EventLogError", "LogStats", "Durability", "MAX_BODY_BYTES",
-           "public_key_b64", "rfc3339", "utc_now"]
+__all__ = ["EventLog", "EventLogError", "LogStats", "Durability", "MAX_BODY_BYTES"]
 _SELECT = "SELECT seq, ts, kind, body, prev_hash, hash, sig FROM events"
 _INSERT = ("INSERT INTO events(seq, ts, kind, body, prev_hash, hash, sig) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")

@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.eventlog.codec import LOG_RESTARTED_KIND
 from firmware.eventlog.common import EventLogError
 from firmware.eventlog.log import EventLog
 from firmware.fsutil import write_atomic
+from firmware.protocol.event_codec import LOG_RESTARTED_KIND
 
 log = logging.getLogger(__name__)
 

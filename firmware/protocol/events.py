@@ -42,7 +42,7 @@ MAX_EVENT_BODY_BYTES = 8 * 1024
 MAX_BODY_DEPTH = 8  # containers below the body object; the kiosk's bodies use 2
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")  # also keeps kinds short and printable
 FAULT_PROBLEM_MAX_CHARS = 200  # the kiosk cuts the problem text of a fault to this
-# Event times: RFC 3339 UTC with milliseconds, as firmware.eventlog.common.rfc3339 writes
+# Event times: RFC 3339 UTC with milliseconds, as firmware.protocol.timestamps.rfc3339 writes
 # them. A board without a real-time clock may log from the epoch until its clock is set, so
 # the epoch is allowed; nothing sane lies in 2200 or later.
 TIME_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")

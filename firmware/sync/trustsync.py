@@ -1,19 +1,12 @@
 """Kiosk client for fleet trust data: conditional pulls, pinned-key envelope checks, atomic cache.
 
-Envelope (canonical JSON, see docs/fleet-api.md):
-  {"name", "version", "issued_at", "key_id", "content", "sig"}
-with `sig` = base64 Ed25519 over canonical_json of every other field, by a fleet key that the
-kiosk pinned at provisioning. The signature is checked before the content is used, the name
-must be the one asked for, and the version never goes backwards.
+The envelope format and its check are firmware/protocol/envelope.py; this client adds that the
+version of an item never goes backwards, and keeps the verified copies on disk.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -21,25 +14,20 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import requests
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from firmware.eventlog.common import public_key_b64
-from firmware.eventlog.codec import canonical_json
 from firmware.fsutil import write_atomic
 from firmware.protocol import finite_json
-from firmware.protocol.numericdate import NumericDateError, iso_time
-from firmware.sync.freshness import FRESHNESS_HEADER, confirmed_at
-from firmware.sync.auth import sign_request
+from firmware.protocol.envelope import (DEFAULT_TRUST_NAMES, TRUST_NAME_PATTERN, EnvelopeError,
+                                        verify_envelope)
+from firmware.protocol.events import canonical_json
+from firmware.protocol.freshness import FRESHNESS_HEADER, confirmed_at
+from firmware.protocol.keys import key_id, public_key_b64
+from firmware.protocol.request_signing import sign_request
 from firmware.sync.neterror import cannot_reach
 
 log = logging.getLogger("healthgate.trustsync")
 
-DEFAULT_TRUST_NAMES = ("dcc-signers", "dcc-rules", "dcc-valuesets", "dcc-revocation",
-                       "shc-issuers", "nzcp-issuers", "status-records")
-TRUST_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-ENVELOPE_SIGNED_FIELDS = ("name", "version", "issued_at", "key_id", "content")
 MAX_ENVELOPE_BYTES = 64 * 1024 * 1024  # a download larger than this is refused, not buffered
 HTTP_TIMEOUT_S = 10.0
 STATE_FILE = "trust-state.json"
@@ -60,61 +48,6 @@ class RegistrationError(TrustSyncError):
     def __init__(self, code: str, status: int, detail: str = "") -> None:
         super().__init__(code, detail)
         self.status = status
-
-
-# -- envelope codec (pure; the fleet server signs with the same bytes) -------------------------
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """Short id of a fleet key: hex SHA-256 of the raw public key, first 16 characters."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def envelope_signing_bytes(envelope: dict[str, Any]) -> bytes:
-    return canonical_json({field: envelope[field] for field in ENVELOPE_SIGNED_FIELDS})
-
-
-def public_key_from_b64(value: str) -> Ed25519PublicKey:
-    """A pinned fleet key as provisioning stores it: base64 of the raw 32 bytes."""
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise ValueError("fleet public key is not base64") from error
-    if len(raw) != 32:
-        raise ValueError("fleet public key must be 32 raw bytes")
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
-def verify_envelope(raw: bytes, pinned: Sequence[Ed25519PublicKey],
-                    expected_name: str | None = None) -> dict[str, Any]:
-    """Check an envelope against the pinned keys; returns it parsed, or raises TrustSyncError."""
-    try:
-        envelope = finite_json.loads(raw)  # no NaN/Infinity literals, no 1e400
-    except ValueError as error:
-        raise TrustSyncError("TRUST_MALFORMED", "envelope is not JSON") from error
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("sig"), str) \
-            or any(field not in envelope for field in ENVELOPE_SIGNED_FIELDS):
-        raise TrustSyncError("TRUST_MALFORMED", "envelope fields missing")
-    keys = {key_id(key): key for key in pinned}
-    key = keys.get(envelope["key_id"]) if isinstance(envelope["key_id"], str) else None
-    if key is None:
-        raise TrustSyncError("TRUST_UNKNOWN_KEY", "signed by a key that is not pinned")
-    try:
-        key.verify(base64.b64decode(envelope["sig"], validate=True),
-                   envelope_signing_bytes(envelope))
-    except (InvalidSignature, binascii.Error, ValueError, UnicodeEncodeError) as error:
-        raise TrustSyncError("TRUST_BAD_SIGNATURE", "envelope signature invalid") from error
-    # Only now, with the signature good, are the fields trusted enough to look at.
-    version = envelope["version"]
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1 \
-            or not isinstance(envelope["name"], str) or not isinstance(envelope["issued_at"], str):
-        raise TrustSyncError("TRUST_MALFORMED", "envelope field types")
-    try:
-        iso_time(envelope["issued_at"], "issued_at")
-    except NumericDateError:
-        raise TrustSyncError("TRUST_MALFORMED", "envelope issued_at is not a time") from None
-    if expected_name is not None and envelope["name"] != expected_name:
-        raise TrustSyncError("TRUST_WRONG_NAME", f"asked for {expected_name}")
-    return envelope
 
 
 # -- the client --------------------------------------------------------------------------------
@@ -255,7 +188,7 @@ class TrustSync:
     def sync_item(self, name: str) -> SyncOutcome:
         try:
             return self._sync_item(name)
-        except TrustSyncError as error:
+        except (TrustSyncError, EnvelopeError) as error:
             return SyncOutcome(name, "error", error.code)
         except OSError:
             return SyncOutcome(name, "error", "CACHE_WRITE_FAILED")  # disk full, read-only...
@@ -307,7 +240,7 @@ class TrustSync:
             return None
         try:
             return verify_envelope(raw, self.pinned, expected_name=name)
-        except TrustSyncError:
+        except EnvelopeError:
             return None  # a damaged or foreign file is never used; the next sync replaces it
 
     def load(self, name: str) -> dict[str, Any] | None:

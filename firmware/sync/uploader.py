@@ -17,7 +17,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog.log import EventLog, EventLogError
-from firmware.sync.auth import sign_request
+from firmware.protocol.request_signing import sign_request
 from firmware.sync.backoff import BackoffPolicy
 from firmware.sync.neterror import cannot_reach
 

@@ -11,10 +11,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from firmware.protocol.timestamps import utc_now
 from fleet.dashboard import queries
 from fleet.dashboard.auth import COOKIE, SESSION_TTL_S, Session, SessionSigner, check_password, \
     operator_exists
-from fleet.storage import utc_now
 
 BASE = "/dashboard"
 MAX_FORM_BYTES = 8 * 1024  # a login or token form is tiny

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from firmware.eventlog.codec import Event
+from firmware.protocol.event_codec import Event
 from fleet.db import Tx
 
 SESSION_KEY_SETTING = "dashboard_session_key"

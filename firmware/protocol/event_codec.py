@@ -11,12 +11,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-# The canonical JSON (which refuses NaN and Infinity) is part of the wire format shared with the
-# fleet: it lives in firmware/protocol/events.py and is re-exported here for existing callers.
 from firmware.protocol.events import canonical_json
-
-__all__ = ["GENESIS_HASH", "LOG_RESTARTED_KIND", "Event", "canonical_json", "check_event",
-           "check_link", "make_event", "signed_content", "signed_content_from_text"]
 
 GENESIS_HASH = "0" * 64  # prev_hash of a device's first event
 # Kind of the first event of a log created anew by a kiosk that kept its key but lost its log:

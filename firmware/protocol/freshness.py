@@ -25,8 +25,8 @@ from typing import Any, Mapping
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from firmware.eventlog.codec import canonical_json
-from firmware.eventlog.common import rfc3339
+from firmware.protocol.events import canonical_json
+from firmware.protocol.timestamps import rfc3339
 
 FRESHNESS_HEADER = "X-Trust-Freshness"
 STATEMENT_FIELDS = ("name", "version", "sha256", "checked_at", "key_id")

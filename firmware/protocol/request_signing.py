@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from firmware.eventlog.common import rfc3339
+from firmware.protocol.timestamps import rfc3339
 
 HEADER_DEVICE = "X-Device-Id"
 HEADER_TIME = "X-Timestamp"
