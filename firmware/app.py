@@ -24,16 +24,16 @@ from firmware.eventlog import EventLog
 from firmware.eventlog.restart import open_or_restart
 from firmware.facestage import FaceStage
 from firmware.fsutil import file_in_the_way, private_umask, unwritable_reason
-from firmware.identity import ID_FILE, KEY_FILE, DeviceIdentity, load
+from firmware.identity import DeviceIdentity, load
 from firmware.inbox import Message
 from firmware.kiosk import Kiosk
 from firmware.protocol.keys import public_key_from_b64
 from firmware.pseudonym import Pseudonymiser
 from firmware.sdnotify import notify, watchdog_pinger
+from firmware.statefolder import StateFolder
 from firmware.statusreport import StatusReporter, StatusSession
 from firmware.trustprovider import TrustProvider
 from firmware.vision.record_template import TemplateKeyring
-from provisioning.cli import FLEET_KEY_FILE, pinned_fleet_key
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,10 @@ def build(config: Config, *, camera: FrameSource | None = None,
     saves loading the models a second time)."""
     state = Path(config.state.dir)
     identity = load(state)  # only provisioning creates identities (see not_provisioned)
-    clock = clock or Clock(state / "last_seen")
+    folder = StateFolder(state)
+    clock = clock or Clock(folder.last_seen)
     faces = build_face_stage(config, state, face_pipeline) if config.face.enabled else None
-    eventlog = open_or_restart(state / "events.db", identity.key, identity.device_id, clock.now)
+    eventlog = open_or_restart(folder.events_db, identity.key, identity.device_id, clock.now)
     display = None
     try:  # a part that fails to open must not leave the ones before it open
         display = open_display(config.display.port, config.display.baudrate,
@@ -141,8 +142,8 @@ def build(config: Config, *, camera: FrameSource | None = None,
             if trust is None:
                 trust_worker = _trust_worker(config, state, identity, clock, session)
         if trust is None:
-            pinned = pinned_fleet_key(state)
-            trust = TrustProvider(state / "trust", config.kiosk.country, config.kiosk.region,
+            pinned = folder.pinned_fleet_key()
+            trust = TrustProvider(folder.trust_dir, config.kiosk.country, config.kiosk.region,
                                   [public_key_from_b64(pinned)] if pinned else None,
                                   dcc_signer_validity=config.kiosk.dcc_signer_validity)
         kiosk = Kiosk(config.kiosk, camera or open_camera(config.camera), display, eventlog,
@@ -178,8 +179,8 @@ def build_status_server(config: Config, kiosk: Kiosk, device_id: str, display: A
     from firmware.status.server import StatusServer, parse_listen
 
     parts = StatusParts(kiosk.status, device_id, display, eventlog.path, eventlog.quota_bytes,
-                        uploader, Path(config.state.dir) / "trust", trust_worker, clock,
-                        config.kiosk.max_trust_age_h)
+                        uploader, StateFolder(Path(config.state.dir)).trust_dir, trust_worker,
+                        clock, config.kiosk.max_trust_age_h)
     host, port = parse_listen(config.status.listen)
     return StatusServer(StatusCollector(parts), host, port, config.status.token)
 
@@ -226,7 +227,8 @@ def build_face_stage(config: Config, state: Path, pipeline: Any = None) -> FaceS
                       anti_sharing_window_s=config.face.anti_sharing_window_s, pad=pad)
     gallery = load_member_gallery(config, state) if config.face.face_pass else None
     return FaceStage(check, config.face.timeout_s,
-                     open_template=TemplateKeyring(state / "template-keys").open, gallery=gallery,
+                     open_template=TemplateKeyring(StateFolder(state).template_keys_dir).open,
+                     gallery=gallery,
                      face_pass_threshold=config.face.face_pass_threshold or None)
 
 
@@ -236,7 +238,7 @@ def load_member_gallery(config: Config, state: Path) -> Any:
     still show their code, and nobody is admitted on a template that did not authenticate."""
     from firmware.vision.gallery import GalleryError, GalleryStore, load_or_create_key
 
-    path = Path(config.face.gallery) if config.face.gallery else state / "gallery.hgg"
+    path = Path(config.face.gallery) if config.face.gallery else StateFolder(state).gallery
     try:
         gallery = GalleryStore(path, load_or_create_key(state)).load_gallery()
     except GalleryError as exc:
@@ -249,14 +251,14 @@ def load_member_gallery(config: Config, state: Path) -> Any:
 def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,
                   clock: Clock, session: Any = None) -> Any | None:
     """A trust-sync worker when the kiosk was provisioned with a pinned fleet key."""
-    pinned = pinned_fleet_key(state)
+    pinned = StateFolder(state).pinned_fleet_key()
     if pinned is None:
         log.warning("no pinned fleet key in %s: trust data will not be synced", state)
         return None
     from firmware.sync.trustsync import TrustSync
     from firmware.syncworker import TrustSyncWorker
 
-    sync = TrustSync(config.fleet.url, state / "trust", [public_key_from_b64(pinned)],
+    sync = TrustSync(config.fleet.url, StateFolder(state).trust_dir, [public_key_from_b64(pinned)],
                      identity.device_id, identity.key, timeout_s=config.fleet.request_timeout_s,
                      session=session)
     return TrustSyncWorker(sync, clock, config.fleet.trust_sync_interval_s)
@@ -271,12 +273,12 @@ def not_provisioned(config: Config) -> str | None:
     if blocker is not None:
         return (f"state folder {state} cannot be used: {blocker} is a file, not a folder; fix "
                 "state.dir (the folder healthgate-provision init set up)")
-    if not (state / KEY_FILE).is_file() or not (state / ID_FILE).is_file():
+    if not StateFolder(state).has_identity():
         return (f"this kiosk is not provisioned: no device identity in {state}; run "
                 f"`healthgate-provision init --state-dir {state}` and then "
                 f"`healthgate-provision register --state-dir {state}` "
                 "(or set state.dir to the folder you provisioned)")
-    if config.fleet.url and not (state / FLEET_KEY_FILE).is_file():
+    if config.fleet.url and not StateFolder(state).fleet_key.is_file():
         return (f"this kiosk is not registered with {config.fleet.url}: no pinned fleet key "
                 f"in {state}; run `healthgate-provision register --state-dir {state} "
                 f"--fleet {config.fleet.url} --token ... --fleet-key ...` "

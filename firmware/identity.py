@@ -14,9 +14,8 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding, NoEncryption, PrivateFormat, PublicFormat, load_pem_private_key)
 
 from firmware.fsutil import write_atomic
+from firmware.statefolder import StateFolder
 
-KEY_FILE = "device_key.pem"
-ID_FILE = "device_id"
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
 
 
@@ -74,7 +73,8 @@ def load_or_create(state_dir: str | Path, device_id: str | None = None) -> Devic
         raise IdentityError("DEVICE_ID_INVALID",
                             "device id must be 3-64 chars of letters, digits, '.', '_' or '-'")
     _secure_dir(state_dir)
-    key_path, id_path = state_dir / KEY_FILE, state_dir / ID_FILE
+    folder = StateFolder(state_dir)
+    key_path, id_path = folder.device_key, folder.device_id
     if key_path.exists():
         try:
             key = load_pem_private_key(_read_private(key_path), password=None)
@@ -101,6 +101,7 @@ def load_or_create(state_dir: str | Path, device_id: str | None = None) -> Devic
 def load(state_dir: str | Path) -> DeviceIdentity:
     """Load an existing identity; never creates one (for tools such as `log verify`)."""
     state_dir = Path(state_dir)
-    if not (state_dir / KEY_FILE).exists() or not (state_dir / ID_FILE).exists():
+    folder = StateFolder(state_dir)
+    if not folder.device_key.exists() or not folder.device_id.exists():
         raise IdentityError("DEVICE_IDENTITY_MISSING", f"no device identity under {state_dir}")
     return load_or_create(state_dir)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from firmware.clihelp import HelpFormatter, example
 from firmware.config import DEFAULT_STATE_DIR, STATE_DIR_ENV, ConfigError, load_config
+from firmware.statefolder import StateFolder
 from firmware.statusfile import STALE_AFTER_S, read_status, status_line
 
 EXIT_RUNNING, EXIT_NOT_RUNNING, EXIT_USAGE = 0, 1, 2
@@ -34,12 +35,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _pending_now(state: Path) -> int | None:
     """Events waiting, counted in the log itself (exact even when the kiosk is stopped)."""
-    from firmware.eventlog.cli import DB_NAME, _stats
+    from firmware.eventlog.cli import _stats
 
-    if not (state / DB_NAME).is_file():
+    events_db = StateFolder(state).events_db
+    if not events_db.is_file():
         return None
     try:
-        return int(_stats(state / DB_NAME)["pending"])  # type: ignore[call-overload]
+        return int(_stats(events_db)["pending"])  # type: ignore[call-overload]
     except Exception:  # a busy or damaged log: the status file's count stands
         return None
 

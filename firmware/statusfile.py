@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from firmware.fsutil import write_atomic
+from firmware.statefolder import StateFolder
 
-STATUS_FILE = "status.json"  # in the state folder, rewritten whole (write_atomic, mode 0600)
 STATUS_HEADER = "X-Healthgate-Status"  # sent with every signed request to the fleet
 MAX_HEADER_CHARS = 200  # a longer header is ignored by the fleet, not parsed
 MAX_STATUS_BYTES = 4096  # a larger status file is damaged, not read
@@ -40,12 +40,14 @@ class KioskStatus:
 
 
 def write_status(state_dir: Path, status: KioskStatus) -> None:
-    write_atomic(state_dir / STATUS_FILE, json.dumps(asdict(status), sort_keys=True).encode())
+    """Rewrite the status file whole (write_atomic, mode 0600)."""
+    write_atomic(StateFolder(state_dir).status_file,
+                 json.dumps(asdict(status), sort_keys=True).encode())
 
 
 def read_status(state_dir: Path) -> KioskStatus | None:
     """The last status the kiosk wrote; None when it never did. ValueError when damaged."""
-    path = state_dir / STATUS_FILE
+    path = StateFolder(state_dir).status_file
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_STATUS_BYTES + 1)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from firmware.clihelp import HelpFormatter, add_version, example
 from firmware.config import DEFAULT_STATE_DIR, FLEET_URL_SCHEMES, STATE_DIR_ENV
+from firmware.statefolder import StateFolder
 
-FLEET_KEY_FILE = "fleet_key.pub"  # the pinned fleet signing key, base64 of 32 raw bytes
-TEMPLATE_KEY_DIR = "template-keys"
 TEMPLATE_KEY_BYTES = 32
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "/etc/healthgate/kiosk.toml"  # where docs/install-pi.md puts it
@@ -59,14 +58,14 @@ def fleet_url_error(url: str) -> str | None:
 
 def _init(args: argparse.Namespace) -> int:
     from firmware.fsutil import private_umask
-    from firmware.identity import ID_FILE, KEY_FILE, IdentityError, load_or_create
+    from firmware.identity import IdentityError, load_or_create
 
     state = Path(args.state)
     problem = state_folder_error(state)
     if problem is not None:
         print(problem)
         return EXIT_USAGE
-    existed = (state / KEY_FILE).is_file() and (state / ID_FILE).is_file()
+    existed = StateFolder(state).has_identity()
     try:
         with private_umask():  # the state folder's parents too, if init creates them
             identity = load_or_create(state, args.device_id)
@@ -108,9 +107,9 @@ def _register(args: argparse.Namespace) -> int:
               "key printed by `healthgate-fleet keygen`")
         return EXIT_USAGE
     wanted = args.fleet_key.strip()
-    pinned_before = pinned_fleet_key(state)
+    pinned_before = StateFolder(state).pinned_fleet_key()
     if pinned_before is not None and pinned_before != wanted and not args.force:
-        print(f"error: a different fleet key is pinned in {state / FLEET_KEY_FILE}; "
+        print(f"error: a different fleet key is pinned in {StateFolder(state).fleet_key}; "
               "add --force to replace it (the kiosk then refuses trust data signed with the "
               "old key)")
         return EXIT_USAGE
@@ -123,7 +122,7 @@ def _register(args: argparse.Namespace) -> int:
         else:
             print(f"error: registration refused: {exc}")
         return EXIT_FAILED
-    pinned = state / FLEET_KEY_FILE
+    pinned = StateFolder(state).fleet_key
     write_atomic(pinned, (wanted + "\n").encode())  # mode 0600, whole or not at all
     print(f"registered {identity.device_id} with {args.fleet_url}; fleet key pinned in {pinned}")
     return EXIT_OK
@@ -135,9 +134,9 @@ def sealed_templates(state: Path, key_id: str) -> int | None:
     from firmware.credentials.status import load_trust
     from firmware.protocol.keys import public_key_from_b64
 
-    pinned = pinned_fleet_key(state)
+    pinned = StateFolder(state).pinned_fleet_key()
     try:
-        trust = load_trust(state / "trust",
+        trust = load_trust(StateFolder(state).trust_dir,
                            pinned_keys=[public_key_from_b64(pinned)] if pinned else None)
     except Exception:  # a damaged cache: say we could not count, do not guess
         return None
@@ -176,7 +175,7 @@ def _template_key(args: argparse.Namespace) -> int:
         print(f"error: --import-b64 decodes to {len(key)} bytes; a site key is "
               f"{TEMPLATE_KEY_BYTES} bytes (base64 of 44 characters)")
         return EXIT_USAGE
-    path = state / TEMPLATE_KEY_DIR / f"{args.id}.key"
+    path = StateFolder(state).template_keys_dir / f"{args.id}.key"
     if path.exists():
         if not args.generate and path.read_bytes() == key:
             print(f"template key {args.id!r} is already installed in {path}; nothing changed")
@@ -194,7 +193,7 @@ def _template_key(args: argparse.Namespace) -> int:
         print(f"backup of the old key written to {backup}; {lost} cached member template(s) "
               "sealed with it become unreadable")
     try:
-        installed = TemplateKeyring(state / TEMPLATE_KEY_DIR).install(args.id, key)
+        installed = TemplateKeyring(StateFolder(state).template_keys_dir).install(args.id, key)
     except ValueError as exc:
         print(f"error: {exc}")
         return EXIT_FAILED
@@ -279,16 +278,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"init": _init, "register": _register, "selftest": _selftest,
                 "template-key": _template_key}
     return handlers[args.command](args)
-
-
-def pinned_fleet_key(state_dir: Path) -> str | None:
-    """The pinned fleet key (base64) of a provisioned kiosk, or None."""
-    try:
-        value = (state_dir / FLEET_KEY_FILE).read_text().strip()
-        base64.b64decode(value, validate=True)
-        return value
-    except (OSError, ValueError):
-        return None
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from firmware.clihelp import HelpFormatter, add_version, example
+from firmware.statefolder import StateFolder
 from firmware.vision.gallery import (
-    GALLERY_FILE_NAME,
-    KEY_FILE_NAME,
     GalleryError,
     GalleryStore,
     load_key,
@@ -166,12 +165,13 @@ def _key(args: argparse.Namespace, gallery_path: Path) -> bytes:
     if args.key_file:
         return load_key(args.key_file)
     state = Path(args.state)
-    if (state / KEY_FILE_NAME).exists() or args.command == "erase" or gallery_path.exists():
-        if not (state / KEY_FILE_NAME).exists():
-            raise GalleryError(f"no gallery key {state / KEY_FILE_NAME}"
+    key_path = StateFolder(state).gallery_key
+    if key_path.exists() or args.command == "erase" or gallery_path.exists():
+        if not key_path.exists():
+            raise GalleryError(f"no gallery key {key_path}"
                                + (f" for the gallery {gallery_path}: restore the key (a new one "
                                   "cannot open it)" if gallery_path.exists() else ""))
-        return load_key(state / KEY_FILE_NAME)
+        return load_key(key_path)
     if not state.is_dir():
         raise GalleryError(f"no state folder {state}: run `healthgate-provision init "
                            f"--state-dir {state}` first, or give --key-file and --gallery")
@@ -190,8 +190,10 @@ def _parser() -> argparse.ArgumentParser:
                                                if name == "enrol" else "")))
         cmd.add_argument("--member", required=True, help="member id (stored encrypted)")
         add_state_dir_option(cmd)
-        cmd.add_argument("--key-file", default=None, help="32-byte gallery key file (instead of STATE/gallery.key)")
-        cmd.add_argument("--gallery", default=None, help=f"encrypted gallery file (default: STATE/{GALLERY_FILE_NAME})")
+        cmd.add_argument("--key-file", default=None,
+                         help=f"32-byte gallery key file (instead of STATE/{StateFolder.GALLERY_KEY})")
+        cmd.add_argument("--gallery", default=None,
+                         help=f"encrypted gallery file (default: STATE/{StateFolder.GALLERY})")
         if name == "enrol":
             cmd.add_argument("--consent", action="store_true",
                              help="confirm the member opted in to having their face template stored")
@@ -204,7 +206,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """`healthgate-provision enrol|erase ...`; exit 0 on success, 1 on refusal, 2 on usage."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    gallery_path = Path(args.gallery) if args.gallery else Path(args.state) / GALLERY_FILE_NAME
+    gallery_path = Path(args.gallery) if args.gallery else StateFolder(Path(args.state)).gallery
     try:
         key = _key(args, gallery_path)
     except (GalleryError, OSError) as exc:

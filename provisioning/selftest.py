@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from firmware.config import Config, ConfigError, load_config
+from firmware.statefolder import StateFolder
 
 EXIT_PASSED, EXIT_FAILED = 0, 1
 
@@ -77,7 +78,7 @@ def _display(config: Config) -> str:
 def _clock(config: Config) -> str:
     from firmware.clock import Clock
 
-    problem = Clock(Path(config.state.dir) / "last_seen").trust_problem()
+    problem = Clock(StateFolder(Path(config.state.dir)).last_seen).trust_problem()
     if problem:
         raise CheckFailed(f"{problem}: set the time (NTP or RTC) before use")
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -85,9 +86,8 @@ def _clock(config: Config) -> str:
 
 def _pinned_keys(state: Path) -> list[Any] | None:
     from firmware.protocol.keys import public_key_from_b64
-    from provisioning.cli import pinned_fleet_key
 
-    pinned = pinned_fleet_key(state)
+    pinned = StateFolder(state).pinned_fleet_key()
     return [public_key_from_b64(pinned)] if pinned else None
 
 
@@ -124,7 +124,7 @@ def _trust(config: Config) -> str:
     from firmware.credentials.store import load_trust_dir
 
     state = Path(config.state.dir)
-    folder = state / "trust"
+    folder = StateFolder(state).trust_dir
     if not folder.is_dir():
         raise CheckFailed(f"no trust data cached yet in {folder}: connect the kiosk to the fleet and "
                           f"start it once, or install trust files there")

@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware import identity
+from firmware.statefolder import StateFolder
 
 
 def mode(path: Path) -> int:
@@ -18,8 +19,8 @@ def test_created_once_with_private_permissions(tmp_path: Path) -> None:
     state = tmp_path / "state"
     first = identity.load_or_create(state)
     assert mode(state) == 0o700
-    assert mode(state / identity.KEY_FILE) == 0o600
-    assert mode(state / identity.ID_FILE) == 0o600
+    assert mode(state / StateFolder.DEVICE_KEY) == 0o600
+    assert mode(state / StateFolder.DEVICE_ID) == 0o600
     assert first.device_id.startswith("hg-") and len(first.device_id) == 19
     again = identity.load_or_create(state)
     assert again.device_id == first.device_id and again.public_key_raw == first.public_key_raw
@@ -50,7 +51,7 @@ def test_loose_directory_is_tightened_but_a_loose_key_is_refused(tmp_path: Path)
     state.chmod(0o755)
     identity.load_or_create(state)
     assert mode(state) == 0o700
-    (state / identity.KEY_FILE).chmod(0o644)
+    (state / StateFolder.DEVICE_KEY).chmod(0o644)
     with pytest.raises(identity.IdentityError) as caught:
         identity.load_or_create(state)
     assert caught.value.code == "DEVICE_KEY_PERMISSIONS"
@@ -59,7 +60,7 @@ def test_loose_directory_is_tightened_but_a_loose_key_is_refused(tmp_path: Path)
 def test_unreadable_or_foreign_key_is_reported(tmp_path: Path) -> None:
     state = tmp_path / "state"
     identity.load_or_create(state)
-    key_file = state / identity.KEY_FILE
+    key_file = state / StateFolder.DEVICE_KEY
     key_file.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     with pytest.raises(identity.IdentityError) as caught:
         identity.load_or_create(state)

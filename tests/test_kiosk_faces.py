@@ -261,7 +261,7 @@ def test_face_pass_bar_comes_from_the_model_unless_configured(pipeline: Any) -> 
     from firmware.facestage import FaceStage
     from firmware.vision import FacePipeline
     from firmware.vision.matcher import Gallery
-    from firmware.vision.pipeline import default_model_dir
+    from firmware.vision.modeldir import default_model_dir
 
     manifest = json.loads((default_model_dir() / "face_models.json").read_text())["embedder"]
     assert pipeline.face_pass_threshold == manifest["face_pass_threshold"] > pipeline.threshold

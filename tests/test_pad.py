@@ -13,12 +13,12 @@ from firmware.camera.files import load_rgb
 from firmware.credentials.reasons import message_for
 from firmware.facecheck import FaceCheck
 from firmware.vision.quality import QualityConfig
+from firmware.vision.modeldir import default_model_dir
 from firmware.vision.pad import (
     FACE_SPOOF,
     INVALID_INPUT,
     crop_box,
     crop_patch,
-    default_model_dir,
 )
 from firmware.vision.types import Face
 from tests.test_enrol_nowrite import write_log  # noqa: F401  (fixture)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from firmware.protocol.keys import public_key_b64
+from firmware.statefolder import StateFolder
 from fleet.runner import run_in_thread
 from fleet.server import create_app
 from fleet.trust import generate_signing_key
-from provisioning.cli import main, pinned_fleet_key
+from provisioning.cli import main
 from provisioning.selftest import run_selftest
 
 
@@ -26,7 +27,7 @@ def test_init_register_and_pin(tmp_path: Path, capsys: pytest.CaptureFixture[str
         server.store.add_token("tok-0123456789abcdef", datetime.now(timezone.utc) + timedelta(hours=1))
         args = ["register", "--state", str(state), "--fleet", server.url, "--fleet-key", fleet_key]
         assert main(args + ["--token", "tok-0123456789abcdef"]) == 0
-        assert pinned_fleet_key(state) == fleet_key
+        assert StateFolder(state).pinned_fleet_key() == fleet_key
         assert [d.device_id for d in server.store.devices()] == ["shop-12-door"]
         # a retry by the same device (its answer lost on the way) is idempotent...
         assert main(args + ["--token", "tok-0123456789abcdef"]) == 0
@@ -101,6 +102,7 @@ def test_selftest_checks_trust_data_against_the_pinned_fleet_key(tmp_path: Path)
 
     from firmware.demo.issuer import make_signer
     from firmware.protocol.keys import public_key_b64
+from firmware.statefolder import StateFolder
     from fleet.trust import build_envelope
 
     state = tmp_path / "state"

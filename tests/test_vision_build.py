@@ -70,7 +70,8 @@ def test_lfw_pairs_reject_malformed_lines(tmp_path):
 
 def test_shipped_manifest_matches_the_shipped_models():
     """face_models.json, the .tflite files and the build metrics agree with each other."""
-    from firmware.vision.pipeline import ModelManifest, default_model_dir
+    from firmware.vision.modeldir import default_model_dir
+    from firmware.vision.pipeline import ModelManifest
 
     folder = default_model_dir()
     manifest = ModelManifest.load(folder)
@@ -173,7 +174,7 @@ def test_calibrate_sets_the_thresholds_that_the_pipeline_then_loads(tmp_path, sh
     import shutil
 
     from firmware.vision import FacePipeline
-    from firmware.vision.pipeline import default_model_dir
+    from firmware.vision.modeldir import default_model_dir
     from tflite_models import calibrate
 
     lfw = shared_data / "lfw-view1"

@@ -13,7 +13,8 @@ from firmware.vision.detector import (
     resize_to,
     weighted_nms,
 )
-from firmware.vision.pipeline import ModelManifest, default_model_dir
+from firmware.vision.modeldir import default_model_dir
+from firmware.vision.pipeline import ModelManifest
 
 
 def test_anchor_layout_matches_the_model_heads():

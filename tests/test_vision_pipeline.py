@@ -198,7 +198,7 @@ def test_manifest_without_a_threshold_for_the_mode_refuses(tmp_path, astronaut):
     import json
     import shutil
 
-    from firmware.vision.pipeline import default_model_dir
+    from firmware.vision.modeldir import default_model_dir
 
     source = default_model_dir()
     manifest = json.loads((source / "face_models.json").read_text())

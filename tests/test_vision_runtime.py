@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware.vision.pipeline import ModelManifest, default_model_dir
+from firmware.vision.modeldir import default_model_dir
+from firmware.vision.pipeline import ModelManifest
 from firmware.vision.runtime import ModelLoadError, TFLiteModel
 
 

@@ -47,6 +47,7 @@ from firmware.credentials.trust_json import TrustFileError, trust_content
 from firmware.fsutil import private_umask
 from firmware.protocol import finite_json
 from firmware.protocol.numericdate import NumericDateError, iso_time
+from firmware.statefolder import StateFolder
 
 log = logging.getLogger(__name__)
 CERT_SUFFIXES = {".der", ".pem", ".crt", ".cer"}
@@ -221,7 +222,7 @@ def _updated_at(root: Path, present: Iterable[str]) -> datetime | None:
     """When the oldest loaded DCC item was last confirmed current (conservative for max-age)."""
     stamps: list[datetime] = []
     try:
-        state = finite_json.loads((root / "trust-state.json").read_text("utf-8"))
+        state = finite_json.loads((root / StateFolder.TRUST_SYNC_STATE).read_text("utf-8"))
         items = state.get("items", {}) if isinstance(state, dict) else {}
     except (OSError, ValueError):
         items = {}

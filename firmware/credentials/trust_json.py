@@ -7,9 +7,10 @@ from typing import Any
 
 from firmware.protocol import finite_json
 from firmware.protocol.numericdate import NumericDateError, iso_time
+from firmware.statefolder import StateFolder
 
-# Written by the trust sync client (firmware/sync/trustsync.py) next to the items: {"items": {name: {"checked_at": ...}}}.
-SYNC_STATE_FILE = "trust-state.json"
+# Written by the trust sync client next to the items: {"items": {name: {"checked_at": ...}}}.
+SYNC_STATE_FILE = StateFolder.TRUST_SYNC_STATE
 _ENVELOPE_KEYS = {"name", "content", "sig"}
 
 

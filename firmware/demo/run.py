@@ -22,6 +22,7 @@ from firmware.demo.scenario import TEMPLATE_KEY_ID, Presentation, build_cast, bu
 from firmware.display.screen import Screen
 from firmware.identity import load_or_create
 from firmware.policy import Decision
+from firmware.statefolder import StateFolder
 
 FPS = 15.0
 DEMO_DEVICE_ID = "demo-kiosk"
@@ -93,7 +94,7 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
     # the demo is its own technician: it provisions the kiosk's identity, as `init` would
     load_or_create(state, DEMO_DEVICE_ID)
     if face is not None:
-        TemplateKeyring(state / "template-keys").install(TEMPLATE_KEY_ID, cast.template_key)
+        TemplateKeyring(StateFolder(state).template_keys_dir).install(TEMPLATE_KEY_ID, cast.template_key)
     server = run_in_thread(create_app(str(workdir / "fleet.db")), host=host)
     try:
         token = secrets.token_urlsafe(24)

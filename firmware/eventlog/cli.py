@@ -15,8 +15,8 @@ from firmware import identity
 from firmware.clihelp import HelpFormatter, example
 from firmware.config import DEFAULT_STATE_DIR, STATE_DIR_ENV
 from firmware.eventlog.verify import public_key_from_b64, read_meta, verify_file
+from firmware.statefolder import StateFolder
 
-DB_NAME = "events.db"
 EXIT_OK, EXIT_BROKEN, EXIT_ERROR = 0, 1, 2
 
 
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ConfigError, OSError) as exc:
             print(f"healthgate log {args.command}: {exc}", file=sys.stderr)
             return EXIT_ERROR
-    db = args.db or args.state_dir / DB_NAME
+    db = args.db or StateFolder(args.state_dir).events_db
     try:
         if args.command == "stats":
             figures = _stats(db)

@@ -11,13 +11,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from firmware.statefolder import StateFolder
 from firmware.status.board import StatusBoard, iso, snapshot_dict
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 1.0  # however many browsers poll, the parts are asked at most this often
 SQLITE_READ_TIMEOUT_S = 0.2  # a busy log makes the page show stale counts, never wait longer
-TRUST_STATE_FILE = "trust-state.json"  # written by firmware.sync.trustsync.TrustSync
 
 
 @dataclass
@@ -131,7 +131,7 @@ class StatusCollector:
             return None
         items: dict[str, Any] = {}
         try:
-            state = json.loads((folder / TRUST_STATE_FILE).read_text(encoding="utf-8"))
+            state = json.loads((folder / StateFolder.TRUST_SYNC_STATE).read_text(encoding="utf-8"))
             raw = state.get("items", {}) if isinstance(state, dict) else {}
         except (OSError, ValueError):
             raw = {}  # never synced (or an offline kiosk): no ages to show

@@ -24,13 +24,13 @@ from firmware.protocol.events import canonical_json
 from firmware.protocol.freshness import FRESHNESS_HEADER, confirmed_at
 from firmware.protocol.keys import key_id, public_key_b64
 from firmware.protocol.request_signing import sign_request
+from firmware.statefolder import StateFolder
 from firmware.sync.neterror import cannot_reach
 
 log = logging.getLogger("healthgate.trustsync")
 
 MAX_ENVELOPE_BYTES = 64 * 1024 * 1024  # a download larger than this is refused, not buffered
 HTTP_TIMEOUT_S = 10.0
-STATE_FILE = "trust-state.json"
 
 
 class TrustSyncError(Exception):
@@ -94,7 +94,7 @@ class TrustSync:
     # state -------------------------------------------------------------------------------------
     def _read_state(self) -> dict[str, Any]:
         try:
-            state = json.loads((self.cache_dir / STATE_FILE).read_text())
+            state = json.loads((self.cache_dir / StateFolder.TRUST_SYNC_STATE).read_text())
             if isinstance(state, dict) and isinstance(state.get("items"), dict):
                 return state
         except (OSError, ValueError):
@@ -102,7 +102,7 @@ class TrustSync:
         return {"items": {}, "clock_skew_s": None, "skew_measured_at": None}
 
     def _save_state(self) -> None:
-        write_atomic(self.cache_dir / STATE_FILE, canonical_json(self._state))
+        write_atomic(self.cache_dir / StateFolder.TRUST_SYNC_STATE, canonical_json(self._state))
 
     def _save_state_quietly(self) -> None:
         """A lost state file only costs a refetch (the envelopes are re-verified from disk)."""

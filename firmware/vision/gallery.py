@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from firmware.fsutil import write_atomic
 from firmware.protocol import cbor as bounded_cbor
+from firmware.statefolder import StateFolder
 
 from .matcher import Gallery, TemplateError, normalise_template
 
@@ -34,8 +35,6 @@ MAGIC = b"HGGALLERY\x01"
 SALT_BYTES = 16
 NONCE_BYTES = 12
 KEY_BYTES = 32
-KEY_FILE_NAME = "gallery.key"
-GALLERY_FILE_NAME = "gallery.hgg"  # default name in the state dir (kiosk and enrolment agree)
 MAX_FILE_BYTES = 512 * 1024 * 1024  # refuse absurd files before reading them into memory
 MAX_MEMBER_ID_CHARS = 256
 # Each record and the manifest is a 2-entry map without tags. A record's template is a float32
@@ -51,7 +50,7 @@ class GalleryError(Exception):
 
 def load_or_create_key(state_dir: str | Path) -> bytes:
     """The 32-byte gallery key in `state_dir/gallery.key`, created (mode 0600) if missing."""
-    path = Path(state_dir) / KEY_FILE_NAME
+    path = StateFolder(Path(state_dir)).gallery_key
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

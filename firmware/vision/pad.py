@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware.vision.modeldir import default_model_dir
 from firmware.vision.runtime import TFLiteModel
 from firmware.vision.types import Face
 
@@ -24,12 +25,6 @@ CROP_SIZE = 80
 # Stable reason codes.
 FACE_SPOOF = "FACE_SPOOF"
 INVALID_INPUT = "INVALID_INPUT"
-
-
-def default_model_dir() -> Path:
-    """The shipped models' folder, found by path: `tflite_models/` beside the `firmware`
-    package (in the tree or installed), without importing the build package."""
-    return Path(__file__).resolve().parents[2] / "tflite_models"
 
 
 def crop_box(src_w: int, src_h: int, bbox: tuple[int, int, int, int],

@@ -12,16 +12,10 @@ import numpy as np
 from firmware.vision.align import AlignmentError, align_face
 from firmware.vision.detector import BlazeFaceDetector, DetectorConfig
 from firmware.vision.embedder import Embedder
+from firmware.vision.modeldir import default_model_dir
 from firmware.vision.types import Face
 
 MANIFEST_NAME = "face_models.json"
-
-
-def default_model_dir() -> Path:
-    """Folder of the shipped models (the `tflite_models` package, installed or in the tree)."""
-    import tflite_models
-
-    return Path(tflite_models.__file__).resolve().parent
 
 
 @dataclass(frozen=True)
