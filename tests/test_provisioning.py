@@ -102,7 +102,6 @@ def test_selftest_checks_trust_data_against_the_pinned_fleet_key(tmp_path: Path)
 
     from firmware.demo.issuer import make_signer
     from firmware.protocol.keys import public_key_b64
-from firmware.statefolder import StateFolder
     from fleet.trust import build_envelope
 
     state = tmp_path / "state"
