@@ -1,4 +1,4 @@
-"""The kiosk's import rules (issue 10): read from the AST of every module under firmware/."""
+"""The import rules of the kiosk and the fleet (issue 10), read from the AST of every module."""
 from __future__ import annotations
 
 import ast
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
+ROOT = Path(__file__).resolve().parents[1]
 
 # (folder under the repo root whose modules the rule covers, forbidden module, why)
 RULES = [
@@ -18,6 +18,8 @@ RULES = [
                                          "not by importing the build package"),
     ("firmware/protocol", "firmware", "the protocol package, shared with the fleet, stands "
                                       "alone (only firmware.protocol itself)"),
+    ("fleet", "firmware.sync", "the fleet shares the wire formats through firmware/protocol"),
+    ("fleet", "firmware.eventlog", "the fleet shares the event codec through firmware/protocol"),
 ]
 
 
@@ -58,7 +60,7 @@ def violations(folder: Path, forbidden: str) -> list[str]:
 
 @pytest.mark.parametrize("folder, forbidden, why", RULES, ids=[r[0] + "-" + r[1] for r in RULES])
 def test_the_kiosk_keeps_its_import_rules(folder: str, forbidden: str, why: str) -> None:
-    root = FIRMWARE.parent / folder
+    root = ROOT / folder
     assert any(root.rglob("*.py")), f"no modules under {folder}: the rule would check nothing"
     assert violations(root, forbidden) == [], f"{folder} must not import {forbidden}: {why}"
 
