@@ -8,7 +8,7 @@ from typing import Any
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.protocol.event_codec import Event, GENESIS_HASH, make_event
+from firmware.protocol.event_codec import GENESIS_HASH, Event, make_event
 from firmware.protocol.request_signing import sign_request
 
 EVENTS_PATH = "/v1/events"

@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.protocol import events as schema
-from firmware.protocol.event_codec import (Event, GENESIS_HASH, LOG_RESTARTED_KIND, check_event,
+from firmware.protocol.event_codec import (GENESIS_HASH, LOG_RESTARTED_KIND, Event, check_event,
                                            check_link)
 from firmware.protocol.timestamps import rfc3339, utc_now
 from fleet.dashboard.schema import update_aggregates

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from firmware.eventlog import EventLog, EventLogError
 from firmware.protocol import events as schema
-from firmware.protocol.event_codec import Event, GENESIS_HASH
+from firmware.protocol.event_codec import GENESIS_HASH, Event
 from firmware.protocol.events import canonical_json
 from firmware.sync.trustsync import register_device
 from firmware.sync.uploader import Uploader, UploadError

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
-from firmware.eventlog import Event, EventLog, EventLogError
+from firmware.eventlog import EventLog, EventLogError
 from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
+from firmware.protocol.event_codec import Event
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

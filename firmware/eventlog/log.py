@@ -20,7 +20,7 @@ from firmware.eventlog.sqlitefile import (Durability, IdentityMismatch, NewChain
                                           bind_identity, connect, number_new_chain_after,
                                           preallocate_wal)
 from firmware.eventlog.verify import VerifyReport, read_meta, row_to_event, verify_connection
-from firmware.protocol.event_codec import Event, GENESIS_HASH, check_event, make_event
+from firmware.protocol.event_codec import GENESIS_HASH, Event, check_event, make_event
 from firmware.protocol.keys import public_key_b64
 from firmware.protocol.timestamps import rfc3339, utc_now
 

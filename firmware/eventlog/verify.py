@@ -10,7 +10,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from firmware.protocol.event_codec import Event, GENESIS_HASH, check_event
+from firmware.protocol.event_codec import GENESIS_HASH, Event, check_event
 
 CHUNK_ROWS = 2_000  # rows fetched per query, so a 100k-event log never sits in memory at once
 

@@ -10,7 +10,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.protocol.event_codec import Event, GENESIS_HASH, make_event
+from firmware.protocol.event_codec import GENESIS_HASH, Event, make_event
 from fleet.ingest import ingest
 
 REASONS = ("DCC_EXPIRED", "SIGNATURE_INVALID", "NO_FACE", "UNKNOWN_FORMAT")
