@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from firmware.eventlog import EventLog, EventLogError
 from firmware.eventlog.codec import GENESIS_HASH, Event, canonical_json
+from firmware.eventlog.outbox import Outbox
 from firmware.protocol import events as schema
 from firmware.sync.trustsync import register_device
 from firmware.sync.uploader import Uploader, UploadError
@@ -271,14 +272,14 @@ def test_refused_event_is_parked_kept_and_counted_not_wedging_the_upload(
             retired = log.append("retired_kind", {"decision": "granted"})
             monkeypatch.setattr(log_module, "prepare", prepare)
             later = [log.append("decision", {"decision": "denied"}).seq for _ in range(3)]
-            uploader = Uploader(log, handle.url, DEVICE, key, batch_size=2)
+            uploader = Uploader(Outbox(log), handle.url, DEVICE, key, batch_size=2)
             for _ in range(20):
                 try:
                     if uploader.upload_once() == 0 and uploader.status().pending == 0:
                         break
                 except UploadError:
                     continue
-            assert log.rejected() == {retired.seq: "EVENT_UNKNOWN_KIND"}
+            assert Outbox(log).rejected() == {retired.seq: "EVENT_UNKNOWN_KIND"}
             assert log.get(retired.seq) == retired  # kept, never lost
             stats = log.stats()
             assert (stats.pending, stats.rejected, stats.uploaded) == (0, 1, 4)

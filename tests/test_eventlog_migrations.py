@@ -11,6 +11,7 @@ from firmware.eventlog import EventLog, EventLogError
 from firmware.eventlog import schema
 from firmware.eventlog.codec import GENESIS_HASH, canonical_json, make_event
 from firmware.eventlog.log import public_key_b64
+from firmware.eventlog.outbox import Outbox
 
 DEVICE = "kiosk-migrate"
 
@@ -44,7 +45,7 @@ def test_v1_log_is_migrated_after_a_backup(tmp_path: Path) -> None:
     with EventLog.open(path, key, DEVICE) as log:
         assert schema.current_version(log._db()) == schema.SCHEMA_VERSION
         assert log.verify().ok
-        assert [e.seq for e in log.pending(10, newest_first=False)] == [3, 4, 5]  # state kept
+        assert [e.seq for e in Outbox(log).pending(10, newest_first=False)] == [3, 4, 5]  # state kept
         event = log.append("decision", {"decision": "denied"})
         assert (event.seq, event.prev_hash) == (6, hashes[-1])
     backup = schema.backup_path(path, 1)

@@ -9,6 +9,7 @@ import pytest
 
 from firmware.camera.fake import FakeCamera
 from firmware.clock import FixedClock
+from firmware.eventlog.outbox import Outbox
 from tests.kiosk_harness import HANG_GUARD_S, NOW, make_rig, wait_until
 
 
@@ -20,7 +21,7 @@ def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _decisions(log: Any) -> list[dict[str, Any]]:
-    return [e.body for e in log.pending(limit=1000, newest_first=False) if e.kind == "decision"]
+    return [e.body for e in Outbox(log).pending(limit=1000, newest_first=False) if e.kind == "decision"]
 
 
 def test_valid_code_is_granted_and_logged_before_display(rig) -> None:  # type: ignore[no-untyped-def]
@@ -58,7 +59,7 @@ def test_camera_disconnect_latches_fault_and_recovers(rig) -> None:  # type: ign
     rig.wait_messages("camera_fault")  # capture retried the camera, which is still away
     rig.camera.reconnect()
     rig.wait_state("IDLE")
-    kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
+    kinds = [e.kind for e in Outbox(rig.eventlog).pending(limit=100, newest_first=False)]
     assert "fault" in kinds and "recovered" in kinds
 
 
@@ -371,7 +372,7 @@ def test_a_frame_taken_before_a_camera_fault_does_not_clear_it(rig) -> None:  # 
     rig.camera.script("disconnect")
     rig.wait_state("FAULT")
     rig.wait_messages("camera_fault")  # retried and still away; the old frame was handled
-    kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
+    kinds = [e.kind for e in Outbox(rig.eventlog).pending(limit=100, newest_first=False)]
     assert "fault" in kinds and "recovered" not in kinds
     assert ("FAULT", "IDLE") not in rig.kiosk.summary.transitions
     rig.camera.reconnect()
@@ -384,7 +385,7 @@ def test_an_event_the_log_refuses_for_good_does_not_block_the_queue(tmp_path: Pa
         rig.kiosk._log_event("decision", {"decision": "granted", "dob": "1990-01-01"})
         rig.show_code(rig.valid_code())
         rig.wait_state("GRANTED")  # later events are written and shown
-        kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
+        kinds = [e.kind for e in Outbox(rig.eventlog).pending(limit=100, newest_first=False)]
         assert "event_refused" in kinds and kinds[-1] == "decision"
         assert rig.kiosk.state.value != "FAULT"
     finally:
