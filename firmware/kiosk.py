@@ -311,6 +311,11 @@ class Kiosk:
         only reports its failure, this notes it, and the callers above show it, so latching
         never runs through the log back into itself. True when all are written."""
         failure = self._flush_unlogged()
+        if failure is not None and "eventlog" not in self._faults:
+            # a new failure: note it and write the queue once more at once, its `fault` event
+            # included, so a passing hiccup (a busy commit) costs no retry period
+            self._note_fault("eventlog", str(failure) or type(failure).__name__)
+            failure = self._flush_unlogged()
         if failure is None and "eventlog" in self._faults:
             self._note_clear("eventlog")  # queues its `recovered` event: write that too
             failure = self._flush_unlogged()
