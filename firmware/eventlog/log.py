@@ -54,7 +54,8 @@ class EventLog:
     in WAL mode survives a process crash but may lose the last commits on power loss; it is
     offered for bulk seeding and benchmarks, not for the kiosk. Threads that append at the same
     time share one commit (group commit, see groupcommit.py); each still returns only once its
-    own event is durable.
+    own event is durable. What awaits upload, and the fleet's answers, is the Outbox's
+    (outbox.py); this class only frees what the outbox marked uploaded (compaction.py).
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, key: Ed25519PrivateKey,

@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from firmware.eventlog.codec import Event
-from firmware.eventlog.log import SELECT_EVENTS, EventLog
 from firmware.eventlog.common import rfc3339
+from firmware.eventlog.log import SELECT_EVENTS, EventLog
 from firmware.eventlog.verify import read_meta, row_to_event
 
 ACK_CHUNK = 500  # seqs per UPDATE: well under SQLite's limit on bound parameters
