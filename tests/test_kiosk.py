@@ -139,6 +139,33 @@ def test_full_disk_never_shows_an_unlogged_grant(tmp_path: Path) -> None:
         rig.stop()
 
 
+def test_a_fault_whose_event_the_log_refuses_latches_both_and_loses_nothing(
+        tmp_path: Path) -> None:
+    """Latching the camera's fault writes its event; the log refuses it, and the kiosk (not the
+    log) latches the log's fault too. Once the log works again, the queued events are written
+    in order and only the camera's fault stays latched."""
+    log = _BrokenLog()
+    rig = make_rig(tmp_path, eventlog=log)
+    try:
+        log.full = True
+        rig.camera.script("disconnect")
+        rig.wait_state("FAULT")
+        rig.wait_messages("camera_fault")  # the loop has handled the camera's fault
+        assert [part for part, _ in rig.kiosk.summary.faults] == ["camera", "eventlog"]
+        assert [kind for kind, _ in log.events] == ["boot"]
+        log.full = False
+        rig.advance(rig.kiosk.config.fault_retry_s)  # the retry writes the queue
+        wait_until(lambda: ("recovered", {"part": "eventlog"}) in log.events,
+                   "the log's recovery to be written")
+        assert [(kind, body["part"]) for kind, body in log.events[1:]] == [
+            ("fault", "camera"), ("fault", "eventlog"), ("recovered", "eventlog")]
+        assert rig.kiosk.state.value == "FAULT"  # the camera is still away
+        rig.camera.reconnect()
+        rig.wait_state("IDLE")
+    finally:
+        rig.stop()
+
+
 def test_stale_trust_data_denies(tmp_path: Path) -> None:
     rig = make_rig(tmp_path, trust_age=timedelta(hours=100))
     try:
