@@ -1,6 +1,7 @@
 """The log's outbox on a real SQLite file: pending, acknowledgements, rejections, requeueing."""
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import EventLog, EventLogError
-from firmware.eventlog.outbox import Outbox
+from firmware.eventlog.outbox import Outbox, UploadCounts, upload_counts
 
 DEVICE = "kiosk-outbox-1"
 BODY = {"decision": "granted", "reason": None, "format": "dcc", "pseudonym": "cd" * 16}
@@ -127,3 +128,25 @@ def test_a_closed_log_is_a_clear_error(db: Path, key: Ed25519PrivateKey) -> None
         with pytest.raises(EventLogError) as closed:
             call()
         assert closed.value.code == "EVENTLOG_CLOSED"
+
+
+def test_upload_counts_on_a_read_only_connection(db: Path, key: Ed25519PrivateKey) -> None:
+    """What `healthgate log stats` and the status page read while the kiosk holds the log."""
+    with EventLog.open(db, key, DEVICE) as log:
+        assert upload_counts_of(db) == UploadCounts(0, 0, 0, 0, None)
+        appended(log, 5)
+        outbox = Outbox(log)
+        outbox.mark_uploaded([1, 2])
+        outbox.mark_rejected({3: "EVENT_BAD_SIGNATURE"})
+        assert upload_counts_of(db) == UploadCounts(events=5, pending=2, uploaded=2, rejected=1,
+                                                    tip_seq=5)
+        stats = log.stats()
+        assert (stats.events, stats.pending, stats.uploaded, stats.rejected) == (5, 2, 2, 1)
+
+
+def upload_counts_of(db: Path) -> UploadCounts:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return upload_counts(conn)
+    finally:
+        conn.close()

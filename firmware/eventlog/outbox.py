@@ -1,7 +1,9 @@
 """The log's upload queue: pending events, acknowledgements and rejections from the fleet."""
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from firmware.eventlog.codec import Event
 from firmware.eventlog.common import rfc3339
@@ -9,6 +11,24 @@ from firmware.eventlog.log import SELECT_EVENTS, EventLog
 from firmware.eventlog.verify import read_meta, row_to_event
 
 ACK_CHUNK = 500  # seqs per UPDATE: well under SQLite's limit on bound parameters
+
+
+class UploadCounts(NamedTuple):
+    events: int  # held in the log (compacted ones not included)
+    pending: int  # awaiting upload (rejected ones not included)
+    uploaded: int
+    rejected: int
+    tip_seq: int | None  # the newest event's seq (None when the log holds none)
+
+
+def upload_counts(conn: sqlite3.Connection) -> UploadCounts:
+    """The upload state on any connection to the log's file, a read-only one included: for
+    readers outside the kiosk's writer (`healthgate log stats`, the status page)."""
+    row = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(uploaded = 0 AND rejected IS NULL), 0), "
+        "COALESCE(SUM(uploaded), 0), COALESCE(SUM(rejected IS NOT NULL), 0), MAX(seq) "
+        "FROM events").fetchone()
+    return UploadCounts(*row)
 
 
 class Outbox:
