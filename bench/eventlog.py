@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 
 from firmware.eventlog import EventLog  # noqa: E402
 from firmware.eventlog.log import Durability  # noqa: E402
+from firmware.eventlog.outbox import Outbox  # noqa: E402
 from firmware.sync.trustsync import register_device  # noqa: E402
 from firmware.sync.uploader import DEFAULT_BATCH_SIZE, Uploader  # noqa: E402
 
@@ -145,7 +146,8 @@ def drain(db_url: str, folder: Path, count: int, batch_size: int) -> dict[str, f
         server.store.add_token(token, datetime.now(timezone.utc) + timedelta(hours=1))
         register_device(server.url, token, DEVICE, key)
         session = TimedSession()
-        uploader = Uploader(log, server.url, DEVICE, key, batch_size=batch_size, timeout_s=60,
+        outbox = Outbox(log)
+        uploader = Uploader(outbox, server.url, DEVICE, key, batch_size=batch_size, timeout_s=60,
                             session=session)
         start = time.perf_counter()
         batches = 0
@@ -153,7 +155,7 @@ def drain(db_url: str, folder: Path, count: int, batch_size: int) -> dict[str, f
             batches += 1
         elapsed = time.perf_counter() - start
         stored = len(server.store.events(DEVICE))
-        if stored != count or log.pending_count():
+        if stored != count or outbox.pending_count():
             raise SystemExit(f"drain incomplete: server holds {stored} of {count}")
     finally:
         server.stop()

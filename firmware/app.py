@@ -21,6 +21,7 @@ from firmware.config import Config, ConfigError, load_config
 from firmware.credentials import TrustStore
 from firmware.display import open_display, screen_for
 from firmware.eventlog import EventLog
+from firmware.eventlog.outbox import Outbox
 from firmware.eventlog.restart import open_or_restart
 from firmware.facestage import FaceStage
 from firmware.fsutil import file_in_the_way, private_umask, unwritable_reason
@@ -125,6 +126,7 @@ def build(config: Config, *, camera: FrameSource | None = None,
     eventlog = open_or_restart(folder.events_db, identity.key, identity.device_id, clock.now)
     display = None
     try:  # a part that fails to open must not leave the ones before it open
+        outbox = Outbox(eventlog)  # the upload queue: the uploader and the status figures
         display = open_display(config.display.port, config.display.baudrate,
                                config.display.ack_timeout_s, config.display.max_retries,
                                config.display.heartbeat_s, render=render_display)
@@ -132,7 +134,7 @@ def build(config: Config, *, camera: FrameSource | None = None,
         session = StatusSession()  # every fleet request says how this kiosk is doing
         if config.fleet.url:
             from firmware.sync.uploader import Uploader
-            uploader = Uploader(eventlog, config.fleet.url, identity.device_id, identity.key,
+            uploader = Uploader(outbox, config.fleet.url, identity.device_id, identity.key,
                                 session=session,
                                 batch_size=config.fleet.batch_size,
                                 backoff_initial_s=config.fleet.backoff_initial_s,
@@ -156,7 +158,7 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       watchdog=watchdog_pinger())
         provider = trust
         status = StatusReporter(state, kiosk.status, lambda: provider().updated_at, uploader,
-                                eventlog.pending_count, config.kiosk.max_trust_age_h, clock.now)
+                                outbox.pending_count, config.kiosk.max_trust_age_h, clock.now)
         session.status_header = status.header
         status_server = build_status_server(config, kiosk, identity.device_id, display,
                                             eventlog, uploader, trust_worker, clock)

@@ -229,26 +229,46 @@ class Kiosk:
 
     # ---- faults ---------------------------------------------------------------------------
     def _latch(self, part: str, problem: str) -> None:
+        """Latch a part's fault: its `fault` event is written before FAULT is shown."""
+        new = self._note_fault(part, problem)
+        if new:
+            self._write_log_and_show()
+        self._show_fault(part, new)
+
+    def _clear(self, part: str) -> None:
+        if not self._note_clear(part):
+            return
+        self._write_log_and_show()
+        self._show_cleared()
+
+    def _note_fault(self, part: str, problem: str) -> bool:
+        """Record a fault and queue its event, without I/O; True when it is new."""
         new = part not in self._faults
-        self._faults[part] = problem  # set first: logging the fault may itself fail (eventlog)
+        self._faults[part] = problem
         if new:
             log.warning("fault latched: %s: %s", part, problem)
             self.summary.faults.append((part, problem))
             self.status.on_fault(part, problem)
-            self._log_event("fault", {"part": part, "problem": problem[:200]})
-            if part not in self._faults:  # logging it retried the event log, which came back
-                return
+            self._unlogged.append(("fault", {"part": part, "problem": problem[:200]}, None))
+        return new
+
+    def _note_clear(self, part: str) -> bool:
+        """Record that a part works again and queue its event, without I/O; False when it had
+        no fault."""
+        if self._faults.pop(part, None) is None:
+            return False
+        log.info("fault cleared: %s", part)
+        self.status.on_clear(part)
+        self._unlogged.append(("recovered", {"part": part}, None))
+        return True
+
+    def _show_fault(self, part: str, new: bool) -> None:
         # a broken display cannot show its own fault; the log and the state still record it.
         # A fault that is already latched and shown is not re-sent on every tick.
         shown_already = not new and self.state == State.FAULT
         self._transition(State.FAULT, None, part, show=part != "display" and not shown_already)
 
-    def _clear(self, part: str) -> None:
-        if self._faults.pop(part, None) is None:
-            return
-        log.info("fault cleared: %s", part)
-        self.status.on_clear(part)
-        self._log_event("recovered", {"part": part})
+    def _show_cleared(self) -> None:
         if not self._faults:
             self._transition(State.MAINTENANCE if self._maintenance else State.IDLE)
         else:
@@ -267,16 +287,45 @@ class Kiosk:
             else:
                 self._clear("display")
         if "eventlog" in self._faults:
-            self._flush_unlogged()
+            self._write_log_and_show()
 
     # ---- events ---------------------------------------------------------------------------
     def _log_event(self, kind: str, body: dict[str, Any]) -> bool:
         """Append durably; on failure keep the event in memory and latch FAULT(eventlog)."""
         self._unlogged.append((kind, body, None))
-        return self._flush_unlogged()
+        return self._write_log_and_show()
 
-    def _flush_unlogged(self) -> bool:
-        """Write the queued events in order; True when none is left (the log works)."""
+    def _write_log_and_show(self) -> bool:
+        """Write the queue, then show what the log's answer changed (its fault latched or
+        cleared). True when every queued event is written."""
+        was_faulty = "eventlog" in self._faults
+        written = self._write_log()
+        if "eventlog" in self._faults:
+            self._show_fault("eventlog", new=not was_faulty)
+        elif was_faulty:
+            self._show_cleared()
+        return written
+
+    def _write_log(self) -> bool:
+        """Write the queued events and note FAULT(eventlog) from the log's answer: the log
+        only reports its failure, this notes it, and the callers above show it, so latching
+        never runs through the log back into itself. True when all are written."""
+        failure = self._flush_unlogged()
+        if failure is not None and "eventlog" not in self._faults:
+            # a new failure: note it and write the queue once more at once, its `fault` event
+            # included, so a passing hiccup (a busy commit) costs no retry period
+            self._note_fault("eventlog", str(failure) or type(failure).__name__)
+            failure = self._flush_unlogged()
+        if failure is None and "eventlog" in self._faults:
+            self._note_clear("eventlog")  # queues its `recovered` event: write that too
+            failure = self._flush_unlogged()
+        if failure is not None:
+            self._note_fault("eventlog", str(failure) or type(failure).__name__)
+        return failure is None
+
+    def _flush_unlogged(self) -> Exception | None:
+        """Write the queued events in order; returns the failure that stopped it (None when
+        none is left). It reports and never latches."""
         while self._unlogged:
             kind, body, pending = self._unlogged[0]
             try:
@@ -295,13 +344,11 @@ class Kiosk:
                 self._unlogged[0] = (kind, body, getattr(exc, "pending", None) or pending)
                 if "eventlog" not in self._faults:
                     log.error("event log failed: %s", exc)
-                self._latch("eventlog", str(exc) or type(exc).__name__)
-                return not self._unlogged  # latching retried the queue: it may all be written
+                return exc
             self._unlogged.pop(0)
             if self._after_append is not None:
                 self._after_append()
-        self._clear("eventlog")
-        return True
+        return None
 
     # ---- message handling ----------------------------------------------------------------
     def _handle(self, message: Message) -> None:

@@ -45,8 +45,8 @@ class StatusReporter:
 
     The kiosk's state comes from the loop's published snapshot (`board`, the one the status
     page reads too). `uploader` gives the last upload (asked without its log counts) and
-    `pending` the events waiting (only the count the file and header carry: the header is
-    built for every fleet request, so no other log query runs for it)."""
+    `pending` the events waiting (`Outbox.pending_count`; only the count the file and header
+    carry: the header is built for every fleet request, so no other log query runs for it)."""
 
     def __init__(self, state_dir: Path, board: StatusBoard,
                  trust_updated: Callable[[], datetime | None],

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware.eventlog import EventLog, EventLogError
+from firmware.eventlog.outbox import Outbox
 from firmware.protocol import events as schema
 from firmware.protocol.event_codec import GENESIS_HASH, Event
 from firmware.protocol.events import canonical_json
@@ -272,14 +273,14 @@ def test_refused_event_is_parked_kept_and_counted_not_wedging_the_upload(
             retired = log.append("retired_kind", {"decision": "granted"})
             monkeypatch.setattr(log_module, "prepare", prepare)
             later = [log.append("decision", {"decision": "denied"}).seq for _ in range(3)]
-            uploader = Uploader(log, handle.url, DEVICE, key, batch_size=2)
+            uploader = Uploader(Outbox(log), handle.url, DEVICE, key, batch_size=2)
             for _ in range(20):
                 try:
                     if uploader.upload_once() == 0 and uploader.status().pending == 0:
                         break
                 except UploadError:
                     continue
-            assert log.rejected() == {retired.seq: "EVENT_UNKNOWN_KIND"}
+            assert Outbox(log).rejected() == {retired.seq: "EVENT_UNKNOWN_KIND"}
             assert log.get(retired.seq) == retired  # kept, never lost
             stats = log.stats()
             assert (stats.pending, stats.rejected, stats.uploaded) == (0, 1, 4)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.eventlog import EventLog, EventLogError
+from firmware.eventlog.outbox import Outbox
 from firmware.eventlog.sqlitefile import WAL_SIZE_BYTES
 from firmware.protocol.event_codec import GENESIS_HASH, check_event, check_link
 
@@ -141,27 +142,9 @@ def test_any_json_body_round_trips_and_verifies(tmp_path_factory: pytest.TempPat
     path = tmp_path_factory.mktemp("rt") / "events.db"
     with EventLog.open(path, key, DEVICE, durability="normal") as log:
         event = log.append("decision", body)
-        (stored,) = log.pending(10)
+        (stored,) = Outbox(log).pending(10)
     assert stored == event and stored.body == body
     assert check_event(stored, key.public_key()) is None
-
-
-def test_pending_newest_first_and_upload_marks(db: Path, key: Ed25519PrivateKey) -> None:
-    with EventLog.open(db, key, DEVICE) as log:
-        for _ in range(10):
-            log.append("decision", KIOSK_BODY)
-        assert [e.seq for e in log.pending(3)] == [10, 9, 8]
-        assert [e.seq for e in log.pending(3, newest_first=False)] == [1, 2, 3]
-        assert log.mark_uploaded([10, 9, 9, 42]) == 2
-        assert log.last_acked == 10
-        assert log.mark_rejected({8: "EVENT_BAD_SIGNATURE"}) == 1
-        assert [e.seq for e in log.pending(3)] == [7, 6, 5]
-        assert log.rejected() == {8: "EVENT_BAD_SIGNATURE"}
-        stats = log.stats()
-        assert (stats.pending, stats.uploaded, stats.rejected) == (7, 2, 1)
-    with EventLog.open(db, key, DEVICE) as log:  # upload state is in the database
-        assert log.last_acked == 10 and log.pending_count() == 7
-        assert log.requeue_rejected() == 1 and log.pending_count() == 8
 
 
 def tamper(db: Path, sql: str, *params: object) -> None:
@@ -276,11 +259,13 @@ def test_kiosk_and_uploader_threads_share_the_log(db: Path, key: Ed25519PrivateK
             finally:
                 done.set()
 
+        outbox = Outbox(log)
+
         def uploader() -> None:
             try:
-                while not done.is_set() or log.pending_count():
-                    batch = log.pending(20)
-                    log.mark_uploaded(e.seq for e in batch)
+                while not done.is_set() or outbox.pending_count():
+                    batch = outbox.pending(20)
+                    outbox.mark_uploaded(e.seq for e in batch)
                     log.stats()
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
@@ -317,7 +302,7 @@ def test_quota_refuses_when_only_unuploaded_events_remain(db: Path,
             log.append("decision", KIOSK_BODY)
         stats = log.stats()
         assert (stats.events, stats.pending, stats.compacted) == (len(acked), len(acked), 0)
-        assert [e.seq for e in log.pending(10_000, newest_first=False)] == acked
+        assert [e.seq for e in Outbox(log).pending(10_000, newest_first=False)] == acked
         assert log.verify().ok
 
 
@@ -325,13 +310,14 @@ def test_quota_compacts_uploaded_events_first(db: Path, key: Ed25519PrivateKey) 
     with EventLog.open(db, key, DEVICE, quota_bytes=64 * 1024) as log:
         acked, _ = fill_until_full(log)
         uploaded = acked[: len(acked) // 2]
-        log.mark_uploaded(uploaded)
+        outbox = Outbox(log)
+        outbox.mark_uploaded(uploaded)
         more, error = fill_until_full(log)
         assert error.code == "EVENTLOG_FULL"  # once the uploaded half is gone, it refuses again
         stats = log.stats()
         assert stats.compacted == len(uploaded) and stats.anchor_seq == uploaded[-1]
         # every event not uploaded is still there, and the remaining chain verifies
-        remaining = {e.seq for e in log.pending(10_000)}
+        remaining = {e.seq for e in outbox.pending(10_000)}
         assert remaining == set(acked[len(uploaded):]) | set(more)
         report = log.verify()
         assert report.ok and report.anchor_seq == uploaded[-1]
@@ -343,7 +329,7 @@ def test_quota_compacts_uploaded_events_first(db: Path, key: Ed25519PrivateKey) 
 def test_compaction_never_skips_over_a_pending_event(db: Path, key: Ed25519PrivateKey) -> None:
     with EventLog.open(db, key, DEVICE, quota_bytes=64 * 1024) as log:
         acked, _ = fill_until_full(log)
-        log.mark_uploaded(s for s in acked if s != 3)  # seq 3 still waits for the server
+        Outbox(log).mark_uploaded(s for s in acked if s != 3)  # seq 3 still waits for the server
         assert log.compact() == 0  # within retention anyway
         _, error = fill_until_full(log)
         assert log.stats().anchor_seq == 2 and error.code == "EVENTLOG_FULL"
@@ -355,13 +341,14 @@ def test_retention_removes_only_old_uploaded_events(db: Path, key: Ed25519Privat
     with EventLog.open(db, key, DEVICE, retention=timedelta(days=7), clock=clock) as log:
         for _ in range(10):
             log.append("decision", KIOSK_BODY)
-        log.mark_uploaded(range(1, 5))
+        outbox = Outbox(log)
+        outbox.mark_uploaded(range(1, 5))
         clock.now += timedelta(days=3)
-        log.mark_uploaded(range(5, 8))
+        outbox.mark_uploaded(range(5, 8))
         clock.now += timedelta(days=5)  # 1-4 are 8 days old, 5-7 are 5 days old
         assert log.compact() == 4
         assert log.stats().anchor_seq == 4 and log.get(5) is not None
         clock.now += timedelta(days=30)
         assert log.compact() == 3  # 8-10 were never uploaded: kept
-        assert [e.seq for e in log.pending(10, newest_first=False)] == [8, 9, 10]
+        assert [e.seq for e in outbox.pending(10, newest_first=False)] == [8, 9, 10]
         assert log.verify().ok

@@ -11,6 +11,7 @@ from firmware import identity
 from firmware.eventlog import EventLog
 from firmware.eventlog.cli import main
 from firmware.protocol.keys import public_key_b64
+from firmware.eventlog.outbox import Outbox
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def state(tmp_path: Path) -> Path:
     with EventLog.open(state_dir / "events.db", device.key, device.device_id) as log:
         for n in range(12):
             log.append("decision", {"decision": "granted", "n": n})
-        log.mark_uploaded([1, 2, 3])
+        Outbox(log).mark_uploaded([1, 2, 3])
     return state_dir
 
 

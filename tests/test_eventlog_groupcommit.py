@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
 from firmware.eventlog import EventLog, EventLogError
 from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
 from firmware.protocol.event_codec import Event
+from firmware.eventlog.outbox import Outbox
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -339,7 +340,7 @@ def test_group_commit_at_the_quota_refuses_cleanly_and_keeps_the_chain(
         assert_one_chain(log, accepted)
         # the reserve above the soft limit is intact: acknowledgements still go in, and
         # once uploaded events can be compacted, appends resume on the same chain
-        log.mark_uploaded(e.seq for e in accepted)
+        Outbox(log).mark_uploaded(e.seq for e in accepted)
         after = log.append("decision", {"decision": "granted", "after": True})
         assert after.seq == len(accepted) + 1
         assert log.verify().ok
@@ -355,7 +356,7 @@ def test_a_batch_that_fills_the_disk_is_retried_smaller(tmp_path: Path,
     with EventLog.open(tmp_path / "events.db", key, DEVICE, quota_bytes=None) as log:
         old = [log.append("decision", {"decision": "granted", "n": n, "pad": "o" * 3000})
                for n in range(4)]
-        log.mark_uploaded(e.seq for e in old[:2])  # compaction may free these two
+        Outbox(log).mark_uploaded(e.seq for e in old[:2])  # compaction may free these two
         conn = log._db()
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count={pages + 2}")  # the disk is nearly full

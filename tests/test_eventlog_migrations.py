@@ -12,6 +12,7 @@ from firmware.eventlog import schema
 from firmware.protocol.event_codec import GENESIS_HASH, make_event
 from firmware.protocol.events import canonical_json
 from firmware.protocol.keys import public_key_b64
+from firmware.eventlog.outbox import Outbox
 
 DEVICE = "kiosk-migrate"
 
@@ -45,7 +46,7 @@ def test_v1_log_is_migrated_after_a_backup(tmp_path: Path) -> None:
     with EventLog.open(path, key, DEVICE) as log:
         assert schema.current_version(log._db()) == schema.SCHEMA_VERSION
         assert log.verify().ok
-        assert [e.seq for e in log.pending(10, newest_first=False)] == [3, 4, 5]  # state kept
+        assert [e.seq for e in Outbox(log).pending(10, newest_first=False)] == [3, 4, 5]  # state kept
         event = log.append("decision", {"decision": "denied"})
         assert (event.seq, event.prev_hash) == (6, hashes[-1])
     backup = schema.backup_path(path, 1)

@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import EventLog, EventLogError
+from firmware.eventlog.outbox import Outbox
 from firmware.eventlog.restart import open_or_restart
 from firmware.protocol.event_codec import GENESIS_HASH, LOG_RESTARTED_KIND
 from tests.test_uploader import DEVICE, drain, make_uploader
@@ -55,7 +56,7 @@ def test_lost_log_restarts_past_the_old_chain_and_the_fleet_takes_it(tmp_path: P
             assert log.verify().ok
             uploader = make_uploader(log, fleet.url, key)
             drain(uploader)
-            assert uploader.status().pending == 0 and log.rejected() == {}
+            assert uploader.status().pending == 0 and Outbox(log).rejected() == {}
         stored = [e.seq for e in fleet.stored(DEVICE)]
         assert stored == [1, 2, 3, 4, 5, first.seq, first.seq + 1]
         assert (path.with_name("events.db.start").read_text().strip()) == str(first.seq)

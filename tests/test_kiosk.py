@@ -9,6 +9,7 @@ import pytest
 
 from firmware.camera.fake import FakeCamera
 from firmware.clock import FixedClock
+from firmware.eventlog.outbox import Outbox
 from tests.kiosk_harness import HANG_GUARD_S, NOW, make_rig, wait_until
 
 
@@ -20,7 +21,7 @@ def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _decisions(log: Any) -> list[dict[str, Any]]:
-    return [e.body for e in log.pending(limit=1000, newest_first=False) if e.kind == "decision"]
+    return [e.body for e in Outbox(log).pending(limit=1000, newest_first=False) if e.kind == "decision"]
 
 
 def test_valid_code_is_granted_and_logged_before_display(rig) -> None:  # type: ignore[no-untyped-def]
@@ -58,7 +59,7 @@ def test_camera_disconnect_latches_fault_and_recovers(rig) -> None:  # type: ign
     rig.wait_messages("camera_fault")  # capture retried the camera, which is still away
     rig.camera.reconnect()
     rig.wait_state("IDLE")
-    kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
+    kinds = [e.kind for e in Outbox(rig.eventlog).pending(limit=100, newest_first=False)]
     assert "fault" in kinds and "recovered" in kinds
 
 
@@ -134,6 +135,33 @@ def test_full_disk_never_shows_an_unlogged_grant(tmp_path: Path) -> None:
         # the decision taken while the disk was full was kept in memory and written on recovery
         assert "decision" in kinds and kinds[-1] == "recovered"
         assert [b["decision"] for k, b in log.events if k == "decision"] == ["granted"]
+    finally:
+        rig.stop()
+
+
+def test_a_fault_whose_event_the_log_refuses_latches_both_and_loses_nothing(
+        tmp_path: Path) -> None:
+    """Latching the camera's fault writes its event; the log refuses it, and the kiosk (not the
+    log) latches the log's fault too. Once the log works again, the queued events are written
+    in order and only the camera's fault stays latched."""
+    log = _BrokenLog()
+    rig = make_rig(tmp_path, eventlog=log)
+    try:
+        log.full = True
+        rig.camera.script("disconnect")
+        rig.wait_state("FAULT")
+        rig.wait_messages("camera_fault")  # the loop has handled the camera's fault
+        assert [part for part, _ in rig.kiosk.summary.faults] == ["camera", "eventlog"]
+        assert [kind for kind, _ in log.events] == ["boot"]
+        log.full = False
+        rig.advance(rig.kiosk.config.fault_retry_s)  # the retry writes the queue
+        wait_until(lambda: ("recovered", {"part": "eventlog"}) in log.events,
+                   "the log's recovery to be written")
+        assert [(kind, body["part"]) for kind, body in log.events[1:]] == [
+            ("fault", "camera"), ("fault", "eventlog"), ("recovered", "eventlog")]
+        assert rig.kiosk.state.value == "FAULT"  # the camera is still away
+        rig.camera.reconnect()
+        rig.wait_state("IDLE")
     finally:
         rig.stop()
 
@@ -371,7 +399,7 @@ def test_a_frame_taken_before_a_camera_fault_does_not_clear_it(rig) -> None:  # 
     rig.camera.script("disconnect")
     rig.wait_state("FAULT")
     rig.wait_messages("camera_fault")  # retried and still away; the old frame was handled
-    kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
+    kinds = [e.kind for e in Outbox(rig.eventlog).pending(limit=100, newest_first=False)]
     assert "fault" in kinds and "recovered" not in kinds
     assert ("FAULT", "IDLE") not in rig.kiosk.summary.transitions
     rig.camera.reconnect()
@@ -384,7 +412,7 @@ def test_an_event_the_log_refuses_for_good_does_not_block_the_queue(tmp_path: Pa
         rig.kiosk._log_event("decision", {"decision": "granted", "dob": "1990-01-01"})
         rig.show_code(rig.valid_code())
         rig.wait_state("GRANTED")  # later events are written and shown
-        kinds = [e.kind for e in rig.eventlog.pending(limit=100, newest_first=False)]
+        kinds = [e.kind for e in Outbox(rig.eventlog).pending(limit=100, newest_first=False)]
         assert "event_refused" in kinds and kinds[-1] == "decision"
         assert rig.kiosk.state.value != "FAULT"
     finally:

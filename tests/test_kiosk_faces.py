@@ -18,6 +18,7 @@ from firmware.credentials.status_records import (
     StatusRecordCache,
     sign_status_record,
 )
+from firmware.eventlog.outbox import Outbox
 from firmware.facecheck import FaceCheck
 from firmware.vision.liveness import LivenessConfig
 from firmware.vision.record_template import TemplateKeyring, seal_template
@@ -46,7 +47,7 @@ def people(shared_data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _decisions(log: Any) -> list[dict[str, Any]]:
-    return [e.body for e in log.pending(limit=1000, newest_first=False) if e.kind == "decision"]
+    return [e.body for e in Outbox(log).pending(limit=1000, newest_first=False) if e.kind == "decision"]
 
 
 def _await_face(rig: Any) -> None:

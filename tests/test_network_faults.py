@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog.log import EventLog
 from firmware.protocol.event_codec import check_event, check_link
+from firmware.eventlog.outbox import Outbox
 from firmware.sync.trustsync import register_device
 from firmware.sync.uploader import Uploader
 from fleet.server import run_in_thread
@@ -203,7 +204,7 @@ def test_flaky_network_and_outage_still_deliver_each_event_once(
         db_url: str, device_key: Ed25519PrivateKey, kiosk_log: EventLog) -> None:
     server = run_in_thread(db_url)
     proxy = TcpFaultProxy(server.port, seed=20261126, fault_rate=0.5)
-    uploader = Uploader(kiosk_log, proxy.url, "kiosk-net-1", device_key, batch_size=15,
+    uploader = Uploader(Outbox(kiosk_log), proxy.url, "kiosk-net-1", device_key, batch_size=15,
                         backoff_initial_s=0.02, backoff_max_s=0.3, timeout_s=1.5,
                         poll_interval_s=0.05, rng=random.Random(7))
     try:
@@ -232,7 +233,7 @@ def test_flaky_network_and_outage_still_deliver_each_event_once(
         assert uploader.status().pending > 0
         server = run_in_thread(db_url)  # back, on the same database, at a new port
         proxy.upstream_port = server.port
-        wait_for(lambda: kiosk_log.pending_count() == 0, "the backlog to drain", SETTLE_DEADLINE_S)
+        wait_for(lambda: Outbox(kiosk_log).pending_count() == 0, "the backlog to drain", SETTLE_DEADLINE_S)
     finally:
         assert uploader.stop(timeout=15)
         proxy.close()
@@ -245,5 +246,5 @@ def test_flaky_network_and_outage_still_deliver_each_event_once(
     assert all(check_event(event, device_key.public_key()) is None for event in stored)
     assert all(check_link(a, b) is None for a, b in zip(stored, stored[1:]))
     assert stored == [kiosk_log.get(seq) for seq in range(1, 201)]
-    assert incidents == [] and kiosk_log.rejected() == {}
+    assert incidents == [] and Outbox(kiosk_log).rejected() == {}
     assert set(proxy.counts) == set(FAULTS)  # every kind of fault did happen

@@ -45,11 +45,13 @@ import os, sys, threading
 from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from firmware.eventlog import EventLog
+from firmware.eventlog.outbox import Outbox
 
 db, key_file, device, mode, threads = sys.argv[1:6]
 key = load_pem_private_key(Path(key_file).read_bytes(), password=None)
 quota = 80 * 1024 if mode == "compact" else None
 with EventLog.open(db, key, device, quota_bytes=quota) as log:
+    outbox = Outbox(log)
     print("READY", log.tip_seq, flush=True)
     if mode == "group":
         def appender(name):
@@ -69,9 +71,9 @@ with EventLog.open(db, key, device, quota_bytes=quota) as log:
                                         "pseudonym": "%032x" % n})
         print("A", event.seq, flush=True)
         if mode == "compact" and event.seq % 5 == 0:
-            batch = [e.seq for e in log.pending(5, newest_first=False)]
+            batch = [e.seq for e in outbox.pending(5, newest_first=False)]
             print("S", *batch, flush=True)  # the server now holds these (stands in for it)
-            log.mark_uploaded(batch)
+            outbox.mark_uploaded(batch)
 """
 
 

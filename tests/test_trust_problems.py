@@ -167,11 +167,12 @@ def test_problems_of_every_format_reach_the_store(tmp_path: Path) -> None:
 
 
 def test_kiosk_logs_the_problems_of_the_trust_it_uses(tmp_path: Path) -> None:
+    from firmware.eventlog.outbox import Outbox
     from tests.kiosk_harness import make_rig
 
     rig = make_rig(tmp_path, trust_problems=["shc: shc-crl.json entry #1 refused: ctr"])
     try:
-        events = [e for e in rig.eventlog.pending(limit=100, newest_first=False)
+        events = [e for e in Outbox(rig.eventlog).pending(limit=100, newest_first=False)
                   if e.kind == "trust_problems"]
         assert len(events) == 1
         assert events[0].body == {"count": 1, "problems": ["shc: shc-crl.json entry #1 refused: ctr"]}

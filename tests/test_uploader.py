@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import EventLog
 from firmware.protocol.request_signing import HEADER_NONCE
+from firmware.eventlog.outbox import Outbox
 from firmware.sync.uploader import Uploader, UploadError
 from tests.test_uploader_support import FaultProxy, Fleet, assert_exact_chain
 from tests.waiting import wait_for
@@ -56,7 +57,7 @@ def make_uploader(log: EventLog, url: str, key: Ed25519PrivateKey, **options: ob
                                    "backoff_max_s": 0.05, "timeout_s": 5.0,
                                    "rng": random.Random(7)}
     settings.update(options)
-    return Uploader(log, url, DEVICE, key, **settings)  # type: ignore[arg-type]
+    return Uploader(Outbox(log), url, DEVICE, key, **settings)  # type: ignore[arg-type]
 
 
 def fill(log: EventLog, count: int) -> list[int]:
@@ -118,7 +119,8 @@ def test_resumes_after_restart_from_the_acknowledged_state(
         make_uploader(first_life, fleet.url, key).upload_once()
     sent: list[int] = []
     with EventLog.open(path, key, DEVICE) as second_life:  # the kiosk rebooted
-        assert second_life.last_acked == 30 and second_life.pending_count() == 20
+        outbox = Outbox(second_life)
+        assert outbox.last_acked == 30 and outbox.pending_count() == 20
         session = requests.Session()
         session.hooks["response"].append(
             lambda r, *a, **k: sent.extend(e["seq"] for e in __import__("json").loads(
@@ -172,7 +174,7 @@ def test_a_refused_batch_is_split_until_the_poison_event_is_parked(
     # 8 events refused, then 4, 2, and the poison event alone; everything else goes through.
     proxy.inject("422", "pass", "422", "pass", "422", "pass", "422")
     drain(uploader)
-    parked = log.rejected()
+    parked = Outbox(log).rejected()
     assert list(parked.values()) == ["SERVER_MALFORMED"]
     assert_exact_chain(fleet.stored(DEVICE), key, [s for s in seqs if s not in parked])
     fill(log, 20)  # the batch size regrows by doubling with each good batch
@@ -192,7 +194,7 @@ def test_a_proxy_refusing_everything_parks_nothing(fleet: Fleet, proxy: FaultPro
         codes.append((caught.value.code, caught.value.retry_now))
     assert codes[:2] == [("UPLOAD_HTTP_413", True)] * 2  # 4 -> 2 -> 1
     assert codes[2:] == [("UPLOAD_HTTP_413", False)] * 4  # then backoff, not parking
-    assert log.rejected() == {} and uploader.status().consecutive_failures == 4
+    assert Outbox(log).rejected() == {} and uploader.status().consecutive_failures == 4
     drain(uploader)  # the refusals stop: everything goes through
     assert_exact_chain(fleet.stored(DEVICE), key, seqs)
 
@@ -209,7 +211,7 @@ def test_server_rejections_are_parked_not_retried(fleet: Fleet, log: EventLog,
     conn.close()
     uploader = make_uploader(log, fleet.url, key)
     assert uploader.upload_once() == 5
-    assert log.rejected() == {4: "EVENT_BAD_SIGNATURE"}
+    assert Outbox(log).rejected() == {4: "EVENT_BAD_SIGNATURE"}
     assert uploader.upload_once() == 0  # the parked event is not sent again
     assert [e.seq for e in fleet.stored(DEVICE)] == [1, 2, 3, 5, 6]
     assert uploader.status().rejected == 1
@@ -221,7 +223,7 @@ def test_wrong_key_is_unauthorized_and_nothing_is_marked(fleet: Fleet, log: Even
     with pytest.raises(UploadError) as caught:
         uploader.upload_once()
     assert caught.value.code == "UPLOAD_UNAUTHORIZED"
-    assert log.pending_count() == 3 and fleet.stored(DEVICE) == []
+    assert Outbox(log).pending_count() == 3 and fleet.stored(DEVICE) == []
 
 
 def test_a_wrong_device_clock_is_corrected_from_the_server_date(
@@ -259,7 +261,7 @@ def test_background_thread_survives_a_long_outage(fleet: Fleet, log: EventLog,
     try:
         seqs = fill(log, 5)
         uploader.notify()
-        wait_for(lambda: log.pending_count() == 0, "the backlog to drain", WAIT_S)
+        wait_for(lambda: Outbox(log).pending_count() == 0, "the backlog to drain", WAIT_S)
         fleet.stop()  # the server goes away for a long stretch
         seqs += fill(log, 25)
         wait_for(lambda: uploader.status().consecutive_failures >= 5, "5 failures in a row", WAIT_S)
@@ -267,7 +269,7 @@ def test_background_thread_survives_a_long_outage(fleet: Fleet, log: EventLog,
         assert status.offline_since is not None and status.pending == 25
         assert status.last_error and status.running
         fleet.start()
-        wait_for(lambda: log.pending_count() == 0, "the backlog to drain", WAIT_S)
+        wait_for(lambda: Outbox(log).pending_count() == 0, "the backlog to drain", WAIT_S)
         assert uploader.status().offline_since is None
     finally:
         assert uploader.stop(timeout=15)
@@ -299,7 +301,7 @@ def test_backoff_is_not_cut_short_by_notify_but_stop_ends_it(fleet: Fleet, log: 
     # the thread has ended: these are final, not a snapshot of a race
     assert watch.timeline == ["entered", "notified", "stopping", "left"]
     assert uploader.status().consecutive_failures == 1
-    assert log.pending_count() == 2
+    assert Outbox(log).pending_count() == 2
 
 
 class _WaitWatch(threading.Event):

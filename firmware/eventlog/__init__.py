@@ -1,5 +1,7 @@
-"""healthgate: firmware/eventlog — the signed, hash-chained, durable event log."""
+"""healthgate: firmware/eventlog — the signed, hash-chained, durable event log and its outbox."""
+from firmware.protocol.event_codec import Event
 from firmware.eventlog.log import EventLog, EventLogError, LogStats
+from firmware.eventlog.outbox import Outbox
 from firmware.eventlog.verify import VerifyReport
 
-__all__ = ["EventLog", "EventLogError", "LogStats", "VerifyReport"]
+__all__ = ["Event", "EventLog", "EventLogError", "LogStats", "Outbox", "VerifyReport"]

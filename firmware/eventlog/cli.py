@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from firmware import identity
 from firmware.clihelp import HelpFormatter, example
 from firmware.config import DEFAULT_STATE_DIR, STATE_DIR_ENV
+from firmware.eventlog.outbox import upload_counts
 from firmware.eventlog.verify import public_key_from_b64, read_meta, verify_file
 from firmware.statefolder import StateFolder
 
@@ -61,15 +62,12 @@ def _stats(db: Path) -> dict[str, object]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         meta = read_meta(conn)
-        counts = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(uploaded = 0 AND rejected IS NULL), 0), "
-            "COALESCE(SUM(uploaded), 0), COALESCE(SUM(rejected IS NOT NULL), 0), MAX(seq) "
-            "FROM events").fetchone()
+        counts = upload_counts(conn)
     finally:
         conn.close()
-    return {"device_id": meta.get("device_id"), "events": counts[0], "pending": counts[1],
-            "uploaded": counts[2], "rejected": counts[3],
-            "tip_seq": counts[4] or int(meta.get("anchor_seq", "0")),
+    return {"device_id": meta.get("device_id"), "events": counts.events,
+            "pending": counts.pending, "uploaded": counts.uploaded, "rejected": counts.rejected,
+            "tip_seq": counts.tip_seq or int(meta.get("anchor_seq", "0")),
             "anchor_seq": int(meta.get("anchor_seq", "0")),
             "last_acked": int(meta.get("last_acked", "0"))}
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -14,33 +15,26 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog import schema
 from firmware.eventlog.common import EventLogError, LogStats, is_full, translate
+from firmware.eventlog.compaction import Compactor
 from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
 from firmware.eventlog.guard import MAX_BODY_BYTES, BodyRejected, Prepared, check_time, prepare
+from firmware.eventlog.quota import AppendQuota, set_hard_limit
 from firmware.eventlog.sqlitefile import (Durability, IdentityMismatch, NewChainRefused,
                                           bind_identity, connect, number_new_chain_after,
                                           preallocate_wal)
-from firmware.eventlog.verify import VerifyReport, read_meta, row_to_event, verify_connection
-from firmware.protocol.event_codec import GENESIS_HASH, Event, check_event, make_event
+from firmware.eventlog.verify import (VerifyReport, broken_tail, read_meta, row_to_event,
+                                     verify_connection)
+from firmware.protocol.event_codec import Event, make_event
 from firmware.protocol.keys import public_key_b64
 from firmware.protocol.timestamps import rfc3339, utc_now
 
 DEFAULT_QUOTA_BYTES = 256 * 1024 * 1024  # ~500k decision events at ~500 bytes each
 DEFAULT_RETENTION = timedelta(days=30)  # uploaded events are kept this long for local audit
-COMPACT_EVERY_APPENDS = 500  # retention sweep cadence; quota pressure compacts immediately
-PRESSURE_COMPACT_ROWS = 256  # uploaded rows freed per step when the quota is hit
-# Appends stop short of the hard quota by this reserve (1/10, at least 8 pages), which is kept
-# for acknowledgements, rejections and compaction bookkeeping.
-QUOTA_RESERVE_DIVISOR = 10
-QUOTA_RESERVE_MIN_PAGES = 8
-# An upper bound on the pages one append can add (a body of 8 Ki characters is at most 32 KiB
-# of UTF-8: 9 overflow pages; a split of the table and of the pending index adds at most two
-# pages per level, five levels deep, plus a new root each). While the soft limit is further
-# away than this times the appends since the last count, appends skip counting pages.
-MAX_PAGES_PER_APPEND = 32
 MAX_BATCH = 64  # events one group commit writes in one transaction
 DEFAULT_COMMIT_TIMEOUT_S = 30.0  # an append waits this long for its turn at the disk
-__all__ = ["EventLog", "EventLogError", "LogStats", "Durability", "MAX_BODY_BYTES"]
-_SELECT = "SELECT seq, ts, kind, body, prev_hash, hash, sig FROM events"
+__all__ = ["EventLog", "EventLogError", "LogStats", "Durability", "MAX_BODY_BYTES",
+           "public_key_b64", "rfc3339", "utc_now"]
+SELECT_EVENTS = "SELECT seq, ts, kind, body, prev_hash, hash, sig FROM events"
 _INSERT = ("INSERT INTO events(seq, ts, kind, body, prev_hash, hash, sig) "
            "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
@@ -61,7 +55,8 @@ class EventLog:
     in WAL mode survives a process crash but may lose the last commits on power loss; it is
     offered for bulk seeding and benchmarks, not for the kiosk. Threads that append at the same
     time share one commit (group commit, see groupcommit.py); each still returns only once its
-    own event is durable.
+    own event is durable. What awaits upload, and the fleet's answers, is the Outbox's
+    (outbox.py); this class only frees what the outbox marked uploaded (compaction.py).
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, key: Ed25519PrivateKey,
@@ -74,26 +69,17 @@ class EventLog:
         self._public_key = key.public_key()
         self._device_id = device_id
         self._quota_bytes = quota_bytes
-        self._retention = retention
         self._clock = clock
         self._lock = threading.RLock()
         self._committer: GroupCommitter[Prepared, Event] = GroupCommitter(
             self._lock, self._commit_batch, MAX_BATCH)
         self._commit_timeout_s = commit_timeout_s
-        self._appends_since_sweep = 0
-        self._unchecked_appends = 0  # appends that may skip counting pages (see _below_soft_limit)
-        self._append_pages: int | None = None
-        if quota_bytes is not None:
-            hard = int(conn.execute("PRAGMA max_page_count").fetchone()[0])
-            self._append_pages = hard - max(hard // QUOTA_RESERVE_DIVISOR, QUOTA_RESERVE_MIN_PAGES)
+        self._quota = AppendQuota(conn, enforced=quota_bytes is not None)
         meta = read_meta(conn)
-        self._anchor_seq = int(meta.get("anchor_seq", "0"))
-        self._anchor_hash = meta.get("anchor_hash", GENESIS_HASH)
-        self._compacted = int(meta.get("compacted", "0"))
-        self._last_acked = int(meta.get("last_acked", "0"))
+        self._compactor = Compactor(meta, retention, clock)
         row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        self._tip_seq: int = row[0] if row else self._anchor_seq
-        self._tip_hash: str = row[1] if row else self._anchor_hash
+        self._tip_seq: int = row[0] if row else self._compactor.anchor_seq
+        self._tip_hash: str = row[1] if row else self._compactor.anchor_hash
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -129,10 +115,7 @@ class EventLog:
                     raise EventLogError("EVENTLOG_CORRUPT", f"integrity check failed: {result}")
             schema.migrate(conn, path)
             if quota_bytes is not None:
-                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-                # The hard stop: SQLite itself refuses to grow past the quota (SQLITE_FULL),
-                # exactly the error a full disk gives, so both take the same path in append().
-                conn.execute(f"PRAGMA max_page_count={max(quota_bytes // page_size, 16)}")
+                set_hard_limit(conn, quota_bytes)
             bind_identity(conn, device_id, public_key_b64(key))
             if restart_after is not None:
                 number_new_chain_after(conn, restart_after)
@@ -157,17 +140,11 @@ class EventLog:
 
     def _check_tail(self) -> None:
         """Check the newest event before extending the chain from it (cheap, every open)."""
-        rows = self._db().execute(_SELECT + " ORDER BY seq DESC LIMIT 2").fetchall()
-        if not rows:
-            return
-        newest = row_to_event(self._device_id, rows[0])
-        expected_prev = (rows[1][5] if len(rows) == 2 and rows[1][0] == newest.seq - 1
-                         else self._anchor_hash if newest.seq == self._anchor_seq + 1 else None)
-        if check_event(newest, self._public_key) or (expected_prev is not None
-                                                     and newest.prev_hash != expected_prev):
-            raise EventLogError("EVENTLOG_CHAIN_BROKEN",
-                                f"the newest event (seq {newest.seq}) does not verify; "
-                                "run `healthgate log verify`")
+        seq = broken_tail(self._db(), self._device_id, self._public_key,
+                          self._compactor.anchor_seq, self._compactor.anchor_hash)
+        if seq is not None:
+            raise EventLogError("EVENTLOG_CHAIN_BROKEN", f"the newest event (seq {seq}) does "
+                                "not verify; run `healthgate log verify`")
 
     # ---- properties ----------------------------------------------------------------------
     @property
@@ -183,13 +160,13 @@ class EventLog:
         return self._quota_bytes
 
     @property
-    def last_acked(self) -> int:
-        """Highest seq the server has acknowledged (0 when none)."""
-        return self._last_acked
-
-    @property
     def tip_seq(self) -> int:
         return self._tip_seq
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The clock that stamps events (and the outbox's acknowledgements)."""
+        return self._clock
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -252,14 +229,14 @@ class EventLog:
                 return outcomes + [exc.copy() for _ in waiting]
             except _RoundFull as full:
                 try:
-                    freed = self._compact_locked(pressure=True)
+                    freed = self._compactor.compact(conn, self._tip_seq, pressure=True)
                 except sqlite3.Error as exc:
                     return outcomes + [translate(exc, "making room for an event")
                                        for _ in waiting]
                 if freed:
                     continue
                 if min(cap, len(waiting)) == 1:  # this event alone does not fit: refuse it
-                    outcomes.append(self._full_error(conn))
+                    outcomes.append(self._quota.full_error(conn))
                     cap = len(batch)
                 else:  # try fewer at once: what went in before the failure, or half
                     cap = max(1, min(full.fitted, len(waiting) // 2))
@@ -277,7 +254,7 @@ class EventLog:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for item in batch:
-                if events and not self._below_soft_limit(conn):
+                if events and not self._quota.allows_append(conn):
                     break  # the rest go in the next round, after _make_room
                 event = make_event(self._key, self._device_id, seq + 1, rfc3339(self._clock()),
                                    item.kind, item.body, prev_hash, item.text)
@@ -304,10 +281,7 @@ class EventLog:
                     pass  # the original failure is the one to report
             raise
         self._tip_seq, self._tip_hash = seq, prev_hash
-        self._appends_since_sweep += len(events)
-        if self._appends_since_sweep >= COMPACT_EVERY_APPENDS:
-            self._appends_since_sweep = 0
-            self._sweep_quietly()
+        self._compactor.after_appends(conn, seq, len(events))
         return events
 
     def commit_counts(self) -> tuple[int, int]:
@@ -324,179 +298,52 @@ class EventLog:
         if row is not None and row[0] > self._tip_seq:
             self._tip_seq, self._tip_hash = row
 
-    @staticmethod
-    def _used_pages(conn: sqlite3.Connection) -> int:
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        return int(pages - conn.execute("PRAGMA freelist_count").fetchone()[0])
-
     def _make_room(self, conn: sqlite3.Connection) -> None:
         """Keep appends under the soft limit, so the reserve above it is always there for
         recording acknowledgements and compacting: a full log must still be able to drain."""
-        while not self._below_soft_limit(conn):
-            if self._compact_locked(pressure=True) == 0:
-                raise self._full_error(conn)
-
-    def _below_soft_limit(self, conn: sqlite3.Connection) -> bool:
-        """Whether one more append may start (pages in use below the soft limit). Counting
-        pages costs two queries, so after a count at U pages the next (limit - U - 1) //
-        MAX_PAGES_PER_APPEND appends skip it: none of them can have reached the limit.
-        Other writes (acknowledgements, rejections) reset that allowance."""
-        if self._append_pages is None:
-            return True
-        if self._unchecked_appends > 0:
-            self._unchecked_appends -= 1
-            return True
-        used = self._used_pages(conn)
-        if used >= self._append_pages:
-            return False
-        self._unchecked_appends = (self._append_pages - used - 1) // MAX_PAGES_PER_APPEND
-        return True
-
-    def _full_error(self, conn: sqlite3.Connection) -> EventLogError:
-        try:
-            quota_reached = (self._append_pages is not None
-                             and self._used_pages(conn) >= self._append_pages - 1)
-        except sqlite3.Error:  # cannot even count pages: the disk is the likelier culprit
-            quota_reached = False
-        if quota_reached:
-            return EventLogError("EVENTLOG_FULL", "event log quota reached and every stored "
-                                 "event still awaits upload; refusing new events")
-        return EventLogError("EVENTLOG_DISK_FULL", "the disk is full; refusing new events")
-
-    def _sweep_quietly(self) -> None:
-        try:
-            self._compact_locked(pressure=False)
-        except sqlite3.Error:
-            pass  # retention is housekeeping; the next sweep or quota pressure retries it
+        while not self._quota.allows_append(conn):
+            if self._compactor.compact(conn, self._tip_seq, pressure=True) == 0:
+                raise self._quota.full_error(conn)
 
     # ---- compaction ----------------------------------------------------------------------
     def compact(self) -> int:
         """Apply the retention policy now; returns the number of events removed."""
         with self._lock:
             try:
-                return self._compact_locked(pressure=False)
+                return self._compactor.compact(self._db(), self._tip_seq, pressure=False)
             except sqlite3.Error as exc:
                 raise translate(exc, "compacting") from exc
 
-    def _compact_locked(self, pressure: bool) -> int:
-        """Delete the oldest *contiguous* run of uploaded events, so the chain that remains
-        still starts at a recorded anchor (seq, hash) and verifies. Without pressure only
-        events uploaded longer ago than the retention period go; under quota pressure up to
-        PRESSURE_COMPACT_ROWS go regardless of retention. Pending or rejected events never go."""
-        conn = self._db()
-        first_pending = conn.execute(
-            "SELECT MIN(seq) FROM events WHERE uploaded = 0").fetchone()[0]
-        limit = (first_pending - 1) if first_pending is not None else self._tip_seq
-        if pressure:
-            limit = min(limit, self._anchor_seq + PRESSURE_COMPACT_ROWS)
-        else:
-            cutoff = rfc3339(self._clock() - self._retention)
-            recent = conn.execute("SELECT MIN(seq) FROM events WHERE uploaded = 1 AND "
-                                  "uploaded_at > ? AND seq <= ?", (cutoff, limit)).fetchone()[0]
-            if recent is not None:
-                limit = recent - 1
-        if limit <= self._anchor_seq:
-            return 0
-        row = conn.execute("SELECT hash FROM events WHERE seq = ?", (limit,)).fetchone()
-        if row is None:
-            return 0
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            removed = conn.execute("DELETE FROM events WHERE seq <= ?", (limit,)).rowcount
-            conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                             [("anchor_seq", str(limit)), ("anchor_hash", row[0]),
-                              ("compacted", str(self._compacted + removed))])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        self._anchor_seq, self._anchor_hash = limit, row[0]
-        self._compacted += removed
-        return removed
-
-    # ---- upload bookkeeping --------------------------------------------------------------
-    def pending(self, limit: int = 500, newest_first: bool = True) -> list[Event]:
-        """Events not yet acknowledged (rejected ones excluded), newest first by default so
-        live decisions overtake a backlog."""
-        order = "DESC" if newest_first else "ASC"
-        with self._lock:
-            try:
-                rows = self._db().execute(
-                    _SELECT + f" WHERE uploaded = 0 AND rejected IS NULL ORDER BY seq {order} "
-                    "LIMIT ?", (max(0, int(limit)),)).fetchall()
-            except sqlite3.Error as exc:
-                raise translate(exc, "reading pending events") from exc
-        return [row_to_event(self._device_id, row) for row in rows]
-
-    def mark_uploaded(self, seqs: Iterable[int]) -> int:
-        """Record the server's acknowledgement; returns how many events changed state."""
-        wanted = sorted({int(seq) for seq in seqs})
-        if not wanted:
-            return 0
-        stamp = rfc3339(self._clock())
+    # ---- for the outbox (firmware/eventlog/outbox.py) ------------------------------------
+    @contextmanager
+    def bookkeeping(self, what: str, writes: bool) -> Iterator[sqlite3.Connection]:
+        """The connection under the writer lock, for the outbox's queries and its upload
+        bookkeeping. With `writes`, the block runs in one transaction (rolled back when it
+        fails) and the next append counts pages again, since rows may have grown. SQLite
+        errors become EventLogError naming `what`."""
         with self._lock:
             conn = self._db()
             try:
+                if not writes:
+                    yield conn
+                    return
                 conn.execute("BEGIN IMMEDIATE")
-                changed = 0
-                for start in range(0, len(wanted), 500):
-                    chunk = wanted[start:start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    changed += conn.execute(
-                        f"UPDATE events SET uploaded = 1, uploaded_at = ?, rejected = NULL "
-                        f"WHERE uploaded = 0 AND seq IN ({marks})", (stamp, *chunk)).rowcount
-                last = max(self._last_acked, min(wanted[-1], self._tip_seq))
-                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_acked', ?)",
-                             (str(last),))
+                yield conn
                 conn.execute("COMMIT")
-                self._unchecked_appends = 0  # rows grew: count pages again
+                self._quota.recount()
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise translate(exc, "recording acknowledgements") from exc
-            self._last_acked = last
-            return changed
-
-    def mark_rejected(self, rejections: dict[int, str]) -> int:
-        """Park events the server refused (kept, never compacted, not re-sent automatically)."""
-        if not rejections:
-            return 0
-        with self._lock:
-            conn = self._db()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                changed = sum(conn.execute(
-                    "UPDATE events SET rejected = ? WHERE uploaded = 0 AND seq = ?",
-                    (str(reason)[:64], int(seq))).rowcount for seq, reason in rejections.items())
-                conn.execute("COMMIT")
-                self._unchecked_appends = 0  # rows grew: count pages again
-            except sqlite3.Error as exc:
+                raise translate(exc, what) from exc
+            except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise translate(exc, "recording rejections") from exc
-            return changed
-
-    def requeue_rejected(self) -> int:
-        """Put rejected events back in the upload queue (after the cause was fixed)."""
-        with self._lock:
-            self._unchecked_appends = 0  # rows change: count pages again
-            try:
-                return self._db().execute(
-                    "UPDATE events SET rejected = NULL WHERE rejected IS NOT NULL").rowcount
-            except sqlite3.Error as exc:
-                raise translate(exc, "requeueing") from exc
-
-    def rejected(self) -> dict[int, str]:
-        with self._lock:
-            rows = self._db().execute(
-                "SELECT seq, rejected FROM events WHERE rejected IS NOT NULL").fetchall()
-        return {seq: reason for seq, reason in rows}
+                raise
 
     # ---- inspection ----------------------------------------------------------------------
     def get(self, seq: int) -> Event | None:
         with self._lock:
-            row = self._db().execute(_SELECT + " WHERE seq = ?", (seq,)).fetchone()
+            row = self._db().execute(SELECT_EVENTS + " WHERE seq = ?", (seq,)).fetchone()
         return row_to_event(self._device_id, row) if row else None
 
     def stats(self) -> LogStats:
@@ -510,18 +357,13 @@ class EventLog:
                 pages = conn.execute("PRAGMA page_count").fetchone()[0]
                 free = conn.execute("PRAGMA freelist_count").fetchone()[0]
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                last_acked = read_meta(conn).get("last_acked", "0")  # kept by the outbox
             except sqlite3.Error as exc:
                 raise translate(exc, "reading statistics") from exc
             return LogStats(events=total, pending=pending, uploaded=uploaded, rejected=rejected,
-                            tip_seq=self._tip_seq, anchor_seq=self._anchor_seq,
-                            compacted=self._compacted, last_acked=self._last_acked,
+                            tip_seq=self._tip_seq, anchor_seq=self._compactor.anchor_seq,
+                            compacted=self._compactor.compacted, last_acked=int(last_acked),
                             used_bytes=(pages - free) * page_size, quota_bytes=self._quota_bytes)
-
-    def pending_count(self) -> int:
-        with self._lock:
-            return int(self._db().execute(
-                "SELECT COUNT(*) FROM events WHERE uploaded = 0 AND rejected IS NULL"
-            ).fetchone()[0])
 
     def verify(self) -> VerifyReport:
         """Check the whole chain and every signature against this device's key. Runs on its

@@ -53,6 +53,24 @@ def row_to_event(device_id: str, row: tuple[Any, ...]) -> Event:
                  prev_hash=prev_hash, hash=digest, sig=sig)
 
 
+def broken_tail(conn: sqlite3.Connection, device_id: str, public_key: Ed25519PublicKey,
+                anchor_seq: int, anchor_hash: str) -> int | None:
+    """The newest event's seq when it does not verify or does not link to the event before it
+    (or to the anchor); None when it is sound or the log is empty. Reads two rows: cheap
+    enough for every open, before the chain is extended from that event."""
+    rows = conn.execute("SELECT seq, ts, kind, body, prev_hash, hash, sig FROM events "
+                        "ORDER BY seq DESC LIMIT 2").fetchall()
+    if not rows:
+        return None
+    newest = row_to_event(device_id, rows[0])
+    expected_prev = (rows[1][5] if len(rows) == 2 and rows[1][0] == newest.seq - 1
+                     else anchor_hash if newest.seq == anchor_seq + 1 else None)
+    if check_event(newest, public_key) or (expected_prev is not None
+                                           and newest.prev_hash != expected_prev):
+        return newest.seq
+    return None
+
+
 def verify_connection(conn: sqlite3.Connection,
                       public_key: Ed25519PublicKey | None = None) -> VerifyReport:
     """Check the log in one read snapshot. Without `public_key` the key stored in the database

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from firmware.eventlog.outbox import upload_counts
 from firmware.statefolder import StateFolder
 from firmware.status.board import StatusBoard, iso, snapshot_dict
 
@@ -95,9 +96,7 @@ class StatusCollector:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
                                    timeout=SQLITE_READ_TIMEOUT_S)
             try:
-                total, pending, rejected = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(uploaded = 0 AND rejected IS NULL), 0), "
-                    "COALESCE(SUM(rejected IS NOT NULL), 0) FROM events").fetchone()
+                counts = upload_counts(conn)
                 pages, free, page_size = (conn.execute(f"PRAGMA {name}").fetchone()[0]
                                           for name in ("page_count", "freelist_count",
                                                        "page_size"))
@@ -108,7 +107,8 @@ class StatusCollector:
             return {**self._last_log, "error": type(exc).__name__}
         quota = self.parts.quota_bytes
         used = (pages - free) * page_size
-        self._last_log = {"events": total, "pending": pending, "rejected": rejected,
+        self._last_log = {"events": counts.events, "pending": counts.pending,
+                          "rejected": counts.rejected,
                           "used_bytes": used, "quota_bytes": quota,
                           "quota_used": None if not quota else round(used / quota, 4)}
         return self._last_log

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.eventlog.log import EventLog, EventLogError
+from firmware.eventlog.log import EventLogError
+from firmware.eventlog.outbox import Outbox
 from firmware.protocol.request_signing import sign_request
 from firmware.sync.backoff import BackoffPolicy
 from firmware.sync.neterror import cannot_reach
@@ -69,14 +70,15 @@ class UploaderStatus:
 
 
 class Uploader:
-    """Moves pending events from the log to the fleet server.
+    """Moves pending events from the log's outbox to the fleet server.
 
     Delivery is at-least-once on the wire: an event is marked uploaded only after the server
     lists its seq in `acked`, so a lost response means a re-send that the server deduplicates.
-    The acknowledgement state lives in the log's database, so a restart resumes exactly there.
+    The acknowledgement state lives in the log's database (firmware/eventlog/outbox.py), so a
+    restart resumes exactly there.
     """
 
-    def __init__(self, log: EventLog, base_url: str, device_id: str, key: Ed25519PrivateKey,
+    def __init__(self, outbox: Outbox, base_url: str, device_id: str, key: Ed25519PrivateKey,
                  batch_size: int = DEFAULT_BATCH_SIZE, backoff_initial_s: float = 1.0,
                  backoff_max_s: float = 300.0, jitter: float = 0.5,
                  timeout_s: float = DEFAULT_TIMEOUT_S, newest_first: bool = True,
@@ -86,7 +88,7 @@ class Uploader:
                  rng: random.Random | None = None) -> None:
         if batch_size < 1 or timeout_s <= 0 or poll_interval_s <= 0:
             raise ValueError("batch_size, timeout_s and poll_interval_s must be positive")
-        self._log = log
+        self._outbox = outbox
         self._url = base_url.rstrip("/") + EVENTS_PATH
         self._path = urlsplit(self._url).path  # what the server sees, prefix included
         self._device_id = device_id
@@ -136,7 +138,7 @@ class Uploader:
 
     def _attempt(self) -> int | None:
         try:
-            events = self._log.pending(self._batch, self._newest_first)
+            events = self._outbox.pending(self._batch, self._newest_first)
         except EventLogError as exc:
             raise UploadError("UPLOAD_LOG_ERROR", str(exc)) from exc
         self._more_waiting = len(events) == self._batch
@@ -182,8 +184,8 @@ class Uploader:
         if not acked_seqs and not refusals:
             raise UploadError("UPLOAD_NOT_ACKED", f"server acknowledged none of {len(sent)}")
         try:
-            self._log.mark_uploaded(acked_seqs)
-            self._log.mark_rejected(refusals)
+            self._outbox.mark_uploaded(acked_seqs)
+            self._outbox.mark_rejected(refusals)
         except EventLogError as exc:
             raise UploadError("UPLOAD_LOG_ERROR", str(exc)) from exc
         if refusals:
@@ -210,7 +212,7 @@ class Uploader:
         (seq,) = sent
         reason = "SERVER_TOO_LARGE" if status == 413 else "SERVER_MALFORMED"
         try:
-            self._log.mark_rejected({seq: reason})
+            self._outbox.mark_rejected({seq: reason})
         except EventLogError as exc:
             raise UploadError("UPLOAD_LOG_ERROR", str(exc)) from exc
         raise UploadError(f"UPLOAD_HTTP_{status}", f"event {seq} parked as {reason}",
@@ -313,8 +315,8 @@ class Uploader:
         pending = rejected = -1  # also when the log is closed or failing: the kiosk shows its fault
         try:
             if counts:
-                pending = self._log.pending_count()
-                rejected = len(self._log.rejected())
+                pending = self._outbox.pending_count()
+                rejected = len(self._outbox.rejected())
         except EventLogError:
             pass
         with self._state_lock:
@@ -322,7 +324,7 @@ class Uploader:
                        else max(0.0, self._next_attempt - time.monotonic()))
             return UploaderStatus(
                 running=self._thread is not None and self._thread.is_alive(),
-                pending=pending, rejected=rejected, last_acked=self._log.last_acked,
+                pending=pending, rejected=rejected, last_acked=self._outbox.last_acked,
                 last_success=self._last_success, last_attempt=self._last_attempt,
                 last_error=self._last_error, consecutive_failures=self._failures,
                 offline_since=self._offline_since, next_attempt_in_s=next_in,
