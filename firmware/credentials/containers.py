@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from firmware.credentials.shc_chunks import COMPLETE, PENDING, ChunkAssembler
-from firmware.credentials.shc_codec import MAX_CHUNKS, jws_to_numeric, parse_chunk
-from firmware.credentials.shc_codec import PREFIX as SHC_PREFIX
+from firmware.credentials.shc.chunks import COMPLETE, PENDING, ChunkAssembler
+from firmware.credentials.shc.codec import MAX_CHUNKS, jws_to_numeric, parse_chunk
+from firmware.credentials.shc.codec import PREFIX as SHC_PREFIX
 from firmware.protocol import finite_json
 
 # Container names: stable, shown by `healthgate check` and in DocumentVerdict / Verdict.extras.

@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware.credentials.shc_codec import jwk_thumbprint, public_key_from_jwk
+from firmware.credentials.shc.codec import jwk_thumbprint, public_key_from_jwk
 from firmware.credentials.trust_json import TrustFileError, read_trust_json
 from firmware.protocol import finite_json
 from firmware.protocol.numericdate import NumericDateError, iso_time, numeric_date
