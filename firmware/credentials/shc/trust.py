@@ -265,8 +265,8 @@ def verify_vci_snapshot(
     return doc
 
 
-def load_trust(directory: str | Path, pins: frozenset[str] = VCI_SNAPSHOT_CERT_PINS,
-               pinned_keys: Any = None) -> ShcTrust | None:
+def load_trust(directory: str | Path, pinned_keys: Any = None, *,
+               pins: frozenset[str] = VCI_SNAPSHOT_CERT_PINS) -> ShcTrust | None:
     """Load SHC trust from a trust cache directory; None when it holds no SHC files.
 
     Reads `shc-issuers.json` (issuerInfo list, configured by the operator), `shc-crl.json`
