@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from firmware.credentials import TrustStore, verify
 from firmware.credentials.base45 import b45encode
-from firmware.credentials.cose_sign1 import encode_sign1
+from firmware.demo.issuers.cose import encode_sign1
 from firmware.credentials.dcc.codec import CLAIM_EXP, CLAIM_HCERT, CLAIM_IAT, CLAIM_ISS
 from firmware.demo.issuers.dcc import encode_hc1
 from firmware.credentials.nzcp import NzcpTrust

@@ -20,8 +20,8 @@ from firmware.credentials.cose_sign1 import (
     MAX_HEADER_NODES,
     CoseError,
     decode_sign1,
-    encode_sign1,
 )
+from firmware.demo.issuers.cose import encode_sign1
 from firmware.credentials.dcc import codec, schema
 from firmware.demo.issuers.dcc import encode_hc1
 from firmware.credentials.nzcp import codec as nzcp_codec

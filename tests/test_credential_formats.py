@@ -98,13 +98,22 @@ def test_no_verifier_module_imports_an_issuer() -> None:
     assert offenders == []
 
 
-def test_no_format_package_defines_an_issuing_helper() -> None:
-    """The format subpackages hold no function that issues, signs or makes samples."""
+def test_no_verifier_module_signs() -> None:
+    """Nothing in firmware/credentials issues or signs: no issuing function, no call of a key's
+    `sign`, no private-key type (signing lives in firmware/demo/issuers)."""
     found = []
-    for package in FORMAT_PACKAGES:
-        for path in sorted((CREDENTIALS / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith(
-                        ("issue", "sign_", "sign1", "bench_samples", "sample", "new_issuer")):
-                    found.append(f"{path.relative_to(CREDENTIALS)}: {node.name}")
+    for path in sorted(CREDENTIALS.rglob("*.py")):
+        where = path.relative_to(CREDENTIALS)
+        for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                    node.name == "sign" or node.name.startswith(
+                        ("issue", "sign_", "sign1", "encode_sign1", "es256_sign", "bench_samples",
+                         "sample", "new_issuer"))):
+                found.append(f"{where}: def {node.name}")
+            elif isinstance(node, ast.Attribute) and (
+                    node.attr == "sign" or "PrivateKey" in node.attr
+                    or node.attr == "generate_private_key"):
+                found.append(f"{where}:{node.lineno}: .{node.attr}")
+            elif isinstance(node, ast.Name) and "PrivateKey" in node.id:
+                found.append(f"{where}:{node.lineno}: {node.id}")
     assert found == []

@@ -169,7 +169,7 @@ def test_shc_overflowing_number_is_refused() -> None:
     jws = sign_compact_jws(claims, _SHC_ISSUER.key)
     # Re-sign a payload whose exp is the literal 1e400 (json.dumps never writes it).
     from firmware.credentials.shc.codec import b64url_encode, deflate_raw
-    from firmware.credentials.es256 import es256_sign
+    from firmware.demo.issuers.cose import es256_sign
 
     header = jws.split(".")[0]
     body = json.dumps(claims, separators=(",", ":")).replace('"exp":12345', '"exp":1e400')

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.credentials import TrustStore, verify
-from firmware.credentials.cose_sign1 import encode_sign1
+from firmware.demo.issuers.cose import encode_sign1
 from firmware.credentials.nzcp import NzcpTrust, did_web_url, load_trust
 from firmware.demo.issuers.nzcp import bench_samples
 from firmware.credentials.nzcp.codec import (

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from firmware.credentials import TrustStore, verify
-from firmware.credentials.es256 import es256_sign
+from firmware.demo.issuers.cose import es256_sign
 from firmware.credentials.shc import load_trust
 from firmware.credentials.shc.chunks import COMPLETE, EXPIRED, INVALID, PENDING, ChunkAssembler
 from firmware.credentials.shc.codec import (

@@ -145,7 +145,7 @@ def test_chunk_set_completes_only_within_the_timeout(gaps: list[float]) -> None:
        st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "-1", "9223372036854775808",
                         "253402300800", "true", '"1700000000"', "[]", "null"]))
 def test_time_literals_that_are_not_numeric_dates(field: str, literal: str) -> None:
-    from firmware.credentials.es256 import es256_sign
+    from firmware.demo.issuers.cose import es256_sign
     from firmware.credentials.shc.codec import jws_to_qr_texts
     from firmware.demo.issuers.shc import sign_compact_jws
 

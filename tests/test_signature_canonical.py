@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from firmware.credentials import TrustStore, verify
 from firmware.demo.issuers import nzcp, shc, status
 from firmware.credentials.base45 import b45decode, b45encode
-from firmware.credentials.cose_sign1 import ALG_ES256, decode_sign1, encode_sign1, verify_signature
+from firmware.credentials.cose_sign1 import ALG_ES256, decode_sign1, verify_signature
+from firmware.demo.issuers.cose import encode_sign1
 from firmware.credentials.dcc.clock import parse_iso8601
 from firmware.demo.issuers.dcc import encode_hc1, issue_dcc
 from firmware.credentials.dcc.pipeline import decode_dcc_sign1
@@ -26,10 +27,10 @@ from firmware.credentials.es256 import (
     NON_CANONICAL_DETAIL,
     P256_ORDER,
     canonical_signature,
-    es256_sign,
     es256_verify,
     is_high_s,
 )
+from firmware.demo.issuers.cose import es256_sign
 from firmware.credentials.nzcp.codec import base32_decode, base32_encode, split_text
 from firmware.credentials.shc.codec import (
     b64url_decode,

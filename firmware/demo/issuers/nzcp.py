@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware.credentials.cose_sign1 import encode_sign1
 from firmware.credentials.nzcp.codec import (
     CLAIM_CTI,
     CLAIM_EXP,
@@ -22,6 +21,7 @@ from firmware.credentials.nzcp.codec import (
 from firmware.credentials.nzcp.trust import NzcpTrust
 from firmware.credentials.shc.codec import jwk_from_public_key
 from firmware.credentials.trust import TrustStore
+from firmware.demo.issuers.cose import encode_sign1
 
 
 def issue_pass(key: ec.EllipticCurvePrivateKey, *, iss: str, kid: str, nbf: int, exp: int,

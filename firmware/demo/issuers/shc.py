@@ -10,7 +10,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware.credentials.es256 import es256_sign
 from firmware.credentials.shc.codec import (
     b64url_encode,
     deflate_raw,
@@ -20,6 +19,7 @@ from firmware.credentials.shc.codec import (
 )
 from firmware.credentials.shc.trust import ShcTrust
 from firmware.credentials.trust import TrustStore
+from firmware.demo.issuers.cose import es256_sign
 
 DEMO_ISSUER = "https://issuer.healthgate.invalid/shc"
 

@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from firmware.credentials.base45 import b45encode
-from firmware.credentials.cose_sign1 import PrivateKey, encode_sign1
 from firmware.credentials.status.code import (
     CODE_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
@@ -24,6 +23,7 @@ from firmware.credentials.status.records import (
 )
 from firmware.credentials.status.trust import StatusTrust
 from firmware.credentials.trust import TrustStore
+from firmware.demo.issuers.cose import PrivateKey, encode_sign1
 
 
 def issue_status_code(key: PrivateKey, *, kid: bytes, issuer: str, subject: bytes,
