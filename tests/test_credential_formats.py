@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware.credentials import TrustStore, detect_format, verify
+from firmware.credentials import TrustStore, containers, detect_format, verify
 from firmware.credentials.formats import CredentialFormat, format_for, registered
 from firmware.credentials.store import load_trust_dir
 from firmware.demo import issuer as dcc_issuer
@@ -39,6 +39,8 @@ def test_the_prefix_picks_the_format(text: str, name: str) -> None:
     assert detect_format(text) == name
     fmt = format_for(text)
     assert (fmt.name if fmt else "unknown") == name
+    if fmt is not None:  # `healthgate check` takes such an argument as credential text
+        assert containers.looks_like_credential(text)
 
 
 def _dcc_samples() -> list[tuple[str, TrustStore, datetime]]:
