@@ -1,5 +1,4 @@
-"""Credential formats are equal plug-ins: one registry, one interface, and no issuer inside a
-verifier (checked on the source's syntax tree)."""
+"""Credential formats are equal plug-ins, and no verifier module imports an issuer or signs."""
 from __future__ import annotations
 
 import ast

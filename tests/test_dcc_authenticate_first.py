@@ -1,5 +1,4 @@
-"""A DCC's COSE signature is checked before anything reads its claims: expiry, key usage,
-schema, value sets, rules and revocation never run on a payload no trusted key signed."""
+"""A DCC's claims (expiry, key usage, schema, rules, revocation) are never read before its signature."""
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,4 +1,4 @@
-"""NZ COVID Pass trust: the trusted issuer DIDs and the assertion keys of their cached did:web documents."""
+"""NZ COVID Pass trust: the trusted issuer DIDs and the assertion keys of their cached DID documents."""
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,4 @@
-"""Sign COSE_Sign1 messages and ES256 signatures (demo, tests, benchmarks): the issuers' side of
-firmware/credentials/cose_sign1.py and es256.py, which only decode and verify."""
+"""Sign COSE_Sign1 messages and ES256 signatures (demo, tests, benchmarks); the verifiers only verify."""
 from __future__ import annotations
 
 from typing import Any
