@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 
 from firmware.credentials import TrustStore, verify  # noqa: E402
 from firmware.credentials.base45 import b45decode  # noqa: E402
-from firmware.credentials.dcc.issue import issue_dcc  # noqa: E402
+from firmware.demo.issuers.dcc import issue_dcc  # noqa: E402
 from firmware.credentials.trust import dcc_kid  # noqa: E402
 
 T0 = datetime(2021, 6, 1, tzinfo=timezone.utc)
@@ -67,9 +67,9 @@ def _dcc_sample(kind: str) -> Callable[[], Sample]:
 
 
 def _from_module(module: str, index: int) -> Callable[[], Sample]:
-    """The `index`-th sample of a format module's `bench_samples()`."""
+    """The `index`-th sample of `firmware.demo.issuers.<module>.bench_samples()`."""
     def make() -> Sample:
-        return importlib.import_module(f"firmware.credentials.{module}").bench_samples()[index]
+        return importlib.import_module(f"firmware.demo.issuers.{module}").bench_samples()[index]
     return make
 
 

@@ -20,7 +20,7 @@ from firmware.config import KioskSection
 from firmware.credentials import TrustStore, Verdict, detect_format, verify
 from firmware.credentials.reasons import message_for
 from firmware.facestage import FaceStage, FaceStep
-from firmware.credentials.shc_chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOMPLETE, INVALID, \
+from firmware.credentials.shc.chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOMPLETE, INVALID, \
     PENDING, ChunkAssembler
 from firmware.inbox import Inbox, Message
 from firmware.policy import Decision, decide, trust_problem

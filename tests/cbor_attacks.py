@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from firmware.credentials import TrustStore, verify
 from firmware.credentials.base45 import b45encode
-from firmware.credentials.cose_sign1 import encode_sign1
+from firmware.demo.issuers.cose import encode_sign1
 from firmware.credentials.dcc.codec import CLAIM_EXP, CLAIM_HCERT, CLAIM_IAT, CLAIM_ISS
-from firmware.credentials.dcc.issue import encode_hc1
+from firmware.demo.issuers.dcc import encode_hc1
 from firmware.credentials.nzcp import NzcpTrust
-from firmware.credentials.nzcp_codec import (
+from firmware.credentials.nzcp.codec import (
     CLAIM_CTI,
     CLAIM_NBF,
     PASS_TYPE,
@@ -28,14 +28,14 @@ from firmware.credentials.nzcp_codec import (
     base32_encode,
     jti_to_cti,
 )
-from firmware.credentials.shc_codec import jwk_from_public_key
+from firmware.credentials.shc.codec import jwk_from_public_key
 from firmware.credentials.status import StatusTrust
-from firmware.credentials.status_code import (
+from firmware.credentials.status.code import (
     CODE_CONTENT_TYPE,
     CONTENT_TYPE_HEADER,
     RECORD_CONTENT_TYPE,
 )
-from firmware.credentials.status_records import StatusIssuerKey, StatusRecord, StatusRecordCache
+from firmware.credentials.status.records import StatusIssuerKey, StatusRecord, StatusRecordCache
 from firmware.credentials.trust import dcc_kid
 from firmware.vision import gallery
 from tests.dcc_helpers import T0, make_cert, make_key, vaccination
@@ -166,7 +166,7 @@ STATUS_KEYS = {STATUS_KID: StatusIssuerKey(STATUS_ISSUER, _STATUS_KEY.public_key
 
 def status_trust() -> TrustStore:
     """Trust with a fresh, green record for STATUS_SUBJECT."""
-    from firmware.credentials.status_records import sign_status_record
+    from firmware.demo.issuers.status import sign_status_record
 
     cache = StatusRecordCache(STATUS_KEYS)
     record = StatusRecord(STATUS_ISSUER, STATUS_SUBJECT, "green", STATUS_NOW - 60, STATUS_NOW + 3600)
@@ -257,8 +257,8 @@ def build_input(fmt: str, hostile: bytes) -> Any:
 def check_input(fmt: str, built: Any) -> Outcome:
     """Check one input of `fmt` as the kiosk does; a refusal is an Outcome, never an exception
     (a raise from the verifier propagates: that is a bug the test must see)."""
-    from firmware.credentials.status_code import StatusFormatError
-    from firmware.credentials.status_records import verify_status_record
+    from firmware.credentials.status.code import StatusFormatError
+    from firmware.credentials.status.records import verify_status_record
 
     if fmt in ("dcc", "dcc-unprotected", "nzcp", "status-code"):
         trust, at = {"nzcp": (NZCP_TRUST, NZCP_AT), "status-code": (STATUS_TRUST, STATUS_AT)}.get(

@@ -13,9 +13,10 @@ import numpy as np
 import segno
 from PIL import Image
 
-from firmware.credentials.dcc.issue import issue_dcc
-from firmware.credentials.shc_codec import jws_to_numeric, jws_to_qr_texts, sign_compact_jws
-from firmware.credentials.shc_samples import DemoIssuer, card_claims, new_issuer
+from firmware.demo.issuers.dcc import issue_dcc
+from firmware.credentials.shc.codec import jws_to_numeric, jws_to_qr_texts
+from firmware.demo.issuers.shc import sign_compact_jws
+from firmware.demo.issuers.shc import DemoIssuer, card_claims, new_issuer
 from firmware.credentials.trust import TrustStore, dcc_kid
 from tests.dcc_helpers import T0, make_cert, make_key, vaccination
 

@@ -13,9 +13,9 @@ from firmware.credentials import verify, verify_document
 from firmware.credentials.base45 import Base45Error, b45decode, b45encode
 from firmware.credentials.containers import MAX_CREDENTIALS
 from firmware.credentials.dcc import codec as dcc_codec
-from firmware.credentials.nzcp_codec import base32_decode, base32_encode
+from firmware.credentials.nzcp.codec import base32_decode, base32_encode
 from firmware.credentials.reasons import REASONS
-from firmware.credentials.shc_codec import jws_to_numeric, numeric_to_jws
+from firmware.credentials.shc.codec import jws_to_numeric, numeric_to_jws
 from firmware.credentials.verdict import Verdict
 from firmware.protocol import cbor as bounded_cbor
 from tests import cbor_attacks as attacks
@@ -94,7 +94,7 @@ _SHC: list[tuple[str, Any, Any]] = []
 
 def _shc() -> list[tuple[str, Any, Any]]:
     if not _SHC:  # built once per process: signing a card costs a key and a signature
-        from firmware.credentials.shc import bench_samples
+        from firmware.demo.issuers.shc import bench_samples
         _SHC.extend(bench_samples())
     return _SHC
 

@@ -20,12 +20,13 @@ from firmware.credentials.cose_sign1 import (
     MAX_HEADER_NODES,
     CoseError,
     decode_sign1,
-    encode_sign1,
 )
+from firmware.demo.issuers.cose import encode_sign1
 from firmware.credentials.dcc import codec, schema
-from firmware.credentials.dcc.issue import encode_hc1
-from firmware.credentials import nzcp_codec, status_code
-from firmware.credentials.status_code import StatusFormatError
+from firmware.demo.issuers.dcc import encode_hc1
+from firmware.credentials.nzcp import codec as nzcp_codec
+from firmware.credentials.status import code as status_code
+from firmware.credentials.status.code import StatusFormatError
 from firmware.protocol import cbor as bounded_cbor
 from firmware.vision import gallery
 from tests import cbor_attacks as attacks

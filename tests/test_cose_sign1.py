@@ -14,11 +14,12 @@ from firmware.credentials.cose_sign1 import (
     MAX_COSE_BYTES,
     CoseError,
     decode_sign1,
-    encode_sign1,
     sig_structure,
     verify_signature,
 )
-from firmware.credentials.es256 import es256_sign, es256_verify
+from firmware.demo.issuers.cose import encode_sign1
+from firmware.credentials.es256 import es256_verify
+from firmware.demo.issuers.cose import es256_sign
 
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 ED_KEY = ed25519.Ed25519PrivateKey.generate()

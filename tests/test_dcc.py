@@ -13,7 +13,7 @@ import pytest
 from firmware.credentials import TrustStore, verify
 from firmware.credentials.base45 import Base45Error, b45decode, b45encode
 from firmware.credentials.dcc.clock import parse_iso8601
-from firmware.credentials.dcc.issue import cwt_payload, encode_hc1, issue_dcc, sign1
+from firmware.demo.issuers.dcc import cwt_payload, encode_hc1, issue_dcc, sign1
 from firmware.credentials.dcc.signer import DccSigner
 from firmware.credentials.reasons import REASONS
 from firmware.credentials.trust import dcc_kid

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from firmware.credentials.check import main
-from firmware.credentials.dcc.issue import issue_dcc
+from firmware.demo.issuers.dcc import issue_dcc
 from firmware.credentials.trust import dcc_kid
 from tests.dcc_helpers import T0, make_cert, make_key, vaccination
 

@@ -13,7 +13,7 @@ from firmware.credentials import TrustStore, verify
 from firmware.credentials.base45 import ALPHABET, Base45Error, b45decode, b45encode
 from firmware.credentials.dcc.clock import parse_iso8601
 from firmware.credentials.dcc.der import DerError, parse_certificate
-from firmware.credentials.dcc.issue import issue_dcc
+from firmware.demo.issuers.dcc import issue_dcc
 from firmware.credentials.dcc.signer import DccSigner, SignerError
 from firmware.credentials.trust import dcc_kid
 from tests import cbor_attacks
@@ -154,7 +154,7 @@ _CBOR_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.binar
        st.dictionaries(st.integers(-5, 5), _CBOR_VALUES, max_size=4), st.binary(max_size=80))
 def test_arbitrary_cose_headers(protected: dict, unprotected: dict, signature: bytes) -> None:
     """Any header values (alg as a list, kid as text, ...) give a reasoned refusal."""
-    from firmware.credentials.dcc.issue import cwt_payload
+    from firmware.demo.issuers.dcc import cwt_payload
     payload = cwt_payload(vaccination(), T0, T0 + timedelta(days=365))
     cose = cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps(protected), unprotected, payload, signature]))
     verdict = verify("HC1:" + b45encode(zlib.compress(cose)), TRUST, AT)

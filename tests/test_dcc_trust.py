@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from firmware.credentials import TrustStore, verify
 from firmware.credentials.base45 import b45decode
 from firmware.credentials.dcc import codec
-from firmware.credentials.dcc.issue import issue_dcc
+from firmware.demo.issuers.dcc import issue_dcc
 from firmware.credentials.dcc.pipeline import decode_dcc_sign1
 from firmware.credentials.dcc.revocation import RevocationList, dcc_hashes, hash_entry
 from firmware.credentials.dcc.trustlist import TrustListError, ingest_signer_list

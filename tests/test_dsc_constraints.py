@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from firmware.credentials import TrustStore, verify
 from firmware.credentials.dcc.clock import parse_iso8601
 from firmware.credentials.dcc.der import parse_certificate
-from firmware.credentials.dcc.issue import issue_dcc
+from firmware.demo.issuers.dcc import issue_dcc
 from firmware.credentials.dcc.signer import DccSigner
 from firmware.credentials.dcc.trustlist import ingest_signer_list
 from firmware.credentials.store import load_trust_dir

@@ -10,7 +10,7 @@ import pytest
 from firmware import config as config_module
 from firmware.config import ConfigError, load_config, parse_config
 from firmware.credentials import TrustStore, verify
-from firmware.credentials.dcc.issue import issue_dcc
+from firmware.demo.issuers.dcc import issue_dcc
 from firmware.credentials.trust import (
     DCC_SIGNER_AT_VALIDATION_TIME,
     DCC_SIGNER_COVERS_DCC,

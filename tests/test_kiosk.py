@@ -188,7 +188,7 @@ def test_untrusted_clock_denies(tmp_path: Path) -> None:
 
 
 def _two_chunk_card(rig) -> list[str]:  # type: ignore[no-untyped-def]
-    from firmware.credentials.shc_samples import card_claims, issue_card, new_issuer
+    from firmware.demo.issuers.shc import card_claims, issue_card, new_issuer
 
     issuer = new_issuer()
     rig.trust.shc = issuer.trust()

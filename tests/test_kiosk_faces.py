@@ -11,14 +11,11 @@ import pytest
 
 from firmware.camera.files import load_rgb
 from firmware.credentials.status import StatusTrust
-from firmware.credentials.status_code import issue_status_code, new_subject_pseudonym
-from firmware.credentials.status_records import (
-    StatusIssuerKey,
-    StatusRecord,
-    StatusRecordCache,
-    sign_status_record,
-)
+from firmware.credentials.status.code import new_subject_pseudonym
+from firmware.demo.issuers.status import issue_status_code
+from firmware.credentials.status.records import StatusIssuerKey, StatusRecord, StatusRecordCache
 from firmware.eventlog.outbox import Outbox
+from firmware.demo.issuers.status import sign_status_record
 from firmware.facecheck import FaceCheck
 from firmware.vision.liveness import LivenessConfig
 from firmware.vision.record_template import TemplateKeyring, seal_template

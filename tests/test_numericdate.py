@@ -16,11 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.credentials import TrustStore, verify
-from firmware.credentials.shc_codec import jws_to_qr_texts, sign_compact_jws
-from firmware.credentials.shc_samples import card_claims, new_issuer
-from firmware.credentials.shc_trust import ShcTrustError, parse_crl
-from firmware.credentials.status_code import StatusFormatError
-from firmware.credentials.status_records import verify_status_record
+from firmware.demo.issuers.shc import card_claims, new_issuer
+from firmware.credentials.shc.codec import jws_to_qr_texts
+from firmware.demo.issuers.shc import sign_compact_jws
+from firmware.credentials.shc.trust import ShcTrustError, parse_crl
+from firmware.credentials.status.code import StatusFormatError
+from firmware.credentials.status.records import verify_status_record
 from firmware.credentials.trust_json import TrustFileError, read_trust_json, synced_at
 from firmware.protocol import finite_json
 from firmware.protocol.envelope import EnvelopeError, envelope_signing_bytes, verify_envelope
@@ -168,8 +169,8 @@ def test_shc_overflowing_number_is_refused() -> None:
     claims = card_claims(_SHC_ISSUER.iss, _SHC_NBF, exp=12345)
     jws = sign_compact_jws(claims, _SHC_ISSUER.key)
     # Re-sign a payload whose exp is the literal 1e400 (json.dumps never writes it).
-    from firmware.credentials.es256 import es256_sign
-    from firmware.credentials.shc_codec import b64url_encode, deflate_raw
+    from firmware.credentials.shc.codec import b64url_encode, deflate_raw
+    from firmware.demo.issuers.cose import es256_sign
 
     header = jws.split(".")[0]
     body = json.dumps(claims, separators=(",", ":")).replace('"exp":12345', '"exp":1e400')

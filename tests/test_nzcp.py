@@ -13,17 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.credentials import TrustStore, verify
-from firmware.credentials.cose_sign1 import encode_sign1
-from firmware.credentials.nzcp import NzcpTrust, bench_samples, did_web_url, load_trust
-from firmware.credentials.nzcp_codec import (
+from firmware.demo.issuers.cose import encode_sign1
+from firmware.credentials.nzcp import NzcpTrust, did_web_url, load_trust
+from firmware.demo.issuers.nzcp import bench_samples
+from firmware.credentials.nzcp.codec import (
     NzcpFormatError,
     base32_decode,
     base32_encode,
     cti_to_jti,
-    issue_pass,
     jti_to_cti,
 )
-from firmware.credentials.shc_codec import jwk_from_public_key
+from firmware.demo.issuers.nzcp import issue_pass
+from firmware.credentials.shc.codec import jwk_from_public_key
 
 EXAMPLE_ISSUER = "did:web:nzcp.covid19.health.nz"
 AT = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -12,9 +12,12 @@ import pytest
 
 from firmware.codes import reader
 from firmware.credentials import TrustStore, verify
-from firmware.credentials import base45, nzcp_codec, shc_codec, status_code
+from firmware.credentials import base45
+from firmware.credentials.nzcp import codec as nzcp_codec
+from firmware.credentials.shc import codec as shc_codec
+from firmware.credentials.status import code as status_code
 from firmware.credentials.dcc import pipeline
-from firmware.credentials.shc_codec import (
+from firmware.credentials.shc.codec import (
     MAX_CLAIMS_DEPTH,
     MAX_CLAIMS_NODES,
     MAX_INFLATED_BYTES,
@@ -22,9 +25,9 @@ from firmware.credentials.shc_codec import (
     ShcFormatError,
     inflate_raw,
     jws_to_numeric,
-    sign_compact_jws,
 )
-from firmware.credentials.shc_samples import card_claims, new_issuer
+from firmware.demo.issuers.shc import sign_compact_jws
+from firmware.demo.issuers.shc import card_claims, new_issuer
 
 AT = datetime(2025, 6, 1, tzinfo=timezone.utc)
 NOT_BASE45 = "!"  # outside the base45 alphabet: a text that fails for another reason

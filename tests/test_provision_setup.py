@@ -254,7 +254,8 @@ def test_selftest_names_a_fleet_key_mismatch(tmp_path: Path) -> None:
 def _cache_sealed_templates(state: Path, key_id: str, count: int) -> None:
     """Status records, as the kiosk caches them, carrying templates sealed with `key_id`."""
     from firmware.credentials.status import load_trust
-    from firmware.credentials.status_records import StatusRecord, sign_status_record
+    from firmware.credentials.status.records import StatusRecord
+    from firmware.demo.issuers.status import sign_status_record
 
     issuer_key = Ed25519PrivateKey.generate()
     pem = issuer_key.public_key().public_bytes(

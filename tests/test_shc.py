@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 
 from firmware.credentials import TrustStore, verify
-from firmware.credentials.es256 import es256_sign
+from firmware.demo.issuers.cose import es256_sign
 from firmware.credentials.shc import load_trust
-from firmware.credentials.shc_chunks import COMPLETE, EXPIRED, INVALID, PENDING, ChunkAssembler
-from firmware.credentials.shc_codec import (
+from firmware.credentials.shc.chunks import COMPLETE, EXPIRED, INVALID, PENDING, ChunkAssembler
+from firmware.credentials.shc.codec import (
     b64url_encode,
     deflate_raw,
     jwk_thumbprint,
     jws_to_numeric,
     jws_to_qr_texts,
-    sign_compact_jws,
 )
-from firmware.credentials.shc_samples import card_claims, issue_card, new_issuer
-from firmware.credentials.shc_trust import ShcTrust, ShcTrustError, parse_crl, verify_vci_snapshot
+from firmware.demo.issuers.shc import sign_compact_jws
+from firmware.demo.issuers.shc import card_claims, issue_card, new_issuer
+from firmware.credentials.shc.trust import ShcTrust, ShcTrustError, parse_crl, verify_vci_snapshot
 
 EXAMPLE_ISSUER = "https://spec.smarthealth.cards/examples/issuer"
 # Inside every example's validity: nbf 2023-06-22; example 03 expires 2024-06-21.
@@ -348,7 +348,7 @@ def test_rid_derivation_and_issuer_revocation_flow() -> None:
     import hashlib
     import hmac
 
-    from firmware.credentials.shc_codec import derive_rid
+    from firmware.demo.issuers.shc import derive_rid
 
     issuer = new_issuer()
     kid, secret = issuer.jwk["kid"], bytes(range(32))

@@ -8,7 +8,7 @@ from typing import Any
 
 from firmware.credentials import TrustStore, verify
 from firmware.credentials.shc import load_trust
-from firmware.credentials.shc_samples import DemoIssuer, card_claims, issue_card, new_issuer
+from firmware.demo.issuers.shc import DemoIssuer, card_claims, issue_card, new_issuer
 
 NBF = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
 LATER = datetime(2025, 6, 1, tzinfo=timezone.utc)

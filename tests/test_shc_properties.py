@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware.credentials import TrustStore, verify
-from firmware.credentials.shc_chunks import COMPLETE, ChunkAssembler
-from firmware.credentials.shc_codec import (
+from firmware.credentials.shc.chunks import COMPLETE, ChunkAssembler
+from firmware.credentials.shc.codec import (
     MAX_INFLATED_BYTES,
     ShcFormatError,
     b64url_decode,
@@ -21,7 +21,7 @@ from firmware.credentials.shc_codec import (
     jws_to_numeric,
     numeric_to_jws,
 )
-from firmware.credentials.shc_samples import card_claims, issue_card, new_issuer
+from firmware.demo.issuers.shc import card_claims, issue_card, new_issuer
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 AT = datetime(2025, 6, 1, tzinfo=timezone.utc)
@@ -145,8 +145,9 @@ def test_chunk_set_completes_only_within_the_timeout(gaps: list[float]) -> None:
        st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "-1", "9223372036854775808",
                         "253402300800", "true", '"1700000000"', "[]", "null"]))
 def test_time_literals_that_are_not_numeric_dates(field: str, literal: str) -> None:
-    from firmware.credentials.es256 import es256_sign
-    from firmware.credentials.shc_codec import jws_to_qr_texts, sign_compact_jws
+    from firmware.demo.issuers.cose import es256_sign
+    from firmware.credentials.shc.codec import jws_to_qr_texts
+    from firmware.demo.issuers.shc import sign_compact_jws
 
     claims = card_claims(_ISSUER.iss, NBF, exp=NBF + 1234567)
     header = sign_compact_jws(claims, _ISSUER.key).split(".")[0]

@@ -14,38 +14,40 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from firmware.credentials import TrustStore, nzcp, shc, status, verify
+from firmware.credentials import TrustStore, verify
+from firmware.demo.issuers import nzcp, shc, status
 from firmware.credentials.base45 import b45decode, b45encode
-from firmware.credentials.cose_sign1 import ALG_ES256, decode_sign1, encode_sign1, verify_signature
+from firmware.credentials.cose_sign1 import ALG_ES256, decode_sign1, verify_signature
+from firmware.demo.issuers.cose import encode_sign1
 from firmware.credentials.dcc.clock import parse_iso8601
-from firmware.credentials.dcc.issue import encode_hc1, issue_dcc
+from firmware.demo.issuers.dcc import encode_hc1, issue_dcc
 from firmware.credentials.dcc.pipeline import decode_dcc_sign1
 from firmware.credentials.dcc.revocation import RevocationList, dcc_hashes
 from firmware.credentials.es256 import (
     NON_CANONICAL_DETAIL,
     P256_ORDER,
     canonical_signature,
-    es256_sign,
     es256_verify,
     is_high_s,
 )
-from firmware.credentials.nzcp_codec import base32_decode, base32_encode, split_text
-from firmware.credentials.shc_codec import (
+from firmware.demo.issuers.cose import es256_sign
+from firmware.credentials.nzcp.codec import base32_decode, base32_encode, split_text
+from firmware.credentials.shc.codec import (
     b64url_decode,
     b64url_encode,
     jws_to_qr_texts,
     numeric_to_jws,
     parse_chunk,
 )
-from firmware.credentials.status_code import PREFIX as HG1_PREFIX
-from firmware.credentials.status_code import split_code
-from firmware.credentials.status_records import (
+from firmware.credentials.status.code import PREFIX as HG1_PREFIX
+from firmware.credentials.status.code import split_code
+from firmware.credentials.status.records import (
     StatusFormatError,
     StatusIssuerKey,
     StatusRecord,
-    sign_status_record,
     verify_status_record,
 )
+from firmware.demo.issuers.status import sign_status_record
 from firmware.credentials.trust import dcc_kid
 from tests.dcc_helpers import T0, make_cert, make_key, vaccination
 
@@ -191,7 +193,7 @@ def _shc_twin(text: str) -> str:
 
 def test_shc_either_s_verifies_with_one_credential_id() -> None:
     """The id of a card without `rid` hashes the JWS: it must not change with the s form."""
-    from firmware.credentials.shc_samples import card_claims, issue_card, new_issuer
+    from firmware.demo.issuers.shc import card_claims, issue_card, new_issuer
 
     issuer = new_issuer()
     _, _, at = shc.bench_samples()[0]
@@ -206,7 +208,7 @@ def test_shc_either_s_verifies_with_one_credential_id() -> None:
 
 def test_shc_spec_example_with_high_s_keeps_its_id(shared_data: Path) -> None:
     """Spec example 00 is signed with a high s; its low-s twin is the same card, same id."""
-    from firmware.credentials.shc_trust import ShcTrust
+    from firmware.credentials.shc.trust import ShcTrust
 
     examples = shared_data / "shc-examples/examples"
     text = (examples / "example-00-f-qr-code-numeric-value-0.txt").read_text().strip()

@@ -10,15 +10,16 @@ from hypothesis import strategies as st
 from firmware.credentials import TrustStore, verify
 from firmware.credentials.base45 import b45encode
 from firmware.credentials.status import StatusTrust
-from firmware.credentials.status_code import StatusFormatError, decode_code_claims, issue_status_code
-from firmware.credentials.status_records import (
+from firmware.credentials.status.code import StatusFormatError, decode_code_claims
+from firmware.demo.issuers.status import issue_status_code
+from firmware.credentials.status.records import (
     COLOURS,
     StatusIssuerKey,
     StatusRecord,
     StatusRecordCache,
-    sign_status_record,
     verify_status_record,
 )
+from firmware.demo.issuers.status import sign_status_record
 from firmware.protocol.numericdate import MAX_NUMERICDATE
 from tests import cbor_attacks
 

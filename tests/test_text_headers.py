@@ -7,9 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from firmware.credentials import TrustStore, nzcp, shc, verify
-from firmware.credentials.shc_chunks import COMPLETE, INVALID, PENDING, ChunkAssembler
-from firmware.credentials.shc_codec import (
+from firmware.credentials import TrustStore, verify
+from firmware.demo.issuers import nzcp, shc
+from firmware.credentials.shc.chunks import COMPLETE, INVALID, PENDING, ChunkAssembler
+from firmware.credentials.shc.codec import (
     MAX_CHUNKS,
     ShcFormatError,
     jws_to_numeric,

@@ -11,8 +11,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from firmware.credentials import TrustStore, verify
-from firmware.credentials.dcc.issue import issue_dcc
-from firmware.credentials.shc_samples import card_claims, issue_card, new_issuer
+from firmware.demo.issuers.dcc import issue_dcc
+from firmware.demo.issuers.shc import card_claims, issue_card, new_issuer
 from firmware.credentials.store import load_trust_dir
 from firmware.credentials.trust import dcc_kid
 from tests.dcc_helpers import T0, make_cert, make_key, vaccination
@@ -201,8 +201,9 @@ def test_a_refused_status_record_keeps_the_cache_from_looking_fresh(tmp_path: Pa
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from firmware.credentials.status import load_trust
-    from firmware.credentials.status_code import issue_status_code
-    from firmware.credentials.status_records import StatusRecord, records_content, sign_status_record
+    from firmware.demo.issuers.status import issue_status_code
+    from firmware.credentials.status.records import StatusRecord, records_content
+    from firmware.demo.issuers.status import sign_status_record
 
     at = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
     now, kid, issuer, subject = int(at.timestamp()), b"k1", "hg-test", bytes(16)

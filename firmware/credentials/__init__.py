@@ -17,46 +17,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# prefix (upper-cased for comparison) -> format name
-_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("HC1:", "dcc"),
-    ("SHC:/", "shc"),
-    ("NZCP:/", "nzcp"),
-    ("HG1:", "status"),
-)
-
 
 def detect_format(text: str) -> str:
     """The format a scanned text claims by its prefix, or "unknown"."""
-    head = text[:8].upper()
-    for prefix, name in _PREFIXES:
-        if head.startswith(prefix):
-            return name
-    return "unknown"
+    from firmware.credentials.formats import format_for
+
+    fmt = format_for(text) if isinstance(text, str) else None
+    return fmt.name if fmt is not None else "unknown"
 
 
 def verify(text: str, trust: TrustStore, at: datetime) -> Verdict:
-    """Verify one scanned credential against cached trust data at the injected time `at`.
+    """Verify one scanned credential against cached trust data at the injected time `at`, with
+    the registered format (firmware/credentials/formats.py) whose prefix the text carries.
 
     Never raises on bad input: every failure is an invalid Verdict with a stable reason code.
     """
-    fmt = detect_format(text) if isinstance(text, str) else "unknown"
+    name = "unknown"
     try:
-        if fmt == "dcc":
-            from firmware.credentials.dcc import verify_dcc
-            return verify_dcc(text, trust, at)
-        if fmt == "shc":
-            from firmware.credentials.shc import verify_shc
-            return verify_shc(text, trust, at)
-        if fmt == "nzcp":
-            from firmware.credentials.nzcp import verify_nzcp
-            return verify_nzcp(text, trust, at)
-        if fmt == "status":
-            from firmware.credentials.status import verify_status
-            return verify_status(text, trust, at)
+        from firmware.credentials.formats import format_for
+
+        fmt = format_for(text) if isinstance(text, str) else None
+        if fmt is not None:
+            name = fmt.name
+            return fmt.verify(text, trust, at)
     except Exception:  # fail safe: a bug in a verifier is a deny, never a crash
-        log.exception("verifier for format %s failed", fmt)
-        return Verdict(valid=False, format=fmt, failure="INTERNAL_ERROR", checks=empty_checks())
+        log.exception("verifier for format %s failed", name)
+        return Verdict(valid=False, format=name, failure="INTERNAL_ERROR", checks=empty_checks())
     checks = empty_checks()
     checks["prefix"] = False
     return Verdict(valid=False, format="unknown", failure="UNKNOWN_FORMAT", checks=checks)

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from firmware.credentials.shc_chunks import COMPLETE, PENDING, ChunkAssembler
-from firmware.credentials.shc_codec import MAX_CHUNKS, jws_to_numeric, parse_chunk
-from firmware.credentials.shc_codec import PREFIX as SHC_PREFIX
+from firmware.credentials.shc.chunks import COMPLETE, PENDING, ChunkAssembler
+from firmware.credentials.shc.codec import MAX_CHUNKS, jws_to_numeric, parse_chunk
+from firmware.credentials.shc.codec import PREFIX as SHC_PREFIX
 from firmware.protocol import finite_json
 
 # Container names: stable, shown by `healthgate check` and in DocumentVerdict / Verdict.extras.
@@ -41,8 +41,6 @@ DOCUMENT_NOT_CREDENTIAL = "DOCUMENT_NOT_CREDENTIAL"
 DOCUMENT_NO_CODE = "DOCUMENT_NO_CODE"
 PDF_UNSUPPORTED = "PDF_UNSUPPORTED"
 
-# Prefixes of the formats `verify()` knows (compared upper-cased).
-KNOWN_PREFIXES = ("HC1:", "SHC:/", "NZCP:/", "HG1:")
 # A compact JWS: three base64url parts, the header a JSON object (base64url of '{"' is 'eyJ').
 _JWS_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # Something shaped like a code of some format ("HC2:...", "HL0:..."): verified, and reported
@@ -78,8 +76,10 @@ def is_jws(text: str) -> bool:
 
 def looks_like_credential(text: str) -> bool:
     """True for a known prefix, a compact JWS, or a `SCHEME:...` code of an unknown format."""
+    from firmware.credentials.formats import format_for  # the registered formats' prefixes
+
     text = text.strip()
-    if text[:6].upper().startswith(KNOWN_PREFIXES):
+    if format_for(text) is not None:
         return True
     return is_jws(text) or _SCHEME_RE.match(text) is not None
 

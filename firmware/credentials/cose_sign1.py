@@ -1,4 +1,4 @@
-"""The one COSE_Sign1 codec (RFC 8152): bounded decode, encode, ES256/PS256/EdDSA; for DCC, NZCP and status."""
+"""The one COSE_Sign1 codec (RFC 8152): bounded decode, ES256/PS256/EdDSA verification; DCC, NZCP, status."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -10,7 +10,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from firmware.credentials.es256 import es256_sign, es256_verify
+from firmware.credentials.es256 import es256_verify
 from firmware.protocol import cbor as bounded_cbor
 
 COSE_SIGN1_TAG = 18
@@ -32,10 +32,8 @@ MAX_COSE_DEPTH = 4
 # A protected header is a small map of labels to ints/bytes/text (alg, kid, content type).
 MAX_HEADER_NODES = 32
 MAX_HEADER_DEPTH = 2
-PSS_SALT_BYTES = 32  # what we sign with; verification accepts any salt length (PSS.AUTO)
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
-PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 
 
 class CoseError(ValueError):
@@ -165,47 +163,3 @@ def verify_signature(msg: Sign1, key: PublicKey, *, allow_high_s: bool = False) 
     except (InvalidSignature, ValueError):
         return False
     return False
-
-
-def alg_for_key(key: PrivateKey | PublicKey) -> int:
-    """The COSE alg number for a key type (ES256 for P-256, EdDSA for Ed25519, PS256 for RSA)."""
-    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
-        return ALG_EDDSA
-    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
-        return ALG_PS256
-    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(
-        key.curve, ec.SECP256R1
-    ):
-        return ALG_ES256
-    raise ValueError("only P-256, Ed25519 and RSA keys are supported")
-
-
-def encode_sign1(
-    payload: bytes,
-    key: PrivateKey,
-    *,
-    kid: bytes | str | None,
-    tagged: bool = True,
-    kid_unprotected: bool = False,
-    extra_protected: dict[Any, Any] | None = None,
-) -> bytes:
-    """Sign `payload` as a COSE_Sign1 (alg from the key type; kid in the protected header unless
-    `kid_unprotected`, left out when None; a text kid is written as its UTF-8 bytes)."""
-    alg = alg_for_key(key)
-    header: dict[Any, Any] = {HEADER_ALG: alg}
-    unprotected: dict[Any, Any] = {}
-    if kid is not None:
-        kid_bytes = kid.encode("utf-8") if isinstance(kid, str) else kid
-        (unprotected if kid_unprotected else header)[HEADER_KID] = kid_bytes
-    header.update(extra_protected or {})
-    protected_raw = cbor2.dumps(header)
-    to_be_signed = sig_structure(protected_raw, payload)
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        signature = key.sign(to_be_signed)
-    elif isinstance(key, rsa.RSAPrivateKey):
-        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_BYTES)
-        signature = key.sign(to_be_signed, pss, hashes.SHA256())
-    else:
-        signature = es256_sign(key, to_be_signed)
-    body = [protected_raw, unprotected, payload, signature]
-    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, body) if tagged else body)

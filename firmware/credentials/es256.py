@@ -1,19 +1,16 @@
 """ES256 in the raw 64-byte r||s form that COSE and JWS both use (RFC 7518 section 3.4).
 
-ECDSA is malleable: when (r, s) verifies, so does (r, n - s). We therefore always sign with the
-low `s` (s <= n/2, as Bitcoin's BIP 62 and libsecp256k1 do), `es256_verify` refuses a high `s`
-unless the caller opts in, and `canonical_signature` maps either form to the low one for
-anything that hashes or compares a signature.
+ECDSA is malleable: when (r, s) verifies, so does (r, n - s). Our issuers therefore always sign
+with the low `s` (s <= n/2, as Bitcoin's BIP 62 and libsecp256k1 do; firmware/demo/issuers/cose.py),
+`es256_verify` refuses a high `s` unless the caller opts in, and `canonical_signature` maps
+either form to the low one for anything that hashes or compares a signature.
 """
 from __future__ import annotations
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 SIGNATURE_BYTES = 64
 COORDINATE_BYTES = 32
@@ -50,12 +47,6 @@ def canonical_signature(signature: bytes) -> bytes:
         return signature
     r, s = _split(signature)
     return _join(r, P256_ORDER - s)
-
-
-def es256_sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
-    """Sign `data` with a P-256 key; the signature is r||s, 32 big-endian bytes each, low s."""
-    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-    return canonical_signature(_join(r, s))
 
 
 def es256_verify(key: ec.EllipticCurvePublicKey, data: bytes, signature: bytes, *,

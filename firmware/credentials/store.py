@@ -34,7 +34,7 @@ from typing import Any, Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from firmware.credentials.dcc.revocation import RevocationList
+from firmware.credentials.dcc.revocation import RevocationList, UnusableRevocation
 from firmware.credentials.dcc.signer import DccSigner, SignerError
 from firmware.credentials.dcc.trustlist import (
     TrustListError,
@@ -54,15 +54,6 @@ CERT_SUFFIXES = {".der", ".pem", ".crt", ".cer"}
 MAX_FILE_BYTES = 64 * 1024 * 1024
 DCC_ITEMS = ("dcc-signers", "dcc-rules", "dcc-valuesets", "dcc-revocation")
 REVOCATION_CACHE = ".dcc-revocation-cache"  # sorted tables built from dcc-revocation.json
-
-
-class UnusableRevocation:
-    """Stands in for a revocation list that exists but cannot be read: the revocation stage
-    then denies every DCC (DCC_REVOCATION_UNAVAILABLE). Its entries name no issuer, so nobody
-    can be exempted, and dropping the list would accept revoked certificates."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
 
 
 class TrustDataError(ValueError):
@@ -240,23 +231,6 @@ def _updated_at(root: Path, present: Iterable[str]) -> datetime | None:
     return min(stamps) if stamps else None
 
 
-def _other_formats(root: Path, store: TrustStore, pinned_keys: Any) -> None:
-    """SHC, NZCP and status trust, from their own modules when they provide a loader; what
-    each loader skipped (its `problems`) is added to the store's, prefixed with the format."""
-    import importlib
-    for attribute in ("shc", "nzcp", "status"):
-        try:
-            module = importlib.import_module(f"firmware.credentials.{attribute}")
-            loader = getattr(module, "load_trust", None)
-            if loader is not None:
-                loaded = loader(root, pinned_keys=pinned_keys)
-                setattr(store, attribute, loaded)
-                store.problems += [f"{attribute}: {p}" for p in getattr(loaded, "problems", [])]
-        except Exception as exc:  # another format's data must not stop the DCC trust loading
-            store.problems.append(f"{attribute}: trust not loaded, its credentials are denied: "
-                                  f"{exc or type(exc).__name__}")
-
-
 def _load_valuesets(root: Path, store: TrustStore, pinned_keys: Any) -> None:
     """Value sets; when unreadable, none (rules that look one up then give OPEN: denied)."""
     path = root / "dcc-valuesets.json"
@@ -270,29 +244,50 @@ def _load_valuesets(root: Path, store: TrustStore, pinned_keys: Any) -> None:
         store.problems.append(f"dcc-valuesets: unusable, rules using value sets deny: {exc}")
 
 
+def load_dcc_trust(store: TrustStore, root: Path, pinned_keys: Any = None) -> None:
+    """The DCC part of a trust folder: signers, rules, value sets, revocation, and `updated_at`
+    (when the oldest DCC item was last confirmed). Should anything unforeseen break midway, the
+    signers are dropped and every DCC denied: part of the data must never decide alone."""
+    try:
+        anchors_dir = root / "dcc-trust-anchors"
+        anchors = _anchors(anchors_dir, store.problems) if anchors_dir.is_dir() else []
+        _load_signers(root, store, anchors, pinned_keys)
+        present = [name for name in DCC_ITEMS
+                   if (root / f"{name}.json").exists() or (root / name).is_dir()]
+        if (root / "dcc-rules.json").exists():
+            _load_rules(root / "dcc-rules.json", store, pinned_keys)
+        _load_valuesets(root, store, pinned_keys)
+        try:
+            store.dcc_revocation = _load_revocation(root, pinned_keys)
+        except (TrustDataError, OSError) as exc:
+            store.dcc_revocation = UnusableRevocation(str(exc))
+            store.problems.append(f"{exc}; every DCC is denied (DCC_REVOCATION_UNAVAILABLE)")
+        store.updated_at = _updated_at(root, present)
+    except Exception:
+        store.dcc_signers = {}
+        raise
+
+
 def load_trust_dir(path: str | Path, *, pinned_keys: Any = None, country: str | None = None,
                    region: str | None = None) -> TrustStore:
     """A TrustStore from the cached trust files in `path` (TrustDataError when `path` is not a
-    folder); what could not be used is in `TrustStore.problems`, failing closed where it applies."""
+    folder); what could not be used is in `TrustStore.problems`, failing closed where it applies.
+
+    Every registered format loads its own part; one that fails trusts nothing and names why,
+    and the other formats load as usual.
+    """
+    from firmware.credentials.formats import registered
+
     root = Path(path)
     if not root.is_dir():
         raise TrustDataError(f"{root}: not a folder")
     store = TrustStore(dcc_country=country, dcc_region=region)
-    anchors_dir = root / "dcc-trust-anchors"
-    anchors = _anchors(anchors_dir, store.problems) if anchors_dir.is_dir() else []
-    _load_signers(root, store, anchors, pinned_keys)
-    present = [name for name in DCC_ITEMS
-               if (root / f"{name}.json").exists() or (root / name).is_dir()]
-    if (root / "dcc-rules.json").exists():
-        _load_rules(root / "dcc-rules.json", store, pinned_keys)
-    _load_valuesets(root, store, pinned_keys)
-    try:
-        store.dcc_revocation = _load_revocation(root, pinned_keys)
-    except (TrustDataError, OSError) as exc:
-        store.dcc_revocation = UnusableRevocation(str(exc))
-        store.problems.append(f"{exc}; every DCC is denied (DCC_REVOCATION_UNAVAILABLE)")
-    store.updated_at = _updated_at(root, present)
-    _other_formats(root, store, pinned_keys)
+    for fmt in registered():
+        try:
+            fmt.load_trust(store, root, pinned_keys)
+        except Exception as exc:  # one format's data must not stop the others' loading
+            store.problems.append(f"{fmt.name}: trust not loaded, its credentials are denied: "
+                                  f"{exc or type(exc).__name__}")
     for problem in store.problems:
         log.warning("trust data: %s", problem)
     return store

@@ -8,7 +8,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported lazily at run time: keeps `import firmware.credentials` light
+    from firmware.credentials.certlogic.rules import Rule
+    from firmware.credentials.dcc.revocation import RevocationList, UnusableRevocation
     from firmware.credentials.dcc.signer import DccSigner
+    from firmware.credentials.nzcp.trust import NzcpTrust
+    from firmware.credentials.shc.trust import ShcTrust
+    from firmware.credentials.status.trust import StatusTrust
 
 # How a DCC signing certificate's validity period is judged (docs/credentials.md, "Signing
 # certificate validity"). AT_VALIDATION_TIME: the certificate must be valid at the validation
@@ -27,9 +32,10 @@ class TrustStore:
 
     `dcc_signers` maps a DCC kid (first 8 bytes of the SHA-256 of the certificate DER) to every
     signing certificate with that kid: several certificates may share one kid.
-    `shc`, `nzcp` and `status` hold the trust objects of those formats (defined in their modules).
-    `dcc_rules` is a list of parsed CertLogic rules, `dcc_valuesets` maps value-set id to its
-    JSON document, `dcc_revocation` is a `firmware.credentials.dcc.revocation.RevocationList`.
+    `shc`, `nzcp` and `status` hold the trust of those formats (their subpackage's `trust`
+    module; None: trust none). `dcc_rules` is a list of parsed CertLogic rules, `dcc_valuesets`
+    maps value-set id to its JSON document, `dcc_revocation` is the revocation list (or an
+    `UnusableRevocation` when the list exists but cannot be read: every DCC is denied).
     `updated_at` is when the trust data was last refreshed, for the max-age policy.
     `dcc_rules_refused` maps (Type, Country) of rules that could not be parsed to why (the rules
     stage denies where they apply, see dcc/rule_set.py). `problems` lists, for the operator,
@@ -39,12 +45,12 @@ class TrustStore:
     """
 
     dcc_signers: dict[bytes, list["DccSigner"]] = field(default_factory=dict)
-    shc: Any = None
-    nzcp: Any = None
-    status: Any = None
-    dcc_rules: Any = None
-    dcc_valuesets: Any = None
-    dcc_revocation: Any = None
+    shc: ShcTrust | None = None
+    nzcp: NzcpTrust | None = None
+    status: StatusTrust | None = None
+    dcc_rules: list[Rule] | None = None
+    dcc_valuesets: dict[str, Any] | None = None
+    dcc_revocation: RevocationList | UnusableRevocation | None = None
     # Where the kiosk stands: business rules are selected for this country (and region).
     dcc_country: str | None = None
     dcc_region: str | None = None

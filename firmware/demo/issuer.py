@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from firmware.credentials.dcc import issue as dcc_issue
+from firmware.demo.issuers import dcc as dcc_issue
 from firmware.credentials.trust import dcc_kid
 
 

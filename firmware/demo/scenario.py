@@ -10,15 +10,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.credentials import TrustStore
 from firmware.credentials.status import StatusTrust
-from firmware.credentials.status_code import issue_status_code, new_subject_pseudonym
-from firmware.credentials.status_records import (
-    StatusIssuerKey,
-    StatusRecord,
-    StatusRecordCache,
-    sign_status_record,
-)
+from firmware.credentials.status.code import new_subject_pseudonym
+from firmware.credentials.status.records import StatusIssuerKey, StatusRecord, StatusRecordCache
 from firmware.demo.frames import background, frame_with_code
 from firmware.demo.issuer import DemoSigner, issue_dcc, make_signer, vaccination_payload
+from firmware.demo.issuers.status import issue_status_code, sign_status_record
 
 STATUS_ISSUER = "healthgate-demo"
 STATUS_KID = b"demo-status-1"

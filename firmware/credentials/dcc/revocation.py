@@ -139,6 +139,15 @@ class RevocationList:
         return cls(tables)
 
 
+class UnusableRevocation:
+    """Stands in for a revocation list that exists but cannot be read: the revocation stage
+    then denies every DCC (DCC_REVOCATION_UNAVAILABLE). Its entries name no issuer, so nobody
+    can be exempted, and dropping the list would accept revoked certificates."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 def _hash_bytes(text: Any) -> bytes:
     if not isinstance(text, str):
         raise ValueError("revocation hashes are hex or base64 strings")

@@ -1,4 +1,4 @@
-"""NZ COVID Pass wire codecs: the `NZCP:/1/` text, unpadded base32, CWT claims, cti <-> jti, issuing."""
+"""NZ COVID Pass wire codecs: the `NZCP:/1/` text, unpadded base32, CWT claims, cti <-> jti."""
 from __future__ import annotations
 
 import base64
@@ -8,10 +8,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import cbor2
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware.credentials.cose_sign1 import MAX_COSE_BYTES, encode_sign1
+from firmware.credentials.cose_sign1 import MAX_COSE_BYTES
 from firmware.protocol import cbor as bounded_cbor
 from firmware.protocol.numericdate import NumericDateError, int_numeric_date
 
@@ -142,14 +140,3 @@ def _check_vc(vc: Any) -> None:
         raise NzcpFormatError("NZCP_CLAIMS_INVALID", "familyName")
     if not isinstance(dob, str) or not _DOB_RE.match(dob):
         raise NzcpFormatError("NZCP_CLAIMS_INVALID", "dob")
-
-
-def issue_pass(key: ec.EllipticCurvePrivateKey, *, iss: str, kid: str, nbf: int, exp: int,
-               jti: str, subject: dict[str, str]) -> str:
-    """Sign a PublicCovidPass and return its `NZCP:/1/...` text (tests, demo, benchmarks)."""
-    vc = {"@context": [VC_CONTEXT, "https://nzcp.covid19.health.nz/contexts/v1"],
-          "version": "1.0.0", "type": ["VerifiableCredential", PASS_TYPE],
-          "credentialSubject": subject}
-    claims = {CLAIM_ISS: iss, CLAIM_NBF: nbf, CLAIM_EXP: exp, "vc": vc, CLAIM_CTI: jti_to_cti(jti)}
-    cose = encode_sign1(cbor2.dumps(claims), key, kid=kid.encode("utf-8"))
-    return f"{PREFIX}{SUPPORTED_VERSION}/{base32_encode(cose)}"

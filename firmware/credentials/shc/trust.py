@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware.credentials.shc_codec import jwk_thumbprint, public_key_from_jwk
+from firmware.credentials.shc.codec import jwk_thumbprint, public_key_from_jwk
 from firmware.credentials.trust_json import TrustFileError, read_trust_json
 from firmware.protocol import finite_json
 from firmware.protocol.numericdate import NumericDateError, iso_time, numeric_date
@@ -265,8 +265,8 @@ def verify_vci_snapshot(
     return doc
 
 
-def load_trust(directory: str | Path, pins: frozenset[str] = VCI_SNAPSHOT_CERT_PINS,
-               pinned_keys: Any = None) -> ShcTrust | None:
+def load_trust(directory: str | Path, pinned_keys: Any = None, *,
+               pins: frozenset[str] = VCI_SNAPSHOT_CERT_PINS) -> ShcTrust | None:
     """Load SHC trust from a trust cache directory; None when it holds no SHC files.
 
     Reads `shc-issuers.json` (issuerInfo list, configured by the operator), `shc-crl.json`

@@ -9,8 +9,8 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from firmware.credentials.base45 import b45encode
-from firmware.credentials.cose_sign1 import encode_sign1
 from firmware.credentials.dcc.codec import CLAIM_EXP, CLAIM_HCERT, CLAIM_IAT, CLAIM_ISS, PREFIX
+from firmware.demo.issuers.cose import encode_sign1
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 

@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from firmware.credentials.shc_codec import PREFIX, ShcFormatError, parse_chunk
+from firmware.credentials.shc.codec import PREFIX, ShcFormatError, parse_chunk
 
 INCOMPLETE = "SHC_CHUNKS_INCOMPLETE"
 

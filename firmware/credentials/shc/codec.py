@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import re
 import zlib
@@ -13,7 +12,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware.credentials.es256 import es256_sign
 from firmware.protocol import finite_json
 
 PREFIX = "shc:/"
@@ -223,20 +221,3 @@ def parse_compact_jws(jws: str) -> CompactJws:
         raise ShcFormatError("SHC_JWS_MALFORMED", "header not an object")
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
     return CompactJws(header, payload_raw, signature, signing_input)
-
-
-def sign_compact_jws(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
-    """Issue an SHC JWS: minified JSON, raw DEFLATE, ES256, kid = thumbprint (demo and tests)."""
-    kid = jwk_thumbprint(jwk_from_public_key(key.public_key()))
-    header = {"zip": "DEF", "alg": "ES256", "kid": kid}
-    head = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
-    body_json = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    body = b64url_encode(deflate_raw(body_json))
-    signing_input = f"{head}.{body}".encode()
-    return f"{head}.{body}.{b64url_encode(es256_sign(key, signing_input))}"
-
-
-def derive_rid(secret_key: bytes, kid: str, user_id: str) -> str:
-    """The spec's recommended revocation id: base64url(HMAC-SHA-256(secret || kid, user_id)[:8])."""
-    mac = hmac.new(secret_key + kid.encode("utf-8"), user_id.encode("utf-8"), hashlib.sha256)
-    return b64url_encode(mac.digest()[:8])

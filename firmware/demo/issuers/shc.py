@@ -1,15 +1,25 @@
 """Issue synthetic SMART Health Cards with a throwaway issuer key (demo, tests, benchmarks)."""
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware.credentials.shc_codec import jwk_from_public_key, jws_to_qr_texts, sign_compact_jws
-from firmware.credentials.shc_trust import ShcTrust
+from firmware.credentials.shc.codec import (
+    b64url_encode,
+    deflate_raw,
+    jwk_from_public_key,
+    jwk_thumbprint,
+    jws_to_qr_texts,
+)
+from firmware.credentials.shc.trust import ShcTrust
 from firmware.credentials.trust import TrustStore
+from firmware.demo.issuers.cose import es256_sign
 
 DEMO_ISSUER = "https://issuer.healthgate.invalid/shc"
 
@@ -71,12 +81,29 @@ def card_claims(iss: str, nbf: float, *, exp: float | None = None, rid: str | No
     return claims
 
 
+def sign_compact_jws(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
+    """Issue an SHC JWS: minified JSON, raw DEFLATE, ES256, kid = thumbprint (demo and tests)."""
+    kid = jwk_thumbprint(jwk_from_public_key(key.public_key()))
+    header = {"zip": "DEF", "alg": "ES256", "kid": kid}
+    head = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+    body_json = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    body = b64url_encode(deflate_raw(body_json))
+    signing_input = f"{head}.{body}".encode()
+    return f"{head}.{body}.{b64url_encode(es256_sign(key, signing_input))}"
+
+
+def derive_rid(secret_key: bytes, kid: str, user_id: str) -> str:
+    """The spec's recommended revocation id: base64url(HMAC-SHA-256(secret || kid, user_id)[:8])."""
+    mac = hmac.new(secret_key + kid.encode("utf-8"), user_id.encode("utf-8"), hashlib.sha256)
+    return b64url_encode(mac.digest()[:8])
+
+
 def issue_card(issuer: DemoIssuer, claims: dict[str, Any]) -> list[str]:
     """Sign the claims and return the `shc:/` QR texts (several when the JWS needs chunks)."""
     return jws_to_qr_texts(sign_compact_jws(claims, issuer.key))
 
 
-def sample_cards() -> list[tuple[str, TrustStore, datetime]]:
+def bench_samples() -> list[tuple[str, TrustStore, datetime]]:
     """One single-QR card and one large (assembled) card, with the trust that accepts them."""
     issuer = new_issuer()
     store = TrustStore(shc=issuer.trust())

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from firmware.credentials.es256 import canonical_signature, es256_verify
-from firmware.credentials.shc_codec import (
+from firmware.credentials.shc.codec import (
     MAX_CLAIMS_DEPTH,
     MAX_CLAIMS_NODES,
     CompactJws,
@@ -18,22 +17,16 @@ from firmware.credentials.shc_codec import (
     parse_chunk,
     parse_compact_jws,
 )
-from firmware.credentials.shc_trust import ShcKey, ShcTrust
-from firmware.credentials.shc_trust import load_trust as _load_trust
+from firmware.credentials.shc.trust import ShcKey, ShcTrust
 from firmware.credentials.staged import Deny, run_stages
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.verdict import Verdict
 from firmware.protocol import finite_json
 from firmware.protocol.numericdate import NumericDateError, numeric_date
 
-__all__ = ["verify_shc", "load_trust", "bench_samples", "HEALTH_CARD_TYPE"]
+__all__ = ["verify_shc", "HEALTH_CARD_TYPE"]
 
 HEALTH_CARD_TYPE = "https://smarthealth.cards#health-card"
-
-
-def load_trust(directory: str | Path, pinned_keys: Any = None) -> ShcTrust | None:
-    """SHC trust from a trust cache directory (see shc_trust.load_trust); None without SHC files."""
-    return _load_trust(directory, pinned_keys=pinned_keys)
 
 
 def verify_shc(text: str, trust: TrustStore, at: datetime) -> Verdict:
@@ -42,7 +35,7 @@ def verify_shc(text: str, trust: TrustStore, at: datetime) -> Verdict:
     return run_stages("shc", lambda checks, state: _run(text, shc_trust, at, checks, state))
 
 
-def _run(text: str, shc_trust: Any, at: datetime, checks: dict[str, bool | None],
+def _run(text: str, shc_trust: ShcTrust | None, at: datetime, checks: dict[str, bool | None],
          state: dict[str, Any]) -> None:
     """The staged pipeline; records each stage in `checks` and raises Deny on the first failure."""
     checks["prefix"] = isinstance(text, str) and text[:5].lower() == "shc:/"
@@ -198,10 +191,3 @@ def _claims_problem(claims: dict[str, Any]) -> str | None:
 def _epoch(at: datetime) -> float:
     """Seconds since the epoch; a naive datetime is taken as UTC."""
     return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def bench_samples() -> list[tuple[str, TrustStore, datetime]]:
-    """Freshly signed single-QR and assembled cards with their trust, for bench/verify.py."""
-    from firmware.credentials.shc_samples import sample_cards
-
-    return sample_cards()

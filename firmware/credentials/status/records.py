@@ -18,14 +18,11 @@ from firmware.credentials.cose_sign1 import (
     ALG_EDDSA,
     ALG_ES256,
     CoseError,
-    PrivateKey,
     PublicKey,
     decode_sign1,
-    encode_sign1,
     verify_signature,
 )
-from firmware.credentials.status_code import (
-    CONTENT_TYPE_HEADER,
+from firmware.credentials.status.code import (
     MAX_SUBJECT_BYTES,
     MIN_SUBJECT_BYTES,
     RECORD_CONTENT_TYPE,
@@ -74,7 +71,8 @@ class StatusRecord:
     codes_not_before: int | None = None
 
 
-def _encode_record(record: StatusRecord) -> bytes:
+def encode_record(record: StatusRecord) -> bytes:
+    """The CBOR payload of a record (what an issuer signs; firmware.demo.issuers.status)."""
     doc: dict[int, Any] = {
         R_VERSION: RECORD_VERSION, R_ISSUER: record.issuer, R_SUBJECT: record.subject,
         R_COLOUR: record.colour, R_ISSUED_AT: record.issued_at, R_VALID_UNTIL: record.valid_until,
@@ -114,14 +112,6 @@ def _decode_record(payload: bytes) -> StatusRecord:
         face_template=template,
         codes_not_before=_int_field(doc, R_CODES_NOT_BEFORE, "codes_not_before", optional=True),
     )
-
-
-def sign_status_record(record: StatusRecord, key: PrivateKey, *, kid: bytes) -> bytes:
-    """Sign a record for distribution by sync (fleet server, demo, tests)."""
-    if record.colour not in COLOURS:
-        raise ValueError(f"colour must be one of {COLOURS}")
-    return encode_sign1(_encode_record(record), key, kid=kid,
-                        extra_protected={CONTENT_TYPE_HEADER: RECORD_CONTENT_TYPE})
 
 
 def verify_status_record(blob: bytes, keys: Mapping[bytes, StatusIssuerKey]) -> StatusRecord:

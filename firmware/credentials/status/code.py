@@ -1,4 +1,4 @@
-"""The product's own status code: `HG1:` + base45(COSE_Sign1) over a small CBOR map; codec and issuing."""
+"""The product's own status code: `HG1:` + base45(COSE_Sign1) over a small CBOR map: its codec."""
 from __future__ import annotations
 
 import secrets
@@ -8,8 +8,8 @@ from typing import Any
 
 import cbor2
 
-from firmware.credentials.base45 import Base45Error, b45decode, b45encode
-from firmware.credentials.cose_sign1 import MAX_COSE_BYTES, PrivateKey, encode_sign1
+from firmware.credentials.base45 import Base45Error, b45decode
+from firmware.credentials.cose_sign1 import MAX_COSE_BYTES
 from firmware.protocol import cbor as bounded_cbor
 from firmware.protocol.numericdate import NumericDateError, int_numeric_date
 
@@ -109,15 +109,6 @@ def split_code(text: str) -> bytes:
         return b45decode(text[len(PREFIX):])
     except Base45Error:
         raise StatusFormatError("STATUS_BASE45_INVALID") from None
-
-
-def issue_status_code(key: PrivateKey, *, kid: bytes, issuer: str, subject: bytes,
-                      issued_at: int) -> str:
-    """Sign a status code (fleet server, demo, tests): ES256 for a P-256 key, EdDSA for Ed25519."""
-    payload = encode_code_claims(StatusCodeClaims(issuer, subject, issued_at))
-    cose = encode_sign1(payload, key, kid=kid,
-                        extra_protected={CONTENT_TYPE_HEADER: CODE_CONTENT_TYPE})
-    return PREFIX + b45encode(cose)
 
 
 def content_type(protected: Mapping[Any, Any]) -> Any:
