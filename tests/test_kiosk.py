@@ -172,8 +172,9 @@ def _two_chunk_card(rig) -> list[str]:  # type: ignore[no-untyped-def]
 def test_multi_code_shc_is_assembled_across_frames_in_any_order(rig) -> None:  # type: ignore[no-untyped-def]
     first, second = _two_chunk_card(rig)
     rig.show_code(second, 800, 800)
-    scanning = rig.wait_state("SCANNING")
-    assert "1 of 2" in scanning.line2
+    assembling = rig.wait_state("ASSEMBLING")
+    assert "1 of 2" in assembling.line2
+    assert rig.kiosk.status.snapshot().state == "ASSEMBLING"
     rig.show_code(first, 800, 800)
     rig.wait_state("GRANTED")
     body = _decisions(rig.eventlog)[-1]
@@ -185,7 +186,7 @@ def test_half_a_multi_code_card_times_out(tmp_path: Path) -> None:
     try:
         first, _ = _two_chunk_card(rig)
         rig.show_code(first, 800, 800)
-        rig.wait_state("SCANNING")
+        rig.wait_state("ASSEMBLING")
         rig.show_nothing()
         rig.wait_frames(1)
         rig.advance(rig.kiosk.config.multi_code_timeout_s)  # the rest of the card never comes

@@ -49,12 +49,11 @@ def _decisions(log: Any) -> list[dict[str, Any]]:
     return [e.body for e in log.pending(limit=1000, newest_first=False) if e.kind == "decision"]
 
 
-def _await_face(rig: Any) -> None:
-    """Until the kiosk waits for the holder's face: the VERIFYING screen is shown just before
-    the wait (and its deadline) begins, in the same loop iteration, so that one is waited out
-    too; a clock step before it would only move the deadline along."""
-    rig.wait_state("VERIFYING")
-    rig.wait_iterations(1)
+def _await_face(rig: Any) -> Any:
+    """Until the kiosk waits for the holder's face: the AWAIT_FACE screen (with the first
+    frame's hint) is shown once the wait and its deadline have begun, so a clock step after it
+    counts towards the face timeout."""
+    return rig.wait_state("AWAIT_FACE")
 
 
 def test_valid_pass_needs_a_face_and_one_pass_cannot_serve_two_faces(
@@ -65,7 +64,9 @@ def test_valid_pass_needs_a_face_and_one_pass_cannot_serve_two_faces(
     try:
         text = rig.valid_code()
         rig.show_code(text, W, H)  # nobody in view
-        _await_face(rig)
+        waiting = _await_face(rig)
+        assert (waiting.line1, waiting.line2) == ("Please look at the", "camera")  # the hint
+        assert rig.kiosk.status.snapshot().state == "AWAIT_FACE"
         rig.advance(2.0)  # face.timeout_s passes without a face
         assert rig.wait_state("DENIED").state == "DENIED"
         assert _decisions(rig.eventlog)[-1]["reason"] == "NO_FACE"
@@ -239,8 +240,7 @@ def test_a_display_lost_while_a_face_is_awaited_is_a_fault_and_no_decision(
     rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"), face_timeout_s=2.0)
     try:
         rig.show_code(rig.valid_code(), W, H)  # nobody in view: the kiosk waits for a face
-        _await_face(rig)
-        rig.wait_state("VERIFYING")  # and its hint: nothing more is shown until the timeout
+        _await_face(rig)  # with its hint: nothing more is shown until the timeout
         rig.display.emulator.unplug()
         # the heartbeat, polled while the face is awaited, finds the display gone...
         wait_until(lambda: rig.kiosk.state.value == "FAULT", "the display fault")
