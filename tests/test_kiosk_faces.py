@@ -252,6 +252,50 @@ def test_a_display_lost_while_a_face_is_awaited_is_a_fault_and_no_decision(
         rig.stop()
 
 
+class _FailingFaceCheck(FaceCheck):
+    """The real face check, with one injected failure: `observe` (a vision error the face stage
+    catches) or `conclude` (a software error only the loop catches)."""
+
+    fail_in = ""
+
+    def observe(self, rgb: np.ndarray) -> Any:
+        if self.fail_in == "observe":
+            raise RuntimeError("injected vision failure")
+        return super().observe(rgb)
+
+    def conclude(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fail_in == "conclude":
+            raise RuntimeError("injected software error")
+        return super().conclude(*args, **kwargs)
+
+
+def test_errors_while_a_face_is_awaited_deny_with_their_reason(
+        tmp_path: Path, pipeline: Any, people: tuple[np.ndarray, ...]) -> None:
+    check = _FailingFaceCheck(pipeline, liveness="off")
+    rig = make_rig(tmp_path, face=check, same_code_cooldown_s=0.2, result_hold_s=0.2)
+    try:
+        rig.show_code(rig.valid_code(), W, H)  # nobody in view: the kiosk waits for a face
+        _await_face(rig)
+        check.fail_in = "observe"
+        rig.wait_state("DENIED")
+        error = _decisions(rig.eventlog)[-1]
+        assert (error["decision"], error["reason"]) == ("denied", "FACE_CHECK_ERROR")
+        assert "face" not in error  # nothing was measured
+        check.fail_in = "conclude"
+        rig.next_person()
+        rig.show_code(rig.valid_code(), W, H)
+        _await_face(rig)
+        rig.advance(2.0)  # face.timeout_s: concluding raises inside the loop
+        rig.wait_state("DENIED")
+        assert _decisions(rig.eventlog)[-1]["reason"] == "INTERNAL_ERROR"
+        check.fail_in = ""
+        rig.next_person()
+        rig.show_code(rig.valid_code(), W, H, face=people[0])  # and the kiosk goes on
+        rig.wait_state("GRANTED")
+    finally:
+        rig.stop()
+
+
 def test_face_pass_bar_comes_from_the_model_unless_configured(pipeline: Any) -> None:
     """The 1:N threshold belongs to the model (face_models.json): a number calibrated for one
     embedder means nothing for another. A mode the manifest did not calibrate has none, and
