@@ -49,6 +49,7 @@ class FaceStep:
 
     concluded: FaceConcluded | None = None
     hint: str | None = None  # a quality reason code, e.g. FACE_TOO_SMALL -> "Please step closer"
+    hint_changed: bool = False  # show `hint` now (None: the face is fine again)
 
 
 @dataclass
@@ -101,7 +102,7 @@ class FaceStage:
             return self._finish()
         if quality.reason != pending.hint:
             pending.hint = quality.reason
-            return FaceStep(hint=quality.reason)
+            return FaceStep(hint=quality.reason, hint_changed=True)
         return FaceStep()
 
     def expire_if_due(self) -> FaceStep:

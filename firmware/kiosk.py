@@ -507,7 +507,7 @@ class Kiosk:
         if step.concluded is not None:
             done = step.concluded
             self._record(self._decide(done.verdict, done.face, done.pseudonym), done.captured_at)
-        elif step.hint is not None or self.state != State.AWAIT_FACE:
+        elif step.hint_changed or self.state != State.AWAIT_FACE:
             self._transition(State.AWAIT_FACE, show=False)  # a hint is no reason to log
             self._show(State.AWAIT_FACE, step.hint)
 

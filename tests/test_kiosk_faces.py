@@ -252,6 +252,36 @@ def test_a_display_lost_while_a_face_is_awaited_is_a_fault_and_no_decision(
         rig.stop()
 
 
+def test_the_face_wait_returns_hints_and_then_its_outcome_not_a_decision(
+        pipeline: Any, people: tuple[np.ndarray, ...]) -> None:
+    """The face stage reports what it saw; the loop decides (firmware.policy.decide)."""
+    from firmware.credentials import Verdict
+    from firmware.demo.frames import background, frame_with_code
+    from firmware.facecheck import FaceOutcome
+    from firmware.facestage import FaceStage
+    from firmware.policy import Policy, decide
+    from tests.kiosk_harness import ManualMonotonic
+
+    clock = ManualMonotonic()
+    stage = FaceStage(FaceCheck(pipeline, liveness="advisory", clock=clock), 2.0, clock=clock)
+    verdict = Verdict(True, "dcc", None, "URN:UVCI:01:XA:42", {"signature": True})
+    stage.begin(verdict, "pseudo", captured_at=5.0)
+    nobody, holder = background(W, H), frame_with_code("HC1:x", W, H, face=people[0])
+    first = stage.on_frame(nobody)
+    assert (first.concluded, first.hint, first.hint_changed) == (None, "NO_FACE", True)
+    assert stage.on_frame(nobody) == type(first)()  # the same hint is not sent again
+    back = stage.on_frame(holder)  # liveness wants more frames: the hint clears meanwhile
+    assert (back.concluded, back.hint, back.hint_changed) == (None, None, True)
+    assert stage.expire_if_due().concluded is None  # not before face.timeout_s
+    clock.advance(2.0)
+    done = stage.expire_if_due().concluded
+    assert done is not None and stage.expire_if_due().concluded is None  # concluded once
+    assert (done.verdict, done.pseudonym, done.captured_at) == (verdict, "pseudo", 5.0)
+    assert isinstance(done.face, FaceOutcome) and done.face.ok and done.face.frames == 1
+    decision = decide(done.verdict, done.face, Policy(face_required=True), done.pseudonym)
+    assert decision.granted and decision.face == done.face.as_event()
+
+
 class _FailingFaceCheck(FaceCheck):
     """The real face check, with one injected failure: `observe` (a vision error the face stage
     catches) or `conclude` (a software error only the loop catches)."""
