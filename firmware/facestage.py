@@ -12,7 +12,7 @@ import numpy as np
 
 from firmware.credentials import Verdict
 from firmware.facecheck import FaceCheck, FaceOutcome
-from firmware.policy import Decision, decide
+from firmware.policy import FaceError, FaceResult
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,23 @@ class _Pending:
 
 
 @dataclass(frozen=True)
-class FaceStep:
-    """What one frame changed: a finished decision, or a new hint for the display."""
+class FaceConcluded:
+    """The face wait is over: the credential it was for and what the face check found. The
+    loop turns it into the decision (firmware.policy.decide)."""
 
-    decision: Decision | None = None
-    captured_at: float = 0.0  # when the credential's frame was taken (for latency)
+    verdict: Verdict
+    pseudonym: str | None
+    captured_at: float  # when the credential's frame was taken (for latency)
+    face: FaceResult
+
+
+@dataclass(frozen=True)
+class FaceStep:
+    """What one frame (or tick) changed: the wait concluded, or a new hint for the display."""
+
+    concluded: FaceConcluded | None = None
     hint: str | None = None  # a quality reason code, e.g. FACE_TOO_SMALL -> "Please step closer"
+    hint_changed: bool = False  # show `hint` now (None: the face is fine again)
 
 
 @dataclass
@@ -70,10 +81,6 @@ class FaceStage:
         self.check.face_pass = self.gallery is not None
 
     @property
-    def waiting(self) -> bool:
-        return self._pending is not None
-
-    @property
     def face_pass(self) -> bool:
         return self.gallery is not None
 
@@ -95,7 +102,7 @@ class FaceStage:
             return self._finish()
         if quality.reason != pending.hint:
             pending.hint = quality.reason
-            return FaceStep(hint=quality.reason)
+            return FaceStep(hint=quality.reason, hint_changed=True)
         return FaceStep()
 
     def expire_if_due(self) -> FaceStep:
@@ -121,16 +128,10 @@ class FaceStage:
                 if self.open_template else None
             if enrolled is None:  # a record with a template we cannot open: never skip 1:1
                 error = "FACE_TEMPLATE_UNAVAILABLE"
-        if error is not None:
-            decision = Decision(False, error, verdict.format, pending.pseudonym,
-                                dict(verdict.checks))
-        else:
-            outcome = self.check.conclude(verdict.credential_id, enrolled)
-            base = decide(verdict, pending.pseudonym)
-            decision = Decision(outcome.ok, None if outcome.ok else outcome.reason, base.format,
-                                base.pseudonym, base.checks, face=outcome.as_event())
+        face: FaceResult = FaceError(error) if error is not None \
+            else self.check.conclude(verdict.credential_id, enrolled)
         self.forget()  # this person's template leaves memory (but the sharing window)
-        return FaceStep(decision, pending.captured_at)
+        return FaceStep(FaceConcluded(verdict, pending.pseudonym, pending.captured_at, face))
 
     # ---- face pass: opted-in members, no code ------------------------------------------
     def on_idle_frame(self, image: np.ndarray) -> tuple[str, FaceOutcome] | None:

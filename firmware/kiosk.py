@@ -23,9 +23,9 @@ from firmware.facestage import FaceStage, FaceStep
 from firmware.credentials.shc.chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOMPLETE, INVALID, \
     PENDING, ChunkAssembler
 from firmware.inbox import Inbox, Message
-from firmware.policy import Decision, decide, trust_problem
+from firmware.policy import Decision, FaceResult, Policy, awaits_face, decide, trust_problem
 from firmware.pseudonym import Pseudonymiser
-from firmware.states import READY_STATES, RESULT_STATES, State
+from firmware.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
 from firmware.status.board import StatusBoard
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,9 @@ class Kiosk:
         self._maintenance = False  # technician mode: entered on request, left only on request
         self._scanner = FrameScanner(config.aztec_every_n_frames)
         self._faces = faces  # None when faces are not checked
+        self._policy = Policy(face_required=faces is not None)
         self._after_append = after_append  # e.g. wake the uploader: live decisions go first
         self._chunks = ChunkAssembler(config.multi_code_timeout_s, monotonic)
-        self._chunks_shown = 0
 
     # ---- public -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -189,9 +189,18 @@ class Kiosk:
             self.summary.transitions.append((old.value, new.value))
             self._state_since = self._monotonic()
             self.status.on_state(new.value, reason or detail)
+            self._leave(old)
         self.state = new
         if show:
             self._show(new, reason, detail)
+
+    def _leave(self, old: State) -> None:
+        """What a state holds ends with it: a face wait or a half-read card left other than by
+        its decision (a fault, maintenance, another code) is dropped; the person starts again."""
+        if old == State.AWAIT_FACE:
+            self._face_stage().cancel()
+        elif old == State.ASSEMBLING:
+            self._chunks.reset()
 
     def _show(self, state: State, reason: str | None = None, detail: str | None = None) -> bool:
         text = message_for(reason) if reason else None
@@ -219,10 +228,11 @@ class Kiosk:
         accepted); the kiosk goes on."""
         if self._faces is not None:
             self._faces.cancel()
-        if self.state not in (State.VERIFYING, State.SCANNING):
+        if self.state not in CHECKING_STATES:
             return
         try:
-            self._record(Decision(False, "INTERNAL_ERROR", "unknown", None, {}), time.monotonic())
+            self._record(self._decide(Verdict(False, "unknown", "INTERNAL_ERROR", None, {})),
+                         time.monotonic())
         except Exception:
             log.exception("could not record the error decision")
             self._transition(State.IDLE, show=False)
@@ -354,8 +364,8 @@ class Kiosk:
     def _handle(self, message: Message) -> None:
         if message.kind == "frame":
             self._clear("camera")
-            if self._faces is not None and self._faces.waiting and self.state == State.VERIFYING:
-                self._face_step(self._faces.on_frame(message.data.image))
+            if self.state == State.AWAIT_FACE:
+                self._face_step(self._face_stage().on_frame(message.data.image))
             elif self.state in READY_STATES:
                 self._on_frame(message.data)
         elif message.kind == "camera_fault":
@@ -381,7 +391,6 @@ class Kiosk:
             if self._faces is not None:
                 self._faces.cancel()
             self._chunks.reset()
-            self._chunks_shown = 0
         if not self._faults:
             self._transition(State.MAINTENANCE if on else State.IDLE)
 
@@ -420,20 +429,21 @@ class Kiosk:
         self.status.tick(self._capture.frames, self._inbox.dropped_frames)
         self._supervise()
         self._remember_time()
-        if self._faults:
-            if self._faces is not None and self._faces.waiting:
-                self._faces.cancel()  # a fault interrupts the person's check
+        if self._faults:  # the state is FAULT: entering it ended any face wait or half card
             self._retry_faults()
             return
-        if self._faces is not None and self._faces.waiting:
-            self._face_step(self._faces.expire_if_due())
-            if self._faces.waiting:
+        if self.state == State.AWAIT_FACE:
+            self._face_step(self._face_stage().expire_if_due())
+            if self.state == State.AWAIT_FACE:
                 self._poll_display()  # the heartbeat goes on while a face is awaited
             return
-        if self._chunks.check_timeout() is not None:  # half a multi-code card, then nothing
-            self._chunks_shown = 0
-            self._transition(State.VERIFYING)
-            self._record(Decision(False, CHUNKS_INCOMPLETE, "shc", None, {}), time.monotonic())
+        if self.state == State.ASSEMBLING:  # left by the rest of the card, or by this timeout
+            if self._chunks.check_timeout() is not None:  # half a multi-code card, then nothing
+                self._transition(State.VERIFYING)
+                self._record(self._decide(Verdict(False, "shc", CHUNKS_INCOMPLETE, None, {})),
+                             time.monotonic())
+            else:
+                self._poll_display()
             return
         elapsed = self._monotonic() - self._state_since
         if self.state in RESULT_STATES and elapsed >= self.config.result_hold_s:
@@ -473,25 +483,28 @@ class Kiosk:
         self._last_code = (text, now)
         self._transition(State.VERIFYING)
         verdict = self._verify(text)
-        if not verdict.valid or self._faces is None:
-            self._record(decide(verdict, self._pseudonym(verdict)), frame.captured_at)
+        pseudonym = self._pseudonym(verdict)
+        if not awaits_face(verdict, self._policy):
+            self._record(self._decide(verdict, pseudonym=pseudonym), frame.captured_at)
             return
         # A valid credential: now the face in front of the camera must belong with it.
-        self._faces.begin(verdict, self._pseudonym(verdict), frame.captured_at)
-        self._face_step(self._faces.on_frame(frame.image))
+        faces = self._face_stage()
+        faces.begin(verdict, pseudonym, frame.captured_at)
+        self._face_step(faces.on_frame(frame.image))
 
     def _assemble(self, texts: list[str]) -> str | None:
         """The whole credential text, assembling multi-code SMART Health Cards across frames
         (their chunks may stand side by side in one frame or come one after another)."""
+        before = self._chunks.pending
         result = None
         for text in texts:
             result = self._chunks.feed(text)
             if result.status == COMPLETE or result.status == INVALID:
                 return result.text if result.text is not None else text
         if result is not None and result.status == PENDING:
-            if self.state != State.SCANNING or result.received > self._chunks_shown:
-                self._chunks_shown = result.received
-                self._transition(State.SCANNING, None, f"Part {result.received} of {result.total} read")
+            if self.state != State.ASSEMBLING or self._chunks.pending != before:  # news to show
+                self._transition(State.ASSEMBLING, None,
+                                 f"Part {result.received} of {result.total} read")
         return None
 
     def _verify(self, text: str) -> Verdict:
@@ -531,11 +544,19 @@ class Kiosk:
         return self._pseudonymiser.pseudonym(verdict.credential_id, self._clock.now().timestamp())
 
     # ---- faces ----------------------------------------------------------------------------
+    def _face_stage(self) -> FaceStage:
+        assert self._faces is not None  # AWAIT_FACE is only entered with face checks on
+        return self._faces
+
     def _face_step(self, step: FaceStep) -> None:
-        if step.decision is not None:
-            self._record(step.decision, step.captured_at)
-        elif step.hint is not None:
-            self._show(State.VERIFYING, step.hint)  # "Please step closer", "Face the camera"...
+        """Record the decision once the face wait concluded; else enter or stay in AWAIT_FACE,
+        showing a new hint ("Please step closer", "Please face the camera"...)."""
+        if step.concluded is not None:
+            done = step.concluded
+            self._record(self._decide(done.verdict, done.face, done.pseudonym), done.captured_at)
+        elif step.hint_changed or self.state != State.AWAIT_FACE:
+            self._transition(State.AWAIT_FACE, show=False)  # a hint is no reason to log
+            self._show(State.AWAIT_FACE, step.hint)
 
     def _face_pass(self, frame: Any) -> None:
         """An opted-in member recognised 1:N without a code: their cached record decides."""
@@ -552,11 +573,8 @@ class Kiosk:
         self._last_code = (key, now)
         self._transition(State.VERIFYING)
         verdict = self._verify_member(member)
-        base = decide(verdict, self._pseudonym(verdict))
-        granted = base.granted and outcome.ok
-        reason = base.reason if not base.granted else (None if outcome.ok else outcome.reason)
-        self._record(Decision(granted, reason, "face_pass", base.pseudonym, base.checks,
-                              face=outcome.as_event()), frame.captured_at)
+        self._record(self._decide(verdict, outcome, self._pseudonym(verdict), face_pass=True),
+                     frame.captured_at)
 
     def _verify_member(self, member: str) -> Verdict:
         """The member's cached status record decides (member ids are "<issuer>/<subject hex>")."""
@@ -571,6 +589,11 @@ class Kiosk:
         if problem is not None or not issuer:
             return Verdict(False, "status", problem or "FACE_PASS_MEMBER_INVALID", None, {})
         return verify_member(issuer, subject, trust, now)
+
+    def _decide(self, verdict: Verdict, face: FaceResult | None = None,
+                pseudonym: str | None = None, face_pass: bool = False) -> Decision:
+        """Every decision of the loop comes from the one pure policy function."""
+        return decide(verdict, face, self._policy, pseudonym, face_pass=face_pass)
 
     def _record(self, decision: Decision, captured_at: float) -> None:
         body = {"decision": "granted" if decision.granted else "denied",

@@ -77,6 +77,7 @@ def test_state_table() -> None:
     expected = {
         "BOOT": ("white", "Starting..."), "IDLE": ("white", "Scan your pass"),
         "SCANNING": ("blue", "Reading..."), "VERIFYING": ("blue", "Checking..."),
+        "ASSEMBLING": ("blue", "Reading..."), "AWAIT_FACE": ("blue", "Checking..."),
         "GRANTED": ("green", "Welcome"), "DENIED": ("red", "Entry denied"),
         "FAULT": ("amber", "Out of service"), "MAINTENANCE": ("amber", "Maintenance"),
     }
@@ -84,6 +85,21 @@ def test_state_table() -> None:
     for state, (colour, line1) in expected.items():
         screen = screen_for(state)
         assert (screen.state, screen.colour, screen.line1) == (state, colour, line1)
+
+
+def test_every_kiosk_state_has_its_own_screen() -> None:
+    from firmware.states import State
+
+    assert set(KIOSK_STATES) == {state.value for state in State}
+
+
+def test_face_wait_shows_its_hint_and_a_card_its_parts() -> None:
+    hint = screen_for("AWAIT_FACE", "Please step closer")
+    assert (hint.colour, hint.line1, hint.line2) == ("blue", "Checking...", "Please step closer")
+    longer = screen_for("AWAIT_FACE", "Please look at the camera")  # both lines, never cut
+    assert (longer.line1, longer.line2) == ("Please look at the", "camera")
+    assert screen_for("AWAIT_FACE").line2 == "Please wait"
+    assert screen_for("ASSEMBLING", detail="Part 1 of 2 read").line2 == "Part 1 of 2 read"
 
 
 def test_reason_and_detail_lines() -> None:

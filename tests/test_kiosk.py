@@ -200,8 +200,9 @@ def _two_chunk_card(rig) -> list[str]:  # type: ignore[no-untyped-def]
 def test_multi_code_shc_is_assembled_across_frames_in_any_order(rig) -> None:  # type: ignore[no-untyped-def]
     first, second = _two_chunk_card(rig)
     rig.show_code(second, 800, 800)
-    scanning = rig.wait_state("SCANNING")
-    assert "1 of 2" in scanning.line2
+    assembling = rig.wait_state("ASSEMBLING")
+    assert "1 of 2" in assembling.line2
+    assert rig.kiosk.status.snapshot().state == "ASSEMBLING"
     rig.show_code(first, 800, 800)
     rig.wait_state("GRANTED")
     body = _decisions(rig.eventlog)[-1]
@@ -213,12 +214,51 @@ def test_half_a_multi_code_card_times_out(tmp_path: Path) -> None:
     try:
         first, _ = _two_chunk_card(rig)
         rig.show_code(first, 800, 800)
-        rig.wait_state("SCANNING")
+        rig.wait_state("ASSEMBLING")
         rig.show_nothing()
         rig.wait_frames(1)
         rig.advance(rig.kiosk.config.multi_code_timeout_s)  # the rest of the card never comes
         rig.wait_state("DENIED")
         assert _decisions(rig.eventlog)[-1]["reason"] == "SHC_CHUNKS_INCOMPLETE"
+    finally:
+        rig.stop()
+
+
+def test_a_card_being_assembled_outlasts_the_scan_timeout(tmp_path: Path) -> None:
+    """ASSEMBLING is left by the rest of the card or by the multi-code timeout, not by the
+    shorter scan timeout: the display never shows the attract screen while parts are held."""
+    rig = make_rig(tmp_path, scan_timeout_s=1.0, multi_code_timeout_s=5.0)
+    try:
+        first, _ = _two_chunk_card(rig)
+        rig.show_code(first, 800, 800)
+        rig.wait_state("ASSEMBLING")
+        rig.show_nothing()
+        rig.wait_frames(1)
+        rig.advance(rig.kiosk.config.scan_timeout_s)
+        assert rig.kiosk.state.value == "ASSEMBLING"
+        rig.advance(rig.kiosk.config.multi_code_timeout_s - rig.kiosk.config.scan_timeout_s)
+        rig.wait_state("DENIED")
+        assert [d["reason"] for d in _decisions(rig.eventlog)] == ["SHC_CHUNKS_INCOMPLETE"]
+        assert ("ASSEMBLING", "VERIFYING") in rig.kiosk.summary.transitions
+    finally:
+        rig.stop()
+
+
+def test_another_pass_ends_a_half_read_card_without_a_late_denial(tmp_path: Path) -> None:
+    """The parts of a card belong to ASSEMBLING: another code read meanwhile is decided, and
+    the half card is dropped with the state, so its timeout cannot deny anyone later."""
+    rig = make_rig(tmp_path, multi_code_timeout_s=5.0)
+    try:
+        first, _ = _two_chunk_card(rig)
+        rig.show_code(first, 800, 800)
+        rig.wait_state("ASSEMBLING")
+        rig.show_code(rig.valid_code())
+        rig.wait_state("GRANTED")
+        rig.next_person()
+        rig.advance(rig.kiosk.config.multi_code_timeout_s)  # when the half card would expire
+        rig.wait_frames()
+        assert rig.kiosk.state.value == "IDLE"
+        assert [d["decision"] for d in _decisions(rig.eventlog)] == ["granted"]
     finally:
         rig.stop()
 

@@ -47,12 +47,11 @@ def _decisions(log: Any) -> list[dict[str, Any]]:
     return [e.body for e in Outbox(log).pending(limit=1000, newest_first=False) if e.kind == "decision"]
 
 
-def _await_face(rig: Any) -> None:
-    """Until the kiosk waits for the holder's face: the VERIFYING screen is shown just before
-    the wait (and its deadline) begins, in the same loop iteration, so that one is waited out
-    too; a clock step before it would only move the deadline along."""
-    rig.wait_state("VERIFYING")
-    rig.wait_iterations(1)
+def _await_face(rig: Any) -> Any:
+    """Until the kiosk waits for the holder's face: the AWAIT_FACE screen (with the first
+    frame's hint) is shown once the wait and its deadline have begun, so a clock step after it
+    counts towards the face timeout."""
+    return rig.wait_state("AWAIT_FACE")
 
 
 def test_valid_pass_needs_a_face_and_one_pass_cannot_serve_two_faces(
@@ -63,7 +62,9 @@ def test_valid_pass_needs_a_face_and_one_pass_cannot_serve_two_faces(
     try:
         text = rig.valid_code()
         rig.show_code(text, W, H)  # nobody in view
-        _await_face(rig)
+        waiting = _await_face(rig)
+        assert (waiting.line1, waiting.line2) == ("Please look at the", "camera")  # the hint
+        assert rig.kiosk.status.snapshot().state == "AWAIT_FACE"
         rig.advance(2.0)  # face.timeout_s passes without a face
         assert rig.wait_state("DENIED").state == "DENIED"
         assert _decisions(rig.eventlog)[-1]["reason"] == "NO_FACE"
@@ -237,8 +238,7 @@ def test_a_display_lost_while_a_face_is_awaited_is_a_fault_and_no_decision(
     rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"), face_timeout_s=2.0)
     try:
         rig.show_code(rig.valid_code(), W, H)  # nobody in view: the kiosk waits for a face
-        _await_face(rig)
-        rig.wait_state("VERIFYING")  # and its hint: nothing more is shown until the timeout
+        _await_face(rig)  # with its hint: nothing more is shown until the timeout
         rig.display.emulator.unplug()
         # the heartbeat, polled while the face is awaited, finds the display gone...
         wait_until(lambda: rig.kiosk.state.value == "FAULT", "the display fault")
@@ -247,6 +247,80 @@ def test_a_display_lost_while_a_face_is_awaited_is_a_fault_and_no_decision(
         assert _decisions(rig.eventlog) == []  # nothing decided that could not be shown
     finally:
         rig.display.emulator.replug()
+        rig.stop()
+
+
+def test_the_face_wait_returns_hints_and_then_its_outcome_not_a_decision(
+        pipeline: Any, people: tuple[np.ndarray, ...]) -> None:
+    """The face stage reports what it saw; the loop decides (firmware.policy.decide)."""
+    from firmware.credentials import Verdict
+    from firmware.demo.frames import background, frame_with_code
+    from firmware.facecheck import FaceOutcome
+    from firmware.facestage import FaceStage
+    from firmware.policy import Policy, decide
+    from tests.kiosk_harness import ManualMonotonic
+
+    clock = ManualMonotonic()
+    stage = FaceStage(FaceCheck(pipeline, liveness="advisory", clock=clock), 2.0, clock=clock)
+    verdict = Verdict(True, "dcc", None, "URN:UVCI:01:XA:42", {"signature": True})
+    stage.begin(verdict, "pseudo", captured_at=5.0)
+    nobody, holder = background(W, H), frame_with_code("HC1:x", W, H, face=people[0])
+    first = stage.on_frame(nobody)
+    assert (first.concluded, first.hint, first.hint_changed) == (None, "NO_FACE", True)
+    assert stage.on_frame(nobody) == type(first)()  # the same hint is not sent again
+    back = stage.on_frame(holder)  # liveness wants more frames: the hint clears meanwhile
+    assert (back.concluded, back.hint, back.hint_changed) == (None, None, True)
+    assert stage.expire_if_due().concluded is None  # not before face.timeout_s
+    clock.advance(2.0)
+    done = stage.expire_if_due().concluded
+    assert done is not None and stage.expire_if_due().concluded is None  # concluded once
+    assert (done.verdict, done.pseudonym, done.captured_at) == (verdict, "pseudo", 5.0)
+    assert isinstance(done.face, FaceOutcome) and done.face.ok and done.face.frames == 1
+    decision = decide(done.verdict, done.face, Policy(face_required=True), done.pseudonym)
+    assert decision.granted and decision.face == done.face.as_event()
+
+
+class _FailingFaceCheck(FaceCheck):
+    """The real face check, with one injected failure: `observe` (a vision error the face stage
+    catches) or `conclude` (a software error only the loop catches)."""
+
+    fail_in = ""
+
+    def observe(self, rgb: np.ndarray) -> Any:
+        if self.fail_in == "observe":
+            raise RuntimeError("injected vision failure")
+        return super().observe(rgb)
+
+    def conclude(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fail_in == "conclude":
+            raise RuntimeError("injected software error")
+        return super().conclude(*args, **kwargs)
+
+
+def test_errors_while_a_face_is_awaited_deny_with_their_reason(
+        tmp_path: Path, pipeline: Any, people: tuple[np.ndarray, ...]) -> None:
+    check = _FailingFaceCheck(pipeline, liveness="off")
+    rig = make_rig(tmp_path, face=check, same_code_cooldown_s=0.2, result_hold_s=0.2)
+    try:
+        rig.show_code(rig.valid_code(), W, H)  # nobody in view: the kiosk waits for a face
+        _await_face(rig)
+        check.fail_in = "observe"
+        rig.wait_state("DENIED")
+        error = _decisions(rig.eventlog)[-1]
+        assert (error["decision"], error["reason"]) == ("denied", "FACE_CHECK_ERROR")
+        assert "face" not in error  # nothing was measured
+        check.fail_in = "conclude"
+        rig.next_person()
+        rig.show_code(rig.valid_code(), W, H)
+        _await_face(rig)
+        rig.advance(2.0)  # face.timeout_s: concluding raises inside the loop
+        rig.wait_state("DENIED")
+        assert _decisions(rig.eventlog)[-1]["reason"] == "INTERNAL_ERROR"
+        check.fail_in = ""
+        rig.next_person()
+        rig.show_code(rig.valid_code(), W, H, face=people[0])  # and the kiosk goes on
+        rig.wait_state("GRANTED")
+    finally:
         rig.stop()
 
 

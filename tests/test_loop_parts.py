@@ -14,7 +14,7 @@ import pytest
 from firmware.clock import Clock, FixedClock
 from firmware.credentials import Verdict
 from firmware.inbox import Inbox, Message
-from firmware.policy import decide, trust_problem
+from firmware.policy import Policy, decide, trust_problem
 from firmware.pseudonym import Pseudonymiser
 from tests.kiosk_harness import HANG_GUARD_S, wait_until
 
@@ -89,8 +89,10 @@ def test_policy() -> None:
     assert trust_problem("CLOCK_UNTRUSTED", now, now, 72) == "CLOCK_UNTRUSTED"
     good = Verdict(True, "dcc", None, {}, {"signature": True})
     bad = Verdict(False, "dcc", "DCC_EXPIRED", None, {"expiry": False})
-    assert decide(good, "p").granted and decide(good, "p").reason is None
-    assert decide(bad, None).reason == "DCC_EXPIRED"
+    codes_only = Policy(face_required=False)
+    assert decide(good, None, codes_only, "p").granted
+    assert decide(good, None, codes_only, "p").reason is None
+    assert decide(bad, None, codes_only).reason == "DCC_EXPIRED"
     assert FixedClock(now, trusted=False).trust_problem() == "CLOCK_UNTRUSTED"
 
 

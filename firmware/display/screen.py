@@ -125,11 +125,13 @@ def _headline_and_reason(state: str, colour: str, headline: str, reason: str) ->
 
 BLANK = Screen(state="OFF", colour="off", line1="", line2="")
 
-KIOSK_STATES = ("BOOT", "IDLE", "SCANNING", "VERIFYING", "GRANTED", "DENIED", "FAULT", "MAINTENANCE")
+KIOSK_STATES = ("BOOT", "IDLE", "SCANNING", "ASSEMBLING", "VERIFYING", "AWAIT_FACE", "GRANTED",
+                "DENIED", "FAULT", "MAINTENANCE")
 
 
 def screen_for(state: str, reason_text: str | None = None, detail: str | None = None) -> Screen:
-    """The screen for a kiosk state; reason_text is the why (DENIED) or the failed part (FAULT).
+    """The screen for a kiosk state; reason_text is the why (DENIED), the failed part (FAULT)
+    or the face hint (AWAIT_FACE).
 
     `detail` is a second, optional note: e.g. trust-data staleness on IDLE. An unknown state
     shows an amber "Out of service" rather than raising, because the display must never be the
@@ -145,8 +147,12 @@ def screen_for(state: str, reason_text: str | None = None, detail: str | None = 
         return Screen(name, "white", "Scan your pass", note)
     if name == "SCANNING":
         return Screen(name, "blue", "Reading...", note or "Hold still")
+    if name == "ASSEMBLING":
+        return Screen(name, "blue", "Reading...", note or "Show the next part")
     if name == "VERIFYING":
         return Screen(name, "blue", "Checking...", note or "Please wait")
+    if name == "AWAIT_FACE":  # the hint ("Please step closer") may take both lines
+        return _headline_and_reason(name, "blue", "Checking...", reason or note or "Please wait")
     if name == "GRANTED":
         return Screen(name, "green", "Welcome", reason or note or "Please enter")
     if name == "DENIED":
