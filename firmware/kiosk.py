@@ -24,6 +24,7 @@ from firmware.credentials.shc_chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOM
     PENDING, ChunkAssembler
 from firmware.inbox import Inbox, Message
 from firmware.policy import Decision, decide, trust_problem
+from firmware.provisioncode import is_provision_code
 from firmware.pseudonym import Pseudonymiser
 from firmware.states import READY_STATES, RESULT_STATES, State
 from firmware.status.board import StatusBoard
@@ -90,7 +91,8 @@ class Kiosk:
                  after_append: Callable[[], None] | None = None,
                  watchdog: Callable[[], None] | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
-                 status: StatusBoard | None = None) -> None:
+                 status: StatusBoard | None = None,
+                 provisioner: Callable[[str], Any] | None = None) -> None:
         self.config = config
         self.status = status or StatusBoard()  # the snapshot the status page reads
         self.state = State.BOOT
@@ -130,6 +132,10 @@ class Kiosk:
         self._after_append = after_append  # e.g. wake the uploader: live decisions go first
         self._chunks = ChunkAssembler(config.multi_code_timeout_s, monotonic)
         self._chunks_shown = 0
+        # Provisioning codes are acted on in maintenance mode only, by a worker thread
+        # (firmware/provisioner.py); its outcome comes back as a "provisioned" message.
+        self._provisioner = provisioner
+        self._provisioning: threading.Thread | None = None
 
     # ---- public -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -311,6 +317,10 @@ class Kiosk:
                 self._face_step(self._faces.on_frame(message.data.image))
             elif self.state in READY_STATES:
                 self._on_frame(message.data)
+            elif self.state == State.MAINTENANCE:
+                self._on_maintenance_frame(message.data)
+        elif message.kind == "provisioned":
+            self._on_provisioned(message.data)
         elif message.kind == "camera_fault":
             # frames still queued were read before the fault (control messages come first):
             # they must not clear it
@@ -337,6 +347,38 @@ class Kiosk:
             self._chunks_shown = 0
         if not self._faults:
             self._transition(State.MAINTENANCE if on else State.IDLE)
+
+    # ---- provisioning codes (maintenance mode) ---------------------------------------------
+    def _on_maintenance_frame(self, frame: Any) -> None:
+        """A technician shows a provisioning code: hand it to the worker, one at a time."""
+        if self._provisioner is None or self._provisioning is not None:
+            return
+        texts = [read.text for read in self._scanner.scan(frame.image) if read.text]
+        text = next((t for t in texts if is_provision_code(t)), None)
+        now = self._monotonic()
+        if text is None or (self._last_code is not None and self._last_code[0] == text
+                            and now - self._last_code[1] < self.config.same_code_cooldown_s):
+            return
+        self._last_code = (text, now)
+        self._show(State.MAINTENANCE, None, "Setting up...")
+        provisioner = self._provisioner
+
+        def work() -> None:
+            self.post(Message("provisioned", provisioner(text)))
+
+        self._provisioning = threading.Thread(target=work, name="provisioning", daemon=True)
+        self._provisioning.start()
+
+    def _on_provisioned(self, outcome: Any) -> None:
+        """Show the outcome in words; the technician leaves maintenance mode when done."""
+        self._provisioning = None
+        self._log_event("provisioning", {"ok": bool(outcome.ok), "reason": outcome.reason})
+        if outcome.ok:
+            detail = f"Done: trust {outcome.trust_updated}/{outcome.trust_wanted}"
+        else:
+            detail = message_for(outcome.reason)
+        if self.state == State.MAINTENANCE:
+            self._show(State.MAINTENANCE, None, detail)
 
     def _remember_time(self) -> None:
         """Persist the time seen now and then, so a reboot with a lost clock is caught."""
@@ -450,6 +492,8 @@ class Kiosk:
     def _verify(self, text: str) -> Verdict:
         """The credential's verdict; a refusal without looking when trust data or the clock
         forbid any check."""
+        if is_provision_code(text):  # a setup code is never a pass, whatever the trust data
+            return Verdict(False, "provisioning", "PROVISION_CODE_NOT_CREDENTIAL", None, {})
         trust, now, problem = self._trust_now()
         if problem is not None:
             return Verdict(False, detect_format(text), problem, None, {})

@@ -1,0 +1,122 @@
+"""Act on a scanned provisioning code: check it, register with the fleet, fetch trust data.
+
+Runs in a worker thread of the kiosk (firmware/kiosk.py), never in the frame loop. Every
+failure is an outcome with a reason code, never an exception; the code's one-time use is
+recorded in the state folder so the same code is refused here even before the fleet says so.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from firmware.fsutil import write_atomic
+from firmware.identity import IdentityError, load
+from firmware.provisioncode import ProvisionCode, ProvisionCodeError, check_code
+from firmware.sync.trustsync import RegistrationError, TrustSync, public_key_from_b64, \
+    register_device
+
+log = logging.getLogger("healthgate.provisioner")
+
+FLEET_KEY_FILE = "fleet_key.pub"  # as provisioning/cli.py writes it
+USED_CODES_FILE = "provision-codes-used.json"
+MAX_USED_CODES = 1000  # the ledger keeps the newest ones; codes live minutes, not years
+REGISTER_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ProvisionOutcome:
+    """What the display shows: a reason code when refused; `detail` is for the log only."""
+
+    ok: bool
+    reason: str | None
+    detail: str = ""
+    trust_updated: int = 0
+    trust_wanted: int = 0
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CodeProvisioner:
+    """`handle(text)` takes one scanned `HGP1:` text to a ProvisionOutcome."""
+
+    def __init__(self, state_dir: Path, *, clock: Callable[[], datetime] = _now,
+                 session: requests.Session | None = None,
+                 timeout_s: float = REGISTER_TIMEOUT_S) -> None:
+        self.state_dir = Path(state_dir)
+        self.clock = clock
+        self.session = session
+        self.timeout_s = timeout_s
+
+    def handle(self, text: str) -> ProvisionOutcome:
+        try:
+            return self._handle(text)
+        except ProvisionCodeError as error:
+            return ProvisionOutcome(False, error.code, error.detail)
+        except Exception as error:  # fail safe: a bug refuses the code, never crashes the kiosk
+            log.error("provisioning failed: %s", type(error).__name__)
+            return ProvisionOutcome(False, "PROVISION_FAILED", type(error).__name__)
+
+    def _handle(self, text: str) -> ProvisionOutcome:
+        pinned = self._pinned_key()
+        if pinned is None:
+            raise ProvisionCodeError("PROVISION_NO_FLEET_KEY", "no fleet key pinned")
+        code = check_code(text, pinned, self.clock())
+        if code.code_id in self._used_codes():
+            raise ProvisionCodeError("PROVISION_CODE_USED", "used on this kiosk before")
+        try:
+            identity = load(self.state_dir)
+        except IdentityError as error:
+            raise ProvisionCodeError("PROVISION_NO_IDENTITY", str(error)) from None
+        try:
+            register_device(code.fleet_url, code.token, identity.device_id, identity.key,
+                            session=self.session, timeout_s=self.timeout_s)
+        except RegistrationError as error:
+            raise ProvisionCodeError(_registration_reason(error), error.code) from None
+        self._record_used(code)  # registered: the code is spent, whatever trust sync does
+        sync = TrustSync(code.fleet_url, self.state_dir / "trust", [pinned], identity.device_id,
+                         identity.key, session=self.session, timeout_s=self.timeout_s,
+                         clock=self.clock)
+        outcomes = sync.sync()
+        updated = sum(1 for outcome in outcomes if outcome.status in ("updated", "not_modified"))
+        if any(outcome.status == "error" for outcome in outcomes):
+            return ProvisionOutcome(False, "PROVISION_TRUST_FAILED",
+                                    ", ".join(f"{o.name}: {o.reason}" for o in outcomes
+                                              if o.status == "error"),
+                                    updated, len(outcomes))
+        return ProvisionOutcome(True, None, f"registered {identity.device_id}", updated,
+                                len(outcomes))
+
+    def _pinned_key(self) -> Ed25519PublicKey | None:
+        try:
+            return public_key_from_b64((self.state_dir / FLEET_KEY_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _used_codes(self) -> list[str]:
+        try:
+            used = json.loads((self.state_dir / USED_CODES_FILE).read_text())
+        except (OSError, ValueError):
+            return []
+        return [item for item in used if isinstance(item, str)] if isinstance(used, list) else []
+
+    def _record_used(self, code: ProvisionCode) -> None:
+        used = (self._used_codes() + [code.code_id])[-MAX_USED_CODES:]
+        write_atomic(self.state_dir / USED_CODES_FILE, json.dumps(used).encode())
+
+
+def _registration_reason(error: RegistrationError) -> str:
+    """The fleet's answer as a reason the display can say in words."""
+    if error.code == "NETWORK_ERROR":
+        return "PROVISION_FLEET_UNREACHABLE"
+    if error.code == "TOKEN_INVALID":  # unknown, used, revoked or expired at the fleet
+        return "PROVISION_TOKEN_REFUSED"
+    return "PROVISION_REGISTRATION_REFUSED"
