@@ -32,6 +32,7 @@ from firmware.sdnotify import notify, watchdog_pinger
 from firmware.statusreport import StatusReporter, StatusSession
 from firmware.sync.trustsync import public_key_from_b64
 from firmware.trustprovider import TrustProvider
+from firmware.provisioner import CodeProvisioner
 from provisioning.cli import FLEET_KEY_FILE, pinned_fleet_key
 from firmware.vision.record_template import TemplateKeyring
 
@@ -152,7 +153,9 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       # the whole escalation ladder: a silent display is then declared dead at once
                       screen_for, display_timeout_s=display.config.ladder_s, faces=faces,
                       after_append=uploader.notify if uploader is not None else None,
-                      watchdog=watchdog_pinger())
+                      watchdog=watchdog_pinger(),
+                      # maintenance mode acts on provisioning codes (docs/provisioning.md)
+                      provisioner=CodeProvisioner(state).handle)
         provider = trust
         status = StatusReporter(state, kiosk.status, lambda: provider().updated_at, uploader,
                                 eventlog.pending_count, config.kiosk.max_trust_age_h, clock.now)

@@ -165,3 +165,55 @@ def test_kiosk_in_maintenance_scans_the_code_and_shows_the_outcome(fleet: Fleet,
         assert shown(rig.wait_state("MAINTENANCE")) == message_for("PROVISION_CODE_USED")
     finally:
         rig.stop()
+
+
+def test_fleet_cli_prints_a_code_the_kiosk_accepts(fleet: Fleet, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.cli import main as fleet_main
+
+    db = f"sqlite:///{tmp_path}/fleet.db"
+    key = str(tmp_path / "fleet" / "signing.key")
+    svg = tmp_path / "code.svg"
+    assert fleet_main(["provision-code", "--db", db, "--key", key, "--fleet-url",
+                       fleet.server.url, "--ttl-minutes", "5", "--svg", str(svg)]) == 0
+    out = capsys.readouterr()
+    text = out.out.strip()
+    assert text.startswith(PREFIX) and "expires" in out.err and svg.read_text().startswith("<?xml")
+    state = kiosk_state(tmp_path / "kiosk", fleet.key, "shop-9-door")
+    assert CodeProvisioner(state).handle(text).ok
+    assert fleet_main(["provision-code", "--db", db, "--key", key, "--fleet-url",
+                       "ftp://fleet", "--ttl-minutes", "5"]) == 2
+    assert fleet_main(["provision-code", "--db", db, "--key", key, "--fleet-url",
+                       fleet.server.url, "--ttl-minutes", "0"]) == 2
+    assert "at most" in capsys.readouterr().err
+
+
+def test_dashboard_page_needs_login_csrf_and_the_signing_key(fleet: Fleet, tmp_path: Path) -> None:
+    import re
+
+    import requests
+
+    from fleet.dashboard.auth import add_operator
+    from fleet.storage import rfc3339, utc_now
+
+    url = fleet.server.url + "/dashboard/provisioning"
+    assert requests.get(url, allow_redirects=False, timeout=10).status_code == 303
+    assert requests.post(url, data={"ttl_minutes": "5"}, allow_redirects=False,
+                         timeout=10).status_code == 303
+    add_operator(fleet.server.store, "alice", "correct horse battery", rfc3339(utc_now()))
+    session = requests.Session()
+    session.post(fleet.server.url + "/dashboard/login",
+                 data={"name": "alice", "password": "correct horse battery"}, timeout=10)
+    form = session.get(url, timeout=10).text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form).group(1)  # type: ignore[union-attr]
+    assert session.post(url, data={"ttl_minutes": "5"}, timeout=10).status_code == 403
+    assert session.post(url, data={"ttl_minutes": "5", "fleet_url": "javascript:alert(1)",
+                                   "csrf": csrf}, timeout=10).status_code == 422
+    assert session.post(url, data={"ttl_minutes": "99999", "csrf": csrf},
+                        timeout=10).status_code == 422
+    created = session.post(url, data={"ttl_minutes": "5", "csrf": csrf}, timeout=10)
+    assert created.status_code == 201 and "<svg" in created.text
+    assert len(fleet.server.store.tokens()) == 1  # the code's one-time token
+    fleet.server.app.state.signing_key = None  # a server started without --key
+    unsigned = session.post(url, data={"ttl_minutes": "5", "csrf": csrf}, timeout=10)
+    assert unsigned.status_code == 503 and "signing key" in unsigned.text
