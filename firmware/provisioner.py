@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.fsutil import write_atomic
 from firmware.identity import IdentityError, load
+from firmware.protocol import finite_json
 from firmware.provisioncode import ProvisionCode, ProvisionCodeError, check_code
 from firmware.sync.trustsync import RegistrationError, TrustSync, public_key_from_b64, \
     register_device
@@ -94,6 +95,49 @@ class CodeProvisioner:
                                     updated, len(outcomes))
         return ProvisionOutcome(True, None, f"registered {identity.device_id}", updated,
                                 len(outcomes))
+
+    def import_bundle(self, path: Path) -> ProvisionOutcome:
+        """Install an offline bundle's trust data, then register if the fleet answers."""
+        try:
+            return self._import_bundle(Path(path))
+        except ProvisionCodeError as error:
+            return ProvisionOutcome(False, error.code, error.detail)
+        except Exception as error:  # fail safe, as for a scanned code
+            log.error("bundle import failed: %s", type(error).__name__)
+            return ProvisionOutcome(False, "PROVISION_FAILED", type(error).__name__)
+
+    def _import_bundle(self, path: Path) -> ProvisionOutcome:
+        from firmware.provisionbundle import check_bundle
+
+        pinned = self._pinned_key()
+        if pinned is None:
+            raise ProvisionCodeError("PROVISION_NO_FLEET_KEY", "no fleet key pinned")
+        bundle = check_bundle(path, pinned, self.clock())  # everything verified, nothing written
+        if bundle.code.code_id in self._used_codes():
+            raise ProvisionCodeError("PROVISION_CODE_USED", "bundle used on this kiosk before")
+        try:
+            identity = load(self.state_dir)
+        except IdentityError as error:
+            raise ProvisionCodeError("PROVISION_NO_IDENTITY", str(error)) from None
+        sync = TrustSync(bundle.code.fleet_url, self.state_dir / "trust", [pinned],
+                         identity.device_id, identity.key, clock=self.clock)
+        installed = 0
+        for name, raw in bundle.envelopes.items():
+            cached = sync.load(name)
+            offered = finite_json.loads(raw)["version"]
+            if cached is not None and cached["version"] >= offered:
+                continue  # never roll trust data back; the newer copy stays
+            write_atomic(self.state_dir / "trust" / f"{name}.json", raw)
+            installed += 1
+        self._record_used(bundle.code)  # one use per kiosk, whether the fleet answers or not
+        try:
+            register_device(bundle.code.fleet_url, bundle.code.token, identity.device_id,
+                            identity.key, session=self.session, timeout_s=self.timeout_s)
+        except RegistrationError as error:
+            return ProvisionOutcome(True, _registration_reason(error), error.code, installed,
+                                    len(bundle.envelopes))
+        return ProvisionOutcome(True, None, f"registered {identity.device_id}", installed,
+                                len(bundle.envelopes))
 
     def _pinned_key(self) -> Ed25519PublicKey | None:
         try:

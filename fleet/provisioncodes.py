@@ -1,4 +1,5 @@
-"""Create provisioning codes: a one-time enrolment token inside a QR signed by the fleet key."""
+"""Create provisioning codes (a one-time enrolment token in a QR signed by the fleet key) and
+offline bundles (such a code with the current trust envelopes, in a signed zip)."""
 from __future__ import annotations
 
 import secrets
@@ -12,6 +13,8 @@ from firmware.provisioncode import build_code
 
 DEFAULT_TTL_MIN = 15.0
 MAX_TTL_MIN = 24 * 60.0  # a code on a screen or a printout should not outlive a working day
+DEFAULT_BUNDLE_TTL_MIN = 72 * 60.0
+MAX_BUNDLE_TTL_MIN = 30 * 24 * 60.0  # a USB stick travels to a site without network
 
 
 @dataclass(frozen=True)
@@ -22,15 +25,25 @@ class CreatedCode:
 
 
 def create_code(store: Any, key: Ed25519PrivateKey, fleet_url: str, ttl_min: float,
-                now: datetime) -> CreatedCode:
+                now: datetime, max_ttl_min: float = MAX_TTL_MIN) -> CreatedCode:
     """Store a fresh one-time token expiring with the code, and sign the code that carries it."""
-    if not 0 < ttl_min <= MAX_TTL_MIN:
-        raise ValueError(f"a provisioning code lives more than 0 and at most {MAX_TTL_MIN:.0f} "
+    if not 0 < ttl_min <= max_ttl_min:
+        raise ValueError(f"a provisioning code lives more than 0 and at most {max_ttl_min:.0f} "
                          "minutes")
     expires_at = (now + timedelta(minutes=ttl_min)).replace(microsecond=0)
     token, code_id = secrets.token_urlsafe(24), secrets.token_urlsafe(9)
     store.add_token(token, expires_at)
     return CreatedCode(build_code(key, code_id, fleet_url, token, expires_at), code_id, expires_at)
+
+
+def create_bundle(store: Any, key: Ed25519PrivateKey, fleet_url: str, ttl_min: float,
+                  now: datetime) -> tuple[bytes, CreatedCode]:
+    """An offline bundle: a new code and every published trust envelope, signed together."""
+    from firmware.provisionbundle import build_bundle
+
+    created = create_code(store, key, fleet_url, ttl_min, now, MAX_BUNDLE_TTL_MIN)
+    envelopes = {item.name: item.envelope for item in store.trust_items()}
+    return build_bundle(key, created.text, envelopes), created
 
 
 def fleet_url_problem(url: str) -> str | None:

@@ -134,6 +134,7 @@ REASONS: dict[str, str] = {
     "PROVISION_FLEET_UNREACHABLE": "Fleet not reachable",
     "PROVISION_TRUST_FAILED": "Registered; trust data failed",
     "PROVISION_FAILED": "Setup failed - see log",
+    "PROVISION_BUNDLE_INVALID": "Setup bundle refused",
 }
 
 
