@@ -353,8 +353,13 @@ class Kiosk:
         """A technician shows a provisioning code: hand it to the worker, one at a time."""
         if self._provisioner is None or self._provisioning is not None:
             return
-        texts = [read.text for read in self._scanner.scan(frame.image) if read.text]
-        text = next((t for t in texts if is_provision_code(t)), None)
+        try:
+            reads = self._scanner.scan(frame.image)
+        except Exception as exc:  # a corrupt frame is the camera's fault, not a crash
+            self._latch("camera", f"unreadable frame: {exc}")
+            return
+        text = next((read.text for read in reads if read.text and is_provision_code(read.text)),
+                    None)
         now = self._monotonic()
         if text is None or (self._last_code is not None and self._last_code[0] == text
                             and now - self._last_code[1] < self.config.same_code_cooldown_s):
@@ -364,7 +369,12 @@ class Kiosk:
         provisioner = self._provisioner
 
         def work() -> None:
-            self.post(Message("provisioned", provisioner(text)))
+            try:
+                outcome = provisioner(text)
+            except Exception:  # fail safe: refused, and the next code can be tried
+                log.exception("provisioning raised")
+                outcome = None
+            self.post(Message("provisioned", outcome))
 
         self._provisioning = threading.Thread(target=work, name="provisioning", daemon=True)
         self._provisioning.start()
@@ -372,11 +382,13 @@ class Kiosk:
     def _on_provisioned(self, outcome: Any) -> None:
         """Show the outcome in words; the technician leaves maintenance mode when done."""
         self._provisioning = None
-        self._log_event("provisioning", {"ok": bool(outcome.ok), "reason": outcome.reason})
-        if outcome.ok:
+        ok = bool(getattr(outcome, "ok", False))
+        reason = getattr(outcome, "reason", "PROVISION_FAILED")
+        self._log_event("provisioning", {"ok": ok, "reason": reason})
+        if ok:
             detail = f"Done: trust {outcome.trust_updated}/{outcome.trust_wanted}"
         else:
-            detail = message_for(outcome.reason)
+            detail = message_for(reason)
         if self.state == State.MAINTENANCE:
             self._show(State.MAINTENANCE, None, detail)
 

@@ -217,3 +217,24 @@ def test_dashboard_page_needs_login_csrf_and_the_signing_key(fleet: Fleet, tmp_p
     fleet.server.app.state.signing_key = None  # a server started without --key
     unsigned = session.post(url, data={"ttl_minutes": "5", "csrf": csrf}, timeout=10)
     assert unsigned.status_code == 503 and "signing key" in unsigned.text
+
+
+def test_a_provisioner_that_raises_is_a_refusal_and_the_kiosk_goes_on(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def broken(text: str) -> Any:
+        calls.append(text)
+        raise RuntimeError("bug")
+
+    rig = make_rig(tmp_path, provisioner=broken)
+    try:
+        rig.kiosk.post(Message("maintenance", True))
+        rig.wait_state("MAINTENANCE")
+        for number in (1, 2):  # the second code is taken: the failed worker left no lock
+            rig.show_code(f"{PREFIX}not-a-real-code-{number}", 640, 480)
+            assert rig.wait_state("MAINTENANCE").line2 == "Setting up..."
+            assert shown(rig.wait_state("MAINTENANCE")) == message_for("PROVISION_FAILED")
+        assert len(calls) == 2
+        assert rig.kiosk.state.value == "MAINTENANCE"
+    finally:
+        rig.stop()
