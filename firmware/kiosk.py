@@ -79,6 +79,14 @@ class Summary:
     dropped_frames: int = 0
 
 
+@dataclass(frozen=True)
+class ProvisioningCrashed:
+    """The outcome of a provisioning job that raised (a bug): refused."""
+
+    ok: bool = False
+    reason: str = "PROVISION_FAILED"
+
+
 class Kiosk:
     """Owns the state. `run()` loops until `stop()` (or the end of a finite camera source)."""
 
@@ -92,7 +100,8 @@ class Kiosk:
                  watchdog: Callable[[], None] | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
                  status: StatusBoard | None = None,
-                 provisioner: Callable[[str], Any] | None = None) -> None:
+                 provisioner: Callable[[str], Any] | None = None,
+                 bundle_source: Callable[[], Any] | None = None) -> None:
         self.config = config
         self.status = status or StatusBoard()  # the snapshot the status page reads
         self.state = State.BOOT
@@ -135,6 +144,7 @@ class Kiosk:
         # Provisioning codes are acted on in maintenance mode only, by a worker thread
         # (firmware/provisioner.py); its outcome comes back as a "provisioned" message.
         self._provisioner = provisioner
+        self._bundle_source = bundle_source  # on entering maintenance: a USB bundle, or None
         self._provisioning: threading.Thread | None = None
 
     # ---- public -----------------------------------------------------------------------
@@ -347,6 +357,8 @@ class Kiosk:
             self._chunks_shown = 0
         if not self._faults:
             self._transition(State.MAINTENANCE if on else State.IDLE)
+        if on and not was and self._bundle_source is not None and self._provisioning is None:
+            self._start_provisioning(self._bundle_source)  # a bundle on the USB stick, if any
 
     # ---- provisioning codes (maintenance mode) ---------------------------------------------
     def _on_maintenance_frame(self, frame: Any) -> None:
@@ -367,13 +379,16 @@ class Kiosk:
         self._last_code = (text, now)
         self._show(State.MAINTENANCE, None, "Setting up...")
         provisioner = self._provisioner
+        self._start_provisioning(lambda: provisioner(text))
 
+    def _start_provisioning(self, job: Callable[[], Any]) -> None:
+        """Run `job` in a worker; its outcome (None: nothing to do) comes back as a message."""
         def work() -> None:
             try:
-                outcome = provisioner(text)
+                outcome = job()
             except Exception:  # fail safe: refused, and the next code can be tried
                 log.exception("provisioning raised")
-                outcome = None
+                outcome = ProvisioningCrashed()
             self.post(Message("provisioned", outcome))
 
         self._provisioning = threading.Thread(target=work, name="provisioning", daemon=True)
@@ -382,6 +397,8 @@ class Kiosk:
     def _on_provisioned(self, outcome: Any) -> None:
         """Show the outcome in words; the technician leaves maintenance mode when done."""
         self._provisioning = None
+        if outcome is None:
+            return  # no bundle in the USB folder: nothing was tried
         ok = bool(getattr(outcome, "ok", False))
         reason = getattr(outcome, "reason", "PROVISION_FAILED")
         self._log_event("provisioning", {"ok": ok, "reason": reason})

@@ -27,6 +27,7 @@ log = logging.getLogger("healthgate.provisioner")
 
 FLEET_KEY_FILE = "fleet_key.pub"  # as provisioning/cli.py writes it
 USED_CODES_FILE = "provision-codes-used.json"
+BUNDLE_FILE = "healthgate-bundle.zip"  # the name the kiosk looks for in fleet.bundle_dir
 MAX_USED_CODES = 1000  # the ledger keeps the newest ones; codes live minutes, not years
 REGISTER_TIMEOUT_S = 10.0
 
@@ -105,6 +106,15 @@ class CodeProvisioner:
         except Exception as error:  # fail safe, as for a scanned code
             log.error("bundle import failed: %s", type(error).__name__)
             return ProvisionOutcome(False, "PROVISION_FAILED", type(error).__name__)
+
+    def import_from_folder(self, folder: Path) -> ProvisionOutcome | None:
+        """The kiosk's USB hook: import `folder/BUNDLE_FILE` once; None when there is none (or
+        this bundle was imported before: a stick left in must not refuse itself each time)."""
+        path = Path(folder) / BUNDLE_FILE
+        if not path.is_file():
+            return None
+        outcome = self.import_bundle(path)
+        return None if outcome.reason == "PROVISION_CODE_USED" else outcome
 
     def _import_bundle(self, path: Path) -> ProvisionOutcome:
         from firmware.provisionbundle import check_bundle

@@ -107,3 +107,35 @@ def test_bad_bundles_are_refused_before_anything_is_written(fleet: Fleet, tmp_pa
     assert not (state / "trust").exists() and not (tmp_path.parent / "evil.json").exists()
     assert fleet.server.store.devices() == []
     assert provisioner.import_bundle(tmp_path / "good.zip").ok  # the control: the real one works
+
+
+def test_kiosk_imports_a_bundle_from_the_usb_folder_in_maintenance(fleet: Fleet,
+                                                                   tmp_path: Path) -> None:
+    from firmware.inbox import Message
+    from firmware.provisioner import BUNDLE_FILE
+    from tests.kiosk_harness import make_rig
+    from tests.waiting import wait_for
+
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    data, _ = create_bundle(fleet.server.store, fleet.key, CLOSED_PORT_URL, 60.0, NOW)
+    (usb / BUNDLE_FILE).write_bytes(data)
+    state = kiosk_state(tmp_path / "kiosk", fleet.key, "farm-2-gate")
+    provisioner = CodeProvisioner(state, clock=lambda: NOW)
+    rig = make_rig(tmp_path, provisioner=provisioner.handle,
+                   bundle_source=lambda: provisioner.import_from_folder(usb))
+    try:
+        rig.kiosk.post(Message("maintenance", True))
+        assert rig.wait_state("MAINTENANCE").line2 == "Back soon"
+        assert rig.wait_state("MAINTENANCE").line2 == "Done: trust 1/1"  # offline: trust only
+        assert (state / "trust" / "dcc-signers.json").is_file()
+        rig.kiosk.post(Message("maintenance", False))
+        rig.wait_state("IDLE")
+        handled = rig.kiosk.progress.messages
+        before = handled["provisioned"]  # counted before the cause: its answer cannot be missed
+        rig.kiosk.post(Message("maintenance", True))  # the stick is still in: used, so quiet
+        rig.wait_state("MAINTENANCE")
+        wait_for(lambda: handled["provisioned"] > before, "the second look at the USB folder")
+        assert rig._shown_since_cursor() == []
+    finally:
+        rig.stop()
