@@ -22,10 +22,10 @@ from firmware.protocol import finite_json
 from firmware.provisioncode import ProvisionCode, ProvisionCodeError, check_code
 from firmware.sync.trustsync import RegistrationError, TrustSync, public_key_from_b64, \
     register_device
+from provisioning.cli import FLEET_KEY_FILE  # where the pinned fleet key lives (one name)
 
 log = logging.getLogger("healthgate.provisioner")
 
-FLEET_KEY_FILE = "fleet_key.pub"  # as provisioning/cli.py writes it
 USED_CODES_FILE = "provision-codes-used.json"
 BUNDLE_FILE = "healthgate-bundle.zip"  # the name the kiosk looks for in fleet.bundle_dir
 MAX_USED_CODES = 1000  # the ledger keeps the newest ones; codes live minutes, not years
