@@ -34,6 +34,7 @@ from firmware.sdnotify import notify, watchdog_pinger
 from firmware.statefolder import StateFolder
 from firmware.statusreport import StatusReporter, StatusSession
 from firmware.trustprovider import TrustProvider
+from firmware.provisioner import CodeProvisioner
 from firmware.vision.record_template import TemplateKeyring
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,10 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       # the whole escalation ladder: a silent display is then declared dead at once
                       screen_for, display_timeout_s=display.config.ladder_s, faces=faces,
                       after_append=uploader.notify if uploader is not None else None,
-                      watchdog=watchdog_pinger())
+                      watchdog=watchdog_pinger(),
+                      # maintenance mode acts on provisioning codes (docs/provisioning.md)
+                      provisioner=CodeProvisioner(state).handle,
+                      bundle_source=_bundle_source(config, state))
         provider = trust
         status = StatusReporter(state, kiosk.status, lambda: provider().updated_at, uploader,
                                 outbox.pending_count, config.kiosk.max_trust_age_h, clock.now)
@@ -248,6 +252,14 @@ def load_member_gallery(config: Config, state: Path) -> Any:
         return None
     log.info("face pass: %d opted-in members loaded", len(gallery))
     return gallery
+
+
+def _bundle_source(config: Config, state: Path) -> Callable[[], Any] | None:
+    """Maintenance mode imports an offline bundle from `fleet.bundle_dir`, when configured."""
+    if not config.fleet.bundle_dir:
+        return None
+    folder = Path(config.fleet.bundle_dir)
+    return lambda: CodeProvisioner(state).import_from_folder(folder)
 
 
 def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,

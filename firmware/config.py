@@ -75,6 +75,7 @@ class FleetSection:
     request_timeout_s: float = 5.0
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 300.0
+    bundle_dir: str = ""  # USB mount folder searched for an offline bundle in maintenance mode
 
 
 @dataclass

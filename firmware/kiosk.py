@@ -24,6 +24,7 @@ from firmware.credentials.shc.chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOM
     PENDING, ChunkAssembler
 from firmware.inbox import Inbox, Message
 from firmware.policy import Decision, FaceResult, Policy, awaits_face, decide, trust_problem
+from firmware.provisioncode import is_provision_code
 from firmware.pseudonym import Pseudonymiser
 from firmware.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
 from firmware.status.board import StatusBoard
@@ -78,6 +79,14 @@ class Summary:
     dropped_frames: int = 0
 
 
+@dataclass(frozen=True)
+class ProvisioningCrashed:
+    """The outcome of a provisioning job that raised (a bug): refused."""
+
+    ok: bool = False
+    reason: str = "PROVISION_FAILED"
+
+
 class Kiosk:
     """Owns the state. `run()` loops until `stop()` (or the end of a finite camera source)."""
 
@@ -90,7 +99,9 @@ class Kiosk:
                  after_append: Callable[[], None] | None = None,
                  watchdog: Callable[[], None] | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
-                 status: StatusBoard | None = None) -> None:
+                 status: StatusBoard | None = None,
+                 provisioner: Callable[[str], Any] | None = None,
+                 bundle_source: Callable[[], Any] | None = None) -> None:
         self.config = config
         self.status = status or StatusBoard()  # the snapshot the status page reads
         self.state = State.BOOT
@@ -130,6 +141,11 @@ class Kiosk:
         self._policy = Policy(face_required=faces is not None)
         self._after_append = after_append  # e.g. wake the uploader: live decisions go first
         self._chunks = ChunkAssembler(config.multi_code_timeout_s, monotonic)
+        # Provisioning codes are acted on in maintenance mode only, by a worker thread
+        # (firmware/provisioner.py); its outcome comes back as a "provisioned" message.
+        self._provisioner = provisioner
+        self._bundle_source = bundle_source  # on entering maintenance: a USB bundle, or None
+        self._provisioning: threading.Thread | None = None
 
     # ---- public -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -368,6 +384,10 @@ class Kiosk:
                 self._face_step(self._face_stage().on_frame(message.data.image))
             elif self.state in READY_STATES:
                 self._on_frame(message.data)
+            elif self.state == State.MAINTENANCE:
+                self._on_maintenance_frame(message.data)
+        elif message.kind == "provisioned":
+            self._on_provisioned(message.data)
         elif message.kind == "camera_fault":
             # frames still queued were read before the fault (control messages come first):
             # they must not clear it
@@ -393,6 +413,57 @@ class Kiosk:
             self._chunks.reset()
         if not self._faults:
             self._transition(State.MAINTENANCE if on else State.IDLE)
+        if on and not was and self._bundle_source is not None and self._provisioning is None:
+            self._start_provisioning(self._bundle_source)  # a bundle on the USB stick, if any
+
+    # ---- provisioning codes (maintenance mode) ---------------------------------------------
+    def _on_maintenance_frame(self, frame: Any) -> None:
+        """A technician shows a provisioning code: hand it to the worker, one at a time."""
+        if self._provisioner is None or self._provisioning is not None:
+            return
+        try:
+            reads = self._scanner.scan(frame.image)
+        except Exception as exc:  # a corrupt frame is the camera's fault, not a crash
+            self._latch("camera", f"unreadable frame: {exc}")
+            return
+        text = next((read.text for read in reads if read.text and is_provision_code(read.text)),
+                    None)
+        now = self._monotonic()
+        if text is None or (self._last_code is not None and self._last_code[0] == text
+                            and now - self._last_code[1] < self.config.same_code_cooldown_s):
+            return
+        self._last_code = (text, now)
+        self._show(State.MAINTENANCE, None, "Setting up...")
+        provisioner = self._provisioner
+        self._start_provisioning(lambda: provisioner(text))
+
+    def _start_provisioning(self, job: Callable[[], Any]) -> None:
+        """Run `job` in a worker; its outcome (None: nothing to do) comes back as a message."""
+        def work() -> None:
+            try:
+                outcome = job()
+            except Exception:  # fail safe: refused, and the next code can be tried
+                log.exception("provisioning raised")
+                outcome = ProvisioningCrashed()
+            self.post(Message("provisioned", outcome))
+
+        self._provisioning = threading.Thread(target=work, name="provisioning", daemon=True)
+        self._provisioning.start()
+
+    def _on_provisioned(self, outcome: Any) -> None:
+        """Show the outcome in words; the technician leaves maintenance mode when done."""
+        self._provisioning = None
+        if outcome is None:
+            return  # no bundle in the USB folder: nothing was tried
+        ok = bool(getattr(outcome, "ok", False))
+        reason = getattr(outcome, "reason", "PROVISION_FAILED")
+        self._log_event("provisioning", {"ok": ok, "reason": reason})
+        if ok:
+            detail = f"Done: trust {outcome.trust_updated}/{outcome.trust_wanted}"
+        else:
+            detail = message_for(reason)
+        if self.state == State.MAINTENANCE:
+            self._show(State.MAINTENANCE, None, detail)
 
     def _remember_time(self) -> None:
         """Persist the time seen now and then, so a reboot with a lost clock is caught."""
@@ -510,6 +581,8 @@ class Kiosk:
     def _verify(self, text: str) -> Verdict:
         """The credential's verdict; a refusal without looking when trust data or the clock
         forbid any check."""
+        if is_provision_code(text):  # a setup code is never a pass, whatever the trust data
+            return Verdict(False, "provisioning", "PROVISION_CODE_NOT_CREDENTIAL", None, {})
         trust, now, problem = self._trust_now()
         if problem is not None:
             return Verdict(False, detect_format(text), problem, None, {})

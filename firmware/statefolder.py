@@ -25,6 +25,7 @@ class StateFolder:
     GALLERY_KEY: ClassVar[str] = "gallery.key"  # opens the gallery
     STATUS_FILE: ClassVar[str] = "status.json"  # what `healthgate status` reads
     LAST_SEEN: ClassVar[str] = "last_seen"  # the latest time the clock showed (Clock)
+    USED_PROVISION_CODES: ClassVar[str] = "provision-codes-used.json"  # one-time codes spent here
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))

@@ -78,6 +78,27 @@ def _parser() -> argparse.ArgumentParser:
                            "healthgate-fleet token revoke 3f2a9c01b7de")
     revoke_token.add_argument("token", help="the token, or its id from `token list`")
 
+    code = command(commands, "provision-code", "create a signed, one-time provisioning code "
+                   "(QR) that a kiosk in maintenance mode scans to register itself",
+                   [common, keyed], "healthgate-fleet provision-code --fleet-url "
+                   "https://fleet.example:8443 --svg code.svg")
+    code.add_argument("--fleet-url", required=True,
+                      help="the fleet URL kiosks reach this server at (goes into the code)")
+    code.add_argument("--ttl-minutes", type=float, default=15.0,
+                      help="minutes the code (and its one-time token) is valid")
+    code.add_argument("--svg", type=Path, default=None, help="also write the QR as an SVG file")
+    code.add_argument("--png", type=Path, default=None, help="also write the QR as a PNG file")
+
+    bundle = command(commands, "bundle", "write an offline provisioning bundle: a one-time code "
+                     "and the current trust data, signed, for a USB stick",
+                     [common, keyed], "healthgate-fleet bundle --fleet-url "
+                     "https://fleet.example:8443 --out /media/usb/healthgate-bundle.zip")
+    bundle.add_argument("--out", type=Path, required=True, help="the bundle file to write")
+    bundle.add_argument("--fleet-url", required=True,
+                        help="the fleet URL the kiosk registers with once it is online")
+    bundle.add_argument("--ttl-hours", type=float, default=72.0,
+                        help="hours the bundle (and its one-time token) is valid (at most 720)")
+
     devices = command(commands, "devices", "registered devices: list, revoke", [],
                       "healthgate-fleet devices list --json")
     device_commands = devices.add_subparsers(dest="devices_command", required=True)
@@ -284,6 +305,10 @@ def _admin(store: Any, args: argparse.Namespace) -> int:
                   "(its events are kept)")
         else:
             _list_devices(store.devices(), now, args.online_within * 60.0, args.json)
+    elif args.command == "provision-code":
+        _provision_code(store, args, now)
+    elif args.command == "bundle":
+        _bundle(store, args, now)
     elif args.command == "incidents":
         _print_lines(store.incidents(), "no incidents", lambda incident: (
             f"{incident['at']}  {incident['device_id']}  seq={incident['seq']}  "
@@ -295,6 +320,42 @@ def _admin(store: Any, args: argparse.Namespace) -> int:
                        load_content_file(args.file))
         print(f"published {item.name} version {item.version} etag {item.etag}")
     return EXIT_OK
+
+
+def _provision_code(store: Any, args: argparse.Namespace, now: datetime) -> None:
+    """Print the code text and its expiry; write the QR where asked (never the token alone)."""
+    import segno
+
+    from fleet.provisioncodes import create_code, fleet_url_problem
+    from fleet.trust import load_signing_key
+
+    problem = fleet_url_problem(args.fleet_url)
+    if problem is not None:
+        raise ValueError(problem)
+    created = create_code(store, load_signing_key(args.key), args.fleet_url, args.ttl_minutes,
+                          now)
+    print(created.text)
+    print(f"code {created.code_id} expires {created.expires_at.isoformat()}", file=sys.stderr)
+    for path, kind in ((args.svg, "svg"), (args.png, "png")):
+        if path is not None:
+            segno.make(created.text, error="m", micro=False).save(str(path), kind=kind, scale=6)
+            print(f"wrote {path}", file=sys.stderr)
+
+
+def _bundle(store: Any, args: argparse.Namespace, now: datetime) -> None:
+    from fleet.provisioncodes import create_bundle, fleet_url_problem
+    from fleet.trust import load_signing_key
+
+    problem = fleet_url_problem(args.fleet_url)
+    if problem is not None:
+        raise ValueError(problem)
+    if args.out.exists():
+        raise ValueError(f"{args.out} exists; refusing to replace it")
+    data, created = create_bundle(store, load_signing_key(args.key), args.fleet_url,
+                                  args.ttl_hours * 60.0, now)
+    args.out.write_bytes(data)
+    print(f"wrote {args.out} ({len(data)} bytes): code {created.code_id}, expires "
+          f"{created.expires_at.isoformat()}")
 
 
 def _print_lines(items: Sequence[Any], empty: str, line: Callable[[Any], str]) -> None:

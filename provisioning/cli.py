@@ -213,6 +213,12 @@ def _selftest(args: argparse.Namespace) -> int:
     return run_selftest(Path(args.config), sys.stdout)
 
 
+def _import_bundle(args: argparse.Namespace) -> int:
+    from provisioning import importbundle
+
+    return importbundle.run(args)
+
+
 def _enrol(argv: list[str]) -> int:
     from provisioning import enrol
 
@@ -265,6 +271,8 @@ def _parser() -> argparse.ArgumentParser:
                        "healthgate-provision selftest --config /etc/healthgate/kiosk.toml")
     selftest.add_argument("--config", default=DEFAULT_CONFIG,
                           help="the kiosk's TOML configuration")
+    from provisioning import importbundle  # offline bundles: their own module
+    importbundle.add_parser(command, add_state_dir_option)
     sub.add_parser("enrol", help="enrol an opted-in member's face (see --help of enrol)")
     sub.add_parser("erase", help="erase an enrolled member")
     return parser
@@ -276,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _enrol(args_list)
     args = _parser().parse_args(args_list)
     handlers = {"init": _init, "register": _register, "selftest": _selftest,
-                "template-key": _template_key}
+                "template-key": _template_key, "import-bundle": _import_bundle}
     return handlers[args.command](args)
 
 

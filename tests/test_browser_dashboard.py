@@ -1,7 +1,9 @@
-"""The fleet dashboard in a real browser: log in, a demo fleet, a device page, a new token."""
+"""The fleet dashboard in a real browser: log in, a demo fleet, a device page, a new token, a
+provisioning code."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +14,7 @@ from fleet.dashboard.auth import add_operator
 from fleet.dashboard.demo import seed_demo_fleet
 from fleet.runner import ServerHandle
 from fleet.server import run_in_thread
+from fleet.trust import generate_signing_key
 from tests.browser_support import browser_page, screenshot  # noqa: F401 (fixture)
 
 sync_api = pytest.importorskip("playwright.sync_api",
@@ -22,11 +25,21 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 def fleet(tmp_path: Any) -> Iterator[ServerHandle]:
-    handle = run_in_thread(f"sqlite:///{tmp_path}/fleet.db")
+    key_path = tmp_path / "signing.key"
+    generate_signing_key(key_path)  # it signs the provisioning codes
+    handle = run_in_thread(f"sqlite:///{tmp_path}/fleet.db", signing_key_path=key_path)
     add_operator(handle.store, "alice", PASSWORD, rfc3339(utc_now()))
     seed_demo_fleet(handle.store)
     yield handle
     handle.stop()
+
+
+def log_in(page: Any, url: str) -> None:
+    page.goto(url + "/dashboard/login")
+    page.fill("input[name=name]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#devices")).to_be_visible()
 
 
 def test_login_fleet_device_and_token(fleet: ServerHandle, browser_page: Any) -> None:
@@ -62,3 +75,33 @@ def test_login_fleet_device_and_token(fleet: ServerHandle, browser_page: Any) ->
     page.click("text=Log out")
     page.goto(fleet.url + "/dashboard/")
     expect(page).to_have_url(re.compile(r"/dashboard/login$"))
+
+
+def test_create_provisioning_code_and_read_its_qr(fleet: ServerHandle, browser_page: Any) -> None:
+    """The QR the page draws is read by the kiosk's own reader and passes the kiosk's check."""
+    import cv2
+    import numpy as np
+
+    from firmware.codes import FrameScanner
+    from firmware.provisioncode import check_code
+
+    page = browser_page
+    log_in(page, fleet.url)
+    page.click("nav >> text=Provisioning codes")
+    expect(page.locator("input[name=fleet_url]")).to_have_value(fleet.url)
+    page.fill("input[name=ttl_minutes]", "10")
+    page.click("#create-provisioning-code")
+    figure = page.locator("#provisioning-code")
+    expect(figure.locator("svg")).to_be_visible()
+    expect(page.locator("#code-expires")).to_contain_text("UTC")
+    screenshot(page, "fleet-provisioning-code.png")
+    png = figure.locator("svg").screenshot()
+    image = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR),
+                         cv2.COLOR_BGR2RGB)
+    texts = [read.text for read in FrameScanner().scan(image) if read.text]
+    assert len(texts) == 1 and texts[0].startswith("HGP1:"), texts
+    code = check_code(texts[0], fleet.app.state.signing_key.public_key(), utc_now())
+    assert code.fleet_url == fleet.url
+    assert code.code_id == page.locator("#code-id").inner_text()
+    shown = datetime.fromisoformat(page.locator("#code-expires").get_attribute("datetime"))
+    assert code.expires_at == shown.timestamp() <= utc_now().timestamp() + 10 * 60

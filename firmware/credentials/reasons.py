@@ -119,6 +119,22 @@ REASONS: dict[str, str] = {
     "STATUS_RED": "Status RED - no entry",
     "STATUS_RECORD_INVALID": "Status record invalid",
     "STATUS_RECORD_SIGNATURE": "Status record not trusted",
+    # --- provisioning codes (firmware/provisioncode.py, firmware/provisioner.py) ---
+    "PROVISION_CODE_NOT_CREDENTIAL": "Setup code - not a pass",
+    "PROVISION_NO_FLEET_KEY": "No fleet key - see docs",
+    "PROVISION_NO_IDENTITY": "No device identity",
+    "PROVISION_CODE_TOO_LARGE": "Setup code too large",
+    "PROVISION_CODE_MALFORMED": "Setup code damaged",
+    "PROVISION_CODE_FORGED": "Setup code not from fleet",
+    "PROVISION_CODE_WRONG_FLEET": "Setup code: other fleet",
+    "PROVISION_CODE_EXPIRED": "Setup code expired",
+    "PROVISION_CODE_USED": "Setup code already used",
+    "PROVISION_TOKEN_REFUSED": "Fleet: code used/expired",
+    "PROVISION_REGISTRATION_REFUSED": "Fleet refused registration",
+    "PROVISION_FLEET_UNREACHABLE": "Fleet not reachable",
+    "PROVISION_TRUST_FAILED": "Registered; trust data failed",
+    "PROVISION_FAILED": "Setup failed - see log",
+    "PROVISION_BUNDLE_INVALID": "Setup bundle refused",
 }
 
 

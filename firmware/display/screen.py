@@ -162,6 +162,7 @@ def screen_for(state: str, reason_text: str | None = None, detail: str | None = 
         return _headline_and_reason(name, "amber", "Out of service",
                                     f"Fault: {part}" if part else "Please see staff")
     if name == "MAINTENANCE":
-        return Screen(name, "amber", "Maintenance", reason or note or "Back soon")
+        # a provisioning outcome can be longer than a line: it may take both (still amber)
+        return _headline_and_reason(name, "amber", "Maintenance", reason or note or "Back soon")
     log.warning("no screen defined for kiosk state %r; showing out of service", name)
     return Screen(name, "amber", "Out of service", name)

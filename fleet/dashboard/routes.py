@@ -1,4 +1,5 @@
-"""Dashboard pages: login, device list, device page, trust publishing history, tokens."""
+"""Dashboard pages: login, device list, device page, trust publishing history, tokens,
+provisioning codes."""
 from __future__ import annotations
 
 import secrets
@@ -9,12 +10,16 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from firmware.protocol.timestamps import utc_now
 from fleet.dashboard import queries
 from fleet.dashboard.auth import COOKIE, SESSION_TTL_S, Session, SessionSigner, check_password, \
     operator_exists
+from fleet.provisioncodes import DEFAULT_TTL_MIN, MAX_TTL_MIN, create_code, fleet_url_problem, \
+    qr_svg
+from fleet.storage import utc_now
 
 BASE = "/dashboard"
 MAX_FORM_BYTES = 8 * 1024  # a login or token form is tiny
@@ -150,7 +155,53 @@ def dashboard_router(store: Any) -> APIRouter:
         return page("tokens.html", status=201, tokens=rows, created=token, error=None,
                     **chrome(session))
 
+    @router.get("/provisioning")
+    async def provisioning(request: Request) -> Response:
+        session = await session_of(request)
+        if session is None:
+            return to_login()
+        return page("provisioning.html", fleet_url=_own_url(request), code=None, error=None,
+                    ttl=DEFAULT_TTL_MIN, **chrome(session))
+
+    @router.post("/provisioning")
+    async def create_provisioning_code(request: Request) -> Response:
+        session = await session_of(request)
+        if session is None:
+            return to_login()
+        fields = await form(request)
+        fleet_url = fields.get("fleet_url", "").strip() or _own_url(request)
+
+        def refuse(status: int, error: str) -> Response:
+            return page("provisioning.html", status=status, fleet_url=fleet_url, code=None,
+                        error=error, ttl=DEFAULT_TTL_MIN, **chrome(session))
+
+        if not secrets.compare_digest(fields.get("csrf", ""), signer.csrf(session)):
+            return refuse(403, "The form expired; reload the page.")
+        key = request.app.state.signing_key
+        if key is None:
+            return refuse(503, "This server runs without the fleet signing key (serve --key), "
+                               "so it cannot sign provisioning codes.")
+        problem = fleet_url_problem(fleet_url)
+        try:
+            ttl_min = float(fields.get("ttl_minutes", str(DEFAULT_TTL_MIN)))
+        except ValueError:
+            ttl_min = -1.0
+        if problem is None and not 0 < ttl_min <= MAX_TTL_MIN:
+            problem = f"Validity must be more than 0 and at most {MAX_TTL_MIN:.0f} minutes."
+        if problem is not None:
+            return refuse(422, problem)
+        created = await run_in_threadpool(create_code, store, key, fleet_url, ttl_min,
+                                          utc_now())
+        return page("provisioning.html", status=201, fleet_url=fleet_url, code=created,
+                    svg=Markup(qr_svg(created.text)), error=None, ttl=ttl_min,
+                    **chrome(session))
+
     return router
+
+
+def _own_url(request: Request) -> str:
+    """This server's address as the operator's browser reached it: the default fleet URL."""
+    return str(request.base_url).rstrip("/")
 
 
 def _headers() -> dict[str, str]:
