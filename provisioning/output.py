@@ -35,8 +35,10 @@ def add_output_options(parser: argparse.ArgumentParser, dry_run: bool = True) ->
 class Output:
     """One command's output; `mode` is "rich" (a terminal), "plain" or "json"."""
 
-    def __init__(self, command: str, mode: str, stream: TextIO, dry_run: bool = False) -> None:
+    def __init__(self, command: str, mode: str, stream: TextIO, dry_run: bool = False,
+                 error_stream: TextIO | None = None) -> None:
         self.command, self.mode, self.stream, self.dry_run = command, mode, stream, dry_run
+        self.error_stream = error_stream or stream  # where "error: ..." goes without --json
         self.result: dict[str, Any] = {}
         self.error: dict[str, str] | None = None
         self.messages: list[str] = []
@@ -47,14 +49,15 @@ class Output:
             self._console = Console(file=stream, highlight=False)
 
     @classmethod
-    def for_args(cls, command: str, args: argparse.Namespace,
-                 stream: TextIO | None = None) -> "Output":
+    def for_args(cls, command: str, args: argparse.Namespace, stream: TextIO | None = None,
+                 error_stream: TextIO | None = None) -> "Output":
         stream = stream or sys.stdout
         if getattr(args, "json", False):
             mode = "json"
         else:
             mode = "rich" if stream.isatty() else "plain"
-        return cls(command, mode, stream, dry_run=bool(getattr(args, "dry_run", False)))
+        return cls(command, mode, stream, dry_run=bool(getattr(args, "dry_run", False)),
+                   error_stream=error_stream)
 
     def say(self, text: str) -> None:
         """A line for people (kept in "messages" with --json)."""
@@ -75,7 +78,7 @@ class Output:
         `exit_code` for the command to return."""
         self.error = {"code": code, "message": message}
         if self.mode != "json":
-            self.say(f"error: {message}")
+            print(f"error: {message}", file=self.error_stream, flush=True)
         return exit_code
 
     @contextmanager

@@ -1,5 +1,6 @@
 """healthgate-provision output: one JSON object with --json (errors too), dry runs that write
-nothing (against a real fleet server on loopback), rich tables on a terminal, plain in logs."""
+nothing (against a real fleet server on loopback, and enrolment with the real face models),
+rich tables on a terminal, plain in logs."""
 from __future__ import annotations
 
 import io
@@ -16,6 +17,7 @@ from fleet.trust import generate_signing_key, public_key_b64
 from provisioning.cli import main, pinned_fleet_key
 from provisioning.output import JSON_KEYS
 from provisioning.selftest import CHECKS
+from tests.test_enrol import _models_present, lfw  # noqa: F401 - lfw is a fixture
 from tests.test_typical_mistakes import closed_port
 
 TOKEN = "enrol-0123456789abcdef"
@@ -158,3 +160,34 @@ def test_a_terminal_gets_a_table_and_a_log_plain_lines(
     shown = terminal.getvalue()
     assert "┃" in shown and "check" in shown and "trust data" in shown and "FAIL" in shown
     assert not shown.lstrip().startswith("{")
+
+
+@pytest.mark.skipif(not _models_present(), reason="shipped face models not built yet (tflite_models/)")
+def test_enrol_and_erase_dry_runs_with_the_real_models(
+        tmp_path: Path, lfw: dict[str, list[Path]], capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    first, second = [str(p) for p in lfw["A"]], [str(p) for p in lfw["B"]]
+    code, planned = run_json(capsys, "enrol", "--member", "m-1", "--state-dir", str(state),
+                             "--consent", *first, "--dry-run")
+    assert code == 0 and planned["result"]["used_images"] == 3  # type: ignore[index]
+    assert planned["result"]["enrolled"] is False  # type: ignore[index]
+    assert [w.split()[0] for w in planned["result"]["would"]] == ["create", "store"]  # type: ignore[index]
+    assert not any(Path(p).name in json.dumps(planned) for p in first)  # never a file name
+    assert list(state.iterdir()) == []
+    assert main(["enrol", "--member", "m-1", "--state-dir", str(state), "--consent", *first]) == 0
+    capsys.readouterr()
+    before = snapshot(state)
+    code, planned = run_json(capsys, "enrol", "--member", "m-2", "--state-dir", str(state),
+                             "--consent", *second, "--dry-run")
+    assert code == 0 and planned["result"]["would"] == [  # type: ignore[index]
+        f"store the template from 3 image(s) in {state / 'gallery.hgg'}"]
+    code, planned = run_json(capsys, "erase", "--member", "m-1", "--state-dir", str(state),
+                             "--dry-run")
+    assert code == 0 and planned["result"]["erased"] is False  # type: ignore[index]
+    code, missing = run_json(capsys, "erase", "--member", "m-2", "--state-dir", str(state),
+                             "--dry-run")
+    assert code == 1 and missing["error"]["code"] == "MEMBER_NOT_FOUND"  # type: ignore[index]
+    assert snapshot(state) == before
+    code, erased = run_json(capsys, "erase", "--member", "m-1", "--state-dir", str(state))
+    assert code == 0 and erased["result"]["erased"] is True  # type: ignore[index]
