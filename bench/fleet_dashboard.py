@@ -182,7 +182,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--events", type=int, default=1_000_000,
-                        help="events in all (the issue's size is 10000000: about 3.2 GB in SQLite, 3.7 GB in PostgreSQL)")
+                        help="events in all (the issue's size is 10000000: about 3.2 GB in "
+                             "SQLite, 3.7 GB in PostgreSQL)")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()

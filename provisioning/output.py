@@ -1,4 +1,4 @@
-"""How `healthgate-provision` commands talk: rich on a terminal, plain lines in logs, one JSON object with --json.
+"""healthgate-provision output: rich on a terminal, plain lines in logs, one JSON object (--json).
 
 A command gets an `Output`, says what happens (`say`), wraps slow steps (`step`, `progress`),
 shows summaries (`table`), records machine-readable results (`result`) and failures (`fail`),

@@ -272,7 +272,8 @@ def run_checks(config_path: Path,
         except CheckFailed as exc:
             results.append(CheckResult(name, False, str(exc)))
         except Exception as exc:  # every failure is reported, none stops the others
-            results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc}; {ADVICE[name]}"))
+            results.append(CheckResult(name, False,
+                                       f"{type(exc).__name__}: {exc}; {ADVICE[name]}"))
     return results
 
 

@@ -1,4 +1,4 @@
-"""Login rate limiting: per-account and per-address failure counts with backoff, in bounded tables."""
+"""Login rate limiting: per-account and per-address failure counts with backoff, bounded."""
 from __future__ import annotations
 
 import ipaddress
