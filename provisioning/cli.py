@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from firmware.clihelp import HelpFormatter, add_version, example
 from firmware.config import DEFAULT_STATE_DIR, FLEET_URL_SCHEMES, STATE_DIR_ENV
@@ -64,8 +63,7 @@ def fleet_url_error(url: str) -> str | None:
 
 def _init(args: argparse.Namespace, out: Output) -> int:
     from firmware.fsutil import private_umask
-    from firmware.identity import DEVICE_ID_PATTERN, ID_FILE, KEY_FILE, IdentityError, load, \
-        load_or_create
+    from firmware.identity import ID_FILE, KEY_FILE, IdentityError, load_or_create
 
     state = Path(args.state)
     problem = state_folder_error(state)
@@ -74,7 +72,7 @@ def _init(args: argparse.Namespace, out: Output) -> int:
     existed = (state / KEY_FILE).is_file() and (state / ID_FILE).is_file()
     out.result["state_dir"] = str(state.resolve())
     if out.dry_run:
-        return _init_dry_run(args, out, state, existed, load, IdentityError, DEVICE_ID_PATTERN)
+        return _init_dry_run(args, out, state, existed)
     try:
         with private_umask():  # the state folder's parents too, if init creates them
             identity = load_or_create(state, args.device_id)
@@ -94,17 +92,18 @@ def _init(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-def _init_dry_run(args: argparse.Namespace, out: Output, state: Path, existed: bool, load: Any,
-                  identity_error: type[Exception], pattern: Any) -> int:
+def _init_dry_run(args: argparse.Namespace, out: Output, state: Path, existed: bool) -> int:
     """Everything init checks, read-only: the id's format, an existing identity, the folder."""
-    if args.device_id is not None and not pattern.match(args.device_id):
+    from firmware.identity import DEVICE_ID_PATTERN, IdentityError, load
+
+    if args.device_id is not None and not DEVICE_ID_PATTERN.match(args.device_id):
         return out.fail(EXIT_FAILED, "DEVICE_ID_INVALID",
                         "device id must be 3-64 chars of letters, digits, '.', '_' or '-'")
     if existed:
         try:
             identity = load(state)
-        except identity_error as exc:
-            return out.fail(EXIT_FAILED, getattr(exc, "code", "IDENTITY_ERROR"), str(exc))
+        except IdentityError as exc:
+            return out.fail(EXIT_FAILED, exc.code, str(exc))
         if args.device_id is not None and args.device_id != identity.device_id:
             return out.fail(EXIT_FAILED, "DEVICE_ID_MISMATCH",
                             f"state dir belongs to device {identity.device_id!r}, "
