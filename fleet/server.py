@@ -30,6 +30,7 @@ from firmware.statusfile import parse_header as parse_status_header
 from fleet import admission, models
 from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
 from fleet.dashboard import mount_dashboard
+from fleet.dashboard.ratelimit import LoginLimiter
 from fleet.dashboard.schema import note_trust_fetch
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
 from fleet.requestauth import (DEFAULT_SKEW_WINDOW_S, AuthError, Caller, authenticate,
@@ -89,12 +90,14 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
                min_receive_rate_bps: float = admission.DEFAULT_MIN_RECEIVE_RATE_BPS,
                receive_grace_s: float = admission.DEFAULT_RECEIVE_GRACE_S,
                body_clock: Callable[[], float] = time.monotonic,
-               rate_check_interval_s: float | None = admission.RATE_CHECK_INTERVAL_S
+               rate_check_interval_s: float | None = admission.RATE_CHECK_INTERVAL_S,
+               login_limiter: LoginLimiter | None = None,
                ) -> FastAPI:
     """Build the app over a store at `db_url`. With `signing_key_path`, `app.state.signing_key`
     is set so in-process callers (demo, tests) can publish trust data. The body limits are in
     `app.state.body_guard` (`body_clock` and `rate_check_interval_s=None` let a test drive the
-    receive-rate rule by hand: advance the clock, call `body_guard.check_rates()`)."""
+    receive-rate rule by hand: advance the clock, call `body_guard.check_rates()`).
+    `login_limiter` replaces the dashboard's login rate limiter (a test's, on its own clock)."""
     store = Store(db_url)
     app = FastAPI(title="healthgate fleet API", version=API_VERSION,
                   description="Device registration, signed event ingest and signed trust data "
@@ -127,7 +130,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
         return signed.device_id
 
     app.add_middleware(AdmissionMiddleware, guard=guard, is_signed=_is_signed, preauth=preauth)
-    mount_dashboard(app, store)  # operator pages under /dashboard, /metrics (fleet/dashboard/)
+    mount_dashboard(app, store, login_limiter)  # operator pages under /dashboard, /metrics (fleet/dashboard/)
     app.router.on_shutdown.append(store.close)
 
     @app.exception_handler(Refused)  # a 401 raised inside an endpoint: see _auth_refusal

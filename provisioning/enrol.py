@@ -10,7 +10,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from firmware.vision.matcher import TemplateError, normalise_template
 from firmware.vision.quality import QualityConfig, assess
 from firmware.vision.types import Face
 from provisioning.cli import add_state_dir_option
+from provisioning.output import Output, add_output_options, parse_args, run_handler
 
 # Stable reason codes (per image, and for the enrolment as a whole).
 UNREADABLE_IMAGE = "UNREADABLE_IMAGE"
@@ -81,12 +82,15 @@ def _load_rgb(item: Any) -> np.ndarray:
 
 
 def templates_from_images(
-    images: Sequence[Any], pipeline: EnrolPipeline, quality: QualityConfig | None = None
+    images: Sequence[Any], pipeline: EnrolPipeline, quality: QualityConfig | None = None,
+    starting: Callable[[int], None] = lambda position: None,
 ) -> tuple[list[np.ndarray], list[tuple[int, str]]]:
-    """One unit template per usable image; failures as (position, reason)."""
+    """One unit template per usable image; failures as (position, reason). `starting(position)`
+    is called as each image begins (progress display: by position, never by file name)."""
     templates: list[np.ndarray] = []
     failures: list[tuple[int, str]] = []
     for position, item in enumerate(images):
+        starting(position)
         try:
             rgb = _load_rgb(item)
         except ValueError:
@@ -123,15 +127,19 @@ def enrol(
     pipeline: EnrolPipeline,
     quality: QualityConfig | None = None,
     min_images: int = 1,
+    starting: Callable[[int], None] = lambda position: None,
+    store: bool = True,
 ) -> EnrolResult:
     """Enrol `member_id` from its images into the encrypted gallery at `gallery_path`.
 
     Every image passes the kiosk's quality gates; all accepted images must show the same person
-    (each pair at or above the pipeline's threshold), otherwise nothing is stored.
+    (each pair at or above the pipeline's threshold), otherwise nothing is stored. With
+    `store=False` (a dry run) everything is checked and nothing written: `enrolled` then says
+    that it would have been.
     """
     if not isinstance(member_id, str) or not member_id.strip():
         raise ValueError("member_id must be a non-empty string")
-    templates, failures = templates_from_images(images, pipeline, quality)
+    templates, failures = templates_from_images(images, pipeline, quality, starting)
     result = EnrolResult(member_id, False, None, len(templates), failures)
     if len(templates) < max(min_images, 1):
         result.reason = NOT_ENOUGH_IMAGES
@@ -144,7 +152,11 @@ def enrol(
             result.reason = INCONSISTENT_FACES
             return result
     try:
-        GalleryStore(gallery_path, key).put(member_id, mean_template(templates))
+        gallery = GalleryStore(gallery_path, key)
+        if store:
+            gallery.put(member_id, mean_template(templates))
+        elif Path(gallery_path).exists():
+            gallery.read_records()  # the dry run opens the gallery as the real put would
     except (GalleryError, OSError) as exc:
         result.reason = GALLERY_ERROR
         print(f"error: gallery not updated: {exc}", file=sys.stderr)
@@ -190,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
                                                if name == "enrol" else "")))
         cmd.add_argument("--member", required=True, help="member id (stored encrypted)")
         add_state_dir_option(cmd)
+        add_output_options(cmd)
         cmd.add_argument("--key-file", default=None,
                          help=f"32-byte gallery key file (instead of STATE/{StateFolder.GALLERY_KEY})")
         cmd.add_argument("--gallery", default=None,
@@ -205,33 +218,75 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`healthgate-provision enrol|erase ...`; exit 0 on success, 1 on refusal, 2 on usage."""
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    gallery_path = Path(args.gallery) if args.gallery else StateFolder(Path(args.state)).gallery
-    try:
-        key = _key(args, gallery_path)
-    except (GalleryError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.command == "erase":
+    args = parse_args(_parser(), list(sys.argv[1:] if argv is None else argv))
+    if isinstance(args, int):
+        return args
+    out = Output.for_args(args.command, args, error_stream=sys.stderr)
+    return out.finish(run_handler(_enrol_or_erase, args, out))
+
+
+def _enrol_or_erase(args: argparse.Namespace, out: Output) -> int:
+    folder = StateFolder(Path(args.state))
+    gallery_path = Path(args.gallery) if args.gallery else folder.gallery
+    out.result["gallery"] = str(gallery_path)
+    if out.dry_run and args.command == "enrol" and not args.key_file \
+            and not folder.gallery_key.exists() and not gallery_path.exists():
+        if not Path(args.state).is_dir():  # what _key would refuse, without creating a key
+            return out.fail(1, GALLERY_ERROR, f"no state folder {args.state}: run "
+                            f"`healthgate-provision init --state-dir {args.state}` first, or "
+                            "give --key-file and --gallery")
+        out.would(f"create the gallery key {folder.gallery_key}")
+        key = bytes(32)  # a new gallery: any key checks the images the same way
+    else:
         try:
-            found = erase(args.member, gallery_path, key)
+            key = _key(args, gallery_path)
         except (GalleryError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        print("erased" if found else "no such member; gallery unchanged")
-        return 0 if found else 1
+            return out.fail(1, GALLERY_ERROR, str(exc))
+    if args.command == "erase":
+        return _erase(args, out, gallery_path, key)
     if not args.consent:
-        print("error: enrolment needs --consent (the member opted in)", file=sys.stderr)
-        return 2
+        return out.fail(2, "CONSENT_MISSING", "enrolment needs --consent (the member opted in)")
     from firmware.vision import FacePipeline
 
-    result = enrol(args.images, args.member, gallery_path, key, FacePipeline(), min_images=args.min_images)
+    with out.step("loading the face models"):
+        pipeline = FacePipeline()
+    with out.progress("enrolling", len(args.images)) as advance:
+        result = enrol(args.images, args.member, gallery_path, key, pipeline,
+                       min_images=args.min_images, store=not out.dry_run,
+                       starting=lambda position: advance(f"image {position + 1}"))
+    out.result.update(enrolled=result.enrolled and not out.dry_run,
+                      used_images=result.used_images,
+                      failures=[{"image": position + 1, "reason": reason}
+                                for position, reason in result.failures])
     for position, reason in result.failures:
-        print(f"image {position + 1}: {reason}")
+        out.say(f"image {position + 1}: {reason}")
     if not result.enrolled:
-        print(f"not enrolled: {result.reason} ({result.used_images} usable image(s))")
+        return out.fail(1, result.reason or GALLERY_ERROR,
+                        f"not enrolled: {result.reason} ({result.used_images} usable image(s))")
+    if out.dry_run:
+        out.would(f"store the template from {result.used_images} image(s) in {gallery_path}")
+    else:
+        out.say(f"enrolled from {result.used_images} image(s) into {gallery_path}")
+    return 0
+
+
+def _erase(args: argparse.Namespace, out: Output, gallery_path: Path, key: bytes) -> int:
+    try:
+        if out.dry_run:
+            found = args.member in GalleryStore(gallery_path, key).read_records()
+        else:
+            found = erase(args.member, gallery_path, key)
+    except (GalleryError, OSError) as exc:
+        return out.fail(1, GALLERY_ERROR, str(exc))
+    out.result["erased"] = found and not out.dry_run
+    if not found:
+        out.say("no such member; gallery unchanged")
+        out.error = {"code": "MEMBER_NOT_FOUND", "message": "no such member; gallery unchanged"}
         return 1
-    print(f"enrolled from {result.used_images} image(s) into {gallery_path}")
+    if out.dry_run:
+        out.would(f"erase the member's template from {gallery_path}")
+    else:
+        out.say("erased")
     return 0
 
 

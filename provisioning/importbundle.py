@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
+
+from provisioning.output import Output, add_output_options
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -15,26 +17,32 @@ def add_parser(command: Callable[..., argparse.ArgumentParser],
                      "then registration if the fleet answers",
                      "healthgate-provision import-bundle /media/usb/healthgate-bundle.zip")
     add_state_dir_option(parser)
+    add_output_options(parser, dry_run=False)  # a bundle is checked before anything is written
     parser.add_argument("bundle", type=Path,
                         help="the bundle file (healthgate-fleet bundle --out)")
 
 
-def run(args: Any) -> int:
-    """Check and install the bundle; one line on what happened, and what to do next."""
+def run(args: argparse.Namespace, out: Output) -> int:
+    """Check and install the bundle; say what happened, and what to do next."""
     from firmware.credentials.reasons import message_for
     from firmware.provisioner import CodeProvisioner
 
-    outcome = CodeProvisioner(Path(args.state)).import_bundle(args.bundle)
+    with out.step("checking and installing the bundle"):
+        outcome = CodeProvisioner(Path(args.state)).import_bundle(args.bundle)
+    out.result.update(bundle=str(args.bundle), trust_updated=outcome.trust_updated,
+                      trust_wanted=outcome.trust_wanted,
+                      registered=outcome.ok and outcome.reason is None)
     if not outcome.ok:
-        print(f"error: bundle refused: {message_for(outcome.reason)} ({outcome.reason}: "
-              f"{outcome.detail})")
-        return EXIT_FAILED
-    print(f"trust data installed from {args.bundle}: {outcome.trust_updated} of "
-          f"{outcome.trust_wanted} items (newer cached ones kept)")
+        return out.fail(EXIT_FAILED, outcome.reason or "PROVISION_FAILED",
+                        f"bundle refused: {message_for(outcome.reason)} ({outcome.reason}: "
+                        f"{outcome.detail})")
+    out.say(f"trust data installed from {args.bundle}: {outcome.trust_updated} of "
+            f"{outcome.trust_wanted} items (newer cached ones kept)")
     if outcome.reason is None:
-        print(f"{outcome.detail} with the fleet; the bundle is used up")
+        out.say(f"{outcome.detail} with the fleet; the bundle is used up")
         return EXIT_OK
-    print(f"not registered yet: {message_for(outcome.reason)} ({outcome.detail}); once the "
-          "kiosk is online, register it with a provisioning code or `healthgate-provision "
-          "register` and a new token")
+    out.result["not_registered_reason"] = outcome.reason
+    out.say(f"not registered yet: {message_for(outcome.reason)} ({outcome.detail}); once the "
+            "kiosk is online, register it with a provisioning code or `healthgate-provision "
+            "register` and a new token")
     return EXIT_OK

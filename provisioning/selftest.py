@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -248,25 +249,48 @@ ADVICE = {
 }
 
 
-def run_selftest(config_path: Path, out: TextIO) -> int:
-    """Run every check; prints one line each; returns 0 when all pass, 1 otherwise."""
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str  # what was found, or what is wrong and what to do
+
+
+def run_checks(config_path: Path,
+               starting: Callable[[str], None] = lambda name: None) -> list[CheckResult]:
+    """Every check, in order (`starting(name)` is called as each begins: progress display);
+    a configuration that does not load is the one result "configuration"."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        print(f"FAIL configuration: {exc}", file=out)
-        return EXIT_FAILED
-    failures = 0
+        return [CheckResult("configuration", False, str(exc))]
+    results = []
     for name, check in CHECKS:
+        starting(name)
         try:
-            detail = check(config)
+            results.append(CheckResult(name, True, check(config)))
         except CheckFailed as exc:
-            failures += 1
-            print(f"FAIL {name:11} {exc}", file=out)
+            results.append(CheckResult(name, False, str(exc)))
         except Exception as exc:  # every failure is reported, none stops the others
-            failures += 1
-            print(f"FAIL {name:11} {type(exc).__name__}: {exc}; {ADVICE[name]}", file=out)
-        else:
-            print(f"ok   {name:11} {detail}", file=out)
-    print("self-test passed" if failures == 0 else f"self-test: {failures} check(s) failed",
-          file=out)
-    return EXIT_PASSED if failures == 0 else EXIT_FAILED
+            results.append(CheckResult(name, False,
+                                       f"{type(exc).__name__}: {exc}; {ADVICE[name]}"))
+    return results
+
+
+def result_line(result: CheckResult) -> str:
+    """One plain line per check, as logs and scripts have always read them."""
+    return f"{'ok  ' if result.ok else 'FAIL'} {result.name:11} {result.detail}"
+
+
+def verdict(results: list[CheckResult]) -> str:
+    failures = sum(1 for r in results if not r.ok)
+    return "self-test passed" if failures == 0 else f"self-test: {failures} check(s) failed"
+
+
+def run_selftest(config_path: Path, out: TextIO) -> int:
+    """Run every check; prints one line each; returns 0 when all pass, 1 otherwise."""
+    results = run_checks(config_path)
+    for result in results:
+        print(result_line(result), file=out)
+    print(verdict(results), file=out)
+    return EXIT_PASSED if all(r.ok for r in results) else EXIT_FAILED

@@ -74,7 +74,7 @@ class Mistake:
 
 def _register(url: str) -> Callable[[dict[str, Path], int], list[str]]:
     return lambda s, _: ["register", "--state-dir", str(s["state"]), "--fleet-url", url,
-                         "--token", "t", "--fleet-key", GOOD_KEY]
+                         "--token", "enrol-0123456789abcdef", "--fleet-key", GOOD_KEY]
 
 
 CLOSED = closed_port()

@@ -4,13 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 
-def mount_dashboard(app: Any, store: Any) -> None:
+def mount_dashboard(app: Any, store: Any, login_limiter: Any = None) -> None:
     """Add the dashboard's routes (outside the API's OpenAPI document) and /metrics (the trust
     endpoint notes each device's trust fetches itself: schema.note_trust_fetch). Imported
     lazily: the storage layer imports this package's schema module, and must not pull in the
-    web parts."""
+    web parts. `login_limiter` (a ratelimit.LoginLimiter) replaces the default one (tests pass
+    one on a clock they move)."""
     from fleet.dashboard.metrics import metrics_router
     from fleet.dashboard.routes import dashboard_router
 
-    app.include_router(dashboard_router(store))
+    app.include_router(dashboard_router(store, login_limiter))
     app.include_router(metrics_router(store))

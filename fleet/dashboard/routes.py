@@ -19,6 +19,7 @@ from fleet.dashboard.auth import COOKIE, SESSION_TTL_S, Session, SessionSigner, 
     operator_exists
 from fleet.provisioncodes import DEFAULT_TTL_MIN, MAX_TTL_MIN, create_code, fleet_url_problem, \
     qr_svg
+from fleet.dashboard.ratelimit import LoginLimiter
 from fleet.storage import utc_now
 
 BASE = "/dashboard"
@@ -36,10 +37,11 @@ def _environment() -> Environment:
                        autoescape=select_autoescape(default=True, default_for_string=True))
 
 
-def dashboard_router(store: Any) -> APIRouter:
+def dashboard_router(store: Any, login_limiter: LoginLimiter | None = None) -> APIRouter:
     router = APIRouter(prefix=BASE, include_in_schema=False)
     env = _environment()
     signer = SessionSigner(store)
+    limiter = login_limiter or LoginLimiter()
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         html = env.get_template(name).render(base=BASE, **context)
@@ -81,8 +83,17 @@ def dashboard_router(store: Any) -> APIRouter:
     async def login(request: Request) -> Response:
         fields = await form(request)
         name, password = fields.get("name", ""), fields.get("password", "")
+        # the address the connection comes from: a forwarded-for header is the client's to forge
+        address = request.client.host if request.client else ""
+        wait_s = limiter.begin(name, address)
+        if wait_s:  # refused before the password is checked: guessing costs no argon2 time
+            refused = page("login.html", status=429,
+                           error=f"Too many failed logins. Try again in {wait_s} s.")
+            refused.headers["Retry-After"] = str(wait_s)
+            return refused
         if not await run_in_threadpool(check_password, store, name, password):
             return page("login.html", status=401, error="Wrong name or password.")
+        limiter.succeeded(name, address)
         response = RedirectResponse(f"{BASE}/", status_code=303, headers=_headers())
         response.set_cookie(COOKIE, signer.issue(name), max_age=SESSION_TTL_S, httponly=True,
                             samesite="strict", path=BASE, secure=request.url.scheme == "https")
