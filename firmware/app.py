@@ -349,8 +349,7 @@ def _run(config: Config, render: bool) -> int:
         summary = app.kiosk.run(exit_on_end_of_stream=replay)
         if replay:
             app.flush_uploads()
-            granted = sum(d.granted for d in summary.decisions)
-            print(f"{len(summary.decisions)} decisions ({granted} granted); "
+            print(f"{summary.decided} decisions ({summary.granted} granted); "
                   f"{summary.dropped_frames} stale frames dropped")
     except KeyboardInterrupt:
         pass

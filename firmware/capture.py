@@ -80,7 +80,7 @@ class CaptureThread:
             if self._stop.is_set():
                 break  # stopped or abandoned while inside read(): nothing of it is ours to post
             if frame is None:
-                if getattr(self._source, "exhausted", False):
+                if self._source.exhausted:
                     self._inbox.post(Message("end_of_stream"))
                     self._stop.wait(self._timeout)
                     continue

@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -69,14 +69,29 @@ class LoopProgress:
     last_frame_seq: int = -1  # the camera's sequence number of the last frame handled
 
 
+SUMMARY_KEEP = 1000  # newest decisions, transitions and faults a run's summary keeps
+
+
+def _newest() -> deque[Any]:
+    return deque(maxlen=SUMMARY_KEEP)
+
+
 @dataclass
 class Summary:
-    """What a run did, for the demo, tests and benchmarks. No personal data."""
+    """What a run did, for the demo, tests and benchmarks. No personal data. Bounded, since a
+    kiosk runs for months: the lists keep the newest SUMMARY_KEEP entries, the counts the run."""
 
-    decisions: list[Decision] = field(default_factory=list)
-    transitions: list[tuple[str, str]] = field(default_factory=list)
-    faults: list[tuple[str, str]] = field(default_factory=list)
+    decisions: deque[Decision] = field(default_factory=_newest)
+    transitions: deque[tuple[str, str]] = field(default_factory=_newest)
+    faults: deque[tuple[str, str]] = field(default_factory=_newest)
+    decided: int = 0
+    granted: int = 0
     dropped_frames: int = 0
+
+    def add_decision(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+        self.decided += 1
+        self.granted += decision.granted
 
 
 @dataclass(frozen=True)
@@ -681,7 +696,7 @@ class Kiosk:
         self.status.on_decision(decision.granted, decision.reason)
         self._transition(state, decision.reason)
         latency_ms = (time.monotonic() - captured_at) * 1000.0
-        self.summary.decisions.append(replace(decision, latency_ms=latency_ms))
+        self.summary.add_decision(replace(decision, latency_ms=latency_ms))
 
     def _trust_age_text(self) -> str | None:
         try:

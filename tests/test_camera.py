@@ -135,3 +135,43 @@ def test_open_camera_never_imports_picamera2_unless_chosen() -> None:
 
     open_camera(CameraSection(source="fake"))
     assert "picamera2" not in sys.modules
+
+
+def _write_video(path: Path, count: int) -> None:
+    cv2 = pytest.importorskip("cv2", reason="video files need OpenCV (the video extra)")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MJPG video")
+    for index in range(count):
+        writer.write(np.full((48, 64, 3), 40 * index, np.uint8))
+    writer.release()
+
+
+def test_video_file_ends_as_end_of_stream_not_as_a_camera_fault(tmp_path: Path) -> None:
+    from firmware.camera.files import VideoFileSource
+    from firmware.capture import CaptureThread
+    from firmware.inbox import Inbox
+
+    video = tmp_path / "three.avi"
+    _write_video(video, 3)
+    source = VideoFileSource(video)
+    source.start()
+    assert not source.exhausted
+    assert [source.read(1.0) is not None for _ in range(3)] == [True] * 3
+    assert source.read(0.01) is None and source.exhausted
+    source.start()  # a restarted file plays from the start again
+    assert not source.exhausted and source.read(1.0) is not None
+    source.close()
+
+    inbox = Inbox(frame_capacity=10)
+    capture = CaptureThread(VideoFileSource(video), inbox, frame_timeout_s=0.05, retry_s=0.05)
+    capture.start()
+    kinds: list[str] = []
+    try:
+        while "end_of_stream" not in kinds:
+            message = inbox.get(60.0)
+            assert message is not None, f"capture posted nothing more after {kinds}"
+            kinds.append(message.kind)
+    finally:
+        capture.stop()
+    assert kinds == ["frame"] * 3 + ["end_of_stream"]

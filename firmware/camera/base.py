@@ -21,11 +21,16 @@ class Frame:
 
 
 class FrameSource(Protocol):
-    """A camera. `read` waits at most `timeout` seconds; None means no frame arrived in time."""
+    """A camera. `read` waits at most `timeout` seconds; None means no frame arrived in time,
+    unless `exhausted` is then true: a finite source (files, a replay) has delivered its last
+    frame. A live camera is never exhausted; its silence is a fault."""
 
     def start(self) -> None: ...
 
     def read(self, timeout: float) -> Frame | None: ...
+
+    @property
+    def exhausted(self) -> bool: ...
 
     def close(self) -> None: ...
 

@@ -74,6 +74,10 @@ class FakeCamera:
             image = np.frombuffer(b"\x00" * 100, np.uint8)  # what a torn DMA buffer looks like
         return Frame(check_frame(image, seq), seq, time.monotonic())
 
+    @property
+    def exhausted(self) -> bool:
+        return False  # cycles its frames: a live camera
+
     def close(self) -> None:
         with self._lock:
             self._started = False

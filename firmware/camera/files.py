@@ -91,6 +91,7 @@ class VideoFileSource:
         self._loop = loop
         self._capture: Any = None
         self._seq = 0
+        self._ended = False
 
     def start(self) -> None:
         try:
@@ -100,6 +101,7 @@ class VideoFileSource:
         if not self._path.is_file():
             raise CameraError(f"{self._path}: no such video file")
         self._capture = cv2.VideoCapture(str(self._path))
+        self._ended = False
         if not self._capture.isOpened():
             raise CameraError(f"{self._path}: cannot open video")
 
@@ -113,11 +115,16 @@ class VideoFileSource:
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, bgr = self._capture.read()
         if not ok:
+            self._ended = True  # OpenCV reads no further frame at the end of the file
             time.sleep(min(timeout, 0.05))
             return None
         self._seq += 1
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         return Frame(check_frame(rgb, self._seq), self._seq, time.monotonic())
+
+    @property
+    def exhausted(self) -> bool:
+        return self._ended
 
     def close(self) -> None:
         if self._capture is not None:

@@ -47,6 +47,10 @@ class Picamera2Source:
         # "RGB888" in libcamera terms is B,G,R in memory order; our frames are RGB.
         return Frame(image[:, :, ::-1].copy(), self._seq, time.monotonic())
 
+    @property
+    def exhausted(self) -> bool:
+        return False  # a live camera: silence is a fault, never the end
+
     def close(self) -> None:
         if self._camera is not None:
             try:

@@ -38,6 +38,10 @@ class WebcamSource:
         rgb = np.ascontiguousarray(check_frame(bgr, self._seq)[:, :, ::-1])
         return Frame(rgb, self._seq, time.monotonic())
 
+    @property
+    def exhausted(self) -> bool:
+        return False  # a live camera: silence is a fault, never the end
+
     def close(self) -> None:
         if self._capture is not None:
             self._capture.release()

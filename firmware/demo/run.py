@@ -123,7 +123,7 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
             app.close()
     finally:
         server.stop()
-    result = DemoResult(presentations, summary.decisions, screens, server_events)
+    result = DemoResult(presentations, list(summary.decisions), screens, server_events)
     _check(result, uploaded)
     _report(result, summary.dropped_frames, out)
     return result
@@ -137,7 +137,7 @@ def _scenario(presentations: list[Presentation], decided: int) -> str:
 
 
 @contextmanager
-def _progress(presentations: list[Presentation], decisions: list[Decision],
+def _progress(presentations: list[Presentation], decisions: Sequence[Decision],
               out: TextIO) -> Iterator[None]:
     """Print each decision as the kiosk takes it, from a thread watching the list the kiosk
     appends to (the loop stays as it is in a real kiosk)."""
