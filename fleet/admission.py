@@ -15,6 +15,9 @@ from starlette.types import ASGIApp as App, Message, Receive, Scope, Send
 MIB = 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 4 * MIB  # one signed upload (POST /v1/events)
 SMALL_BODY_MAX_BYTES = 16 * 1024  # every other route: registration is < 1 KiB of JSON
+# An operator's trust data upload on the dashboard (a logged-in session is checked first); the
+# EU's DCC signer list is about 1.5 MB of JSON, all member states' rules a few MB.
+DEFAULT_MAX_OPERATOR_UPLOAD_BYTES = 32 * MIB
 DEFAULT_BODY_BUDGET_BYTES = 64 * MIB  # all bodies being received or handled, per process
 # A kiosk sends one upload at a time; a few more allow retries whose predecessor the server
 # is still reading after the kiosk gave up on it.
@@ -214,14 +217,29 @@ PreAuth = Callable[[Scope], Awaitable[str]]  # the caller's device id, or raises
 IsSigned = Callable[[Scope], bool]
 
 
+@dataclass(frozen=True)
+class OperatorUploads:
+    """Routes that take a large body from a logged-in operator (the dashboard's trust
+    publishing). `operator` names the session's operator from the headers alone (cookie), or
+    None: without a session such a route gets the small limit like any other."""
+
+    routes: tuple[tuple[str, str], ...]  # (method, path)
+    max_bytes: int
+    operator: Callable[[Scope], Awaitable[str | None]]
+
+    def matches(self, scope: Scope) -> bool:
+        return (scope.get("method"), scope.get("path")) in self.routes
+
+
 class AdmissionMiddleware:
     """Authenticates the headers of signed routes before reading any body (401 at once),
     refuses oversized bodies (413), a busy device or a full budget (503 + Retry-After) and
     senders slower than the minimum rate (408), then hands the buffered body to the app."""
 
     def __init__(self, app: App, guard: BodyGuard, is_signed: IsSigned,
-                 preauth: PreAuth) -> None:
+                 preauth: PreAuth, operator_uploads: OperatorUploads | None = None) -> None:
         self.app, self.guard, self.is_signed, self.preauth = app, guard, is_signed, preauth
+        self.operator_uploads = operator_uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -238,6 +256,11 @@ class AdmissionMiddleware:
                 await _early_answer(refused.response, scope, receive, send)
                 return
         limit = limits.max_body_bytes if signed else limits.small_body_bytes
+        uploads = self.operator_uploads
+        if not signed and uploads is not None and uploads.matches(scope):
+            operator = await uploads.operator(scope)
+            if operator is not None:  # one upload slot table with the devices, keyed apart
+                device_id, limit = f"operator {operator}", uploads.max_bytes
         declared = _declared_length(scope)
         if declared == -1:
             await _early_answer(refusal(400, "BAD_CONTENT_LENGTH",

@@ -29,7 +29,7 @@ from firmware.statusfile import STATUS_HEADER
 from firmware.statusfile import parse_header as parse_status_header
 from fleet import admission, models
 from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
-from fleet.dashboard import mount_dashboard
+from fleet.dashboard import mount_dashboard, operator_uploads
 from fleet.dashboard.ratelimit import LoginLimiter
 from fleet.dashboard.schema import note_trust_fetch
 from fleet.ingest import MAX_BATCH_EVENTS, ingest
@@ -92,12 +92,14 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
                body_clock: Callable[[], float] = time.monotonic,
                rate_check_interval_s: float | None = admission.RATE_CHECK_INTERVAL_S,
                login_limiter: LoginLimiter | None = None,
+               max_operator_upload_bytes: int = admission.DEFAULT_MAX_OPERATOR_UPLOAD_BYTES,
                ) -> FastAPI:
     """Build the app over a store at `db_url`. With `signing_key_path`, `app.state.signing_key`
     is set so in-process callers (demo, tests) can publish trust data. The body limits are in
     `app.state.body_guard` (`body_clock` and `rate_check_interval_s=None` let a test drive the
     receive-rate rule by hand: advance the clock, call `body_guard.check_rates()`).
-    `login_limiter` replaces the dashboard's login rate limiter (a test's, on its own clock)."""
+    `login_limiter` replaces the dashboard's login rate limiter (a test's, on its own clock).
+    `max_operator_upload_bytes` bounds a trust file an operator publishes on the dashboard."""
     store = Store(db_url)
     app = FastAPI(title="healthgate fleet API", version=API_VERSION,
                   description="Device registration, signed event ingest and signed trust data "
@@ -129,7 +131,8 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
         scope[PRECHECKED] = signed  # the endpoint does not ask the store again
         return signed.device_id
 
-    app.add_middleware(AdmissionMiddleware, guard=guard, is_signed=_is_signed, preauth=preauth)
+    app.add_middleware(AdmissionMiddleware, guard=guard, is_signed=_is_signed, preauth=preauth,
+                       operator_uploads=operator_uploads(store, max_operator_upload_bytes))
     mount_dashboard(app, store, login_limiter)  # operator pages under /dashboard, /metrics (fleet/dashboard/)
     app.router.on_shutdown.append(store.close)
 

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.fsutil import ensure_private_dir
-from firmware.protocol.envelope import TRUST_NAME_PATTERN, envelope_signing_bytes
+from firmware.protocol.envelope import (DEFAULT_TRUST_NAMES, TRUST_NAME_PATTERN,
+                                        envelope_signing_bytes)
 from firmware.protocol.events import canonical_json
 from firmware.protocol.freshness import sign_statement
 from firmware.protocol.keys import key_id
@@ -21,8 +22,7 @@ from firmware.protocol.timestamps import rfc3339, utc_now
 from fleet.storage import Store, TrustItem
 
 # The names the kiosk knows; other names matching TRUST_NAME_PATTERN may be published too.
-KNOWN_TRUST_NAMES = ("dcc-signers", "dcc-rules", "dcc-valuesets", "dcc-revocation",
-                     "shc-issuers", "nzcp-issuers", "status-records")
+KNOWN_TRUST_NAMES = DEFAULT_TRUST_NAMES
 
 
 def generate_signing_key(path: Path) -> Ed25519PrivateKey:

@@ -105,3 +105,27 @@ def test_create_provisioning_code_and_read_its_qr(fleet: ServerHandle, browser_p
     assert code.code_id == page.locator("#code-id").inner_text()
     shown = datetime.fromisoformat(page.locator("#code-expires").get_attribute("datetime"))
     assert code.expires_at == shown.timestamp() <= utc_now().timestamp() + 10 * 60
+
+
+def test_publish_trust_data(fleet: ServerHandle, browser_page: Any, tmp_path: Any) -> None:
+    """An operator signs and publishes a file; kiosks' envelope check accepts what was stored."""
+    from firmware.protocol.envelope import verify_envelope
+
+    rules = tmp_path / "rules.json"
+    rules.write_text('[{"Identifier": "GR-EU-0001", "Country": "EU"}]')
+    page = browser_page
+    log_in(page, fleet.url)
+    page.click("nav >> text=Trust data")
+    page.select_option("#trust-name", "dcc-rules")
+    page.set_input_files("#trust-file", str(rules))
+    page.click("#publish-trust")
+    expect(page.locator("#published")).to_contain_text("dcc-rules")
+    expect(page.locator("#published")).to_contain_text("version 1")
+    row = page.locator("#history tbody tr", has_text="dcc-rules")
+    expect(row).to_contain_text("alice")
+    screenshot(page, "fleet-trust.png")
+    item = fleet.store.trust("dcc-rules")
+    assert item is not None
+    envelope = verify_envelope(item.envelope, [fleet.app.state.signing_key.public_key()],
+                               expected_name="dcc-rules")
+    assert envelope["content"] == [{"Identifier": "GR-EU-0001", "Country": "EU"}]

@@ -15,3 +15,25 @@ def mount_dashboard(app: Any, store: Any, login_limiter: Any = None) -> None:
 
     app.include_router(dashboard_router(store, login_limiter))
     app.include_router(metrics_router(store))
+
+
+def operator_uploads(store: Any, max_bytes: int) -> Any:
+    """The dashboard routes that take a large body (trust data publishing), for the admission
+    middleware: the session cookie is checked before any of the body is read."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import HTTPConnection
+
+    from fleet.admission import OperatorUploads
+    from fleet.dashboard.auth import COOKIE, SessionSigner, operator_exists
+    from fleet.dashboard.routes import BASE
+
+    signer = SessionSigner(store)
+
+    async def operator(scope: Any) -> str | None:
+        session = signer.verify(HTTPConnection(scope).cookies.get(COOKIE))
+        if session is None or not await run_in_threadpool(operator_exists, store,
+                                                          session.operator):
+            return None
+        return session.operator
+
+    return OperatorUploads(((("POST", f"{BASE}/trust")),), max_bytes, operator)

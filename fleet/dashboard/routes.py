@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from firmware.protocol import finite_json
 from firmware.protocol.timestamps import utc_now
 from fleet.dashboard import queries
 from fleet.dashboard.auth import COOKIE, SESSION_TTL_S, Session, SessionSigner, check_password, \
@@ -20,7 +21,7 @@ from fleet.dashboard.auth import COOKIE, SESSION_TTL_S, Session, SessionSigner, 
 from fleet.provisioncodes import DEFAULT_TTL_MIN, MAX_TTL_MIN, create_code, fleet_url_problem, \
     qr_svg
 from fleet.dashboard.ratelimit import LoginLimiter
-from fleet.storage import utc_now
+from fleet.trust import KNOWN_TRUST_NAMES, publish
 
 BASE = "/dashboard"
 MAX_FORM_BYTES = 8 * 1024  # a login or token form is tiny
@@ -131,8 +132,49 @@ def dashboard_router(store: Any, login_limiter: LoginLimiter | None = None) -> A
         session = await session_of(request)
         if session is None:
             return to_login()
+        return await trust_page(session)
+
+    async def trust_page(session: Session, status: int = 200, published: Any = None,
+                         error: str | None = None, name: str = "") -> Response:
         history = await run_in_threadpool(queries.trust_history, store)
-        return page("trust.html", history=history, **chrome(session))
+        return page("trust.html", status=status, history=history, names=KNOWN_TRUST_NAMES,
+                    published=published, error=error, chosen=name, **chrome(session))
+
+    @router.post("/trust")
+    async def publish_trust(request: Request) -> Response:
+        """Sign and publish an uploaded JSON file as the next version of a trust item. The
+        body was admitted for a logged-in operator only (fleet/dashboard operator_uploads)."""
+        session = await session_of(request)
+        if session is None:
+            return to_login()
+        try:
+            fields = await request.form(max_files=1, max_fields=3)
+        except Exception:  # a malformed multipart body: starlette's MultiPartException et al.
+            return await trust_page(session, 400, error="The upload could not be read.")
+        name = str(fields.get("name", ""))
+        upload = fields.get("content")
+        if not secrets.compare_digest(str(fields.get("csrf", "")), signer.csrf(session)):
+            return await trust_page(session, 403, error="The form expired; reload the page.")
+        if name not in KNOWN_TRUST_NAMES:
+            return await trust_page(session, 422, error="Choose one of the names kiosks fetch.")
+        if isinstance(upload, str) or upload is None:
+            return await trust_page(session, 422, name=name, error="Choose a JSON file.")
+        try:
+            content = finite_json.loads(await upload.read())
+        except (ValueError, UnicodeDecodeError) as problem:
+            return await trust_page(session, 422, name=name,
+                                    error=f"{upload.filename or 'The file'} is not JSON a kiosk "
+                                          f"accepts: {str(problem)[:200]}")
+        key = request.app.state.signing_key
+        if key is None:
+            return await trust_page(session, 503, name=name,
+                                    error="This server runs without the fleet signing key "
+                                          "(serve --key), so it cannot sign trust data.")
+        try:
+            item = await run_in_threadpool(publish, store, key, name, content, session.operator)
+        except ValueError as problem:  # content canonical JSON cannot carry
+            return await trust_page(session, 422, name=name, error=str(problem)[:200])
+        return await trust_page(session, 201, published=item, name=name)
 
     @router.get("/tokens")
     async def tokens(request: Request) -> Response:
