@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import argparse
-from importlib import metadata
 
-DISTRIBUTION = "healthgate"
-UNKNOWN_VERSION = "0+unknown"  # running from a source tree that was never installed
+from firmware import __version__
 
 
 def software_version() -> str:
-    """The installed distribution's version (pyproject.toml), as the fleet is told too."""
-    try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        return UNKNOWN_VERSION
+    """The software's version: `firmware.__version__`, the one source (pyproject.toml reads it
+    too), so the fleet, the boot events and `--version` cannot disagree."""
+    return __version__
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
