@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -278,7 +277,9 @@ def _admin(store: Any, args: argparse.Namespace) -> int:
     now = utc_now()
     if args.command == "token":
         if args.token_command == "create":
-            token = secrets.token_urlsafe(24)
+            from fleet.tokens import new_token
+
+            token = new_token()
             store.add_token(token, now + timedelta(hours=args.ttl_hours))
             print(token)
         elif args.token_command == "list":

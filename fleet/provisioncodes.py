@@ -2,7 +2,6 @@
 offline bundles (such a code with the current trust envelopes, in a signed zip)."""
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.provisioncode import build_code
+from fleet.tokens import new_token
 
 DEFAULT_TTL_MIN = 15.0
 MAX_TTL_MIN = 24 * 60.0  # a code on a screen or a printout should not outlive a working day
@@ -31,7 +31,7 @@ def create_code(store: Any, key: Ed25519PrivateKey, fleet_url: str, ttl_min: flo
         raise ValueError(f"a provisioning code lives more than 0 and at most {max_ttl_min:.0f} "
                          "minutes")
     expires_at = (now + timedelta(minutes=ttl_min)).replace(microsecond=0)
-    token, code_id = secrets.token_urlsafe(24), secrets.token_urlsafe(9)
+    token, code_id = new_token(), new_token(9)
     store.add_token(token, expires_at)
     return CreatedCode(build_code(key, code_id, fleet_url, token, expires_at), code_id, expires_at)
 

@@ -7,7 +7,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 T0 = datetime(2021, 6, 1, tzinfo=timezone.utc)
 OID_TEST, OID_VACC, OID_RECOVERY = (f"1.3.6.1.4.1.1847.2021.1.{n}" for n in (1, 2, 3))
@@ -27,7 +27,11 @@ def make_cert(key: Any, ekus: list[str] | None = None, not_before: datetime = T0
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(not_before).not_valid_after(not_after))
-    if ekus is not None:
+    if ekus == []:  # an empty EKU list (cryptography >= 51 refuses to build one): its DER
+        builder = builder.add_extension(  # by hand, an empty SEQUENCE
+            x509.UnrecognizedExtension(ExtensionOID.EXTENDED_KEY_USAGE, b"\x30\x00"),
+            critical=False)
+    elif ekus is not None:
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([x509.ObjectIdentifier(o) for o in ekus]), critical=False)
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)

@@ -201,11 +201,15 @@ def test_featureless_and_changing_frames_do_not_crash() -> None:
     assert result.measures["tracked_points"] == 0
 
 
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=25, deadline=None)
+# Found in CI: tracking noise on a small still face made a plane-compensated residual above the
+# depth bar with no motion at all, and the scene was judged live (parallax now needs motion).
+@example(size=59, frames=6, jitter=2.75, pads=[(9.0, 9.0, 0.0, 0.0), (0.0, 10.0, 17.0, 6.0)]
+         + [(0.0, 0.0, 0.0, 0.0)] * 7, corrupt=-1, seed=579)
 @given(
     size=st.integers(40, 160),
     frames=st.integers(6, 9),

@@ -77,6 +77,7 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
     from firmware.sync.trustsync import register_device
     from firmware.vision.record_template import TemplateKeyring
     from fleet.runner import run_in_thread
+    from fleet.tokens import new_token
     from fleet.server import create_app
 
     now = datetime.now(timezone.utc)
@@ -97,7 +98,7 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
         TemplateKeyring(StateFolder(state).template_keys_dir).install(TEMPLATE_KEY_ID, cast.template_key)
     server = run_in_thread(create_app(str(workdir / "fleet.db")), host=host)
     try:
-        token = secrets.token_urlsafe(24)
+        token = new_token()
         server.store.add_token(token, now + timedelta(hours=1))
         config = demo_config(state, server.url, faces=face is not None,
                              status_listen=f"{host}:0" if serve is not None else "")

@@ -48,6 +48,10 @@ class LivenessConfig:
     # screen), even if something changes locally on it (cut-out eyes). Synthetic sequences: flat
     # 0.002-0.003, a flat photo with blinking eyes ~0.014, a head turning 16 degrees 0.04-0.08.
     depth_min_residual: float = 0.020
+    # Parallax needs motion: a residual counts as depth only once the points moved this much
+    # (median, per eye distance). Without it, tracking noise on a still scene (sensor noise, a
+    # small face) reached the residual bar: 2 of 300 random still scenes judged live.
+    depth_min_motion: float = 0.05
     # Eye-region change beyond the change of the rest of the face (normalised units).
     blink_min_score: float = 0.25  # synthetic: no blink <= 0.02, painted blink >= 0.43
     # Spectral peak over its ring's median in the face (>= this: a periodic pattern).
@@ -386,7 +390,8 @@ class LivenessChecker:
             measures["error"] = type(exc).__name__
             return LivenessResult(False, INVALID_INPUT, measures)
         measures.update({k: round(v, 4) for k, v in planar.items()}, blink_score=round(blink, 3))
-        has_depth = planar["residual"] >= cfg.depth_min_residual
+        has_depth = (planar["residual"] >= cfg.depth_min_residual
+                     and planar["motion"] >= cfg.depth_min_motion)
         if planar["motion"] >= cfg.planar_min_motion and not has_depth:
             return LivenessResult(False, PLANAR_MOTION, measures)
         if has_depth or blink >= cfg.blink_min_score:

@@ -3,7 +3,6 @@ chains ingested through the real ingest, with healthy, faulted, offline and flag
 from __future__ import annotations
 
 import base64
-import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.protocol.event_codec import GENESIS_HASH, Event, make_event
 from fleet.ingest import ingest
+from fleet.tokens import new_token
 
 REASONS = ("DCC_EXPIRED", "SIGNATURE_INVALID", "NO_FACE", "UNKNOWN_FORMAT")
 DEMO_FIRMWARE = "0.1.0"
@@ -23,7 +23,7 @@ def _ts(moment: datetime) -> str:
 
 def register(store: Any, device_id: str, now: datetime) -> Ed25519PrivateKey:
     key = Ed25519PrivateKey.generate()
-    token = secrets.token_urlsafe(16)
+    token = new_token(16)
     store.add_token(token, now + timedelta(hours=1))
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     outcome = store.register(token, device_id, base64.b64encode(raw).decode(), now)

@@ -21,6 +21,7 @@ from fleet.dashboard.auth import COOKIE, SESSION_TTL_S, Session, SessionSigner, 
 from fleet.provisioncodes import DEFAULT_TTL_MIN, MAX_TTL_MIN, create_code, fleet_url_problem, \
     qr_svg
 from fleet.dashboard.ratelimit import LoginLimiter
+from fleet.tokens import new_token
 from fleet.trust import KNOWN_TRUST_NAMES, publish
 
 BASE = "/dashboard"
@@ -202,7 +203,7 @@ def dashboard_router(store: Any, login_limiter: LoginLimiter | None = None) -> A
             return page("tokens.html", status=422, tokens=rows, created=None,
                         error=f"Validity must be more than 0 and at most {MAX_TOKEN_TTL_H} hours.",
                         **chrome(session))
-        token = secrets.token_urlsafe(24)
+        token = new_token()
         await run_in_threadpool(store.add_token, token, utc_now() + timedelta(hours=ttl_h))
         rows = await run_in_threadpool(queries.tokens, store)
         return page("tokens.html", status=201, tokens=rows, created=token, error=None,
