@@ -158,8 +158,8 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       after_append=uploader.notify if uploader is not None else None,
                       watchdog=watchdog_pinger(),
                       # maintenance mode acts on provisioning codes (docs/provisioning.md)
-                      provisioner=CodeProvisioner(state).handle,
-                      bundle_source=_bundle_source(config, state))
+                      provisioner=CodeProvisioner(state, clock=clock).handle,
+                      bundle_source=_bundle_source(config, state, clock))
         provider = trust
         status = StatusReporter(state, kiosk.status, lambda: provider().updated_at, uploader,
                                 outbox.pending_count, config.kiosk.max_trust_age_h, clock.now)
@@ -254,12 +254,12 @@ def load_member_gallery(config: Config, state: Path) -> Any:
     return gallery
 
 
-def _bundle_source(config: Config, state: Path) -> Callable[[], Any] | None:
+def _bundle_source(config: Config, state: Path, clock: Clock) -> Callable[[], Any] | None:
     """Maintenance mode imports an offline bundle from `fleet.bundle_dir`, when configured."""
     if not config.fleet.bundle_dir:
         return None
     folder = Path(config.fleet.bundle_dir)
-    return lambda: CodeProvisioner(state).import_from_folder(folder)
+    return lambda: CodeProvisioner(state, clock=clock).import_from_folder(folder)
 
 
 def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,

@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.provisionbundle import MAX_MEMBER_BYTES, build_bundle
+from firmware.clock import FixedClock
 from firmware.provisioner import CodeProvisioner
 from fleet.cli import main as fleet_main
 from fleet.provisioncodes import create_bundle
@@ -94,14 +95,14 @@ def test_bad_bundles_are_refused_before_anything_is_written(fleet: Fleet, tmp_pa
         "not a zip": (b"PK\x03\x04 this is not an archive" * 10, "PROVISION_BUNDLE_INVALID"),
     }
     state = kiosk_state(tmp_path / "kiosk", fleet.key, "shop-5-door")
-    provisioner = CodeProvisioner(state, clock=lambda: NOW)
+    provisioner = CodeProvisioner(state, clock=FixedClock(NOW))
     for what, (data, reason) in cases.items():
         path = tmp_path / f"{what}.zip"
         path.write_bytes(data)
         outcome = provisioner.import_bundle(path)
         assert (outcome.ok, outcome.reason) == (False, reason), (what, outcome)
         assert DETAILS[what] in outcome.detail, (what, outcome)  # refused for that reason
-    expired = CodeProvisioner(state, clock=lambda: NOW + timedelta(hours=2))
+    expired = CodeProvisioner(state, clock=FixedClock(NOW + timedelta(hours=2)))
     (tmp_path / "good.zip").write_bytes(good)
     assert expired.import_bundle(tmp_path / "good.zip").reason == "PROVISION_CODE_EXPIRED"
     assert not (state / "trust").exists() and not (tmp_path.parent / "evil.json").exists()
@@ -121,7 +122,7 @@ def test_kiosk_imports_a_bundle_from_the_usb_folder_in_maintenance(fleet: Fleet,
     data, _ = create_bundle(fleet.server.store, fleet.key, CLOSED_PORT_URL, 60.0, NOW)
     (usb / BUNDLE_FILE).write_bytes(data)
     state = kiosk_state(tmp_path / "kiosk", fleet.key, "farm-2-gate")
-    provisioner = CodeProvisioner(state, clock=lambda: NOW)
+    provisioner = CodeProvisioner(state, clock=FixedClock(NOW))
     rig = make_rig(tmp_path, provisioner=provisioner.handle,
                    bundle_source=lambda: provisioner.import_from_folder(usb))
     try:
