@@ -16,6 +16,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.clock import Clock
+from firmware.firstboot import clear_pending
 from firmware.fsutil import write_atomic
 from firmware.identity import IdentityError, load
 from firmware.protocol import finite_json
@@ -57,7 +58,7 @@ class CodeProvisioner:
 
     def handle(self, text: str) -> ProvisionOutcome:
         try:
-            return self._handle(text)
+            return self._done(self._handle(text))
         except ProvisionCodeError as error:
             return ProvisionOutcome(False, error.code, error.detail)
         except Exception as error:  # fail safe: a bug refuses the code, never crashes the kiosk
@@ -97,7 +98,7 @@ class CodeProvisioner:
     def import_bundle(self, path: Path) -> ProvisionOutcome:
         """Install an offline bundle's trust data, then register if the fleet answers."""
         try:
-            return self._import_bundle(Path(path))
+            return self._done(self._import_bundle(Path(path)))
         except ProvisionCodeError as error:
             return ProvisionOutcome(False, error.code, error.detail)
         except Exception as error:  # fail safe, as for a scanned code
@@ -145,6 +146,12 @@ class CodeProvisioner:
                                     len(bundle.envelopes))
         return ProvisionOutcome(True, None, f"registered {identity.device_id}", installed,
                                 len(bundle.envelopes))
+
+    def _done(self, outcome: ProvisionOutcome) -> ProvisionOutcome:
+        """A success ends first-boot setup, whichever way it came (firmware/firstboot.py)."""
+        if outcome.ok:
+            clear_pending(StateFolder(self.state_dir))
+        return outcome
 
     def _trusted_now(self) -> datetime:
         """The time to check a code's expiry by, refused while the clock cannot be trusted: a
