@@ -179,3 +179,35 @@ def test_run_on_a_first_boot_image_creates_the_identity_and_starts_in_setup(
     assert app_module.main(["--config", str(config)]) == 0
     assert len(started) == 1 and StateFolder(state).has_identity()
     assert StateFolder(state).setup_pending.is_file()
+
+
+def test_first_boot_of_an_offline_site_takes_the_bundle_on_the_usb_stick(
+        fleet: Fleet, tmp_path: Path) -> None:
+    from fleet.provisioncodes import create_bundle
+    from firmware.provisioner import BUNDLE_FILE
+    from tests.test_provisionbundle import CLOSED_PORT_URL
+
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    data, _ = create_bundle(fleet.server.store, fleet.key, CLOSED_PORT_URL, 60.0, NOW)
+    (usb / BUNDLE_FILE).write_bytes(data)
+    state = image_state(tmp_path / "state", fleet.key)
+    config = parse_config({  # no fleet.url: the site has no network
+        "kiosk": {"result_hold_s": 0.3}, "camera": {"source": "fake"},
+        "face": {"enabled": False}, "display": {"ack_timeout_s": 1.0, "heartbeat_s": 0.5},
+        "fleet": {"bundle_dir": str(usb)}, "state": {"dir": str(state)}})
+    assert prepare(StateFolder(state)) and not_provisioned(config) is None
+    app = build(config, camera=FakeCamera([background(320, 240)], fps=30))
+    thread = threading.Thread(target=app.kiosk.run, daemon=True)
+    try:
+        thread.start()
+        screens = Screens(app.display)
+        assert screens.wait("MAINTENANCE").line2 == PROMPT
+        assert screens.wait("MAINTENANCE").line2 == "Done: trust 1/1"  # installed; offline
+        screens.wait("IDLE")
+        assert (state / "trust" / "dcc-signers.json").is_file()
+        assert not StateFolder(state).setup_pending.exists()
+    finally:
+        app.kiosk.stop()
+        thread.join(HANG_GUARD_S)
+        app.close()
