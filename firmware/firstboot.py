@@ -19,7 +19,7 @@ from firmware.statefolder import StateFolder
 log = logging.getLogger(__name__)
 
 PROMPT = "Show setup code"  # the display, line 2, while the kiosk waits (fits 20 columns)
-RESTART = "Done - please restart"  # the pinned key changed while it ran: a restart loads it
+RESTART = "Done - restart kiosk"  # the pinned key changed while it ran: a restart loads it
 
 
 def mark_pending(folder: StateFolder) -> None:

@@ -480,7 +480,8 @@ class Kiosk:
         self._provisioning.start()
 
     def _on_provisioned(self, outcome: Any) -> None:
-        """Show the outcome in words; the technician leaves maintenance mode when done."""
+        """Show the outcome in words; the technician leaves maintenance mode when done (a
+        first-boot setup that succeeded leaves by itself, after the hold)."""
         self._provisioning = None
         if outcome is None:
             return  # no bundle in the USB folder: nothing was tried
