@@ -24,6 +24,7 @@ from firmware.eventlog import EventLog
 from firmware.eventlog.outbox import Outbox
 from firmware.eventlog.restart import open_or_restart
 from firmware.facestage import FaceStage
+from firmware.firstboot import FirstBootSetup, prepare as prepare_first_boot
 from firmware.fsutil import file_in_the_way, private_umask, unwritable_reason
 from firmware.identity import DeviceIdentity, load
 from firmware.inbox import Message
@@ -120,7 +121,7 @@ def build(config: Config, *, camera: FrameSource | None = None,
     (injected trust data, as the demo and tests use, is not synced; an injected face pipeline
     saves loading the models a second time)."""
     state = Path(config.state.dir)
-    identity = load(state)  # only provisioning creates identities (see not_provisioned)
+    identity = load(state)  # provisioning or first boot created it (see not_provisioned)
     folder = StateFolder(state)
     clock = clock or Clock(folder.last_seen)
     faces = build_face_stage(config, state, face_pipeline) if config.face.enabled else None
@@ -158,8 +159,10 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       after_append=uploader.notify if uploader is not None else None,
                       watchdog=watchdog_pinger(),
                       # maintenance mode acts on provisioning codes (docs/provisioning.md)
-                      provisioner=CodeProvisioner(state).handle,
-                      bundle_source=_bundle_source(config, state))
+                      provisioner=CodeProvisioner(state, clock=clock).handle,
+                      bundle_source=_bundle_source(config, state, clock),
+                      # first boot: waits for a code by itself (firmware/firstboot.py)
+                      setup=FirstBootSetup(folder) if folder.setup_pending.is_file() else None)
         provider = trust
         status = StatusReporter(state, kiosk.status, lambda: provider().updated_at, uploader,
                                 outbox.pending_count, config.kiosk.max_trust_age_h, clock.now)
@@ -254,12 +257,12 @@ def load_member_gallery(config: Config, state: Path) -> Any:
     return gallery
 
 
-def _bundle_source(config: Config, state: Path) -> Callable[[], Any] | None:
+def _bundle_source(config: Config, state: Path, clock: Clock) -> Callable[[], Any] | None:
     """Maintenance mode imports an offline bundle from `fleet.bundle_dir`, when configured."""
     if not config.fleet.bundle_dir:
         return None
     folder = Path(config.fleet.bundle_dir)
-    return lambda: CodeProvisioner(state).import_from_folder(folder)
+    return lambda: CodeProvisioner(state, clock=clock).import_from_folder(folder)
 
 
 def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,
@@ -291,7 +294,8 @@ def not_provisioned(config: Config) -> str | None:
         return (f"this kiosk is not provisioned: no device identity in {state}; run "
                 f"`healthgate-provision init --state-dir {state}` and then "
                 f"`healthgate-provision register --state-dir {state}` "
-                "(or set state.dir to the folder you provisioned)")
+                f"(or `healthgate-provision init --state-dir {state} --fleet-key KEY` and show "
+                "the kiosk a provisioning code; or set state.dir to the folder you provisioned)")
     if config.fleet.url and not StateFolder(state).fleet_key.is_file():
         return (f"this kiosk is not registered with {config.fleet.url}: no pinned fleet key "
                 f"in {state}; run `healthgate-provision register --state-dir {state} "
@@ -318,12 +322,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}")
         return EXIT_SETUP
-    problem = not_provisioned(config)
-    if problem is not None:
-        print(f"error: {problem}")
-        return EXIT_SETUP
     # Owner-only files (keys, logs, caches) even when started by hand; the unit sets UMask=0077.
     with private_umask():
+        # first boot: an image's pinned fleet key and no identity yet (docs/provisioning.md)
+        if prepare_first_boot(StateFolder(Path(config.state.dir))):
+            log.info("first-boot setup: the kiosk waits for a provisioning code")
+        problem = not_provisioned(config)
+        if problem is not None:
+            print(f"error: {problem}")
+            return EXIT_SETUP
         return _run(config, args.render)
 
 

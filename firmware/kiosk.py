@@ -20,6 +20,7 @@ from firmware.config import KioskSection
 from firmware.credentials import TrustStore, Verdict, detect_format, verify
 from firmware.credentials.reasons import message_for
 from firmware.facestage import FaceStage, FaceStep
+from firmware.firstboot import FirstBootSetup
 from firmware.credentials.shc.chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOMPLETE, INVALID, \
     PENDING, ChunkAssembler
 from firmware.inbox import Inbox, Message
@@ -116,7 +117,8 @@ class Kiosk:
                  monotonic: Callable[[], float] = time.monotonic,
                  status: StatusBoard | None = None,
                  provisioner: Callable[[str], Any] | None = None,
-                 bundle_source: Callable[[], Any] | None = None) -> None:
+                 bundle_source: Callable[[], Any] | None = None,
+                 setup: FirstBootSetup | None = None) -> None:
         self.config = config
         self.status = status or StatusBoard()  # the snapshot the status page reads
         self.state = State.BOOT
@@ -161,6 +163,10 @@ class Kiosk:
         self._provisioner = provisioner
         self._bundle_source = bundle_source  # on entering maintenance: a USB bundle, or None
         self._provisioning: threading.Thread | None = None
+        # First boot (firmware/firstboot.py): maintenance mode by itself until provisioned,
+        # then IDLE once the outcome has been shown for result_hold_s.
+        self._setup = setup
+        self._setup_done_at: float | None = None
 
     # ---- public -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -181,7 +187,10 @@ class Kiosk:
         self._show(State.BOOT)
         self._log_event("boot", {"firmware": FIRMWARE_VERSION})  # shown on the fleet dashboard
         self._capture.start()
-        self._transition(State.IDLE)
+        if self._setup is not None:
+            self._begin_setup()
+        else:
+            self._transition(State.IDLE)
         try:
             while not self._stop.is_set():
                 message = self._inbox.get(TICK_S)
@@ -237,6 +246,8 @@ class Kiosk:
         text = message_for(reason) if reason else None
         if state == State.IDLE and detail is None:
             detail = self._trust_age_text()
+        elif state == State.MAINTENANCE and detail is None and self._setup is not None:
+            detail = self._setup.prompt()
         try:
             self._display.show(self._screen_for(state.value, text, detail), self._display_timeout_s)
         except Exception as exc:  # DisplayError or a broken port: latch, never crash
@@ -419,6 +430,9 @@ class Kiosk:
         """Technician mode lasts until it is left: no check runs on inside it (the person being
         checked starts again), a fault that clears returns to it, and leaving it while a fault
         is latched keeps FAULT (no decision is taken while a part is broken)."""
+        if not on and self._setup is not None:
+            log.warning("first-boot setup waits for a provisioning code; it is not left on request")
+            return
         was, self._maintenance = self._maintenance, on
         if not on and not was:
             return  # not in technician mode: nothing to leave
@@ -466,7 +480,8 @@ class Kiosk:
         self._provisioning.start()
 
     def _on_provisioned(self, outcome: Any) -> None:
-        """Show the outcome in words; the technician leaves maintenance mode when done."""
+        """Show the outcome in words; the technician leaves maintenance mode when done (a
+        first-boot setup that succeeded leaves by itself, after the hold)."""
         self._provisioning = None
         if outcome is None:
             return  # no bundle in the USB folder: nothing was tried
@@ -477,8 +492,29 @@ class Kiosk:
             detail = f"Done: trust {outcome.trust_updated}/{outcome.trust_wanted}"
         else:
             detail = message_for(reason)
+        if ok and self._setup is not None:
+            restart, self._setup = self._setup.finish(), None
+            if restart is None:  # into normal operation after the hold
+                self._setup_done_at = self._monotonic()
+            detail = restart or detail
         if self.state == State.MAINTENANCE:
             self._show(State.MAINTENANCE, None, detail)
+
+    def _begin_setup(self) -> None:
+        """First boot: technician mode by itself, waiting for a code (or a USB bundle)."""
+        assert self._setup is not None
+        log.info("first-boot setup: waiting for a provisioning code")
+        self._maintenance = True
+        self._transition(State.MAINTENANCE, None, self._setup.prompt())
+        if self._bundle_source is not None:
+            self._start_provisioning(self._bundle_source)
+
+    def _end_setup_when_shown(self) -> None:
+        """Provisioned at first boot: once the outcome was shown for result_hold_s, IDLE."""
+        if self._setup_done_at is not None \
+                and self._monotonic() - self._setup_done_at >= self.config.result_hold_s:
+            self._setup_done_at = None
+            self._set_maintenance(False)
 
     def _remember_time(self) -> None:
         """Persist the time seen now and then, so a reboot with a lost clock is caught."""
@@ -515,6 +551,7 @@ class Kiosk:
         self.status.tick(self._capture.frames, self._inbox.dropped_frames)
         self._supervise()
         self._remember_time()
+        self._end_setup_when_shown()
         if self._faults:  # the state is FAULT: entering it ended any face wait or half card
             self._retry_faults()
             return

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from firmware.clock import Clock
+from firmware.firstboot import clear_pending
 from firmware.fsutil import write_atomic
 from firmware.identity import IdentityError, load
 from firmware.protocol import finite_json
@@ -42,24 +43,22 @@ class ProvisionOutcome:
     trust_wanted: int = 0
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class CodeProvisioner:
     """`handle(text)` takes one scanned `HGP1:` text to a ProvisionOutcome."""
 
-    def __init__(self, state_dir: Path, *, clock: Callable[[], datetime] = _now,
+    def __init__(self, state_dir: Path, *, clock: Clock | None = None,
                  session: requests.Session | None = None,
                  timeout_s: float = REGISTER_TIMEOUT_S) -> None:
+        """`clock` is the kiosk's own (the one credentials are checked by); by default one
+        that remembers the state folder's `last_seen`, as the kiosk's does."""
         self.state_dir = Path(state_dir)
-        self.clock = clock
+        self.clock = clock or Clock(StateFolder(self.state_dir).last_seen)
         self.session = session
         self.timeout_s = timeout_s
 
     def handle(self, text: str) -> ProvisionOutcome:
         try:
-            return self._handle(text)
+            return self._done(self._handle(text))
         except ProvisionCodeError as error:
             return ProvisionOutcome(False, error.code, error.detail)
         except Exception as error:  # fail safe: a bug refuses the code, never crashes the kiosk
@@ -70,7 +69,7 @@ class CodeProvisioner:
         pinned = self._pinned_key()
         if pinned is None:
             raise ProvisionCodeError("PROVISION_NO_FLEET_KEY", "no fleet key pinned")
-        code = check_code(text, pinned, self.clock())
+        code = check_code(text, pinned, self._trusted_now())
         if code.code_id in self._used_codes():
             raise ProvisionCodeError("PROVISION_CODE_USED", "used on this kiosk before")
         try:
@@ -85,7 +84,7 @@ class CodeProvisioner:
         self._record_used(code)  # registered: the code is spent, whatever trust sync does
         sync = TrustSync(code.fleet_url, StateFolder(self.state_dir).trust_dir, [pinned], identity.device_id,
                          identity.key, session=self.session, timeout_s=self.timeout_s,
-                         clock=self.clock)
+                         clock=self.clock.now)
         outcomes = sync.sync()
         updated = sum(1 for outcome in outcomes if outcome.status in ("updated", "not_modified"))
         if any(outcome.status == "error" for outcome in outcomes):
@@ -99,7 +98,7 @@ class CodeProvisioner:
     def import_bundle(self, path: Path) -> ProvisionOutcome:
         """Install an offline bundle's trust data, then register if the fleet answers."""
         try:
-            return self._import_bundle(Path(path))
+            return self._done(self._import_bundle(Path(path)))
         except ProvisionCodeError as error:
             return ProvisionOutcome(False, error.code, error.detail)
         except Exception as error:  # fail safe, as for a scanned code
@@ -121,7 +120,7 @@ class CodeProvisioner:
         pinned = self._pinned_key()
         if pinned is None:
             raise ProvisionCodeError("PROVISION_NO_FLEET_KEY", "no fleet key pinned")
-        bundle = check_bundle(path, pinned, self.clock())  # everything verified, nothing written
+        bundle = check_bundle(path, pinned, self._trusted_now())  # verified, nothing written
         if bundle.code.code_id in self._used_codes():
             raise ProvisionCodeError("PROVISION_CODE_USED", "bundle used on this kiosk before")
         try:
@@ -129,7 +128,7 @@ class CodeProvisioner:
         except IdentityError as error:
             raise ProvisionCodeError("PROVISION_NO_IDENTITY", str(error)) from None
         sync = TrustSync(bundle.code.fleet_url, StateFolder(self.state_dir).trust_dir, [pinned],
-                         identity.device_id, identity.key, clock=self.clock)
+                         identity.device_id, identity.key, clock=self.clock.now)
         installed = 0
         for name, raw in bundle.envelopes.items():
             cached = sync.load(name)
@@ -147,6 +146,21 @@ class CodeProvisioner:
                                     len(bundle.envelopes))
         return ProvisionOutcome(True, None, f"registered {identity.device_id}", installed,
                                 len(bundle.envelopes))
+
+    def _done(self, outcome: ProvisionOutcome) -> ProvisionOutcome:
+        """A success ends first-boot setup, whichever way it came (firmware/firstboot.py)."""
+        if outcome.ok:
+            clear_pending(StateFolder(self.state_dir))
+        return outcome
+
+    def _trusted_now(self) -> datetime:
+        """The time to check a code's expiry by, refused while the clock cannot be trusted: a
+        kiosk reset to 1970 (or set back behind the last time it saw) would take an expired
+        code for a valid one."""
+        problem = self.clock.trust_problem()
+        if problem is not None:
+            raise ProvisionCodeError("PROVISION_CLOCK_UNTRUSTED", problem)
+        return self.clock.now()
 
     def _pinned_key(self) -> Ed25519PublicKey | None:
         try:

@@ -26,6 +26,7 @@ class StateFolder:
     STATUS_FILE: ClassVar[str] = "status.json"  # what `healthgate status` reads
     LAST_SEEN: ClassVar[str] = "last_seen"  # the latest time the clock showed (Clock)
     USED_PROVISION_CODES: ClassVar[str] = "provision-codes-used.json"  # one-time codes spent here
+    SETUP_PENDING: ClassVar[str] = "setup-pending"  # first-boot setup until a code or bundle
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -69,6 +70,10 @@ class StateFolder:
     @property
     def last_seen(self) -> Path:
         return self.root / self.LAST_SEEN
+
+    @property
+    def setup_pending(self) -> Path:
+        return self.root / self.SETUP_PENDING
 
     def has_identity(self) -> bool:
         return self.device_key.is_file() and self.device_id.is_file()

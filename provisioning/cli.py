@@ -70,7 +70,13 @@ def _init(args: argparse.Namespace, out: Output) -> int:
         return out.fail(EXIT_USAGE, "STATE_FOLDER_UNUSABLE", problem.removeprefix("error: "))
     existed = StateFolder(state).has_identity()
     out.result["state_dir"] = str(state.resolve())
+    key_problem = _fleet_key_problem(args, state)
+    if key_problem is not None:
+        return out.fail(EXIT_USAGE, *key_problem)
     if out.dry_run:
+        if args.fleet_key:
+            out.would(f"pin the fleet key in {StateFolder(state).fleet_key} and start the kiosk "
+                      "in first-boot setup (it waits for a provisioning code)")
         return _init_dry_run(args, out, state, existed)
     try:
         with private_umask():  # the state folder's parents too, if init creates them
@@ -83,12 +89,45 @@ def _init(args: argparse.Namespace, out: Output) -> int:
                         "--state-dir a folder you can write (as root for /var/lib/healthgate)")
     if existed:  # never a new key over an existing one: the fleet knows this one
         out.say("this state folder is already initialised; its identity is kept")
+    if args.fleet_key:
+        _pin_for_setup(state, args.fleet_key.strip())
+        out.say(f"fleet key pinned in {StateFolder(state).fleet_key}; the kiosk starts in "
+                "first-boot setup and waits for a provisioning code (docs/provisioning.md)")
+    out.result["setup_pending"] = StateFolder(state).setup_pending.is_file()
     out.result.update(device_id=identity.device_id, public_key=identity.public_key_b64,
                       created=not existed)
     out.fields("device identity", [("device id", identity.device_id),
                                    ("public key", identity.public_key_b64),
                                    ("state dir", f"{state.resolve()} (mode 0700)")])
     return EXIT_OK
+
+
+def _fleet_key_problem(args: argparse.Namespace, state: Path) -> tuple[str, str] | None:
+    """(code, message) when `init --fleet-key` cannot pin the key it was given."""
+    from firmware.protocol.keys import public_key_from_b64
+
+    if not args.fleet_key:
+        return None
+    try:
+        public_key_from_b64(args.fleet_key)
+    except Exception as exc:
+        return ("FLEET_KEY_INVALID", f"--fleet-key is not a base64 Ed25519 public key ({exc}); "
+                "give the public key printed by `healthgate-fleet keygen`")
+    pinned = StateFolder(state).pinned_fleet_key()
+    if pinned is not None and pinned != args.fleet_key.strip():
+        return ("FLEET_KEY_PINNED", f"a different fleet key is pinned in "
+                f"{StateFolder(state).fleet_key}; `healthgate-provision register --force` "
+                "replaces it")
+    return None
+
+
+def _pin_for_setup(state: Path, fleet_key: str) -> None:
+    """Pin the fleet key and let the kiosk register itself from a code at its next start."""
+    from firmware.firstboot import mark_pending
+    from firmware.fsutil import write_atomic
+
+    write_atomic(StateFolder(state).fleet_key, (fleet_key + "\n").encode())  # mode 0600
+    mark_pending(StateFolder(state))
 
 
 def _init_dry_run(args: argparse.Namespace, out: Output, state: Path, existed: bool) -> int:
@@ -189,6 +228,8 @@ def _register(args: argparse.Namespace, out: Output) -> int:
                                                    "network and that the fleet server runs")
         return out.fail(EXIT_FAILED, exc.code, f"registration refused: {exc}")
     write_atomic(pinned, (wanted + "\n").encode())  # mode 0600, whole or not at all
+    from firmware.firstboot import clear_pending
+    clear_pending(StateFolder(state))  # registered: no first-boot setup at the next start
     out.say(f"registered {identity.device_id} with {args.fleet_url}; fleet key pinned in {pinned}")
     return EXIT_OK
 
@@ -360,6 +401,10 @@ def _parser() -> argparse.ArgumentParser:
     add_output_options(init)
     init.add_argument("--device-id", default=None,
                       help="an id from the fleet operator (default: a random hg-... id)")
+    init.add_argument("--fleet-key", default=None,
+                      help="pin the fleet's public key (healthgate-fleet keygen) and let the "
+                           "kiosk register itself: it starts in first-boot setup and waits "
+                           "for a provisioning code or bundle")
     register = command("register", "register with the fleet server, pin its key",
                        "healthgate-provision register --fleet-url https://fleet.example:8443 "
                        "--token TOKEN --fleet-key KEY")

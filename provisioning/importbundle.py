@@ -26,9 +26,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
     """Check and install the bundle; say what happened, and what to do next."""
     from firmware.credentials.reasons import message_for
     from firmware.provisioner import CodeProvisioner
+    from firmware.provisionlog import record_provisioning
 
+    provisioner = CodeProvisioner(Path(args.state))  # the kiosk's clock: its `last_seen`
     with out.step("checking and installing the bundle"):
-        outcome = CodeProvisioner(Path(args.state)).import_bundle(args.bundle)
+        outcome = provisioner.import_bundle(args.bundle)
     out.result.update(bundle=str(args.bundle), trust_updated=outcome.trust_updated,
                       trust_wanted=outcome.trust_wanted,
                       registered=outcome.ok and outcome.reason is None)
@@ -38,6 +40,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
                         f"{outcome.detail})")
     out.say(f"trust data installed from {args.bundle}: {outcome.trust_updated} of "
             f"{outcome.trust_wanted} items (newer cached ones kept)")
+    # the fleet learns of the import from the signed event log at the kiosk's next upload
+    problem = record_provisioning(Path(args.state), outcome, provisioner.clock.now)
+    out.result["event_logged"] = problem is None
+    out.say("recorded in the event log; the fleet sees it at the next upload" if problem is None
+            else f"warning: not recorded in the event log: {problem}")
     if outcome.reason is None:
         out.say(f"{outcome.detail} with the fleet; the bundle is used up")
         return EXIT_OK

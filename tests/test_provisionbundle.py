@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.provisionbundle import MAX_MEMBER_BYTES, build_bundle
+from firmware.clock import FixedClock
 from firmware.provisioner import CodeProvisioner
 from fleet.cli import main as fleet_main
 from fleet.provisioncodes import create_bundle
@@ -94,14 +95,14 @@ def test_bad_bundles_are_refused_before_anything_is_written(fleet: Fleet, tmp_pa
         "not a zip": (b"PK\x03\x04 this is not an archive" * 10, "PROVISION_BUNDLE_INVALID"),
     }
     state = kiosk_state(tmp_path / "kiosk", fleet.key, "shop-5-door")
-    provisioner = CodeProvisioner(state, clock=lambda: NOW)
+    provisioner = CodeProvisioner(state, clock=FixedClock(NOW))
     for what, (data, reason) in cases.items():
         path = tmp_path / f"{what}.zip"
         path.write_bytes(data)
         outcome = provisioner.import_bundle(path)
         assert (outcome.ok, outcome.reason) == (False, reason), (what, outcome)
         assert DETAILS[what] in outcome.detail, (what, outcome)  # refused for that reason
-    expired = CodeProvisioner(state, clock=lambda: NOW + timedelta(hours=2))
+    expired = CodeProvisioner(state, clock=FixedClock(NOW + timedelta(hours=2)))
     (tmp_path / "good.zip").write_bytes(good)
     assert expired.import_bundle(tmp_path / "good.zip").reason == "PROVISION_CODE_EXPIRED"
     assert not (state / "trust").exists() and not (tmp_path.parent / "evil.json").exists()
@@ -121,7 +122,7 @@ def test_kiosk_imports_a_bundle_from_the_usb_folder_in_maintenance(fleet: Fleet,
     data, _ = create_bundle(fleet.server.store, fleet.key, CLOSED_PORT_URL, 60.0, NOW)
     (usb / BUNDLE_FILE).write_bytes(data)
     state = kiosk_state(tmp_path / "kiosk", fleet.key, "farm-2-gate")
-    provisioner = CodeProvisioner(state, clock=lambda: NOW)
+    provisioner = CodeProvisioner(state, clock=FixedClock(NOW))
     rig = make_rig(tmp_path, provisioner=provisioner.handle,
                    bundle_source=lambda: provisioner.import_from_folder(usb))
     try:
@@ -139,3 +140,51 @@ def test_kiosk_imports_a_bundle_from_the_usb_folder_in_maintenance(fleet: Fleet,
         assert rig._shown_since_cursor() == []
     finally:
         rig.stop()
+
+
+def test_cli_import_is_logged_while_the_kiosk_runs_and_reaches_the_fleet(
+        fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`import-bundle` records a `provisioning` event in the signed log (no token, no URL, no
+    person), chained with the running kiosk's own events; the next upload delivers it."""
+    import json
+
+    from firmware.eventlog.outbox import Outbox
+    from firmware.eventlog.restart import open_or_restart
+    from firmware.identity import load
+    from firmware.statefolder import StateFolder
+    from firmware.sync.uploader import Uploader
+
+    site = kiosk_state(tmp_path / "site", fleet.key, "farm-3-gate")
+    identity = load(site)
+    kiosk_log = open_or_restart(StateFolder(site).events_db, identity.key, identity.device_id,
+                                lambda: NOW)  # the kiosk runs: its log is open throughout
+    try:
+        kiosk_log.append("boot", {})
+        data, created = create_bundle(fleet.server.store, fleet.key, fleet.server.url, 60.0, NOW)
+        (tmp_path / "bundle.zip").write_bytes(data)
+        assert provision_main(["import-bundle", "--state-dir", str(site),
+                               str(tmp_path / "bundle.zip")]) == 0
+        assert "recorded in the event log" in capsys.readouterr().out
+        kiosk_log.append("boot", {})  # the kiosk goes on after the tool's event: no collision
+        assert kiosk_log.verify().ok
+        events = [kiosk_log.get(seq) for seq in range(1, kiosk_log.tip_seq + 1)]
+        assert [event.kind for event in events if event] == ["boot", "provisioning", "boot"]
+        logged = events[1]
+        assert logged is not None and logged.body == {"ok": True, "reason": None}
+        wire = json.dumps(logged.to_wire())
+        token = created.text.split(".")[0]
+        for secret in (fleet.server.url, created.code_id, token[len("HGP1:"):][:40]):
+            assert secret not in wire
+        uploader = Uploader(Outbox(kiosk_log), fleet.server.url, identity.device_id, identity.key)
+        while uploader.status().pending:
+            assert uploader.upload_once() > 0
+        assert [event.kind for event in fleet.server.store.events("farm-3-gate")] == \
+            ["boot", "provisioning", "boot"]
+    finally:
+        kiosk_log.close()
+    refused = tmp_path / "again.zip"
+    refused.write_bytes(data)  # used up: refused, and a refusal writes nothing, not even an event
+    assert provision_main(["import-bundle", "--state-dir", str(site), str(refused)]) == 1
+    with open_or_restart(StateFolder(site).events_db, identity.key, identity.device_id,
+                         lambda: NOW) as reopened:
+        assert reopened.tip_seq == 3

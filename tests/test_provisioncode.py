@@ -19,6 +19,7 @@ from firmware.identity import load_or_create
 from firmware.inbox import Message
 from firmware.provisioncode import MAX_CODE_CHARS, PREFIX, build_code, check_code, \
     ProvisionCodeError
+from firmware.clock import Clock, FixedClock
 from firmware.provisioner import CodeProvisioner
 from firmware.statefolder import StateFolder
 from firmware.protocol.keys import key_id
@@ -61,7 +62,7 @@ def kiosk_state(folder: Path, fleet_key: Ed25519PrivateKey | None, device_id: st
 
 def test_code_registers_the_kiosk_and_fetches_trust_data(fleet: Fleet, tmp_path: Path) -> None:
     state = kiosk_state(tmp_path / "kiosk", fleet.key, "shop-1-door")
-    outcome = CodeProvisioner(state, clock=lambda: NOW).handle(fleet.code())
+    outcome = CodeProvisioner(state, clock=FixedClock(NOW)).handle(fleet.code())
     assert outcome.ok and outcome.reason is None, outcome
     assert [d.device_id for d in fleet.server.store.devices()] == ["shop-1-door"]
     assert (state / "trust" / "dcc-signers.json").is_file()
@@ -71,18 +72,18 @@ def test_code_registers_the_kiosk_and_fetches_trust_data(fleet: Fleet, tmp_path:
 def test_replayed_code_is_refused_here_and_at_the_fleet(fleet: Fleet, tmp_path: Path) -> None:
     code = fleet.code()
     state = kiosk_state(tmp_path / "kiosk", fleet.key, "shop-1-door")
-    assert CodeProvisioner(state, clock=lambda: NOW).handle(code).ok
-    again = CodeProvisioner(state, clock=lambda: NOW).handle(code)
+    assert CodeProvisioner(state, clock=FixedClock(NOW)).handle(code).ok
+    again = CodeProvisioner(state, clock=FixedClock(NOW)).handle(code)
     assert (again.ok, again.reason) == (False, "PROVISION_CODE_USED")
     other = kiosk_state(tmp_path / "other", fleet.key, "shop-2-door")
-    stolen = CodeProvisioner(other, clock=lambda: NOW).handle(code)
+    stolen = CodeProvisioner(other, clock=FixedClock(NOW)).handle(code)
     assert (stolen.ok, stolen.reason) == (False, "PROVISION_TOKEN_REFUSED")
     assert [d.device_id for d in fleet.server.store.devices()] == ["shop-1-door"]
 
 
 def test_refusals_name_their_reason(fleet: Fleet, tmp_path: Path) -> None:
     state = kiosk_state(tmp_path / "kiosk", fleet.key, "shop-1-door")
-    provisioner = CodeProvisioner(state, clock=lambda: NOW)
+    provisioner = CodeProvisioner(state, clock=FixedClock(NOW))
     forger = Ed25519PrivateKey.generate()
     forged = build_code(forger, "forged-code-1", fleet.server.url, "any-token", NOW + timedelta(hours=1))
     good = fleet.code()
@@ -90,7 +91,7 @@ def test_refusals_name_their_reason(fleet: Fleet, tmp_path: Path) -> None:
     payload = base64.urlsafe_b64decode(body + "==")
     tampered_payload = payload.replace(fleet.server.url.encode(), b"http://evil.example")
     tampered = PREFIX + base64.urlsafe_b64encode(tampered_payload).decode().rstrip("=") + "." + sig
-    later = CodeProvisioner(state, clock=lambda: NOW + timedelta(minutes=16))
+    later = CodeProvisioner(state, clock=FixedClock(NOW + timedelta(minutes=16)))
     cases = {
         "PROVISION_CODE_FORGED": (provisioner, forged),
         "PROVISION_CODE_EXPIRED": (later, fleet.code(ttl_min=15)),
@@ -105,8 +106,49 @@ def test_refusals_name_their_reason(fleet: Fleet, tmp_path: Path) -> None:
     assert tampered_outcome.reason == "PROVISION_CODE_FORGED", tampered_outcome
     assert fleet.server.store.devices() == []  # nothing refused reached the fleet
     unpinned = kiosk_state(tmp_path / "unpinned", None, "shop-3-door")
-    assert CodeProvisioner(unpinned, clock=lambda: NOW).handle(good).reason == \
+    assert CodeProvisioner(unpinned, clock=FixedClock(NOW)).handle(good).reason == \
         "PROVISION_NO_FLEET_KEY"
+
+
+class SetClock(Clock):
+    """The kiosk's own clock logic (build date, `last_seen`) reading a time the test sets."""
+
+    def __init__(self, at: datetime, state_file: Path | None = None) -> None:
+        super().__init__(state_file)
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def test_expiry_is_judged_by_the_kiosks_trusted_clock(fleet: Fleet, tmp_path: Path) -> None:
+    """A clock reset to 1970, or set back behind the last time the kiosk saw, would take an
+    expired code (or bundle: no fleet then refuses its token) for a valid one: refused."""
+    from fleet.provisioncodes import create_bundle
+    from tests.test_provisionbundle import CLOSED_PORT_URL
+
+    state = kiosk_state(tmp_path / "kiosk", fleet.key, "shop-1-door")
+    hour_ago = NOW - timedelta(hours=1)
+    expired = create_code(fleet.server.store, fleet.key, fleet.server.url, 15, hour_ago).text
+    bundle, _ = create_bundle(fleet.server.store, fleet.key, CLOSED_PORT_URL, 15, hour_ago)
+    (tmp_path / "old.zip").write_bytes(bundle)
+    seen = StateFolder(state).last_seen
+    seen.write_text(f"{NOW.timestamp():.3f}\n")  # the kiosk has seen NOW
+    clocks = {"1970": SetClock(datetime(1970, 1, 2, tzinfo=timezone.utc), seen),
+              "set back": SetClock(hour_ago, seen)}  # both read a time before the expiry
+    for what, clock in clocks.items():
+        assert clock.trust_problem() == "CLOCK_UNTRUSTED", what
+        for outcome in (CodeProvisioner(state, clock=clock).handle(expired),
+                        CodeProvisioner(state, clock=clock).import_bundle(tmp_path / "old.zip")):
+            assert (outcome.ok, outcome.reason) == (False, "PROVISION_CLOCK_UNTRUSTED"), what
+    assert message_for("PROVISION_CLOCK_UNTRUSTED") == "Clock wrong - setup refused"
+    assert fleet.server.store.devices() == [] and not (state / "trust").exists()
+    right = CodeProvisioner(state, clock=SetClock(NOW, seen))  # the control: right clock
+    assert right.handle(expired).reason == "PROVISION_CODE_EXPIRED"
+    assert right.import_bundle(tmp_path / "old.zip").reason == "PROVISION_CODE_EXPIRED"
+    seen.write_text(f"{(NOW + timedelta(days=2)).timestamp():.3f}\n")
+    default = CodeProvisioner(state)  # as `import-bundle` builds it: the state folder's clock
+    assert default.handle(fleet.code()).reason == "PROVISION_CLOCK_UNTRUSTED"
 
 
 def test_signed_payload_of_another_fleet_or_wrong_shape_is_refused() -> None:
@@ -140,7 +182,7 @@ def shown(screen: Any) -> str:
 def test_kiosk_in_maintenance_scans_the_code_and_shows_the_outcome(fleet: Fleet,
                                                                     tmp_path: Path) -> None:
     state = kiosk_state(tmp_path / "kiosk", fleet.key, "shop-1-door")
-    provisioner = CodeProvisioner(state, clock=lambda: NOW)
+    provisioner = CodeProvisioner(state, clock=FixedClock(NOW))
     rig = make_rig(tmp_path, provisioner=provisioner.handle)
     try:
         code = fleet.code()

@@ -128,6 +128,7 @@ REASONS: dict[str, str] = {
     "PROVISION_CODE_FORGED": "Setup code not from fleet",
     "PROVISION_CODE_WRONG_FLEET": "Setup code: other fleet",
     "PROVISION_CODE_EXPIRED": "Setup code expired",
+    "PROVISION_CLOCK_UNTRUSTED": "Clock wrong - setup refused",
     "PROVISION_CODE_USED": "Setup code already used",
     "PROVISION_TOKEN_REFUSED": "Fleet: code used/expired",
     "PROVISION_REGISTRATION_REFUSED": "Fleet refused registration",

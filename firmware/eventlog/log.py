@@ -249,10 +249,14 @@ class EventLog:
         """Sign and chain events from the tip and commit them in one transaction (one fsync
         with synchronous=FULL). Stops early at the soft quota limit; raises _RoundFull when
         the hard limit or the disk is reached (then nothing of the round is stored)."""
-        seq, prev_hash = self._tip_seq, self._tip_hash
         events: list[Event] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # the tip under the write lock: another process may have appended since our last
+            # round (`healthgate-provision import-bundle` records its outcome while the kiosk
+            # runs), and chaining from a stale tip would collide on its seq
+            self._reload_tip(conn)
+            seq, prev_hash = self._tip_seq, self._tip_hash
             for item in batch:
                 if events and not self._quota.allows_append(conn):
                     break  # the rest go in the next round, after _make_room
@@ -289,8 +293,9 @@ class EventLog:
         return self._committer.batches, self._committer.items
 
     def _reload_tip(self, conn: sqlite3.Connection) -> None:
-        """After a failed commit, take the tip from the database: a commit that reported an
-        I/O error may still have reached the disk, and the next seq must follow it."""
+        """Take the tip from the database when it is ahead: a commit that reported an I/O
+        error may still have reached the disk, or another process appended; the next seq must
+        follow it."""
         try:
             row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         except sqlite3.Error:
