@@ -25,9 +25,9 @@ from firmware.demo.frames import background, frame_with_code
 from firmware.demo.issuer import DemoSigner, issue_dcc, make_signer, vaccination_payload
 from firmware.display import Display, open_display, screen_for
 from firmware.eventlog import EventLog
-from firmware.facestage import FaceStage
+from firmware.kiosk.facestage import FaceStage
 from firmware.kiosk import Kiosk
-from firmware.pseudonym import Pseudonymiser
+from firmware.kiosk.pseudonym import Pseudonymiser
 from tests.waiting import HANG_GUARD_S, POLL_S, wait_for  # noqa: F401 (POLL_S: re-exported)
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

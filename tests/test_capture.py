@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 
 from firmware.camera.fake import FakeCamera, HangingCamera
-from firmware.capture import CaptureThread
-from firmware.inbox import Inbox, Message
+from firmware.kiosk.capture import CaptureThread
+from firmware.kiosk.inbox import Inbox, Message
 from tests.kiosk_harness import HANG_GUARD_S, POLL_S, wait_until
 from tests.waiting import wait_for
 

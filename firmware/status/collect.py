@@ -32,7 +32,7 @@ class StatusParts:
     quota_bytes: int | None = None
     uploader: Any = None  # firmware.sync.uploader.Uploader
     trust_dir: Path | None = None
-    trust_worker: Any = None  # firmware.syncworker.TrustSyncWorker
+    trust_worker: Any = None  # firmware.sync.trustworker.TrustSyncWorker
     clock: Any = None  # firmware.clock.Clock
     max_trust_age_h: float | None = None
 

@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from firmware.states import State
+from firmware.kiosk.states import State
 
 PREFIX = "healthgate_kiosk"
 

@@ -13,20 +13,20 @@ from typing import Any, Protocol
 
 from firmware import __version__ as FIRMWARE_VERSION
 from firmware.camera.base import FrameSource
-from firmware.capture import CaptureThread
+from firmware.kiosk.capture import CaptureThread
 from firmware.clock import Clock
 from firmware.codes import FrameScanner
 from firmware.config import KioskSection
 from firmware.credentials import TrustStore, Verdict, detect_format, verify
 from firmware.credentials.reasons import message_for
-from firmware.facestage import FaceStage, FaceStep
+from firmware.kiosk.facestage import FaceStage, FaceStep
 from firmware.credentials.shc.chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOMPLETE, INVALID, \
     PENDING, ChunkAssembler
-from firmware.inbox import Inbox, Message
-from firmware.policy import Decision, FaceResult, Policy, awaits_face, decide, trust_problem
+from firmware.kiosk.inbox import Inbox, Message
+from firmware.kiosk.policy import Decision, FaceResult, Policy, awaits_face, decide, trust_problem
 from firmware.provisioncode import is_provision_code
-from firmware.pseudonym import Pseudonymiser
-from firmware.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
+from firmware.kiosk.pseudonym import Pseudonymiser
+from firmware.kiosk.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
 from firmware.status.board import StatusBoard
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import threading
 import time
 
 from firmware.camera.base import CameraError, FrameSource
-from firmware.inbox import Inbox, Message
+from firmware.kiosk.inbox import Inbox, Message
 
 log = logging.getLogger(__name__)
 
