@@ -160,6 +160,11 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       # maintenance mode acts on provisioning codes (docs/provisioning.md)
                       provisioner=CodeProvisioner(state).handle,
                       bundle_source=_bundle_source(config, state))
+        # the loop's supervisor watches its capture thread; the network workers join it
+        if uploader is not None:
+            kiosk.supervisor.watch("uploader", uploader)
+        if trust_worker is not None:
+            kiosk.supervisor.watch("trust_sync", trust_worker)
         provider = trust
         status = StatusReporter(state, kiosk.status, lambda: provider().updated_at, uploader,
                                 outbox.pending_count, config.kiosk.max_trust_age_h, clock.now)
@@ -186,7 +191,7 @@ def build_status_server(config: Config, kiosk: Kiosk, device_id: str, display: A
 
     parts = StatusParts(kiosk.status, device_id, display, eventlog.path, eventlog.quota_bytes,
                         uploader, StateFolder(Path(config.state.dir)).trust_dir, trust_worker,
-                        clock, config.kiosk.max_trust_age_h)
+                        clock, config.kiosk.max_trust_age_h, kiosk.supervisor)
     host, port = parse_listen(config.status.listen)
     return StatusServer(StatusCollector(parts), host, port, config.status.token)
 
