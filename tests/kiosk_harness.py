@@ -182,7 +182,7 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
              open_template: Any = None, gallery: Any = None, verifier: Any = None,
              trust_problems: list[str] | None = None,
              monotonic: ManualMonotonic | None = None, provisioner: Any = None,
-             bundle_source: Any = None, **kiosk_options: Any) -> Rig:
+             bundle_source: Any = None, supervisor: Any = None, **kiosk_options: Any) -> Rig:
     signer = make_signer()
     trust = TrustStore.from_certificates([signer.certificate_der])
     trust.updated_at = NOW - trust_age
@@ -201,7 +201,7 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
                   display_timeout_s=DISPLAY_SHOW_TIMEOUT_S, **({"verifier": verifier} if verifier else {}),
                   faces=FaceStage(face, face_timeout_s, open_template, gallery, clock=monotonic)
                   if face else None, monotonic=monotonic, provisioner=provisioner,
-                  bundle_source=bundle_source)
+                  bundle_source=bundle_source, supervisor=supervisor)
     thread = threading.Thread(target=kiosk.run, daemon=True)
     thread.start()
     rig = Rig(kiosk, camera, display, log, signer, trust, thread, monotonic)

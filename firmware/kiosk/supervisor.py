@@ -103,8 +103,8 @@ class WorkerHealth:
 class _Watch:
     worker: Worker
     budget: Budget
-    beats: int = -1
-    beat_at: float = 0.0  # the supervisor's time when `beats` last changed
+    beats: int
+    beat_at: float  # the supervisor's time when `beats` last changed
     restarts: deque[float] = field(default_factory=deque)  # restart times within the window
     total_restarts: int = 0
     next_restart_at: float = float("-inf")
@@ -126,17 +126,17 @@ class Supervisor:
 
     def watch(self, part: str, worker: Worker, budget: Budget | None = None) -> None:
         """Watch `worker` as `part` (the name its FAULT carries)."""
-        self._watches[part] = _Watch(worker, budget or Budget(), beat_at=self._monotonic())
+        self._watches[part] = _Watch(worker, budget or Budget(), worker.beats, self._monotonic())
 
     def check(self) -> list[Change]:
         """Look at every worker once: restart the dead or stuck ones the budget allows,
         report a spent budget as a fault and a worker that runs again as recovered."""
         now = self._monotonic()
         changes: list[Change] = []
-        for part, watch in self._watches.items():
+        watches = list(self._watches.items())  # `watch` may add one from another thread
+        for part, watch in watches:
             changes += self._check(part, watch, now)
-        self._health = tuple(self._describe(part, watch, now)
-                             for part, watch in self._watches.items())
+        self._health = tuple(self._describe(part, watch, now) for part, watch in watches)
         return changes
 
     def health(self) -> tuple[WorkerHealth, ...]:
