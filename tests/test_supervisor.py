@@ -19,6 +19,7 @@ from firmware.kiosk.supervisor import WORKER_DIED, WORKER_RESTARTS_EXHAUSTED, WO
     Budget, Change, Supervisor
 from firmware.status.board import StatusBoard
 from firmware.status.collect import StatusCollector, StatusParts
+from firmware.status.metrics import metrics_text
 from firmware.sync.trustworker import TrustSyncWorker
 from tests.kiosk_harness import NOW, ManualMonotonic, make_rig
 from tests.waiting import wait_for
@@ -288,3 +289,6 @@ def test_the_status_json_shows_the_supervised_workers() -> None:
     assert status["workers"]["uploader"] == {
         "running": True, "problem": None, "silent_s": 0.0, "max_silence_s": SILENCE_S,
         "restarts": 0, "restarts_in_window": 0, "faulted": False}
+    metrics = metrics_text(lambda: status).decode()
+    assert 'healthgate_kiosk_worker_restarts{worker="uploader"} 0.0' in metrics
+    assert 'healthgate_kiosk_fault{part="uploader"} 0.0' in metrics
