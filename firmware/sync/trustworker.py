@@ -30,6 +30,9 @@ class TrustSyncWorker:
         self._backoff_initial_s = min(backoff_initial_s, interval_s)
         self._rng = rng or random.Random()
         self._max_round_s = max_round_s
+        # one round at a time: a restarted thread waits for a stuck predecessor's round rather
+        # than write the same cache beside it (and, still stuck, is seen as stuck in turn)
+        self._round_lock = threading.Lock()
         self._stop = threading.Event()  # the current thread's; a restarted thread gets its own
         self._thread: threading.Thread | None = None
         self._running = False
@@ -44,7 +47,8 @@ class TrustSyncWorker:
         has just run one)."""
         self._skip_first = first_round_done
         self._running = True
-        self._start_thread()
+        if not self.alive():  # started already: one thread at a time
+            self._start_thread()
 
     def _start_thread(self) -> None:
         self._stop = threading.Event()
@@ -81,8 +85,9 @@ class TrustSyncWorker:
 
     def run_once(self) -> bool:
         """One sync round; True when every item is current (updated, unchanged or unpublished)."""
-        outcomes = self._sync.sync()
-        self.rounds += 1
+        with self._round_lock:
+            outcomes = self._sync.sync()
+            self.rounds += 1
         skew = getattr(self._sync, "clock_skew_s", None)
         if skew is not None:
             self._clock.record_skew(datetime.now(timezone.utc) + timedelta(seconds=skew))
