@@ -29,7 +29,7 @@ from firmware.demo.issuer import issue_dcc, make_signer, vaccination_payload  # 
 from firmware.display import open_display, screen_for  # noqa: E402
 from firmware.eventlog import EventLog  # noqa: E402
 from firmware.kiosk import Kiosk  # noqa: E402
-from firmware.pseudonym import Pseudonymiser  # noqa: E402
+from firmware.kiosk.pseudonym import Pseudonymiser  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -91,8 +91,8 @@ def main() -> int:
     face, faces = None, None
     if args.faces:
         from firmware.demo.scenario import demo_face
-        from firmware.facecheck import FaceCheck
-        from firmware.facestage import FaceStage
+        from firmware.kiosk.facecheck import FaceCheck
+        from firmware.kiosk.facestage import FaceStage
         from firmware.vision import FacePipeline
 
         face = demo_face()

@@ -23,14 +23,14 @@ from firmware.display import open_display, screen_for
 from firmware.eventlog import EventLog
 from firmware.eventlog.outbox import Outbox
 from firmware.eventlog.restart import open_or_restart
-from firmware.facestage import FaceStage
 from firmware.firstboot import FirstBootSetup, prepare as prepare_first_boot
+from firmware.kiosk.facestage import FaceStage
 from firmware.fsutil import file_in_the_way, private_umask, unwritable_reason
 from firmware.identity import DeviceIdentity, load
-from firmware.inbox import Message
+from firmware.kiosk.inbox import Message
 from firmware.kiosk import Kiosk
 from firmware.protocol.keys import public_key_from_b64
-from firmware.pseudonym import Pseudonymiser
+from firmware.kiosk.pseudonym import Pseudonymiser
 from firmware.sdnotify import notify, watchdog_pinger
 from firmware.statefolder import StateFolder
 from firmware.statusreport import StatusReporter, StatusSession
@@ -163,6 +163,11 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       bundle_source=_bundle_source(config, state, clock),
                       # first boot: waits for a code by itself (firmware/firstboot.py)
                       setup=FirstBootSetup(folder) if folder.setup_pending.is_file() else None)
+        # the loop's supervisor watches its capture thread; the network workers join it
+        if uploader is not None:
+            kiosk.supervisor.watch("uploader", uploader)
+        if trust_worker is not None:
+            kiosk.supervisor.watch("trust_sync", trust_worker)
         provider = trust
         status = StatusReporter(state, kiosk.status, lambda: provider().updated_at, uploader,
                                 outbox.pending_count, config.kiosk.max_trust_age_h, clock.now)
@@ -189,7 +194,7 @@ def build_status_server(config: Config, kiosk: Kiosk, device_id: str, display: A
 
     parts = StatusParts(kiosk.status, device_id, display, eventlog.path, eventlog.quota_bytes,
                         uploader, StateFolder(Path(config.state.dir)).trust_dir, trust_worker,
-                        clock, config.kiosk.max_trust_age_h)
+                        clock, config.kiosk.max_trust_age_h, kiosk.supervisor)
     host, port = parse_listen(config.status.listen)
     return StatusServer(StatusCollector(parts), host, port, config.status.token)
 
@@ -228,7 +233,7 @@ def load_pad(config: Config) -> Any:
 
 def build_face_stage(config: Config, state: Path, pipeline: Any = None) -> FaceStage:
     """The kiosk's face stage; with face pass on, the member gallery is decrypted into memory."""
-    from firmware.facecheck import FaceCheck
+    from firmware.kiosk.facecheck import FaceCheck
 
     # the PAD model: for liveness "model", and always for face pass (a face alone must be live)
     pad = load_pad(config) if config.face.liveness == "model" or config.face.face_pass else None
@@ -273,7 +278,7 @@ def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,
         log.warning("no pinned fleet key in %s: trust data will not be synced", state)
         return None
     from firmware.sync.trustsync import TrustSync
-    from firmware.syncworker import TrustSyncWorker
+    from firmware.sync.trustworker import TrustSyncWorker
 
     sync = TrustSync(config.fleet.url, StateFolder(state).trust_dir, [public_key_from_b64(pinned)],
                      identity.device_id, identity.key, timeout_s=config.fleet.request_timeout_s,

@@ -50,7 +50,7 @@ def prepare(folder: StateFolder) -> bool:
 
 
 class FirstBootSetup:
-    """What the kiosk loop asks while in first-boot setup (firmware/kiosk.py)."""
+    """What the kiosk loop asks while in first-boot setup (firmware/kiosk/loop.py)."""
 
     def __init__(self, folder: StateFolder) -> None:
         self.folder = folder

@@ -1,6 +1,6 @@
 """Act on a scanned provisioning code: check it, register with the fleet, fetch trust data.
 
-Runs in a worker thread of the kiosk (firmware/kiosk.py), never in the frame loop. Every
+Runs in a worker thread of the kiosk (firmware/kiosk/loop.py), never in the frame loop. Every
 failure is an outcome with a reason code, never an exception; the code's one-time use is
 recorded in the state folder so the same code is refused here even before the fleet says so.
 """

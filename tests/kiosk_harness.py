@@ -25,9 +25,9 @@ from firmware.demo.frames import background, frame_with_code
 from firmware.demo.issuer import DemoSigner, issue_dcc, make_signer, vaccination_payload
 from firmware.display import Display, open_display, screen_for
 from firmware.eventlog import EventLog
-from firmware.facestage import FaceStage
+from firmware.kiosk.facestage import FaceStage
 from firmware.kiosk import Kiosk
-from firmware.pseudonym import Pseudonymiser
+from firmware.kiosk.pseudonym import Pseudonymiser
 from tests.waiting import HANG_GUARD_S, POLL_S, wait_for  # noqa: F401 (POLL_S: re-exported)
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -182,7 +182,7 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
              open_template: Any = None, gallery: Any = None, verifier: Any = None,
              trust_problems: list[str] | None = None,
              monotonic: ManualMonotonic | None = None, provisioner: Any = None,
-             bundle_source: Any = None, **kiosk_options: Any) -> Rig:
+             bundle_source: Any = None, supervisor: Any = None, **kiosk_options: Any) -> Rig:
     signer = make_signer()
     trust = TrustStore.from_certificates([signer.certificate_der])
     trust.updated_at = NOW - trust_age
@@ -201,7 +201,7 @@ def make_rig(tmp: Path, eventlog: Any = None, clock: FixedClock | None = None,
                   display_timeout_s=DISPLAY_SHOW_TIMEOUT_S, **({"verifier": verifier} if verifier else {}),
                   faces=FaceStage(face, face_timeout_s, open_template, gallery, clock=monotonic)
                   if face else None, monotonic=monotonic, provisioner=provisioner,
-                  bundle_source=bundle_source)
+                  bundle_source=bundle_source, supervisor=supervisor)
     thread = threading.Thread(target=kiosk.run, daemon=True)
     thread.start()
     rig = Rig(kiosk, camera, display, log, signer, trust, thread, monotonic)

@@ -149,8 +149,8 @@ def _write_video(path: Path, count: int) -> None:
 
 def test_video_file_ends_as_end_of_stream_not_as_a_camera_fault(tmp_path: Path) -> None:
     from firmware.camera.files import VideoFileSource
-    from firmware.capture import CaptureThread
-    from firmware.inbox import Inbox
+    from firmware.kiosk.capture import CaptureThread
+    from firmware.kiosk.inbox import Inbox
 
     video = tmp_path / "three.avi"
     _write_video(video, 3)

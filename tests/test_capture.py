@@ -5,12 +5,11 @@ Every wait here is for something the threads have done (a message posted, a fram
 thread ended), with a generous hang guard; none is for a stretch of time."""
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from firmware.camera.fake import FakeCamera, HangingCamera
-from firmware.capture import CaptureThread
-from firmware.inbox import Inbox, Message
+from firmware.kiosk.capture import CaptureThread
+from firmware.kiosk.inbox import Inbox, Message
 from tests.kiosk_harness import HANG_GUARD_S, POLL_S, wait_until
 from tests.waiting import wait_for
 
@@ -62,7 +61,7 @@ def test_an_abandoned_thread_neither_posts_nor_closes_the_camera_of_its_successo
     stuck.start()
     wait_until(lambda: stuck.frames > 0, "a first frame")
     camera.hang()
-    wait_until(lambda: stuck.stalled(time.monotonic()), "the capture thread to stall")
+    wait_until(lambda: camera.hung_calls > 0, "the capture thread to hang in the driver")
     stuck.abandon()
     successor = CaptureThread(camera, inbox, frame_timeout_s=0.05, retry_s=0.05)
     successor.start()

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from firmware.credentials import Verdict
-from firmware.facecheck import FaceOutcome
-from firmware.policy import FACE_PASS_FORMAT, FaceError, Policy, awaits_face, decide
+from firmware.kiosk.facecheck import FaceOutcome
+from firmware.kiosk.policy import FACE_PASS_FORMAT, FaceError, Policy, awaits_face, decide
 
 CHECKS: dict[str, bool | None] = {"signature": True, "expiry": True}
 VERDICTS = {

@@ -88,7 +88,7 @@ def test_state_table() -> None:
 
 
 def test_every_kiosk_state_has_its_own_screen() -> None:
-    from firmware.states import State
+    from firmware.kiosk.states import State
 
     assert set(KIOSK_STATES) == {state.value for state in State}
 

@@ -20,7 +20,7 @@ from firmware.credentials.reasons import message_for
 from firmware.demo.frames import background, frame_with_code
 from firmware.firstboot import PROMPT, RESTART, FirstBootSetup, prepare
 from firmware.identity import load, load_or_create
-from firmware.inbox import Message
+from firmware.kiosk.inbox import Message
 from firmware.protocol.keys import public_key_b64
 from firmware.provisioncode import build_code
 from firmware.statefolder import StateFolder

@@ -18,6 +18,12 @@ RULES = [
                                          "not by importing the build package"),
     ("firmware/protocol", "firmware", "the protocol package, shared with the fleet, stands "
                                       "alone (only firmware.protocol itself)"),
+] + [
+    (folder, "firmware.kiosk", "the parts the kiosk loop drives never import the loop (the "
+                               "dependency runs one way: firmware/kiosk uses them)")
+    for folder in ("firmware/credentials", "firmware/vision", "firmware/camera", "firmware/codes",
+                   "firmware/display", "firmware/eventlog", "firmware/sync")
+] + [
     ("fleet", "firmware.sync", "the fleet shares the wire formats through firmware/protocol"),
     ("fleet", "firmware.eventlog", "the fleet shares the event codec through firmware/protocol"),
 ]
@@ -72,8 +78,8 @@ def test_the_rule_check_finds_each_form_of_import(tmp_path: Path) -> None:
     (tmp_path / "c.py").write_text("def f():\n    from provisioning.cli import main\n")
     (tmp_path / "d.py").write_text("import importlib\nimportlib.import_module('provisioning')\n")
     (tmp_path / "e.py").write_text("from firmware import sync\n")
-    (tmp_path / "f.py").write_text("import provisioning_extras\nfrom firmware.syncworker import x\n")
+    (tmp_path / "f.py").write_text("import provisioning_extras\nfrom firmware.syncing import x\n")
     found = violations(tmp_path, "provisioning")
     assert [entry.split(":")[0] for entry in found] == \
         ["a.py", "b.py", "b.py", "c.py", "c.py", "d.py"]
-    assert len(violations(tmp_path, "firmware.sync")) == 1  # e.py; not firmware.syncworker
+    assert len(violations(tmp_path, "firmware.sync")) == 1  # e.py; not firmware.syncing

@@ -280,7 +280,7 @@ def test_hung_camera_driver_is_detected_and_capture_restarted(tmp_path: Path) ->
 
 
 def test_maintenance_mode_takes_no_decisions(rig) -> None:  # type: ignore[no-untyped-def]
-    from firmware.inbox import Message
+    from firmware.kiosk.inbox import Message
 
     rig.kiosk.post(Message("maintenance", True))
     rig.wait_state("MAINTENANCE")
@@ -414,7 +414,7 @@ def test_a_driver_error_of_any_kind_latches_camera_fault_and_recovers(tmp_path: 
 
 
 def test_maintenance_outlasts_a_fault_and_no_decision_is_taken_in_it(rig) -> None:  # type: ignore[no-untyped-def]
-    from firmware.inbox import Message
+    from firmware.kiosk.inbox import Message
 
     rig.camera.script("disconnect")
     rig.wait_state("FAULT")
@@ -468,7 +468,7 @@ def test_replay_ends_even_with_a_fault_latched(tmp_path: Path) -> None:
     from firmware.credentials import TrustStore
     from firmware.display import open_display, screen_for
     from firmware.kiosk import Kiosk
-    from firmware.pseudonym import Pseudonymiser
+    from firmware.kiosk.pseudonym import Pseudonymiser
     from tests.kiosk_harness import blank
 
     display = open_display("emulator", ack_timeout_s=0.05, max_retries=1, heartbeat_s=0.2)

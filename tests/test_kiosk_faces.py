@@ -16,7 +16,7 @@ from firmware.demo.issuers.status import issue_status_code
 from firmware.credentials.status.records import StatusIssuerKey, StatusRecord, StatusRecordCache
 from firmware.eventlog.outbox import Outbox
 from firmware.demo.issuers.status import sign_status_record
-from firmware.facecheck import FaceCheck
+from firmware.kiosk.facecheck import FaceCheck
 from firmware.vision.liveness import LivenessConfig
 from firmware.vision.record_template import TemplateKeyring, seal_template
 from tests.kiosk_harness import NOW, make_rig, wait_until
@@ -217,7 +217,7 @@ def test_face_pass_refuses_a_still_photo_and_ignores_strangers(
 
 def test_maintenance_ends_the_wait_for_a_face_without_a_decision(tmp_path: Path,
                                                                   pipeline: Any) -> None:
-    from firmware.inbox import Message
+    from firmware.kiosk.inbox import Message
 
     rig = make_rig(tmp_path, face=FaceCheck(pipeline, liveness="off"), face_timeout_s=2.0)
     try:
@@ -252,12 +252,12 @@ def test_a_display_lost_while_a_face_is_awaited_is_a_fault_and_no_decision(
 
 def test_the_face_wait_returns_hints_and_then_its_outcome_not_a_decision(
         pipeline: Any, people: tuple[np.ndarray, ...]) -> None:
-    """The face stage reports what it saw; the loop decides (firmware.policy.decide)."""
+    """The face stage reports what it saw; the loop decides (firmware.kiosk.policy.decide)."""
     from firmware.credentials import Verdict
     from firmware.demo.frames import background, frame_with_code
-    from firmware.facecheck import FaceOutcome
-    from firmware.facestage import FaceStage
-    from firmware.policy import Policy, decide
+    from firmware.kiosk.facecheck import FaceOutcome
+    from firmware.kiosk.facestage import FaceStage
+    from firmware.kiosk.policy import Policy, decide
     from tests.kiosk_harness import ManualMonotonic
 
     clock = ManualMonotonic()
@@ -330,7 +330,7 @@ def test_face_pass_bar_comes_from_the_model_unless_configured(pipeline: Any) -> 
     face pass then refuses to start rather than guess."""
     import json
 
-    from firmware.facestage import FaceStage
+    from firmware.kiosk.facestage import FaceStage
     from firmware.vision import FacePipeline
     from firmware.vision.matcher import Gallery
     from firmware.vision.modeldir import default_model_dir

@@ -13,9 +13,9 @@ import pytest
 
 from firmware.clock import Clock, FixedClock
 from firmware.credentials import Verdict
-from firmware.inbox import Inbox, Message
-from firmware.policy import Policy, decide, trust_problem
-from firmware.pseudonym import Pseudonymiser
+from firmware.kiosk.inbox import Inbox, Message
+from firmware.kiosk.policy import Policy, decide, trust_problem
+from firmware.kiosk.pseudonym import Pseudonymiser
 from tests.kiosk_harness import HANG_GUARD_S, wait_until
 
 NEVER_S = 3600.0  # a wait that only a notification can end within the test's hang guard
@@ -172,7 +172,7 @@ class _WaitWatcher(random.Random):
 
 
 def test_trust_sync_worker_does_not_repeat_the_boot_round() -> None:
-    from firmware.syncworker import TrustSyncWorker
+    from firmware.sync.trustworker import TrustSyncWorker
 
     after_boot, fresh = _CountingSync(), _CountingSync()
     watchers = [_WaitWatcher(after_boot), _WaitWatcher(fresh)]

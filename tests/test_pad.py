@@ -11,7 +11,7 @@ import pytest
 
 from firmware.camera.files import load_rgb
 from firmware.credentials.reasons import message_for
-from firmware.facecheck import FaceCheck
+from firmware.kiosk.facecheck import FaceCheck
 from firmware.vision.quality import QualityConfig
 from firmware.vision.modeldir import default_model_dir
 from firmware.vision.pad import (

@@ -63,7 +63,7 @@ def test_verdict_extras_name_key_and_issuer_only_and_decisions_do_not_carry_them
     import json
 
     from firmware.credentials import verify, verify_document
-    from firmware.policy import Policy, decide
+    from firmware.kiosk.policy import Policy, decide
     from tests.container_helpers import AT, make_credentials, smart_health_card_file
 
     creds = make_credentials(tmp_path)

@@ -112,7 +112,7 @@ def test_bad_bundles_are_refused_before_anything_is_written(fleet: Fleet, tmp_pa
 
 def test_kiosk_imports_a_bundle_from_the_usb_folder_in_maintenance(fleet: Fleet,
                                                                    tmp_path: Path) -> None:
-    from firmware.inbox import Message
+    from firmware.kiosk.inbox import Message
     from firmware.provisioner import BUNDLE_FILE
     from tests.kiosk_harness import make_rig
     from tests.waiting import wait_for

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from firmware.credentials.reasons import message_for
 from firmware.protocol.events import canonical_json
 from firmware.identity import load_or_create
-from firmware.inbox import Message
+from firmware.kiosk.inbox import Message
 from firmware.provisioncode import MAX_CODE_CHARS, PREFIX, build_code, check_code, \
     ProvisionCodeError
 from firmware.clock import Clock, FixedClock

@@ -90,6 +90,7 @@ class HangingCamera(FakeCamera):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._released = threading.Event()
         self._hang = threading.Event()
+        self.hung_calls = 0  # driver calls that have hung so far (a test waits for one)
 
     def hang(self) -> None:
         self._released.clear()
@@ -101,5 +102,6 @@ class HangingCamera(FakeCamera):
 
     def read(self, timeout: float) -> Frame | None:
         if self._hang.is_set():
+            self.hung_calls += 1
             self._released.wait(60.0)  # bounded even in a test gone wrong
         return super().read(timeout)

@@ -9,7 +9,7 @@ REASONS: dict[str, str] = {
     "INTERNAL_ERROR": "Check failed - see staff",
     "CLOCK_UNTRUSTED": "Clock not set - see staff",
     "TRUST_DATA_STALE": "Trust data too old",
-    # --- face (firmware/facecheck.py, firmware/vision/quality.py, liveness.py) ---
+    # --- face (firmware/kiosk/facecheck.py, firmware/vision/quality.py, liveness.py) ---
     "NO_FACE": "Please look at the camera",
     "SEVERAL_FACES": "One person at a time",
     "FACE_TOO_SMALL": "Please step closer",

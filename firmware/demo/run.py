@@ -21,7 +21,7 @@ from firmware.config import Config, parse_config
 from firmware.demo.scenario import TEMPLATE_KEY_ID, Presentation, build_cast, build_frames, demo_face
 from firmware.display.screen import Screen
 from firmware.identity import load_or_create
-from firmware.policy import Decision
+from firmware.kiosk.policy import Decision
 from firmware.statefolder import StateFolder
 
 FPS = 15.0

@@ -26,7 +26,7 @@ __all__ = ["FORBIDDEN_FRAGMENTS", "FORBIDDEN_KEYS", "FORBIDDEN_VALUE", "KIND_PAT
            "MAX_BODY_BYTES", "MAX_DEPTH", "BodyRejected", "EventRejected", "Prepared",
            "check_body", "check_kind", "check_time", "is_plainly_clean", "prepare"]
 
-# The schema's reasons as the log's stable codes (firmware/kiosk.py treats BAD_BODY,
+# The schema's reasons as the log's stable codes (firmware/kiosk/loop.py treats BAD_BODY,
 # FORBIDDEN_FIELD and BAD_KIND as refused for good; a bad time is the clock's fault and passes).
 KIOSK_CODES = {
     schema.UNKNOWN_KIND: "EVENTLOG_BAD_KIND",

@@ -226,7 +226,7 @@ MAX_SEQ = 2**53 - 1
 REASON_CODE = Field((str, None), max_chars=64)  # stable reason codes, e.g. DCC_EXPIRED
 PART = Field((str,), required=True, max_chars=32)  # camera, display, eventlog, ...
 
-# Every kind the kiosk writes, with the body fields it writes (firmware/kiosk.py,
+# Every kind the kiosk writes, with the body fields it writes (firmware/kiosk/loop.py,
 # firmware/eventlog/restart.py). A new kind needs an entry here, shipped to the fleet first.
 KINDS: dict[str, dict[str, Field]] = {
     "boot": {},

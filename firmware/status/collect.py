@@ -32,9 +32,10 @@ class StatusParts:
     quota_bytes: int | None = None
     uploader: Any = None  # firmware.sync.uploader.Uploader
     trust_dir: Path | None = None
-    trust_worker: Any = None  # firmware.syncworker.TrustSyncWorker
+    trust_worker: Any = None  # firmware.sync.trustworker.TrustSyncWorker
     clock: Any = None  # firmware.clock.Clock
     max_trust_age_h: float | None = None
+    supervisor: Any = None  # firmware.kiosk.supervisor.Supervisor
 
 
 class StatusCollector:
@@ -72,7 +73,15 @@ class StatusCollector:
         status["uploader"] = self._uploader(status["eventlog"])
         status["trust"] = self._trust()
         status["clock"] = self._clock()
+        status["workers"] = self._workers()
         return status
+
+    def _workers(self) -> dict[str, Any] | None:
+        """The supervised threads as of the loop's last check (a frozen tuple: no lock)."""
+        supervisor = self.parts.supervisor
+        if supervisor is None:
+            return None
+        return {health.part: health.as_dict() for health in supervisor.health()}
 
     def _display(self) -> dict[str, Any] | None:
         display = self.parts.display

@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from firmware.states import State
+from firmware.kiosk.states import State
 
 PREFIX = "healthgate_kiosk"
 
@@ -26,9 +26,16 @@ class _StatusMetrics:
         yield state
         faults = GaugeMetricFamily(f"{PREFIX}_fault", "1 while a part's fault is latched",
                                    labels=["part"])
-        for part in ("camera", "display", "eventlog"):
+        workers = s.get("workers") or {}
+        for part in ("camera", "display", "eventlog", *workers):  # and each supervised thread
             faults.add_metric([part], 1.0 if part in s["faults"] else 0.0)
         yield faults
+        restarts = GaugeMetricFamily(f"{PREFIX}_worker_restarts",
+                                     "restarts of each supervised thread since start",
+                                     labels=["worker"])
+        for part, worker in workers.items():
+            restarts.add_metric([part], float(worker["restarts"]))
+        yield restarts
         # counts of today (they restart at midnight UTC): a gauge, not a counter
         decisions = GaugeMetricFamily(f"{PREFIX}_decisions_today", "decisions today by outcome",
                                       labels=["outcome"])

@@ -106,9 +106,11 @@ class Uploader:
         self._rng = rng or random.Random()
         self._attempt_lock = threading.Lock()  # one request at a time, thread or caller
         self._state_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the current thread's; a restarted thread gets its own
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._running = False  # started and not stopped: the supervisor watches it
+        self.beats = 0  # passes of the thread's loop, for the supervisor
         self._last_success: datetime | None = None
         self._last_attempt: datetime | None = None
         self._last_error: str | None = None
@@ -257,15 +259,43 @@ class Uploader:
 
     # ---- background thread ---------------------------------------------------------------
     def start(self) -> None:
+        self._running = True
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        stop = self._stop
+        self._thread = threading.Thread(target=lambda: self._run(stop), name="uploader",
+                                        daemon=True)
         self._thread.start()
+
+    def restart(self) -> None:
+        """A new thread for one that died or is stuck (the supervisor's call): the old one is
+        told to stop, so should it come back it ends after its current attempt (attempts are
+        serialised by a lock, so the two never send at once)."""
+        self._stop.set()
+        self._stop = threading.Event()
+        self._start_thread()
+
+    def running(self) -> bool:
+        return self._running
+
+    def alive(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def max_silence_s(self) -> float:
+        """The longest wait (a full backoff, or the poll interval) plus the longest request,
+        twice over: a read timeout bounds each socket read, not a whole slow answer."""
+        return 2.0 * (max(self._backoff.max_s, self._poll_interval_s) + self._timeout_s)
 
     def stop(self, timeout: float = 15.0) -> bool:
         """Stop the thread; True when it ended within `timeout` (an in-flight request ends
         within timeout_s, so pass at least that)."""
+        self._running = False
         self._stop.set()
         self._wake.set()
         thread = self._thread
@@ -281,30 +311,33 @@ class Uploader:
         """Tell an idle uploader that a new event is waiting (no effect during backoff)."""
         self._wake.set()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.beats += 1
             try:
                 self.upload_once()
                 if self._more_waiting:
                     continue  # a backlog: keep draining
-                self._sleep(self._poll_interval_s, wakeable=True)
+                self._sleep(self._poll_interval_s, wakeable=True, stop=stop)
             except UploadError as exc:
                 if exc.retry_now:
                     continue
-                self._sleep(self._backoff.delay(self._failures, self._rng), wakeable=False)
+                self._sleep(self._backoff.delay(self._failures, self._rng), wakeable=False,
+                            stop=stop)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any one failure
                 log.exception("uploader attempt failed unexpectedly")
                 self._record_failure(UploadError("UPLOAD_INTERNAL", repr(exc)))
-                self._sleep(self._backoff.delay(self._failures, self._rng), wakeable=False)
+                self._sleep(self._backoff.delay(self._failures, self._rng), wakeable=False,
+                            stop=stop)
 
-    def _sleep(self, seconds: float, wakeable: bool) -> None:
+    def _sleep(self, seconds: float, wakeable: bool, stop: threading.Event) -> None:
         with self._state_lock:
             self._next_attempt = time.monotonic() + seconds
         if wakeable:
             self._wake.wait(seconds)
             self._wake.clear()
         else:  # during backoff new decisions must not hammer a server that is down
-            self._stop.wait(seconds)
+            stop.wait(seconds)
         with self._state_lock:
             self._next_attempt = None
 

@@ -55,6 +55,12 @@
       const c = s.clock.trusted ? ["trusted", "ok"] : [s.clock.problem, "bad"];
       rows.push(row(["clock", c[0], s.clock.now + (s.clock.skew_s === null ? "" : ", skew " + s.clock.skew_s + " s")], [null, c[1]]));
     }
+    const workers = s.workers || {};
+    Object.keys(workers).forEach(function (part) {
+      const w = workers[part];
+      const st = w.faulted ? ["FAULT", "bad"] : w.problem ? [w.problem, "warn"] : w.running ? ["ok", "ok"] : ["not running", "warn"];
+      rows.push(row([part + " thread", st[0], w.restarts + " restart(s), " + w.restarts_in_window + " in the last window; last beat " + age(w.silent_s) + " ago"], [null, st[1]]));
+    });
     return rows;
   }
   function render(s) {

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Union
 from firmware.credentials import Verdict
 
 if TYPE_CHECKING:  # only its fields are read here: the vision stack stays unimported
-    from firmware.facecheck import FaceOutcome
+    from firmware.kiosk.facecheck import FaceOutcome
 
 FACE_PASS_FORMAT = "face_pass"  # the format logged for a member recognised 1:N without a code
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 
 from firmware.camera.base import CameraError, FrameSource
-from firmware.inbox import Inbox, Message
+from firmware.kiosk.inbox import Inbox, Message
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,8 @@ class CaptureThread:
     """Owns the FrameSource. Posts "frame", "camera_fault" and "end_of_stream" messages.
 
     After a fault it waits `retry_s`, then reopens the camera; the kiosk recovers when frames
-    flow again. `heartbeat` is the monotonic time of the last successful read, for a watchdog.
+    flow again. `beats` counts passes of its loop, frames or not, for the supervisor: it stops
+    only while the thread is stuck inside one driver call, or dead.
     """
 
     def __init__(self, source: FrameSource, inbox: Inbox, frame_timeout_s: float,
@@ -26,8 +27,7 @@ class CaptureThread:
         self._retry_s = retry_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
-        self.heartbeat = time.monotonic()  # last good frame
-        self.alive_at = time.monotonic()  # last time the thread was not stuck in a driver call
+        self.beats = 0
         self.frames = 0
         self._owns_source = True
 
@@ -45,16 +45,19 @@ class CaptureThread:
         self._owns_source = False
         self._stop.set()
 
-    def stalled(self, now: float) -> bool:
-        """True when the thread has been inside one driver call far longer than its timeout
-        (a hung camera driver); the kiosk then restarts capture."""
-        limit = 3 * self._timeout + self._retry_s
-        return self._thread.is_alive() and now - self.alive_at > limit
+    @property
+    def max_silence_s(self) -> float:
+        """Far longer than one driver call may take (a read times out after frame_timeout_s,
+        a failed open waits retry_s): beyond it the camera driver is wedged."""
+        return 3 * self._timeout + self._retry_s
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def _run(self) -> None:
         healthy = False
         while not self._stop.is_set():
-            self.alive_at = time.monotonic()
+            self.beats += 1
             if not healthy:
                 try:
                     self._source.close()
@@ -66,7 +69,7 @@ class CaptureThread:
                     self._inbox.post(Message("camera_fault", _describe(exc)))
                     self._stop.wait(self._retry_s)
                     continue
-            self.alive_at = time.monotonic()
+            self.beats += 1
             try:
                 frame = self._source.read(self._timeout)
             except Exception as exc:  # an escaping error would end capture with no FAULT shown
@@ -86,7 +89,6 @@ class CaptureThread:
                     continue
                 self._inbox.post(Message("camera_fault", f"no frame within {self._timeout:g} s"))
                 continue
-            self.heartbeat = time.monotonic()
             self.frames += 1
             self._inbox.post(Message("frame", frame))
         if self._owns_source:
@@ -98,3 +100,46 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, CameraError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+class CaptureWorker:
+    """The capture thread as the supervisor sees it: a stuck or dead thread is abandoned and a
+    new one started on the same camera and inbox."""
+
+    def __init__(self, source: FrameSource, inbox: Inbox, frame_timeout_s: float,
+                 retry_s: float) -> None:
+        self._new: Callable[[], CaptureThread] = \
+            lambda: CaptureThread(source, inbox, frame_timeout_s, retry_s)
+        self.thread = self._new()
+        self._running = False
+
+    @property
+    def beats(self) -> int:
+        return self.thread.beats
+
+    @property
+    def frames(self) -> int:
+        return self.thread.frames  # per thread: the status board adds them up across restarts
+
+    @property
+    def max_silence_s(self) -> float:
+        return self.thread.max_silence_s
+
+    def start(self) -> None:
+        self._running = True
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._running = False
+        self.thread.stop()
+
+    def running(self) -> bool:
+        return self._running
+
+    def alive(self) -> bool:
+        return self.thread.alive()
+
+    def restart(self) -> None:
+        self.thread.abandon()  # a stuck (daemon) thread must not touch the camera again
+        self.thread = self._new()
+        self.thread.start()

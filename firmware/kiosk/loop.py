@@ -13,28 +13,27 @@ from typing import Any, Protocol
 
 from firmware import __version__ as FIRMWARE_VERSION
 from firmware.camera.base import FrameSource
-from firmware.capture import CaptureThread
+from firmware.kiosk.capture import CaptureWorker
 from firmware.clock import Clock
 from firmware.codes import FrameScanner
 from firmware.config import KioskSection
 from firmware.credentials import TrustStore, Verdict, detect_format, verify
 from firmware.credentials.reasons import message_for
-from firmware.facestage import FaceStage, FaceStep
 from firmware.firstboot import FirstBootSetup
+from firmware.kiosk.facestage import FaceStage, FaceStep
 from firmware.credentials.shc.chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOMPLETE, INVALID, \
     PENDING, ChunkAssembler
-from firmware.inbox import Inbox, Message
-from firmware.policy import Decision, FaceResult, Policy, awaits_face, decide, trust_problem
+from firmware.kiosk.inbox import Inbox, Message
+from firmware.kiosk.policy import Decision, FaceResult, Policy, awaits_face, decide, trust_problem
 from firmware.provisioncode import is_provision_code
-from firmware.pseudonym import Pseudonymiser
-from firmware.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
+from firmware.kiosk.pseudonym import Pseudonymiser
+from firmware.kiosk.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
+from firmware.kiosk.supervisor import WORKER_DIED, Change, Supervisor
 from firmware.status.board import StatusBoard
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.05  # the loop wakes at least this often to run its timers
-RESTART_BUDGET = 5  # capture restarts allowed per window before the fault just stays latched
-RESTART_WINDOW_S = 600.0
 CLOCK_REMEMBER_S = 60.0
 # A `trust_problems` event carries at most this many problems of this many ASCII characters
 # each, so that even with every quote escaped the body stays inside the event log's 8 KiB
@@ -118,7 +117,8 @@ class Kiosk:
                  status: StatusBoard | None = None,
                  provisioner: Callable[[str], Any] | None = None,
                  bundle_source: Callable[[], Any] | None = None,
-                 setup: FirstBootSetup | None = None) -> None:
+                 setup: FirstBootSetup | None = None,
+                 supervisor: Supervisor | None = None) -> None:
         self.config = config
         self.status = status or StatusBoard()  # the snapshot the status page reads
         self.state = State.BOOT
@@ -134,14 +134,17 @@ class Kiosk:
         self._verifier = verifier
         # The clock of the loop's own timers (result hold, scan and multi-code timeouts, the
         # same-code cooldown, fault retries): tests inject one they advance instead of sleeping.
-        # Latency and the capture watchdog stay on time.monotonic: they measure real threads.
+        # Latency and the supervisor stay on time.monotonic: they measure real threads, and a
+        # test's big clock step would look like silence of a thread that is working.
         self._monotonic = monotonic
         self.progress = LoopProgress()
         self._inbox = Inbox(frame_capacity=1)  # only the newest frame: a stale one is worthless
-        self._camera = camera
-        self._capture = CaptureThread(camera, self._inbox, config.frame_timeout_s,
+        self._capture = CaptureWorker(camera, self._inbox, config.frame_timeout_s,
                                       config.fault_retry_s)
-        self._capture_restarts: list[float] = []  # monotonic times, for the restart budget
+        # Watches the capture thread, and whatever other workers the app adds (uploader,
+        # trust sync); called on every tick, so a hung loop leaves it to systemd's watchdog.
+        self.supervisor = supervisor or Supervisor()
+        self.supervisor.watch("capture", self._capture)
         self._watchdog = watchdog
         self._stop = threading.Event()
         self._faults: dict[str, str] = {}  # part -> what is wrong; FAULT while non-empty
@@ -528,22 +531,22 @@ class Kiosk:
             log.warning("could not persist the last seen time: %s", exc)
 
     def _supervise(self) -> None:
-        """Watch the capture thread from outside: a thread stuck in a driver call is replaced,
-        at most RESTART_BUDGET times per RESTART_WINDOW_S (then FAULT stays latched)."""
-        now = time.monotonic()
-        if not self._capture.stalled(now):
-            return
-        self._latch("camera", "capture stalled in the camera driver")
-        self._capture_restarts = [t for t in self._capture_restarts if now - t < RESTART_WINDOW_S]
-        if len(self._capture_restarts) >= RESTART_BUDGET:
-            return
-        self._capture_restarts.append(now)
-        log.warning("restarting capture (%d in the last %.0f s)", len(self._capture_restarts),
-                    RESTART_WINDOW_S)
-        self._capture.abandon()  # the stuck (daemon) thread must not touch the camera again
-        self._capture = CaptureThread(self._camera, self._inbox, self.config.frame_timeout_s,
-                                      self.config.fault_retry_s)
-        self._capture.start()
+        """The supervisor's view of the worker threads, acted on: a spent restart budget
+        latches FAULT for that part, a worker that runs again clears it."""
+        for change in self.supervisor.check():
+            self._on_supervisor(change)
+
+    def _on_supervisor(self, change: Change) -> None:
+        if change.kind == "fault":
+            self._latch(change.part, change.problem or change.part)
+        elif change.kind == "recovered":
+            self._clear(change.part)
+        elif change.part == "capture":
+            # no frame comes while capture is being replaced: the camera shows FAULT until
+            # frames flow again (a stuck driver may stay stuck for the new thread too)
+            what = "thread died" if change.reason == WORKER_DIED else \
+                "stalled in the camera driver"
+            self._latch("camera", f"capture {what} ({change.reason}); restarted")
 
     def _on_tick(self) -> None:
         if self._watchdog is not None:

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from firmware.credentials import Verdict
-from firmware.facecheck import FaceCheck, FaceOutcome
-from firmware.policy import FaceError, FaceResult
+from firmware.kiosk.facecheck import FaceCheck, FaceOutcome
+from firmware.kiosk.policy import FaceError, FaceResult
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class _Pending:
 @dataclass(frozen=True)
 class FaceConcluded:
     """The face wait is over: the credential it was for and what the face check found. The
-    loop turns it into the decision (firmware.policy.decide)."""
+    loop turns it into the decision (firmware.kiosk.policy.decide)."""
 
     verdict: Verdict
     pseudonym: str | None
