@@ -18,7 +18,7 @@ from firmware.eventlog.common import EventLogError, LogStats, is_full, translate
 from firmware.eventlog.compaction import Compactor
 from firmware.eventlog.groupcommit import CommitTimeout, GroupCommitter
 from firmware.eventlog.guard import MAX_BODY_BYTES, BodyRejected, Prepared, check_time, prepare
-from firmware.eventlog.quota import AppendQuota, set_hard_limit
+from firmware.eventlog.quota import AppendQuota, set_hard_limit, used_pages
 from firmware.eventlog.sqlitefile import (Durability, IdentityMismatch, NewChainRefused,
                                           bind_identity, connect, number_new_chain_after,
                                           preallocate_wal)
@@ -359,16 +359,14 @@ class EventLog:
                     "SELECT COUNT(*), COALESCE(SUM(uploaded = 0 AND rejected IS NULL), 0), "
                     "COALESCE(SUM(uploaded), 0), COALESCE(SUM(rejected IS NOT NULL), 0) "
                     "FROM events").fetchone()
-                pages = conn.execute("PRAGMA page_count").fetchone()[0]
-                free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                used = used_pages(conn) * conn.execute("PRAGMA page_size").fetchone()[0]
                 last_acked = read_meta(conn).get("last_acked", "0")  # kept by the outbox
             except sqlite3.Error as exc:
                 raise translate(exc, "reading statistics") from exc
             return LogStats(events=total, pending=pending, uploaded=uploaded, rejected=rejected,
                             tip_seq=self._tip_seq, anchor_seq=self._compactor.anchor_seq,
                             compacted=self._compactor.compacted, last_acked=int(last_acked),
-                            used_bytes=(pages - free) * page_size, quota_bytes=self._quota_bytes)
+                            used_bytes=used, quota_bytes=self._quota_bytes)
 
     def verify(self) -> VerifyReport:
         """Check the whole chain and every signature against this device's key. Runs on its
@@ -383,7 +381,6 @@ class EventLog:
         finally:
             conn.close()
 
-    # ---- closing -------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

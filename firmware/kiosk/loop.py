@@ -28,7 +28,7 @@ from firmware.kiosk.policy import Decision, FaceResult, Policy, awaits_face, dec
 from firmware.provisioncode import is_provision_code
 from firmware.kiosk.pseudonym import Pseudonymiser
 from firmware.kiosk.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
-from firmware.kiosk.supervisor import WORKER_DIED, Change, Supervisor
+from firmware.kiosk.supervisor import NETWORK_WORKERS, WORKER_DIED, Change, Supervisor
 from firmware.status.board import StatusBoard
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,7 @@ class Kiosk:
         self._watchdog = watchdog
         self._stop = threading.Event()
         self._faults: dict[str, str] = {}  # part -> what is wrong; FAULT while non-empty
+        self._degraded: dict[str, str] = {}  # network workers down: recorded, not blocking
         # events waiting for the disk, each with the pending handle of an attempt that may be stored
         self._unlogged: list[tuple[str, dict[str, Any], object]] = []
         self._state_since = monotonic()
@@ -537,8 +538,15 @@ class Kiosk:
             self._on_supervisor(change)
 
     def _on_supervisor(self, change: Change) -> None:
-        if change.kind == "fault":
+        if change.kind == "fault" and change.part in NETWORK_WORKERS:
+            self._degrade(change.part, change.problem or change.part)
+        elif change.kind == "fault":
             self._latch(change.part, change.problem or change.part)
+        elif change.kind == "recovered" and change.part in self._degraded:
+            del self._degraded[change.part]
+            log.info("worker runs again: %s", change.part)
+            self.status.on_clear(change.part)
+            self._log_event("recovered", {"part": change.part})
         elif change.kind == "recovered":
             self._clear(change.part)
         elif change.part == "capture":
@@ -547,6 +555,17 @@ class Kiosk:
             what = "thread died" if change.reason == WORKER_DIED else \
                 "stalled in the camera driver"
             self._latch("camera", f"capture {what} ({change.reason}); restarted")
+
+    def _degrade(self, part: str, problem: str) -> None:
+        """Offline first: decisions are taken from cached trust data, so a network worker whose
+        restarts are spent is recorded (fault event, status page, summary) without FAULT."""
+        if part in self._degraded:
+            return
+        self._degraded[part] = problem
+        log.warning("worker down, decisions go on: %s: %s", part, problem)
+        self.summary.faults.append((part, problem))
+        self.status.on_fault(part, problem)
+        self._log_event("fault", {"part": part, "problem": problem[:200]})
 
     def _on_tick(self) -> None:
         if self._watchdog is not None:

@@ -1,5 +1,6 @@
 """Watches the kiosk's background threads by their heartbeats; restarts a dead or stuck one
-within a restart budget, and reports a FAULT for a part whose budget is spent."""
+within a restart budget, and reports a part whose budget is spent (the loop latches FAULT,
+or only records it for a network worker)."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +16,9 @@ log = logging.getLogger(__name__)
 WORKER_DIED = "WORKER_DIED"  # the thread ended while it should have been running
 WORKER_STALLED = "WORKER_STALLED"  # no heartbeat for longer than the worker allows
 WORKER_RESTARTS_EXHAUSTED = "WORKER_RESTARTS_EXHAUSTED"  # the budget is spent: FAULT latched
+# Workers that only sync: with their budget spent the kiosk records it and goes on deciding
+# from its cached trust data (offline first); any other part latches FAULT.
+NETWORK_WORKERS = frozenset({"uploader", "trust_sync"})
 
 RESTART_BUDGET = 5  # restarts allowed per window; then the part's FAULT stays latched
 RESTART_WINDOW_S = 600.0
