@@ -23,7 +23,6 @@ from firmware.display import open_display, screen_for
 from firmware.eventlog import EventLog
 from firmware.eventlog.outbox import Outbox
 from firmware.eventlog.restart import open_or_restart
-from firmware.firstboot import FirstBootSetup, prepare as prepare_first_boot
 from firmware.kiosk.facestage import FaceStage
 from firmware.fsutil import file_in_the_way, private_umask, unwritable_reason
 from firmware.identity import DeviceIdentity, load
@@ -32,10 +31,11 @@ from firmware.kiosk import Kiosk
 from firmware.protocol.keys import public_key_from_b64
 from firmware.kiosk.pseudonym import Pseudonymiser
 from firmware.sdnotify import notify, watchdog_pinger
+from firmware.setup.firstboot import FirstBootSetup, prepare as prepare_first_boot
+from firmware.setup.provisioner import CodeProvisioner
 from firmware.statefolder import StateFolder
-from firmware.statusreport import StatusReporter, StatusSession
+from firmware.status.report import StatusReporter, StatusSession
 from firmware.trustprovider import TrustProvider
-from firmware.provisioner import CodeProvisioner
 from firmware.vision.record_template import TemplateKeyring
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       # maintenance mode acts on provisioning codes (docs/provisioning.md)
                       provisioner=CodeProvisioner(state, clock=clock).handle,
                       bundle_source=_bundle_source(config, state, clock),
-                      # first boot: waits for a code by itself (firmware/firstboot.py)
+                      # first boot: waits for a code by itself (firmware/setup/firstboot.py)
                       setup=FirstBootSetup(folder) if folder.setup_pending.is_file() else None)
         # the loop's supervisor watches its capture thread; the network workers join it
         if uploader is not None:

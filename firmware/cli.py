@@ -14,7 +14,7 @@ from firmware.clihelp import HelpFormatter, add_version, example
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("firmware.demo.run", "run the whole kiosk path on demo credentials, offline"),
     "run": ("firmware.app", "run the kiosk from a TOML configuration"),
-    "status": ("firmware.statuscli", "one line for the shop: state, trust age, uploads"),
+    "status": ("firmware.status.cli", "one line for the shop: state, trust age, uploads"),
     "check": ("firmware.credentials.check", "verify codes in an image, PDF, file or text"),
     "log": ("firmware.eventlog.cli", "event log tools: `healthgate log verify`"),
     "display-emulator": ("firmware.display.emulator", "emulate the LED display on a pty"),

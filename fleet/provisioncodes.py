@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.provisioncode import build_code
+from firmware.setup.code import build_code
 from fleet.tokens import new_token
 
 DEFAULT_TTL_MIN = 15.0
@@ -39,7 +39,7 @@ def create_code(store: Any, key: Ed25519PrivateKey, fleet_url: str, ttl_min: flo
 def create_bundle(store: Any, key: Ed25519PrivateKey, fleet_url: str, ttl_min: float,
                   now: datetime) -> tuple[bytes, CreatedCode]:
     """An offline bundle: a new code and every published trust envelope, signed together."""
-    from firmware.provisionbundle import build_bundle
+    from firmware.setup.bundle import build_bundle
 
     created = create_code(store, key, fleet_url, ttl_min, now, MAX_BUNDLE_TTL_MIN)
     envelopes = {item.name: item.envelope for item in store.trust_items()}

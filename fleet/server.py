@@ -25,8 +25,8 @@ from firmware.protocol import events as event_schema
 from firmware.protocol.event_codec import Event
 from firmware.protocol.freshness import FRESHNESS_HEADER
 from firmware.protocol.timestamps import rfc3339, utc_now
-from firmware.statusfile import STATUS_HEADER
-from firmware.statusfile import parse_header as parse_status_header
+from firmware.status.file import STATUS_HEADER
+from firmware.status.file import parse_header as parse_status_header
 from fleet import admission, models
 from fleet.admission import AdmissionMiddleware, BodyGuard, Limits, Refused, refusal
 from fleet.dashboard import mount_dashboard, operator_uploads

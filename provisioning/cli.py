@@ -123,7 +123,7 @@ def _fleet_key_problem(args: argparse.Namespace, state: Path) -> tuple[str, str]
 
 def _pin_for_setup(state: Path, fleet_key: str) -> None:
     """Pin the fleet key and let the kiosk register itself from a code at its next start."""
-    from firmware.firstboot import mark_pending
+    from firmware.setup.firstboot import mark_pending
     from firmware.fsutil import write_atomic
 
     write_atomic(StateFolder(state).fleet_key, (fleet_key + "\n").encode())  # mode 0600
@@ -228,7 +228,7 @@ def _register(args: argparse.Namespace, out: Output) -> int:
                                                    "network and that the fleet server runs")
         return out.fail(EXIT_FAILED, exc.code, f"registration refused: {exc}")
     write_atomic(pinned, (wanted + "\n").encode())  # mode 0600, whole or not at all
-    from firmware.firstboot import clear_pending
+    from firmware.setup.firstboot import clear_pending
     clear_pending(StateFolder(state))  # registered: no first-boot setup at the next start
     out.say(f"registered {identity.device_id} with {args.fleet_url}; fleet key pinned in {pinned}")
     return EXIT_OK

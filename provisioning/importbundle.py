@@ -25,8 +25,8 @@ def add_parser(command: Callable[..., argparse.ArgumentParser],
 def run(args: argparse.Namespace, out: Output) -> int:
     """Check and install the bundle; say what happened, and what to do next."""
     from firmware.credentials.reasons import message_for
-    from firmware.provisioner import CodeProvisioner
-    from firmware.provisionlog import record_provisioning
+    from firmware.setup.eventrecord import record_provisioning
+    from firmware.setup.provisioner import CodeProvisioner
 
     provisioner = CodeProvisioner(Path(args.state))  # the kiosk's clock: its `last_seen`
     with out.step("checking and installing the bundle"):

@@ -83,7 +83,7 @@ def test_create_provisioning_code_and_read_its_qr(fleet: ServerHandle, browser_p
     import numpy as np
 
     from firmware.codes import FrameScanner
-    from firmware.provisioncode import check_code
+    from firmware.setup.code import check_code
 
     page = browser_page
     log_in(page, fleet.url)

@@ -18,11 +18,11 @@ from firmware.camera.fake import FakeCamera
 from firmware.config import parse_config
 from firmware.credentials.reasons import message_for
 from firmware.demo.frames import background, frame_with_code
-from firmware.firstboot import PROMPT, RESTART, FirstBootSetup, prepare
+from firmware.setup.firstboot import PROMPT, RESTART, FirstBootSetup, prepare
 from firmware.identity import load, load_or_create
 from firmware.kiosk.inbox import Message
 from firmware.protocol.keys import public_key_b64
-from firmware.provisioncode import build_code
+from firmware.setup.code import build_code
 from firmware.statefolder import StateFolder
 from provisioning.cli import main as provision_main
 from tests.test_provisioncode import NOW, Fleet, fleet  # noqa: F401 (fixture)
@@ -184,7 +184,7 @@ def test_run_on_a_first_boot_image_creates_the_identity_and_starts_in_setup(
 def test_first_boot_of_an_offline_site_takes_the_bundle_on_the_usb_stick(
         fleet: Fleet, tmp_path: Path) -> None:
     from fleet.provisioncodes import create_bundle
-    from firmware.provisioner import BUNDLE_FILE
+    from firmware.setup.provisioner import BUNDLE_FILE
     from tests.test_provisionbundle import CLOSED_PORT_URL
 
     usb = tmp_path / "usb"

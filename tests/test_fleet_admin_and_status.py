@@ -20,7 +20,7 @@ from firmware.demo.frames import background
 from firmware.identity import load
 from firmware.protocol.keys import public_key_b64
 from firmware.protocol.request_signing import sign_request
-from firmware.statusfile import KioskStatus, parse_header, write_status
+from firmware.status.file import KioskStatus, parse_header, write_status
 from firmware.sync.trustsync import register_device
 from fleet.runner import run_in_thread
 from fleet.server import create_app

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.provisionbundle import MAX_MEMBER_BYTES, build_bundle
+from firmware.setup.bundle import MAX_MEMBER_BYTES, build_bundle
 from firmware.clock import FixedClock
-from firmware.provisioner import CodeProvisioner
+from firmware.setup.provisioner import CodeProvisioner
 from fleet.cli import main as fleet_main
 from fleet.provisioncodes import create_bundle
 from provisioning.cli import main as provision_main
@@ -113,7 +113,7 @@ def test_bad_bundles_are_refused_before_anything_is_written(fleet: Fleet, tmp_pa
 def test_kiosk_imports_a_bundle_from_the_usb_folder_in_maintenance(fleet: Fleet,
                                                                    tmp_path: Path) -> None:
     from firmware.kiosk.inbox import Message
-    from firmware.provisioner import BUNDLE_FILE
+    from firmware.setup.provisioner import BUNDLE_FILE
     from tests.kiosk_harness import make_rig
     from tests.waiting import wait_for
 

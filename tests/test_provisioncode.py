@@ -17,10 +17,10 @@ from firmware.credentials.reasons import message_for
 from firmware.protocol.events import canonical_json
 from firmware.identity import load_or_create
 from firmware.kiosk.inbox import Message
-from firmware.provisioncode import MAX_CODE_CHARS, PREFIX, build_code, check_code, \
+from firmware.setup.code import MAX_CODE_CHARS, PREFIX, build_code, check_code, \
     ProvisionCodeError
 from firmware.clock import Clock, FixedClock
-from firmware.provisioner import CodeProvisioner
+from firmware.setup.provisioner import CodeProvisioner
 from firmware.statefolder import StateFolder
 from firmware.protocol.keys import key_id
 from fleet.provisioncodes import create_code

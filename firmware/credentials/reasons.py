@@ -119,7 +119,7 @@ REASONS: dict[str, str] = {
     "STATUS_RED": "Status RED - no entry",
     "STATUS_RECORD_INVALID": "Status record invalid",
     "STATUS_RECORD_SIGNATURE": "Status record not trusted",
-    # --- provisioning codes (firmware/provisioncode.py, firmware/provisioner.py) ---
+    # --- provisioning codes (firmware/setup/code.py, firmware/setup/provisioner.py) ---
     "PROVISION_CODE_NOT_CREDENTIAL": "Setup code - not a pass",
     "PROVISION_NO_FLEET_KEY": "No fleet key - see docs",
     "PROVISION_NO_IDENTITY": "No device identity",

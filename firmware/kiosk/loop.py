@@ -19,16 +19,16 @@ from firmware.codes import FrameScanner
 from firmware.config import KioskSection
 from firmware.credentials import TrustStore, Verdict, detect_format, verify
 from firmware.credentials.reasons import message_for
-from firmware.firstboot import FirstBootSetup
 from firmware.kiosk.facestage import FaceStage, FaceStep
 from firmware.credentials.shc.chunks import COMPLETE, INCOMPLETE as CHUNKS_INCOMPLETE, INVALID, \
     PENDING, ChunkAssembler
 from firmware.kiosk.inbox import Inbox, Message
 from firmware.kiosk.policy import Decision, FaceResult, Policy, awaits_face, decide, trust_problem
-from firmware.provisioncode import is_provision_code
 from firmware.kiosk.pseudonym import Pseudonymiser
 from firmware.kiosk.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
 from firmware.kiosk.supervisor import NETWORK_WORKERS, WORKER_DIED, Change, Supervisor
+from firmware.setup.code import is_provision_code
+from firmware.setup.firstboot import FirstBootSetup
 from firmware.status.board import StatusBoard
 
 log = logging.getLogger(__name__)
@@ -163,11 +163,11 @@ class Kiosk:
         self._after_append = after_append  # e.g. wake the uploader: live decisions go first
         self._chunks = ChunkAssembler(config.multi_code_timeout_s, monotonic)
         # Provisioning codes are acted on in maintenance mode only, by a worker thread
-        # (firmware/provisioner.py); its outcome comes back as a "provisioned" message.
+        # (firmware/setup/provisioner.py); its outcome comes back as a "provisioned" message.
         self._provisioner = provisioner
         self._bundle_source = bundle_source  # on entering maintenance: a USB bundle, or None
         self._provisioning: threading.Thread | None = None
-        # First boot (firmware/firstboot.py): maintenance mode by itself until provisioned,
+        # First boot (firmware/setup/firstboot.py): maintenance mode by itself until provisioned,
         # then IDLE once the outcome has been shown for result_hold_s.
         self._setup = setup
         self._setup_done_at: float | None = None

@@ -247,7 +247,7 @@ KINDS: dict[str, dict[str, Field]] = {
     # how many problems, and the first few (about trust files: issuers and keys, never people).
     "trust_problems": {"count": Field((int,), required=True, int_range=(1, MAX_SEQ)),
                        "problems": Field((list,), required=True)},
-    # A provisioning code acted on in maintenance mode (firmware/provisioner.py): the outcome
+    # A provisioning code acted on in maintenance mode (firmware/setup/provisioner.py): the outcome
     # and its reason code only, never the code's token or the fleet URL.
     "provisioning": {"ok": Field((bool,), required=True), "reason": REASON_CODE},
     # First event of a new chain after the kiosk lost its log (firmware/eventlog/restart.py).

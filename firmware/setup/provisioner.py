@@ -16,12 +16,12 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.clock import Clock
-from firmware.firstboot import clear_pending
 from firmware.fsutil import write_atomic
 from firmware.identity import IdentityError, load
 from firmware.protocol import finite_json
-from firmware.provisioncode import ProvisionCode, ProvisionCodeError, check_code
 from firmware.protocol.keys import public_key_from_b64
+from firmware.setup.code import ProvisionCode, ProvisionCodeError, check_code
+from firmware.setup.firstboot import clear_pending
 from firmware.statefolder import StateFolder
 from firmware.sync.trustsync import RegistrationError, TrustSync, register_device
 
@@ -115,7 +115,7 @@ class CodeProvisioner:
         return None if outcome.reason == "PROVISION_CODE_USED" else outcome
 
     def _import_bundle(self, path: Path) -> ProvisionOutcome:
-        from firmware.provisionbundle import check_bundle
+        from firmware.setup.bundle import check_bundle
 
         pinned = self._pinned_key()
         if pinned is None:
@@ -148,7 +148,7 @@ class CodeProvisioner:
                                 len(bundle.envelopes))
 
     def _done(self, outcome: ProvisionOutcome) -> ProvisionOutcome:
-        """A success ends first-boot setup, whichever way it came (firmware/firstboot.py)."""
+        """A success ends first-boot setup, whichever way it came (firmware/setup/firstboot.py)."""
         if outcome.ok:
             clear_pending(StateFolder(self.state_dir))
         return outcome

@@ -13,8 +13,8 @@ import requests
 from firmware.clihelp import software_version
 from firmware.eventlog.common import EventLogError
 from firmware.status.board import StatusBoard
-from firmware.statusfile import (STATUS_HEADER, KioskStatus, format_header, read_status,
-                             write_status)
+from firmware.status.file import (STATUS_HEADER, KioskStatus, format_header, read_status,
+                                  write_status)
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from firmware.clihelp import HelpFormatter, example
 from firmware.config import DEFAULT_STATE_DIR, STATE_DIR_ENV, ConfigError, load_config
 from firmware.statefolder import StateFolder
-from firmware.statusfile import STALE_AFTER_S, read_status, status_line
+from firmware.status.file import STALE_AFTER_S, read_status, status_line
 
 EXIT_RUNNING, EXIT_NOT_RUNNING, EXIT_USAGE = 0, 1, 2
 

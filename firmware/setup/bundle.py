@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from firmware.protocol import finite_json
 from firmware.protocol.envelope import EnvelopeError, verify_envelope
 from firmware.protocol.events import canonical_json
-from firmware.provisioncode import ProvisionCode, ProvisionCodeError, check_code
+from firmware.setup.code import ProvisionCode, ProvisionCodeError, check_code
 
 SIGNED_PREFIX = b"HGB1:"
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
