@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from firmware.credentials.es256 import es256_verify
 from firmware.protocol import cbor as bounded_cbor
+from firmware.protocol.codederror import CodedError
 
 COSE_SIGN1_TAG = 18
 CWT_TAG = 61
@@ -36,16 +37,12 @@ MAX_HEADER_DEPTH = 2
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 
-class CoseError(ValueError):
+class CoseError(CodedError, ValueError):
     """The bytes are not a well-formed COSE_Sign1 message (`code` names the stage).
 
     `code` "refused" means a construct that is never decoded (value sharing, more nodes or depth
     than the bounds); callers report their format's *_CBOR_REFUSED reason for it.
     """
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
 
 
 @dataclass(frozen=True)

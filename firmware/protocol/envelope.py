@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.protocol import finite_json
+from firmware.protocol.codederror import CodedError
 from firmware.protocol.events import canonical_json
 from firmware.protocol.keys import key_id
 from firmware.protocol.numericdate import NumericDateError, iso_time
@@ -27,13 +28,8 @@ TRUST_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 ENVELOPE_SIGNED_FIELDS = ("name", "version", "issued_at", "key_id", "content")
 
 
-class EnvelopeError(Exception):
+class EnvelopeError(CodedError):
     """An envelope refused; `code` is a stable reason code (TRUST_BAD_SIGNATURE...)."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
-        self.detail = detail
 
 
 def envelope_signing_bytes(envelope: dict[str, Any]) -> bytes:

@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware.protocol import finite_json
+from firmware.protocol.codederror import CodedError
 from firmware.protocol.events import canonical_json
 from firmware.protocol.keys import key_id
 
@@ -30,13 +31,8 @@ CODE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
-class ProvisionCodeError(Exception):
+class ProvisionCodeError(CodedError):
     """A refused code; `code` is a stable reason code (firmware/credentials/reasons.py)."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from firmware.fsutil import write_atomic
 from firmware.protocol import finite_json
+from firmware.protocol.codederror import CodedError
 from firmware.protocol.envelope import (DEFAULT_TRUST_NAMES, TRUST_NAME_PATTERN, EnvelopeError,
                                         verify_envelope)
 from firmware.protocol.events import canonical_json
@@ -33,13 +34,8 @@ MAX_ENVELOPE_BYTES = 64 * 1024 * 1024  # a download larger than this is refused,
 HTTP_TIMEOUT_S = 10.0
 
 
-class TrustSyncError(Exception):
+class TrustSyncError(CodedError):
     """One failure type; `code` is a stable reason code."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
-        self.detail = detail
 
 
 class RegistrationError(TrustSyncError):

@@ -11,6 +11,7 @@ from typing import Any
 
 from firmware.credentials.cose_sign1 import MAX_COSE_BYTES
 from firmware.protocol import cbor as bounded_cbor
+from firmware.protocol.codederror import CodedError
 from firmware.protocol.numericdate import NumericDateError, int_numeric_date
 
 PREFIX = "NZCP:/"
@@ -34,12 +35,8 @@ _BASE32_RE = re.compile(r"^[A-Z2-7]+$")
 _DOB_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class NzcpFormatError(ValueError):
+class NzcpFormatError(CodedError, ValueError):
     """A malformed pass at one stage; `code` is the reason code to report."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
 
 
 def split_text(text: str) -> tuple[int, str]:

@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.protocol import finite_json
+from firmware.protocol.codederror import CodedError
 
 PREFIX = "shc:/"
 # Ord(c) - 45 for every character of a compact JWS lies in 0..77 ('-' .. 'z').
@@ -37,12 +38,8 @@ _B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
 _CHUNK_NUMBER_RE = re.compile(r"[1-9][0-9]{0,2}")
 
 
-class ShcFormatError(ValueError):
+class ShcFormatError(CodedError, ValueError):
     """A malformed SHC at one stage; `code` is the reason code to report."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
 
 
 @dataclass(frozen=True)

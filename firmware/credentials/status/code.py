@@ -11,6 +11,7 @@ import cbor2
 from firmware.credentials.base45 import Base45Error, b45decode
 from firmware.credentials.cose_sign1 import MAX_COSE_BYTES
 from firmware.protocol import cbor as bounded_cbor
+from firmware.protocol.codederror import CodedError
 from firmware.protocol.numericdate import NumericDateError, int_numeric_date
 
 PREFIX = "HG1:"
@@ -32,12 +33,8 @@ MAX_PAYLOAD_DEPTH = 2
 PAYLOAD_TAGS: frozenset[int] = frozenset()
 
 
-class StatusFormatError(ValueError):
+class StatusFormatError(CodedError, ValueError):
     """A malformed status code or record; `code` is the reason code to report."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
 
 
 @dataclass(frozen=True)
