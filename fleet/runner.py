@@ -51,7 +51,11 @@ class ServerHandle:
 
 def run_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> ServerHandle:
     """Bind first (so port 0 yields the real port before start), then serve in a thread."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, as uvicorn's own bind_socket: asyncio sets TCP_NODELAY only on
+    # connections whose socket says TCP, and without it every answer on a kept-alive
+    # connection waited ~40 ms for a delayed ACK (Nagle)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]

@@ -425,3 +425,23 @@ def test_a_kiosk_that_lost_its_log_restarts_its_chain_past_the_old_one(
     assert [e.seq for e in server.store.events(DEVICE)] == [1, 2, 3, 4, start, start + 1]
     reasons = {(i["seq"], i["reason"]) for i in server.store.incidents(DEVICE)}
     assert (start, "EVENT_LOG_RESTARTED") in reasons
+
+
+def test_served_connections_have_nagle_off(tmp_path: Path) -> None:
+    """The test and demo server binds its own socket: it must say TCP, or asyncio leaves Nagle
+    on and every answer on a kept-alive connection waits for a delayed ACK (~40 ms)."""
+    import socket
+
+    import requests
+
+    handle = run_in_thread(f"sqlite:///{tmp_path}/fleet.db")
+    try:
+        with requests.Session() as session:
+            assert session.get(handle.url + "/healthz", timeout=10).status_code == 200
+            connections = list(handle._server.server_state.connections)
+            assert connections, "the kept-alive connection is open on the server"
+            for protocol in connections:
+                sock = protocol.transport.get_extra_info("socket")
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        handle.stop()
