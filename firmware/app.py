@@ -165,9 +165,9 @@ def build(config: Config, *, camera: FrameSource | None = None,
                       setup=FirstBootSetup(folder) if folder.setup_pending.is_file() else None)
         # the loop's supervisor watches its capture thread; the network workers join it
         if uploader is not None:
-            kiosk.supervisor.watch("uploader", uploader)
+            kiosk.supervisor.watch("uploader", uploader, blocks=False)  # only syncs
         if trust_worker is not None:
-            kiosk.supervisor.watch("trust_sync", trust_worker)
+            kiosk.supervisor.watch("trust_sync", trust_worker, blocks=False)
         provider = trust
         status = StatusReporter(state, kiosk.status, lambda: provider().updated_at, uploader,
                                 outbox.pending_count, config.kiosk.max_trust_age_h, clock.now)

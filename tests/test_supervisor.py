@@ -263,7 +263,7 @@ def test_a_spent_budget_latches_fault_in_the_kiosk_and_a_working_restart_clears_
     worker = FakeWorker()
     worker.survives_restart = False
     budget = Budget(restarts=2, window_s=10.0, backoff_initial_s=1.0, backoff_max_s=1.0)
-    rig.kiosk.supervisor.watch(part, worker, budget)
+    rig.kiosk.supervisor.watch(part, worker, budget, blocks=blocks)
     try:
         worker.thread_alive = False
         wait_for(lambda: worker.restarts == 1, "the first restart")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from firmware.credentials.cose_sign1 import CoseError, Sign1, decode_sign1
 from firmware.credentials.verdict import Verdict, empty_checks
 
 Checks = dict[str, bool | None]
@@ -16,6 +17,18 @@ class Deny(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
+
+
+def cose_stage(raw: bytes, checks: Checks, reason_prefix: str) -> Sign1:
+    """The tagged COSE_Sign1 of a CBOR format; a bomb or bound is `<prefix>_CBOR_REFUSED`, any
+    other malformation `<prefix>_COSE_INVALID` (the stage's further checks are the format's)."""
+    try:
+        return decode_sign1(raw, require_tag=True)
+    except CoseError as exc:
+        checks["cose"] = False
+        refused = exc.code == "refused"  # value sharing or a bound passed
+        raise Deny(f"{reason_prefix}_CBOR_REFUSED" if refused
+                   else f"{reason_prefix}_COSE_INVALID") from None
 
 
 def run_stages(fmt: str, stages: Stages) -> Verdict:

@@ -26,7 +26,7 @@ from firmware.kiosk.inbox import Inbox, Message
 from firmware.kiosk.policy import Decision, FaceResult, Policy, awaits_face, decide, trust_problem
 from firmware.kiosk.pseudonym import Pseudonymiser
 from firmware.kiosk.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
-from firmware.kiosk.supervisor import NETWORK_WORKERS, WORKER_DIED, Change, Supervisor
+from firmware.kiosk.supervisor import WORKER_DIED, Change, Supervisor
 from firmware.setup.code import is_provision_code
 from firmware.setup.firstboot import FirstBootSetup
 from firmware.status.board import StatusBoard
@@ -302,20 +302,27 @@ class Kiosk:
         new = part not in self._faults
         self._faults[part] = problem
         if new:
-            log.warning("fault latched: %s: %s", part, problem)
-            self.summary.faults.append((part, problem))
-            self.status.on_fault(part, problem)
-            self._unlogged.append(("fault", {"part": part, "problem": problem[:200]}, None))
+            self._record_fault(part, problem)
         return new
+
+    def _record_fault(self, part: str, problem: str) -> None:
+        """A fault's traces: the log line, the summary, the status page and its event."""
+        log.warning("fault: %s: %s", part, problem)
+        self.summary.faults.append((part, problem))
+        self.status.on_fault(part, problem)
+        self._unlogged.append(("fault", {"part": part, "problem": problem[:200]}, None))
+
+    def _record_clear(self, part: str) -> None:
+        log.info("fault cleared: %s", part)
+        self.status.on_clear(part)
+        self._unlogged.append(("recovered", {"part": part}, None))
 
     def _note_clear(self, part: str) -> bool:
         """Record that a part works again and queue its event, without I/O; False when it had
         no fault."""
         if self._faults.pop(part, None) is None:
             return False
-        log.info("fault cleared: %s", part)
-        self.status.on_clear(part)
-        self._unlogged.append(("recovered", {"part": part}, None))
+        self._record_clear(part)
         return True
 
     def _show_fault(self, part: str, new: bool) -> None:
@@ -538,15 +545,16 @@ class Kiosk:
             self._on_supervisor(change)
 
     def _on_supervisor(self, change: Change) -> None:
-        if change.kind == "fault" and change.part in NETWORK_WORKERS:
-            self._degrade(change.part, change.problem or change.part)
-        elif change.kind == "fault":
+        if change.kind == "fault" and change.blocks:
             self._latch(change.part, change.problem or change.part)
-        elif change.kind == "recovered" and change.part in self._degraded:
-            del self._degraded[change.part]
-            log.info("worker runs again: %s", change.part)
-            self.status.on_clear(change.part)
-            self._log_event("recovered", {"part": change.part})
+        elif change.kind == "fault":  # recorded, not latched: decisions go on
+            if change.part not in self._degraded:
+                self._degraded[change.part] = change.problem or change.part
+                self._record_fault(change.part, self._degraded[change.part])
+                self._write_log_and_show()
+        elif change.kind == "recovered" and self._degraded.pop(change.part, None) is not None:
+            self._record_clear(change.part)
+            self._write_log_and_show()
         elif change.kind == "recovered":
             self._clear(change.part)
         elif change.part == "capture":
@@ -555,17 +563,6 @@ class Kiosk:
             what = "thread died" if change.reason == WORKER_DIED else \
                 "stalled in the camera driver"
             self._latch("camera", f"capture {what} ({change.reason}); restarted")
-
-    def _degrade(self, part: str, problem: str) -> None:
-        """Offline first: decisions are taken from cached trust data, so a network worker whose
-        restarts are spent is recorded (fault event, status page, summary) without FAULT."""
-        if part in self._degraded:
-            return
-        self._degraded[part] = problem
-        log.warning("worker down, decisions go on: %s: %s", part, problem)
-        self.summary.faults.append((part, problem))
-        self.status.on_fault(part, problem)
-        self._log_event("fault", {"part": part, "problem": problem[:200]})
 
     def _on_tick(self) -> None:
         if self._watchdog is not None:

@@ -16,9 +16,6 @@ log = logging.getLogger(__name__)
 WORKER_DIED = "WORKER_DIED"  # the thread ended while it should have been running
 WORKER_STALLED = "WORKER_STALLED"  # no heartbeat for longer than the worker allows
 WORKER_RESTARTS_EXHAUSTED = "WORKER_RESTARTS_EXHAUSTED"  # the budget is spent: FAULT latched
-# Workers that only sync: with their budget spent the kiosk records it and goes on deciding
-# from its cached trust data (offline first); any other part latches FAULT.
-NETWORK_WORKERS = frozenset({"uploader", "trust_sync"})
 
 RESTART_BUDGET = 5  # restarts allowed per window; then the part's FAULT stays latched
 RESTART_WINDOW_S = 600.0
@@ -81,6 +78,7 @@ class Change:
     part: str
     reason: str | None = None  # WORKER_DIED / WORKER_STALLED
     problem: str | None = None  # the fault's text, starting with its reason code
+    blocks: bool = True  # a fault of this part stops decisions (see Supervisor.watch)
 
 
 @dataclass(frozen=True)
@@ -114,6 +112,7 @@ class _Watch:
     next_restart_at: float = float("-inf")
     problem: str | None = None
     faulted: bool = False
+    blocks: bool = True
 
 
 class Supervisor:
@@ -128,9 +127,13 @@ class Supervisor:
         self._watches: dict[str, _Watch] = {}
         self._health: tuple[WorkerHealth, ...] = ()  # replaced whole: read from any thread
 
-    def watch(self, part: str, worker: Worker, budget: Budget | None = None) -> None:
-        """Watch `worker` as `part` (the name its FAULT carries)."""
-        self._watches[part] = _Watch(worker, budget or Budget(), worker.beats, self._monotonic())
+    def watch(self, part: str, worker: Worker, budget: Budget | None = None, *,
+              blocks: bool = True) -> None:
+        """Watch `worker` as `part` (the name its fault carries). `blocks=False` for a worker
+        that only syncs: with its budget spent the kiosk records the fault and goes on deciding
+        from cached trust data (offline first)."""
+        self._watches[part] = _Watch(worker, budget or Budget(), worker.beats, self._monotonic(),
+                                     blocks=blocks)
 
     def check(self) -> list[Change]:
         """Look at every worker once: restart the dead or stuck ones the budget allows,
@@ -165,7 +168,7 @@ class Supervisor:
             if watch.faulted and beat:  # it beat since the fault: it runs again
                 watch.faulted = False
                 log.info("%s runs again", part)
-                return [Change("recovered", part)]
+                return [Change("recovered", part, blocks=watch.blocks)]
             return []
         while watch.restarts and now - watch.restarts[0] >= watch.budget.window_s:
             watch.restarts.popleft()
@@ -176,7 +179,7 @@ class Supervisor:
             problem = (f"{WORKER_RESTARTS_EXHAUSTED}: {part} thread {_what(watch.problem)} "
                        f"after {len(watch.restarts)} restarts in {watch.budget.window_s:g} s")
             log.error("%s", problem)
-            return [Change("fault", part, watch.problem, problem)]
+            return [Change("fault", part, watch.problem, problem, watch.blocks)]
         if now < watch.next_restart_at:
             return []  # backing off: a worker that dies at once must not spin
         reason = watch.problem

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from firmware.credentials.cose_sign1 import ALG_ES256, CoseError, decode_sign1, verify_signature
+from firmware.credentials.cose_sign1 import ALG_ES256, verify_signature
 from firmware.credentials.nzcp.codec import (
     CLAIM_ISS,
     NzcpFormatError,
@@ -14,7 +14,7 @@ from firmware.credentials.nzcp.codec import (
     split_text,
 )
 from firmware.credentials.nzcp.trust import NzcpTrust
-from firmware.credentials.staged import Deny, run_stages
+from firmware.credentials.staged import Deny, cose_stage, run_stages
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.verdict import Verdict
 
@@ -44,11 +44,7 @@ def _run(text: str, nzcp_trust: NzcpTrust | None, at: datetime, checks: dict[str
         raise Deny(exc.code) from None
     checks["base45"] = True
 
-    try:
-        msg = decode_sign1(raw, require_tag=True)
-    except CoseError as exc:
-        checks["cose"] = False
-        raise Deny("NZCP_CBOR_REFUSED" if exc.code == "refused" else "NZCP_COSE_INVALID") from None
+    msg = cose_stage(raw, checks, "NZCP")
     kid = msg.protected.get(4)
     kid = kid.decode("utf-8", "replace") if isinstance(kid, bytes) else kid
     checks["cose"] = isinstance(kid, str) and bool(kid) and msg.protected.get(1) is not None

@@ -4,15 +4,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from firmware.credentials.cose_sign1 import (
-    ALG_EDDSA,
-    ALG_ES256,
-    CoseError,
-    decode_sign1,
-    verify_signature,
-)
+from firmware.credentials.cose_sign1 import ALG_EDDSA, ALG_ES256, verify_signature
 from firmware.credentials.es256 import NON_CANONICAL_DETAIL, is_high_s
-from firmware.credentials.staged import Checks, Deny, run_stages
+from firmware.credentials.staged import Checks, Deny, cose_stage, run_stages
 from firmware.credentials.status.code import (
     CODE_CONTENT_TYPE,
     StatusFormatError,
@@ -72,12 +66,7 @@ def _run(text: str, status_trust: StatusTrust | None, at: datetime, checks: dict
         raise Deny(exc.code) from None
     checks["base45"] = True
 
-    try:
-        msg = decode_sign1(raw, require_tag=True)
-    except CoseError as exc:
-        checks["cose"] = False
-        refused = exc.code == "refused"  # value sharing or a bound passed
-        raise Deny("STATUS_CBOR_REFUSED" if refused else "STATUS_COSE_INVALID") from None
+    msg = cose_stage(raw, checks, "STATUS")
     checks["cose"] = content_type(msg.protected) == CODE_CONTENT_TYPE
     if not checks["cose"]:
         raise Deny("STATUS_COSE_INVALID")  # e.g. a status record presented as a code
