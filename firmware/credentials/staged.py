@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypedDict
 
 from firmware.credentials.verdict import Verdict, empty_checks
+from firmware.protocol.decoded import Decoded
 
 Checks = dict[str, bool | None]
-Stages = Callable[[Checks, dict[str, Any]], None]
+
+
+class StageState(TypedDict, total=False):
+    """What the stages leave for the verdict (see `run_stages`)."""
+
+    payload: dict[str, Decoded]  # the credential's decoded claims: personal data
+    credential_id: str
+    extras: dict[str, Decoded]  # Verdict.extras
+
+
+Stages = Callable[[Checks, StageState], None]
 
 
 class Deny(Exception):
@@ -26,7 +37,7 @@ def run_stages(fmt: str, stages: Stages) -> Verdict:
     holds so far; a stage recorded False without a Deny is a bug, reported as INTERNAL_ERROR.
     """
     checks = empty_checks()
-    state: dict[str, Any] = {"extras": {}}
+    state: StageState = {"extras": {}}
     try:
         stages(checks, state)
     except Deny as deny:
