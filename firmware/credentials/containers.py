@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from firmware.credentials.shc.chunks import COMPLETE, PENDING, ChunkAssembler
 from firmware.credentials.shc.codec import MAX_CHUNKS, jws_to_numeric, parse_chunk
 from firmware.credentials.shc.codec import PREFIX as SHC_PREFIX
 from firmware.protocol import finite_json
+from firmware.protocol.decoded import Decoded
 
 # Container names: stable, shown by `healthgate check` and in DocumentVerdict / Verdict.extras.
 QR_IMAGE = "qr-image"
@@ -161,7 +161,7 @@ def _unwrap_jws(text: str) -> str:
     return SHC_PREFIX + jws_to_numeric(text) if is_jws(text) else text
 
 
-def load_json(text: str) -> Any:
+def load_json(text: str) -> Decoded:
     """Parse JSON within MAX_JSON_BYTES, MAX_JSON_DEPTH and MAX_JSON_NODES; NaN and Infinity
     (not JSON, RFC 8259) and numbers too large for a float are refused. Raises ContainerError."""
     size = len(text.encode("utf-8"))
@@ -211,7 +211,7 @@ def _unpack_json(text: str) -> tuple[str, list[Found]]:
     raise ContainerError(DOCUMENT_NOT_CREDENTIAL, "not a credential or image")
 
 
-def _shc_file_credentials(document: dict[str, Any]) -> list[Found]:
+def _shc_file_credentials(document: dict[str, Decoded]) -> list[Found]:
     """`{"verifiableCredential": [jws, ...]}` (the `.smart-health-card` file of the SHC spec)."""
     entries = document["verifiableCredential"]
     if not isinstance(entries, list):
@@ -219,7 +219,7 @@ def _shc_file_credentials(document: dict[str, Any]) -> list[Found]:
     return _credentials(SHC_FILE, entries, "verifiableCredential")
 
 
-def _fhir_credentials(document: dict[str, Any]) -> list[Found]:
+def _fhir_credentials(document: dict[str, Decoded]) -> list[Found]:
     """A FHIR `Parameters` resource: every `parameter` named `verifiableCredential`, whose
     `valueString` is a JWS (the `$health-cards-issue` response); other parameters are ignored."""
     parameters = document.get("parameter")
@@ -230,7 +230,7 @@ def _fhir_credentials(document: dict[str, Any]) -> list[Found]:
     return _credentials(FHIR_PARAMETERS, values, "verifiableCredential valueString")
 
 
-def _credentials(container: str, values: list[Any], what: str) -> list[Found]:
+def _credentials(container: str, values: list[Decoded], what: str) -> list[Found]:
     if not values:
         raise ContainerError(DOCUMENT_NOT_CREDENTIAL, f"no {what} in the document")
     if len(values) > MAX_CREDENTIALS:

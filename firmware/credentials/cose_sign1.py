@@ -1,9 +1,8 @@
 """The one COSE_Sign1 codec (RFC 8152): bounded decode, ES256/PS256/EdDSA verification; DCC, NZCP, status."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
@@ -13,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from firmware.credentials.es256 import es256_verify
 from firmware.protocol import cbor as bounded_cbor
 from firmware.protocol.codederror import CodedError
+from firmware.protocol.decoded import Decoded
 
 COSE_SIGN1_TAG = 18
 CWT_TAG = 61
@@ -50,22 +50,22 @@ class Sign1:
     """A decoded COSE_Sign1: the raw protected bytes are kept because the signature covers them."""
 
     protected_raw: bytes
-    protected: dict[Any, Any]
-    unprotected: dict[Any, Any]
+    protected: dict[Decoded, Decoded]
+    unprotected: dict[Decoded, Decoded]
     payload: bytes
     signature: bytes
     tagged: bool
     # Set only by decode_sign1(unprotected_alg=True), for the DCC (see there).
     unprotected_alg: bool = False
 
-    def header(self, label: Any) -> Any:
+    def header(self, label: Decoded) -> Decoded:
         """A header value from the protected header, falling back to the unprotected one."""
         if label in self.protected:
             return self.protected[label]
         return self.unprotected.get(label)
 
     @property
-    def alg(self) -> Any:
+    def alg(self) -> Decoded:
         """`alg` from the protected header (it must be signed), unless decoded leniently."""
         return self.header(HEADER_ALG) if self.unprotected_alg else self.protected.get(HEADER_ALG)
 
@@ -117,8 +117,8 @@ def decode_sign1(data: bytes, *, require_tag: bool = False, allow_cwt_tag: bool 
                  unprotected_alg)
 
 
-def _bounded_loads(data: bytes, code: str, max_bytes: int, tags: Any, max_nodes: int,
-                   max_depth: int) -> Any:
+def _bounded_loads(data: bytes, code: str, max_bytes: int, tags: Collection[int], max_nodes: int,
+                   max_depth: int) -> Decoded:
     """Bounded CBOR decode; CoseError `code` when damaged (trailing bytes included), "refused"
     for a construct we never decode."""
     try:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from firmware.protocol.envelope import PinnedKeys
 
 if TYPE_CHECKING:
     from firmware.credentials.trust import TrustStore
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 # Puts one format's trust from a trust folder into the store (`pinned_keys` check the fleet
 # envelopes) and names what it skipped in `store.problems`; may raise, then that format
 # trusts nothing (store.load_trust_dir).
-TrustLoader = Callable[["TrustStore", Path, Any], None]
+TrustLoader = Callable[["TrustStore", Path, PinnedKeys], None]
 Verifier = Callable[[str, "TrustStore", datetime], "Verdict"]
 
 

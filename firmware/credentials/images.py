@@ -4,7 +4,13 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy, Pillow and pypdfium2 are imported when an image is read
+    import numpy as np
+    import pypdfium2
+    from numpy.typing import NDArray
+    from PIL.Image import Image as PilImage
 
 # A phone photo is 12-50 MP; the decoded RGB copy costs 3 bytes a pixel, so 50 MP is ~150 MB.
 # The size is read from the image header, before any pixel is decoded (a 12,000 x 12,000 PNG
@@ -54,7 +60,7 @@ def read_image_texts(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> list[st
     return texts_in_rgb(rgb)
 
 
-def _rgb_on_white(image: Any) -> Any:
+def _rgb_on_white(image: PilImage) -> NDArray[np.uint8]:
     """The image as an RGB uint8 array, transparent parts composited onto white.
 
     A QR exported with a transparent background stores its light modules as transparent
@@ -72,7 +78,7 @@ def _rgb_on_white(image: Any) -> Any:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def texts_in_rgb(rgb: Any) -> list[str]:
+def texts_in_rgb(rgb: NDArray[np.uint8]) -> list[str]:
     """Every code text in an RGB frame, read by the kiosk's own reader (zxing-cpp without it)."""
     import numpy as np
 
@@ -88,7 +94,7 @@ def texts_in_rgb(rgb: Any) -> list[str]:
     return texts
 
 
-def _zxing_texts(rgb: Any) -> list[str]:
+def _zxing_texts(rgb: NDArray[np.uint8]) -> list[str]:
     import zxingcpp
     found = zxingcpp.read_barcodes(rgb, formats=zxingcpp.barcode_formats_from_str("QRCode,Aztec"))
     return [b.text for b in found if b.valid]
@@ -127,7 +133,7 @@ def read_pdf_texts(data: bytes, max_pages: int = MAX_PDF_PAGES,
         document.close()
 
 
-def _page_texts(document: Any, index: int, max_pixels: int) -> list[str]:
+def _page_texts(document: pypdfium2.PdfDocument, index: int, max_pixels: int) -> list[str]:
     """Render one page (scale capped so the bitmap stays within `max_pixels`) and read it."""
     import numpy as np
 

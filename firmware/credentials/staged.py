@@ -2,13 +2,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypedDict
 
 from firmware.credentials.cose_sign1 import CoseError, Sign1, decode_sign1
 from firmware.credentials.verdict import Verdict, empty_checks
+from firmware.protocol.decoded import Decoded
 
 Checks = dict[str, bool | None]
-Stages = Callable[[Checks, dict[str, Any]], None]
+
+
+class StageState(TypedDict, total=False):
+    """What the stages leave for the verdict (see `run_stages`)."""
+
+    payload: dict[str, Decoded]  # the credential's decoded claims: personal data
+    credential_id: str
+    extras: dict[str, Decoded]  # Verdict.extras
+
+
+Stages = Callable[[Checks, StageState], None]
 
 
 class Deny(Exception):
@@ -39,7 +50,7 @@ def run_stages(fmt: str, stages: Stages) -> Verdict:
     holds so far; a stage recorded False without a Deny is a bug, reported as INTERNAL_ERROR.
     """
     checks = empty_checks()
-    state: dict[str, Any] = {"extras": {}}
+    state: StageState = {"extras": {}}
     try:
         stages(checks, state)
     except Deny as deny:

@@ -29,10 +29,11 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from firmware.credentials.dcc.revocation import RevocationList, UnusableRevocation
 from firmware.credentials.dcc.signer import DccSigner, SignerError
@@ -46,6 +47,8 @@ from firmware.credentials.trust import TrustStore
 from firmware.credentials.trust_json import TrustFileError, trust_content
 from firmware.fsutil import private_umask
 from firmware.protocol import finite_json
+from firmware.protocol.decoded import Decoded
+from firmware.protocol.envelope import PinnedKeys
 from firmware.protocol.numericdate import NumericDateError, iso_time
 from firmware.statefolder import StateFolder
 
@@ -66,7 +69,7 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _unwrap(path: Path, raw: bytes, pinned_keys: Any) -> Any:
+def _unwrap(path: Path, raw: bytes, pinned_keys: PinnedKeys) -> Decoded:
     """The content of a raw JSON file or of a fleet envelope (checked against the pinned keys)."""
     try:
         return trust_content(path, raw, pinned_keys)
@@ -74,9 +77,9 @@ def _unwrap(path: Path, raw: bytes, pinned_keys: Any) -> Any:
         raise TrustDataError(str(exc)) from None
 
 
-def load_valuesets(folder: Path) -> dict[str, Any]:
+def load_valuesets(folder: Path) -> dict[str, Decoded]:
     """Value-set documents from a folder of *.json files: valueSetId -> document."""
-    valuesets: dict[str, Any] = {}
+    valuesets: dict[str, Decoded] = {}
     for path in sorted(Path(folder).glob("*.json")):
         try:
             document = finite_json.loads(_read(path))
@@ -87,7 +90,7 @@ def load_valuesets(folder: Path) -> dict[str, Any]:
     return valuesets
 
 
-def _valuesets_from(content: Any) -> dict[str, Any]:
+def _valuesets_from(content: Decoded) -> dict[str, Decoded]:
     if isinstance(content, dict) and "valueSetId" not in content:
         return {k: v for k, v in content.items() if isinstance(v, dict)}
     documents = content if isinstance(content, list) else [content]
@@ -95,9 +98,9 @@ def _valuesets_from(content: Any) -> dict[str, Any]:
             if isinstance(d, dict) and isinstance(d.get("valueSetId"), str)}
 
 
-def _anchors(folder: Path, problems: list[str]) -> list[Any]:
+def _anchors(folder: Path, problems: list[str]) -> list[PublicKeyTypes]:
     """Every usable anchor; a bad one is skipped (lists it signed then fail their check)."""
-    anchors = []
+    anchors: list[PublicKeyTypes] = []
     for path in sorted(folder.glob("*")):
         if path.is_file():
             try:
@@ -107,7 +110,7 @@ def _anchors(folder: Path, problems: list[str]) -> list[Any]:
     return anchors
 
 
-def _signer_list_bytes(root: Path, pinned_keys: Any) -> tuple[bytes, bytes | None]:
+def _signer_list_bytes(root: Path, pinned_keys: PinnedKeys) -> tuple[bytes, bytes | None]:
     """(exact list bytes, detached signature): a raw list with its .sig file, or an envelope
     whose content is {"list": base64 of the list bytes, "signature": base64}."""
     path = root / "dcc-signers.json"
@@ -124,7 +127,8 @@ def _signer_list_bytes(root: Path, pinned_keys: Any) -> tuple[bytes, bytes | Non
     return raw, decode_signature(_read(sig_path)) if sig_path.exists() else None
 
 
-def _load_signers(root: Path, store: TrustStore, anchors: list[Any], pinned_keys: Any) -> None:
+def _load_signers(root: Path, store: TrustStore, anchors: list[PublicKeyTypes],
+                  pinned_keys: PinnedKeys) -> None:
     """The signer list (a bad entry skips that signer alone; a list that fails its signature
     or cannot be read gives no signers: their DCCs are denied as untrusted) and dcc-certs/."""
     if (root / "dcc-signers.json").exists():
@@ -155,7 +159,7 @@ def _load_signers(root: Path, store: TrustStore, anchors: list[Any], pinned_keys
         store.dcc_signers.setdefault(signer.kid, []).append(signer)
 
 
-def _load_rules(path: Path, store: TrustStore, pinned_keys: Any) -> None:
+def _load_rules(path: Path, store: TrustStore, pinned_keys: PinnedKeys) -> None:
     """Rule by rule: a malformed rule fails closed for its (Type, Country) only; a file that
     cannot be read at all fails every DCC's rules stage closed (dcc/rule_set.py)."""
     from firmware.credentials.dcc.rule_set import ANY, load_rule_set
@@ -171,7 +175,7 @@ def _load_rules(path: Path, store: TrustStore, pinned_keys: Any) -> None:
         store.problems.append(f"{path.name}: a rule was refused ({why}); denied: {where}")
 
 
-def _load_revocation(root: Path, pinned_keys: Any) -> RevocationList | None:
+def _load_revocation(root: Path, pinned_keys: PinnedKeys) -> RevocationList | None:
     folder = root / "dcc-revocation"
     try:
         if folder.is_dir():
@@ -184,7 +188,7 @@ def _load_revocation(root: Path, pinned_keys: Any) -> RevocationList | None:
     return None
 
 
-def _revocation_from_json(root: Path, path: Path, pinned_keys: Any) -> RevocationList:
+def _revocation_from_json(root: Path, path: Path, pinned_keys: PinnedKeys) -> RevocationList:
     """Parse the JSON list once; later loads memory-map the sorted tables cached beside it."""
     raw = _read(path)
     cache_root = root / REVOCATION_CACHE
@@ -231,7 +235,7 @@ def _updated_at(root: Path, present: Iterable[str]) -> datetime | None:
     return min(stamps) if stamps else None
 
 
-def _load_valuesets(root: Path, store: TrustStore, pinned_keys: Any) -> None:
+def _load_valuesets(root: Path, store: TrustStore, pinned_keys: PinnedKeys) -> None:
     """Value sets; when unreadable, none (rules that look one up then give OPEN: denied)."""
     path = root / "dcc-valuesets.json"
     try:
@@ -244,7 +248,7 @@ def _load_valuesets(root: Path, store: TrustStore, pinned_keys: Any) -> None:
         store.problems.append(f"dcc-valuesets: unusable, rules using value sets deny: {exc}")
 
 
-def load_dcc_trust(store: TrustStore, root: Path, pinned_keys: Any = None) -> None:
+def load_dcc_trust(store: TrustStore, root: Path, pinned_keys: PinnedKeys = None) -> None:
     """The DCC part of a trust folder: signers, rules, value sets, revocation, and `updated_at`
     (when the oldest DCC item was last confirmed). Should anything unforeseen break midway, the
     signers are dropped and every DCC denied: part of the data must never decide alone."""
@@ -268,7 +272,7 @@ def load_dcc_trust(store: TrustStore, root: Path, pinned_keys: Any = None) -> No
         raise
 
 
-def load_trust_dir(path: str | Path, *, pinned_keys: Any = None, country: str | None = None,
+def load_trust_dir(path: str | Path, *, pinned_keys: PinnedKeys = None, country: str | None = None,
                    region: str | None = None) -> TrustStore:
     """A TrustStore from the cached trust files in `path` (TrustDataError when `path` is not a
     folder); what could not be used is in `TrustStore.problems`, failing closed where it applies.

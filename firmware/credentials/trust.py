@@ -5,7 +5,9 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from firmware.protocol.decoded import Decoded
 
 if TYPE_CHECKING:  # imported lazily at run time: keeps `import firmware.credentials` light
     from firmware.credentials.certlogic.rules import Rule
@@ -49,7 +51,7 @@ class TrustStore:
     nzcp: NzcpTrust | None = None
     status: StatusTrust | None = None
     dcc_rules: list[Rule] | None = None
-    dcc_valuesets: dict[str, Any] | None = None
+    dcc_valuesets: dict[str, Decoded] | None = None
     dcc_revocation: RevocationList | UnusableRevocation | None = None
     # Where the kiosk stands: business rules are selected for this country (and region).
     dcc_country: str | None = None

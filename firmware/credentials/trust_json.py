@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from firmware.protocol import finite_json
+from firmware.protocol.decoded import Decoded
+from firmware.protocol.envelope import PinnedKeys
 from firmware.protocol.numericdate import NumericDateError, iso_time
 from firmware.statefolder import StateFolder
 
@@ -18,24 +19,24 @@ class TrustFileError(ValueError):
     """A trust file that is not JSON (the message names the file)."""
 
 
-def read_document(path: Path) -> Any:
+def read_document(path: Path) -> Decoded:
     """The whole JSON document of a trust file."""
     return _parse_json(path, path.read_bytes())
 
 
-def _parse_json(path: Path, raw: bytes) -> Any:
+def _parse_json(path: Path, raw: bytes) -> Decoded:
     try:
         return finite_json.loads(raw)  # no NaN/Infinity literals, no 1e400
     except ValueError as exc:
         raise TrustFileError(f"{path.name}: not valid JSON ({exc})") from None
 
 
-def is_envelope(document: Any) -> bool:
+def is_envelope(document: Decoded) -> bool:
     """Whether a document is a fleet envelope ({"name","version","issued_at","key_id","content","sig"})."""
     return isinstance(document, dict) and _ENVELOPE_KEYS <= document.keys()
 
 
-def read_trust_json(path: Path, pinned_keys: Any = None) -> Any:
+def read_trust_json(path: Path, pinned_keys: PinnedKeys = None) -> Decoded:
     """A trust file's content: the file itself, or the `content` of a fleet envelope.
 
     An envelope is checked against `pinned_keys` every time it is read (the sync client checked
@@ -44,7 +45,7 @@ def read_trust_json(path: Path, pinned_keys: Any = None) -> Any:
     return trust_content(path, _read_bytes(path), pinned_keys)
 
 
-def trust_content(path: Path, raw: bytes, pinned_keys: Any) -> Any:
+def trust_content(path: Path, raw: bytes, pinned_keys: PinnedKeys) -> Decoded:
     """The content of trust file `path` whose bytes are `raw`: the JSON document itself, or the
     `content` of a fleet envelope once `check_envelope` has passed it."""
     document = _parse_json(path, raw)
@@ -54,7 +55,7 @@ def trust_content(path: Path, raw: bytes, pinned_keys: Any) -> Any:
     return document["content"]
 
 
-def check_envelope(path: Path, raw: bytes, pinned_keys: Any) -> None:
+def check_envelope(path: Path, raw: bytes, pinned_keys: PinnedKeys) -> None:
     """Raise TrustFileError unless `raw` is an envelope for item `path.stem` signed by a pinned
     fleet key. Without pinned keys an envelope means nothing, so it is refused."""
     if not pinned_keys:
@@ -98,7 +99,7 @@ def synced_at(directory: Path, name: str) -> datetime | None:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
 
 
-def _parse(value: Any) -> datetime | None:
+def _parse(value: Decoded) -> datetime | None:
     try:
         return iso_time(value, "sync time")  # text, ISO 8601, within 1970..9999
     except NumericDateError:

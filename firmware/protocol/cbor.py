@@ -3,9 +3,10 @@ bytes) that builds nothing, then `cbor2.loads` only on input that passed it."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
 import cbor2
+
+from firmware.protocol.decoded import Decoded
 
 # Value sharing (RFC 8949 registry: 28 "shareable", 29 "sharedref") lets a few bytes describe a
 # graph whose tree expansion is exponential; no format we read uses it, so it is never allowed,
@@ -134,7 +135,7 @@ def _check_tag(tag: int, allowed: frozenset[int]) -> None:
 
 
 def loads(data: bytes, *, max_bytes: int, allowed_tags: Collection[int] = (),
-          max_nodes: int = DEFAULT_MAX_NODES, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+          max_nodes: int = DEFAULT_MAX_NODES, max_depth: int = DEFAULT_MAX_DEPTH) -> Decoded:
     """`cbor2.loads` of data that passed `check`; raises CborRefused for a refused construct and
     ValueError (cbor2's own errors) for content cbor2 cannot decode."""
     check(data, max_bytes=max_bytes, allowed_tags=allowed_tags, max_nodes=max_nodes,

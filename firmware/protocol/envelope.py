@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.protocol import finite_json
 from firmware.protocol.codederror import CodedError
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.events import canonical_json
 from firmware.protocol.keys import key_id
 from firmware.protocol.numericdate import NumericDateError, iso_time
@@ -26,18 +27,21 @@ DEFAULT_TRUST_NAMES = ("dcc-signers", "dcc-rules", "dcc-valuesets", "dcc-revocat
                        "shc-issuers", "nzcp-issuers", "status-records")
 TRUST_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 ENVELOPE_SIGNED_FIELDS = ("name", "version", "issued_at", "key_id", "content")
+# The fleet keys a kiosk pinned at provisioning, as the trust loaders take them (None: no key
+# pinned, so every envelope is refused).
+PinnedKeys = Sequence[Ed25519PublicKey] | None
 
 
 class EnvelopeError(CodedError):
     """An envelope refused; `code` is a stable reason code (TRUST_BAD_SIGNATURE...)."""
 
 
-def envelope_signing_bytes(envelope: dict[str, Any]) -> bytes:
+def envelope_signing_bytes(envelope: dict[str, Decoded]) -> bytes:
     return canonical_json({field: envelope[field] for field in ENVELOPE_SIGNED_FIELDS})
 
 
 def verify_envelope(raw: bytes, pinned: Sequence[Ed25519PublicKey],
-                    expected_name: str | None = None) -> dict[str, Any]:
+                    expected_name: str | None = None) -> dict[str, Decoded]:
     """Check an envelope against the pinned keys; returns it parsed, or raises EnvelopeError."""
     try:
         envelope = finite_json.loads(raw)  # no NaN/Infinity literals, no 1e400

@@ -6,11 +6,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.events import canonical_json
 
 GENESIS_HASH = "0" * 64  # prev_hash of a device's first event
@@ -27,19 +27,19 @@ class Event:
     seq: int
     ts: str  # RFC 3339 UTC, e.g. "2026-11-26T08:00:00.123Z"
     kind: str
-    body: dict[str, Any]
+    body: dict[str, Decoded]
     prev_hash: str  # hex SHA-256 of the previous event's signed content, GENESIS_HASH first
     hash: str  # hex SHA-256 of signed_content()
     sig: str  # base64 Ed25519 signature over signed_content()
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, Decoded]:
         return {
             "device_id": self.device_id, "seq": self.seq, "ts": self.ts, "kind": self.kind,
             "body": self.body, "prev_hash": self.prev_hash, "hash": self.hash, "sig": self.sig,
         }
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> "Event":
+    def from_wire(cls, data: dict[str, Decoded]) -> "Event":
         """Parse a wire dict; raises ValueError naming the first bad field."""
         fields = {"device_id": str, "seq": int, "ts": str, "kind": str, "body": dict,
                   "prev_hash": str, "hash": str, "sig": str}
@@ -50,7 +50,7 @@ class Event:
         return cls(**{name: data[name] for name in fields})
 
 
-def signed_content(device_id: str, seq: int, ts: str, kind: str, body: dict[str, Any],
+def signed_content(device_id: str, seq: int, ts: str, kind: str, body: dict[str, Decoded],
                    prev_hash: str) -> bytes:
     """The exact bytes that are hashed and signed for an event."""
     return canonical_json({"device_id": device_id, "seq": seq, "ts": ts, "kind": kind,
@@ -72,7 +72,7 @@ def signed_content_from_text(device_id: str, seq: int, ts: str, kind: str, body_
 
 
 def make_event(key: Ed25519PrivateKey, device_id: str, seq: int, ts: str, kind: str,
-               body: dict[str, Any], prev_hash: str, body_text: str | None = None) -> Event:
+               body: dict[str, Decoded], prev_hash: str, body_text: str | None = None) -> Event:
     """Sign and hash a new event. `body_text`, when given, must be canonical_json(body)
     decoded: then the body is not encoded again."""
     content = (signed_content(device_id, seq, ts, kind, body, prev_hash) if body_text is None

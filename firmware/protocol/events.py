@@ -29,7 +29,9 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import NoReturn
+
+from firmware.protocol.decoded import Decoded
 
 # -- bounds -----------------------------------------------------------------------------------
 # Bytes of the body's canonical JSON (UTF-8). The largest body the kiosk writes is a `fault`:
@@ -91,7 +93,7 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
                               allow_nan=False)
 
 
-def canonical_json(value: Any) -> bytes:
+def canonical_json(value: Decoded) -> bytes:
     """Deterministic JSON bytes: sorted keys, no spaces, UTF-8. Both ends hash exactly these.
     Raises ValueError for a non-finite number."""
     return _CANONICAL.encode(value).encode()
@@ -112,7 +114,7 @@ class NonFinite:
         return f"NonFinite({self.literal!r})"
 
 
-def _refuse_constant(literal: str) -> Any:
+def _refuse_constant(literal: str) -> NoReturn:
     raise EventRejected(NOT_FINITE, f"{literal} is not a JSON number")
 
 
@@ -128,13 +130,13 @@ def _mark_float(literal: str) -> float | NonFinite:
     return value if math.isfinite(value) else NonFinite(literal)
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes) -> Decoded:
     """Parse JSON, refusing NaN, Infinity, -Infinity and overflowing literals while parsing
     (EventRejected NOT_FINITE); other bad JSON raises ValueError as json.loads does."""
     return json.loads(text, parse_constant=_refuse_constant, parse_float=_refuse_float)
 
 
-def loads_batch(text: str | bytes) -> Any:
+def loads_batch(text: str | bytes) -> Decoded:
     """Parse an upload `{"events": [...]}`: a non-finite number inside an event's body becomes
     a NonFinite marker, so that one event is refused (and recorded) rather than the batch;
     anywhere else it refuses the whole text (ValueError), as malformed JSON."""
@@ -178,7 +180,7 @@ _ENCODABLE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
                               allow_nan=False, default=_marker_as_null)
 
 
-def check_encodable(value: Any) -> None:
+def check_encodable(value: Decoded) -> None:
     """Raise UnicodeError (or ValueError/RecursionError) for parsed wire data that has no
     canonical UTF-8 encoding."""
     _ENCODABLE.encode(value).encode()
@@ -342,7 +344,7 @@ def check_values(body: object, path: str = "body", depth: int = 0) -> None:
         raise EventRejected(BAD_FIELD, f"{path}: {type(body).__name__} is not JSON")
 
 
-def check_fields(kind: str, body: dict[str, Any]) -> None:
+def check_fields(kind: str, body: dict[str, Decoded]) -> None:
     """The kind's declared fields: present when required, of the declared type and range."""
     for name, declared in KINDS[kind].items():
         if name not in body:

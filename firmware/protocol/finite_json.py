@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import NoReturn
 
 import numpy as np
+
+from firmware.protocol.decoded import Decoded
 
 # Deeper than any real document (CertLogic rules nest ~20 levels), far below the depth where
 # json's C scanner recurses near the interpreter's stack limit (a RecursionError there can also
@@ -17,7 +19,7 @@ MAX_DEPTH = 128
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     # RFC 8259 has no NaN or Infinity; Python's json accepts them by default.
     raise ValueError(f"{name} is not JSON")
 
@@ -40,7 +42,7 @@ def nesting_depth(data: bytes) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
-def loads(data: str | bytes | bytearray, max_depth: int | None = MAX_DEPTH) -> Any:
+def loads(data: str | bytes | bytearray, max_depth: int | None = MAX_DEPTH) -> Decoded:
     """`json.loads` that refuses NaN, Infinity, -Infinity, overflowing numbers and nesting deeper
     than `max_depth` (checked before parsing), all with ValueError. `max_depth=None` skips the
     depth pre-check, for a caller whose own scan has already bounded the nesting."""
@@ -54,12 +56,12 @@ def loads(data: str | bytes | bytearray, max_depth: int | None = MAX_DEPTH) -> A
         raise ValueError("JSON nested too deeply") from None
 
 
-def within_budget(value: Any, max_nodes: int, max_depth: int) -> bool:
+def within_budget(value: Decoded, max_nodes: int, max_depth: int) -> bool:
     """Whether a decoded JSON-like value has at most `max_nodes` values (each dict, list/tuple
     and scalar is one) nested at most `max_depth` deep. Iterative, and it stops at the first
     node past the budget, so it costs O(max_nodes) whatever it is given (a shared-reference
     graph included)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    stack: list[tuple[Decoded, int]] = [(value, 0)]
     nodes = 0
     while stack:
         item, depth = stack.pop()

@@ -20,11 +20,12 @@ import hashlib
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Mapping
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.events import canonical_json
 from firmware.protocol.timestamps import rfc3339
 
@@ -34,14 +35,14 @@ STATEMENT_FIELDS = ("name", "version", "sha256", "checked_at", "key_id")
 MAX_STATEMENT_CHARS = 2048
 
 
-def statement_signing_bytes(statement: Mapping[str, Any]) -> bytes:
+def statement_signing_bytes(statement: Mapping[str, Decoded]) -> bytes:
     return canonical_json({field: statement[field] for field in STATEMENT_FIELDS})
 
 
 def sign_statement(key: Ed25519PrivateKey, key_id: str, name: str, version: int,
                    envelope: bytes, checked_at: datetime) -> str:
     """The header value stating that `envelope` is item `name`'s current copy at `checked_at`."""
-    statement: dict[str, Any] = {"name": name, "version": version,
+    statement: dict[str, Decoded] = {"name": name, "version": version,
                                  "sha256": hashlib.sha256(envelope).hexdigest(),
                                  "checked_at": rfc3339(checked_at), "key_id": key_id}
     statement["sig"] = base64.b64encode(key.sign(statement_signing_bytes(statement))).decode()
@@ -76,7 +77,7 @@ def verify_statement(header: str | None, pinned: Mapping[str, Ed25519PublicKey],
     return parse_time(statement["checked_at"])
 
 
-def parse_time(value: Any) -> datetime | None:
+def parse_time(value: Decoded) -> datetime | None:
     """An aware UTC datetime from RFC 3339 text; None when unreadable or not finite."""
     if not isinstance(value, str):
         return None
@@ -89,7 +90,7 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def confirmed_at(header: str | None, pinned: Mapping[str, Ed25519PublicKey],
-                 envelope: Mapping[str, Any], raw: bytes, now: datetime) -> tuple[datetime, str]:
+                 envelope: Mapping[str, Decoded], raw: bytes, now: datetime) -> tuple[datetime, str]:
     """(when the copy `raw` counts as last confirmed, "statement" or "issued_at").
 
     The signed statement's time when there is one (a server that predates statements sends

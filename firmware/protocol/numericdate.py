@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
-from typing import Any
+
+from firmware.protocol.decoded import Decoded
 
 # 9999-12-31T23:59:59Z: the last second a datetime can hold. Any later time is not a date a
 # credential or a trust item can mean, and beyond 2**53 a float can no longer count seconds.
@@ -16,7 +17,7 @@ class NumericDateError(ValueError):
     """A value that is not a usable time; the message names the field, never its value."""
 
 
-def numeric_date(value: Any, name: str = "time") -> int | float:
+def numeric_date(value: Decoded, name: str = "time") -> int | float:
     """`value` when it is a finite, non-negative int or float no later than MAX_NUMERICDATE.
 
     NaN compares false with everything, so a NaN expiry would pass `iat <= now <= exp`; an
@@ -32,7 +33,7 @@ def numeric_date(value: Any, name: str = "time") -> int | float:
     return value
 
 
-def int_numeric_date(value: Any, name: str = "time") -> int:
+def int_numeric_date(value: Decoded, name: str = "time") -> int:
     """`numeric_date(value)` for formats whose NumericDate is an integer (NZCP, status codes):
     a float is refused too."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -41,12 +42,12 @@ def int_numeric_date(value: Any, name: str = "time") -> int:
     return value
 
 
-def optional_numeric_date(value: Any, name: str = "time") -> int | float | None:
+def optional_numeric_date(value: Decoded, name: str = "time") -> int | float | None:
     """None for a missing (None) value, else `numeric_date(value)`."""
     return None if value is None else numeric_date(value, name)
 
 
-def iso_time(value: Any, name: str = "time") -> datetime:
+def iso_time(value: Decoded, name: str = "time") -> datetime:
     """An ISO 8601 / RFC 3339 text time (naive taken as UTC) within the NumericDate range."""
     if not isinstance(value, str):
         raise NumericDateError(f"{name} is not a text time")

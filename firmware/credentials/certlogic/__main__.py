@@ -12,7 +12,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from firmware.credentials.certlogic import (
     CertLogicError,
@@ -28,9 +27,10 @@ from firmware.credentials.certlogic import (
     validate,
 )
 from firmware.credentials.certlogic.datetimes import parse_date_time
+from firmware.protocol.decoded import Decoded
 
 
-def _read_json(path: str) -> Any:
+def _read_json(path: str) -> Decoded:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 

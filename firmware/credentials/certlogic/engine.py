@@ -6,7 +6,7 @@ failure is a `CertLogicError`: never undefined behaviour, never another exceptio
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from firmware.credentials.certlogic import datetimes
 from firmware.credentials.certlogic.values import (
@@ -24,6 +24,7 @@ from firmware.credentials.certlogic.validation import (
     invalid_path,
     literal_problem,
 )
+from firmware.protocol.decoded import Decoded
 
 # Operations one evaluation may perform (each evaluated sub-expression, each `reduce` step over a
 # data array): a real rule takes well under 1,000; the bound keeps a rule over a large data
@@ -31,7 +32,7 @@ from firmware.credentials.certlogic.validation import (
 MAX_EVALUATION_STEPS = 20_000
 
 
-def evaluate(expr: Any, data: Any, *, reduce_with_data: bool = False) -> Any:
+def evaluate(expr: Decoded, data: Decoded, *, reduce_with_data: bool = False) -> Decoded:
     """Evaluate the CertLogic expression `expr` against the data context `data`.
 
     `reduce_with_data=True` enables the spec's optional extension that gives a `reduce` lambda
@@ -57,7 +58,7 @@ class _Evaluator:
         self.reduce_with_data = reduce_with_data
         self.steps = 0
 
-    def evaluate(self, expr: Any, data: Any) -> Any:
+    def evaluate(self, expr: Decoded, data: Decoded) -> Decoded:
         self.steps += 1
         if self.steps > MAX_EVALUATION_STEPS:
             raise CertLogicError(f"evaluation takes more than {MAX_EVALUATION_STEPS} steps")
@@ -71,7 +72,7 @@ class _Evaluator:
             return expr
         raise CertLogicError(literal_problem(expr))
 
-    def _operation(self, expr: dict[str, Any], data: Any) -> Any:
+    def _operation(self, expr: dict[str, Decoded], data: Decoded) -> Decoded:
         if len(expr) != 1:
             raise CertLogicError(
                 f"expression object must have exactly one key, but it has {len(expr)}")
@@ -91,7 +92,7 @@ class _Evaluator:
     # --- data access -------------------------------------------------------------------------
 
     @staticmethod
-    def _var(path: Any, data: Any) -> Any:
+    def _var(path: Decoded, data: Decoded) -> Decoded:
         if not isinstance(path, str):
             raise CertLogicError('not of the form { "var": "<path>" }')
         if path == "":
@@ -112,7 +113,7 @@ class _Evaluator:
 
     # --- control flow and logic ----------------------------------------------------------------
 
-    def _if(self, values: list[Any], data: Any) -> Any:
+    def _if(self, values: list[Decoded], data: Decoded) -> Decoded:
         guard = self.evaluate(values[0], data)
         truth = boolsiness(guard)
         if truth is None:
@@ -120,8 +121,8 @@ class _Evaluator:
                 f"if-guard evaluates to something neither truthy, nor falsy ({described(guard)})")
         return self.evaluate(values[1] if truth else values[2], data)
 
-    def _and(self, values: list[Any], data: Any) -> Any:
-        result: Any = None
+    def _and(self, values: list[Decoded], data: Decoded) -> Decoded:
+        result: Decoded = None
         for operand in values:
             result = self.evaluate(operand, data)
             truth = boolsiness(result)
@@ -132,7 +133,7 @@ class _Evaluator:
                 return result
         return result
 
-    def _not(self, values: list[Any], data: Any) -> bool:
+    def _not(self, values: list[Decoded], data: Decoded) -> bool:
         operand = self.evaluate(values[0], data)
         truth = boolsiness(operand)
         if truth is None:
@@ -142,10 +143,10 @@ class _Evaluator:
 
     # --- infix operators ----------------------------------------------------------------------
 
-    def _equals(self, values: list[Any], data: Any) -> bool:
+    def _equals(self, values: list[Decoded], data: Decoded) -> bool:
         return strict_equals(self.evaluate(values[0], data), self.evaluate(values[1], data))
 
-    def _in(self, values: list[Any], data: Any) -> bool:
+    def _in(self, values: list[Decoded], data: Decoded) -> bool:
         needle = self.evaluate(values[0], data)
         haystack = self.evaluate(values[1], data)
         if not isinstance(haystack, list):
@@ -153,7 +154,7 @@ class _Evaluator:
                                  f"but it is {described(haystack)}")
         return any(strict_equals(needle, item) for item in haystack)
 
-    def _plus(self, values: list[Any], data: Any) -> int:
+    def _plus(self, values: list[Decoded], data: Decoded) -> int:
         left = self.evaluate(values[0], data)
         right = self.evaluate(values[1], data)
         if not (is_int(left) and is_int(right)):
@@ -161,7 +162,7 @@ class _Evaluator:
                                  f"{described(left)} and {described(right)}")
         return int(left) + int(right)
 
-    def _comparison(self, operator: str, values: list[Any], data: Any) -> bool:
+    def _comparison(self, operator: str, values: list[Decoded], data: Decoded) -> bool:
         operands = [self.evaluate(value, data) for value in values]
         if operator in _DATE_COMPARISONS:
             if not all(isinstance(operand, DateTime) for operand in operands):
@@ -181,7 +182,7 @@ class _Evaluator:
 
     # --- custom operations --------------------------------------------------------------------
 
-    def _plus_time(self, values: list[Any], data: Any) -> DateTime:
+    def _plus_time(self, values: list[Decoded], data: Decoded) -> DateTime:
         # The validator has already vetted amount and unit (both literals, not expressions).
         amount, unit = int(values[1]), values[2]
         text = self.evaluate(values[0], data)
@@ -190,14 +191,14 @@ class _Evaluator:
                                  f"but it evaluated to {described(text)}")
         return datetimes.plus_time(text, amount, unit)
 
-    def _dcc_date_of_birth(self, values: list[Any], data: Any) -> DateTime:
+    def _dcc_date_of_birth(self, values: list[Decoded], data: Decoded) -> DateTime:
         text = self.evaluate(values[0], data)
         if not isinstance(text, str):
             raise CertLogicError('operand of "dccDateOfBirth" must be a string, '
                                  f"but it evaluated to {described(text)}")
         return datetimes.dcc_date_of_birth(text)
 
-    def _reduce(self, values: list[Any], data: Any) -> Any:
+    def _reduce(self, values: list[Decoded], data: Decoded) -> Decoded:
         operand = self.evaluate(values[0], data)
         if operand is None:
             return self.evaluate(values[2], data)
@@ -207,13 +208,13 @@ class _Evaluator:
         lambda_expr = values[1]
         accumulator = self.evaluate(values[2], data)
         for current in operand:
-            context: dict[str, Any] = {"accumulator": accumulator, "current": current}
+            context: dict[str, Decoded] = {"accumulator": accumulator, "current": current}
             if self.reduce_with_data:
                 context["data"] = data
             accumulator = self.evaluate(lambda_expr, context)
         return accumulator
 
-    def _extract_from_uvci(self, values: list[Any], data: Any) -> str | None:
+    def _extract_from_uvci(self, values: list[Decoded], data: Decoded) -> str | None:
         uvci = self.evaluate(values[0], data)
         if uvci is not None and not isinstance(uvci, str):
             raise CertLogicError('"UVCI" argument (#1) of "extractFromUVCI" must be either a '
@@ -249,7 +250,7 @@ _COMPARE: dict[str, Callable[[int, int], bool]] = {
 
 _DATE_COMPARISONS = frozenset(("after", "before", "not-after", "not-before"))
 
-_Operation = Callable[[_Evaluator, list[Any], Any], Any]
+_Operation = Callable[[_Evaluator, list[Decoded], Decoded], Decoded]
 # Operator -> the method that evaluates it; built once, shared by all evaluations.
 _OPERATIONS: dict[str, _Operation] = {
     "if": _Evaluator._if,

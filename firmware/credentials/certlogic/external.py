@@ -9,10 +9,11 @@ import base64
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from firmware.credentials.certlogic.datetimes import format_validation_clock
 from firmware.credentials.certlogic.values import CertLogicError
+from firmware.protocol.decoded import Decoded
 
 
 def _timestamp(value: datetime | int | float | None) -> str | None:
@@ -29,7 +30,7 @@ def _timestamp(value: datetime | int | float | None) -> str | None:
 def build_external(validation_clock: datetime, value_sets: Mapping[str, list[str]],
                    country_code: str, *, exp: datetime | int | None = None,
                    iat: datetime | int | None = None, issuer_country_code: str = "",
-                   kid: bytes | str = "", region: str = "") -> dict[str, Any]:
+                   kid: bytes | str = "", region: str = "") -> dict[str, Decoded]:
     """The `external` object for `run_rules`.
 
     `validation_clock` is the injected, timezone-aware time of the check (never read here from
@@ -48,7 +49,7 @@ def build_external(validation_clock: datetime, value_sets: Mapping[str, list[str
     }
 
 
-def compress_value_sets(documents: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+def compress_value_sets(documents: Iterable[Mapping[str, Decoded]]) -> dict[str, list[str]]:
     """EU value-set documents (`{valueSetId, valueSetValues: {code: {...}}}`) in the
     "compressed" form rules use: value-set id -> its codes, in document order (rules may
     index into them, e.g. `external.valueSets.covid-19-lab-result.0`)."""

@@ -14,13 +14,14 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from firmware.credentials.certlogic.datetimes import from_datetime, parse_date_time
 from firmware.credentials.certlogic.engine import evaluate
 from firmware.credentials.certlogic.validation import validate
 from firmware.credentials.certlogic.values import CertLogicError, DateTime, described
 from firmware.protocol import finite_json
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.finite_json import within_budget
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Rule:
     valid_from: DateTime
     valid_to: DateTime
     affected_fields: tuple[str, ...]
-    logic: Any
+    logic: Decoded
     # Problems the validator found in `logic` (the rule then always gives OPEN).
     logic_problems: tuple[str, ...] = ()
     # Set by `select_rules` when this engine cannot run the rule (it then gives OPEN).
@@ -109,7 +110,7 @@ class Rule:
                     f"this engine is {engine_version}")
         return None
 
-    def schema_problem(self, payload: Any) -> str | None:
+    def schema_problem(self, payload: Decoded) -> str | None:
         """Why this rule cannot judge a DCC of the payload's schema version (`ver`), or None.
 
         As the reference verifier engine: the certificate's schema must have the rule's major
@@ -136,7 +137,7 @@ class RuleFormatError(CertLogicError):
     """A rule (set) that is not in the gateway's rule format."""
 
 
-def parse_rules(source: str | bytes | Sequence[Any] | Mapping[str, Any]) -> list[Rule]:
+def parse_rules(source: str | bytes | Sequence[Decoded] | Mapping[str, Decoded]) -> list[Rule]:
     """Parse one rule, a list of rules, or `{"rules": [...]}` (JSON text or decoded JSON).
 
     Raises `RuleFormatError` naming the rule and field when metadata needed to select a rule
@@ -147,7 +148,7 @@ def parse_rules(source: str | bytes | Sequence[Any] | Mapping[str, Any]) -> list
     return [_parse_rule(item, index) for index, item in enumerate(rule_items(source))]
 
 
-def rule_items(source: Any) -> Sequence[Any]:
+def rule_items(source: Decoded) -> Sequence[Decoded]:
     """The unparsed rule objects of a rule set: JSON text (strict, finite_json) or decoded JSON,
     one rule, a list of rules or the fleet server's `{"rules": [...]}`; RuleFormatError when it
     is none of these."""
@@ -165,12 +166,12 @@ def rule_items(source: Any) -> Sequence[Any]:
     return items
 
 
-def parse_rule(item: Any, index: int = 0) -> Rule:
+def parse_rule(item: Decoded, index: int = 0) -> Rule:
     """One rule object (`index` names it in errors); raises RuleFormatError as parse_rules."""
     return _parse_rule(item, index)
 
 
-def _parse_rule(item: Any, index: int) -> Rule:
+def _parse_rule(item: Decoded, index: int) -> Rule:
     if not isinstance(item, Mapping):
         raise RuleFormatError(f"rule #{index}: not a JSON object")
     label = f"rule #{index} ({item.get('Identifier', '?')})"
@@ -233,7 +234,7 @@ def _parse_rule(item: Any, index: int) -> Rule:
     )
 
 
-def _descriptions(value: Any, label: str) -> dict[str, str]:
+def _descriptions(value: Decoded, label: str) -> dict[str, str]:
     if not isinstance(value, list):
         raise RuleFormatError(f"{label}: Description must be an array")
     result: dict[str, str] = {}
@@ -258,7 +259,7 @@ def _instant(at: datetime | DateTime | str) -> DateTime:
 _SECTIONS = {"v": "Vaccination", "t": "Test", "r": "Recovery"}
 
 
-def certificate_type_of(payload: Any) -> str | None:
+def certificate_type_of(payload: Decoded) -> str | None:
     """"Vaccination", "Test" or "Recovery" for a DCC payload with exactly one non-empty
     `v` / `t` / `r` array; None otherwise (no event, or several kinds: not a valid DCC)."""
     if not isinstance(payload, Mapping):
@@ -332,7 +333,7 @@ class RuleResult:
         return self.rule.identifier
 
 
-def run_rules(rules: Iterable[Rule], payload: Any, external: Mapping[str, Any], *,
+def run_rules(rules: Iterable[Rule], payload: Decoded, external: Mapping[str, Decoded], *,
               engine_version: str = ENGINE_VERSION,
               reduce_with_data: bool = False) -> list[RuleResult]:
     """Evaluate each rule on `{"payload": payload, "external": external}`; never raises.
@@ -352,7 +353,7 @@ def run_rules(rules: Iterable[Rule], payload: Any, external: Mapping[str, Any], 
     return results
 
 
-def _run_one(rule: Rule, data: dict[str, Any], engine_version: str,
+def _run_one(rule: Rule, data: dict[str, Decoded], engine_version: str,
              reduce_with_data: bool) -> RuleResult:
     try:
         reason = rule.open_reason or rule.engine_problem(engine_version)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from firmware.credentials.certlogic.datetimes import TIME_UNITS
 from firmware.credentials.certlogic.values import is_int, js_string
+from firmware.protocol.decoded import Decoded
 
 COMPARISON_OPERATORS: tuple[str, ...] = (
     "<", ">", "<=", ">=", "after", "before", "not-after", "not-before")
@@ -27,7 +27,7 @@ _EXPRESSION_OPERANDS: dict[str, int] = {
 class ValidationIssue:
     """One problem: the (sub-)expression it is about, and what is wrong with it."""
 
-    expr: Any
+    expr: Decoded
     message: str
 
 
@@ -36,14 +36,14 @@ def invalid_path(path: str) -> bool:
     return "" in path.split(".")
 
 
-def literal_problem(expr: Any) -> str:
+def literal_problem(expr: Decoded) -> str:
     """Why a non-operation, non-array value is not a valid literal."""
     if isinstance(expr, float):
         return f"{js_string(expr)} is a non-integer number"
     return "invalid CertLogic expression"
 
 
-def shape_problem(operator: str, values: list[Any]) -> str | None:
+def shape_problem(operator: str, values: list[Decoded]) -> str | None:
     """The first problem with a known operation's own operands (not its sub-expressions)."""
     count = len(values)
     if operator == "if":
@@ -79,7 +79,7 @@ def shape_problem(operator: str, values: list[Any]) -> str | None:
     return None
 
 
-def _plus_time_problems(values: list[Any]) -> list[str]:
+def _plus_time_problems(values: list[Decoded]) -> list[str]:
     problems = []
     if len(values) != 3:
         problems.append('a "plusTime"-operation must have exactly 3 values/operands, '
@@ -93,7 +93,7 @@ def _plus_time_problems(values: list[Any]) -> list[str]:
     return problems
 
 
-def _extract_problems(values: list[Any]) -> list[str]:
+def _extract_problems(values: list[Decoded]) -> list[str]:
     problems = []
     if len(values) != 2:
         problems.append('an "extractFromUVCI"-operation must have exactly 2 values/operands, '
@@ -104,14 +104,14 @@ def _extract_problems(values: list[Any]) -> list[str]:
     return problems
 
 
-def validate_issues(expr: Any) -> list[ValidationIssue]:
+def validate_issues(expr: Decoded) -> list[ValidationIssue]:
     """Every problem in `expr`, each with the sub-expression it concerns (empty: valid)."""
     issues: list[ValidationIssue] = []
     _collect(expr, issues, depth=0)
     return issues
 
 
-def validate(expr: Any) -> list[str]:
+def validate(expr: Decoded) -> list[str]:
     """The messages of every problem in `expr`; an empty list means the expression is valid."""
     return [issue.message for issue in validate_issues(expr)]
 
@@ -119,7 +119,7 @@ def validate(expr: Any) -> list[str]:
 _MAX_DEPTH = 400  # far beyond any real rule; keeps validation clear of Python's recursion limit
 
 
-def _collect(expr: Any, issues: list[ValidationIssue], depth: int) -> None:
+def _collect(expr: Decoded, issues: list[ValidationIssue], depth: int) -> None:
     if depth > _MAX_DEPTH:
         issues.append(ValidationIssue(expr, f"expression nested deeper than {_MAX_DEPTH} levels"))
         return

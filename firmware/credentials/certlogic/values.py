@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+
+from firmware.protocol.decoded import Decoded
 
 
 class CertLogicError(Exception):
@@ -39,7 +40,7 @@ class DateTime:
         return self.isoformat()
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Decoded) -> bool:
     """Whether `value` is a CertLogic integer: a JSON number with no fractional part.
 
     JSON does not distinguish 42 from 42.0 (and JavaScript numbers do not either), so an
@@ -52,7 +53,7 @@ def is_int(value: Any) -> bool:
     return isinstance(value, float) and value.is_integer()
 
 
-def boolsiness(value: Any) -> bool | None:
+def boolsiness(value: Decoded) -> bool | None:
     """True for truthy, False for falsy, None for values that are neither (spec "Values").
 
     Falsy: false, null, "", 0, [], {}. Truthy: true, non-empty strings, non-zero integers,
@@ -74,7 +75,7 @@ def boolsiness(value: Any) -> bool | None:
     return None
 
 
-def type_name(value: Any) -> str:
+def type_name(value: Decoded) -> str:
     """A JSON-ish type name for error messages (never the value itself: privacy)."""
     if value is None:
         return "null"
@@ -95,7 +96,7 @@ def type_name(value: Any) -> str:
     return f"non-JSON value ({type(value).__name__})"
 
 
-def described(value: Any) -> str:
+def described(value: Decoded) -> str:
     """The type of `value` with its article, for messages: "an array", "null", ..."""
     name = type_name(value)
     if name == "null":
@@ -103,7 +104,7 @@ def described(value: Any) -> str:
     return ("an " if name[0] in "aeiou" else "a ") + name
 
 
-def js_string(value: Any) -> str:
+def js_string(value: Decoded) -> str:
     """Render a value of an *expression* (never of data) as JavaScript's String(value) does,
     so that validation messages read exactly like those of the reference JS validator."""
     if value is None:
@@ -135,7 +136,7 @@ def js_string(value: Any) -> str:
 _COMPOSITES = (list, dict, DateTime)
 
 
-def strict_equals(left: Any, right: Any) -> bool:
+def strict_equals(left: Decoded, right: Decoded) -> bool:
     """`===`: equality without type coercion on strings, integers, booleans and null.
 
     A composite value (array, object, date-time) never equals a scalar. Two composites raise:

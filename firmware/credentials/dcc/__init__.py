@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from firmware.credentials.dcc.codec import PREFIX
 from firmware.credentials.dcc.pipeline import verify_dcc
 from firmware.credentials.formats import CredentialFormat
 from firmware.credentials.trust import TrustStore
+from firmware.protocol.envelope import PinnedKeys
 
 __all__ = ["FORMAT", "PREFIX", "load_into", "verify_dcc"]
 
 
-def load_into(store: TrustStore, directory: Path, pinned_keys: Any = None) -> None:
+def load_into(store: TrustStore, directory: Path, pinned_keys: PinnedKeys = None) -> None:
     """Put the DCC signers, rules, value sets and revocation list of `directory` into `store`."""
     from firmware.credentials.store import load_dcc_trust  # store.py imports dcc's modules
 

@@ -5,9 +5,9 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any
 
 from firmware.protocol import cbor as bounded_cbor
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.numericdate import NumericDateError, numeric_date
 
 PREFIX = "HC1:"
@@ -44,7 +44,7 @@ class Claims:
     iss: str | None
     iat: float | None
     exp: float | None
-    dcc: Any
+    dcc: Decoded
     # Why a present iat/exp is not a NumericDate (NaN, infinite, negative, huge, not a number);
     # iat/exp are then None, and the expiry stage reports DCC_CLAIMS_INVALID.
     time_problem: str | None = None
@@ -100,7 +100,7 @@ class JsonBudgetError(ValueError):
     """The value is larger than MAX_JSON_NODES or deeper than MAX_DEPTH."""
 
 
-def to_json(value: Any, max_nodes: int = MAX_JSON_NODES) -> Any:
+def to_json(value: Decoded, max_nodes: int = MAX_JSON_NODES) -> Decoded:
     """The DCC as JSON types: tagged dates become ISO strings; bytes and odd keys are refused.
 
     Every value visited costs one node of `max_nodes`: the decoder refuses value sharing, but
@@ -110,7 +110,7 @@ def to_json(value: Any, max_nodes: int = MAX_JSON_NODES) -> Any:
     return _convert(value, 0, budget)
 
 
-def _convert(value: Any, depth: int, budget: list[int]) -> Any:
+def _convert(value: Decoded, depth: int, budget: list[int]) -> Decoded:
     if depth > MAX_DEPTH:
         raise JsonBudgetError(f"DCC nests deeper than {MAX_DEPTH}")
     budget[0] -= 1
@@ -132,7 +132,7 @@ def _convert(value: Any, depth: int, budget: list[int]) -> Any:
     raise ValueError(f"DCC holds a {type(value).__name__}, not a JSON value")
 
 
-def _number(value: Any, name: str, problems: list[str]) -> float | None:
+def _number(value: Decoded, name: str, problems: list[str]) -> float | None:
     """A NumericDate claim, None when absent; a present but unusable one is noted in `problems`."""
     if value is None:
         return None

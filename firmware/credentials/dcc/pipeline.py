@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
 from firmware.credentials.base45 import Base45Error, b45decode
 from firmware.credentials.cose_sign1 import (
@@ -26,6 +25,7 @@ from firmware.credentials.trust import (
     TrustStore,
 )
 from firmware.credentials.verdict import STAGES, Verdict, empty_checks
+from firmware.protocol.decoded import Decoded
 
 # A version-40 QR code holds at most 4,296 alphanumeric characters; allow some slack.
 MAX_TEXT_CHARS = 8_192
@@ -95,7 +95,7 @@ def verify_dcc(text: str, trust: TrustStore, at: datetime) -> Verdict:
     return _verdict(run, payload, uvci)
 
 
-def _decode(text: Any, run: _Run) -> Sign1 | None:
+def _decode(text: str, run: _Run) -> Sign1 | None:
     """prefix -> base45 -> zlib -> COSE; None (with the failure recorded) when one breaks."""
     if not isinstance(text, str) or not text.startswith(PREFIX):
         run.fail("prefix", "DCC_PREFIX_INVALID", "text does not start with HC1:")
@@ -149,7 +149,7 @@ def _claims(sign1: Sign1, run: _Run) -> Claims | None:
     return claims
 
 
-def _signature(sign1: Sign1, trust: Any, run: _Run) -> DccSigner | None:
+def _signature(sign1: Sign1, trust: TrustStore, run: _Run) -> DccSigner | None:
     """The trusted signer whose key verifies the signature (every cert under the kid is tried)."""
     if not isinstance(sign1.alg, int) or sign1.alg not in SUPPORTED_ALGS:  # may be any CBOR
         run.fail("signature", "DCC_ALG_UNSUPPORTED", f"algorithm {sign1.alg!r} is not ES256/PS256")
@@ -180,8 +180,8 @@ def _signature(sign1: Sign1, trust: Any, run: _Run) -> DccSigner | None:
     return None
 
 
-def _expiry(claims: Claims, signer: DccSigner | None, at: Any, run: _Run,
-            policy: Any = DEFAULT_DCC_SIGNER_VALIDITY) -> None:
+def _expiry(claims: Claims, signer: DccSigner | None, at: datetime, run: _Run,
+            policy: str = DEFAULT_DCC_SIGNER_VALIDITY) -> None:
     """iat <= at <= exp, and (with a verified signer) the signer's validity under `policy`."""
     if not isinstance(at, datetime):
         run.fail("expiry", "CLOCK_UNTRUSTED", "no validation clock")
@@ -207,7 +207,7 @@ def _expiry(claims: Claims, signer: DccSigner | None, at: Any, run: _Run,
 
 
 def _signer_validity_problem(iat: float, exp: float, signer: DccSigner, now: float,
-                             policy: Any) -> str | None:
+                             policy: str) -> str | None:
     """Why the signing certificate's validity period refuses this DCC under `policy`, or None.
     An unknown policy applies both rules (never widens what is accepted)."""
     not_before, not_after = signer.not_before.timestamp(), signer.not_after.timestamp()
@@ -224,7 +224,7 @@ def _signer_validity_problem(iat: float, exp: float, signer: DccSigner, now: flo
     return None
 
 
-def _schema(claims: Claims, trust: Any, run: _Run) -> None:
+def _schema(claims: Claims, trust: TrustStore, run: _Run) -> None:
     problem = schema.schema_problem(claims.dcc)
     if problem:
         run.fail("schema", "DCC_SCHEMA_INVALID", problem)
@@ -238,7 +238,7 @@ def _schema(claims: Claims, trust: Any, run: _Run) -> None:
     run.ok("schema")
 
 
-def _uvci(dcc: Any) -> str | None:
+def _uvci(dcc: Decoded) -> str | None:
     kind = schema.entry_type(dcc)
     if kind is None or not isinstance(dcc[kind], list) or not dcc[kind]:
         return None
@@ -247,7 +247,7 @@ def _uvci(dcc: Any) -> str | None:
     return ci if isinstance(ci, str) else None
 
 
-def _verdict(run: _Run, payload: dict[str, Any] | None = None, uvci: str | None = None) -> Verdict:
+def _verdict(run: _Run, payload: dict[str, Decoded] | None = None, uvci: str | None = None) -> Verdict:
     failure = run.first_failure()
     if failure is None and not all(run.checks[s] for s in STAGES if s not in ("rules", "revocation")):
         failure = "INTERNAL_ERROR"  # a stage that must run did not: never accept

@@ -15,11 +15,17 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from firmware.credentials.cose_sign1 import ALG_ES256, Sign1
+from firmware.protocol.decoded import Decoded
+
+if TYPE_CHECKING:  # the pipeline imports this module
+    from firmware.credentials.dcc.codec import Claims
+    from firmware.credentials.dcc.pipeline import _Run
+    from firmware.credentials.trust import TrustStore
 
 HASH_TYPES = ("UCI", "COUNTRYCODEUCI", "SIGNATURE")
 HASH_BYTES = 16
@@ -85,7 +91,7 @@ class RevocationList:
         return cls(tables)
 
     @classmethod
-    def from_json(cls, document: Any) -> "RevocationList":
+    def from_json(cls, document: Decoded) -> "RevocationList":
         """`{"UCI": [hex or base64 hash, ...], "COUNTRYCODEUCI": [...], "SIGNATURE": [...]}`."""
         if not isinstance(document, dict):
             raise ValueError("a revocation list is a JSON object of hash type -> hashes")
@@ -148,7 +154,7 @@ class UnusableRevocation:
         self.reason = reason
 
 
-def _hash_bytes(text: Any) -> bytes:
+def _hash_bytes(text: Decoded) -> bytes:
     if not isinstance(text, str):
         raise ValueError("revocation hashes are hex or base64 strings")
     try:
@@ -161,7 +167,7 @@ def _hash_bytes(text: Any) -> bytes:
     return raw[:HASH_BYTES]
 
 
-def run_stage(claims: Any, sign1: Sign1, trust: Any, uvci: str | None, run: Any) -> None:
+def run_stage(claims: Claims, sign1: Sign1, trust: TrustStore, uvci: str | None, run: _Run) -> None:
     """Revocation stage: not run (None) when no list is loaded; else listed -> DCC_REVOKED."""
     revocations = getattr(trust, "dcc_revocation", None)
     if revocations is None:
@@ -180,7 +186,7 @@ def run_stage(claims: Any, sign1: Sign1, trust: Any, uvci: str | None, run: Any)
         run.ok("revocation", f"not among {len(revocations)} revoked entries")
 
 
-def _entry_country(dcc: Any) -> str | None:
+def _entry_country(dcc: Decoded) -> str | None:
     for kind in ("v", "t", "r"):
         entries = dcc.get(kind) if isinstance(dcc, dict) else None
         if isinstance(entries, list) and entries and isinstance(entries[0], dict):

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from firmware.credentials.certlogic.rules import RULE_TYPES, Rule, parse_rule, rule_items
 from firmware.credentials.certlogic.values import CertLogicError
+from firmware.protocol.decoded import Decoded
 
 # Stands for "any" in a refused (Type, Country) pair: a rule whose Country cannot be read may
 # be an acceptance rule of the kiosk's country or an invalidation rule of any issuer.
@@ -13,7 +13,7 @@ ANY = "*"
 RefusedRules = dict[tuple[str, str], str]  # (Type or ANY, COUNTRY or ANY) -> why
 
 
-def load_rule_set(content: Any) -> tuple[list[Rule], RefusedRules]:
+def load_rule_set(content: Decoded) -> tuple[list[Rule], RefusedRules]:
     """The usable rules of a rule-set document, and where the unusable ones applied.
 
     Dropping a malformed rule silently could loosen the set (an acceptance rule gone, or an
@@ -35,7 +35,7 @@ def load_rule_set(content: Any) -> tuple[list[Rule], RefusedRules]:
     return rules, refused
 
 
-def _applies_to(item: Any) -> tuple[str, str]:
+def _applies_to(item: Decoded) -> tuple[str, str]:
     """(Type, Country) of a rule that could not be parsed, ANY where a field is unreadable."""
     if not isinstance(item, Mapping):
         return ANY, ANY

@@ -8,14 +8,21 @@ does not run (None).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING
 
 from firmware.credentials.dcc.schema import entry_type
+from firmware.protocol.decoded import Decoded
+
+if TYPE_CHECKING:  # the pipeline imports this module
+    from firmware.credentials.cose_sign1 import Sign1
+    from firmware.credentials.dcc.codec import Claims
+    from firmware.credentials.dcc.pipeline import _Run
+    from firmware.credentials.trust import TrustStore
 
 CERT_TYPES = {"v": "Vaccination", "t": "Test", "r": "Recovery"}
 
 
-def run_stage(claims: Any, sign1: Any, trust: Any, at: Any, run: Any) -> None:
+def run_stage(claims: Claims, sign1: Sign1, trust: TrustStore, at: datetime, run: _Run) -> None:
     rule_set = getattr(trust, "dcc_rules", None) or []
     refused = getattr(trust, "dcc_rules_refused", None)
     if not rule_set and not refused:
@@ -61,11 +68,11 @@ def run_stage(claims: Any, sign1: Any, trust: Any, at: Any, run: Any) -> None:
         run.ok("rules", f"{len(results)} rule(s) of {country} passed")
 
 
-def _epoch(value: Any) -> int | None:
+def _epoch(value: float | None) -> int | None:
     return int(value) if isinstance(value, (int, float)) else None
 
 
-def _compressed_valuesets(valuesets: Any) -> dict[str, list[str]]:
+def _compressed_valuesets(valuesets: dict[str, Decoded] | None) -> dict[str, list[str]]:
     """value-set id -> its codes, from the documents the trust store holds."""
     if not isinstance(valuesets, dict):
         return {}

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
-from typing import Any
 
 import jsonschema
 
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.finite_json import within_budget
 
 SCHEMA_FILE = "DCC.combined-schema.json"
@@ -30,7 +31,7 @@ VALUESET_FIELDS: dict[str, dict[str, str]] = {
 
 
 @lru_cache(maxsize=1)
-def _schema() -> dict[str, Any]:
+def _schema() -> dict[str, Decoded]:
     text = resources.files(__package__).joinpath("schema_data", SCHEMA_FILE).read_text("utf-8")
     return json.loads(text)
 
@@ -43,7 +44,7 @@ def _validator() -> jsonschema.protocols.Validator:
 
 
 @lru_cache(maxsize=1)
-def _fast_is_valid() -> Any:
+def _fast_is_valid() -> Callable[[Decoded], bool] | None:
     """jsonschema-rs (Rust, ~100x faster) for the yes/no answer when it is installed."""
     try:
         import jsonschema_rs
@@ -52,7 +53,7 @@ def _fast_is_valid() -> Any:
     return jsonschema_rs.validator_for(_schema()).is_valid
 
 
-def entry_type(dcc: Any) -> str | None:
+def entry_type(dcc: Decoded) -> str | None:
     """"v", "t" or "r" when the DCC holds exactly one kind of entry with exactly one item."""
     if not isinstance(dcc, dict):
         return None
@@ -62,7 +63,7 @@ def entry_type(dcc: Any) -> str | None:
     return present[0]
 
 
-def schema_problem(dcc: Any) -> str | None:
+def schema_problem(dcc: Decoded) -> str | None:
     """None when the DCC is valid against the schema and holds one certificate; else why.
 
     The reason names the failing place in the document, never its value (it may be personal).
@@ -87,7 +88,7 @@ def schema_problem(dcc: Any) -> str | None:
     return None
 
 
-def valueset_problem(dcc: dict[str, Any], valuesets: dict[str, Any]) -> str | None:
+def valueset_problem(dcc: dict[str, Decoded], valuesets: dict[str, Decoded]) -> str | None:
     """None when every coded field of the entry is a known code of its value set; else which."""
     kind = entry_type(dcc)
     if kind is None:

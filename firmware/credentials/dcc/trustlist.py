@@ -17,16 +17,21 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from firmware.credentials.dcc.signer import DccSigner, SignerError
 from firmware.protocol import finite_json
+from firmware.protocol.decoded import Decoded
+
+if TYPE_CHECKING:  # the trust store imports the DCC modules lazily
+    from firmware.credentials.trust import TrustStore
 
 MAX_LIST_BYTES = 64 * 1024 * 1024  # the full EU list is a few MB
 
@@ -43,7 +48,7 @@ class IngestReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def load_anchor(data: bytes) -> Any:
+def load_anchor(data: bytes) -> PublicKeyTypes:
     """A trust anchor public key from a certificate or public key, PEM or DER."""
     loaders = (
         lambda d: x509.load_pem_x509_certificate(d).public_key(),
@@ -59,7 +64,7 @@ def load_anchor(data: bytes) -> Any:
     raise TrustListError("trust anchor is not a certificate or public key (PEM or DER)")
 
 
-def signature_valid(data: bytes, signature: bytes, anchor: Any) -> bool:
+def signature_valid(data: bytes, signature: bytes, anchor: PublicKeyTypes) -> bool:
     """True when `signature` over `data` verifies with `anchor` (SHA-256 for EC and RSA)."""
     try:
         if isinstance(anchor, ed25519.Ed25519PublicKey):
@@ -94,7 +99,7 @@ def decode_signature(text: bytes | str) -> bytes:
         return raw
 
 
-def verify_list(data: bytes, signature: bytes | None, anchors: Sequence[Any]) -> None:
+def verify_list(data: bytes, signature: bytes | None, anchors: Sequence[PublicKeyTypes]) -> None:
     """Raise TrustListError unless some anchor's signature over `data` verifies."""
     if not anchors:
         raise TrustListError("no trust anchor configured for the signer list")
@@ -104,7 +109,7 @@ def verify_list(data: bytes, signature: bytes | None, anchors: Sequence[Any]) ->
         raise TrustListError("the signer list signature does not verify with any trust anchor")
 
 
-def parse_signer_list(document: Any, report: IngestReport) -> dict[bytes, list[DccSigner]]:
+def parse_signer_list(document: Decoded, report: IngestReport) -> dict[bytes, list[DccSigner]]:
     """The DSCs of a gateway-style list, each checked against its kid and thumbprint."""
     if not isinstance(document, dict) or not isinstance(document.get("certificates"), list):
         raise TrustListError('a signer list is {"certificates": [...]}')
@@ -129,7 +134,7 @@ def parse_signer_list(document: Any, report: IngestReport) -> dict[bytes, list[D
     return signers
 
 
-def _entry_problem(entry: Any) -> str | None:
+def _entry_problem(entry: Decoded) -> str | None:
     if not isinstance(entry, dict):
         return "not an object"
     if entry.get("certificateType", "DSC") != "DSC":
@@ -148,7 +153,8 @@ def _entry_problem(entry: Any) -> str | None:
     return None
 
 
-def ingest_signer_list(trust: Any, data: bytes, signature: bytes | None, anchors: Iterable[Any],
+def ingest_signer_list(trust: TrustStore, data: bytes, signature: bytes | None,
+                       anchors: Iterable[PublicKeyTypes],
                        at: datetime) -> IngestReport:
     """Verify and parse a signer list, then atomically replace `trust.dcc_signers`.
 

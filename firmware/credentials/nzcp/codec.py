@@ -6,12 +6,12 @@ import binascii
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
 
 from firmware.credentials.cose_sign1 import MAX_COSE_BYTES
 from firmware.protocol import cbor as bounded_cbor
 from firmware.protocol.codederror import CodedError
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.numericdate import NumericDateError, int_numeric_date
 
 PREFIX = "NZCP:/"
@@ -68,7 +68,7 @@ def base32_encode(data: bytes) -> str:
     return base64.b32encode(data).decode("ascii").rstrip("=")
 
 
-def cti_to_jti(cti: Any) -> str:
+def cti_to_jti(cti: Decoded) -> str:
     """The spec's CTI -> JTI mapping: 16 bytes -> `urn:uuid:xxxxxxxx-xxxx-...`."""
     if not isinstance(cti, bytes) or len(cti) != 16:
         raise NzcpFormatError("NZCP_CLAIMS_INVALID", "cti is not 16 bytes")
@@ -82,7 +82,7 @@ def jti_to_cti(jti: str) -> bytes:
     return uuid.UUID(jti[len("urn:uuid:"):]).bytes
 
 
-def decode_claims(payload: bytes) -> dict[Any, Any]:
+def decode_claims(payload: bytes) -> dict[Decoded, Decoded]:
     """CBOR-decode the CWT payload into a map (no interpretation yet); bounded, no tags."""
     try:
         claims = bounded_cbor.loads(payload, max_bytes=MAX_COSE_BYTES, allowed_tags=CLAIMS_TAGS,
@@ -97,7 +97,7 @@ def decode_claims(payload: bytes) -> dict[Any, Any]:
     return dict(claims)
 
 
-def claims_to_json(claims: dict[Any, Any]) -> dict[str, Any]:
+def claims_to_json(claims: dict[Decoded, Decoded]) -> dict[str, Decoded]:
     """Validate the CWT claims (spec, Data Model) and map them to their JWT names."""
     iss, nbf, exp, vc = (claims.get(k) for k in (CLAIM_ISS, CLAIM_NBF, CLAIM_EXP, "vc"))
     if not isinstance(iss, str) or not iss.startswith("did:web:"):
@@ -114,7 +114,7 @@ def claims_to_json(claims: dict[Any, Any]) -> dict[str, Any]:
     return {"iss": iss, "nbf": nbf, "exp": exp, "jti": jti, "vc": vc}
 
 
-def _check_vc(vc: Any) -> None:
+def _check_vc(vc: Decoded) -> None:
     """The `vc` claim structure for a PublicCovidPass, version 1.0.0."""
     if not isinstance(vc, Mapping):
         raise NzcpFormatError("NZCP_CLAIMS_INVALID", "vc is not a map")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 from firmware.credentials.cose_sign1 import ALG_ES256, verify_signature
 from firmware.credentials.nzcp.codec import (
@@ -14,7 +13,7 @@ from firmware.credentials.nzcp.codec import (
     split_text,
 )
 from firmware.credentials.nzcp.trust import NzcpTrust
-from firmware.credentials.staged import Deny, cose_stage, run_stages
+from firmware.credentials.staged import Deny, StageState, cose_stage, run_stages
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.verdict import Verdict
 
@@ -28,7 +27,7 @@ def verify_nzcp(text: str, trust: TrustStore, at: datetime) -> Verdict:
 
 
 def _run(text: str, nzcp_trust: NzcpTrust | None, at: datetime, checks: dict[str, bool | None],
-         state: dict[str, Any]) -> None:
+         state: StageState) -> None:
     checks["prefix"] = isinstance(text, str) and text[:6].upper() == "NZCP:/"
     if not checks["prefix"]:
         raise Deny("NZCP_PREFIX")

@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.credentials.shc.codec import public_key_from_jwk
 from firmware.credentials.trust_json import read_trust_json
+from firmware.protocol.decoded import Decoded
+from firmware.protocol.envelope import PinnedKeys
 
 __all__ = ["NzcpTrust", "load_trust", "did_web_url", "ISSUERS_FILE", "PRODUCTION_ISSUERS"]
 
@@ -36,7 +37,7 @@ class NzcpTrust:
     invalid_keys: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
 
-    def add_did_document(self, doc: Any) -> None:
+    def add_did_document(self, doc: Decoded) -> None:
         """Index the assertionMethod keys of one did:web document (spec, DID Document)."""
         if not isinstance(doc, dict) or not str(doc.get("id", "")).startswith("did:web:"):
             self.problems.append("DID document without a did:web id")
@@ -59,7 +60,7 @@ class NzcpTrust:
                 self.problems.append(f"{ref}: {exc}")
 
 
-def _assertion_key(method: dict[str, Any]) -> ec.EllipticCurvePublicKey:
+def _assertion_key(method: dict[str, Decoded]) -> ec.EllipticCurvePublicKey:
     if method.get("type") != "JsonWebKey2020":
         raise ValueError("verification method is not JsonWebKey2020")
     jwk = method.get("publicKeyJwk")
@@ -78,7 +79,7 @@ def did_web_url(did: str) -> str:
     return "https://" + "/".join(parts) + "/did.json"
 
 
-def load_trust(directory: str | Path, pinned_keys: Any = None) -> NzcpTrust | None:
+def load_trust(directory: str | Path, pinned_keys: PinnedKeys = None) -> NzcpTrust | None:
     """Read `nzcp-issuers.json`: {"trusted_issuers": [did, ...], "did_documents": [doc, ...]}."""
     path = Path(directory) / ISSUERS_FILE
     if not path.is_file():

@@ -8,12 +8,12 @@ import json
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware.protocol import finite_json
 from firmware.protocol.codederror import CodedError
+from firmware.protocol.decoded import Decoded
 
 PREFIX = "shc:/"
 # Ord(c) - 45 for every character of a compact JWS lies in 0..77 ('-' .. 'z').
@@ -156,14 +156,14 @@ def deflate_raw(data: bytes) -> bytes:
     return deflater.compress(data) + deflater.flush()
 
 
-def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+def jwk_thumbprint(jwk: dict[str, Decoded]) -> str:
     """RFC 7638 SHA-256 thumbprint of an EC public JWK, base64url: the SHC `kid`."""
     members = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
     return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
-def public_key_from_jwk(jwk: dict[str, Any]) -> ec.EllipticCurvePublicKey:
+def public_key_from_jwk(jwk: dict[str, Decoded]) -> ec.EllipticCurvePublicKey:
     """A P-256 public key from an EC JWK; raises ValueError on anything else (or a private key)."""
     if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256" or "d" in jwk:
         raise ValueError("not a public P-256 EC JWK")
@@ -178,10 +178,10 @@ def public_key_from_jwk(jwk: dict[str, Any]) -> ec.EllipticCurvePublicKey:
     return numbers.public_key()  # validates that the point is on the curve
 
 
-def jwk_from_public_key(key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
+def jwk_from_public_key(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
     """The SHC-style public JWK of a P-256 key, with kid = its RFC 7638 thumbprint."""
     numbers = key.public_numbers()
-    jwk: dict[str, Any] = {
+    jwk: dict[str, str] = {
         "kty": "EC",
         "crv": "P-256",
         "x": b64url_encode(numbers.x.to_bytes(32, "big")),
@@ -195,7 +195,7 @@ def jwk_from_public_key(key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
 class CompactJws:
     """The three parts of a compact JWS, with the signing input kept as it was received."""
 
-    header: dict[str, Any]
+    header: dict[str, Decoded]
     payload_raw: bytes
     signature: bytes
     signing_input: bytes

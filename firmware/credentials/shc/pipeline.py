@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from typing import Any
 
 from firmware.credentials.es256 import canonical_signature, es256_verify
 from firmware.credentials.shc.codec import (
@@ -18,10 +17,11 @@ from firmware.credentials.shc.codec import (
     parse_compact_jws,
 )
 from firmware.credentials.shc.trust import ShcKey, ShcTrust
-from firmware.credentials.staged import Deny, run_stages
+from firmware.credentials.staged import Deny, StageState, run_stages
 from firmware.credentials.trust import TrustStore
 from firmware.credentials.verdict import Verdict
 from firmware.protocol import finite_json
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.numericdate import NumericDateError, numeric_date
 
 __all__ = ["verify_shc", "HEALTH_CARD_TYPE"]
@@ -36,7 +36,7 @@ def verify_shc(text: str, trust: TrustStore, at: datetime) -> Verdict:
 
 
 def _run(text: str, shc_trust: ShcTrust | None, at: datetime, checks: dict[str, bool | None],
-         state: dict[str, Any]) -> None:
+         state: StageState) -> None:
     """The staged pipeline; records each stage in `checks` and raises Deny on the first failure."""
     checks["prefix"] = isinstance(text, str) and text[:5].lower() == "shc:/"
     if not checks["prefix"]:
@@ -131,7 +131,7 @@ def _jws_id(parsed: CompactJws) -> str:
 
 
 def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],
-                   state: dict[str, Any]) -> dict[str, Any]:
+                   state: StageState) -> dict[str, Decoded]:
     """Inflate (bounded) and parse the JWT claims, then check the SHC claim structure."""
     try:
         inflated = inflate_raw(payload_raw)
@@ -163,7 +163,7 @@ def _decode_claims(payload_raw: bytes, checks: dict[str, bool | None],
     return claims
 
 
-def _claims_problem(claims: dict[str, Any]) -> str | None:
+def _claims_problem(claims: dict[str, Decoded]) -> str | None:
     """What is wrong with the claims structure, or None (SHC spec, JWS payload)."""
     if not isinstance(claims.get("iss"), str):
         return "iss"

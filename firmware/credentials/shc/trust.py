@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -17,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from firmware.credentials.shc.codec import jwk_thumbprint, public_key_from_jwk
 from firmware.credentials.trust_json import TrustFileError, read_trust_json
 from firmware.protocol import finite_json
+from firmware.protocol.decoded import Decoded
+from firmware.protocol.envelope import PinnedKeys
 from firmware.protocol.numericdate import NumericDateError, iso_time, numeric_date
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class ShcCrl:
         return cutoff is None or nbf < cutoff
 
 
-def parse_crl(doc: Any, iss: str = "") -> ShcCrl:
+def parse_crl(doc: Decoded, iss: str = "") -> ShcCrl:
     """Parse `{kid, method: "rid", ctr, rids: ["rid" | "rid.timestamp", ...]}` of issuer `iss`."""
     if not isinstance(doc, dict) or doc.get("method") != "rid":
         raise ShcTrustError("CRL is not a `rid` method object")
@@ -102,7 +103,7 @@ def _cutoff(stamp: str) -> float:
         raise ShcTrustError("CRL rid timestamp is not a NumericDate") from None
 
 
-def _as_int(value: Any, name: str) -> int:
+def _as_int(value: Decoded, name: str) -> int:
     """Counters appear as numbers or numeric strings in the wild."""
     if isinstance(value, bool):
         raise ShcTrustError(f"{name} must be an integer")
@@ -136,7 +137,7 @@ class ShcTrust:
         """Whether any key is trusted for this issuer URL."""
         return iss in self.issuer_names
 
-    def add_jwks(self, iss: str, jwks: Any, name: str | None = None) -> int:
+    def add_jwks(self, iss: str, jwks: Decoded, name: str | None = None) -> int:
         """Add the signing keys of one issuer's JWKS; returns how many keys were accepted.
 
         A key is refused (and counted in `problems`) unless it is a public P-256 ES256 signing
@@ -160,7 +161,7 @@ class ShcTrust:
         self.issuer_names.setdefault(iss, name or iss)
         return accepted
 
-    def add_crl(self, doc: Any, iss: str | None = None) -> None:
+    def add_crl(self, doc: Decoded, iss: str | None = None) -> None:
         """Add issuer `iss`'s CRL (default: the document's own `iss` member); a newer counter
         replaces an older list for the same (iss, kid). Raises ShcTrustError when malformed."""
         issuer = iss if iss is not None else (doc.get("iss") if isinstance(doc, dict) else None)
@@ -171,7 +172,7 @@ class ShcTrust:
         if current is None or crl.ctr >= current.ctr:
             self.crls[(issuer, crl.kid)] = crl
 
-    def add_crl_or_report(self, doc: Any, iss: str | None = None, where: str = "CRL") -> bool:
+    def add_crl_or_report(self, doc: Decoded, iss: str | None = None, where: str = "CRL") -> bool:
         """`add_crl`, but a malformed CRL is reported in `problems` instead of raised, and, when
         its issuer and kid can be read, that key fails closed (`crl_problems`). True if added."""
         try:
@@ -192,7 +193,7 @@ class ShcTrust:
         """The CRL that issuer `iss` published for its key `kid`, if held."""
         return self.crls.get((iss, kid))
 
-    def add_issuer_info(self, info: list[Any]) -> None:
+    def add_issuer_info(self, info: list[Decoded]) -> None:
         """Add `issuerInfo` entries (VCI snapshot shape): issuer, keys and optional crls."""
         for entry in info:
             if not isinstance(entry, dict) or not isinstance(entry.get("issuer"), dict):
@@ -209,7 +210,7 @@ class ShcTrust:
                 self.add_crl_or_report(crl, iss, "issuerInfo CRL")
 
 
-def _key_from_jwk(iss: str, jwk: Any) -> ShcKey | None:
+def _key_from_jwk(iss: str, jwk: Decoded) -> ShcKey | None:
     """Validate one JWK as the SHC spec requires; None when it must not be trusted."""
     if not isinstance(jwk, dict):
         return None
@@ -227,7 +228,7 @@ def _key_from_jwk(iss: str, jwk: Any) -> ShcKey | None:
     return ShcKey(iss=iss, kid=jwk["kid"], public_key=public_key, crl_version=crl_version)
 
 
-def _x5c_matches(x5c: Any, public_key: ec.EllipticCurvePublicKey) -> bool:
+def _x5c_matches(x5c: Decoded, public_key: ec.EllipticCurvePublicKey) -> bool:
     """The first x5c certificate must carry the JWK's public key (SHC spec, Certificates)."""
     if not isinstance(x5c, list) or not x5c or not isinstance(x5c[0], str):
         return False
@@ -240,7 +241,7 @@ def _x5c_matches(x5c: Any, public_key: ec.EllipticCurvePublicKey) -> bool:
 
 def verify_vci_snapshot(
     snapshot: bytes, signature: bytes, cert_pem: bytes, pins: frozenset[str] = VCI_SNAPSHOT_CERT_PINS
-) -> dict[str, Any]:
+) -> dict[str, Decoded]:
     """Check the snapshot's ECDSA SHA-512 signature by a pinned certificate; returns its JSON."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
@@ -265,7 +266,7 @@ def verify_vci_snapshot(
     return doc
 
 
-def load_trust(directory: str | Path, pinned_keys: Any = None, *,
+def load_trust(directory: str | Path, pinned_keys: PinnedKeys = None, *,
                pins: frozenset[str] = VCI_SNAPSHOT_CERT_PINS) -> ShcTrust | None:
     """Load SHC trust from a trust cache directory; None when it holds no SHC files.
 
@@ -310,7 +311,7 @@ def load_trust(directory: str | Path, pinned_keys: Any = None, *,
     return trust
 
 
-def _load_crl_file(trust: ShcTrust, path: Path, pinned_keys: Any) -> None:
+def _load_crl_file(trust: ShcTrust, path: Path, pinned_keys: PinnedKeys) -> None:
     """Each CRL of `shc-crl.json` on its own: a bad one is reported and, when attributable,
     fails its own (iss, kid) closed; the others are kept."""
     try:
@@ -326,7 +327,7 @@ def _load_crl_file(trust: ShcTrust, path: Path, pinned_keys: Any) -> None:
         trust.add_crl_or_report(crl, None, f"{CRL_FILE} entry #{index}")
 
 
-def _read_json(path: Path, pinned_keys: Any) -> Any:
+def _read_json(path: Path, pinned_keys: PinnedKeys) -> Decoded:
     """Raw JSON or the checked content of a fleet envelope (names shc-issuers / shc-crl)."""
     try:
         return read_trust_json(path, pinned_keys)
@@ -334,7 +335,7 @@ def _read_json(path: Path, pinned_keys: Any) -> Any:
         raise ShcTrustError(str(exc)) from None
 
 
-def _parse_time(value: Any) -> datetime | None:
+def _parse_time(value: Decoded) -> datetime | None:
     try:
         return iso_time(value, "snapshot time")  # text, ISO 8601, within 1970..9999
     except NumericDateError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import cbor2
 
@@ -12,6 +11,7 @@ from firmware.credentials.base45 import Base45Error, b45decode
 from firmware.credentials.cose_sign1 import MAX_COSE_BYTES
 from firmware.protocol import cbor as bounded_cbor
 from firmware.protocol.codederror import CodedError
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.numericdate import NumericDateError, int_numeric_date
 
 PREFIX = "HG1:"
@@ -75,7 +75,7 @@ def decode_code_claims(payload: bytes) -> StatusCodeClaims:
     return StatusCodeClaims(issuer, subject, issued_at, version)
 
 
-def decode_payload(payload: bytes, invalid_code: str, max_bytes: int = MAX_COSE_BYTES) -> Any:
+def decode_payload(payload: bytes, invalid_code: str, max_bytes: int = MAX_COSE_BYTES) -> Decoded:
     """Bounded CBOR of a code or record payload: `invalid_code` when damaged, STATUS_CBOR_REFUSED
     for value sharing or a bound passed."""
     try:
@@ -88,7 +88,7 @@ def decode_payload(payload: bytes, invalid_code: str, max_bytes: int = MAX_COSE_
         raise StatusFormatError(invalid_code, "not CBOR") from None
 
 
-def int_time(value: Any, name: str, invalid_code: str) -> int:
+def int_time(value: Decoded, name: str, invalid_code: str) -> int:
     """An integer NumericDate (seconds), else StatusFormatError `invalid_code` naming the field."""
     try:
         return int_numeric_date(value, name)
@@ -108,6 +108,6 @@ def split_code(text: str) -> bytes:
         raise StatusFormatError("STATUS_BASE45_INVALID") from None
 
 
-def content_type(protected: Mapping[Any, Any]) -> Any:
+def content_type(protected: Mapping[Decoded, Decoded]) -> Decoded:
     """The signed content type of a status COSE message."""
     return protected.get(CONTENT_TYPE_HEADER)

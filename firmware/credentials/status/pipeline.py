@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from firmware.credentials.cose_sign1 import ALG_EDDSA, ALG_ES256, verify_signature
 from firmware.credentials.es256 import NON_CANONICAL_DETAIL, is_high_s
-from firmware.credentials.staged import Checks, Deny, cose_stage, run_stages
+from firmware.credentials.staged import Checks, Deny, StageState, cose_stage, run_stages
 from firmware.credentials.status.code import (
     CODE_CONTENT_TYPE,
     StatusFormatError,
@@ -37,7 +36,7 @@ def verify_member(issuer: str, subject: bytes, trust: TrustStore, at: datetime) 
     status_trust = trust.status if isinstance(trust, TrustStore) else None
     at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
-    def stages(checks: Checks, state: dict[str, Any]) -> None:
+    def stages(checks: Checks, state: StageState) -> None:
         state["payload"], state["credential_id"] = {"issuer": issuer}, subject.hex()
         if not isinstance(status_trust, StatusTrust):
             raise Deny("STATUS_CACHE_STALE")
@@ -56,7 +55,7 @@ def verify_member(issuer: str, subject: bytes, trust: TrustStore, at: datetime) 
 
 
 def _run(text: str, status_trust: StatusTrust | None, at: datetime, checks: dict[str, bool | None],
-         state: dict[str, Any]) -> None:
+         state: StageState) -> None:
     checks["prefix"] = isinstance(text, str) and text[:4].upper() == "HG1:"
     try:
         raw = split_code(text)
@@ -122,7 +121,7 @@ def _run(text: str, status_trust: StatusTrust | None, at: datetime, checks: dict
 
 
 def _decide(record: StatusRecord, code_issued_at: int, now: float,
-            checks: dict[str, bool | None], state: dict[str, Any]) -> None:
+            checks: dict[str, bool | None], state: StageState) -> None:
     """The record's verdict: superseded code, expired record, then the colour."""
     state["payload"].update({"colour": record.colour, "valid_until": record.valid_until,
                              "record_issued_at": record.issued_at})

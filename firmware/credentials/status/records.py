@@ -10,7 +10,6 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import cbor2
 
@@ -32,6 +31,7 @@ from firmware.credentials.status.code import (
     int_time,
 )
 from firmware.fsutil import create_private_file
+from firmware.protocol.decoded import Decoded
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class StatusRecord:
 
 def encode_record(record: StatusRecord) -> bytes:
     """The CBOR payload of a record (what an issuer signs; firmware.demo.issuers.status)."""
-    doc: dict[int, Any] = {
+    doc: dict[int, int | str | bytes | None] = {
         R_VERSION: RECORD_VERSION, R_ISSUER: record.issuer, R_SUBJECT: record.subject,
         R_COLOUR: record.colour, R_ISSUED_AT: record.issued_at, R_VALID_UNTIL: record.valid_until,
     }
@@ -84,7 +84,7 @@ def encode_record(record: StatusRecord) -> bytes:
     return cbor2.dumps(doc)
 
 
-def _int_field(doc: Mapping[Any, Any], key: int, name: str, optional: bool = False) -> int | None:
+def _int_field(doc: Mapping[Decoded, Decoded], key: int, name: str, optional: bool = False) -> int | None:
     value = doc.get(key)
     if value is None and optional:
         return None
@@ -134,7 +134,7 @@ def verify_status_record(blob: bytes, keys: Mapping[bytes, StatusIssuerKey]) -> 
     return record
 
 
-def records_content(blobs: Iterable[bytes], *, complete: bool = True) -> dict[str, Any]:
+def records_content(blobs: Iterable[bytes], *, complete: bool = True) -> dict[str, list[str] | bool]:
     """The content the fleet server publishes as trust item "status-records"."""
     return {"records": [base64.b64encode(b).decode("ascii") for b in blobs], "complete": complete}
 

@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -14,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from firmware.credentials.status.records import StatusIssuerKey, StatusRecordCache
 from firmware.credentials.trust_json import read_trust_json, synced_at
+from firmware.protocol.decoded import Decoded
+from firmware.protocol.envelope import PinnedKeys
 
 __all__ = ["StatusTrust", "load_trust", "ISSUERS_FILE", "RECORDS_FILE", "RECORDS_SYNC_FILE"]
 
@@ -36,7 +37,7 @@ class StatusTrust:
     problems: list[str] = field(default_factory=list)  # what loading skipped, for the operator
 
 
-def load_trust(directory: str | Path, pinned_keys: Any = None) -> StatusTrust | None:
+def load_trust(directory: str | Path, pinned_keys: PinnedKeys = None) -> StatusTrust | None:
     """Read `status-issuers.json` and open `status-records.sqlite`; None without the issuers file.
 
     status-issuers.json: {"max_cache_age_seconds": 86400, "code_max_age_seconds": null,
@@ -67,7 +68,7 @@ def load_trust(directory: str | Path, pinned_keys: Any = None) -> StatusTrust | 
     return trust
 
 
-def _apply_synced_records(base: Path, cache: StatusRecordCache, pinned_keys: Any) -> list[str]:
+def _apply_synced_records(base: Path, cache: StatusRecordCache, pinned_keys: PinnedKeys) -> list[str]:
     """Fold the synced `status-records.json` (fleet item "status-records") into the cache.
 
     Its content is {"records": [base64 COSE record, ...], "complete": true|false}; every record
@@ -102,7 +103,7 @@ def _apply_synced_records(base: Path, cache: StatusRecordCache, pinned_keys: Any
     return [f"{RECORDS_SYNC_FILE}: {report.refused} of {len(records)} records refused{held}"]
 
 
-def _b64(item: Any) -> bytes | None:
+def _b64(item: Decoded) -> bytes | None:
     if not isinstance(item, str):
         return None
     try:
@@ -111,14 +112,14 @@ def _b64(item: Any) -> bytes | None:
         return None
 
 
-def _seconds(doc: dict[str, Any], name: str, default: int) -> int:
+def _seconds(doc: dict[str, Decoded], name: str, default: int) -> int:
     value = doc.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{ISSUERS_FILE}: {name} must be a positive integer")
     return value
 
 
-def _parse_key(entry: Any, index: int) -> tuple[bytes, StatusIssuerKey]:
+def _parse_key(entry: Decoded, index: int) -> tuple[bytes, StatusIssuerKey]:
     where = f"{ISSUERS_FILE}: keys[{index}]"
     if not isinstance(entry, dict):
         raise ValueError(f"{where} must be an object")
