@@ -8,9 +8,9 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 from urllib.parse import unquote, urlparse
 
 from firmware.fsutil import create_private_file, ensure_private_dir, restrict_to_owner
@@ -21,12 +21,24 @@ PG_STATEMENT_TIMEOUT_MS = 30_000
 PG_LOCK_TIMEOUT_MS = 10_000
 
 
+class Cursor(Protocol):
+    """What the store reads from an executed statement (sqlite3 or psycopg cursor); the rows
+    are the driver's tuples of column values."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
 class Tx(Protocol):
     """One open transaction."""
 
     dialect: str
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
@@ -39,7 +51,7 @@ class Database(Protocol):
     dialect: str
     description: str
 
-    def transaction(self, readonly: bool = False) -> Any: ...
+    def transaction(self, readonly: bool = False) -> AbstractContextManager[Tx]: ...
 
     def close(self) -> None: ...
 
@@ -47,7 +59,7 @@ class Database(Protocol):
 class _Pool:
     """A small bounded pool of connections, created on demand."""
 
-    def __init__(self, connect: Any, size: int) -> None:
+    def __init__(self, connect: Callable[[], Any], size: int) -> None:
         self._connect = connect
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
