@@ -5,9 +5,9 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from firmware.display.driver import Display, DisplayError, open_display
-    from firmware.display.emulator import DisplayEmulator
-    from firmware.display.screen import Screen, screen_for
+    from firmware.display.driver import Display, DisplayError, open_display  # noqa: F401
+    from firmware.display.emulator import DisplayEmulator  # noqa: F401
+    from firmware.display.screen import Screen, screen_for  # noqa: F401
 
 # Lazy exports (PEP 562): importing the package loads nothing, so `python -m
 # firmware.display.emulator` runs without the module being imported twice.
