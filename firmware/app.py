@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -38,6 +38,16 @@ from firmware.status.report import StatusReporter, StatusSession
 from firmware.trustprovider import TrustProvider
 from firmware.vision.record_template import TemplateKeyring
 
+if TYPE_CHECKING:
+    from firmware.display.driver import Display
+    from firmware.setup.provisioner import ProvisionOutcome
+    from firmware.status.server import StatusServer
+    from firmware.sync.trustworker import TrustSyncWorker
+    from firmware.sync.uploader import Uploader
+    from firmware.vision.matcher import Gallery
+    from firmware.vision.pad import PresentationAttackDetector
+    from firmware.vision.pipeline import FacePipeline
+
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
@@ -57,11 +67,11 @@ class KioskApp:
     kiosk: Kiosk
     identity: DeviceIdentity
     eventlog: EventLog
-    display: Any
-    uploader: Any | None
-    trust_worker: Any | None = None
+    display: Display
+    uploader: Uploader | None
+    trust_worker: TrustSyncWorker | None = None
     status: StatusReporter | None = None
-    status_server: Any | None = None  # firmware.status.server.StatusServer when status.listen
+    status_server: StatusServer | None = None  # when status.listen
 
     def start_background(self) -> None:
         """One bounded trust-sync round first (so a freshly provisioned kiosk has trust data
@@ -99,7 +109,7 @@ class KioskApp:
     def close(self) -> None:
         """Stop and release every part, even when one of them fails to close."""
         uploader = self.uploader
-        steps: list[Callable[[], Any] | None] = [
+        steps: list[Callable[[], object] | None] = [
                  self.status.stop if self.status is not None else None,
                  self.trust_worker.stop if self.trust_worker is not None else None,
                  (lambda: uploader.stop(timeout=5.0)) if uploader is not None else None,
@@ -116,7 +126,8 @@ class KioskApp:
 
 def build(config: Config, *, camera: FrameSource | None = None,
           trust: Callable[[], TrustStore] | None = None, clock: Clock | None = None,
-          render_display: bool = False, face_pipeline: Any = None) -> KioskApp:
+          render_display: bool = False,
+          face_pipeline: FacePipeline | None = None) -> KioskApp:
     """Assemble a kiosk from configuration; injected parts replace the configured ones
     (injected trust data, as the demo and tests use, is not synced; an injected face pipeline
     saves loading the models a second time)."""
@@ -183,9 +194,10 @@ def build(config: Config, *, camera: FrameSource | None = None,
         raise
 
 
-def build_status_server(config: Config, kiosk: Kiosk, device_id: str, display: Any,
-                        eventlog: EventLog, uploader: Any, trust_worker: Any,
-                        clock: Clock) -> Any | None:
+def build_status_server(config: Config, kiosk: Kiosk, device_id: str, display: Display,
+                        eventlog: EventLog, uploader: Uploader | None,
+                        trust_worker: TrustSyncWorker | None,
+                        clock: Clock) -> StatusServer | None:
     """The status page when `status.listen` is set (bound now: a taken port fails at start)."""
     if not config.status.listen:
         return None
@@ -203,7 +215,7 @@ class FaceModelError(RuntimeError):
     """The face models could not be loaded; the message says which and how to proceed."""
 
 
-def load_face_pipeline(config: Config) -> Any:
+def load_face_pipeline(config: Config) -> FacePipeline:
     """Load the face models (once per process) as the configuration asks."""
     from firmware.vision import FacePipeline
 
@@ -215,7 +227,7 @@ def load_face_pipeline(config: Config) -> Any:
                              "face.enabled = false to run without face checks") from exc
 
 
-def load_pad(config: Config) -> Any:
+def load_pad(config: Config) -> PresentationAttackDetector:
     """The presentation-attack models (once per process), from face.model_dir or the shipped ones."""
     from firmware.vision.pad import MANIFEST_NAME, PresentationAttackDetector
 
@@ -231,7 +243,8 @@ def load_pad(config: Config) -> Any:
                              "they are not needed") from exc
 
 
-def build_face_stage(config: Config, state: Path, pipeline: Any = None) -> FaceStage:
+def build_face_stage(config: Config, state: Path,
+                     pipeline: FacePipeline | None = None) -> FaceStage:
     """The kiosk's face stage; with face pass on, the member gallery is decrypted into memory."""
     from firmware.kiosk.facecheck import FaceCheck
 
@@ -246,7 +259,7 @@ def build_face_stage(config: Config, state: Path, pipeline: Any = None) -> FaceS
                      face_pass_threshold=config.face.face_pass_threshold or None)
 
 
-def load_member_gallery(config: Config, state: Path) -> Any:
+def load_member_gallery(config: Config, state: Path) -> Gallery | None:
     """The opted-in members' templates, decrypted into memory for 1:N (face pass). A gallery
     that cannot be read (tampered, wrong key) switches face pass off, loudly: members can
     still show their code, and nobody is admitted on a template that did not authenticate."""
@@ -262,7 +275,8 @@ def load_member_gallery(config: Config, state: Path) -> Any:
     return gallery
 
 
-def _bundle_source(config: Config, state: Path, clock: Clock) -> Callable[[], Any] | None:
+def _bundle_source(config: Config, state: Path,
+                   clock: Clock) -> Callable[[], ProvisionOutcome | None] | None:
     """Maintenance mode imports an offline bundle from `fleet.bundle_dir`, when configured."""
     if not config.fleet.bundle_dir:
         return None
@@ -271,7 +285,7 @@ def _bundle_source(config: Config, state: Path, clock: Clock) -> Callable[[], An
 
 
 def _trust_worker(config: Config, state: Path, identity: DeviceIdentity,
-                  clock: Clock, session: Any = None) -> Any | None:
+                  clock: Clock, session: StatusSession | None = None) -> TrustSyncWorker | None:
     """A trust-sync worker when the kiosk was provisioned with a pinned fleet key."""
     pinned = StateFolder(state).pinned_fleet_key()
     if pinned is None:

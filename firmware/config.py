@@ -4,8 +4,13 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
 
 # The one state folder: the example configuration, the systemd unit, the docs and every
 # command's default name it (a relative default silently split kiosks by working directory).
@@ -150,7 +155,7 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     return value
 
 
-def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
+def _build(cls: type[D], data: dict[str, Any], prefix: str) -> D:
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for key in data:
@@ -161,7 +166,7 @@ def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
         if f.name not in data:
             continue
         key, raw, kind = f"{prefix}{f.name}", data[f.name], hints[f.name]
-        if is_dataclass(kind):
+        if isinstance(kind, type) and is_dataclass(kind):  # a section's table
             if not isinstance(raw, dict):
                 raise ConfigError(f"{key}: expected a table [{key}], got {type(raw).__name__}")
             values[f.name] = _build(kind, raw, key + ".")

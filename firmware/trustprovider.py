@@ -4,10 +4,14 @@ from __future__ import annotations
 import logging
 import stat
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from firmware.credentials import TrustStore
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +31,13 @@ class TrustProvider:
     """
 
     def __init__(self, directory: Path, country: str | None = None, region: str | None = None,
-                 pinned_keys: Any = None, dcc_signer_validity: str | None = None) -> None:
+                 pinned_keys: Sequence[Ed25519PublicKey] | None = None,
+                 dcc_signer_validity: str | None = None) -> None:
         self._directory = directory
         self._signer_validity = dcc_signer_validity  # None: the TrustStore default
         # DCC business rules are the rules of the country the kiosk stands in
-        self._options = {"country": country or None, "region": region or None,
-                         "pinned_keys": pinned_keys}
+        self._country, self._region = country or None, region or None
+        self._pinned_keys = pinned_keys
         self._lock = threading.Lock()
         self._loaded: tuple[tuple[str, int, int], ...] | None = None  # files of the store
         self._loading: threading.Thread | None = None
@@ -94,7 +99,8 @@ class TrustProvider:
     def _read(self) -> TrustStore | None:
         try:
             from firmware.credentials.store import load_trust_dir
-            store = load_trust_dir(self._directory, **self._options)
+            store = load_trust_dir(self._directory, pinned_keys=self._pinned_keys,
+                                   country=self._country, region=self._region)
             if self._signer_validity is not None:  # a kiosk policy, not trust data
                 store.dcc_signer_validity = self._signer_validity
             return store

@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp as App, Message, Receive, Scope, Send
@@ -365,7 +365,7 @@ async def _next_message(upload: Upload, receive: Receive) -> Message | None:
     if upload.cut.done():
         return None
     pending: asyncio.Future[Message] = asyncio.ensure_future(receive())
-    waited: set[asyncio.Future[Any]] = {pending, upload.cut}
+    waited: set[asyncio.Future[Message] | asyncio.Future[None]] = {pending, upload.cut}
     await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
     if pending.done():
         return pending.result()

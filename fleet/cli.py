@@ -7,10 +7,15 @@ import os
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from firmware.clihelp import HelpFormatter, add_version, example
 from firmware.protocol.envelope import DEFAULT_TRUST_NAMES as TRUST_NAMES
+
+if TYPE_CHECKING:
+    from fleet.storage import Device, Store
+
+T = TypeVar("T")
 
 DEFAULT_DB = "sqlite:///fleet-state/fleet.db"
 DEFAULT_KEY = "fleet-state/signing.key"
@@ -36,8 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="fleet signing key file [env HEALTHGATE_FLEET_KEY]")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(group: Any, name: str, text: str, parents: list[argparse.ArgumentParser],
-                *lines: str) -> argparse.ArgumentParser:
+    def command(group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str,
+                parents: list[argparse.ArgumentParser], *lines: str) -> argparse.ArgumentParser:
         return group.add_parser(name, parents=parents, help=text, description=text,
                                 formatter_class=HelpFormatter, epilog=example(*lines))
 
@@ -269,7 +274,7 @@ def _run(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _admin(store: Any, args: argparse.Namespace) -> int:
+def _admin(store: Store, args: argparse.Namespace) -> int:
     """The admin commands on an existing database; stdout is the answer, for scripts."""
     from firmware.protocol.timestamps import utc_now
     from fleet.trust import load_content_file, load_signing_key, publish
@@ -323,7 +328,7 @@ def _admin(store: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _provision_code(store: Any, args: argparse.Namespace, now: datetime) -> None:
+def _provision_code(store: Store, args: argparse.Namespace, now: datetime) -> None:
     """Print the code text and its expiry; write the QR where asked (never the token alone)."""
     import segno
 
@@ -343,7 +348,7 @@ def _provision_code(store: Any, args: argparse.Namespace, now: datetime) -> None
             print(f"wrote {path}", file=sys.stderr)
 
 
-def _bundle(store: Any, args: argparse.Namespace, now: datetime) -> None:
+def _bundle(store: Store, args: argparse.Namespace, now: datetime) -> None:
     from fleet.provisioncodes import create_bundle, fleet_url_problem
     from fleet.trust import load_signing_key
 
@@ -359,7 +364,7 @@ def _bundle(store: Any, args: argparse.Namespace, now: datetime) -> None:
           f"{created.expires_at.isoformat()}")
 
 
-def _print_lines(items: Sequence[Any], empty: str, line: Callable[[Any], str]) -> None:
+def _print_lines(items: Sequence[T], empty: str, line: Callable[[T], str]) -> None:
     """One line per item, or `empty` when there is none."""
     if not items:
         print(empty)
@@ -371,7 +376,7 @@ def _when(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def device_rows(devices: Sequence[Any], now: datetime, online_within_s: float) -> list[dict[str, Any]]:
+def device_rows(devices: Sequence[Device], now: datetime, online_within_s: float) -> list[dict[str, Any]]:
     """What `devices list` shows of each device, as JSON-ready values."""
     rows = []
     for device in devices:
@@ -398,7 +403,7 @@ def _ago(seconds: int | None) -> str:
     return f"{seconds // 3600}h ago" if seconds < 172800 else f"{seconds // 86400}d ago"
 
 
-def _list_devices(devices: Sequence[Any], now: datetime, online_within_s: float,
+def _list_devices(devices: Sequence[Device], now: datetime, online_within_s: float,
                   as_json: bool) -> None:
     rows = device_rows(devices, now, online_within_s)
     if as_json:
@@ -416,7 +421,7 @@ def _list_devices(devices: Sequence[Any], now: datetime, online_within_s: float,
               f"{row['software'] or '-':<10} {trust:>9} {pending:>7} {row['events']:>7}")
 
 
-def _add_operator(store: object, args: argparse.Namespace) -> None:
+def _add_operator(store: Store, args: argparse.Namespace) -> None:
     """`operator add NAME`: the password is hashed with argon2; it is never an argument (it
     would land in the shell history and the process list)."""
     from firmware.protocol.timestamps import rfc3339, utc_now

@@ -8,12 +8,16 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Protocol, Sequence, TypeVar
 from urllib.parse import unquote, urlparse
 
 from firmware.fsutil import create_private_file, ensure_private_dir, restrict_to_owner
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
 
 POOL_WAIT_S = 30.0  # how long a request waits for a free connection before failing
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -21,12 +25,26 @@ PG_STATEMENT_TIMEOUT_MS = 30_000
 PG_LOCK_TIMEOUT_MS = 10_000
 
 
+class Cursor(Protocol):
+    """What the store reads from an executed statement (sqlite3 or psycopg cursor); the rows
+    are the driver's tuples of column values."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
 class Tx(Protocol):
     """One open transaction."""
 
     dialect: str
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
@@ -39,24 +57,31 @@ class Database(Protocol):
     dialect: str
     description: str
 
-    def transaction(self, readonly: bool = False) -> Any: ...
+    def transaction(self, readonly: bool = False) -> AbstractContextManager[Tx]: ...
 
     def close(self) -> None: ...
 
 
-class _Pool:
+class _Connection(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Connection)  # a driver's connection (sqlite3 or psycopg)
+
+
+class _Pool(Generic[C]):
     """A small bounded pool of connections, created on demand."""
 
-    def __init__(self, connect: Any, size: int) -> None:
+    def __init__(self, connect: Callable[[], C], size: int) -> None:
         self._connect = connect
-        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[C] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
-        self._all: list[Any] = []
+        self._all: list[C] = []
         self._lock = threading.Lock()
         self._closed = False
 
     @contextmanager
-    def connection(self) -> Iterator[Any]:
+    def connection(self) -> Iterator[C]:
         if not self._slots.acquire(timeout=POOL_WAIT_S):
             raise TimeoutError("no database connection free")
         try:
@@ -91,11 +116,11 @@ class _Pool:
             self._all.clear()
 
 
-def _is_broken(conn: Any) -> bool:
+def _is_broken(conn: object) -> bool:
     return bool(getattr(conn, "closed", False)) or getattr(conn, "broken", False) is True
 
 
-def _close_quietly(conn: Any) -> None:
+def _close_quietly(conn: _Connection) -> None:
     try:
         conn.close()
     except Exception:  # noqa: BLE001 - closing a dead connection may itself fail
@@ -167,10 +192,10 @@ class SqliteDatabase:
 class _PostgresTx:
     dialect = "postgresql"
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: psycopg.Connection[TupleRow]) -> None:
         self._conn = conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         return self._conn.execute(sql.replace("?", "%s"), tuple(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -197,7 +222,7 @@ class PostgresDatabase:
         self.description = f"postgresql://{parsed.hostname}:{parsed.port or 5432}{parsed.path}"
         self._pool = _Pool(self._connect, pool_size)
 
-    def _connect(self) -> Any:
+    def _connect(self) -> psycopg.Connection[TupleRow]:
         # autocommit: each `transaction()` block is then exactly one BEGIN ... COMMIT.
         conn = self._psycopg.connect(self.url, connect_timeout=10, autocommit=True)
         # Every wait has a bound: a stuck lock or statement fails the request, not the server.

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.setup.code import build_code
 from fleet.tokens import new_token
+
+if TYPE_CHECKING:
+    from fleet.storage import Store
 
 DEFAULT_TTL_MIN = 15.0
 MAX_TTL_MIN = 24 * 60.0  # a code on a screen or a printout should not outlive a working day
@@ -24,7 +27,7 @@ class CreatedCode:
     expires_at: datetime
 
 
-def create_code(store: Any, key: Ed25519PrivateKey, fleet_url: str, ttl_min: float,
+def create_code(store: Store, key: Ed25519PrivateKey, fleet_url: str, ttl_min: float,
                 now: datetime, max_ttl_min: float = MAX_TTL_MIN) -> CreatedCode:
     """Store a fresh one-time token expiring with the code, and sign the code that carries it."""
     if not 0 < ttl_min <= max_ttl_min:
@@ -36,7 +39,7 @@ def create_code(store: Any, key: Ed25519PrivateKey, fleet_url: str, ttl_min: flo
     return CreatedCode(build_code(key, code_id, fleet_url, token, expires_at), code_id, expires_at)
 
 
-def create_bundle(store: Any, key: Ed25519PrivateKey, fleet_url: str, ttl_min: float,
+def create_bundle(store: Store, key: Ed25519PrivateKey, fleet_url: str, ttl_min: float,
                   now: datetime) -> tuple[bytes, CreatedCode]:
     """An offline bundle: a new code and every published trust envelope, signed together."""
     from firmware.setup.bundle import build_bundle

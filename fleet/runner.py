@@ -5,9 +5,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from fleet.storage import Store, TrustItem
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -18,16 +23,17 @@ class ServerHandle:
     """A running server: `.url` to reach it, `.app` (its `state.store` is the live store)."""
 
     url: str
-    app: Any
+    app: FastAPI
     port: int
     _server: uvicorn.Server = field(repr=False)
     _thread: threading.Thread = field(repr=False)
 
     @property
-    def store(self) -> Any:
-        return self.app.state.store
+    def store(self) -> Store:
+        store: Store = self.app.state.store
+        return store
 
-    def publish(self, name: str, content: Any) -> Any:
+    def publish(self, name: str, content: Any) -> TrustItem:
         """Sign and publish a trust item with the app's signing key (needs signing_key_path)."""
         from fleet.trust import publish
 
@@ -45,11 +51,11 @@ class ServerHandle:
     def __enter__(self) -> "ServerHandle":
         return self
 
-    def __exit__(self, *_: Any) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()
 
 
-def run_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> ServerHandle:
+def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> ServerHandle:
     """Bind first (so port 0 yields the real port before start), then serve in a thread."""
     # proto IPPROTO_TCP, as uvicorn's own bind_socket: asyncio sets TCP_NODELAY only on
     # connections whose socket says TCP, and without it every answer on a kept-alive

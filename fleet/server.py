@@ -11,7 +11,7 @@ import sqlite3
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, MutableMapping
+from typing import Any, Callable, TypedDict, Unpack
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Path as PathParam, Request
@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from firmware.protocol import events as event_schema
 from firmware.protocol.event_codec import Event
@@ -115,7 +116,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
 
     store_checks = asyncio.Semaphore(PREAUTH_STORE_CONCURRENCY)
 
-    async def preauth(scope: MutableMapping[str, Any]) -> str:
+    async def preauth(scope: Scope) -> str:
         """The signed headers, checked before any body is read (AdmissionMiddleware)."""
         try:
             request = check_request(Headers(scope=scope), clock(), skew_window_s)
@@ -280,7 +281,7 @@ def _auth_refusal(error: AuthError) -> JSONResponse:
     return refusal(401, error.code, error.detail)
 
 
-def _is_signed(scope: MutableMapping[str, Any]) -> bool:
+def _is_signed(scope: Scope) -> bool:
     path = scope.get("path", "")
     return any(scope.get("method") == method and
                (path.startswith(route) if route.endswith("/") else path == route)
@@ -381,8 +382,25 @@ def openapi_document() -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+class AppOptions(TypedDict, total=False):
+    """create_app's keyword options, passed on unchanged."""
+
+    max_body_bytes: int
+    skew_window_s: int
+    clock: Callable[[], datetime]
+    body_budget_bytes: int
+    max_uploads_per_device: int
+    min_receive_rate_bps: float
+    receive_grace_s: float
+    body_clock: Callable[[], float]
+    rate_check_interval_s: float | None
+    login_limiter: LoginLimiter | None
+    max_operator_upload_bytes: int
+
+
 def run_in_thread(db_url: str, host: str = "127.0.0.1", port: int = 0,
-                  signing_key_path: Path | str | None = None, **app_options: Any) -> ServerHandle:
+                  signing_key_path: Path | str | None = None,
+                  **app_options: Unpack[AppOptions]) -> ServerHandle:
     """Serve a fresh app with uvicorn in a background thread; returns once it accepts
     connections. `.url` is the base URL (actual port when port=0), `.stop()` shuts down."""
     app = create_app(db_url, signing_key_path, **app_options)

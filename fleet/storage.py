@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator, Union
@@ -156,7 +157,7 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def transaction(self) -> Any:
+    def transaction(self) -> AbstractContextManager[Tx]:
         return self.db.transaction()
 
     # -- schema -------------------------------------------------------------------------------

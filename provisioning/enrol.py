@@ -10,7 +10,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from firmware.vision.quality import QualityConfig, assess
 from firmware.vision.types import Face
 from provisioning.cli import add_state_dir_option
 from provisioning.output import Output, add_output_options, parse_args, run_handler
+
+# an image to enrol: a file's path, or an RGB uint8 array already in memory
+ImageInput = Union[str, "os.PathLike[str]", np.ndarray]
 
 # Stable reason codes (per image, and for the enrolment as a whole).
 UNREADABLE_IMAGE = "UNREADABLE_IMAGE"
@@ -59,7 +62,7 @@ class EnrolResult:
     min_pair_similarity: float | None = None
 
 
-def _load_rgb(item: Any) -> np.ndarray:
+def _load_rgb(item: object) -> np.ndarray:
     """An RGB uint8 array from a path or an array, in memory only; ValueError if unusable."""
     if isinstance(item, np.ndarray):
         if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
@@ -82,7 +85,7 @@ def _load_rgb(item: Any) -> np.ndarray:
 
 
 def templates_from_images(
-    images: Sequence[Any], pipeline: EnrolPipeline, quality: QualityConfig | None = None,
+    images: Sequence[ImageInput], pipeline: EnrolPipeline, quality: QualityConfig | None = None,
     starting: Callable[[int], None] = lambda position: None,
 ) -> tuple[list[np.ndarray], list[tuple[int, str]]]:
     """One unit template per usable image; failures as (position, reason). `starting(position)`
@@ -120,7 +123,7 @@ def mean_template(templates: list[np.ndarray]) -> np.ndarray:
 
 
 def enrol(
-    images: Sequence[Any],
+    images: Sequence[ImageInput],
     member_id: str,
     gallery_path: str | Path,
     key: bytes,

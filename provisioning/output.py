@@ -16,7 +16,10 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 JSON_KEYS = ("command", "ok", "exit_code", "dry_run", "result", "error", "messages")
 USAGE_ERROR = "USAGE"
@@ -42,7 +45,7 @@ class Output:
         self.result: dict[str, Any] = {}
         self.error: dict[str, str] | None = None
         self.messages: list[str] = []
-        self._console: Any = None
+        self._console: Console | None = None
         if mode == "rich":
             from rich.console import Console  # only on a terminal: plain and JSON need no rich
 

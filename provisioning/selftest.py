@@ -10,10 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from firmware.config import Config, ConfigError, load_config
 from firmware.statefolder import StateFolder
+
+if TYPE_CHECKING:
+    import requests
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from firmware.credentials.trust import TrustStore
 
 EXIT_PASSED, EXIT_FAILED = 0, 1
 
@@ -85,14 +91,14 @@ def _clock(config: Config) -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _pinned_keys(state: Path) -> list[Any] | None:
+def _pinned_keys(state: Path) -> list[Ed25519PublicKey] | None:
     from firmware.protocol.keys import public_key_from_b64
 
     pinned = StateFolder(state).pinned_fleet_key()
     return [public_key_from_b64(pinned)] if pinned else None
 
 
-def _cached_key_mismatch(folder: Path, pinned: list[Any] | None) -> str | None:
+def _cached_key_mismatch(folder: Path, pinned: list[Ed25519PublicKey] | None) -> str | None:
     """'pinned X, ... signed with Y' when a cached fleet envelope names another key."""
     from firmware.credentials.trust_json import is_envelope
     from firmware.protocol.keys import key_id
@@ -111,7 +117,7 @@ def _cached_key_mismatch(folder: Path, pinned: list[Any] | None) -> str | None:
     return None
 
 
-def format_counts(store: Any) -> dict[str, int]:
+def format_counts(store: TrustStore) -> dict[str, int]:
     """How many trusted signing keys each credential format has (0: that format is denied)."""
     return {
         "DCC": len(store.dcc_signers),
@@ -219,7 +225,7 @@ def _fleet_key(config: Config, base: str) -> str:
     return "nothing published on the fleet yet"
 
 
-def _error_code(response: Any) -> str:
+def _error_code(response: requests.Response) -> str:
     try:
         return str(response.json().get("error"))
     except ValueError:

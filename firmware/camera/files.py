@@ -4,12 +4,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from firmware.camera.base import CameraError, Frame, check_frame
+
+if TYPE_CHECKING:
+    import cv2
+
+T = TypeVar("T")  # what ArraySource replays: arrays, or what its `decode` turns into one
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
 
@@ -23,11 +28,11 @@ def load_rgb(path: str | Path) -> np.ndarray:
         raise CameraError(f"{path}: cannot read image ({exc})") from exc
 
 
-class ArraySource:
+class ArraySource(Generic[T]):
     """Replays in-memory RGB frames at a fixed rate (the demo renders QR frames this way)."""
 
-    def __init__(self, images: Sequence[Any], fps: float = 15.0, loop: bool = False,
-                 decode: Callable[[Any], np.ndarray] | None = None) -> None:
+    def __init__(self, images: Sequence[T], fps: float = 15.0, loop: bool = False,
+                 decode: Callable[[T], np.ndarray] | None = None) -> None:
         self._images = list(images)
         self._decode = decode
         self._interval = 1.0 / fps
@@ -89,7 +94,7 @@ class VideoFileSource:
     def __init__(self, path: str | Path, loop: bool = False) -> None:
         self._path = Path(path)
         self._loop = loop
-        self._capture: Any = None
+        self._capture: cv2.VideoCapture | None = None
         self._seq = 0
         self._ended = False
 

@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from firmware.camera.base import CameraError, Frame, check_frame
 
+if TYPE_CHECKING:
+    import cv2
+
 
 class WebcamSource:
     def __init__(self, device: int, width: int, height: int) -> None:
         self._device, self._size = device, (width, height)
-        self._capture: Any = None
+        self._capture: cv2.VideoCapture | None = None
         self._seq = 0
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from firmware.app import build, load_face_pipeline
 from firmware.camera.files import ArraySource
@@ -23,6 +23,15 @@ from firmware.display.screen import Screen
 from firmware.identity import load_or_create
 from firmware.kiosk.policy import Decision
 from firmware.statefolder import StateFolder
+
+if TYPE_CHECKING:
+    import numpy as np
+    
+    from firmware.app import KioskApp
+    from firmware.protocol.event_codec import Event
+    from firmware.sync.uploader import Uploader
+    from firmware.vision.pipeline import FacePipeline
+    from fleet.runner import ServerHandle
 
 FPS = 15.0
 DEMO_DEVICE_ID = "demo-kiosk"
@@ -40,7 +49,7 @@ class DemoResult:
     presentations: list[Presentation]
     decisions: list[Decision]
     screens: list[Screen]
-    server_events: list[Any]
+    server_events: list[Event]
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -60,7 +69,7 @@ def demo_config(state_dir: Path, fleet_url: str, faces: bool, status_listen: str
     })
 
 
-def _enrol(face: Any, pipeline: Any) -> Any:
+def _enrol(face: np.ndarray, pipeline: FacePipeline) -> np.ndarray:
     """The demo holder's template, as an enrolment station would compute it (memory only)."""
     template = pipeline.embed(face)
     if template is None:
@@ -88,7 +97,8 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
     # the face models are loaded once: for the demo's enrolment and then for the kiosk
     pipeline = load_face_pipeline(demo_config(workdir / "state", "", faces=True)) \
         if face is not None else None
-    cast = build_cast(now, _enrol(face, pipeline) if face is not None else None)
+    cast = build_cast(now, _enrol(face, pipeline) if face is not None and pipeline is not None
+                      else None)
     presentations = cast.presentations
     frames = build_frames(presentations, face, gap_frames=int(FPS * GAP_S), code_frames=int(FPS))
     state = workdir / "state"
@@ -108,15 +118,18 @@ def run_demo(workdir: Path, out: TextIO = sys.stdout, render: bool = False,
             register_device(server.url, token, app.identity.device_id, app.identity.key)
             print(f"kiosk {app.identity.device_id} registered with fleet server {server.url}",
                   file=out)
-            print(f"display emulator on {app.display.emulator.port}; "
+            emulator = app.display.emulator
+            if emulator is None:
+                raise RuntimeError("the demo display has no emulator")
+            print(f"display emulator on {emulator.port}; "
                   f"{len(presentations)} people in the queue; face checks "
                   f"{'on' if face is not None else 'off'}\n", file=out)
             decided = app.kiosk.summary.decisions
-            app.display.emulator.caption = lambda: _scenario(presentations, len(decided))
+            emulator.caption = lambda: _scenario(presentations, len(decided))
             with _progress(presentations, decided, out):
                 summary = app.kiosk.run(exit_on_end_of_stream=True)
-            screens = list(app.display.emulator.screens)
-            uploaded = _drain(app.uploader)
+            screens = list(emulator.screens)
+            uploaded = _drain(app.uploader) if app.uploader is not None else 0
             server_events = [e for e in server.store.events(app.identity.device_id)]
             if serve is not None:
                 serve(_serve_demo(server, app, out))
@@ -166,7 +179,7 @@ def _progress(presentations: list[Presentation], decisions: Sequence[Decision],
         thread.join()
 
 
-def _serve_demo(server: Any, app: Any, out: TextIO) -> dict[str, str]:
+def _serve_demo(server: ServerHandle, app: KioskApp, out: TextIO) -> dict[str, str]:
     """Seed a few more kiosks, add a demo operator and print where to look."""
     from firmware.protocol.timestamps import rfc3339, utc_now
     from fleet.dashboard.auth import add_operator
@@ -175,9 +188,12 @@ def _serve_demo(server: Any, app: Any, out: TextIO) -> dict[str, str]:
     seed_demo_fleet(server.store)
     password = secrets.token_urlsafe(12)
     add_operator(server.store, "demo", password, rfc3339(utc_now()))
-    app.status_server.start()
+    status_server = app.status_server
+    if status_server is None:
+        raise RuntimeError("the demo kiosk has no status page")
+    status_server.start()
     addresses = {"dashboard": server.url + "/dashboard/", "operator": "demo",
-                 "password": password, "kiosk_status": app.status_server.url}
+                 "password": password, "kiosk_status": status_server.url}
     print(f"\nfleet dashboard: {addresses['dashboard']} (log in as demo / {password})\n"
           f"kiosk status page: {addresses['kiosk_status']}\n"
           f"fleet metrics: {server.url}/metrics; kiosk metrics: "
@@ -194,7 +210,7 @@ def _wait_for_interrupt(_: dict[str, str]) -> None:
         pass
 
 
-def _drain(uploader: Any, timeout_s: float = 20.0) -> int:
+def _drain(uploader: Uploader, timeout_s: float = 20.0) -> int:
     """Upload until nothing is pending (the demo's network is loopback and always up)."""
     from firmware.sync.uploader import UploadError
 

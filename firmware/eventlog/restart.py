@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, TypedDict, Unpack
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog.common import EventLogError
 from firmware.eventlog.log import EventLog
+from firmware.eventlog.sqlitefile import Durability
 from firmware.fsutil import write_atomic
 from firmware.protocol.event_codec import LOG_RESTARTED_KIND
 
@@ -38,8 +39,19 @@ SEQ_GAP = 10**9
 UNUSABLE = frozenset({"EVENTLOG_CORRUPT", "EVENTLOG_CHAIN_BROKEN"})
 
 
+class OpenOptions(TypedDict, total=False):
+    """EventLog.open's options, passed on unchanged."""
+
+    quota_bytes: int | None
+    retention: timedelta
+    durability: Durability
+    clock: Callable[[], datetime]
+    integrity_check: bool
+    commit_timeout_s: float
+
+
 def open_or_restart(path: Path, key: Ed25519PrivateKey, device_id: str,
-                    now: Callable[[], datetime], **options: Any) -> EventLog:
+                    now: Callable[[], datetime], **options: Unpack[OpenOptions]) -> EventLog:
     """The log at `path`, created anew when it is missing; see the module docstring."""
     start_file = path.with_name(path.name + START_FILE_SUFFIX)
     previous_start = _read_start(start_file)

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,12 @@ from firmware.vision.antisharing import AntiSharing
 from firmware.vision.liveness import LivenessChecker, LivenessConfig
 from firmware.vision.matcher import match_1to1
 from firmware.vision.quality import QualityConfig, QualityResult, assess
+
+if TYPE_CHECKING:
+    from firmware.vision.matcher import Gallery
+    from firmware.vision.pad import PadResult, PresentationAttackDetector
+    from firmware.vision.pipeline import FacePipeline
+    from firmware.vision.types import Face
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +62,12 @@ class FaceCheck:
     `conclude(...)`. `pipeline` is a FacePipeline (or anything with detect/embed_face/threshold).
     """
 
-    def __init__(self, pipeline: Any, liveness: str = "advisory",
+    def __init__(self, pipeline: FacePipeline, liveness: str = "advisory",
                  anti_sharing_window_s: float = 600.0,
                  quality: QualityConfig | None = None,
                  liveness_config: LivenessConfig | None = None,
-                 clock: Callable[[], float] = time.monotonic, pad: Any = None) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 pad: PresentationAttackDetector | None = None) -> None:
         """`pad`: a PresentationAttackDetector (or anything with `check(rgb, face)`); needed
         for liveness "model" and for face pass, which always requires it."""
         if liveness not in LIVENESS_MODES:
@@ -68,8 +75,8 @@ class FaceCheck:
         if liveness == "model" and pad is None:
             raise ValueError('liveness "model" needs a presentation-attack detector (pad=)')
         self._pad = pad
-        self._pad_face: tuple[np.ndarray, Any] | None = None  # latest usable face (memory only)
-        self._pad_judged: tuple[tuple[np.ndarray, Any], Any] | None = None  # (that face, result)
+        self._pad_face: tuple[np.ndarray, Face] | None = None  # latest usable face (memory only)
+        self._pad_judged: tuple[tuple[np.ndarray, Face], PadResult] | None = None  # (that face, result)
         self._pipeline = pipeline
         self._liveness_mode = liveness
         self._quality = quality or QualityConfig()
@@ -78,7 +85,7 @@ class FaceCheck:
         # anti-sharing keys: keyed per boot so even memory holds no credential identifier
         self._sharing_key = secrets.token_bytes(32)
         self._template: np.ndarray | None = None
-        self._unembedded: tuple[np.ndarray, Any] | None = None  # latest usable face, not embedded
+        self._unembedded: tuple[np.ndarray, Face] | None = None  # latest usable face, not embedded
         self.face_pass = False  # set when 1:N is on: liveness frames are then always gathered
         self._last_quality: QualityResult | None = None
         self._frames = 0
@@ -201,7 +208,7 @@ class FaceCheck:
                                    self._frames, pad_event)
         return FaceOutcome(True, None, similarity, live, self._frames, pad_event)
 
-    def identify(self, gallery: Any, threshold: float) -> tuple[str | None, FaceOutcome]:
+    def identify(self, gallery: Gallery, threshold: float) -> tuple[str | None, FaceOutcome]:
         """1:N among opted-in members ("face pass"). Liveness is always judged here: with no
         credential in hand, a face is the only factor, so a photo must not pass for it.
         `threshold` must be stricter than the 1:1 one: a stranger meets every member at once,

@@ -6,13 +6,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from firmware.credentials import Verdict
 from firmware.kiosk.facecheck import FaceCheck, FaceOutcome
 from firmware.kiosk.policy import FaceError, FaceResult
+
+if TYPE_CHECKING:
+    from firmware.vision.matcher import Gallery
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ class FaceStage:
     check: FaceCheck
     timeout_s: float
     open_template: Callable[[bytes, str | None], np.ndarray | None] | None = None
-    gallery: Any = None
+    gallery: Gallery | None = None
     # None: the model's own 1:N threshold (face_models.json, FAR 1e-5 per impostor pair)
     face_pass_threshold: float | None = None
     clock: Callable[[], float] = time.monotonic

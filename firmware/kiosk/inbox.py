@@ -4,15 +4,15 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
 class Message:
-    """An event for the kiosk loop: `kind` names it, `data` carries it."""
+    """An event for the kiosk loop: `kind` names it, `data` carries it (what, `kind` says: a
+    Frame for "frame", a provisioning outcome for "provisioned", text for "camera_fault")."""
 
     kind: str
-    data: Any = None
+    data: object = None
 
 
 class Inbox:

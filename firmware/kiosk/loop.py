@@ -9,10 +9,10 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, cast
 
 from firmware import __version__ as FIRMWARE_VERSION
-from firmware.camera.base import FrameSource
+from firmware.camera.base import Frame, FrameSource
 from firmware.kiosk.capture import CaptureWorker
 from firmware.clock import Clock
 from firmware.codes import FrameScanner
@@ -31,7 +31,12 @@ from firmware.setup.code import is_provision_code
 from firmware.setup.firstboot import FirstBootSetup
 from firmware.status.board import StatusBoard
 
+if TYPE_CHECKING:
+    from firmware.display.screen import Screen
+    from firmware.setup.provisioner import ProvisionOutcome
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TICK_S = 0.05  # the loop wakes at least this often to run its timers
 CLOCK_REMEMBER_S = 60.0
@@ -47,7 +52,7 @@ REFUSED_FOR_GOOD = frozenset({"EVENTLOG_BAD_BODY", "EVENTLOG_FORBIDDEN_FIELD", "
 class DisplayPort(Protocol):
     """What the kiosk needs of the display driver (firmware.display.driver.Display)."""
 
-    def show(self, screen: Any, timeout: float) -> None: ...
+    def show(self, screen: Screen, timeout: float) -> None: ...
 
     def poll(self) -> None: ...
 
@@ -55,7 +60,7 @@ class DisplayPort(Protocol):
 class EventSink(Protocol):
     """What the kiosk needs of the event log (firmware.eventlog.EventLog)."""
 
-    def append(self, kind: str, body: dict[str, Any], retry_of: object = None) -> Any: ...
+    def append(self, kind: str, body: dict[str, Any], retry_of: object = None) -> object: ...
 
 
 @dataclass
@@ -72,7 +77,7 @@ class LoopProgress:
 SUMMARY_KEEP = 1000  # newest decisions, transitions and faults a run's summary keeps
 
 
-def _newest() -> deque[Any]:
+def _newest() -> deque[T]:
     return deque(maxlen=SUMMARY_KEEP)
 
 
@@ -100,6 +105,12 @@ class ProvisioningCrashed:
 
     ok: bool = False
     reason: str = "PROVISION_FAILED"
+    trust_updated: int = 0  # as ProvisionOutcome's: nothing was updated
+    trust_wanted: int = 0
+
+
+# a provisioning job's outcome, as its message carries it (None: no bundle, nothing tried)
+Outcome = Union["ProvisionOutcome", ProvisioningCrashed, None]
 
 
 class Kiosk:
@@ -107,7 +118,7 @@ class Kiosk:
 
     def __init__(self, config: KioskSection, camera: FrameSource, display: DisplayPort,
                  eventlog: EventSink, trust: Callable[[], TrustStore], clock: Clock,
-                 pseudonymiser: Pseudonymiser, screen_for: Callable[..., Any],
+                 pseudonymiser: Pseudonymiser, screen_for: Callable[..., Screen],
                  display_timeout_s: float = 1.0,
                  verifier: Callable[..., Verdict] = verify,
                  faces: FaceStage | None = None,
@@ -115,8 +126,8 @@ class Kiosk:
                  watchdog: Callable[[], None] | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
                  status: StatusBoard | None = None,
-                 provisioner: Callable[[str], Any] | None = None,
-                 bundle_source: Callable[[], Any] | None = None,
+                 provisioner: Callable[[str], ProvisionOutcome] | None = None,
+                 bundle_source: Callable[[], ProvisionOutcome | None] | None = None,
                  setup: FirstBootSetup | None = None,
                  supervisor: Supervisor | None = None) -> None:
         self.config = config
@@ -220,7 +231,7 @@ class Kiosk:
         if message is not None:
             self.progress.messages[message.kind] += 1
             if message.kind == "frame":
-                self.progress.last_frame_seq = message.data.seq
+                self.progress.last_frame_seq = cast(Frame, message.data).seq
         self.progress.iterations += 1
 
     # ---- the one transition function ------------------------------------------------
@@ -416,15 +427,16 @@ class Kiosk:
     # ---- message handling ----------------------------------------------------------------
     def _handle(self, message: Message) -> None:
         if message.kind == "frame":
+            frame = cast(Frame, message.data)
             self._clear("camera")
             if self.state == State.AWAIT_FACE:
-                self._face_step(self._face_stage().on_frame(message.data.image))
+                self._face_step(self._face_stage().on_frame(frame.image))
             elif self.state in READY_STATES:
-                self._on_frame(message.data)
+                self._on_frame(frame)
             elif self.state == State.MAINTENANCE:
-                self._on_maintenance_frame(message.data)
+                self._on_maintenance_frame(frame)
         elif message.kind == "provisioned":
-            self._on_provisioned(message.data)
+            self._on_provisioned(cast(Outcome, message.data))
         elif message.kind == "camera_fault":
             # frames still queued were read before the fault (control messages come first):
             # they must not clear it
@@ -457,7 +469,7 @@ class Kiosk:
             self._start_provisioning(self._bundle_source)  # a bundle on the USB stick, if any
 
     # ---- provisioning codes (maintenance mode) ---------------------------------------------
-    def _on_maintenance_frame(self, frame: Any) -> None:
+    def _on_maintenance_frame(self, frame: Frame) -> None:
         """A technician shows a provisioning code: hand it to the worker, one at a time."""
         if self._provisioner is None or self._provisioning is not None:
             return
@@ -477,11 +489,11 @@ class Kiosk:
         provisioner = self._provisioner
         self._start_provisioning(lambda: provisioner(text))
 
-    def _start_provisioning(self, job: Callable[[], Any]) -> None:
+    def _start_provisioning(self, job: Callable[[], ProvisionOutcome | None]) -> None:
         """Run `job` in a worker; its outcome (None: nothing to do) comes back as a message."""
         def work() -> None:
             try:
-                outcome = job()
+                outcome: Outcome = job()
             except Exception:  # fail safe: refused, and the next code can be tried
                 log.exception("provisioning raised")
                 outcome = ProvisioningCrashed()
@@ -490,7 +502,7 @@ class Kiosk:
         self._provisioning = threading.Thread(target=work, name="provisioning", daemon=True)
         self._provisioning.start()
 
-    def _on_provisioned(self, outcome: Any) -> None:
+    def _on_provisioned(self, outcome: Outcome) -> None:
         """Show the outcome in words; the technician leaves maintenance mode when done (a
         first-boot setup that succeeded leaves by itself, after the hold)."""
         self._provisioning = None
@@ -602,7 +614,7 @@ class Kiosk:
         except Exception as exc:
             self._latch("display", str(exc) or type(exc).__name__)
 
-    def _on_frame(self, frame: Any) -> None:
+    def _on_frame(self, frame: Frame) -> None:
         try:
             reads = self._scanner.scan(frame.image)
         except Exception as exc:  # a corrupt frame is the camera's fault, not a crash
@@ -702,7 +714,7 @@ class Kiosk:
             self._transition(State.AWAIT_FACE, show=False)  # a hint is no reason to log
             self._show(State.AWAIT_FACE, step.hint)
 
-    def _face_pass(self, frame: Any) -> None:
+    def _face_pass(self, frame: Frame) -> None:
         """An opted-in member recognised 1:N without a code: their cached record decides."""
         assert self._faces is not None
         found = self._faces.on_idle_frame(frame.image)

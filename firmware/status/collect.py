@@ -6,14 +6,22 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware.eventlog.outbox import upload_counts
 from firmware.statefolder import StateFolder
 from firmware.status.board import StatusBoard, iso, snapshot_dict
+
+if TYPE_CHECKING:
+    from firmware.clock import Clock
+    from firmware.display.driver import Display
+    from firmware.kiosk.supervisor import Supervisor
+    from firmware.sync.trustworker import TrustSyncWorker
+    from firmware.sync.uploader import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +35,15 @@ class StatusParts:
 
     board: StatusBoard
     device_id: str = ""
-    display: Any = None  # firmware.display.Display (its link's counters are plain ints)
+    display: Display | None = None  # its link's counters are plain ints
     eventlog_path: Path | None = None
     quota_bytes: int | None = None
-    uploader: Any = None  # firmware.sync.uploader.Uploader
+    uploader: Uploader | None = None
     trust_dir: Path | None = None
-    trust_worker: Any = None  # firmware.sync.trustworker.TrustSyncWorker
-    clock: Any = None  # firmware.clock.Clock
+    trust_worker: TrustSyncWorker | None = None
+    clock: Clock | None = None
     max_trust_age_h: float | None = None
-    supervisor: Any = None  # firmware.kiosk.supervisor.Supervisor
+    supervisor: Supervisor | None = None
 
 
 class StatusCollector:
@@ -47,7 +55,7 @@ class StatusCollector:
     of these takes a lock the decision path holds.
     """
 
-    def __init__(self, parts: StatusParts, monotonic: Any = time.monotonic) -> None:
+    def __init__(self, parts: StatusParts, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.parts = parts
         self._monotonic = monotonic
         self._lock = threading.Lock()  # only between page requests, never the loop

@@ -1,7 +1,7 @@
 """The status in the Prometheus text format (prometheus-client), from the collector's data."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,7 +15,7 @@ PREFIX = "healthgate_kiosk"
 class _StatusMetrics:
     """A custom collector: every scrape reads the (cached) status; nothing is kept here."""
 
-    def __init__(self, current: Any) -> None:
+    def __init__(self, current: Callable[[], dict[str, Any]]) -> None:
         self._current = current
 
     def collect(self) -> Iterator[Metric]:
@@ -88,7 +88,7 @@ def _optional(name: str, doc: str, value: float | None) -> Iterator[GaugeMetricF
         yield _gauge(name, doc, value)
 
 
-def metrics_text(current: Any) -> bytes:
+def metrics_text(current: Callable[[], dict[str, Any]]) -> bytes:
     """One scrape: a registry of its own, so the process's default one is never touched."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_StatusMetrics(current))  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -15,6 +15,9 @@ from firmware.eventlog.common import EventLogError
 from firmware.status.board import StatusBoard
 from firmware.status.file import (STATUS_HEADER, KioskStatus, format_header, read_status,
                                   write_status)
+
+if TYPE_CHECKING:
+    from firmware.sync.uploader import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class StatusReporter:
 
     def __init__(self, state_dir: Path, board: StatusBoard,
                  trust_updated: Callable[[], datetime | None],
-                 uploader: Any | None, pending: Callable[[], int] | None,
+                 uploader: Uploader | None, pending: Callable[[], int] | None,
                  max_trust_age_h: float, now: Callable[[], datetime],
                  interval_s: float = STATUS_INTERVAL_S) -> None:
         self._state_dir = state_dir

@@ -5,9 +5,12 @@ import logging
 import random
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING
 
 from firmware.clock import Clock
+
+if TYPE_CHECKING:
+    from firmware.sync.trustsync import TrustSync
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +24,7 @@ class TrustSyncWorker:
     `beats` counts passes of its loop for the supervisor; a round may take up to
     `max_round_s` (every item's requests, each bounded by the HTTP timeout)."""
 
-    def __init__(self, trust_sync: Any, clock: Clock, interval_s: float,
+    def __init__(self, trust_sync: TrustSync, clock: Clock, interval_s: float,
                  backoff_initial_s: float = 5.0, rng: random.Random | None = None,
                  max_round_s: float = MAX_ROUND_S) -> None:
         self._sync = trust_sync

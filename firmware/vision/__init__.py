@@ -1,7 +1,7 @@
 """Face pipeline: BlazeFace detection, five-point alignment, int8 embedding, cosine matching."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from firmware.vision.types import Face
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 __all__ = ["Face", "FacePipeline"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # Lazy: importing the package must not pull in OpenCV/LiteRT until a pipeline is wanted.
     if name == "FacePipeline":
         from firmware.vision.pipeline import FacePipeline

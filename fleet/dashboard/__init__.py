@@ -1,10 +1,18 @@
 """The fleet dashboard: operator pages, pre-aggregated device status, and /metrics."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import Scope
+
+    from fleet.admission import OperatorUploads
+    from fleet.dashboard.ratelimit import LoginLimiter
+    from fleet.storage import Store
 
 
-def mount_dashboard(app: Any, store: Any, login_limiter: Any = None) -> None:
+def mount_dashboard(app: FastAPI, store: Store, login_limiter: LoginLimiter | None = None) -> None:
     """Add the dashboard's routes (outside the API's OpenAPI document) and /metrics (the trust
     endpoint notes each device's trust fetches itself: schema.note_trust_fetch). Imported
     lazily: the storage layer imports this package's schema module, and must not pull in the
@@ -17,7 +25,7 @@ def mount_dashboard(app: Any, store: Any, login_limiter: Any = None) -> None:
     app.include_router(metrics_router(store))
 
 
-def operator_uploads(store: Any, max_bytes: int) -> Any:
+def operator_uploads(store: Store, max_bytes: int) -> OperatorUploads:
     """The dashboard routes that take a large body (trust data publishing), for the admission
     middleware: the session cookie is checked before any of the body is read."""
     from starlette.concurrency import run_in_threadpool
@@ -29,7 +37,7 @@ def operator_uploads(store: Any, max_bytes: int) -> Any:
 
     signer = SessionSigner(store)
 
-    async def operator(scope: Any) -> str | None:
+    async def operator(scope: Scope) -> str | None:
         session = signer.verify(HTTPConnection(scope).cookies.get(COOKIE))
         if session is None or not await run_in_threadpool(operator_exists, store,
                                                           session.operator):

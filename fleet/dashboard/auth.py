@@ -8,12 +8,15 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from fleet.dashboard.schema import SESSION_KEY_SETTING
+
+if TYPE_CHECKING:
+    from fleet.storage import Store
 
 COOKIE = "hg_session"
 SESSION_TTL_S = 12 * 3600  # an operator logs in once per shift
@@ -38,7 +41,7 @@ class Session:
     cookie: str  # the signed value, from which the CSRF token is derived
 
 
-def add_operator(store: Any, name: str, password: str, now: str) -> None:
+def add_operator(store: Store, name: str, password: str, now: str) -> None:
     if not OPERATOR_NAME.fullmatch(name):
         raise OperatorError(f"operator name {name!r} must match {OPERATOR_NAME.pattern}")
     if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
@@ -53,7 +56,7 @@ def add_operator(store: Any, name: str, password: str, now: str) -> None:
         raise OperatorError(f"operator {name!r} exists")
 
 
-def check_password(store: Any, name: str, password: str) -> bool:
+def check_password(store: Store, name: str, password: str) -> bool:
     if len(name) > 64 or len(password) > MAX_PASSWORD_CHARS:
         return False
     with store.db.transaction(readonly=True) as tx:
@@ -64,7 +67,7 @@ def check_password(store: Any, name: str, password: str) -> bool:
         return False
 
 
-def operator_exists(store: Any, name: str) -> bool:
+def operator_exists(store: Store, name: str) -> bool:
     with store.db.transaction(readonly=True) as tx:
         return tx.execute("SELECT 1 FROM operators WHERE name = ?", (name,)).fetchone() is not None
 
@@ -73,7 +76,7 @@ class SessionSigner:
     """Cookie value: base64url(JSON {"o": operator, "e": expiry}) "." hex HMAC-SHA256. The key
     lives in the database, so every server process of a fleet accepts the same cookies."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         with store.db.transaction(readonly=True) as tx:
             row = tx.execute("SELECT value FROM settings WHERE name = ?",
                              (SESSION_KEY_SETTING,)).fetchone()

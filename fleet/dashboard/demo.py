@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -12,6 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from firmware.protocol.event_codec import GENESIS_HASH, Event, make_event
 from fleet.ingest import ingest
 from fleet.tokens import new_token
+
+if TYPE_CHECKING:
+    from fleet.storage import Store
 
 REASONS = ("DCC_EXPIRED", "SIGNATURE_INVALID", "NO_FACE", "UNKNOWN_FORMAT")
 DEMO_FIRMWARE = "0.1.0"
@@ -21,7 +24,7 @@ def _ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def register(store: Any, device_id: str, now: datetime) -> Ed25519PrivateKey:
+def register(store: Store, device_id: str, now: datetime) -> Ed25519PrivateKey:
     key = Ed25519PrivateKey.generate()
     token = new_token(16)
     store.add_token(token, now + timedelta(hours=1))
@@ -55,7 +58,7 @@ def chain(key: Ed25519PrivateKey, device_id: str, start: datetime, decisions: in
     return events
 
 
-def seed_demo_fleet(store: Any, now: datetime | None = None,
+def seed_demo_fleet(store: Store, now: datetime | None = None,
                     names: dict[str, str] | None = None) -> dict[str, str]:
     """Register and fill a small fleet; returns device id -> what it shows. `names` may rename
     the roles (tests use hostile names)."""

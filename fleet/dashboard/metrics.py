@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -11,6 +11,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from starlette.concurrency import run_in_threadpool
 
 from fleet.dashboard.queries import fleet_totals
+
+if TYPE_CHECKING:
+    from fleet.storage import Store
 
 PREFIX = "healthgate_fleet"
 
@@ -44,7 +47,7 @@ class _FleetMetrics:
                                 value=t["recent"])
 
 
-def metrics_router(store: Any) -> APIRouter:
+def metrics_router(store: Store) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/metrics")

@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleet.storage import Store
 
 PAGE_SIZE = 50  # devices per page of the list
 TIMELINE_EVENTS = 50  # latest events shown on a device page
@@ -57,7 +60,7 @@ _DEVICE_SQL = ("SELECT d.device_id, d.registered_at, s.last_seen, s.events, s.mi
                "LEFT JOIN device_status s ON s.device_id = d.device_id")
 
 
-def device_page(store: Any, page: int, now: datetime | None = None) -> tuple[list[DeviceRow], int]:
+def device_page(store: Store, page: int, now: datetime | None = None) -> tuple[list[DeviceRow], int]:
     """One page of devices (by id) and the total number of devices."""
     now = now or datetime.now(timezone.utc)
     with store.db.transaction(readonly=True) as tx:
@@ -84,7 +87,7 @@ class DeviceDetail:
     incidents: list[dict[str, Any]]
 
 
-def device_detail(store: Any, device_id: str, now: datetime | None = None) -> DeviceDetail | None:
+def device_detail(store: Store, device_id: str, now: datetime | None = None) -> DeviceDetail | None:
     now = now or datetime.now(timezone.utc)
     with store.db.transaction(readonly=True) as tx:
         r = tx.execute(_DEVICE_SQL + " WHERE d.device_id = ?", (device_id,)).fetchone()
@@ -125,7 +128,7 @@ def _timeline_entry(row: Any) -> dict[str, Any]:
             "what": " ".join(str(body[k]) for k in shown if body.get(k) is not None)}
 
 
-def tokens(store: Any) -> list[dict[str, Any]]:
+def tokens(store: Store) -> list[dict[str, Any]]:
     """The newest 200 tokens (Store.tokens, as `token list` reads them), times in RFC 3339."""
     def when(t: int | None) -> str | None:
         return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(
@@ -135,7 +138,7 @@ def tokens(store: Any) -> list[dict[str, Any]]:
             for t in store.tokens(newest_first=True, limit=200)]
 
 
-def trust_history(store: Any) -> list[dict[str, Any]]:
+def trust_history(store: Store) -> list[dict[str, Any]]:
     with store.db.transaction(readonly=True) as tx:
         rows = tx.execute("SELECT name, version, key_id, etag, published_at, published_by "
                           "FROM trust_history ORDER BY id DESC LIMIT 500").fetchall()
@@ -143,7 +146,7 @@ def trust_history(store: Any) -> list[dict[str, Any]]:
             for r in rows]
 
 
-def fleet_totals(store: Any) -> dict[str, Any]:
+def fleet_totals(store: Store) -> dict[str, Any]:
     """For /metrics: events stored, rejects by reason, devices registered and seen."""
     since = (datetime.now(timezone.utc) - OFFLINE_AFTER).strftime("%Y-%m-%dT%H:%M:%S")
     with store.db.transaction(readonly=True) as tx:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -24,6 +24,9 @@ from fleet.dashboard.ratelimit import LoginLimiter
 from fleet.tokens import new_token
 from fleet.trust import KNOWN_TRUST_NAMES, publish
 
+if TYPE_CHECKING:
+    from fleet.storage import Store, TrustItem
+
 BASE = "/dashboard"
 MAX_FORM_BYTES = 8 * 1024  # a login or token form is tiny
 MAX_TOKEN_TTL_H = 24 * 30
@@ -39,7 +42,7 @@ def _environment() -> Environment:
                        autoescape=select_autoescape(default=True, default_for_string=True))
 
 
-def dashboard_router(store: Any, login_limiter: LoginLimiter | None = None) -> APIRouter:
+def dashboard_router(store: Store, login_limiter: LoginLimiter | None = None) -> APIRouter:
     router = APIRouter(prefix=BASE, include_in_schema=False)
     env = _environment()
     signer = SessionSigner(store)
@@ -135,7 +138,7 @@ def dashboard_router(store: Any, login_limiter: LoginLimiter | None = None) -> A
             return to_login()
         return await trust_page(session)
 
-    async def trust_page(session: Session, status: int = 200, published: Any = None,
+    async def trust_page(session: Session, status: int = 200, published: TrustItem | None = None,
                          error: str | None = None, name: str = "") -> Response:
         history = await run_in_threadpool(queries.trust_history, store)
         return page("trust.html", status=status, history=history, names=KNOWN_TRUST_NAMES,

@@ -10,10 +10,13 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware.protocol.event_codec import Event
 from fleet.db import Tx
+
+if TYPE_CHECKING:
+    from fleet.storage import Store
 
 SESSION_KEY_SETTING = "dashboard_session_key"
 BACKFILL_CHUNK = 5000  # events read per step when an existing database is migrated
@@ -135,7 +138,7 @@ def update_aggregates(tx: Tx, device_id: str, events: Iterable[Event], received_
                         for (hour, decision, reason), n in sorted(hours.items())])
 
 
-def note_trust_fetch(store: Any, device_id: str, at: str) -> None:
+def note_trust_fetch(store: Store, device_id: str, at: str) -> None:
     """The device was just served trust data (200 or 304): its copy is current as of `at`.
     Called by the trust endpoint; a failure is logged, never the API's answer."""
     try:
@@ -144,7 +147,7 @@ def note_trust_fetch(store: Any, device_id: str, at: str) -> None:
         logging.getLogger("healthgate.fleet").exception("noting a trust fetch")
 
 
-def _note_trust_fetch(store: Any, device_id: str, at: str) -> None:
+def _note_trust_fetch(store: Store, device_id: str, at: str) -> None:
     with store.db.transaction() as tx:
         if tx.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone() is None:
             return
