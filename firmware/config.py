@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 from urllib.parse import urlsplit
 
+from firmware.protocol.decoded import Decoded
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -141,7 +143,7 @@ _POSITIVE = {
 }
 
 
-def _coerce(key: str, value: Any, kind: Any) -> Any:
+def _coerce(key: str, value: Decoded, kind: Any) -> Decoded:  # Any: a hint from get_type_hints
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):
@@ -155,13 +157,13 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     return value
 
 
-def _build(cls: type[D], data: dict[str, Any], prefix: str) -> D:
+def _build(cls: type[D], data: dict[str, Decoded], prefix: str) -> D:
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for key in data:
         if key not in known:
             raise ConfigError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(known))})")
-    values: dict[str, Any] = {}
+    values: dict[str, Decoded] = {}
     for f in fields(cls):
         if f.name not in data:
             continue
@@ -175,7 +177,7 @@ def _build(cls: type[D], data: dict[str, Any], prefix: str) -> D:
     return cls(**values)
 
 
-def parse_config(data: dict[str, Any]) -> Config:
+def parse_config(data: dict[str, Decoded]) -> Config:
     """Validate a parsed TOML document into a Config; raises ConfigError naming the key."""
     config: Config = _build(Config, data, "")
     country = config.kiosk.country

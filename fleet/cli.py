@@ -7,9 +7,10 @@ import os
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 from firmware.clihelp import HelpFormatter, add_version, example
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.envelope import DEFAULT_TRUST_NAMES as TRUST_NAMES
 
 if TYPE_CHECKING:
@@ -376,7 +377,7 @@ def _when(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def device_rows(devices: Sequence[Device], now: datetime, online_within_s: float) -> list[dict[str, Any]]:
+def device_rows(devices: Sequence[Device], now: datetime, online_within_s: float) -> list[dict[str, Decoded]]:
     """What `devices list` shows of each device, as JSON-ready values."""
     rows = []
     for device in devices:

@@ -24,6 +24,8 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_STATEMENT_TIMEOUT_MS = 30_000
 PG_LOCK_TIMEOUT_MS = 10_000
 
+DbValue = Any  # Any: a column value or parameter as sqlite3 and psycopg pass it (typed Any there)
+
 
 class Cursor(Protocol):
     """What the store reads from an executed statement (sqlite3 or psycopg cursor); the rows
@@ -32,11 +34,11 @@ class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
 
-    def fetchone(self) -> Any: ...
+    def fetchone(self) -> DbValue: ...
 
-    def fetchall(self) -> list[Any]: ...
+    def fetchall(self) -> list[DbValue]: ...
 
-    def __iter__(self) -> Iterator[Any]: ...
+    def __iter__(self) -> Iterator[DbValue]: ...
 
 
 class Tx(Protocol):
@@ -44,9 +46,9 @@ class Tx(Protocol):
 
     dialect: str
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+    def execute(self, sql: str, params: Sequence[DbValue] = ()) -> Cursor: ...
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[DbValue]]) -> None: ...
 
     def lock_device(self, device_id: str) -> None: ...
 
@@ -133,10 +135,10 @@ class _SqliteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, params: Sequence[DbValue] = ()) -> sqlite3.Cursor:
         return self._conn.execute(sql, tuple(params))
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Sequence[Sequence[DbValue]]) -> None:
         self._conn.executemany(sql, rows)
 
     def lock_device(self, device_id: str) -> None:
@@ -195,10 +197,10 @@ class _PostgresTx:
     def __init__(self, conn: psycopg.Connection[TupleRow]) -> None:
         self._conn = conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+    def execute(self, sql: str, params: Sequence[DbValue] = ()) -> Cursor:
         return self._conn.execute(sql.replace("?", "%s"), tuple(params))
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Sequence[Sequence[DbValue]]) -> None:
         with self._conn.cursor() as cursor:
             cursor.executemany(sql.replace("?", "%s"), rows)
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.event_codec import GENESIS_HASH, Event, make_event
 from firmware.protocol.request_signing import sign_request
 
@@ -46,9 +46,9 @@ def signed_post(session: requests.Session, base_url: str, key: Ed25519PrivateKey
 
 
 def upload(session: requests.Session, base_url: str, key: Ed25519PrivateKey, device_id: str,
-           events: list[Event], timeout_s: float = 10.0) -> dict[str, Any]:
+           events: list[Event], timeout_s: float = 10.0) -> dict[str, Decoded]:
     """Upload one batch; returns the server's JSON answer, raises for a non-200 status."""
     response = signed_post(session, base_url, key, device_id, batch_body(events), timeout_s)
     response.raise_for_status()
-    answer: dict[str, Any] = response.json()
+    answer: dict[str, Decoded] = response.json()
     return answer

@@ -8,11 +8,11 @@ fork or forgery: rejected and recorded as an incident, never stored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.protocol import events as schema
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.event_codec import (GENESIS_HASH, LOG_RESTARTED_KIND, Event, check_event,
                                            check_link)
 from firmware.protocol.timestamps import rfc3339, utc_now
@@ -26,9 +26,9 @@ MAX_BATCH_EVENTS = 1000  # also bounds the IN (...) lists below well inside SQLi
 class IngestResult:
     acked: list[int] = field(default_factory=list)
     duplicates: int = 0
-    rejected: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Decoded]] = field(default_factory=list)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Decoded]:
         return {"acked": sorted(self.acked), "duplicates": self.duplicates,
                 "rejected": sorted(self.rejected, key=lambda r: r["seq"])}
 

@@ -1,9 +1,9 @@
 """Request and response shapes of the fleet API (they also generate the OpenAPI document)."""
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from firmware.protocol.decoded import Decoded
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
@@ -35,7 +35,7 @@ class WireEvent(BaseModel):
     seq: int = Field(ge=0, lt=2**53)
     ts: str
     kind: str
-    body: dict[str, Any]
+    body: dict[str, Decoded]
     prev_hash: str = Field(description="hex SHA-256 of the previous event, 64 zeros first")
     hash: str
     sig: str = Field(description="base64 Ed25519 signature over the canonical content")
@@ -77,5 +77,5 @@ class TrustEnvelope(BaseModel):
     version: int
     issued_at: str
     key_id: str = Field(description="First 16 hex chars of SHA-256 of the raw fleet public key")
-    content: Any
+    content: Decoded
     sig: str = Field(description="Base64 Ed25519 over canonical JSON of the other fields")

@@ -6,10 +6,11 @@ import binascii
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.request_signing import (HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE,
                                                HEADER_TIME, verify_request)
 from fleet.storage import Store
@@ -113,7 +114,7 @@ def check_device(store: Store, request: RequestHeaders, now: datetime) -> Signed
 
 def authenticate(store: Store, headers: Mapping[str, str], method: str, path: str, body: bytes,
                  now: datetime, window_s: int = DEFAULT_SKEW_WINDOW_S,
-                 status: Mapping[str, Any] | None = None,
+                 status: Mapping[str, Decoded] | None = None,
                  prechecked: SignedHeaders | None = None) -> Caller:
     """Check headers, device, freshness and signature, then burn the nonce and note the device
     as seen (with what `status` says of it) in one transaction. Raises AuthError.

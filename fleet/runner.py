@@ -5,9 +5,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import uvicorn
+
+from firmware.protocol.decoded import Decoded
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -33,7 +35,7 @@ class ServerHandle:
         store: Store = self.app.state.store
         return store
 
-    def publish(self, name: str, content: Any) -> TrustItem:
+    def publish(self, name: str, content: Decoded) -> TrustItem:
         """Sign and publish a trust item with the app's signing key (needs signing_key_path)."""
         from fleet.trust import publish
 

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TypedDict, Unpack
+from typing import Callable, TypedDict, Unpack
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI, Path as PathParam, Request
@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from firmware.protocol import events as event_schema
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.event_codec import Event
 from firmware.protocol.freshness import FRESHNESS_HEADER
 from firmware.protocol.timestamps import rfc3339, utc_now
@@ -45,7 +46,7 @@ log = logging.getLogger("healthgate.fleet")
 DEFAULT_MAX_BODY_BYTES = admission.DEFAULT_MAX_BODY_BYTES
 MAX_SEQ = 2**53  # JSON-safe integers only; also far inside BIGINT
 API_VERSION = "1.0.0"
-BASIC_ERRORS: dict[int | str, dict[str, Any]] = {
+BASIC_ERRORS: dict[int | str, dict[str, Decoded]] = {
     status: {"model": models.ErrorResponse, "description": text} for status, text in {
         408: "BODY_TOO_SLOW: the body arrived slower than the minimum receive rate",
         413: "Body or batch too large (BODY_TOO_LARGE, BATCH_TOO_LARGE)",
@@ -54,7 +55,7 @@ BASIC_ERRORS: dict[int | str, dict[str, Any]] = {
              "SERVER_BUSY (the budget for bodies in flight is used up), DEVICE_BUSY (too many "
              "uploads in flight for this device)",
     }.items()}
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Decoded]] = {
     **BASIC_ERRORS, 401: {"model": models.ErrorResponse,
                           "description": "Request not authenticated: AUTH_FAILED (unknown "
                                          "device, bad signature, replayed nonce: one answer), "
@@ -183,7 +184,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
             raise Refused(_auth_refusal(error)) from None
 
     @app.get("/healthz", response_model=models.HealthResponse, tags=["operations"])
-    def healthz() -> dict[str, Any]:
+    def healthz() -> dict[str, Decoded]:
         """Liveness and schema version."""
         return {"status": "ok", "schema_version": store.schema_version(),
                 "database": store.dialect}
@@ -220,7 +221,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                   "schema": {"$ref": "#/components/schemas/EventBatch"}}}},
                   "parameters": _auth_parameters()})
-    async def post_events(request: Request) -> dict[str, Any]:
+    async def post_events(request: Request) -> dict[str, Decoded]:
         """Ingest a batch of signed events (any order). Signed request headers required."""
         body = await request.body()
         caller = await _authenticated(request, body)
@@ -258,7 +259,7 @@ def create_app(db_url: str, signing_key_path: Path | str | None = None, *,
 
     generate_openapi = app.openapi
 
-    def openapi() -> dict[str, Any]:
+    def openapi() -> dict[str, Decoded]:
         """The generated document plus the event batch schema (parsed by hand, see above)."""
         if app.openapi_schema is None:
             schema = generate_openapi()
@@ -288,7 +289,7 @@ def _is_signed(scope: Scope) -> bool:
                for method, route in SIGNED_ROUTES)
 
 
-def _auth_parameters() -> list[dict[str, Any]]:
+def _auth_parameters() -> list[dict[str, Decoded]]:
     described = {"X-Device-Id": "Registered device id",
                  "X-Timestamp": "RFC 3339 UTC time of signing",
                  "X-Nonce": "Random, never reused (8-128 of [A-Za-z0-9_-])",

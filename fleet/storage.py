@@ -10,13 +10,14 @@ import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, Union
+from typing import Callable, Iterator, Union
 
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.event_codec import Event
 from firmware.protocol.events import canonical_json
 from firmware.protocol.timestamps import rfc3339, utc_now
 from fleet.dashboard.schema import MIGRATION_3_SQL, migration_3_data, record_trust_history
-from fleet.db import DatabaseMissing, Tx, open_database
+from fleet.db import DatabaseMissing, DbValue, Tx, open_database
 
 # Each migration: (version, steps). A step is SQL (`{serial}` becomes the dialect's
 # auto-increment key) or a function of the transaction (data that SQL alone cannot move).
@@ -306,7 +307,7 @@ class Store:
 
     # -- replay protection --------------------------------------------------------------------
     def use_nonce(self, device_id: str, nonce: str, expires_at: int, now: int,
-                  seen_at: datetime | None = None, status: dict[str, Any] | None = None) -> bool:
+                  seen_at: datetime | None = None, status: dict[str, Decoded] | None = None) -> bool:
         """Remember a request nonce until `expires_at`; False when it was already used.
 
         With `seen_at` the same transaction records the accepted request on the device row:
@@ -352,9 +353,9 @@ class Store:
                               (device_id,)).fetchall()
         return [row_to_event(r) for r in rows]
 
-    def incidents(self, device_id: str | None = None) -> list[dict[str, Any]]:
+    def incidents(self, device_id: str | None = None) -> list[dict[str, Decoded]]:
         sql = "SELECT device_id, seq, reason, detail, at FROM incidents"
-        params: tuple[Any, ...] = ()
+        params: tuple[DbValue, ...] = ()
         if device_id is not None:
             sql, params = sql + " WHERE device_id = ?", (device_id,)
         with self.db.transaction(readonly=True) as tx:
@@ -397,12 +398,12 @@ class Store:
         return iter([TrustItem(r[0], int(r[1]), r[2], r[3].encode()) for r in rows])
 
 
-def row_to_event(row: Any) -> Event:
+def row_to_event(row: DbValue) -> Event:
     return Event(device_id=row[0], seq=int(row[1]), ts=row[2], kind=row[3],
                  body=json.loads(row[4]), prev_hash=row[5], hash=row[6], sig=row[7])
 
 
-def event_row(event: Event, received_at: str) -> tuple[Any, ...]:
+def event_row(event: Event, received_at: str) -> tuple[DbValue, ...]:
     return (event.device_id, event.seq, event.ts, event.kind, canonical_json(event.body).decode(),
             event.prev_hash, event.hash, event.sig, received_at)
 

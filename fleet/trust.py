@@ -7,12 +7,12 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.fsutil import ensure_private_dir
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.envelope import (DEFAULT_TRUST_NAMES, TRUST_NAME_PATTERN,
                                         envelope_signing_bytes)
 from firmware.protocol.events import canonical_json
@@ -44,10 +44,10 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def build_envelope(key: Ed25519PrivateKey, name: str, version: int, content: Any,
+def build_envelope(key: Ed25519PrivateKey, name: str, version: int, content: Decoded,
                    issued_at: datetime) -> bytes:
     """Signed envelope bytes: {"name","version","issued_at","key_id","content","sig"}."""
-    envelope: dict[str, Any] = {"name": name, "version": version, "issued_at": rfc3339(issued_at),
+    envelope: dict[str, Decoded] = {"name": name, "version": version, "issued_at": rfc3339(issued_at),
                                 "key_id": key_id(key.public_key()), "content": content}
     envelope["sig"] = base64.b64encode(key.sign(envelope_signing_bytes(envelope))).decode()
     return canonical_json(envelope)
@@ -60,7 +60,7 @@ def freshness_header(key: Ed25519PrivateKey, item: TrustItem, checked_at: dateti
                           checked_at)
 
 
-def publish(store: Store, key: Ed25519PrivateKey, name: str, content: Any,
+def publish(store: Store, key: Ed25519PrivateKey, name: str, content: Decoded,
             published_by: str | None = None) -> TrustItem:
     """Sign `content` as the next version of trust item `name` and store it for serving;
     `published_by` (default: the operating-system user) goes into the publishing history."""
@@ -79,7 +79,7 @@ def publish(store: Store, key: Ed25519PrivateKey, name: str, content: Any,
                            published_by)
 
 
-def load_content_file(path: Path) -> Any:
+def load_content_file(path: Path) -> Decoded:
     """Read the JSON content an operator publishes; ValueError with the file name if bad."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -16,7 +16,9 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+from firmware.protocol.decoded import Decoded
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -42,7 +44,7 @@ class Output:
                  error_stream: TextIO | None = None) -> None:
         self.command, self.mode, self.stream, self.dry_run = command, mode, stream, dry_run
         self.error_stream = error_stream or stream  # where "error: ..." goes without --json
-        self.result: dict[str, Any] = {}
+        self.result: dict[str, Decoded] = {}
         self.error: dict[str, str] | None = None
         self.messages: list[str] = []
         self._console: Console | None = None
@@ -166,7 +168,7 @@ class Output:
                   flush=True)
         return exit_code
 
-    def document(self, exit_code: int) -> dict[str, Any]:
+    def document(self, exit_code: int) -> dict[str, Decoded]:
         return {"command": self.command, "ok": exit_code == 0 and self.error is None,
                 "exit_code": exit_code, "dry_run": self.dry_run, "result": self.result,
                 "error": self.error, "messages": self.messages}

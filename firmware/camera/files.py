@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import numpy as np
 from PIL import Image
 
-from firmware.camera.base import CameraError, Frame, check_frame
+from firmware.camera.base import CameraError, Frame, FrameSource, check_frame
 
 if TYPE_CHECKING:
     import cv2
@@ -71,7 +71,7 @@ class ArraySource(Generic[T]):
         """Nothing to release; a restarted source resumes where it stopped (like a camera)."""
 
 
-class ImageFilesSource(ArraySource):
+class ImageFilesSource(ArraySource[Path]):
     """Images from one file or a folder (sorted by name), decoded lazily one at a time."""
 
     def __init__(self, path: str | Path, fps: float = 15.0, loop: bool = False) -> None:
@@ -137,7 +137,7 @@ class VideoFileSource:
             self._capture = None
 
 
-def iter_frames(source: ArraySource, timeout: float = 1.0) -> Iterator[Frame]:
+def iter_frames(source: FrameSource, timeout: float = 1.0) -> Iterator[Frame]:
     """Every frame of a finite source (for tools such as `healthgate check`)."""
     source.start()
     while not source.exhausted:

@@ -11,10 +11,10 @@ from firmware.camera.base import CameraError, Frame, check_frame
 class Picamera2Source:
     """picamera2 video configuration in RGB888 (which is BGR byte order in memory: we flip)."""
 
-    def __init__(self, width: int, height: int, module: Any = None) -> None:
+    def __init__(self, width: int, height: int, module: Any = None) -> None:  # Any: picamera2 ships no types
         self._size = (width, height)
         self._module = module  # injected in unit tests; the real picamera2 otherwise
-        self._camera: Any = None
+        self._camera: Any = None  # Any: a picamera2.Picamera2
         self._seq = 0
 
     def start(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -13,6 +12,7 @@ from cryptography.x509.oid import NameOID
 
 from firmware.demo.issuers import dcc as dcc_issue
 from firmware.credentials.trust import dcc_kid
+from firmware.protocol.decoded import Decoded
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def make_signer(country: str = "XX", valid_from: datetime | None = None,
     return DemoSigner(key, cert.public_bytes(serialization.Encoding.DER))
 
 
-def vaccination_payload(country: str = "XX", vaccinated_on: str = "2026-06-01") -> dict[str, Any]:
+def vaccination_payload(country: str = "XX", vaccinated_on: str = "2026-06-01") -> dict[str, Decoded]:
     """A schema-valid DCC vaccination entry for a fictional person (demo data only)."""
     uvci = f"URN:UVCI:01:{country}:DEMO{uuid.uuid4().hex[:12].upper()}"
     return {
@@ -54,7 +54,7 @@ def vaccination_payload(country: str = "XX", vaccinated_on: str = "2026-06-01") 
     }
 
 
-def issue_dcc(signer: DemoSigner, dcc: dict[str, Any], issued_at: datetime, expires_at: datetime,
+def issue_dcc(signer: DemoSigner, dcc: dict[str, Decoded], issued_at: datetime, expires_at: datetime,
               country: str = "XX", signing_key: ec.EllipticCurvePrivateKey | None = None) -> str:
     """An `HC1:` text: CWT -> COSE_Sign1 (ES256) -> zlib -> base45, as the hcert spec describes.
 

@@ -80,7 +80,7 @@ class LinkStats:
 RESENDABLE_NAKS = frozenset(f"nak:{reason.name}" for reason in
                             (NakReason.BAD_CRC, NakReason.BAD_LENGTH, NakReason.BUSY))
 
-PortOpener = Callable[..., Any]  # serial.serial_for_url-compatible factory
+PortOpener = Callable[..., Any]  # Any: a serial.serial_for_url-compatible factory (pyserial ships no types)
 
 
 class SerialLink:
@@ -94,7 +94,7 @@ class SerialLink:
         self._opener = opener
         self._clock = clock
         self._lock = threading.RLock()
-        self._port: Any = None
+        self._port: Any = None  # Any: a pyserial port (no types)
         self._decoder = StreamDecoder()
         self._seq = 0
         self.stats = LinkStats(rx=self._decoder.stats)

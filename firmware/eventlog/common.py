@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import asdict, dataclass
-from typing import Any
+
+from firmware.protocol.decoded import Decoded
 
 
 class EventLogError(Exception):
@@ -38,7 +39,7 @@ class LogStats:
     used_bytes: int  # database pages in use
     quota_bytes: int | None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Decoded]:
         return asdict(self)
 
 

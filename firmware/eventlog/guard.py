@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from firmware.protocol import events as schema
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.events import (  # re-exported: the log's existing names
     FORBIDDEN_FRAGMENTS,
     FORBIDDEN_KEYS,
@@ -79,7 +79,7 @@ class Prepared:
     """A body that may be logged, ready to sign and store once its seq is known."""
 
     kind: str
-    body: dict[str, Any]  # parsed back from `text`: exactly what is signed and returned
+    body: dict[str, Decoded]  # parsed back from `text`: exactly what is signed and returned
     text: str  # canonical JSON of the body
 
 

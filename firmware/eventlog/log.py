@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -24,6 +23,7 @@ from firmware.eventlog.sqlitefile import (Durability, IdentityMismatch, NewChain
                                           preallocate_wal)
 from firmware.eventlog.verify import (VerifyReport, broken_tail, read_meta, row_to_event,
                                      verify_connection)
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.event_codec import Event, make_event
 from firmware.protocol.keys import public_key_b64
 from firmware.protocol.timestamps import rfc3339, utc_now
@@ -174,7 +174,7 @@ class EventLog:
         return self._conn
 
     # ---- appending -----------------------------------------------------------------------
-    def append(self, kind: str, body: dict[str, Any], retry_of: object = None) -> Event:
+    def append(self, kind: str, body: dict[str, Decoded], retry_of: object = None) -> Event:
         """Sign, chain and durably commit one event; returns it only once it is on disk.
 
         Raises EventLogError (nothing is stored) for a refused body, a full quota or disk

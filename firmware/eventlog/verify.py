@@ -10,6 +10,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.event_codec import GENESIS_HASH, Event, check_event
 
 CHUNK_ROWS = 2_000  # rows fetched per query, so a 100k-event log never sits in memory at once
@@ -28,7 +29,7 @@ class VerifyReport:
     reason: str | None = None
     detail: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Decoded]:
         return asdict(self)
 
     def __str__(self) -> str:
@@ -47,7 +48,7 @@ def public_key_from_b64(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
 
 
-def row_to_event(device_id: str, row: tuple[Any, ...]) -> Event:
+def row_to_event(device_id: str, row: tuple[Any, ...]) -> Event:  # Any: a sqlite3 row
     seq, ts, kind, body, prev_hash, digest, sig = row[:7]
     return Event(device_id=device_id, seq=seq, ts=ts, kind=kind, body=json.loads(body),
                  prev_hash=prev_hash, hash=digest, sig=sig)

@@ -13,10 +13,11 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from firmware.protocol.decoded import Decoded
 from firmware.vision.antisharing import AntiSharing
 from firmware.vision.liveness import LivenessChecker, LivenessConfig
 from firmware.vision.matcher import match_1to1
@@ -46,9 +47,9 @@ class FaceOutcome:
     similarity: float | None = None  # to the enrolled template, for 1:1
     live: bool | None = None
     frames: int = 0
-    pad: dict[str, Any] | None = None  # PadResult.as_event(): scores only, when PAD ran
+    pad: dict[str, Decoded] | None = None  # PadResult.as_event(): scores only, when PAD ran
 
-    def as_event(self) -> dict[str, Any]:
+    def as_event(self) -> dict[str, Decoded]:
         event = {"ok": self.ok, "reason": self.reason,
                  "similarity": None if self.similarity is None else round(self.similarity, 3),
                  "live": self.live, "frames": self.frames}
@@ -127,7 +128,7 @@ class FaceCheck:
         self._pad_face = self._unembedded  # PAD judges the face that is embedded
         return quality
 
-    def _pad_gate(self) -> tuple[str | None, dict[str, Any] | None]:
+    def _pad_gate(self) -> tuple[str | None, dict[str, Decoded] | None]:
         """PAD on the latest usable face: (None when judged live, else the refusal reason;
         its scores for the event, None without PAD). One inference per model per face: face
         pass asks again on every frame it watches, also when no new usable face came in."""
@@ -174,7 +175,7 @@ class FaceCheck:
             reason = self._last_quality.reason if self._last_quality else None
             return FaceOutcome(False, reason or "NO_FACE", frames=self._frames)
         live: bool | None = None
-        pad_event: dict[str, Any] | None = None
+        pad_event: dict[str, Decoded] | None = None
         if self._liveness_mode == "model":
             refused, pad_event = self._pad_gate()
             if refused is not None:

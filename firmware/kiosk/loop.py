@@ -9,7 +9,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, cast
+from typing import TYPE_CHECKING, Protocol, TypeVar, Union, cast
 
 from firmware import __version__ as FIRMWARE_VERSION
 from firmware.camera.base import Frame, FrameSource
@@ -27,6 +27,7 @@ from firmware.kiosk.policy import Decision, FaceResult, Policy, awaits_face, dec
 from firmware.kiosk.pseudonym import Pseudonymiser
 from firmware.kiosk.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
 from firmware.kiosk.supervisor import WORKER_DIED, Change, Supervisor
+from firmware.protocol.decoded import Decoded
 from firmware.setup.code import is_provision_code
 from firmware.setup.firstboot import FirstBootSetup
 from firmware.status.board import StatusBoard
@@ -60,7 +61,7 @@ class DisplayPort(Protocol):
 class EventSink(Protocol):
     """What the kiosk needs of the event log (firmware.eventlog.EventLog)."""
 
-    def append(self, kind: str, body: dict[str, Any], retry_of: object = None) -> object: ...
+    def append(self, kind: str, body: dict[str, Decoded], retry_of: object = None) -> object: ...
 
 
 @dataclass
@@ -161,7 +162,7 @@ class Kiosk:
         self._faults: dict[str, str] = {}  # part -> what is wrong; FAULT while non-empty
         self._degraded: dict[str, str] = {}  # network workers down: recorded, not blocking
         # events waiting for the disk, each with the pending handle of an attempt that may be stored
-        self._unlogged: list[tuple[str, dict[str, Any], object]] = []
+        self._unlogged: list[tuple[str, dict[str, Decoded], object]] = []
         self._state_since = monotonic()
         self._last_code: tuple[str, float] | None = None  # (text, when) for the cooldown
         self._last_retry = 0.0
@@ -364,7 +365,7 @@ class Kiosk:
             self._write_log_and_show()
 
     # ---- events ---------------------------------------------------------------------------
-    def _log_event(self, kind: str, body: dict[str, Any]) -> bool:
+    def _log_event(self, kind: str, body: dict[str, Decoded]) -> bool:
         """Append durably; on failure keep the event in memory and latch FAULT(eventlog)."""
         self._unlogged.append((kind, body, None))
         return self._write_log_and_show()

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 from firmware.credentials import Verdict
+from firmware.protocol.decoded import Decoded
 
 if TYPE_CHECKING:  # only its fields are read here: the vision stack stays unimported
     from firmware.kiosk.facecheck import FaceOutcome
@@ -23,7 +24,7 @@ class Decision:
     pseudonym: str | None
     checks: dict[str, bool | None]
     latency_ms: float = 0.0  # frame captured -> decision shown (filled in by the loop)
-    face: dict[str, Any] | None = None  # FaceOutcome.as_event(): scores and codes only
+    face: dict[str, Decoded] | None = None  # FaceOutcome.as_event(): scores and codes only
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Mapping
+
+from firmware.protocol.decoded import Decoded
 
 RECENT_FAULTS = 20  # faults kept for the page (latched and cleared), newest last
 TICK_PUBLISH_S = 0.5  # the camera counters are republished at most this often from the tick
@@ -136,7 +138,7 @@ class StatusBoard:
             dropped_frames=self._dropped, camera_fps=self._fps, published_at=self._wall())
 
 
-def snapshot_dict(snap: LoopSnapshot) -> dict[str, Any]:
+def snapshot_dict(snap: LoopSnapshot) -> dict[str, Decoded]:
     """The snapshot as JSON-ready values."""
     return {
         "state": snap.state, "state_reason": snap.state_reason,

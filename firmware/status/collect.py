@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from firmware.eventlog.outbox import upload_counts
+from firmware.protocol.decoded import Decoded
 from firmware.statefolder import StateFolder
 from firmware.status.board import StatusBoard, iso, snapshot_dict
 
@@ -59,10 +60,10 @@ class StatusCollector:
         self.parts = parts
         self._monotonic = monotonic
         self._lock = threading.Lock()  # only between page requests, never the loop
-        self._cached: tuple[float, dict[str, Any]] | None = None
-        self._last_log: dict[str, Any] = {}
+        self._cached: tuple[float, dict[str, Decoded]] | None = None
+        self._last_log: dict[str, Decoded] = {}
 
-    def current(self) -> dict[str, Any]:
+    def current(self) -> dict[str, Decoded]:
         with self._lock:
             now = self._monotonic()
             if self._cached is not None and now - self._cached[0] < REFRESH_S:
@@ -71,7 +72,7 @@ class StatusCollector:
             self._cached = (now, status)
             return status
 
-    def _collect(self) -> dict[str, Any]:
+    def _collect(self) -> dict[str, Decoded]:
         p = self.parts
         status = snapshot_dict(p.board.snapshot())
         status["device_id"] = p.device_id
@@ -84,14 +85,14 @@ class StatusCollector:
         status["workers"] = self._workers()
         return status
 
-    def _workers(self) -> dict[str, Any] | None:
+    def _workers(self) -> dict[str, Decoded] | None:
         """The supervised threads as of the loop's last check (a frozen tuple: no lock)."""
         supervisor = self.parts.supervisor
         if supervisor is None:
             return None
         return {health.part: health.as_dict() for health in supervisor.health()}
 
-    def _display(self) -> dict[str, Any] | None:
+    def _display(self) -> dict[str, Decoded] | None:
         display = self.parts.display
         if display is None:
             return None
@@ -105,7 +106,7 @@ class StatusCollector:
                 "ack_timeouts": getattr(stats, "ack_timeouts", 0),
                 "naks": getattr(stats, "naks", 0)}
 
-    def _eventlog(self) -> dict[str, Any] | None:
+    def _eventlog(self) -> dict[str, Decoded] | None:
         path = self.parts.eventlog_path
         if path is None:
             return None
@@ -130,7 +131,7 @@ class StatusCollector:
                           "quota_used": None if not quota else round(used / quota, 4)}
         return self._last_log
 
-    def _uploader(self, eventlog: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _uploader(self, eventlog: dict[str, Decoded] | None) -> dict[str, Decoded] | None:
         uploader = self.parts.uploader
         if uploader is None:
             return None
@@ -142,11 +143,11 @@ class StatusCollector:
                 "offline_since": _iso_dt(st.offline_since),
                 "next_attempt_in_s": st.next_attempt_in_s}
 
-    def _trust(self) -> dict[str, Any] | None:
+    def _trust(self) -> dict[str, Decoded] | None:
         folder = self.parts.trust_dir
         if folder is None:
             return None
-        items: dict[str, Any] = {}
+        items: dict[str, Decoded] = {}
         try:
             state = json.loads((folder / StateFolder.TRUST_SYNC_STATE).read_text(encoding="utf-8"))
             raw = state.get("items", {}) if isinstance(state, dict) else {}
@@ -167,7 +168,7 @@ class StatusCollector:
                 "max_age_h": self.parts.max_trust_age_h,
                 "last_errors": list(getattr(worker, "last_errors", []) or [])}
 
-    def _clock(self) -> dict[str, Any] | None:
+    def _clock(self) -> dict[str, Decoded] | None:
         clock = self.parts.clock
         if clock is None:
             return None

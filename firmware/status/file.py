@@ -10,9 +10,9 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from firmware.fsutil import write_atomic
+from firmware.protocol.decoded import Decoded
 from firmware.statefolder import StateFolder
 
 STATUS_HEADER = "X-Healthgate-Status"  # sent with every signed request to the fleet
@@ -105,10 +105,10 @@ def format_header(software: str, trust_age_s: int | None, pending: int | None) -
     return "; ".join(parts)
 
 
-def parse_header(value: str | None) -> dict[str, Any]:
+def parse_header(value: str | None) -> dict[str, Decoded]:
     """The known fields of a status header; anything malformed or unknown is dropped (it is
     informational: a bad header must never refuse a request)."""
-    fields: dict[str, Any] = {}
+    fields: dict[str, Decoded] = {}
     if not value or len(value) > MAX_HEADER_CHARS:
         return fields
     for part in value.split(";"):

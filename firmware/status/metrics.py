@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from firmware.kiosk.states import State
+from firmware.protocol.decoded import Decoded
 
 PREFIX = "healthgate_kiosk"
 
@@ -15,7 +15,7 @@ PREFIX = "healthgate_kiosk"
 class _StatusMetrics:
     """A custom collector: every scrape reads the (cached) status; nothing is kept here."""
 
-    def __init__(self, current: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, current: Callable[[], dict[str, Decoded]]) -> None:
         self._current = current
 
     def collect(self) -> Iterator[Metric]:
@@ -88,7 +88,7 @@ def _optional(name: str, doc: str, value: float | None) -> Iterator[GaugeMetricF
         yield _gauge(name, doc, value)
 
 
-def metrics_text(current: Callable[[], dict[str, Any]]) -> bytes:
+def metrics_text(current: Callable[[], dict[str, Decoded]]) -> bytes:
     """One scrape: a registry of its own, so the process's default one is never touched."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_StatusMetrics(current))  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ class StatusSession(requests.Session):
                                                                       None, None)
 
     def request(self, method: str, url: str,  # type: ignore[override]
-                **kwargs: Any) -> requests.Response:
+                **kwargs: Any) -> requests.Response:  # Any: requests' own signature
         # get() and post() pass everything but the method and URL by keyword
         headers = dict(kwargs.pop("headers", None) or {})
         headers[STATUS_HEADER] = self.status_header()

@@ -136,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # Any: the stdlib's signature
         log.debug("status page: " + format, *args)
 
 

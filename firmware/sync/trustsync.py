@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from firmware.fsutil import write_atomic
 from firmware.protocol import finite_json
 from firmware.protocol.codederror import CodedError
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.envelope import (DEFAULT_TRUST_NAMES, TRUST_NAME_PATTERN, EnvelopeError,
                                         verify_envelope)
 from firmware.protocol.events import canonical_json
@@ -88,7 +89,7 @@ class TrustSync:
         self._state = self._read_state()
 
     # state -------------------------------------------------------------------------------------
-    def _read_state(self) -> dict[str, Any]:
+    def _read_state(self) -> dict[str, Decoded]:
         try:
             state = json.loads((self.cache_dir / StateFolder.TRUST_SYNC_STATE).read_text())
             if isinstance(state, dict) and isinstance(state.get("items"), dict):
@@ -220,8 +221,8 @@ class TrustSync:
         self._confirm(item, response, envelope, body)  # a replayed 200 is no fresher either
         return SyncOutcome(name, "updated", None, envelope["version"])
 
-    def _confirm(self, item: dict[str, Any], response: requests.Response,
-                 envelope: dict[str, Any], raw: bytes) -> None:
+    def _confirm(self, item: dict[str, Decoded], response: requests.Response,
+                 envelope: dict[str, Decoded], raw: bytes) -> None:
         """Set the item's `checked_at` from signed data only (freshness.confirmed_at)."""
         pinned = {key_id(key): key for key in self.pinned}
         when, source = confirmed_at(response.headers.get(FRESHNESS_HEADER), pinned, envelope,
@@ -229,7 +230,7 @@ class TrustSync:
         item.update({"checked_at": _iso(when), "checked_by": source})
 
     # reading the cache -------------------------------------------------------------------------
-    def _load_cached(self, name: str) -> dict[str, Any] | None:
+    def _load_cached(self, name: str) -> dict[str, Decoded] | None:
         try:
             raw = (self.cache_dir / f"{name}.json").read_bytes()
         except FileNotFoundError:
@@ -239,11 +240,11 @@ class TrustSync:
         except EnvelopeError:
             return None  # a damaged or foreign file is never used; the next sync replaces it
 
-    def load(self, name: str) -> dict[str, Any] | None:
+    def load(self, name: str) -> dict[str, Decoded] | None:
         """The verified cached envelope of `name` (re-checked from disk), or None."""
         return self._load_cached(name)
 
-    def content(self, name: str) -> Any:
+    def content(self, name: str) -> Decoded:
         envelope = self._load_cached(name)
         return None if envelope is None else envelope["content"]
 

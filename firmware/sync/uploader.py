@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware.eventlog.log import EventLogError
 from firmware.eventlog.outbox import Outbox
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.request_signing import sign_request
 from firmware.sync.backoff import BackoffPolicy
 from firmware.sync.neterror import cannot_reach
@@ -61,7 +61,7 @@ class UploaderStatus:
     batch_size: int
     uploaded_this_run: int
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Decoded]:
         data = asdict(self)
         for name in ("last_success", "last_attempt", "offline_since"):
             if data[name] is not None:

@@ -18,7 +18,6 @@ import hashlib
 import os
 import struct
 from pathlib import Path
-from typing import Any
 
 import cbor2
 import numpy as np
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from firmware.fsutil import write_atomic
 from firmware.protocol import cbor as bounded_cbor
+from firmware.protocol.decoded import Decoded
 from firmware.statefolder import StateFolder
 
 from .matcher import Gallery, TemplateError, normalise_template
@@ -125,7 +125,7 @@ def _split_blobs(data: bytes) -> tuple[bytes, list[bytes]]:
     return salt, blobs
 
 
-def _loads(plain: bytes) -> Any:
+def _loads(plain: bytes) -> Decoded:
     """A record or manifest map: the key can leak or the writer be buggy, so even authenticated
     plaintext is decoded bounded (no tags, so no value sharing; a few nodes; no trailing bytes)."""
     return bounded_cbor.loads(plain, max_bytes=MAX_RECORD_PLAIN_BYTES, allowed_tags=(),

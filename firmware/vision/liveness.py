@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from .types import Face
+
+from firmware.protocol.decoded import Decoded
 
 # Stable reason codes.
 NOT_ENOUGH_FRAMES = "NOT_ENOUGH_FRAMES"
@@ -69,7 +70,7 @@ class LivenessConfig:
 class LivenessResult:
     live: bool
     reason: str | None
-    measures: dict[str, Any] = field(default_factory=dict)
+    measures: dict[str, Decoded] = field(default_factory=dict)
 
 
 @dataclass
@@ -371,7 +372,7 @@ class LivenessChecker:
     def assess(self) -> LivenessResult:
         """Judge the frames collected so far. `live` only on positive evidence of a real face."""
         cfg = self.config
-        measures: dict[str, Any] = {"frames": len(self._frames), "rejected_frames": self._rejected}
+        measures: dict[str, Decoded] = {"frames": len(self._frames), "rejected_frames": self._rejected}
         if len(self._frames) < cfg.min_frames:
             return LivenessResult(False, NOT_ENOUGH_FRAMES, measures)
         screen, glare = self._screen_scores()

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from firmware.protocol.decoded import Decoded
 from firmware.vision.modeldir import default_model_dir
 from firmware.vision.runtime import TFLiteModel
 from firmware.vision.types import Face
@@ -88,7 +88,7 @@ class PadResult:
     reason: str | None
     scores: tuple[float, ...] = ()  # the fused softmax over the 3 classes, halved (sums to 1)
 
-    def as_event(self) -> dict[str, Any]:
+    def as_event(self) -> dict[str, Decoded]:
         return {"pad_live_score": round(self.live_score, 3),
                 "pad_scores": [round(s, 3) for s in self.scores]}
 
@@ -104,7 +104,7 @@ class PresentationAttackDetector:
     def __init__(self, model_dir: str | Path | None = None, num_threads: int = 2,
                  threshold: float | None = None) -> None:
         folder = Path(model_dir) if model_dir is not None else default_model_dir()
-        manifest: dict[str, Any] = json.loads((folder / MANIFEST_NAME).read_text())
+        manifest: dict[str, Decoded] = json.loads((folder / MANIFEST_NAME).read_text())
         self.models: list[tuple[TFLiteModel, float]] = []
         for entry in manifest["models"]:
             model = TFLiteModel(folder / str(entry["file"]), num_threads=num_threads)

@@ -5,10 +5,10 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from firmware.protocol.decoded import Decoded
 from firmware.vision.align import AlignmentError, align_face
 from firmware.vision.detector import BlazeFaceDetector, DetectorConfig
 from firmware.vision.embedder import Embedder
@@ -35,7 +35,7 @@ class ModelManifest:
 
     @classmethod
     def load(cls, folder: Path) -> "ModelManifest":
-        data: dict[str, Any] = json.loads((folder / MANIFEST_NAME).read_text())
+        data: dict[str, Decoded] = json.loads((folder / MANIFEST_NAME).read_text())
         template = np.asarray(data["alignment_template"], dtype=np.float64)
         if template.shape != (4, 2):
             raise ValueError(f"{MANIFEST_NAME}: alignment_template must be 4x2")

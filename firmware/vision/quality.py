@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .types import Face
+
+from firmware.protocol.decoded import Decoded
 
 # Stable reason codes (the display maps each to a hint such as "come closer").
 INVALID_IMAGE = "INVALID_IMAGE"
@@ -60,7 +62,7 @@ class QualityResult:
 
     ok: bool
     reason: str | None
-    measures: dict[str, Any] = field(default_factory=dict)
+    measures: dict[str, Decoded] = field(default_factory=dict)
     face: Face | None = None  # the face that was assessed (the largest usable one)
 
 
@@ -193,7 +195,7 @@ def assess(rgb: np.ndarray, faces: Sequence[Face], config: QualityConfig | None 
     except TypeError:  # not a sequence of faces
         candidates = []
     usable = [f for f in candidates if _valid_face(f) and f.score >= cfg.min_detector_score]
-    measures: dict[str, Any] = {"faces": len(usable)}
+    measures: dict[str, Decoded] = {"faces": len(usable)}
     if not usable:
         return QualityResult(False, NO_FACE, measures)
     face = max(usable, key=lambda f: f.width * f.height)

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from firmware.protocol.decoded import Decoded
+
 
 # The TFLite runtime's C++ side prints this to fd 2 on every interpreter it creates; in the demo
 # and `healthgate run` it reads like a problem. Only this line is dropped: anything else the
@@ -55,7 +57,7 @@ class ModelLoadError(RuntimeError):
     """A model file is missing, unreadable or not a usable TFLite flatbuffer."""
 
 
-def _interpreter_class() -> Callable[..., Any]:
+def _interpreter_class() -> Callable[..., Any]:  # Any: LiteRT ships no types
     """Return the first available Interpreter class.
 
     LiteRT (ai-edge-litert) is preferred; tflite-runtime is the fallback for older Pi OS images;
@@ -139,7 +141,7 @@ class TFLiteModel:
         self._pixel_buffer = np.empty(spec.shape, dtype=spec.dtype)
 
     @staticmethod
-    def _spec(detail: dict[str, Any]) -> TensorSpec:
+    def _spec(detail: dict[str, Decoded]) -> TensorSpec:
         scale, zero_point = detail.get("quantization", (0.0, 0))
         return TensorSpec(
             index=int(detail["index"]),

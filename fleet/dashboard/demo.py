@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.event_codec import GENESIS_HASH, Event, make_event
 from fleet.ingest import ingest
 from fleet.tokens import new_token
@@ -39,7 +40,7 @@ def chain(key: Ed25519PrivateKey, device_id: str, start: datetime, decisions: in
           fault: str | None = None, recovered: bool = False, spacing_s: float = 300.0,
           firmware: str = DEMO_FIRMWARE) -> list[Event]:
     """boot, `decisions` decisions every `spacing_s`, then optionally a fault (and recovery)."""
-    bodies: list[tuple[str, dict[str, Any]]] = [("boot", {"firmware": firmware})]
+    bodies: list[tuple[str, dict[str, Decoded]]] = [("boot", {"firmware": firmware})]
     for index in range(decisions):
         granted = index % 4 != 3
         bodies.append(("decision", {"decision": "granted" if granted else "denied",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -11,6 +11,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from starlette.concurrency import run_in_threadpool
 
 from fleet.dashboard.queries import fleet_totals
+
+from firmware.protocol.decoded import Decoded
 
 if TYPE_CHECKING:
     from fleet.storage import Store
@@ -22,7 +24,7 @@ class _FleetMetrics:
     """Counts come from the database, so every worker process reports the same totals and a
     restart loses nothing; `rate(healthgate_fleet_events_stored_total[5m])` is the ingest rate."""
 
-    def __init__(self, totals: dict[str, Any]) -> None:
+    def __init__(self, totals: dict[str, Decoded]) -> None:
         self._totals = totals
 
     def collect(self) -> Iterator[Metric]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from firmware.protocol.decoded import Decoded
+from fleet.db import DbValue
 
 if TYPE_CHECKING:
     from fleet.storage import Store
@@ -37,7 +40,7 @@ def _parse(ts: str | None) -> datetime | None:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-def _row(r: Any, incidents: dict[str, int], now: datetime) -> DeviceRow:
+def _row(r: DbValue, incidents: dict[str, int], now: datetime) -> DeviceRow:
     parts = json.loads(r[6] or "{}")
     faults = sorted((p, v.get("problem", "")) for p, v in parts.items() if v.get("fault"))
     seen = _parse(r[2])
@@ -83,8 +86,8 @@ class DeviceDetail:
     row: DeviceRow
     hours: list[tuple[str, int, int]]  # (hour, granted, denied), oldest first
     reasons: list[tuple[str, int]]  # deny reasons, all time, most frequent first
-    timeline: list[dict[str, Any]]  # latest events: seq, ts, kind and non-personal fields
-    incidents: list[dict[str, Any]]
+    timeline: list[dict[str, Decoded]]  # latest events: seq, ts, kind and non-personal fields
+    incidents: list[dict[str, Decoded]]
 
 
 def device_detail(store: Store, device_id: str, now: datetime | None = None) -> DeviceDetail | None:
@@ -118,7 +121,7 @@ def device_detail(store: Store, device_id: str, now: datetime | None = None) -> 
         [{"seq": i[0], "reason": i[1], "detail": i[2], "at": i[3]} for i in incident_rows])
 
 
-def _timeline_entry(row: Any) -> dict[str, Any]:
+def _timeline_entry(row: DbValue) -> dict[str, Decoded]:
     """Only what a timeline needs: never the pseudonym, checks or face scores."""
     body = json.loads(row[3])
     shown = {"decision": ("decision", "reason", "format"), "fault": ("part", "problem"),
@@ -128,7 +131,7 @@ def _timeline_entry(row: Any) -> dict[str, Any]:
             "what": " ".join(str(body[k]) for k in shown if body.get(k) is not None)}
 
 
-def tokens(store: Store) -> list[dict[str, Any]]:
+def tokens(store: Store) -> list[dict[str, Decoded]]:
     """The newest 200 tokens (Store.tokens, as `token list` reads them), times in RFC 3339."""
     def when(t: int | None) -> str | None:
         return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(
@@ -138,7 +141,7 @@ def tokens(store: Store) -> list[dict[str, Any]]:
             for t in store.tokens(newest_first=True, limit=200)]
 
 
-def trust_history(store: Store) -> list[dict[str, Any]]:
+def trust_history(store: Store) -> list[dict[str, Decoded]]:
     with store.db.transaction(readonly=True) as tx:
         rows = tx.execute("SELECT name, version, key_id, etag, published_at, published_by "
                           "FROM trust_history ORDER BY id DESC LIMIT 500").fetchall()
@@ -146,7 +149,7 @@ def trust_history(store: Store) -> list[dict[str, Any]]:
             for r in rows]
 
 
-def fleet_totals(store: Store) -> dict[str, Any]:
+def fleet_totals(store: Store) -> dict[str, Decoded]:
     """For /metrics: events stored, rejects by reason, devices registered and seen."""
     since = (datetime.now(timezone.utc) - OFFLINE_AFTER).strftime("%Y-%m-%dT%H:%M:%S")
     with store.db.transaction(readonly=True) as tx:

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from firmware.protocol import finite_json
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.timestamps import utc_now
 from fleet.dashboard import queries
 from fleet.dashboard.auth import COOKIE, SESSION_TTL_S, Session, SessionSigner, check_password, \
@@ -48,7 +49,7 @@ def dashboard_router(store: Store, login_limiter: LoginLimiter | None = None) ->
     signer = SessionSigner(store)
     limiter = login_limiter or LoginLimiter()
 
-    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:  # Any: Jinja's context
         html = env.get_template(name).render(base=BASE, **context)
         return HTMLResponse(html, status_code=status, headers=_headers())
 
@@ -69,7 +70,7 @@ def dashboard_router(store: Store, login_limiter: LoginLimiter | None = None) ->
     def to_login() -> RedirectResponse:
         return RedirectResponse(f"{BASE}/login", status_code=303, headers=_headers())
 
-    def chrome(session: Session) -> dict[str, Any]:
+    def chrome(session: Session) -> dict[str, Decoded]:
         return {"operator": session.operator, "csrf": signer.csrf(session)}
 
     @router.get("/static/{name}")

@@ -10,8 +10,9 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from firmware.protocol.decoded import Decoded
 from firmware.protocol.event_codec import Event
 from fleet.db import Tx
 
@@ -100,7 +101,7 @@ def update_aggregates(tx: Tx, device_id: str, events: Iterable[Event], received_
                      (device_id,)).fetchone()
     last_seen, last_ts, count, min_seq, max_seq, parts_text, firmware, firmware_seq = (
         row if row is not None else (None, None, 0, None, None, "{}", None, None))
-    parts: dict[str, Any] = json.loads(parts_text or "{}")
+    parts: dict[str, Decoded] = json.loads(parts_text or "{}")
     hours: Counter[tuple[str, str, str]] = Counter()
     for event in events:
         count = int(count) + 1

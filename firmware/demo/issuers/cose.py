@@ -1,8 +1,6 @@
 """Sign COSE_Sign1 messages and ES256 signatures (demo, tests, benchmarks); the verifiers only verify."""
 from __future__ import annotations
 
-from typing import Any
-
 import cbor2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -19,6 +17,7 @@ from firmware.credentials.cose_sign1 import (
     sig_structure,
 )
 from firmware.credentials.es256 import COORDINATE_BYTES, canonical_signature
+from firmware.protocol.decoded import Decoded
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PSS_SALT_BYTES = 32  # what we sign with; verification accepts any salt length (PSS.AUTO)
@@ -50,13 +49,13 @@ def encode_sign1(
     kid: bytes | str | None,
     tagged: bool = True,
     kid_unprotected: bool = False,
-    extra_protected: dict[Any, Any] | None = None,
+    extra_protected: dict[Decoded, Decoded] | None = None,
 ) -> bytes:
     """Sign `payload` as a COSE_Sign1 (alg from the key type; kid in the protected header unless
     `kid_unprotected`, left out when None; a text kid is written as its UTF-8 bytes)."""
     alg = alg_for_key(key)
-    header: dict[Any, Any] = {HEADER_ALG: alg}
-    unprotected: dict[Any, Any] = {}
+    header: dict[Decoded, Decoded] = {HEADER_ALG: alg}
+    unprotected: dict[Decoded, Decoded] = {}
     if kid is not None:
         kid_bytes = kid.encode("utf-8") if isinstance(kid, str) else kid
         (unprotected if kid_unprotected else header)[HEADER_KID] = kid_bytes

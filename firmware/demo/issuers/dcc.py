@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import zlib
 from datetime import datetime
-from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -11,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from firmware.credentials.base45 import b45encode
 from firmware.credentials.dcc.codec import CLAIM_EXP, CLAIM_HCERT, CLAIM_IAT, CLAIM_ISS, PREFIX
 from firmware.demo.issuers.cose import encode_sign1
+from firmware.protocol.decoded import Decoded
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -21,10 +21,10 @@ def sign1(payload: bytes, key: PrivateKey, kid: bytes | None, *, kid_unprotected
     return encode_sign1(payload, key, kid=kid, kid_unprotected=kid_unprotected, tagged=tagged)
 
 
-def cwt_payload(dcc: dict[str, Any], issued: datetime, expires: datetime,
+def cwt_payload(dcc: dict[str, Decoded], issued: datetime, expires: datetime,
                 issuer: str | None = None) -> bytes:
     """The CBOR CWT claims carrying `dcc` as claim -260/1."""
-    claims: dict[int, Any] = {CLAIM_IAT: int(issued.timestamp()), CLAIM_EXP: int(expires.timestamp()),
+    claims: dict[int, Decoded] = {CLAIM_IAT: int(issued.timestamp()), CLAIM_EXP: int(expires.timestamp()),
                               CLAIM_HCERT: {1: dcc}}
     if issuer is not None:
         claims[CLAIM_ISS] = issuer
@@ -36,7 +36,7 @@ def encode_hc1(cose: bytes) -> str:
     return PREFIX + b45encode(zlib.compress(cose, 9))
 
 
-def issue_dcc(dcc: dict[str, Any], key: PrivateKey, kid: bytes, issued: datetime,
+def issue_dcc(dcc: dict[str, Decoded], key: PrivateKey, kid: bytes, issued: datetime,
               expires: datetime, issuer: str | None = None) -> str:
     """A complete, signed `HC1:` credential for `dcc`."""
     return encode_hc1(sign1(cwt_payload(dcc, issued, expires, issuer), key, kid))

@@ -6,7 +6,6 @@ import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -20,6 +19,7 @@ from firmware.credentials.shc.codec import (
 from firmware.credentials.shc.trust import ShcTrust
 from firmware.credentials.trust import TrustStore
 from firmware.demo.issuers.cose import es256_sign
+from firmware.protocol.decoded import Decoded
 
 DEMO_ISSUER = "https://issuer.healthgate.invalid/shc"
 
@@ -32,7 +32,7 @@ class DemoIssuer:
     iss: str = DEMO_ISSUER
 
     @property
-    def jwk(self) -> dict[str, Any]:
+    def jwk(self) -> dict[str, Decoded]:
         return jwk_from_public_key(self.key.public_key())
 
     def trust(self, crl_version: int | None = None) -> ShcTrust:
@@ -51,9 +51,9 @@ def new_issuer(iss: str = DEMO_ISSUER) -> DemoIssuer:
 
 
 def card_claims(iss: str, nbf: float, *, exp: float | None = None, rid: str | None = None,
-                doses: int = 1) -> dict[str, Any]:
+                doses: int = 1) -> dict[str, Decoded]:
     """JWT claims of a synthetic immunization card (fictitious patient)."""
-    entries: list[dict[str, Any]] = [{
+    entries: list[dict[str, Decoded]] = [{
         "fullUrl": "resource:0",
         "resource": {"resourceType": "Patient", "name": [{"family": "Example", "given": ["Pat"]}],
                      "birthDate": "1970-01-01"},
@@ -68,20 +68,20 @@ def card_claims(iss: str, nbf: float, *, exp: float | None = None, rid: str | No
                          "occurrenceDateTime": f"2021-0{1 + dose % 9}-01",
                          "lotNumber": f"{dose:07d}"},
         })
-    vc: dict[str, Any] = {
+    vc: dict[str, Decoded] = {
         "type": ["https://smarthealth.cards#health-card"],
         "credentialSubject": {"fhirVersion": "4.0.1", "fhirBundle": {
             "resourceType": "Bundle", "type": "collection", "entry": entries}},
     }
     if rid is not None:
         vc["rid"] = rid
-    claims: dict[str, Any] = {"iss": iss, "nbf": nbf, "vc": vc}
+    claims: dict[str, Decoded] = {"iss": iss, "nbf": nbf, "vc": vc}
     if exp is not None:
         claims["exp"] = exp
     return claims
 
 
-def sign_compact_jws(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
+def sign_compact_jws(payload: dict[str, Decoded], key: ec.EllipticCurvePrivateKey) -> str:
     """Issue an SHC JWS: minified JSON, raw DEFLATE, ES256, kid = thumbprint (demo and tests)."""
     kid = jwk_thumbprint(jwk_from_public_key(key.public_key()))
     header = {"zip": "DEF", "alg": "ES256", "kid": kid}
@@ -98,7 +98,7 @@ def derive_rid(secret_key: bytes, kid: str, user_id: str) -> str:
     return b64url_encode(mac.digest()[:8])
 
 
-def issue_card(issuer: DemoIssuer, claims: dict[str, Any]) -> list[str]:
+def issue_card(issuer: DemoIssuer, claims: dict[str, Decoded]) -> list[str]:
     """Sign the claims and return the `shc:/` QR texts (several when the JWS needs chunks)."""
     return jws_to_qr_texts(sign_compact_jws(claims, issuer.key))
 
