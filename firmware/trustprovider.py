@@ -4,14 +4,13 @@ from __future__ import annotations
 import logging
 import stat
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from firmware.credentials import TrustStore
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from firmware.protocol.envelope import PinnedKeys
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ class TrustProvider:
     """
 
     def __init__(self, directory: Path, country: str | None = None, region: str | None = None,
-                 pinned_keys: Sequence[Ed25519PublicKey] | None = None,
+                 pinned_keys: PinnedKeys = None,
                  dcc_signer_validity: str | None = None) -> None:
         self._directory = directory
         self._signer_validity = dcc_signer_validity  # None: the TrustStore default

@@ -26,7 +26,7 @@ from firmware.statefolder import StateFolder
 
 if TYPE_CHECKING:
     import numpy as np
-    
+
     from firmware.app import KioskApp
     from firmware.protocol.event_codec import Event
     from firmware.sync.uploader import Uploader

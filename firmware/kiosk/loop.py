@@ -28,6 +28,7 @@ from firmware.kiosk.pseudonym import Pseudonymiser
 from firmware.kiosk.states import CHECKING_STATES, READY_STATES, RESULT_STATES, State
 from firmware.kiosk.supervisor import WORKER_DIED, Change, Supervisor
 from firmware.protocol.decoded import Decoded
+from firmware.protocol.events import FAULT_PROBLEM_MAX_CHARS
 from firmware.setup.code import is_provision_code
 from firmware.setup.firstboot import FirstBootSetup
 from firmware.status.board import StatusBoard
@@ -322,7 +323,7 @@ class Kiosk:
         log.warning("fault: %s: %s", part, problem)
         self.summary.faults.append((part, problem))
         self.status.on_fault(part, problem)
-        self._unlogged.append(("fault", {"part": part, "problem": problem[:200]}, None))
+        self._unlogged.append(("fault", {"part": part, "problem": problem[:FAULT_PROBLEM_MAX_CHARS]}, None))
 
     def _record_clear(self, part: str) -> None:
         log.info("fault cleared: %s", part)

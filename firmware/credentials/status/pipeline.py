@@ -54,7 +54,7 @@ def verify_member(issuer: str, subject: bytes, trust: TrustStore, at: datetime) 
     return run_stages("status", stages)
 
 
-def _run(text: str, status_trust: StatusTrust | None, at: datetime, checks: dict[str, bool | None],
+def _run(text: str, status_trust: StatusTrust | None, at: datetime, checks: Checks,
          state: StageState) -> None:
     checks["prefix"] = isinstance(text, str) and text[:4].upper() == "HG1:"
     try:
@@ -121,7 +121,7 @@ def _run(text: str, status_trust: StatusTrust | None, at: datetime, checks: dict
 
 
 def _decide(record: StatusRecord, code_issued_at: int, now: float,
-            checks: dict[str, bool | None], state: StageState) -> None:
+            checks: Checks, state: StageState) -> None:
     """The record's verdict: superseded code, expired record, then the colour."""
     state["payload"].update({"colour": record.colour, "valid_until": record.valid_until,
                              "record_issued_at": record.issued_at})
